@@ -1,0 +1,109 @@
+"""``evault ledger …``: notes, checkpoints, entries, proofs, the verifier key, fsck."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from typing import Any
+
+from api.config import Config
+from api.runtime import open_runtime
+from vault.ledger import make_entry
+from vault.ledger.fsck import fsck
+
+
+def register(sub: Any) -> None:
+    ledger = sub.add_parser("ledger", help="the Merkle ledger")
+    lsub = ledger.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", required=True)
+
+    p = lsub.add_parser("note", help="append operator notes, one entry per text")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    p.set_defaults(func=note)
+
+    p = lsub.add_parser("checkpoint", help="sign a checkpoint now and print it")
+    p.set_defaults(func=checkpoint)
+
+    p = lsub.add_parser("entry", help="print the exact logged bytes of an entry")
+    p.add_argument("index", type=int)
+    p.set_defaults(func=entry)
+
+    p = lsub.add_parser(
+        "proof", help="print a tlog-proof@v1 of an entry against the latest checkpoint"
+    )
+    p.add_argument("index", type=int)
+    p.set_defaults(func=proof)
+
+    p = lsub.add_parser(
+        "consistency", help="print a consistency proof between two sizes (base64 lines)"
+    )
+    p.add_argument("old", type=int)
+    p.add_argument("new", type=int)
+    p.set_defaults(func=consistency)
+
+    p = lsub.add_parser("vkey", help="print the log's verifier key (C2SP vkey)")
+    p.set_defaults(func=vkey)
+
+    p = lsub.add_parser("fsck", help="recompute every tile and root; check every checkpoint")
+    p.set_defaults(func=run_fsck)
+
+
+async def note(args: argparse.Namespace, cfg: Config) -> int:
+    entries = [make_entry("note", {"text": t}) for t in args.texts]
+    async with open_runtime(cfg) as rt:
+        indexes = await rt.ledger.append(entries)
+        cp = await rt.ledger.checkpoint()
+    for i in indexes:
+        print(i)
+    print(f"checkpoint size {cp.size}", file=sys.stderr)
+    return 0
+
+
+async def checkpoint(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt:
+        cp = await rt.ledger.checkpoint()
+    sys.stdout.write(cp.note)
+    return 0
+
+
+async def entry(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt:
+        data = await rt.ledger.entry(args.index)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.write(b"\n")
+    return 0
+
+
+async def proof(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt:
+        text = await rt.ledger.tlog_proof(args.index)
+    sys.stdout.write(text)
+    return 0
+
+
+async def consistency(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt:
+        hashes = await rt.ledger.consistency(args.old, args.new)
+    for h in hashes:
+        print(base64.b64encode(h).decode())
+    return 0
+
+
+def vkey(args: argparse.Namespace, cfg: Config) -> int:
+    from vault.keys import load_signer
+
+    print(load_signer(cfg.path(cfg.ledger.key_file)).vkey)
+    return 0
+
+
+async def run_fsck(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt, rt.db.pool.acquire() as conn:
+        report = await fsck(conn, rt.ledger.verifier, rt.ledger.log_path)
+    for problem in report.problems:
+        print(f"FAIL: {problem}")
+    if report.ok:
+        print(f"ok: {report.size} entries, {report.checkpoints_checked} checkpoints verified")
+        return 0
+    where = "" if report.first_bad_index is None else f"; first bad index {report.first_bad_index}"
+    print(f"fsck found {len(report.problems)} problem(s){where}")
+    return 1

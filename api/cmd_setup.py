@@ -1,0 +1,79 @@
+"""``evault init``, ``evault serve`` and ``evault config-reference``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from api.app import make_app
+from api.config import Config, default_toml, find_config_file, load
+from api.configdoc import config_reference
+from vault.keys import create_signing_key
+
+log = logging.getLogger("evault.serve")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("init", help="create the data directory, default config and signing key")
+    p.set_defaults(func=cmd_init, no_config=True)
+
+    p = sub.add_parser("serve", help="run the service (API, watchers, media workers, checkpointer)")
+    p.add_argument("--listen", help="HOST:PORT (default: service.listen)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config-reference", help="print every configuration key (Markdown)")
+    p.set_defaults(func=lambda args, cfg: print(config_reference()), no_config=True)
+
+
+def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
+    """Write the default config (never over an existing one), create folders and the key."""
+    cfg_path, data_dir = find_config_file(args.config, args.data)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not cfg_path.exists():
+        if cfg_path.parent != data_dir:
+            cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(default_toml())
+        print(f"wrote {cfg_path}")
+    else:
+        print(f"kept existing {cfg_path}")
+    cfg = load(str(cfg_path) if args.config else None, str(data_dir))
+    for folder in (cfg.path(cfg.store.root), cfg.path(cfg.store.quarantine)):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for dock in cfg.docks:
+        cfg.path(dock.path).mkdir(parents=True, exist_ok=True, mode=0o700)
+    signer, created = create_signing_key(cfg.path(cfg.ledger.key_file), cfg.ledger.origin)
+    print(
+        ("created" if created else "kept existing")
+        + f" signing key {cfg.path(cfg.ledger.key_file)}"
+    )
+    print(f"verifier key (give it to reviewers out of band):\n{signer.vkey}")
+    return 0
+
+
+async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
+    """Serve until SIGINT/SIGTERM; everything opened is closed in order."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.warning("running as root: in production run evidence-vault as its own user")
+    listen = args.listen or cfg.service.listen
+    host, _, port = listen.rpartition(":")
+    app = make_app(cfg)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+    await site.start()
+    print(f"evidence-vault serving on http://{host or '127.0.0.1'}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0

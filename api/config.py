@@ -1,0 +1,165 @@
+"""The whole configuration: discovery, loading, environment overrides, the default file.
+
+Every command finds its configuration the same way: ``--config FILE``, else ``$EVAULT_CONFIG``,
+else ``<data>/evault.toml`` where the data directory is ``--data DIR``, else ``$EVAULT_DATA``,
+else ``./data``. Environment variables ``EVAULT_<SECTION>_<KEY>`` (e.g. ``EVAULT_DATABASE_DSN``)
+override keys of the single-table sections; values are read as TOML values where they parse as
+one and as strings otherwise. Relative paths in the file are resolved against the data directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.config import DockConfig, MediaConfig
+from vault.config import DatabaseConfig, LedgerConfig, StoreConfig
+from vault.errors import ConfigError
+from vault.settings import build, describe, setting, to_toml_value
+
+CONFIG_NAME = "evault.toml"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """[service]: the HTTP service."""
+
+    listen: str = setting("127.0.0.1:8420", "HOST:PORT the HTTP service listens on.")
+    log_level: str = setting(
+        "info", "Least severe log level written.", choices=("debug", "info", "warning", "error")
+    )
+
+
+@dataclass(frozen=True)
+class PrincipalSeed:
+    """[[principals]]: principals created at start if they do not exist yet."""
+
+    id: str = setting(doc="Principal id.")
+    roles: tuple[str, ...] = setting(factory=tuple, doc="Roles (admin, auditor, reviewer, ...).")
+    clearance: str = setting("internal", "Clearance level slug (public ... top_secret).")
+    caveats: tuple[str, ...] = setting(factory=tuple, doc="Caveats held.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The root of evault.toml."""
+
+    data: Path = setting(Path(), "Data directory; relative to the config file's folder.")
+    service: ServiceConfig = setting(factory=ServiceConfig, doc="The HTTP service.")
+    database: DatabaseConfig = setting(factory=DatabaseConfig, doc="PostgreSQL.")
+    ledger: LedgerConfig = setting(factory=LedgerConfig, doc="The Merkle ledger.")
+    store: StoreConfig = setting(factory=StoreConfig, doc="The blob store.")
+    media: MediaConfig = setting(factory=MediaConfig, doc="Media workers.")
+    docks: tuple[DockConfig, ...] = setting(factory=tuple, doc="Dock folders watched.")
+    principals: tuple[PrincipalSeed, ...] = setting(factory=tuple, doc="Seeded principals.")
+
+    def path(self, p: Path) -> Path:
+        """``p`` resolved against the data directory."""
+        return p if p.is_absolute() else self.data / p
+
+
+_SECTION_TYPES: dict[str, Any] = {
+    "service": ServiceConfig,
+    "database": DatabaseConfig,
+    "ledger": LedgerConfig,
+    "store": StoreConfig,
+    "media": MediaConfig,
+}
+_SECTIONS = set(_SECTION_TYPES)
+
+
+def find_config_file(config: str | None = None, data: str | None = None) -> tuple[Path, Path]:
+    """(config file, data directory) by the discovery rule in the module docstring."""
+    data_dir = Path(data or os.environ.get("EVAULT_DATA") or "data").resolve()
+    chosen = config or os.environ.get("EVAULT_CONFIG")
+    cfg = Path(chosen).resolve() if chosen else data_dir / CONFIG_NAME
+    return cfg, data_dir
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Parse ``EVAULT_<SECTION>_<KEY>`` variables into a nested dict of overrides."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith("EVAULT_"):
+            continue
+        rest = name[len("EVAULT_") :].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTIONS or not key:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load(
+    config: str | None = None,
+    data: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate the configuration; ConfigError names file, key and expectation."""
+    env = os.environ if environ is None else environ
+    path, data_dir = find_config_file(config, data)
+    if not path.exists():
+        raise ConfigError(f"{path}: no configuration file; run `evault init --data {data_dir}`")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for section, values in env_overrides(env).items():
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table")
+        table.update(values)
+    cfg = build(Config, raw, source=str(path))
+    cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
+    _check_docks(cfg, str(path))
+    return cfg
+
+
+def _check_docks(cfg: Config, source: str) -> None:
+    seen: set[str] = set()
+    for dock in cfg.docks:
+        if dock.id in seen:
+            raise ConfigError(f"{source}: docks: dock id {dock.id!r} appears twice")
+        seen.add(dock.id)
+
+
+def default_toml() -> str:
+    """The default evault.toml: one dock ``dock-01`` and an ``admin`` principal."""
+    lines = [
+        "# evidence-vault configuration. Every key and its default: docs/configuration.md",
+        "# or `evault config-reference`. Relative paths are resolved against `data`.",
+        'data = "."',
+        "",
+    ]
+    for section in _SECTION_TYPES:
+        lines.append(f"[{section}]")
+        cls = _SECTION_TYPES[section]
+        for doc in describe(cls):
+            lines.append(f"# {doc.doc}")
+            lines.append(f"{doc.key} = {to_toml_value(getattr(cls(), doc.key))}")
+        lines.append("")
+    lines += [
+        "[[docks]]",
+        'id = "dock-01"',
+        'path = "docks/dock-01"',
+        'release = "keep"',
+        "settle_seconds = 2.0",
+        "rescan_seconds = 10.0",
+        "",
+        "[[principals]]",
+        'id = "admin"',
+        'roles = ["admin", "auditor"]',
+        'clearance = "top_secret"',
+        'caveats = ["commercial_secret", "personal_privacy"]',
+        "",
+    ]
+    return "\n".join(lines)

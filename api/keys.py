@@ -1,0 +1,13 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from api.runtime import Runtime
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+# Named readiness probes: each returns "ok" or a short reason; /readyz reports them all.
+READINESS: web.AppKey[dict[str, Callable[[], str]]] = web.AppKey("readiness", dict)

@@ -1,0 +1,37 @@
+"""What every command and the service open: configuration, database, signing key, ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from api.config import Config
+from vault.db import Database, open_database
+from vault.keys import load_signer
+from vault.ledger import Ledger
+from verify.note import Signer
+
+
+@dataclass
+class Runtime:
+    """The open parts of one process."""
+
+    cfg: Config
+    db: Database
+    signer: Signer
+    ledger: Ledger
+
+
+@asynccontextmanager
+async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterator[Runtime]:
+    """Open the database and ledger; with ``background``, also sign checkpoints as it grows."""
+    signer = load_signer(cfg.path(cfg.ledger.key_file))
+    async with open_database(cfg.database, cfg.data) as db:
+        ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log))
+        if background:
+            ledger.start()
+        try:
+            yield Runtime(cfg=cfg, db=db, signer=signer, ledger=ledger)
+        finally:
+            await ledger.close()

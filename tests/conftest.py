@@ -1,0 +1,70 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+With ``EVAULT_TEST_DSN`` set, tests use that server; otherwise one embedded server (pgserver)
+is started for the session. Either way each test gets a fresh database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """DSN of a server where tests may create databases."""
+    dsn = os.environ.get("EVAULT_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    import pgserver
+
+    tmp = Path(tempfile.mkdtemp(prefix="evault-test-pg-"))
+    server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
+    try:
+        yield str(server.get_uri("postgres"))
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+async def pg_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh, empty database; dropped after the test."""
+    name = "evault_t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(pg_admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent: shared vectors and docs only exist beside a checkout")
+    return SHARED

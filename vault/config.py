@@ -1,0 +1,77 @@
+"""The vault layer's configuration sections: database, ledger, store.
+
+Paths that are relative are resolved against the data directory by the loader in ``api``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault.settings import setting
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """[database]: where PostgreSQL is."""
+
+    dsn: str = setting(
+        "",
+        "PostgreSQL DSN (postgresql://user@host:port/db). Empty: an embedded server from the "
+        "pgserver wheel in <data>/pg, started and stopped with the process.",
+    )
+    app_role: str = setting(
+        "evault_app",
+        "Role the service acts as after migrations (SET ROLE). It owns no ledger table and has "
+        "no UPDATE, DELETE or TRUNCATE on entries or checkpoints.",
+    )
+    pool_size: int = setting(10, "Connections in the pool.", minimum=2, maximum=200)
+    connect_attempts: int = setting(
+        8, "Attempts to reach the server before giving up, with backoff.", minimum=1, maximum=100
+    )
+    connect_backoff: float = setting(
+        0.5, "First retry delay in seconds; doubles per attempt, capped at 10 s.", minimum=0.05
+    )
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """[ledger]: the Merkle log and its checkpoints."""
+
+    origin: str = setting(
+        "evidence-vault.local/ledger",
+        "Log origin line of every checkpoint and the name of the signing key (a schema-less "
+        "URL-like name unique to this deployment).",
+    )
+    key_file: Path = setting(
+        Path("keys/ledger.skey"), "Ed25519 signing key (note private-key format), mode 0600."
+    )
+    checkpoints_log: Path = setting(
+        Path("checkpoints.log"),
+        "File outside the database to which every signed checkpoint is appended (JSON lines).",
+    )
+    checkpoint_interval: float = setting(
+        0.25,
+        "Seconds between checkpoints while entries arrive; 0 signs after every batch.",
+        minimum=0.0,
+        maximum=3600.0,
+    )
+    batch_max: int = setting(
+        4096, "Most entries sequenced in one transaction (group commit).", minimum=1, maximum=65536
+    )
+    batch_wait: float = setting(
+        0.002,
+        "Seconds the sequencer waits for more entries before committing a batch.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """[store]: the write-once blob store."""
+
+    root: Path = setting(Path("vault"), "Blob store root (objects/, tmp/); one file system.")
+    quarantine: Path = setting(
+        Path("quarantine"), "Where refused dock files are moved, per dock, with a reason file."
+    )

@@ -1,0 +1,227 @@
+"""PostgreSQL: the embedded server or a DSN, connection with backoff, migrations, the app role.
+
+Guarantees:
+- With no DSN, an embedded server from the ``pgserver`` wheel runs in ``<data>/pg``; it is shared
+  by every process on that data directory (pgserver counts handles) and stopped when the last
+  one exits.
+- Migrations are applied at start in one transaction under an advisory lock, each recorded in
+  ``schema_migrations``; a database whose schema is newer than this code is refused
+  (:class:`SchemaTooNew`) before anything is changed.
+- The pool acts as the app role (a session default set at connection start, so a pool reset
+  keeps it): it owns no ledger table and cannot update, delete or truncate entries or checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from vault.config import DatabaseConfig
+from vault.errors import ConfigError, SchemaTooNew, Unavailable
+from vault.schema import APPEND_ONLY_TABLES
+
+log = logging.getLogger("evault.db")
+
+# A connection, whether taken from a pool or opened alone.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+MIGRATION_LOCK = 0x65766D67  # "evmg"
+EMBEDDED_DB = "evault"
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped with this code, in order."""
+    out = []
+    for res in resources.files("vault.migrations").iterdir():
+        m = re.fullmatch(r"(\d{3})_([a-z0-9_]+)\.sql", res.name)
+        if m:
+            out.append(Migration(int(m[1]), m[2], res.read_text(encoding="utf-8")))
+    out.sort(key=lambda m: m.version)
+    if [m.version for m in out] != list(range(1, len(out) + 1)):
+        raise RuntimeError("migrations must be numbered 001, 002, ... without gaps")
+    return out
+
+
+async def migrate(conn: Conn) -> list[int]:
+    """Apply pending migrations in one transaction; return the versions applied."""
+    known = migrations()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        newest = max(applied, default=0)
+        if newest > len(known):
+            raise SchemaTooNew(
+                f"the database schema is at version {newest}, this program knows up to "
+                f"{len(known)}: upgrade evidence-vault before starting it against this database"
+            )
+        done = []
+        for m in known:
+            if m.version in applied:
+                continue
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
+            )
+            done.append(m.version)
+    return done
+
+
+async def ensure_app_role(conn: Conn, role: str) -> None:
+    """Create the app role where allowed, and grant it what the service needs and no more."""
+    if not _ROLE_RE.match(role):
+        raise ConfigError(f"database.app_role: {role!r} is not a plain lower-case role name")
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    if not exists:
+        try:
+            async with conn.transaction():  # a savepoint: a lost race must not abort the caller
+                await conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        except asyncpg.DuplicateObjectError:
+            pass  # created concurrently by another process: same outcome
+    me = await conn.fetchval("SELECT current_user")
+    if me == role:
+        return
+    await conn.execute(f"GRANT {role} TO CURRENT_USER")
+    await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    # Grant what is needed and revoke only what must never be held: no revoke-then-grant
+    # window, so another process already running as the role is never refused meanwhile.
+    tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    for (table,) in tables:
+        if table in APPEND_ONLY_TABLES:
+            allowed, forbidden = "SELECT, INSERT", "UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES"
+        elif table == "schema_migrations":
+            allowed, forbidden = "SELECT", "INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES"
+        else:
+            allowed, forbidden = "SELECT, INSERT, UPDATE, DELETE", "TRUNCATE, TRIGGER, REFERENCES"
+        await conn.execute(f"GRANT {allowed} ON TABLE {table} TO {role}")
+        await conn.execute(f"REVOKE {forbidden} ON TABLE {table} FROM {role}")
+    await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+
+
+class EmbeddedServer:
+    """A pgserver instance in ``<data>/pg``, shared by every process on that directory."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self._server: Any = None
+
+    async def start(self) -> str:
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._server = await asyncio.to_thread(_get_server, self.pgdata)
+        admin_dsn: str = self._server.get_uri("postgres")
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DB):
+                # Another process on this data directory may create it first: same outcome.
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                    await conn.execute(f"CREATE DATABASE {EMBEDDED_DB}")
+        finally:
+            await conn.close()
+        uri: str = self._server.get_uri(EMBEDDED_DB)
+        return uri
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.cleanup)
+            self._server = None
+
+
+def _get_server(pgdata: Path) -> Any:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        return pgserver.get_server(  # type: ignore[attr-defined]
+            pgdata, cleanup_mode="stop"
+        )
+
+
+async def connect_with_retry(
+    dsn: str, cfg: DatabaseConfig, **kwargs: Any
+) -> asyncpg.Connection[asyncpg.Record]:
+    """Connect, retrying with exponential backoff; Unavailable with the cause at the end."""
+    delay = cfg.connect_backoff
+    last: BaseException | None = None
+    for attempt in range(1, cfg.connect_attempts + 1):
+        try:
+            return await asyncpg.connect(dsn, timeout=10, **kwargs)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            last = exc
+            if attempt == cfg.connect_attempts:
+                break
+            log.warning(
+                "database unreachable (attempt %d): %s; retrying in %.1fs", attempt, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise Unavailable(
+        f"PostgreSQL unreachable after {cfg.connect_attempts} attempts ({_redact(dsn)}): {last}"
+    ) from last
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", dsn)
+
+
+@dataclass
+class Database:
+    """An open database: a pool acting as the app role, and the owner DSN for admin tasks."""
+
+    pool: asyncpg.Pool[asyncpg.Record]
+    dsn: str
+    app_role: str
+
+
+@asynccontextmanager
+async def open_database(cfg: DatabaseConfig, data_dir: Path) -> AsyncIterator[Database]:
+    """Start or reach PostgreSQL, migrate, and yield a :class:`Database`; stop what was started."""
+    embedded = None if cfg.dsn else EmbeddedServer(data_dir / "pg")
+    dsn = cfg.dsn if embedded is None else await embedded.start()
+    try:
+        conn = await connect_with_retry(dsn, cfg)
+        try:
+            await migrate(conn)
+            async with conn.transaction():
+                # Serialised with other processes: concurrent GRANTs collide in the catalog.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await ensure_app_role(conn, cfg.app_role)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=cfg.pool_size,
+            server_settings={"role": cfg.app_role},
+        )
+        try:
+            yield Database(pool=pool, dsn=dsn, app_role=cfg.app_role)
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()

@@ -1,0 +1,193 @@
+"""The Merkle ledger: the public contract and its PostgreSQL implementation.
+
+Other layers depend on :class:`LedgerWriter` / :class:`LedgerReader`, not on the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+
+from vault.config import LedgerConfig
+from vault.errors import NotFound
+from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
+from vault.ledger.entry import Opening, PreparedEntry, make_entry
+from vault.ledger.sequencer import Effect, Sequencer
+from vault.ledger.tiles import consistency_proof, inclusion_proof
+from verify.note import Signer, Verifier
+from verify.tiles import encode_entry_bundle
+from verify.tlogproof import TlogProof, format_tlog_proof
+
+__all__ = [
+    "Ledger",
+    "LedgerReader",
+    "LedgerWriter",
+    "Opening",
+    "PreparedEntry",
+    "SignedCheckpoint",
+    "make_entry",
+]
+
+
+class LedgerWriter(Protocol):
+    """Appending to the ledger."""
+
+    async def append(
+        self,
+        entries: Sequence[PreparedEntry],
+        *,
+        effect: Effect | None = None,
+        wait_checkpoint: bool = False,
+    ) -> list[int]:
+        """Append entries; return their consecutive indexes.
+
+        Returns only once the entries are durable in PostgreSQL, with ``effect`` (if any) run in
+        the same transaction; with ``wait_checkpoint``, only once a signed checkpoint covers them.
+        Raises and commits nothing if the effect or the database fails.
+        """
+        ...
+
+
+class LedgerReader(Protocol):
+    """Reading the ledger and proving things about it."""
+
+    async def entry(self, index: int) -> bytes:
+        """The exact logged bytes of entry ``index``; NotFound if there is none."""
+        ...
+
+    async def latest(self) -> SignedCheckpoint | None:
+        """The newest signed checkpoint, if any."""
+        ...
+
+    async def tlog_proof(self, index: int) -> str:
+        """A C2SP tlog-proof@v1 of entry ``index`` against a checkpoint that includes it."""
+        ...
+
+    async def consistency(self, old: int, new: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes (new ≤ current size)."""
+        ...
+
+
+class Ledger:
+    """The ledger on a pool: a sequencer for appends and a checkpointer for signing."""
+
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], signer: Signer, cfg: LedgerConfig, log_path: Path
+    ) -> None:
+        self.pool = pool
+        self.signer = signer
+        self.log_path = log_path
+        self.checkpointer = Checkpointer(
+            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval
+        )
+        self.sequencer = Sequencer(
+            pool,
+            batch_max=cfg.batch_max,
+            batch_wait=cfg.batch_wait,
+            on_commit=self.checkpointer.tree_grew,
+        )
+        self._checkpoint_task: asyncio.Task[None] | None = None
+
+    @property
+    def verifier(self) -> Verifier:
+        return self.signer.verifier
+
+    def start(self) -> None:
+        """Start signing checkpoints in the background as the tree grows."""
+        if self._checkpoint_task is None:
+            self._checkpoint_task = asyncio.create_task(
+                self.checkpointer.run(), name="checkpointer"
+            )
+
+    async def close(self) -> None:
+        await self.sequencer.close()
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+            self._checkpoint_task = None
+
+    async def append(
+        self,
+        entries: Sequence[PreparedEntry],
+        *,
+        effect: Effect | None = None,
+        wait_checkpoint: bool = False,
+    ) -> list[int]:
+        indexes = await self.sequencer.append(entries, effect)
+        if wait_checkpoint and indexes:
+            if self._checkpoint_task is None:
+                await self.checkpointer.checkpoint()
+            await self.checkpointer.wait_for(indexes[-1] + 1)
+        return indexes
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        return await self.checkpointer.checkpoint()
+
+    async def latest(self) -> SignedCheckpoint | None:
+        return await latest_checkpoint(self.pool)
+
+    async def size(self) -> int:
+        size: int = await self.pool.fetchval("SELECT size FROM ledger_state")
+        return size
+
+    async def entry(self, index: int) -> bytes:
+        data = await self.pool.fetchval("SELECT data FROM ledger_entries WHERE idx = $1", index)
+        if data is None:
+            raise NotFound(f"no ledger entry {index}")
+        return bytes(data)
+
+    async def openings(self, index: int) -> list[Opening]:
+        rows = await self.pool.fetch(
+            "SELECT field, salt, value FROM ledger_openings WHERE idx = $1 ORDER BY field", index
+        )
+        return [Opening(r["field"], bytes(r["salt"]), bytes(r["value"])) for r in rows]
+
+    async def checkpoint_covering(self, index: int) -> SignedCheckpoint:
+        """The latest checkpoint if it includes ``index``, else a newly signed one."""
+        cp = await self.latest()
+        if cp is None or cp.size <= index:
+            cp = await self.checkpointer.checkpoint()
+        if cp.size <= index:
+            raise NotFound(f"no ledger entry {index}")
+        return cp
+
+    async def tlog_proof(self, index: int) -> str:
+        await self.entry(index)
+        cp = await self.checkpoint_covering(index)
+        async with self.pool.acquire() as conn:
+            proof = await inclusion_proof(conn, index, cp.size)
+        return format_tlog_proof(TlogProof(index=index, proof=tuple(proof), checkpoint=cp.note))
+
+    async def consistency(self, old: int, new: int) -> list[bytes]:
+        current = await self.size()
+        if not 0 <= old <= new <= current:
+            raise NotFound(f"no consistency proof from {old} to {new} (tree size {current})")
+        async with self.pool.acquire() as conn:
+            return await consistency_proof(conn, old, new)
+
+    async def tile(self, level: int, index: int, width: int | None) -> bytes:
+        """Tile bytes for the read path: a full tile once full, a partial one up to its width."""
+        data = await self.pool.fetchval(
+            "SELECT hashes FROM ledger_tiles WHERE level = $1 AND idx = $2", level, index
+        )
+        want = 256 if width is None else width
+        if data is None or len(data) < want * 32:
+            raise NotFound("no such tile")
+        return bytes(data[: want * 32])
+
+    async def entry_bundle(self, index: int, width: int | None) -> bytes:
+        want = 256 if width is None else width
+        rows = await self.pool.fetch(
+            "SELECT data FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            index * 256,
+            index * 256 + want,
+        )
+        if len(rows) < want:
+            raise NotFound("no such entry bundle")
+        return encode_entry_bundle([bytes(r["data"]) for r in rows])
