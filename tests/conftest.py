@@ -12,18 +12,14 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from vault.db import with_database
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-
-
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +50,7 @@ async def pg_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     try:
-        yield _with_database(pg_admin_dsn, name)
+        yield with_database(pg_admin_dsn, name)
     finally:
         admin = await asyncpg.connect(pg_admin_dsn)
         try:

@@ -60,7 +60,7 @@ class LedgerConfig:
         4096, "Most entries sequenced in one transaction (group commit).", minimum=1, maximum=65536
     )
     batch_wait: float = setting(
-        0.002,
+        0.0,
         "Seconds the sequencer waits for more entries before committing a batch.",
         minimum=0.0,
         maximum=1.0,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -182,6 +183,12 @@ async def connect_with_retry(
     raise Unavailable(
         f"PostgreSQL unreachable after {cfg.connect_attempts} attempts ({_redact(dsn)}): {last}"
     ) from last
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name`` (host, socket and options kept)."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 def _redact(dsn: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right, root_from_leaf_hashes
-from verify.tiles import TILE_HEIGHT, TILE_WIDTH, right_edge_tiles
+from verify.tiles import TILE_HEIGHT, TILE_WIDTH, full_tile_hash, right_edge_tiles
 
 _FULL = TILE_WIDTH * HASH_SIZE
 
@@ -49,42 +49,37 @@ class TreeEdge:
 
     def append(self, leaf_hashes: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
         """Append leaves; return every tile touched, (level, index) -> its hashes now."""
-        dirty: set[tuple[int, int]] = set()
-        full: dict[tuple[int, int], bytes] = {}
-        for h in leaf_hashes:
-            self._push(0, h, dirty, full)
-            self.size += 1
-        out = dict(full)
-        for level, index in dirty:
-            if (level, index) not in full:
-                out[(level, index)] = bytes(self._partial[level])
-        return out
-
-    def _push(
-        self,
-        level: int,
-        h: bytes,
-        dirty: set[tuple[int, int]],
-        full: dict[tuple[int, int], bytes],
-    ) -> None:
-        while True:
-            if len(self._partial) <= level:
-                self._partial.append(bytearray())
-                self._counts.append(0)
-            tile = self._partial[level]
-            tile += h
-            index = self._counts[level] // TILE_WIDTH
-            self._counts[level] += 1
-            if len(tile) < _FULL:
-                dirty.add((level, index))
-                return
-            content = bytes(tile)
-            full[(level, index)] = content
-            tile.clear()
-            h = root_from_leaf_hashes(
-                [content[i : i + HASH_SIZE] for i in range(0, _FULL, HASH_SIZE)]
-            )
+        touched: dict[tuple[int, int], bytes] = {}
+        data = b"".join(leaf_hashes)
+        level = 0
+        while data:
+            data = self._extend(level, data, touched)
             level += 1
+        self.size += len(leaf_hashes)
+        return touched
+
+    def _extend(self, level: int, data: bytes, touched: dict[tuple[int, int], bytes]) -> bytes:
+        """Add hashes at tile level ``level``; return the hashes of the tiles it completed."""
+        if len(self._partial) <= level:
+            self._partial.append(bytearray())
+            self._counts.append(0)
+        tile = self._partial[level]
+        parents = []
+        view = memoryview(data)
+        while view:
+            take = min(len(view), _FULL - len(tile))
+            index = self._counts[level] // TILE_WIDTH
+            tile += view[:take]
+            view = view[take:]
+            self._counts[level] += take // HASH_SIZE
+            if len(tile) == _FULL:
+                content = bytes(tile)
+                touched[(level, index)] = content
+                tile.clear()
+                parents.append(full_tile_hash(content))
+            else:
+                touched[(level, index)] = bytes(tile)
+        return b"".join(parents)
 
     def root(self) -> bytes:
         """The RFC 6962 root of the current tree."""

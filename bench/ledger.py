@@ -1,0 +1,194 @@
+"""Ledger throughput, checkpoint latency, proof latency and memory, against a COPY baseline.
+
+Runs on the embedded PostgreSQL (pgserver) in a temporary directory:
+
+1. baseline: a plain COPY of the same rows into an unindexed table, in 4,096-row chunks;
+2. the ledger: N appenders (coroutines, as in the service) each appending one entry at a time
+   until the total is reached, with checkpoints signed in the background;
+3. time from each append call to the first checkpoint that includes it (p50/p99);
+4. inclusion-proof latency from the tiles at the final size (p50/p99);
+5. peak RSS of this process (the service side; PostgreSQL's own processes are not counted).
+
+Usage: python bench/ledger.py [--entries 1000000] [--appenders 64] [--dsn DSN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg  # noqa: E402
+
+from vault.config import DatabaseConfig, LedgerConfig  # noqa: E402
+from vault.db import EmbeddedServer, open_database, with_database  # noqa: E402
+from vault.ledger import Ledger, PreparedEntry, make_entry  # noqa: E402
+from vault.ledger.tiles import inclusion_proof  # noqa: E402
+from verify.note import Signer  # noqa: E402
+
+ORIGIN = "bench.evidence-vault.local/ledger"
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+TIME = make_entry("note").data.split(b'"time":"')[1][:24].decode()
+
+
+def payload(i: int) -> bytes:
+    """A canonical note entry, encoded directly (as the baseline's rows are pre-built)."""
+    return b'{"kind":"note","n":%d,"text":"bench entry %09d","time":"%s","v":1}' % (
+        i,
+        i,
+        TIME.encode(),
+    )
+
+
+async def baseline_copy(dsn: str, n: int) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS bench_copy")
+        await conn.execute("CREATE UNLOGGED TABLE bench_copy (idx bigint, kind text, data bytea)")
+        await conn.execute("ALTER TABLE bench_copy SET LOGGED")
+        rows = [(i, "note", payload(i)) for i in range(n)]
+        t0 = time.perf_counter()
+        for start in range(0, n, 4096):
+            await conn.copy_records_to_table(
+                "bench_copy", records=rows[start : start + 4096], columns=["idx", "kind", "data"]
+            )
+        elapsed = time.perf_counter() - t0
+        await conn.execute("DROP TABLE bench_copy")
+        return n / elapsed
+    finally:
+        await conn.close()
+
+
+async def run_ledger(
+    dsn: str, tmp: Path, n: int, appenders: int, per_call: int
+) -> dict[str, float]:
+    cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.25)
+    tmp.mkdir(parents=True, exist_ok=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS bench_{tmp.name}")
+        await conn.execute(f"CREATE DATABASE bench_{tmp.name}")
+    finally:
+        await conn.close()
+    dsn = with_database(dsn, f"bench_{tmp.name}")
+    async with open_database(DatabaseConfig(dsn=dsn, pool_size=8), tmp) as db:
+        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        signed: list[tuple[float, int]] = []
+        original = ledger.checkpointer.checkpoint
+
+        async def recording_checkpoint():  # type: ignore[no-untyped-def]
+            cp = await original()
+            signed.append((time.perf_counter(), cp.size))
+            return cp
+
+        ledger.checkpointer.checkpoint = recording_checkpoint  # type: ignore[method-assign]
+        ledger.start()
+        counter = iter(range(0, n, per_call))
+        starts: dict[int, float] = {}
+
+        async def appender() -> None:
+            for first in counter:
+                batch = [
+                    PreparedEntry("note", payload(i))
+                    for i in range(first, min(n, first + per_call))
+                ]
+                t = time.perf_counter()
+                indexes = await ledger.append(batch)
+                if indexes[0] % 50 == 0 or per_call > 1:
+                    starts[indexes[-1]] = t
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(appender() for _ in range(appenders)))
+        elapsed = time.perf_counter() - t0
+        final = await ledger.checkpointer.wait_for(n, limit=60)
+        await ledger.close()
+        latencies = []
+        for idx, t in starts.items():
+            done = next(ts for ts, size in signed if size > idx)
+            latencies.append(done - t)
+        proof_times = []
+        rng = random.Random(7)
+        async with db.pool.acquire() as conn:
+            for _ in range(2000):
+                i = rng.randrange(final.size)
+                t = time.perf_counter()
+                await inclusion_proof(conn, i, final.size)
+                proof_times.append(time.perf_counter() - t)
+    return {
+        "rate": n / elapsed,
+        "elapsed": elapsed,
+        "cp_p50": pct(latencies, 50),
+        "cp_p99": pct(latencies, 99),
+        "proof_p50": pct(proof_times, 50),
+        "proof_p99": pct(proof_times, 99),
+        "checkpoints": float(len(signed)),
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--appenders", type=int, default=64)
+    ap.add_argument("--dsn", help="use this server instead of an embedded one")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="evault-bench-"))
+    server = None
+    try:
+        if args.dsn:
+            dsn = args.dsn
+        else:
+            server = EmbeddedServer(tmp / "pg")
+            dsn = await server.start()
+        print(f"ledger bench: {args.entries:,} entries, {args.appenders} appenders", flush=True)
+        r = await run_ledger(dsn, tmp / "single", args.entries, args.appenders, 1)
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        bulk = await run_ledger(dsn, tmp / "bulk", args.entries, args.appenders, 4096)
+        copy_rate = await baseline_copy(dsn, args.entries)
+        print(f"  baseline COPY into an unindexed table: {copy_rate:,.0f} rows/s", flush=True)
+        print(f"  ledger, 1 entry per call: {r['rate']:,.0f} entries/s over {r['elapsed']:.1f} s")
+        print(
+            f"  ledger, 4096 per call:    {bulk['rate']:,.0f} entries/s over "
+            f"{bulk['elapsed']:.1f} s"
+        )
+        print(
+            f"  ratio to COPY: {r['rate'] / copy_rate:.2f} (1 per call), "
+            f"{bulk['rate'] / copy_rate:.2f} (4096 per call)  (target >= 0.40)"
+        )
+        print(
+            f"  append -> covering checkpoint: p50 {r['cp_p50'] * 1000:.0f} ms, "
+            f"p99 {r['cp_p99'] * 1000:.0f} ms  (target p99 <= 1000 ms; "
+            f"{int(r['checkpoints'])} checkpoints)"
+        )
+        print(
+            f"  inclusion proof at {args.entries:,}: p50 {r['proof_p50'] * 1000:.2f} ms, "
+            f"p99 {r['proof_p99'] * 1000:.2f} ms  (target p99 <= 5 ms)"
+        )
+        print(f"  peak RSS of the service process: {rss_mb:.0f} MB  (target <= 300 MB)")
+        print(
+            f"  bulk run: checkpoint p99 {bulk['cp_p99'] * 1000:.0f} ms, "
+            f"proof p99 {bulk['proof_p99'] * 1000:.2f} ms"
+        )
+        print(f"  target >= 10,000 entries/s: {'met' if r['rate'] >= 10_000 else 'NOT met'}")
+    finally:
+        if server is not None:
+            await server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
