@@ -19,21 +19,17 @@ import asyncio
 import random
 import resource
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import asyncpg
 
-import asyncpg  # noqa: E402
-
-from vault.config import DatabaseConfig, LedgerConfig  # noqa: E402
-from vault.db import EmbeddedServer, open_database, with_database  # noqa: E402
-from vault.ledger import Ledger, PreparedEntry, make_entry  # noqa: E402
-from vault.ledger.tiles import inclusion_proof  # noqa: E402
-from verify.note import Signer  # noqa: E402
+from vault.config import DatabaseConfig, LedgerConfig
+from vault.db import EmbeddedServer, open_database, with_database
+from vault.ledger import Ledger, PreparedEntry, make_entry
+from vault.ledger.tiles import inclusion_proof
+from verify.note import Signer
 
 ORIGIN = "bench.evidence-vault.local/ledger"
 
