@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("config-reference", help="print every configuration key (Markdown)")
-    p.set_defaults(func=lambda args, cfg: print(config_reference()), no_config=True)
+    p.set_defaults(
+        func=lambda args, cfg: sys.stdout.write(config_reference()) and 0, no_config=True
+    )
 
 
 def cmd_init(args: argparse.Namespace, _cfg: None) -> int:

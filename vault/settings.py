@@ -174,9 +174,9 @@ def describe(cls: type[Any], prefix: str = "") -> list[FieldDoc]:
                 out.extend(describe(inner, f"{key}."))
             continue
         if f.default is not _MISSING:
-            default = repr(f.default)
+            default = to_toml_value(f.default)
         elif f.default_factory is not _MISSING:
-            default = repr(f.default_factory())  # type: ignore[operator]
+            default = to_toml_value(f.default_factory())  # type: ignore[operator]
         else:
             default = "(required)"
         bounds = []

@@ -1,0 +1,95 @@
+"""The `evault` command line, run as a user would, against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+EVAULT = [sys.executable, "-m", "api.cli"]
+
+
+def run(
+    data: Path, *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*EVAULT, "--data", str(data), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"evault {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cli_env(pg_dsn: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["EVAULT_DATABASE_DSN"] = pg_dsn
+    return env
+
+
+def test_init_creates_key_once_and_prints_vkey(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    data = tmp_path / "data"
+    first = run(data, "init", env=cli_env)
+    key = data / "keys" / "ledger.skey"
+    assert key.stat().st_mode & 0o777 == 0o600
+    before = key.read_bytes()
+    second = run(data, "init", env=cli_env)
+    assert key.read_bytes() == before, "a second init must never overwrite the key"
+    vkey = first.stdout.strip().splitlines()[-1]
+    assert vkey == second.stdout.strip().splitlines()[-1]
+    assert run(data, "ledger", "vkey", env=cli_env).stdout.strip() == vkey
+
+
+def test_note_proof_entry_and_fsck(tmp_path: Path, cli_env: dict[str, str], pg_dsn: str) -> None:
+    data = tmp_path / "data"
+    run(data, "init", env=cli_env)
+    out = run(data, "ledger", "note", "first", "second", "third", env=cli_env)
+    assert out.stdout.split() == ["0", "1", "2"]
+    entry = run(data, "ledger", "entry", "1", env=cli_env).stdout
+    assert json.loads(entry)["text"] == "second"
+    proof = run(data, "ledger", "proof", "1", env=cli_env).stdout
+    assert proof.startswith("c2sp.org/tlog-proof@v1\nindex 1\n")
+    cp = run(data, "ledger", "checkpoint", env=cli_env).stdout
+    assert cp.splitlines()[1] == "3"
+    cons = run(data, "ledger", "consistency", "1", "3", env=cli_env).stdout.split()
+    assert len(cons) == 2
+    assert "ok: 3 entries" in run(data, "ledger", "fsck", env=cli_env).stdout
+
+    # A database insider rewrites entry 1: fsck exits non-zero and names index 1.
+    import asyncio
+
+    async def tamper() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ALL")
+            await conn.execute(
+                "UPDATE ledger_entries SET data = convert_to('{}', 'UTF8') WHERE idx = 1"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(tamper())
+    bad = run(data, "ledger", "fsck", env=cli_env, check=False)
+    assert bad.returncode == 1
+    assert "first bad index 1" in bad.stdout
+
+
+def test_unknown_entry_is_a_clear_error(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    data = tmp_path / "data"
+    run(data, "init", env=cli_env)
+    proc = run(data, "ledger", "entry", "99", env=cli_env, check=False)
+    assert proc.returncode == 2 and "no ledger entry 99" in proc.stderr
+
+
+def test_bad_config_is_reported_with_key(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    data = tmp_path / "data"
+    run(data, "init", env=cli_env)
+    cfg = data / "evault.toml"
+    cfg.write_text(cfg.read_text() + "\n[extra]\nx = 1\n")
+    proc = run(data, "ledger", "vkey", env=cli_env, check=False)
+    assert proc.returncode == 2 and "unknown key 'extra'" in proc.stderr

@@ -1,0 +1,68 @@
+"""The tlog-tiles read paths over real HTTP, checked the way an independent tlog client would."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from service_fixtures import running_service
+
+from verify.checkpoint import open_checkpoint
+from verify.merkle import leaf_hash, root_from_leaf_hashes
+from verify.note import parse_vkey
+from verify.tiles import decode_entry_bundle, entries_path, tile_path
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_client_rebuilds_root_from_served_tiles(tmp_path: Path, pg_dsn: str) -> None:
+    with running_service(tmp_path / "data", pg_dsn) as svc:
+        notes = [f"note {i}" for i in range(300)]
+        for start in range(0, 300, 100):
+            svc.evault("ledger", "note", *notes[start : start + 100])
+        vkey = svc.evault("ledger", "vkey").stdout.strip()
+        status, headers, body = get(svc.url + "/ledger/checkpoint")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert "max-age=1" in headers["Cache-Control"]
+        cp = open_checkpoint(body.decode(), parse_vkey(vkey))
+        assert cp.size == 300
+        # Full level-0 tile (256 leaves), a partial one of width 44, and the level-1 partial.
+        status, headers, full = get(f"{svc.url}/ledger/{tile_path(0, 0)}")
+        assert status == 200 and len(full) == 8192 and "immutable" in headers["Cache-Control"]
+        _, _, part = get(f"{svc.url}/ledger/{tile_path(0, 1, 44)}")
+        assert len(part) == 44 * 32
+        _, _, bundle = get(f"{svc.url}/ledger/{entries_path(0)}")
+        entries = decode_entry_bundle(bundle)
+        assert [leaf_hash(e) for e in entries] == [full[i : i + 32] for i in range(0, 8192, 32)]
+        leaves = [full[i : i + 32] for i in range(0, 8192, 32)] + [
+            part[i : i + 32] for i in range(0, len(part), 32)
+        ]
+        assert root_from_leaf_hashes(leaves) == cp.root_hash
+
+
+NONCANONICAL_OR_ABSENT = [
+    "tile/0/1",  # beyond the tree
+    "tile/0/000.p/2",  # wider than the stored partial tile
+    "tile/0/0.p/0",  # empty tiles are never served
+    "tile/0/0.p/256",  # a full tile has no width suffix
+    "tile/0/x000/000",  # non-canonical index encoding
+    "tile/entries/5",
+    "tile/../../etc/passwd",  # path traversal attempt
+]
+
+
+def test_missing_or_noncanonical_tiles_are_404_problems(tmp_path: Path, pg_dsn: str) -> None:
+    with running_service(tmp_path / "data", pg_dsn) as svc:
+        svc.evault("ledger", "note", "one")
+        for path in NONCANONICAL_OR_ABSENT:
+            status, headers, body = get(f"{svc.url}/ledger/{path}")
+            assert status == 404, path
+            assert headers["Content-Type"].startswith("application/problem+json"), path
+            assert b'"status": 404' in body
