@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import routes_ledger
+from api import metrics, routes_ledger
 from api.config import Config
 from api.keys import READINESS, RUNTIME
 from api.problems import problem_middleware
@@ -23,9 +23,10 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def make_app(cfg: Config) -> web.Application:
     """The whole HTTP service for ``cfg``; opening and closing happen in cleanup contexts."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=1 << 20)
+    app = web.Application(middlewares=[metrics.metrics_middleware, problem_middleware], client_max_size=1 << 20)
     app[CONFIG] = cfg
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
     app.add_routes(routes_ledger.routes)
+    app.add_routes(metrics.routes)
     return app

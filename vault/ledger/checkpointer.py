@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
+from vault.metrics import CHECKPOINT_FAILURES, CHECKPOINT_SIZE, CHECKPOINT_TIME
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, read_state, root_at
 from verify.checkpoint import Checkpoint, format_checkpoint
@@ -124,6 +126,8 @@ class Checkpointer:
                     note,
                 )
                 result = SignedCheckpoint(size, root, note)
+                CHECKPOINT_SIZE.set(size)
+                CHECKPOINT_TIME.set(time.time())
         async with self._signed:
             self._latest_size = max(self._latest_size, result.size)
             self._signed.notify_all()
@@ -157,6 +161,7 @@ class Checkpointer:
             except (LedgerCorrupt, asyncpg.PostgresError, OSError) as exc:
                 # Nothing was signed; keep the alarm visible and try again later.
                 log.error("checkpoint not signed: %s", exc)
+                CHECKPOINT_FAILURES.inc()
                 self._grown.set()
                 await asyncio.sleep(max(self._interval, 1.0))
                 continue

@@ -22,6 +22,7 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
+from vault.metrics import LEDGER_BATCH, LEDGER_COMMIT_SECONDS, LEDGER_ENTRIES, LEDGER_SIZE
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles, read_state
 from vault.ledger.tree import TreeEdge
@@ -140,6 +141,18 @@ class Sequencer:
         return edge
 
     async def _commit(self, batch: list[_Request]) -> list[list[int]]:
+        with LEDGER_COMMIT_SECONDS.time():
+            results, edge = await self._transaction(batch)
+        self._edge = edge
+        appended = sum(len(r) for r in results)
+        LEDGER_ENTRIES.inc(appended)
+        LEDGER_BATCH.observe(appended)
+        LEDGER_SIZE.set(edge.size)
+        if self._on_commit is not None:
+            self._on_commit(edge.size)
+        return results
+
+    async def _transaction(self, batch: list[_Request]) -> tuple[list[list[int]], TreeEdge]:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
             size, root = await read_state(conn)
@@ -179,7 +192,4 @@ class Sequencer:
             for req, indexes in zip(batch, results, strict=True):
                 if req.effect is not None:
                     await req.effect(conn, indexes)
-        self._edge = edge
-        if self._on_commit is not None:
-            self._on_commit(edge.size)
-        return results
+        return results, edge

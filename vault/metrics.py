@@ -1,0 +1,27 @@
+"""The vault layer's Prometheus metrics (exported at /metrics by the API)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LEDGER_ENTRIES = Counter("evault_ledger_entries", "Ledger entries appended by this process.")
+LEDGER_BATCH = Histogram(
+    "evault_ledger_batch_entries",
+    "Entries per group-commit transaction.",
+    buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
+)
+LEDGER_COMMIT_SECONDS = Histogram(
+    "evault_ledger_commit_seconds", "Duration of one group-commit transaction."
+)
+LEDGER_SIZE = Gauge("evault_ledger_size", "Tree size after this process's last commit.")
+CHECKPOINT_SIZE = Gauge("evault_ledger_checkpoint_size", "Size of the latest checkpoint signed.")
+CHECKPOINT_TIME = Gauge(
+    "evault_ledger_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint signed."
+)
+CHECKPOINT_FAILURES = Counter(
+    "evault_ledger_checkpoint_failures",
+    "Checkpoints refused (tiles disagree with the recorded root, or not consistent).",
+)
+INTEGRITY_FAILURES = Counter(
+    "evault_integrity_failures", "Integrity failures detected (fsck, scrub, reads).", ["source"]
+)
