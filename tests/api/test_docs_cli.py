@@ -1,0 +1,28 @@
+"""Every CLI command is documented in the README (a new command without docs fails here)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from api.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "evault") -> list[str]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = _commands(sub, f"{prefix} {name}")
+                out.extend(nested or [f"{prefix} {name}"])
+    return out
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _commands(build_parser())
+    assert "evault ledger fsck" in commands
+    missing = [c for c in commands if f"`{c}" not in readme]
+    assert not missing, f"commands missing from README.md: {missing}"
