@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api import metrics, routes_ledger
 from api.config import Config
-from api.keys import READINESS, RUNTIME
+from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.problems import problem_middleware
 from api.runtime import open_runtime
 
@@ -21,10 +21,17 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def make_app(cfg: Config) -> web.Application:
-    """The whole HTTP service for ``cfg``; opening and closing happen in cleanup contexts."""
-    app = web.Application(middlewares=[metrics.metrics_middleware, problem_middleware], client_max_size=1 << 20)
+def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
+    """The HTTP service for ``cfg`` running ``parts``; opening and closing in cleanup contexts.
+
+    Every process serves /healthz, /readyz, /metrics and the ledger read paths, and signs
+    checkpoints as its appends grow the tree (signers are serialised by PostgreSQL).
+    """
+    app = web.Application(
+        middlewares=[metrics.metrics_middleware, problem_middleware], client_max_size=1 << 20
+    )
     app[CONFIG] = cfg
+    app[PARTS] = parts
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
     app.add_routes(routes_ledger.routes)

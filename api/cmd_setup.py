@@ -15,6 +15,7 @@ from aiohttp import web
 from api.app import make_app
 from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
+from api.keys import ALL_PARTS
 from vault.keys import create_signing_key
 
 log = logging.getLogger("evault.serve")
@@ -26,12 +27,29 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("serve", help="run the service (API, watchers, media workers, checkpointer)")
     p.add_argument("--listen", help="HOST:PORT (default: service.listen)")
+    p.add_argument(
+        "--only",
+        type=_parts,
+        default=ALL_PARTS,
+        help="comma-separated parts to run: api, ingest, media (default: all)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("config-reference", help="print every configuration key (Markdown)")
     p.set_defaults(
         func=lambda args, cfg: sys.stdout.write(config_reference()) and 0, no_config=True
     )
+
+
+def _parts(text: str) -> frozenset[str]:
+    parts = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = parts - ALL_PARTS
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(
+            f"unknown part(s) {', '.join(sorted(unknown)) or '(none)'}; choose from "
+            + ", ".join(sorted(ALL_PARTS))
+        )
+    return parts
 
 
 def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
@@ -67,12 +85,13 @@ async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
         log.warning("running as root: in production run evidence-vault as its own user")
     listen = args.listen or cfg.service.listen
     host, _, port = listen.rpartition(":")
-    app = make_app(cfg)
+    app = make_app(cfg, args.only)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host or "127.0.0.1", int(port))
     await site.start()
-    print(f"evidence-vault serving on http://{host or '127.0.0.1'}:{port}", flush=True)
+    parts = ",".join(sorted(args.only))
+    print(f"evidence-vault serving on http://{host or '127.0.0.1'}:{port} ({parts})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -133,33 +133,43 @@ def _check_docks(cfg: Config, source: str) -> None:
 
 
 def default_toml() -> str:
-    """The default evault.toml: one dock ``dock-01`` and an ``admin`` principal."""
+    """The default evault.toml: every key with its documentation, one dock ``dock-01`` and an
+    ``admin`` principal. Also shipped as deploy/evault.example.toml (a test keeps them equal)."""
     lines = [
-        "# evidence-vault configuration. Every key and its default: docs/configuration.md",
-        "# or `evault config-reference`. Relative paths are resolved against `data`.",
+        "# evidence-vault configuration. Reference: docs/configuration.md or",
+        "# `evault config-reference`. Unknown keys are refused. Relative paths are resolved",
+        "# against `data`, which is relative to this file's folder.",
         'data = "."',
         "",
     ]
-    for section in _SECTION_TYPES:
+    for section, cls in _SECTION_TYPES.items():
         lines.append(f"[{section}]")
-        cls = _SECTION_TYPES[section]
-        for doc in describe(cls):
-            lines.append(f"# {doc.doc}")
-            lines.append(f"{doc.key} = {to_toml_value(getattr(cls(), doc.key))}")
+        lines.extend(_documented_keys(cls, cls()))
         lines.append("")
-    lines += [
-        "[[docks]]",
-        'id = "dock-01"',
-        'path = "docks/dock-01"',
-        'release = "keep"',
-        "settle_seconds = 2.0",
-        "rescan_seconds = 10.0",
-        "",
-        "[[principals]]",
-        'id = "admin"',
-        'roles = ["admin", "auditor"]',
-        'clearance = "top_secret"',
-        'caveats = ["commercial_secret", "personal_privacy"]',
-        "",
-    ]
+    dock = DockConfig(
+        id="dock-01", path=Path("docks/dock-01"), settle_seconds=2.0, rescan_seconds=10.0
+    )
+    lines.append("# One table per dock (collection station folder).")
+    lines.append("[[docks]]")
+    lines.extend(_documented_keys(DockConfig, dock))
+    lines.append("")
+    admin = PrincipalSeed(
+        id="admin",
+        roles=("admin", "auditor"),
+        clearance="top_secret",
+        caveats=("commercial_secret", "personal_privacy"),
+    )
+    lines.append("# Principals created at start if missing (more with `evault principal add`).")
+    lines.append("[[principals]]")
+    lines.extend(_documented_keys(PrincipalSeed, admin))
+    lines.append("")
     return "\n".join(lines)
+
+
+def _documented_keys(cls: Any, instance: Any) -> list[str]:
+    out = []
+    for doc in describe(cls):
+        bounds = f" ({doc.bounds})" if doc.bounds else ""
+        out.append(f"# {doc.doc}{bounds}")
+        out.append(f"{doc.key} = {to_toml_value(getattr(instance, doc.key))}")
+    return out

@@ -11,3 +11,7 @@ from api.runtime import Runtime
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 # Named readiness probes: each returns "ok" or a short reason; /readyz reports them all.
 READINESS: web.AppKey[dict[str, Callable[[], str]]] = web.AppKey("readiness", dict)
+
+# Which parts this process runs: "api", "ingest", "media" (all by default; `serve --only`).
+PARTS: web.AppKey[frozenset[str]] = web.AppKey("parts", frozenset)
+ALL_PARTS = frozenset({"api", "ingest", "media"})

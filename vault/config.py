@@ -20,6 +20,12 @@ class DatabaseConfig:
         "PostgreSQL DSN (postgresql://user@host:port/db). Empty: an embedded server from the "
         "pgserver wheel in <data>/pg, started and stopped with the process.",
     )
+    migrate_dsn: str = setting(
+        "",
+        "DSN of the schema owner, used only for migrations and grants at start. Empty: the "
+        "`dsn` above. In production give the service a login that is only a member of "
+        "`app_role`, and the owner's credentials here (or run migrations from another host).",
+    )
     app_role: str = setting(
         "evault_app",
         "Role the service acts as after migrations (SET ROLE). It owns no ledger table and has "

@@ -75,10 +75,11 @@ async def migrate(conn: Conn) -> list[int]:
         )
         applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         newest = max(applied, default=0)
-        if newest > len(known):
+        supported = max((m.version for m in known), default=0)
+        if newest > supported:
             raise SchemaTooNew(
                 f"the database schema is at version {newest}, this program knows up to "
-                f"{len(known)}: upgrade evidence-vault before starting it against this database"
+                f"{supported}: upgrade evidence-vault before starting it against this database"
             )
         done = []
         for m in known:
@@ -210,7 +211,7 @@ async def open_database(cfg: DatabaseConfig, data_dir: Path) -> AsyncIterator[Da
     embedded = None if cfg.dsn else EmbeddedServer(data_dir / "pg")
     dsn = cfg.dsn if embedded is None else await embedded.start()
     try:
-        conn = await connect_with_retry(dsn, cfg)
+        conn = await connect_with_retry(cfg.migrate_dsn or dsn, cfg)
         try:
             await migrate(conn)
             async with conn.transaction():
