@@ -1,0 +1,264 @@
+"""Write-once, content-addressed blob store for originals (DESIGN §4).
+
+Layout under ``root``: ``objects/sha256/<2 hex>/<2 hex>/<64 hex>`` holds committed objects (mode
+0400, directories 0700); ``tmp/`` holds uncommitted temporaries on the same file system.
+
+Guarantees:
+
+* An object at ``path_of(h)`` is only ever created by renaming a fully written, fsynced temp file
+  whose bytes hash to ``h``; the directory chain is fsynced after the rename. When an ingest
+  returns, the object is durable. Ingest never replaces or deletes an existing object.
+* Every ingest reads its source exactly once and hashes while copying; memory is bounded by a few
+  ``chunk_size`` buffers whatever the size of the source.
+* When an ingest raises, its temp file is removed and nothing new is visible under ``objects/``.
+  ``OSError`` becomes ``Unavailable`` (cause chained); an over-limit source becomes ``TooLarge``;
+  a hash that disagrees (an upload's expected hash, or a stored object's bytes) ``IntegrityError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import stat
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from vault.blobcopy import (
+    ALIGN,
+    MAX_CHUNK,
+    TempFile,
+    WriteFault,
+    copy_and_hash,
+    fsync_dir,
+    hash_file,
+    mkdirs,
+    unavailable,
+    unlink_unless_locked,
+)
+from vault.errors import BadRequest, ConfigError, IntegrityError, NotFound, TooLarge
+
+__all__ = ["BlobStore", "StoredBlob", "WriteFault"]
+
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A durable object: lower-case hex SHA-256, size in bytes, its path, and whether it was
+    already stored before this ingest."""
+
+    sha256: str
+    size: int
+    path: Path
+    existed: bool
+
+
+def _digest(sha256: str) -> str:
+    """Return the canonical (lower-case) form of a hex SHA-256, or raise ``BadRequest``."""
+    canon = sha256.lower() if isinstance(sha256, str) else ""
+    if _DIGEST_RE.fullmatch(canon) is None:
+        raise BadRequest("not a SHA-256 hex digest")
+    return canon
+
+
+class BlobStore:
+    """The content-addressed store. Thread-safe; several processes may share one ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        chunk_size: int = 1 << 20,
+        fault: WriteFault | None = None,
+        direct: bool = True,
+    ) -> None:
+        """``direct``: ``ingest_file`` writes with O_DIRECT where possible (see
+        ``vault.blobcopy.TempFile``)."""
+        if not 0 < chunk_size <= MAX_CHUNK or chunk_size % ALIGN:
+            raise ValueError(f"chunk_size must be a multiple of {ALIGN} up to {MAX_CHUNK}")
+        self._direct = direct
+        self.root = Path(root)
+        self._objects = self.root / "objects" / "sha256"
+        self._tmp = self.root / "tmp"
+        self._chunk = chunk_size
+        self._fault = fault
+        if not self.root.parent.is_dir():
+            raise ConfigError("blob store root: parent directory does not exist")
+        with unavailable("creating the store directories"):
+            mkdirs([self.root, self.root / "objects", self._objects, self._tmp])
+            same_fs = self._tmp.stat().st_dev == self._objects.stat().st_dev
+        if not same_fs:
+            raise ConfigError("blob store: tmp/ and objects/ must be on the same file system")
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    def path_of(self, sha256: str) -> Path:
+        """Where the object with this digest lives (or would live). Raises ``BadRequest``."""
+        h = _digest(sha256)
+        return self._objects / h[:2] / h[2:4] / h
+
+    def exists(self, sha256: str) -> bool:
+        """True if a regular file is stored under this digest (its bytes are not checked)."""
+        path = self.path_of(sha256)
+        with unavailable("looking up an object"):
+            try:
+                return stat.S_ISREG(path.lstat().st_mode)
+            except FileNotFoundError:
+                return False
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open the object for reading. ``NotFound`` if absent. Bytes are not re-verified."""
+        path = self.path_of(sha256)
+        with unavailable("opening an object"):
+            try:
+                return open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW))
+            except FileNotFoundError:
+                raise NotFound(f"no stored object {path.name}") from None
+
+    def verify(self, sha256: str) -> bool:
+        """Re-hash the stored bytes: True iff they hash to ``sha256``. ``NotFound`` if absent."""
+        path = self.path_of(sha256)
+        with unavailable("reading an object"):
+            try:
+                return hash_file(path) == path.name
+            except FileNotFoundError:
+                raise NotFound(f"no stored object {path.name}") from None
+
+    def remove(self, sha256: str) -> bool:
+        """Delete an object (disposition) durably. Returns False if it was not there."""
+        path = self.path_of(sha256)
+        with unavailable("removing an object"):
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):  # some file systems refuse to unlink 0400
+                    path.chmod(0o600)
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            fsync_dir(path.parent)
+        return True
+
+    def sweep_tmp(self) -> int:
+        """Remove temp files left by crashed writers; returns how many were removed.
+
+        A temp file being written (by any process) holds an exclusive flock and is skipped, so
+        this is safe to call at any time, not only at start.
+        """
+        with unavailable("sweeping temp files"):
+            entries = [
+                Path(e) for e in os.scandir(self._tmp) if not e.is_dir(follow_symlinks=False)
+            ]
+            return sum(unlink_unless_locked(path) for path in entries)
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def ingest_file(self, fd: int, *, max_bytes: int | None = None) -> StoredBlob:
+        """Copy the regular file open at ``fd`` (from offset 0, to EOF; the fd's position is
+        not used or moved) into the store, hashing in the same single read pass.
+
+        The caller checks afterwards that the source did not change during the copy.
+        ``BadRequest`` if ``fd`` is not a regular file; ``TooLarge`` past ``max_bytes``;
+        ``Unavailable`` on any I/O error (reading the source or writing the store).
+        """
+        with unavailable("reading the source"):
+            st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest("source is not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise TooLarge(f"source is over the {max_bytes}-byte limit")
+        if hasattr(os, "posix_fadvise"):
+            with unavailable("reading the source"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        tmp = TempFile(self._tmp, self._fault)
+        try:
+            tmp.open(direct=self._direct)
+            digest, size = copy_and_hash(fd, tmp, self._chunk, max_bytes)
+            return self._commit(tmp, digest, size)
+        finally:
+            tmp.discard()
+
+    async def ingest_stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_sha256: str | None,
+        max_bytes: int | None,
+    ) -> StoredBlob:
+        """Store an upload. Chunks are batched up to ``chunk_size`` and written and hashed by one
+        worker thread (one batch in flight while the next is received); the event loop never
+        blocks on disk. ``expected_sha256`` mismatch -> ``IntegrityError`` and nothing kept;
+        over ``max_bytes`` -> ``TooLarge`` (raised as soon as the limit is passed). Errors from
+        ``chunks`` itself propagate unchanged. On any exit the temp file is removed, also on
+        cancellation (the worker removes it after its last operation)."""
+        expected = None if expected_sha256 is None else _digest(expected_sha256)
+        worker = ThreadPoolExecutor(1, thread_name_prefix="blobstore-upload")
+        tmp = TempFile(self._tmp, self._fault)
+        hasher = hashlib.sha256()
+
+        def absorb(data: bytes, offset: int) -> None:
+            with memoryview(data) as view:
+                tmp.write(view, offset)
+            hasher.update(data)
+
+        def finish(size: int) -> StoredBlob:
+            tmp.seal()
+            digest = hasher.hexdigest()
+            if expected is not None and digest != expected:
+                raise IntegrityError("upload does not match its expected SHA-256")
+            return self._commit(tmp, digest, size)
+
+        try:
+            await asyncio.wrap_future(worker.submit(tmp.open))
+            parts: list[bytes] = []
+            batched = written = 0
+            in_flight: Future[None] | None = None
+            async for chunk in chunks:
+                if max_bytes is not None and written + batched + len(chunk) > max_bytes:
+                    raise TooLarge(f"upload is over the {max_bytes}-byte limit")
+                parts.append(chunk)
+                batched += len(chunk)
+                if batched >= self._chunk:
+                    if in_flight is not None:
+                        await asyncio.wrap_future(in_flight)
+                    in_flight = worker.submit(absorb, b"".join(parts), written)
+                    parts, written, batched = [], written + batched, 0
+            if in_flight is not None:
+                await asyncio.wrap_future(in_flight)
+            if parts:
+                await asyncio.wrap_future(worker.submit(absorb, b"".join(parts), written))
+            return await asyncio.wrap_future(worker.submit(finish, written + batched))
+        finally:
+            cleanup = worker.submit(tmp.discard)  # runs after anything still queued
+            worker.shutdown(wait=False)
+            await asyncio.wrap_future(cleanup)
+
+    # -- commit (shared by both ingest paths) -------------------------------------------------
+
+    def _commit(self, tmp: TempFile, digest: str, size: int) -> StoredBlob:
+        """Move the sealed ``tmp`` (whose bytes hash to ``digest``) into place, or discard it if
+        the object exists and its bytes hash to ``digest`` (``IntegrityError`` if not). Either
+        way the directory chain is fsynced before returning."""
+        final = self.path_of(digest)
+        chain = [final.parent.parent, final.parent]
+        with unavailable("committing an object"):
+            mkdirs(chain)
+            try:
+                existing: os.stat_result | None = os.lstat(final)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None:
+                if not stat.S_ISREG(existing.st_mode) or hash_file(final) != digest:
+                    raise IntegrityError(f"stored object {digest} does not match its address")
+                tmp.discard()
+                size = existing.st_size
+            else:
+                assert tmp.path is not None
+                tmp.path.rename(final)
+                tmp.renamed()
+            for directory in reversed([self._objects, *chain]):
+                fsync_dir(directory)
+        return StoredBlob(digest, size, final, existing is not None)
