@@ -1,0 +1,214 @@
+"""Recording an offer: the ledger entry and the evidence rows, in one transaction (DESIGN §3-4).
+
+Guarantees:
+
+* ``record_offer`` returns only once the ``acquired`` or ``reoffered`` entry is durable together
+  with its rows (``evidence`` + ``evidence_offers``, or an ``evidence_offers`` row alone) and a
+  signed checkpoint covers it; if it raises, nothing of it was committed, or (a checkpoint
+  timeout) the entry was committed and a retry records a re-offer.
+* Exactly one ``acquired`` entry and one evidence row per content: the evidence row's unique
+  hash decides; an acquisition that loses the race is retried as a re-offer.
+* Entries carry only the hash, size, evidence id and label in the clear; file name, dock,
+  device, officer and recording time are salted commitments (openings kept in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+
+from ingest import metrics
+from ingest.config import DockConfig
+from ingest.dockfs import DockPath, display, name_b64
+from ingest.naming import NameInfo, NameParser
+from ingest.receipts import Receipt, SourceState
+from vault.blobstore import StoredBlob
+from vault.db import Conn
+from vault.errors import BadRequest
+from vault.labels import Label
+from vault.ledger import Ledger, make_entry
+from vault.ledger.entry import rfc3339
+
+__all__ = ["Copied", "read_sidecar", "record_offer"]
+
+log = logging.getLogger("evault.ingest")
+
+_MAX_SIDECAR = 64 << 10
+_SIDECAR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_Effect = Callable[[Conn, list[int]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """A durable blob and what is known about where it came from (``state`` None: a push)."""
+
+    blob: StoredBlob
+    state: SourceState | None
+    sidecar: dict[str, Any] | None
+    sidecar_error: str | None
+
+
+def _info(parser: NameParser, name: bytes, copied: Copied) -> tuple[NameInfo, str | None]:
+    info = parser.parse(name)
+    error = copied.sidecar_error
+    if copied.sidecar is not None:
+        try:
+            info = parser.merge_sidecar(info, copied.sidecar)
+        except BadRequest as exc:
+            error = exc.detail
+    return info, error
+
+
+async def record_offer(
+    ledger: Ledger,
+    dock: DockConfig,
+    parser: NameParser,
+    label: Label,
+    rel: bytes,
+    copied: Copied,
+    *,
+    via: str,
+) -> Receipt:
+    """Record ``copied`` as offered by ``dock`` under the path ``rel`` (module docstring)."""
+    blob = copied.blob
+    name = rel.rpartition(b"/")[2]
+    info, sidecar_error = _info(parser, name, copied)
+    secrets: dict[str, Any] = {"file_name": display(rel), "dock_id": dock.id}
+    if (raw := name_b64(rel)) is not None:
+        secrets["file_name_bytes"] = raw
+    public = {"sha256": blob.sha256, "size": blob.size}
+    while True:
+        held = await ledger.pool.fetchval("SELECT id FROM evidence WHERE sha256 = $1", blob.sha256)
+        effect: _Effect
+        if held is not None:
+            evidence_id, kind = str(held), "reoffered"
+            entry = make_entry(kind, {"evidence": evidence_id, **public}, secrets)
+            effect = _offer_effect(evidence_id, dock.id, display(rel), reoffer=True)
+        else:
+            evidence_id, kind = str(uuid.uuid4()), "acquired"
+            when = None if info.recorded_at is None else info.recorded_at.isoformat()
+            committed = {
+                **secrets,
+                "device_id": info.device_id,
+                "officer_id": info.officer_id,
+                "recorded_at": when,
+            }
+            fields = {"evidence": evidence_id, **public, "label": str(label)}
+            entry = make_entry(kind, fields, committed)
+            meta = {
+                "via": via,
+                "source_path": display(rel),
+                "source_path_b64": name_b64(rel),
+                "name_matched": info.matched,
+                "seq": info.seq,
+                "sidecar": copied.sidecar,
+                "sidecar_error": sidecar_error,
+                "source_state": None if copied.state is None else asdict(copied.state),
+            }
+            effect = _evidence_effect(evidence_id, dock.id, name, blob, info, label, meta)
+        try:
+            [index] = await ledger.append([entry], effect=effect, wait_checkpoint=True)
+            break
+        except asyncpg.UniqueViolationError:
+            continue  # another acquisition stored this content first: record a re-offer
+    checkpoint = await ledger.checkpoint_covering(index)
+    acquired = kind == "acquired"
+    (metrics.ACQUIRED_FILES if acquired else metrics.REOFFERED_FILES).labels(dock.id).inc()
+    (metrics.ACQUIRED_BYTES if acquired else metrics.REOFFERED_BYTES).labels(dock.id).inc(blob.size)
+    log.info("dock %s: %s %s as ledger entry %d", dock.id, kind, blob.sha256, index)
+    return Receipt(
+        sha256=blob.sha256,
+        size=blob.size,
+        evidence_id=evidence_id,
+        ledger_index=index,
+        kind=kind,
+        checkpoint=checkpoint.note,
+        dock_id=dock.id,
+        time=rfc3339(),
+        source_name=display(rel),
+        source=copied.state,
+    )
+
+
+def _offer_effect(evidence_id: str, dock_id: str, source_name: str, *, reoffer: bool) -> _Effect:
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO evidence_offers (evidence_id, ledger_idx, dock_id, source_name, reoffer)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            uuid.UUID(evidence_id),
+            indexes[0],
+            dock_id,
+            source_name,
+            reoffer,
+        )
+
+    return effect
+
+
+def _evidence_effect(
+    evidence_id: str,
+    dock_id: str,
+    name: bytes,
+    blob: StoredBlob,
+    info: NameInfo,
+    label: Label,
+    meta: dict[str, Any],
+) -> _Effect:
+    offer = _offer_effect(evidence_id, dock_id, str(meta["source_path"]), reoffer=False)
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
+            " recorded_at, file_name, extension, metadata, label_level, label_caveats)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)",
+            uuid.UUID(evidence_id),
+            blob.sha256,
+            blob.size,
+            indexes[0],
+            dock_id,
+            info.device_id,
+            info.officer_id,
+            info.recorded_at,
+            display(name),
+            info.ext,
+            json.dumps(meta, ensure_ascii=False),
+            int(label.level),
+            [str(c) for c in label.sorted_caveats],
+        )
+        await offer(conn, indexes)
+
+    return effect
+
+
+def read_sidecar(dp: DockPath) -> tuple[dict[str, Any] | None, str | None]:
+    """The dock's ``<name>.json`` (a regular file, not a link, at most 64 KiB, a JSON object),
+    or (None, None) if there is none, or (None, why) if it is unusable."""
+    sname = dp.name + b".json"
+    if len(sname) > 255:
+        return None, None
+    try:
+        fd = os.open(sname, _SIDECAR_FLAGS, dir_fd=dp.fd)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"sidecar not readable: {os.strerror(exc.errno or 0)}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SIDECAR:
+            return None, "sidecar is not a regular file of at most 64 KiB"
+        data = json.loads(os.read(fd, _MAX_SIDECAR + 1))
+    except (OSError, ValueError) as exc:
+        return None, f"sidecar unusable: {type(exc).__name__}"
+    finally:
+        os.close(fd)
+    if not isinstance(data, dict):
+        return None, "sidecar is not a JSON object"
+    return data, None
