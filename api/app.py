@@ -11,6 +11,7 @@ from api.config import Config
 from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.problems import problem_middleware
 from api.runtime import open_runtime
+from ingest.service import cleanup_ctx as ingest_cleanup_ctx
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -34,6 +35,11 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     app[PARTS] = parts
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
+    app.cleanup_ctx.append(
+        ingest_cleanup_ctx(
+            lambda a: a[RUNTIME], lambda a: a[READINESS], lambda a: "ingest" in a[PARTS]
+        )
+    )
     app.add_routes(routes_ledger.routes)
     app.add_routes(metrics.routes)
     return app

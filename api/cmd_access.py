@@ -1,9 +1,10 @@
 """``evault principal|token|case|audit|retention …``: access control from the command line.
 
 Every command acts as one principal (``--as``, default ``admin``, which the default
-configuration seeds) and goes through the same decisions, ledger entries and visibility filters
-as the API: a listing shows only what that principal may list, and an item it may not see is
-reported exactly like one that does not exist. A token is printed once, when it is created.
+configuration seeds at start) and goes through the same decisions, ledger entries and
+visibility filters as the API: a listing shows only what that principal may list, and an item
+it may not see is reported exactly like one that does not exist. A token is printed once,
+when it is created.
 """
 
 from __future__ import annotations
@@ -106,13 +107,8 @@ async def _acting(
     cfg: Config, args: argparse.Namespace
 ) -> AsyncIterator[tuple[Runtime, Principal]]:
     async with open_runtime(cfg) as rt:
-        await principals.seed(rt.db.pool, rt.ledger, cfg.principals)
         actor = await principals.load(rt.db.pool, args.as_principal)
         yield rt, actor
-
-
-def _label_text(label: Label) -> str:
-    return str(label)
 
 
 async def principal_add(args: argparse.Namespace, cfg: Config) -> int:

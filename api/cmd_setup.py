@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,8 @@ from aiohttp import web
 from api.app import make_app
 from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
-from api.keys import ALL_PARTS
+from api.keys import ALL_PARTS, RUNTIME
+from vault import principals, tokens
 from vault.keys import create_signing_key
 
 log = logging.getLogger("evault.serve")
@@ -32,6 +34,11 @@ def register(sub: Any) -> None:
         type=_parts,
         default=ALL_PARTS,
         help="comma-separated parts to run: api, ingest, media (default: all)",
+    )
+    p.add_argument(
+        "--print-admin-token",
+        action="store_true",
+        help="create a 30-day API token for the admin principal and print it (as `make run` does)",
     )
     p.set_defaults(func=cmd_serve)
 
@@ -92,6 +99,13 @@ async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
     await site.start()
     parts = ",".join(sorted(args.only))
     print(f"evidence-vault serving on http://{host or '127.0.0.1'}:{port} ({parts})", flush=True)
+    if args.print_admin_token:
+        rt = app[RUNTIME]
+        admin = await principals.load(rt.db.pool, "admin")
+        issued = await tokens.create(
+            rt.db.pool, rt.ledger, admin, "admin", timedelta(days=30), comment="evault serve"
+        )
+        print(f"admin token (valid until {issued.expires_at:%Y-%m-%d}): {issued.token}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

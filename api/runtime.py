@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from api.config import Config
+from vault import principals
 from vault.db import Database, open_database
 from vault.keys import load_signer
 from vault.ledger import Ledger
@@ -25,10 +26,12 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterator[Runtime]:
-    """Open the database and ledger; with ``background``, also sign checkpoints as it grows."""
+    """Open the database and ledger, create the configured principals that are missing; with
+    ``background``, also sign checkpoints as the tree grows."""
     signer = load_signer(cfg.path(cfg.ledger.key_file))
     async with open_database(cfg.database, cfg.data) as db:
         ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log))
+        await principals.seed(db.pool, ledger, cfg.principals)
         if background:
             ledger.start()
         try:

@@ -37,6 +37,8 @@ log = logging.getLogger("evault.db")
 
 # A connection, whether taken from a pool or opened alone.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+# Anything that runs a query: a pool (one statement per connection taken) or a connection.
+Db: TypeAlias = "asyncpg.Pool[asyncpg.Record] | Conn"
 
 MIGRATION_LOCK = 0x65766D67  # "evmg"
 EMBEDDED_DB = "evault"

@@ -7,5 +7,13 @@ ALWAYS`` triggers on them that refuse UPDATE, DELETE and TRUNCATE for every role
 from __future__ import annotations
 
 APPEND_ONLY_TABLES: frozenset[str] = frozenset(
-    {"ledger_entries", "ledger_openings", "ledger_checkpoints"}
+    {
+        "ledger_entries",
+        "ledger_openings",
+        "ledger_checkpoints",
+        "case_evidence_history",
+        "label_history",
+        "dispositions",
+        "ledger_refs",
+    }
 )

@@ -49,16 +49,17 @@ def test_note_proof_entry_and_fsck(tmp_path: Path, cli_env: dict[str, str], pg_d
     data = tmp_path / "data"
     run(data, "init", env=cli_env)
     out = run(data, "ledger", "note", "first", "second", "third", env=cli_env)
-    assert out.stdout.split() == ["0", "1", "2"]
-    entry = run(data, "ledger", "entry", "1", env=cli_env).stdout
+    first, second, third = (int(i) for i in out.stdout.split())
+    assert second == first + 1 and third == first + 2  # after the seeded admin's entry
+    entry = run(data, "ledger", "entry", str(second), env=cli_env).stdout
     assert json.loads(entry)["text"] == "second"
-    proof = run(data, "ledger", "proof", "1", env=cli_env).stdout
-    assert proof.startswith("c2sp.org/tlog-proof@v1\nindex 1\n")
+    proof = run(data, "ledger", "proof", str(second), env=cli_env).stdout
+    assert proof.startswith(f"c2sp.org/tlog-proof@v1\nindex {second}\n")
     cp = run(data, "ledger", "checkpoint", env=cli_env).stdout
-    assert cp.splitlines()[1] == "3"
-    cons = run(data, "ledger", "consistency", "1", "3", env=cli_env).stdout.split()
-    assert len(cons) == 2
-    assert "ok: 3 entries" in run(data, "ledger", "fsck", env=cli_env).stdout
+    assert cp.splitlines()[1] == str(third + 1)
+    cons = run(data, "ledger", "consistency", "1", str(third + 1), env=cli_env).stdout.split()
+    assert cons
+    assert f"ok: {third + 1} entries" in run(data, "ledger", "fsck", env=cli_env).stdout
 
     # A database insider rewrites entry 1: fsck exits non-zero and names index 1.
     import asyncio
@@ -68,7 +69,7 @@ def test_note_proof_entry_and_fsck(tmp_path: Path, cli_env: dict[str, str], pg_d
         try:
             await conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ALL")
             await conn.execute(
-                "UPDATE ledger_entries SET data = convert_to('{}', 'UTF8') WHERE idx = 1"
+                "UPDATE ledger_entries SET data = convert_to('{}', 'UTF8') WHERE idx = $1", second
             )
         finally:
             await conn.close()
@@ -76,7 +77,7 @@ def test_note_proof_entry_and_fsck(tmp_path: Path, cli_env: dict[str, str], pg_d
     asyncio.run(tamper())
     bad = run(data, "ledger", "fsck", env=cli_env, check=False)
     assert bad.returncode == 1
-    assert "first bad index 1" in bad.stdout
+    assert f"first bad index {second}" in bad.stdout
 
 
 def test_unknown_entry_is_a_clear_error(tmp_path: Path, cli_env: dict[str, str]) -> None:

@@ -1,0 +1,135 @@
+"""Helpers for the access tests: a real ledger on a test database, evidence rows, principals."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vault.access import Principal, Role
+from vault.config import DatabaseConfig, LedgerConfig
+from vault.db import Conn, Database, open_database
+from vault.labels import Caveat, Label, Level
+from vault.ledger import Ledger, make_entry
+from verify.note import Signer
+
+ORIGIN = "test.evidence-vault.local/ledger"
+ALL_CAVEATS = frozenset(Caveat)
+INTERNAL = Label(Level.INTERNAL)
+
+ADMIN = Principal(
+    id="admin",
+    clearance=Level.TOP_SECRET,
+    caveats=ALL_CAVEATS,
+    roles=frozenset({Role.ADMIN, Role.AUDITOR}),
+    cases=frozenset(),
+)
+
+
+@asynccontextmanager
+async def open_vault(dsn: str, tmp: Path) -> AsyncIterator[tuple[Ledger, Database]]:
+    cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
+    async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
+        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        try:
+            yield ledger, db
+        finally:
+            await ledger.close()
+
+
+def person(
+    pid: str,
+    roles: Iterable[Role],
+    clearance: Level = Level.TOP_SECRET,
+    caveats: Iterable[Caveat] = ALL_CAVEATS,
+    cases: Iterable[str] = (),
+    officer_id: str | None = None,
+    active: bool = True,
+) -> Principal:
+    return Principal(
+        id=pid,
+        clearance=clearance,
+        caveats=frozenset(caveats),
+        roles=frozenset(roles),
+        cases=frozenset(cases),
+        officer_id=officer_id,
+        active=active,
+    )
+
+
+async def add_evidence(
+    ledger: Ledger,
+    *,
+    label: Label = INTERNAL,
+    officer_id: str | None = None,
+    device_id: str | None = "rec-1",
+    dock_id: str | None = "dock-01",
+    acquired_at: datetime | None = None,
+    recorded_at: datetime | None = None,
+    category: str = "ordinary",
+    media_status: str = "ready",
+    file_name: str = "clip.mp4",
+) -> str:
+    """Insert one evidence row with its own `acquired` entry, as acquisition would."""
+    eid = uuid.uuid4()
+    sha = hashlib.sha256(eid.bytes).hexdigest()
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
+            " recorded_at, file_name, acquired_at, label_level, label_caveats, category,"
+            " media_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+            eid,
+            sha,
+            100,
+            indexes[0],
+            dock_id,
+            device_id,
+            officer_id,
+            recorded_at,
+            file_name,
+            acquired_at or datetime.now(UTC),
+            int(label.level),
+            [c.value for c in label.sorted_caveats],
+            category,
+            media_status,
+        )
+
+    entry = make_entry("acquired", {"evidence": str(eid), "sha256": sha}, {"file_name": file_name})
+    await ledger.append([entry], effect=effect)
+    return str(eid)
+
+
+async def add_rendition(ledger: Ledger, evidence_id: str, label: Label, kind: str = "proxy") -> str:
+    rid = uuid.uuid4()
+    sha = hashlib.sha256(rid.bytes).hexdigest()
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type, ledger_idx,"
+            " label_level, label_caveats) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            rid,
+            uuid.UUID(evidence_id),
+            kind,
+            sha,
+            10,
+            "video/mp4",
+            indexes[0],
+            int(label.level),
+            [c.value for c in label.sorted_caveats],
+        )
+
+    await ledger.append([make_entry("derived", {"rendition": str(rid)})], effect=effect)
+    return str(rid)
+
+
+async def entries(db: Database, kind: str | None = None) -> list[dict[str, object]]:
+    import json
+
+    rows = await db.pool.fetch(
+        "SELECT data FROM ledger_entries WHERE $1::text IS NULL OR kind = $1 ORDER BY idx", kind
+    )
+    return [json.loads(bytes(r["data"])) for r in rows]

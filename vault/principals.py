@@ -1,0 +1,306 @@
+"""Principals: people, docks and case-system modules, their clearances, roles and assignments.
+
+Guarantees:
+
+- Every change (added, disabled, enabled, assigned, unassigned) is one ``principal`` ledger
+  entry, and the row change is made in the same transaction (``Ledger.append`` effect); the
+  principal id, the case id and the acting principal appear in the entry only as commitments.
+- Only a principal allowed to ``administer`` the system may add, disable or enable principals,
+  and it may not grant a clearance or caveat it does not hold itself. Assigning a case needs
+  ``administer`` or ``link`` on that case. Refusals are recorded as ``denied`` entries.
+- ``load`` returns the ``access.Principal`` (with its current case assignments) or raises
+  ``NotFound``; ``seed`` creates configured principals that do not exist yet and never changes
+  existing ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from vault import audit
+from vault.access import Action, Principal, Role, Target, decide
+from vault.audit import case_target
+from vault.db import Conn, Db
+from vault.errors import BadRequest, Conflict, Forbidden, NotFound
+from vault.labels import PUBLIC_LABEL, Caveat, Label, Level
+from vault.ledger import LedgerWriter, make_entry
+
+__all__ = [
+    "SYSTEM",
+    "PrincipalRecord",
+    "PrincipalSpec",
+    "SeedLike",
+    "add",
+    "assign",
+    "disable",
+    "enable",
+    "list_principals",
+    "load",
+    "require_admin",
+    "seed",
+    "unassign",
+]
+
+SYSTEM = Target("system", PUBLIC_LABEL)
+"""The target of administration."""
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+
+
+@dataclass(frozen=True)
+class PrincipalSpec:
+    """What ``add`` creates."""
+
+    id: str
+    roles: frozenset[Role]
+    clearance: Level
+    caveats: frozenset[Caveat] = frozenset()
+    officer_id: str | None = None
+    dock_ids: frozenset[str] = frozenset()
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    principal: Principal
+    display_name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SeedLike(Protocol):
+    """A ``[[principals]]`` entry of the configuration (``api.config.PrincipalSeed``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def roles(self) -> Sequence[str]: ...
+    @property
+    def clearance(self) -> str: ...
+    @property
+    def caveats(self) -> Sequence[str]: ...
+
+
+def check_id(principal_id: str) -> str:
+    if not _ID.fullmatch(principal_id):
+        raise BadRequest(
+            "principal id: 1-128 letters, digits or ._@:- characters, starting with a letter "
+            "or digit"
+        )
+    return principal_id
+
+
+def parse_roles(names: Sequence[str]) -> frozenset[Role]:
+    roles = set()
+    for name in names:
+        try:
+            roles.add(Role(name))
+        except ValueError:
+            expected = ", ".join(r.value for r in Role)
+            raise BadRequest(f"unknown role {name[:40]!r}: expected one of {expected}") from None
+    return frozenset(roles)
+
+
+async def require_admin(ledger: LedgerWriter, actor: Principal, what: str) -> None:
+    """Raise Forbidden (recorded as ``denied``) unless the actor may administer the system."""
+    decision = decide(actor, Action.ADMINISTER, SYSTEM)
+    if not decision.allowed:
+        await audit.record(ledger, actor, Action.ADMINISTER, "system", what, False, decision.reason)
+        raise Forbidden(f"{what} requires the admin role")
+
+
+def _row_principal(row: asyncpg.Record, cases: Sequence[str]) -> Principal:
+    return Principal(
+        id=row["id"],
+        clearance=Level(row["clearance"]),
+        caveats=frozenset(Caveat(c) for c in row["caveats"]),
+        roles=frozenset(Role(r) for r in row["roles"]),
+        cases=frozenset(cases),
+        officer_id=row["officer_id"],
+        dock_ids=frozenset(row["dock_ids"]),
+        active=row["active"],
+    )
+
+
+async def load(db: Db, principal_id: str) -> Principal:
+    """The principal with its current case assignments; NotFound if there is none."""
+    row = await db.fetchrow("SELECT * FROM principals WHERE id = $1", principal_id)
+    if row is None:
+        raise NotFound()
+    cases = await db.fetch(
+        "SELECT case_id FROM principal_cases WHERE principal_id = $1", principal_id
+    )
+    return _row_principal(row, [c["case_id"] for c in cases])
+
+
+async def list_principals(db: Db, ledger: LedgerWriter, actor: Principal) -> list[PrincipalRecord]:
+    """Every principal, by id; for those who may administer the system."""
+    await require_admin(ledger, actor, "listing principals")
+    rows = await db.fetch("SELECT * FROM principals ORDER BY id")
+    assigned = await db.fetch("SELECT principal_id, case_id FROM principal_cases ORDER BY case_id")
+    cases: dict[str, list[str]] = {}
+    for a in assigned:
+        cases.setdefault(a["principal_id"], []).append(a["case_id"])
+    return [
+        PrincipalRecord(
+            _row_principal(r, cases.get(r["id"], [])),
+            r["display_name"],
+            r["created_at"],
+            r["updated_at"],
+        )
+        for r in rows
+    ]
+
+
+async def _insert(ledger: LedgerWriter, spec: PrincipalSpec, by: str | None) -> int:
+    check_id(spec.id)
+    label = Label(spec.clearance, spec.caveats)
+    fields: dict[str, Any] = {
+        "op": "added",
+        "roles": sorted(r.value for r in spec.roles),
+        "clearance": label.to_json(),
+    }
+    secrets: dict[str, Any] = {"principal": spec.id}
+    if by is None:
+        fields["source"] = "config"
+    else:
+        secrets["by"] = by
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO principals (id, display_name, clearance, caveats, roles, officer_id,"
+            " dock_ids, ledger_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            spec.id,
+            spec.display_name,
+            int(spec.clearance),
+            [c.value for c in label.sorted_caveats],
+            sorted(r.value for r in spec.roles),
+            spec.officer_id,
+            sorted(spec.dock_ids),
+            indexes[0],
+        )
+
+    try:
+        (idx,) = await ledger.append([make_entry("principal", fields, secrets)], effect=effect)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"principal {spec.id} already exists") from None
+    return idx
+
+
+async def add(db: Db, ledger: LedgerWriter, actor: Principal, spec: PrincipalSpec) -> int:
+    """Create a principal; return the ledger index of its ``principal`` entry."""
+    await require_admin(ledger, actor, "adding principals")
+    if spec.clearance > actor.clearance or not spec.caveats <= actor.caveats:
+        raise Forbidden("you may not grant a clearance or caveat you do not hold")
+    return await _insert(ledger, spec, actor.id)
+
+
+async def seed(db: Db, ledger: LedgerWriter, seeds: Sequence[SeedLike]) -> list[str]:
+    """Create the configured principals that do not exist yet; return the ids created."""
+    created = []
+    for s in seeds:
+        if await db.fetchval("SELECT 1 FROM principals WHERE id = $1", s.id):
+            continue
+        spec = PrincipalSpec(
+            id=s.id,
+            roles=parse_roles(s.roles),
+            clearance=Level.parse(s.clearance),
+            caveats=frozenset(Caveat.parse(c) for c in s.caveats),
+        )
+        try:
+            await _insert(ledger, spec, None)
+        except Conflict:
+            continue  # seeded concurrently by another process: same outcome
+        created.append(s.id)
+    return created
+
+
+async def _set_active(
+    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, active: bool
+) -> int:
+    op = "enabled" if active else "disabled"
+    await require_admin(ledger, actor, f"{op[:-1]}ing principals")
+    if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
+        raise NotFound()
+    if principal_id == actor.id and not active:
+        raise Conflict("a principal may not disable itself")
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "UPDATE principals SET active = $2, updated_at = now(), ledger_idx = $3 WHERE id = $1",
+            principal_id,
+            active,
+            indexes[0],
+        )
+
+    entry = make_entry("principal", {"op": op}, {"principal": principal_id, "by": actor.id})
+    (idx,) = await ledger.append([entry], effect=effect)
+    return idx
+
+
+async def disable(db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str) -> int:
+    """Deactivate: every decision for it is then denied and its tokens are refused."""
+    return await _set_active(db, ledger, actor, principal_id, False)
+
+
+async def enable(db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str) -> int:
+    return await _set_active(db, ledger, actor, principal_id, True)
+
+
+async def _may_assign(ledger: LedgerWriter, db: Db, actor: Principal, case_id: str) -> None:
+    if decide(actor, Action.ADMINISTER, SYSTEM).allowed:
+        return
+    await audit.guard(ledger, actor, Action.LINK, "case", case_id, await case_target(db, case_id))
+
+
+async def _assignment(
+    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, case_id: str, on: bool
+) -> int:
+    await _may_assign(ledger, db, actor, case_id)
+    if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
+        raise NotFound()
+    if not 0 < len(case_id) <= 128:
+        raise BadRequest("case id: 1 to 128 characters")
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        if on:
+            await conn.execute(
+                "INSERT INTO principal_cases (principal_id, case_id, ledger_idx)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                principal_id,
+                case_id,
+                indexes[0],
+            )
+        else:
+            await conn.execute(
+                "DELETE FROM principal_cases WHERE principal_id = $1 AND case_id = $2",
+                principal_id,
+                case_id,
+            )
+        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+
+    entry = make_entry(
+        "principal",
+        {"op": "assigned" if on else "unassigned"},
+        {"principal": principal_id, "case": case_id, "by": actor.id},
+    )
+    (idx,) = await ledger.append([entry], effect=effect)
+    return idx
+
+
+async def assign(
+    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, case_id: str
+) -> int:
+    """Give the principal need-to-know for the case."""
+    return await _assignment(db, ledger, actor, principal_id, case_id, True)
+
+
+async def unassign(
+    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, case_id: str
+) -> int:
+    return await _assignment(db, ledger, actor, principal_id, case_id, False)

@@ -1,0 +1,374 @@
+"""The SQL side of access control: visibility filters, targets, and the evidence queries.
+
+Guarantees:
+
+- ``evidence_filter``, ``rendition_filter`` and ``case_filter`` produce a WHERE fragment that is
+  true for a row exactly when ``access.decide(principal, action, target)`` allows it, where the
+  target is what ``audit.evidence_target`` / ``rendition_target`` / ``case_target`` build for it:
+  clearance ≥ the effective level, effective caveats ⊆ the principal's, and a role from
+  ``ROLE_GRANTS`` whose scope is met (case-independent, an assigned case among the CURRENT links,
+  or the recording officer). The scopes are read from ``ROLE_GRANTS``, not restated. An evidence
+  item's effective label is the join of its own label and every currently linked case's label
+  (``access.effective_label``); a rendition's is the join of that and its own label.
+- Current links are computed from the append-only link history (the newest row per case and
+  evidence decides), so no deleted row can hide or forge a link.
+- ``list_evidence`` / ``count_evidence`` apply the filter inside SQL: pages, counts, cursors and
+  filters (by case, officer, device, dock, time range, label, status) never reveal an item the
+  caller may not list; filtering by a case the caller may not see yields nothing, like an
+  unknown case. Pages use keyset pagination on (acquired_at, id).
+- ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
+  raises ``NotFound`` identically for a missing and an invisible item.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from vault.access import (
+    ACTION_KINDS,
+    ROLE_GRANTS,
+    Action,
+    Principal,
+    Scope,
+    Target,
+    TargetKind,
+    effective_label,
+    visible,
+)
+from vault.db import Db
+from vault.errors import BadRequest, IntegrityError
+from vault.labels import Caveat, Label, Level
+from vault.ledger import LedgerWriter
+
+MAX_PAGE = 1000
+
+
+class Args:
+    """Positional SQL parameters: ``args(value)`` appends a value and returns its ``$n``."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def current(h: str) -> str:
+    """Predicate on a ``case_evidence_history`` row ``h``: it is a link that still holds."""
+    return (
+        f"{h}.action = 'linked' AND NOT EXISTS (SELECT 1 FROM case_evidence_history {h}_n"  # noqa: S608
+        f" WHERE {h}_n.case_id = {h}.case_id AND {h}_n.evidence_id = {h}.evidence_id"
+        f" AND {h}_n.ledger_idx > {h}.ledger_idx)"
+    )
+
+
+CURRENT_LINKS = (
+    "SELECT h.case_id, h.evidence_id, h.ledger_idx, h.at, h.principal_id"  # noqa: S608
+    f" FROM case_evidence_history h WHERE {current('h')}"
+)
+"""The current links, as a subquery."""
+
+
+def scopes(p: Principal, action: Action, kind: TargetKind) -> frozenset[Scope]:
+    """The scopes under which the principal's roles grant ``action`` on ``kind``."""
+    if not p.active or kind not in ACTION_KINDS.get(action, frozenset()):
+        return frozenset()
+    return frozenset(ROLE_GRANTS[r][action] for r in p.roles if action in ROLE_GRANTS.get(r, {}))
+
+
+def _caveats(p: Principal) -> list[str]:
+    return sorted(c.value for c in p.caveats)
+
+
+def _cleared(p: Principal, level: str, caveats: str, args: Args) -> str:
+    return f"({level} <= {args(int(p.clearance))} AND {caveats} <@ {args(_caveats(p))}::text[])"
+
+
+def evidence_filter(
+    p: Principal,
+    e: str,
+    args: Args,
+    action: Action = Action.LIST,
+    kind: TargetKind = "evidence",
+) -> str:
+    """WHERE fragment on ``evidence`` row ``e``: decide(p, action, its target) allows it."""
+    granted = scopes(p, action, kind)
+    if not granted:
+        return "FALSE"
+    clr, cav = args(int(p.clearance)), args(_caveats(p))
+    cleared = (
+        f"{e}.label_level <= {clr} AND {e}.label_caveats <@ {cav}::text[]"  # noqa: S608
+        f" AND NOT EXISTS (SELECT 1 FROM case_evidence_history vh JOIN cases vc"
+        f" ON vc.id = vh.case_id WHERE vh.evidence_id = {e}.id AND {current('vh')}"
+        f" AND (vc.label_level > {clr} OR NOT vc.label_caveats <@ {cav}::text[]))"
+    )
+    recorder = p.officer_id is not None and bool(
+        granted & {Scope.NEED_TO_KNOW, Scope.OWN_RECORDING}
+    )
+    need: list[str] = []
+    if Scope.ANY in granted:
+        need.append("TRUE")
+    if recorder:
+        need.append(f"{e}.officer_id = {args(p.officer_id)}")
+    if Scope.NEED_TO_KNOW in granted and p.cases:
+        need.append(
+            f"EXISTS (SELECT 1 FROM case_evidence_history nh WHERE nh.evidence_id = {e}.id"  # noqa: S608
+            f" AND nh.case_id = ANY({args(sorted(p.cases))}::text[]) AND {current('nh')})"
+        )
+    return f"({cleared} AND ({' OR '.join(need) or 'FALSE'}))"
+
+
+def rendition_filter(p: Principal, r: str, e: str, args: Args, action: Action = Action.LIST) -> str:
+    """WHERE fragment on ``renditions`` row ``r`` joined to its ``evidence`` row ``e``."""
+    if not scopes(p, action, "rendition"):
+        return "FALSE"
+    own = _cleared(p, f"{r}.label_level", f"{r}.label_caveats", args)
+    return f"({own} AND {evidence_filter(p, e, args, action, 'rendition')})"
+
+
+def case_filter(p: Principal, c: str, args: Args, action: Action = Action.LIST) -> str:
+    """WHERE fragment on ``cases`` row ``c``: decide(p, action, its target) allows it."""
+    granted = scopes(p, action, "case")
+    if not granted:
+        return "FALSE"
+    need: list[str] = []
+    if Scope.ANY in granted:
+        need.append("TRUE")
+    if Scope.NEED_TO_KNOW in granted and p.cases:
+        need.append(f"{c}.id = ANY({args(sorted(p.cases))}::text[])")
+    cleared = _cleared(p, f"{c}.label_level", f"{c}.label_caveats", args)
+    return f"({cleared} AND ({' OR '.join(need) or 'FALSE'}))"
+
+
+# -- targets: what decide() is asked about ---------------------------------------------------
+
+
+def label_of(level: int, caveats: Iterable[str]) -> Label:
+    """A stored label; IntegrityError if the row holds something no label can be."""
+    try:
+        return Label(Level(level), frozenset(Caveat(c) for c in caveats))
+    except ValueError as exc:
+        raise IntegrityError("a stored label is invalid") from exc
+
+
+def as_uuid(text: str) -> uuid.UUID | None:
+    """The UUID ``text`` names, or None (an id that cannot exist)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+async def linked_cases(db: Db, evidence_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Label]]:
+    """For each evidence id, its currently linked cases and their labels."""
+    rows = await db.fetch(
+        f"SELECT l.evidence_id, c.id, c.label_level, c.label_caveats FROM ({CURRENT_LINKS}) l"  # noqa: S608
+        " JOIN cases c ON c.id = l.case_id WHERE l.evidence_id = ANY($1::uuid[])",
+        evidence_ids,
+    )
+    out: dict[uuid.UUID, dict[str, Label]] = {i: {} for i in evidence_ids}
+    for r in rows:
+        out[r["evidence_id"]][r["id"]] = label_of(r["label_level"], r["label_caveats"])
+    return out
+
+
+# -- evidence queries ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceQuery:
+    """Filters; every one narrows the caller's visible evidence, none widens it."""
+
+    case_id: str | None = None
+    officer_id: str | None = None
+    device_id: str | None = None
+    dock_id: str | None = None
+    acquired_from: datetime | None = None  # inclusive
+    acquired_to: datetime | None = None  # exclusive
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+    level: Level | None = None  # effective level equals
+    caveats: frozenset[Caveat] = field(default_factory=frozenset)  # effective caveats include
+    status: str | None = None  # media_status
+    disposed: bool | None = None
+
+
+@dataclass(frozen=True)
+class EvidenceSummary:
+    """What a caller allowed to list an item sees of it (``cases``: only the visible ones)."""
+
+    id: str
+    sha256: str
+    size: int
+    file_name: str
+    dock_id: str | None
+    device_id: str | None
+    officer_id: str | None
+    recorded_at: datetime | None
+    acquired_at: datetime
+    label: Label
+    category: str
+    media_status: str
+    disposed_at: datetime | None
+    cases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[EvidenceSummary]
+    next_cursor: str | None
+
+
+_PLAIN = [
+    "sha256",
+    "size",
+    "file_name",
+    "dock_id",
+    "device_id",
+    "officer_id",
+    "recorded_at",
+    "acquired_at",
+    "category",
+    "media_status",
+    "disposed_at",
+]
+_COLUMNS = (
+    "e.id, e.sha256, e.size, e.file_name, e.dock_id, e.device_id, e.officer_id, e.recorded_at,"
+    " e.acquired_at, e.label_level, e.label_caveats, e.category, e.media_status, e.disposed_at"
+)
+
+
+def _eff_cases(e: str) -> str:
+    return (
+        f"FROM case_evidence_history fh JOIN cases fc ON fc.id = fh.case_id"
+        f" WHERE fh.evidence_id = {e}.id AND {current('fh')}"
+    )
+
+
+def _where(p: Principal, q: EvidenceQuery, args: Args) -> str:
+    conds = [evidence_filter(p, "e", args)]
+    if q.case_id is not None:
+        c = args(q.case_id)
+        conds.append(
+            f"EXISTS (SELECT 1 FROM case_evidence_history qh WHERE qh.evidence_id = e.id"  # noqa: S608
+            f" AND qh.case_id = {c} AND {current('qh')})"
+            f" AND EXISTS (SELECT 1 FROM cases qc WHERE qc.id = {c}"
+            f" AND {case_filter(p, 'qc', args)})"
+        )
+    for column, value in (
+        ("officer_id", q.officer_id),
+        ("device_id", q.device_id),
+        ("dock_id", q.dock_id),
+        ("media_status", q.status),
+    ):
+        if value is not None:
+            conds.append(f"e.{column} = {args(value)}")
+    for column, op, instant in (
+        ("acquired_at", ">=", q.acquired_from),
+        ("acquired_at", "<", q.acquired_to),
+        ("recorded_at", ">=", q.recorded_from),
+        ("recorded_at", "<", q.recorded_to),
+    ):
+        if instant is not None:
+            conds.append(f"e.{column} {op} {args(instant)}")
+    if q.level is not None:
+        conds.append(
+            f"GREATEST(e.label_level, (SELECT max(fc.label_level) {_eff_cases('e')}))"
+            f" = {args(int(q.level))}"
+        )
+    for caveat in sorted(q.caveats, key=lambda c: c.value):
+        cv = args(caveat.value)
+        conds.append(
+            f"({cv} = ANY(e.label_caveats) OR EXISTS"
+            f" (SELECT 1 {_eff_cases('e')} AND {cv} = ANY(fc.label_caveats)))"
+        )
+    if q.disposed is not None:
+        conds.append(f"e.disposed_at IS {'NOT ' if q.disposed else ''}NULL")
+    return " AND ".join(conds)
+
+
+def encode_cursor(acquired_at: datetime, evidence_id: str) -> str:
+    raw = json.dumps([acquired_at.isoformat(), evidence_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (acquired_at, id) a cursor names; BadRequest for anything malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, eid = json.loads(raw)
+        instant = datetime.fromisoformat(when)
+        if instant.tzinfo is None:
+            raise ValueError("naive time")
+        return instant, uuid.UUID(eid)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor: pass back the next_cursor of a previous page") from exc
+
+
+async def _summaries(db: Db, p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary]:
+    links = await linked_cases(db, [r["id"] for r in rows])
+    out = []
+    for r in rows:
+        cases = links[r["id"]]
+        label = effective_label(label_of(r["label_level"], r["label_caveats"]), cases.values())
+        shown = tuple(
+            sorted(c for c, lab in cases.items() if visible(p, Target("case", lab, frozenset({c}))))
+        )
+        plain = {k: r[k] for k in _PLAIN}
+        out.append(EvidenceSummary(id=str(r["id"]), label=label, cases=shown, **plain))
+    return out
+
+
+async def list_evidence(
+    db: Db,
+    principal: Principal,
+    query: EvidenceQuery | None = None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """One page of the evidence the principal may list, ordered by (acquired_at, id)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    args = Args()
+    where = _where(principal, query or EvidenceQuery(), args)
+    if cursor is not None:
+        after, after_id = decode_cursor(cursor)
+        where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM evidence e WHERE {where}"  # noqa: S608
+        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}",
+        *args.values,
+    )
+    items = await _summaries(db, principal, list(rows[:limit]))
+    more = len(rows) > limit
+    return Page(items, encode_cursor(items[-1].acquired_at, items[-1].id) if more else None)
+
+
+async def count_evidence(db: Db, principal: Principal, query: EvidenceQuery | None = None) -> int:
+    """How many items ``list_evidence`` would return over all pages."""
+    args = Args()
+    where = _where(principal, query or EvidenceQuery(), args)
+    count: int = await db.fetchval(f"SELECT count(*) FROM evidence e WHERE {where}", *args.values)  # noqa: S608
+    return count
+
+
+async def get_evidence(
+    db: Db, ledger: LedgerWriter, principal: Principal, evidence_id: str
+) -> EvidenceSummary:
+    """Read one item's metadata (an audited ``read_metadata`` decision); NotFound identically
+    for missing and invisible."""
+    from vault.audit import authorize  # audit loads targets through this module
+
+    await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
+    return (await _summaries(db, principal, list(rows)))[0]
