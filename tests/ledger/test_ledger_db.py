@@ -146,3 +146,18 @@ async def test_triggers_block_even_the_owner(pg_dsn: str, tmp_path: Path) -> Non
                 await owner.execute(sql)
     finally:
         await owner.close()
+
+
+async def test_append_on_a_closed_pool_fails_instead_of_hanging(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    async with open_ledger(pg_dsn, tmp_path) as (ledger, db):
+        await ledger.append([make_entry("note", {"text": "before"})])
+        await db.pool.close()
+        with pytest.raises(asyncpg.InterfaceError):
+            await asyncio.wait_for(ledger.append([make_entry("note", {"text": "after"})]), 10)
+        # The sequencer survives: a later failure is reported too, not a hang.
+        with pytest.raises(asyncpg.InterfaceError):
+            await asyncio.wait_for(ledger.append([make_entry("note", {"text": "again"})]), 10)

@@ -27,9 +27,9 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
-from vault.metrics import CHECKPOINT_FAILURES, CHECKPOINT_SIZE, CHECKPOINT_TIME
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, read_state, root_at
+from vault.metrics import CHECKPOINT_FAILURES, CHECKPOINT_SIZE, CHECKPOINT_TIME
 from verify.checkpoint import Checkpoint, format_checkpoint
 from verify.errors import ProofError
 from verify.merkle import verify_consistency

@@ -22,10 +22,10 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
-from vault.metrics import LEDGER_BATCH, LEDGER_COMMIT_SECONDS, LEDGER_ENTRIES, LEDGER_SIZE
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles, read_state
 from vault.ledger.tree import TreeEdge
+from vault.metrics import LEDGER_BATCH, LEDGER_COMMIT_SECONDS, LEDGER_ENTRIES, LEDGER_SIZE
 from verify.merkle import leaf_hash
 from verify.tiles import right_edge_tiles
 
@@ -113,7 +113,12 @@ class Sequencer:
     async def _commit_or_split(self, batch: list[_Request]) -> None:
         try:
             results = await self._commit(batch)
-        except (asyncpg.PostgresError, OSError, LedgerCorrupt, ValueError) as exc:
+        except asyncio.CancelledError:
+            for req in batch:
+                if not req.future.done():
+                    req.future.set_exception(RuntimeError("ledger closed during the append"))
+            raise
+        except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
             self._edge = None  # state unknown: reload under the lock next time
             if len(batch) == 1:
                 if not batch[0].future.done():
