@@ -47,3 +47,7 @@ bench: $(STAMP) ffmpeg
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# The offline verifier as one file: runs with Python 3.11+ and `cryptography`, nothing else.
+verifier:
+	$(PYTHON) tools/build_verifier.py
