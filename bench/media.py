@@ -1,0 +1,198 @@
+"""Media-layer benchmark: proxy, remux vs transcode, fingerprint vs plain decode.
+
+Usage: python bench/media.py [--seconds 60] [--repeat 3] [--grain 0] [--keep DIR]
+
+Generates a 1080p30 H.264/AAC test recording (not timed), then times, taking the best of
+``--repeat`` runs of each (the machine is shared; the minimum is the least disturbed run):
+
+Runs of the compared commands are interleaved; wall and CPU time (user+system of the
+process and its children) are both reported, CPU being the steadier on a busy machine.
+
+(a) make_proxy (720p transcode) vs the bare ffmpeg command with the same argv, unsandboxed;
+    reported for the ffmpeg step alone (sandbox overhead) and for the whole call (which also
+    validates the proxy with ffprobe and a full decode).          target ratio <= 1.05
+(b) remux proxy vs a full transcode at the same size (1080 cap), bare ffmpeg steps and whole
+    make_proxy calls.                                              target remux >= 20x faster
+(c) fingerprint vs ``ffmpeg -i src -f null -`` (same decode threads).  target ratio <= 1.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.media.fingerprint import fingerprint
+from ingest.media.plan import plan_proxy
+from ingest.media.probe import ProbeInfo, probe
+from ingest.media.render import make_proxy
+from ingest.media.sandbox import Limits
+
+
+def generate(path: Path, seconds: int, grain: int) -> None:
+    vf = ["-vf", f"noise=alls={grain}:allf=t"] if grain else []
+    subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-v", "error", "-y"),
+            *("-f", "lavfi", "-i", f"testsrc2=s=1920x1080:r=30:d={seconds}"),
+            *("-f", "lavfi", "-i", f"sine=f=440:r=48000:d={seconds}"),
+            *vf,
+            *("-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"),
+            *("-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart", str(path)),
+        ],
+        check=True,
+    )
+
+
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process and its children)
+
+
+def _cpu() -> float:
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def once(fn: Callable[[], object]) -> Timing:
+    c, t = _cpu(), time.perf_counter()
+    result = fn()
+    if asyncio.iscoroutine(result):
+        asyncio.run(result)
+    return time.perf_counter() - t, _cpu() - c
+
+
+def paired(repeat: int, *fns: Callable[[], object]) -> list[Timing]:
+    """Best wall and best CPU of each fn, runs interleaved so all see the same load."""
+    runs: list[list[Timing]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            runs[i].append(once(fn))
+    return [(min(w for w, _ in r), min(c for _, c in r)) for r in runs]
+
+
+def bare(argv: tuple[str, ...] | list[str]) -> None:
+    subprocess.run(list(argv), check=True, stdin=subprocess.DEVNULL)
+
+
+def fresh(base: Path, name: str) -> Path:
+    d = base / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=ap_fmt())
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep", type=Path, help="work in DIR and keep it")
+    ap.add_argument(
+        "--grain",
+        type=int,
+        default=0,
+        help="film-grain noise strength (e.g. 6) for a source closer to camera footage: "
+        "more bits, heavier decode",
+    )
+    args = ap.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="evault-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    src = base / "src.mp4"
+    try:
+        print(f"generating {args.seconds} s 1080p30 H.264/AAC in {base} ...", flush=True)
+        generate(src, args.seconds, args.grain)
+        mbps = src.stat().st_size * 8 / args.seconds / 1e6
+        print(f"source: {mbps:.1f} Mbit/s (grain {args.grain})", flush=True)
+        info = asyncio.run(probe(src))
+        times, ratios = run_all(base, src, info, args.seconds, args.repeat)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"\n{'measurement':<46}{'wall s':>8}{'x realtime':>12}{'CPU s':>8}")
+    for name, (wall, cpu) in times:
+        print(f"{name:<46}{wall:>8.2f}{args.seconds / wall:>12.1f}{cpu:>8.2f}")
+    print(f"\n{'ratio':<52}{'wall':>8}{'CPU':>8}  target")
+    for name, wall_ratio, cpu_ratio, target in ratios:
+        print(f"{name:<52}{wall_ratio:>8.2f}{cpu_ratio:>8.2f}  {target}")
+    print(f"\ncores: {os.cpu_count()}, best of {args.repeat}")
+    return 0
+
+
+def ap_fmt() -> type[argparse.RawDescriptionHelpFormatter]:
+    return argparse.RawDescriptionHelpFormatter
+
+
+def run_all(
+    base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int
+) -> tuple[list[tuple[str, Timing]], list[tuple[str, float, float, str]]]:
+    limits = Limits(wall_s=600.0 + 20 * seconds)
+    # (a) 720p transcode proxy; the bare run repeats make_proxy's exact argv unsandboxed.
+    proxy = asyncio.run(make_proxy(src, fresh(base, "a"), info, limits=limits))
+    assert plan_proxy(info).kind == "transcode"
+    bare_720, step_720, full_720 = paired(
+        repeat,
+        lambda: bare(proxy.args),
+        lambda: make_proxy(src, fresh(base, "a"), info, full_decode=False, limits=limits),
+        lambda: make_proxy(src, fresh(base, "a"), info, limits=limits),
+    )
+    # (b) remux (1080 cap) vs transcode of the same source at the same size.
+    remux = asyncio.run(make_proxy(src, fresh(base, "b"), info, max_height=1080, limits=limits))
+    assert remux.method == "remux", remux.method
+    transcode = list(proxy.args)
+    transcode[transcode.index("scale=-2:720,format=yuv420p")] = (
+        "scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p"
+    )
+    transcode[-1] = "file:" + str(base / "b" / "transcode.mp4")
+    bare_remux, full_remux = paired(
+        repeat,
+        lambda: bare(remux.args),
+        lambda: make_proxy(src, fresh(base, "b"), info, max_height=1080, limits=limits),
+    )
+    (bare_transcode,) = paired(max(1, repeat - 1), lambda: bare(transcode))
+    # (c) fingerprint vs plain decode with the same decode thread count.
+    threads = os.cpu_count() or 2
+    decode = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads)]
+    decode += ["-i", str(src), "-f", "null", "-"]
+    fp_limits = Limits(wall_s=600.0 + 10 * seconds, threads=threads)
+    plain, fp = paired(
+        repeat, lambda: bare(decode), lambda: fingerprint(src, info, limits=fp_limits)
+    )
+    times = [
+        ("(a) transcode 720p, bare ffmpeg", bare_720),
+        ("(a) make_proxy 720p, ffmpeg step + ffprobe", step_720),
+        ("(a) make_proxy 720p, + full decode check", full_720),
+        ("(b) remux 1080p, bare ffmpeg", bare_remux),
+        ("(b) transcode 1080p, bare ffmpeg", bare_transcode),
+        ("(b) make_proxy remux + full decode check", full_remux),
+        ("(c) plain decode -f null", plain),
+        ("(c) fingerprint", fp),
+    ]
+
+    def ratio(name: str, a: Timing, b: Timing, target: str) -> tuple[str, float, float, str]:
+        return (name, a[0] / b[0], a[1] / b[1], target)
+
+    ratios = [
+        ratio("(a) make_proxy (no decode check) / bare", step_720, bare_720, "<= 1.05"),
+        ratio("(a) make_proxy (with decode check) / bare", full_720, bare_720, "info"),
+        ratio("(b) transcode / remux, bare ffmpeg steps", bare_transcode, bare_remux, ">= 20"),
+        ratio(
+            "(b) transcode / make_proxy remux + decode check", bare_transcode, full_remux, "info"
+        ),
+        ratio("(c) fingerprint / plain decode", fp, plain, "<= 1.3"),
+    ]
+    return times, ratios
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
