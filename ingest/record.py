@@ -28,11 +28,13 @@ import asyncpg
 from ingest import metrics
 from ingest.config import DockConfig
 from ingest.dockfs import DockPath, display, name_b64
+from ingest.mediajobs import PROCESS as MEDIA_PROCESS
 from ingest.naming import NameInfo, NameParser
 from ingest.receipts import Receipt, SourceState
 from vault.blobstore import StoredBlob
 from vault.db import Conn
 from vault.errors import BadRequest
+from vault.jobs import enqueue
 from vault.labels import Label
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
@@ -90,7 +92,7 @@ async def record_offer(
         effect: _Effect
         if held is not None:
             evidence_id, kind = str(held), "reoffered"
-            entry = make_entry(kind, {"evidence": evidence_id, **public}, secrets)
+            entry = make_entry(kind, {"evidence_id": evidence_id, **public}, secrets)
             effect = _offer_effect(evidence_id, dock.id, display(rel), reoffer=True)
         else:
             evidence_id, kind = str(uuid.uuid4()), "acquired"
@@ -101,7 +103,7 @@ async def record_offer(
                 "officer_id": info.officer_id,
                 "recorded_at": when,
             }
-            fields = {"evidence": evidence_id, **public, "label": str(label)}
+            fields = {"evidence_id": evidence_id, **public, "label": str(label)}
             entry = make_entry(kind, fields, committed)
             meta = {
                 "via": via,
@@ -184,6 +186,10 @@ def _evidence_effect(
             [str(c) for c in label.sorted_caveats],
         )
         await offer(conn, indexes)
+        # Media work is queued in the same transaction: no acquisition without its job.
+        await enqueue(
+            conn, MEDIA_PROCESS, {"evidence_id": evidence_id}, dedupe_key=f"media:{evidence_id}"
+        )
 
     return effect
 

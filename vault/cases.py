@@ -171,7 +171,7 @@ async def _link(
         )
 
     entry = make_entry(
-        action, {"evidence": str(eid), "sha256": sha256}, {"case": case_id, "by": actor.id}
+        action, {"evidence_id": str(eid), "sha256": sha256}, {"case": case_id, "by": actor.id}
     )
     try:
         (idx,) = await ledger.append([entry], effect=effect)

@@ -159,7 +159,7 @@ async def _dispose(
 
     entry = make_entry(
         "disposed",
-        {"evidence": str(eid), "sha256": sha, "renditions": renditions, "reason": d.reason},
+        {"evidence_id": str(eid), "sha256": sha, "renditions": renditions, "reason": d.reason},
         {"by": actor.id},
     )
     try:
@@ -259,7 +259,7 @@ async def place_hold(
     if case_id is not None:
         secrets["case"] = case_id
     else:
-        fields["evidence"] = target_id
+        fields["evidence_id"] = target_id
     await ledger.append([make_entry("retention", fields, secrets)], effect=effect)
     return hold_id[0]
 
@@ -315,7 +315,7 @@ async def set_category(
 
     entry = make_entry(
         "retention",
-        {"op": "category", "evidence": evidence_id, "category": category},
+        {"op": "category", "evidence_id": evidence_id, "category": category},
         {"by": actor.id},
     )
     (idx,) = await ledger.append([entry], effect=effect)

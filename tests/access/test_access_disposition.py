@@ -94,9 +94,9 @@ async def test_disposition(pg_dsn: str, tmp_path: Path) -> None:
         )
         new = (await entries(db))[before:]
         disposed = [e for e in new if e["kind"] == "disposed"]
-        assert {e["evidence"] for e in disposed} == going  # flaky's entry came before removal
+        assert {e["evidence_id"] for e in disposed} == going  # flaky's entry came before removal
         for e in disposed:
-            assert e["sha256"] == await sha(str(e["evidence"]))  # the hash stays for ever
+            assert e["sha256"] == await sha(str(e["evidence_id"]))  # the hash stays for ever
         assert new[-1]["kind"] == "retention" and new[-1]["disposed"] == 3
         marked = {
             str(r["id"])

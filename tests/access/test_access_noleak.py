@@ -130,7 +130,7 @@ async def test_no_trace_in_queries_errors_and_trails(pg_dsn: str, tmp_path: Path
         assert hidden not in {d.evidence_id for d in report}
         # the trail of the case, read by an auditor who may not see the item, omits it
         trail = await audit.trail(pool, ledger, BLIND["below"], case="K1")
-        assert trail and all(e.fields.get("evidence") != hidden for e in trail)
+        assert trail and all(e.fields.get("evidence_id") != hidden for e in trail)
         assert not any(hidden in json.dumps(e.opened) for e in trail)
 
 

@@ -1,0 +1,265 @@
+"""Media jobs: probe, proxy, poster and fingerprint for every acquisition; clips on request.
+
+Guarantees:
+- The original is never touched: ffmpeg reads the stored object, renditions go to a private
+  scratch folder, are validated (by the render functions), stored write-once by content, and
+  recorded in a ``derived`` ledger entry (input and output hashes, rendition kind, ffmpeg
+  version, the exact arguments) in the same transaction as their ``renditions`` row.
+- Idempotent under retries and worker deaths: a rendition already recorded is not made again,
+  and the unique ``(evidence, kind)`` index makes a concurrent second record roll back whole.
+- Media that cannot be processed keeps its original and gets ``media_status = 'unprocessable'``
+  with the reason; the job completes (it never blocks the queue). ffmpeg itself missing or
+  broken is a retryable failure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter, Histogram
+
+from ingest.config import MediaConfig
+from ingest.media import (
+    Fingerprint,
+    Limits,
+    MediaError,
+    ProbeInfo,
+    Rendition,
+    Tools,
+    make_clip,
+    make_fingerprint,
+    make_poster,
+    make_proxy,
+    probe,
+)
+from vault import audit
+from vault.blobstore import BlobStore
+from vault.db import Conn
+from vault.jobs import Job, JobFailed
+from vault.ledger import Ledger, make_entry
+
+PROCESS = "media.process"
+CLIP = "media.clip"
+STANDARD = ("proxy", "poster", "fingerprint")
+
+MEDIA_JOBS = Counter(
+    "evault_media_jobs", "Media jobs finished, by kind and outcome.", ["kind", "outcome"]
+)
+MEDIA_SECONDS = Histogram(
+    "evault_media_render_seconds",
+    "Time to make one rendition, by kind.",
+    ["kind"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+
+
+@dataclass(frozen=True)
+class _Source:
+    evidence_id: uuid.UUID
+    sha256: str
+    path: Path
+    label_level: int
+    label_caveats: list[str]
+
+
+class MediaJobs:
+    """Job handlers for media work; see the module docstring."""
+
+    def __init__(self, ledger: Ledger, store: BlobStore, cfg: MediaConfig, scratch: Path) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._cfg = cfg
+        self._scratch = scratch
+        self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)
+        self._limits = Limits(memory_bytes=cfg.memory_limit_mb << 20)
+
+    def handlers(self) -> dict[str, Any]:
+        return {PROCESS: self.process, CLIP: self.clip}
+
+    async def _source(self, evidence_id: str) -> _Source | None:
+        row = await self._ledger.pool.fetchrow(
+            "SELECT id, sha256, label_level, label_caveats, disposed_at FROM evidence"
+            " WHERE id = $1::uuid",
+            evidence_id,
+        )
+        if row is None or row["disposed_at"] is not None:
+            return None
+        path = self._store.path_of(row["sha256"])
+        return _Source(
+            row["id"], row["sha256"], path, row["label_level"], list(row["label_caveats"])
+        )
+
+    async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
+        await self._ledger.pool.execute(
+            "UPDATE evidence SET media_status = $2, media_reason = $3 WHERE id = $1",
+            eid,
+            status,
+            reason,
+        )
+
+    async def process(self, job: Job) -> Mapping[str, Any]:
+        """Probe, then make whichever of proxy, poster and fingerprint are not recorded yet."""
+        src = await self._source(str(job.payload["evidence_id"]))
+        if src is None:
+            return {"status": "gone"}
+        try:
+            info = await probe(src.path, tools=self._tools)
+        except MediaError as exc:
+            await self._set_status(src.evidence_id, "unprocessable", exc.reason)
+            MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+            return {"status": "unprocessable", "reason": exc.reason}
+        await self._ledger.pool.execute(
+            "UPDATE evidence SET probe = $2::jsonb, media_status = 'processing' WHERE id = $1",
+            src.evidence_id,
+            _json(info.to_json()),
+        )
+        made: list[str] = []
+        for kind in STANDARD:
+            if await self._recorded(src.evidence_id, kind):
+                continue
+            try:
+                await self._render(src, info, kind)
+            except MediaError as exc:
+                reason = f"{kind}: {exc.reason}"
+                await self._set_status(src.evidence_id, "unprocessable", reason)
+                MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+                return {"status": "unprocessable", "reason": reason, "made": made}
+            made.append(kind)
+        await self._set_status(src.evidence_id, "ready")
+        MEDIA_JOBS.labels(PROCESS, "ready").inc()
+        return {"status": "ready", "made": made}
+
+    async def clip(self, job: Job) -> Mapping[str, Any]:
+        """A frame-exact clip ``[start_ms, end_ms)`` of the original, recorded once per job."""
+        src = await self._source(str(job.payload["evidence_id"]))
+        if src is None:
+            raise JobFailed("the evidence does not exist or was disposed of")
+        start, end = int(job.payload["start_ms"]), int(job.payload["end_ms"])
+        existing = await self._ledger.pool.fetchval(
+            "SELECT id FROM renditions WHERE evidence_id = $1 AND kind = 'clip'"
+            " AND params->>'job' = $2",
+            src.evidence_id,
+            str(job.id),
+        )
+        if existing is not None:
+            return {"rendition_id": str(existing)}
+        try:
+            info = await probe(src.path, tools=self._tools)
+            if info.duration_ms is not None and not 0 <= start < end <= info.duration_ms:
+                raise JobFailed(
+                    f"clip {start}-{end} ms is outside the recording (0-{info.duration_ms} ms)"
+                )
+            rid = await self._render(
+                src, info, "clip", {"start_ms": start, "end_ms": end, "job": str(job.id)}
+            )
+        except MediaError as exc:
+            raise JobFailed(f"clip: {exc.reason}") from exc
+        MEDIA_JOBS.labels(CLIP, "ready").inc()
+        return {"rendition_id": rid}
+
+    async def _recorded(self, eid: uuid.UUID, kind: str) -> bool:
+        return bool(
+            await self._ledger.pool.fetchval(
+                "SELECT 1 FROM renditions WHERE evidence_id = $1 AND kind = $2", eid, kind
+            )
+        )
+
+    async def _render(
+        self, src: _Source, info: ProbeInfo, kind: str, params: dict[str, Any] | None = None
+    ) -> str | None:
+        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{kind}-", dir=self._scratch))
+        started = time.perf_counter()
+        try:
+            extra: dict[str, Any] = {}
+            lim, tools = self._limits, self._tools  # wall limits: scaled to the duration
+            if kind == "proxy":
+                h = self._cfg.proxy_height
+                r = await make_proxy(src.path, work, info, max_height=h, tools=tools, limits=lim)
+            elif kind == "poster":
+                r = await make_poster(src.path, work, info, tools=tools, limits=lim)
+            elif kind == "fingerprint":
+                wall = lim.with_wall(60.0 + 4.0 * (info.duration_ms or 0) / 1000)
+                seg = self._cfg.segment_ms
+                r, fp = await make_fingerprint(
+                    src.path, work, info, segment_ms=seg, tools=tools, limits=wall
+                )
+                extra = _fingerprint_fields(fp)
+            else:
+                assert params is not None
+                a, b = params["start_ms"], params["end_ms"]
+                r = await make_clip(src.path, work, a, b, info, tools=tools, limits=lim)
+                extra = {"start_ms": a, "end_ms": b}
+            rid = await self._record(src, kind, r, extra, params or {})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+        MEDIA_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return rid
+
+    async def _record(
+        self, src: _Source, kind: str, r: Rendition, extra: dict[str, Any], params: dict[str, Any]
+    ) -> str | None:
+        fd = os.open(r.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            blob = await asyncio.to_thread(self._store.ingest_file, fd)
+        finally:
+            os.close(fd)
+        rid = uuid.uuid4()
+        fields = {
+            "evidence_id": str(src.evidence_id),
+            "rendition": kind,
+            "rendition_id": str(rid),
+            "input_sha256": src.sha256,
+            "output_sha256": blob.sha256,
+            "output_size": blob.size,
+            "media_type": r.media_type,
+            "ffmpeg": r.ffmpeg_version,
+            "args": r.portable_args(src.path),
+            "method": r.method,
+            **extra,
+        }
+
+        async def effect(conn: Conn, indexes: list[int]) -> None:
+            await conn.execute(
+                "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type,"
+                " ledger_idx, label_level, label_caveats, params)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
+                rid, src.evidence_id, kind, blob.sha256, blob.size, r.media_type,
+                indexes[0], src.label_level, src.label_caveats, _json(params),
+            )  # fmt: skip
+            await audit.add_refs(
+                conn,
+                [
+                    (indexes[0], "evidence", str(src.evidence_id)),
+                    (indexes[0], "rendition", str(rid)),
+                ],
+            )
+
+        try:
+            await self._ledger.append([make_entry("derived", fields)], effect=effect)
+        except asyncpg.UniqueViolationError:
+            return None  # recorded meanwhile by a worker that took the job over: nothing twice
+        return str(rid)
+
+
+def _fingerprint_fields(fp: Fingerprint) -> dict[str, Any]:
+    return {"fingerprint_root": fp.merkle_root.hex(), "segment_ms": fp.segment_ms}
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def default_concurrency(cfg: MediaConfig) -> int:
+    return cfg.workers or os.cpu_count() or 1
