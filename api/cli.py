@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from api import cmd_access, cmd_ingest, cmd_ledger, cmd_setup
+from api import cmd_access, cmd_export, cmd_ingest, cmd_ledger, cmd_setup
 from api.config import Config, load
 from api.logs import setup_logging
 from vault.errors import EvaultError
 
-COMMAND_MODULES = [cmd_setup, cmd_ledger, cmd_access, cmd_ingest]
+COMMAND_MODULES = [cmd_setup, cmd_ledger, cmd_access, cmd_ingest, cmd_export]
 
 Handler = Callable[[argparse.Namespace, Config], Any]
 

@@ -1,0 +1,333 @@
+"""Export a case as a self-verifying package (DESIGN §6, format in ``verify.package``).
+
+Guarantees:
+- Only what the exporting principal may export is included: the case itself is an ``export``
+  decision, and so is every evidence item (each recorded as ``accessed``/``denied``); items the
+  principal may not see leave no trace in the package.
+- Commitment openings are disclosed only for evidence the principal may export (its acquisition
+  metadata) and for the case being exported; every other commitment stays closed.
+- Every entry is proven against one checkpoint that includes them all; the package is written
+  to a temporary sibling and renamed into place (never over an existing path), and only then is
+  an ``exported`` entry carrying the manifest's SHA-256 appended to the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault import audit
+from vault.access import Action, Principal
+from vault.blobstore import BlobStore
+from vault.errors import BadRequest, Conflict, Forbidden, NotFound
+from vault.ledger import Ledger, make_entry
+from vault.ledger.entry import rfc3339
+from vault.ledger.tiles import consistency_proof, inclusion_proof
+from vault.report_html import ReportItem, render_report
+from vault.visibility import EvidenceQuery, list_evidence
+from verify.canonical import parse_canonical
+from verify.checkpoint import open_checkpoint
+from verify.package import (
+    CHECKPOINT_PATH,
+    MANIFEST_PATH,
+    MANIFEST_SIG_PATH,
+    REPORT_PATH,
+    VKEY_PATH,
+    Manifest,
+    PackageFile,
+    consistency_path,
+    entry_path,
+    format_consistency_proof,
+    format_openings,
+    manifest_bytes,
+    opening_path,
+    proof_path,
+    sign_manifest,
+    vkey_file_text,
+)
+from verify.tlogproof import TlogProof, format_tlog_proof
+
+RENDITION_KINDS = ("proxy", "poster", "clip", "fingerprint")
+_EXT = {"proxy": "mp4", "poster": "jpg", "clip": "mp4", "fingerprint": "json"}
+
+
+@dataclass
+class ExportResult:
+    """What was written: the package path, the manifest hash and the ``exported`` entry."""
+
+    path: Path
+    manifest_sha256: str
+    exported_index: int
+    files: int
+    entries: int
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    entries: set[int] = field(default_factory=set)
+    disclosed: set[int] = field(default_factory=set)
+    files: list[tuple[PackageFile, str]] = field(default_factory=list)  # (file, blob sha256)
+    items: list[ReportItem] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+async def export_case(
+    ledger: Ledger,
+    store: BlobStore,
+    actor: Principal,
+    case_id: str,
+    out: Path,
+    *,
+    renditions: Sequence[str] = (),
+    as_zip: bool = False,
+    since: str | None = None,
+) -> ExportResult:
+    """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``)."""
+    bad = sorted(set(renditions) - set(RENDITION_KINDS))
+    if bad:
+        raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
+    if await asyncio.to_thread(os.path.lexists, out):
+        raise Conflict(f"{out} exists: a package is never written over anything")
+    db = ledger.pool
+    case = await audit.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
+    plan = await _plan(ledger, actor, case_id, renditions)
+    last = max(plan.entries, default=0)
+    cp = await ledger.checkpoint_covering(last)
+    checkpoint = open_checkpoint(cp.note, ledger.verifier)
+    consistency: dict[int, bytes] = {}
+    if since is not None:
+        old = open_checkpoint(since, ledger.verifier)
+        if old.size > cp.size:
+            raise Conflict("the --since checkpoint is newer than the ledger's latest")
+        if 0 < old.size < cp.size:
+            async with db.acquire() as conn:
+                consistency[old.size] = format_consistency_proof(
+                    await consistency_proof(conn, old.size, cp.size)
+                )
+    members = await _members(ledger, plan, cp.note, cp.size)
+    for size, proof in consistency.items():
+        members[consistency_path(size)] = proof
+    report = render_report(
+        case_id=case_id,
+        case_label=str(case.label),
+        exported_by=actor.id,
+        exported_at=rfc3339(),
+        checkpoint_size=checkpoint.size,
+        root_hex=checkpoint.root_hash.hex(),
+        vkey=ledger.signer.vkey,
+        items=plan.items,
+    ).encode()
+    manifest = Manifest(
+        origin=checkpoint.origin,
+        case_id=case_id,
+        case_label=str(case.label),
+        exported_by=actor.id,
+        exported_at=rfc3339(),
+        checkpoint_size=cp.size,
+        entries=tuple(sorted(plan.entries)),
+        files=tuple(sorted((f for f, _ in plan.files), key=lambda f: f.path)),
+        report=(REPORT_PATH, hashlib.sha256(report).hexdigest(), len(report)),
+        consistency=tuple(sorted(consistency)),
+    )
+    mbytes = manifest_bytes(manifest)
+    members[MANIFEST_PATH] = mbytes
+    members[MANIFEST_SIG_PATH] = sign_manifest(mbytes, ledger.signer).encode()
+    members[VKEY_PATH] = vkey_file_text(ledger.verifier).encode()
+    members[CHECKPOINT_PATH] = cp.note.encode()
+    members[REPORT_PATH] = report
+    blobs = {f.path: store.path_of(sha) for f, sha in plan.files}
+    await asyncio.to_thread(_write, out, members, blobs, as_zip)
+    digest = hashlib.sha256(mbytes).hexdigest()
+    entry = make_entry(
+        "exported",
+        {"manifest_sha256": digest, "files": len(blobs), "entries": len(plan.entries)},
+        {"case": case_id, "principal": actor.id},
+    )
+    (idx,) = await ledger.append([entry], effect=_refs(case_id))
+    return ExportResult(out, digest, idx, len(blobs), len(plan.entries), plan.skipped)
+
+
+def _refs(case_id: str) -> Any:
+    async def effect(conn: Any, indexes: list[int]) -> None:
+        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+
+    return effect
+
+
+async def _plan(ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[str]) -> _Plan:
+    db = ledger.pool
+    plan = _Plan()
+    cursor: str | None = None
+    while True:
+        page = await list_evidence(
+            db, actor, EvidenceQuery(case_id=case_id), limit=500, cursor=cursor
+        )
+        for item in page.items:
+            try:
+                await audit.authorize(db, ledger, actor, Action.EXPORT, "evidence", item.id)
+            except Forbidden as exc:
+                plan.skipped.append(f"{item.id}: {exc.detail}")
+                continue
+            except NotFound:
+                continue
+            await _plan_item(db, plan, item.id, case_id, kinds)
+        if page.next_cursor is None:
+            return plan
+        cursor = page.next_cursor
+
+
+async def _plan_item(
+    db: Any, plan: _Plan, evidence_id: str, case_id: str, kinds: Sequence[str]
+) -> None:
+    row = await db.fetchrow(
+        "SELECT id, sha256, size, ledger_idx, extension, file_name, device_id, officer_id,"
+        " recorded_at, acquired_at FROM evidence WHERE id = $1::uuid",
+        evidence_id,
+    )
+    plan.entries.add(row["ledger_idx"])
+    plan.disclosed.add(row["ledger_idx"])
+    ext = (row["extension"] or "bin").lower() if (row["extension"] or "").isalnum() else "bin"
+    plan.files.append(
+        (
+            PackageFile(
+                f"files/{row['sha256']}.{ext[:16]}",
+                row["sha256"],
+                row["size"],
+                "original",
+                evidence_id,
+                row["ledger_idx"],
+            ),
+            row["sha256"],
+        )
+    )
+    for r in await db.fetch(
+        "SELECT kind, sha256, size, ledger_idx FROM renditions WHERE evidence_id = $1::uuid"
+        " AND kind = ANY($2::text[]) ORDER BY created_at",
+        evidence_id,
+        list(kinds),
+    ):
+        plan.entries.add(r["ledger_idx"])
+        path = f"files/{r['sha256']}.{_EXT[r['kind']]}"
+        if any(f.path == path for f, _ in plan.files):
+            continue
+        plan.files.append(
+            (
+                PackageFile(path, r["sha256"], r["size"], r["kind"], evidence_id, r["ledger_idx"]),
+                r["sha256"],
+            )
+        )
+    custody = await db.fetch(
+        "SELECT ledger_idx FROM ledger_refs WHERE ref_kind = 'evidence' AND ref_id = $1"
+        " UNION SELECT ledger_idx FROM evidence_offers WHERE evidence_id = $1::uuid",
+        evidence_id,
+    )
+    timeline = sorted({row["ledger_idx"], *(c["ledger_idx"] for c in custody)})
+    plan.entries.update(timeline)
+    # The case's own link entries disclose which case they name: this case, being exported.
+    for r in await db.fetch(
+        "SELECT ledger_idx FROM case_evidence_history"
+        " WHERE case_id = $1 AND evidence_id = $2::uuid",
+        case_id,
+        evidence_id,
+    ):
+        plan.disclosed.add(r["ledger_idx"])
+    plan.items.append(
+        ReportItem(
+            evidence_id=evidence_id,
+            sha256=row["sha256"],
+            size=row["size"],
+            file_name=row["file_name"],
+            device_id=row["device_id"],
+            officer_id=row["officer_id"],
+            recorded_at=row["recorded_at"],
+            acquired_at=row["acquired_at"],
+            acquired_index=row["ledger_idx"],
+            timeline=timeline,
+            files=[
+                (f.kind, f.path, f.sha256) for f, _ in plan.files if f.evidence_id == evidence_id
+            ],
+        )
+    )
+
+
+async def _members(ledger: Ledger, plan: _Plan, note: str, size: int) -> dict[str, bytes]:
+    db = ledger.pool
+    indexes = sorted(i for i in plan.entries if i < size)
+    plan.entries = set(indexes)
+    members: dict[str, bytes] = {}
+    rows = await db.fetch(
+        "SELECT idx, kind, data FROM ledger_entries WHERE idx = ANY($1::bigint[])", indexes
+    )
+    kinds = {}
+    for r in rows:
+        members[entry_path(r["idx"])] = bytes(r["data"])
+        kinds[r["idx"]] = r["kind"]
+    openings = await db.fetch(
+        "SELECT idx, field, salt, value FROM ledger_openings WHERE idx = ANY($1::bigint[])",
+        sorted(plan.disclosed & plan.entries),
+    )
+    per: dict[int, dict[str, tuple[bytes, Any]]] = {}
+    for o in openings:
+        if kinds[o["idx"]] in ("linked", "unlinked") and o["field"] != "case":
+            continue  # who linked it is the linking principal's business, not the package's
+        per.setdefault(o["idx"], {})[o["field"]] = (bytes(o["salt"]), json.loads(bytes(o["value"])))
+    for idx, fields in per.items():
+        members[opening_path(idx)] = format_openings(fields)
+    async with db.acquire() as conn:
+        for idx in indexes:
+            proof = await inclusion_proof(conn, idx, size)
+            text = format_tlog_proof(TlogProof(index=idx, proof=tuple(proof), checkpoint=note))
+            members[proof_path(idx)] = text.encode()
+    for item in plan.items:
+        item.entries = {
+            i: parse_canonical(members[entry_path(i)]) for i in item.timeline if i < size
+        }
+    return members
+
+
+def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Path], as_zip: bool) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if as_zip:
+            target = tmp / "package.zip"
+            with zipfile.ZipFile(target, "w") as zf:
+                for name, data in sorted(members.items()):
+                    zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+                for name, src in sorted(blobs.items()):
+                    zf.write(src, name, compress_type=zipfile.ZIP_STORED)
+            _fsync(target)
+            os.link(target, out)  # fails rather than replace anything at `out`
+        else:
+            root = tmp / "package"
+            for name, data in members.items():
+                p = root / name
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(data)
+            for name, src in blobs.items():
+                p = root / name
+                p.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, p)
+            if out.exists():  # rename() would replace an empty folder: refuse instead
+                raise Conflict(f"{out} appeared while the package was written; nothing replaced")
+            root.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
