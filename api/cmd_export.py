@@ -10,6 +10,7 @@ from api.config import Config
 from api.runtime import open_runtime
 from vault import principals
 from vault.blobstore import BlobStore
+from vault.content import PlainContentStore
 from vault.export import RENDITION_KINDS, export_case
 
 
@@ -39,9 +40,9 @@ async def export(args: argparse.Namespace, cfg: Config) -> int:
     since = args.since.read_text(encoding="utf-8") if args.since else None
     async with open_runtime(cfg) as rt:
         actor = await principals.load(rt.db.pool, args.as_principal)
-        store = BlobStore(cfg.path(cfg.store.root))
+        content = PlainContentStore(BlobStore(cfg.path(cfg.store.root)))
         result = await export_case(
-            rt.ledger, store, actor, args.case, args.out,
+            rt.ledger, content, actor, args.case, args.out,
             renditions=kinds, as_zip=args.zip, since=since,
         )  # fmt: skip
     print(f"wrote {result.path}: {result.files} files, {result.entries} ledger entries")

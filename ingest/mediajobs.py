@@ -44,7 +44,9 @@ from ingest.media import (
 )
 from vault import audit
 from vault.blobstore import BlobStore
+from vault.content import ContentStore, PlainContentStore
 from vault.db import Conn
+from vault.events import emit
 from vault.jobs import Job, JobFailed
 from vault.ledger import Ledger, make_entry
 
@@ -67,7 +69,6 @@ MEDIA_SECONDS = Histogram(
 class _Source:
     evidence_id: uuid.UUID
     sha256: str
-    path: Path
     label_level: int
     label_caveats: list[str]
 
@@ -75,9 +76,17 @@ class _Source:
 class MediaJobs:
     """Job handlers for media work; see the module docstring."""
 
-    def __init__(self, ledger: Ledger, store: BlobStore, cfg: MediaConfig, scratch: Path) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: BlobStore,
+        cfg: MediaConfig,
+        scratch: Path,
+        content: ContentStore | None = None,
+    ) -> None:
         self._ledger = ledger
         self._store = store
+        self._content = content or PlainContentStore(store)
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)
@@ -94,10 +103,7 @@ class MediaJobs:
         )
         if row is None or row["disposed_at"] is not None:
             return None
-        path = self._store.path_of(row["sha256"])
-        return _Source(
-            row["id"], row["sha256"], path, row["label_level"], list(row["label_caveats"])
-        )
+        return _Source(row["id"], row["sha256"], row["label_level"], list(row["label_caveats"]))
 
     async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
         await self._ledger.pool.execute(
@@ -112,8 +118,16 @@ class MediaJobs:
         src = await self._source(str(job.payload["evidence_id"]))
         if src is None:
             return {"status": "gone"}
+        obj = await self._content.open(src.sha256)
         try:
-            info = await probe(src.path, tools=self._tools)
+            with obj.as_file() as path:
+                return await self._process(src, path)
+        finally:
+            obj.close()
+
+    async def _process(self, src: _Source, path: Path) -> Mapping[str, Any]:
+        try:
+            info = await probe(path, tools=self._tools)
         except MediaError as exc:
             await self._set_status(src.evidence_id, "unprocessable", exc.reason)
             MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
@@ -128,14 +142,19 @@ class MediaJobs:
             if await self._recorded(src.evidence_id, kind):
                 continue
             try:
-                await self._render(src, info, kind)
+                await self._render(src, path, info, kind)
             except MediaError as exc:
                 reason = f"{kind}: {exc.reason}"
                 await self._set_status(src.evidence_id, "unprocessable", reason)
                 MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
                 return {"status": "unprocessable", "reason": reason, "made": made}
             made.append(kind)
-        await self._set_status(src.evidence_id, "ready")
+        async with self._ledger.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE evidence SET media_status = 'ready', media_reason = NULL WHERE id = $1",
+                src.evidence_id,
+            )
+            await emit(conn, "media.ready", {"evidence_id": str(src.evidence_id)})
         MEDIA_JOBS.labels(PROCESS, "ready").inc()
         return {"status": "ready", "made": made}
 
@@ -153,15 +172,24 @@ class MediaJobs:
         )
         if existing is not None:
             return {"rendition_id": str(existing)}
+        obj = await self._content.open(src.sha256)
         try:
-            info = await probe(src.path, tools=self._tools)
+            with obj.as_file() as path:
+                return await self._clip(job, src, path, start, end)
+        finally:
+            obj.close()
+
+    async def _clip(
+        self, job: Job, src: _Source, path: Path, start: int, end: int
+    ) -> Mapping[str, Any]:
+        try:
+            info = await probe(path, tools=self._tools)
             if info.duration_ms is not None and not 0 <= start < end <= info.duration_ms:
                 raise JobFailed(
                     f"clip {start}-{end} ms is outside the recording (0-{info.duration_ms} ms)"
                 )
-            rid = await self._render(
-                src, info, "clip", {"start_ms": start, "end_ms": end, "job": str(job.id)}
-            )
+            params = {"start_ms": start, "end_ms": end, "job": str(job.id)}
+            rid = await self._render(src, path, info, "clip", params)
         except MediaError as exc:
             raise JobFailed(f"clip: {exc.reason}") from exc
         MEDIA_JOBS.labels(CLIP, "ready").inc()
@@ -175,7 +203,12 @@ class MediaJobs:
         )
 
     async def _render(
-        self, src: _Source, info: ProbeInfo, kind: str, params: dict[str, Any] | None = None
+        self,
+        src: _Source,
+        path: Path,
+        info: ProbeInfo,
+        kind: str,
+        params: dict[str, Any] | None = None,
     ) -> str | None:
         work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{kind}-", dir=self._scratch))
         started = time.perf_counter()
@@ -184,29 +217,35 @@ class MediaJobs:
             lim, tools = self._limits, self._tools  # wall limits: scaled to the duration
             if kind == "proxy":
                 h = self._cfg.proxy_height
-                r = await make_proxy(src.path, work, info, max_height=h, tools=tools, limits=lim)
+                r = await make_proxy(path, work, info, max_height=h, tools=tools, limits=lim)
             elif kind == "poster":
-                r = await make_poster(src.path, work, info, tools=tools, limits=lim)
+                r = await make_poster(path, work, info, tools=tools, limits=lim)
             elif kind == "fingerprint":
                 wall = lim.with_wall(60.0 + 4.0 * (info.duration_ms or 0) / 1000)
                 seg = self._cfg.segment_ms
                 r, fp = await make_fingerprint(
-                    src.path, work, info, segment_ms=seg, tools=tools, limits=wall
+                    path, work, info, segment_ms=seg, tools=tools, limits=wall
                 )
                 extra = _fingerprint_fields(fp)
             else:
                 assert params is not None
                 a, b = params["start_ms"], params["end_ms"]
-                r = await make_clip(src.path, work, a, b, info, tools=tools, limits=lim)
+                r = await make_clip(path, work, a, b, info, tools=tools, limits=lim)
                 extra = {"start_ms": a, "end_ms": b}
-            rid = await self._record(src, kind, r, extra, params or {})
+            rid = await self._record(src, path, kind, r, extra, params or {})
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
         MEDIA_SECONDS.labels(kind).observe(time.perf_counter() - started)
         return rid
 
     async def _record(
-        self, src: _Source, kind: str, r: Rendition, extra: dict[str, Any], params: dict[str, Any]
+        self,
+        src: _Source,
+        path: Path,
+        kind: str,
+        r: Rendition,
+        extra: dict[str, Any],
+        params: dict[str, Any],
     ) -> str | None:
         fd = os.open(r.path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
@@ -223,7 +262,7 @@ class MediaJobs:
             "output_size": blob.size,
             "media_type": r.media_type,
             "ffmpeg": r.ffmpeg_version,
-            "args": r.portable_args(src.path),
+            "args": r.portable_args(path),
             "method": r.method,
             **extra,
         }

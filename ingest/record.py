@@ -34,6 +34,7 @@ from ingest.receipts import Receipt, SourceState
 from vault.blobstore import StoredBlob
 from vault.db import Conn
 from vault.errors import BadRequest
+from vault.events import emit
 from vault.jobs import enqueue
 from vault.labels import Label
 from vault.ledger import Ledger, make_entry
@@ -189,6 +190,11 @@ def _evidence_effect(
         # Media work is queued in the same transaction: no acquisition without its job.
         await enqueue(
             conn, MEDIA_PROCESS, {"evidence_id": evidence_id}, dedupe_key=f"media:{evidence_id}"
+        )
+        await emit(
+            conn,
+            "evidence.acquired",
+            {"evidence_id": evidence_id, "sha256": blob.sha256, "ledger_index": indexes[0]},
         )
 
     return effect

@@ -32,6 +32,7 @@ from vault.access import Action, Principal, Target, TargetKind, rendition_label
 from vault.audit import authorize, target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden
+from vault.events import emit
 from vault.labels import Label
 from vault.ledger import LedgerWriter, make_entry
 from vault.visibility import (
@@ -169,6 +170,12 @@ async def _link(
         await audit.add_refs(
             conn, [(indexes[0], "case", case_id), (indexes[0], "evidence", str(eid))]
         )
+        if on:
+            await emit(
+                conn,
+                "evidence.linked",
+                {"case_id": case_id, "evidence_id": str(eid), "ledger_index": indexes[0]},
+            )
 
     entry = make_entry(
         action, {"evidence_id": str(eid), "sha256": sha256}, {"case": case_id, "by": actor.id}

@@ -27,7 +27,7 @@ from typing import Any
 
 from vault import audit
 from vault.access import Action, Principal
-from vault.blobstore import BlobStore
+from vault.content import ContentStore, Readable
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
@@ -83,7 +83,7 @@ class _Plan:
 
 async def export_case(
     ledger: Ledger,
-    store: BlobStore,
+    content: ContentStore,
     actor: Principal,
     case_id: str,
     out: Path,
@@ -145,8 +145,12 @@ async def export_case(
     members[VKEY_PATH] = vkey_file_text(ledger.verifier).encode()
     members[CHECKPOINT_PATH] = cp.note.encode()
     members[REPORT_PATH] = report
-    blobs = {f.path: store.path_of(sha) for f, sha in plan.files}
-    await asyncio.to_thread(_write, out, members, blobs, as_zip)
+    blobs = {f.path: await content.open(sha) for f, sha in plan.files}
+    try:
+        await asyncio.to_thread(_write, out, members, blobs, as_zip)
+    finally:
+        for obj in blobs.values():
+            obj.close()
     digest = hashlib.sha256(mbytes).hexdigest()
     entry = make_entry(
         "exported",
@@ -295,7 +299,7 @@ async def _members(ledger: Ledger, plan: _Plan, note: str, size: int) -> dict[st
     return members
 
 
-def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Path], as_zip: bool) -> None:
+def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Readable], as_zip: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -304,8 +308,11 @@ def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Path], as_zip:
             with zipfile.ZipFile(target, "w") as zf:
                 for name, data in sorted(members.items()):
                     zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-                for name, src in sorted(blobs.items()):
-                    zf.write(src, name, compress_type=zipfile.ZIP_STORED)
+                for name, obj in sorted(blobs.items()):
+                    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                    with zf.open(info, "w", force_zip64=obj.size > 2**31) as dst:
+                        for chunk in obj.read_range(0, obj.size):
+                            dst.write(chunk)
             _fsync(target)
             os.link(target, out)  # fails rather than replace anything at `out`
         else:
@@ -314,10 +321,14 @@ def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Path], as_zip:
                 p = root / name
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_bytes(data)
-            for name, src in blobs.items():
+            for name, obj in blobs.items():
                 p = root / name
                 p.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, p)
+                with p.open("wb") as dst:
+                    for chunk in obj.read_range(0, obj.size):
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
             if out.exists():  # rename() would replace an empty folder: refuse instead
                 raise Conflict(f"{out} appeared while the package was written; nothing replaced")
             root.rename(out)

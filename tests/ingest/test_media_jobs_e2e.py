@@ -19,6 +19,7 @@ from ingest.config import MediaConfig
 from ingest.mediajobs import PROCESS, MediaJobs
 from vault import cases, principals
 from vault.access import Role
+from vault.content import PlainContentStore
 from vault.errors import Forbidden
 from vault.export import export_case
 from vault.jobs import JobRunner
@@ -83,6 +84,12 @@ async def test_acquired_media_gets_renditions_recorded_once(pg_dsn: str, tmp_pat
         assert env.store.verify(
             (await env.rows("SELECT sha256 FROM evidence WHERE id = $1", broken["id"]))[0]["sha256"]
         )
+        events = [
+            (r["type"], json.loads(r["payload"]))
+            for r in await env.rows("SELECT type, payload FROM event_outbox ORDER BY id")
+        ]
+        assert [t for t, _ in events].count("evidence.acquired") == 2
+        assert [p["evidence_id"] for t, p in events if t == "media.ready"] == [str(ok["id"])]
         # Running the job again records nothing twice.
         await env.db.pool.execute("UPDATE jobs SET status = 'queued', run_after = now()")
         await drain(runner)
@@ -145,16 +152,17 @@ async def test_case_export_verifies_offline_and_tampering_is_found(
             env.db.pool, env.ledger, admin, "CASE-2026-001", "某某违法案", _label("internal")
         )
         await cases.link(env.db.pool, env.ledger, admin, "CASE-2026-001", receipt.evidence_id)
+        content = PlainContentStore(env.store)
         # An administrator may not export content; a legal reviewer assigned to the case may.
         with pytest.raises(Forbidden):
-            await export_case(env.ledger, env.store, admin, "CASE-2026-001", tmp_path / "no")
+            await export_case(env.ledger, content, admin, "CASE-2026-001", tmp_path / "no")
         spec = principals.PrincipalSpec("lr-wang", frozenset({Role.LEGAL_REVIEWER}), Level.SECRET)
         await principals.add(env.db.pool, env.ledger, admin, spec)
         await principals.assign(env.db.pool, env.ledger, admin, "lr-wang", "CASE-2026-001")
         reviewer = await principals.load(env.db.pool, "lr-wang")
         pkg = tmp_path / "pkg"
         result = await export_case(
-            env.ledger, env.store, reviewer, "CASE-2026-001", pkg, renditions=["proxy"]
+            env.ledger, content, reviewer, "CASE-2026-001", pkg, renditions=["proxy"]
         )
         assert result.files == 2
         report = verify_package(pkg, env.ledger.verifier)
@@ -162,7 +170,7 @@ async def test_case_export_verifies_offline_and_tampering_is_found(
         html = (pkg / "report.html").read_text()
         assert "DEV02" in html and "OFF456" in html and "evault-verify" in html
         zipped = await export_case(
-            env.ledger, env.store, reviewer, "CASE-2026-001", tmp_path / "pkg.zip", as_zip=True
+            env.ledger, content, reviewer, "CASE-2026-001", tmp_path / "pkg.zip", as_zip=True
         )
         assert verify_package(zipped.path, env.ledger.verifier).verdict == "ok"
         exported = await env.entries("exported")
