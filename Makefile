@@ -40,10 +40,13 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Each benchmark prints ratios against a baseline measured in the same run.
 bench: $(STAMP) ffmpeg
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py
+	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/crypto.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
