@@ -105,6 +105,7 @@ async def fsck(conn: Conn, verifier: Verifier, log_path: Path) -> FsckReport:
     async with conn.transaction(isolation="repeatable_read"):
         cursor = conn.cursor("SELECT idx, data FROM ledger_entries ORDER BY idx", prefetch=CHUNK)
         level0: dict[int, bytes] = {}
+        window, openings = -1, {}
         async for row in cursor:
             idx, data = row["idx"], bytes(row["data"])
             if idx != expected:
@@ -117,7 +118,10 @@ async def fsck(conn: Conn, verifier: Verifier, log_path: Path) -> FsckReport:
             stored = level0[tile_index][(idx % 256) * HASH_SIZE : (idx % 256 + 1) * HASH_SIZE]
             if stored and stored != lh:
                 report.bad(f"entry {idx}: its bytes do not hash to the stored leaf hash", idx)
-            _check_entry(report, idx, data, await _openings(conn, idx, data))
+            if idx // CHUNK != window:
+                window = idx // CHUNK
+                openings = await _openings(conn, window * CHUNK, (window + 1) * CHUNK)
+            _check_entry(report, idx, data, openings.get(idx, []))
             for key, content in edge.append([lh]).items():
                 full = key[0] > 0 and len(content) == 256 * HASH_SIZE
                 if full and stored_tiles.get(key, b"")[: len(content)] != content:
@@ -161,13 +165,16 @@ async def _tile(conn: Conn, level: int, index: int) -> bytes:
     return b"" if value is None else bytes(value)
 
 
-async def _openings(conn: Conn, idx: int, data: bytes) -> list[asyncpg.Record]:
-    if b'"commitments"' not in data:
-        return []
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT field, salt, value FROM ledger_openings WHERE idx = $1", idx
-    )
-    return rows
+async def _openings(conn: Conn, start: int, end: int) -> dict[int, list[asyncpg.Record]]:
+    """The openings of entries [start, end), by entry index (one query per window)."""
+    out: dict[int, list[asyncpg.Record]] = {}
+    for row in await conn.fetch(
+        "SELECT idx, field, salt, value FROM ledger_openings WHERE idx >= $1 AND idx < $2",
+        start,
+        end,
+    ):
+        out.setdefault(row["idx"], []).append(row)
+    return out
 
 
 def _check_entry(report: FsckReport, idx: int, data: bytes, openings: list[asyncpg.Record]) -> None:
