@@ -98,7 +98,9 @@ async def add_evidence(
             media_status,
         )
 
-    entry = make_entry("acquired", {"evidence_id": str(eid), "sha256": sha}, {"file_name": file_name})
+    entry = make_entry(
+        "acquired", {"evidence_id": str(eid), "sha256": sha}, {"file_name": file_name}
+    )
     await ledger.append([entry], effect=effect)
     return str(eid)
 
