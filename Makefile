@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench verifier install ffmpeg clean
+.PHONY: run test lint format bench verifier install ffmpeg chromium promtool clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -24,11 +24,37 @@ ffmpeg:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
 	fi
 
+# Chromium (and a CJK font, for readable screenshots) from the system's packages where missing:
+# the reviewer console's browser tests drive it headless; no browser is ever downloaded.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  echo "installing chromium from the system's packages"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	fi
+
+# promtool (checks deploy/prometheus/alerts.yml in the tests) from the Debian package prometheus,
+# where missing. The package's postinst would start a Prometheus server: a temporary policy-rc.d
+# forbids that (containers, CI, developers' machines). Not fatal: the test then says it skipped.
+promtool:
+	@if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing promtool (package prometheus) from the system's packages"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  POLICY=; if [ ! -e /usr/sbin/policy-rc.d ]; then POLICY=1; \
+	    printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null; \
+	    $$SUDO chmod 755 /usr/sbin/policy-rc.d; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null 2>&1 \
+	    || echo "promtool not installed: the alert-rule checks will be skipped"; \
+	  if [ -n "$$POLICY" ]; then $$SUDO rm -f /usr/sbin/policy-rc.d; fi; \
+	fi
+
 run: $(STAMP) ffmpeg
 	$(BIN)/evault --data $(DATA) init
+	@echo "Then, in another terminal: $(BIN)/evault --data $(DATA) demo   (recordings -> dock -> case -> package -> offline verification)"
 	$(BIN)/evault --data $(DATA) serve --print-admin-token
 
-test: $(STAMP) ffmpeg
+test: $(STAMP) ffmpeg chromium promtool
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

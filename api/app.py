@@ -10,15 +10,32 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import metrics, routes_ledger
+from api import (
+    console,
+    metrics,
+    metrics_disk,
+    openapi,
+    routes_cases,
+    routes_docks,
+    routes_evidence,
+    routes_jobs,
+    routes_ledger,
+    routes_public,
+    routes_review,
+    routes_verify,
+)
+from api.accesslog import access_log_middleware, setup_access_log
+from api.auth import auth_header_middleware
+from api.cmd_scrub import scrub_ctx
 from api.config import Config
 from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.problems import problem_middleware
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
-from vault.blobstore import BlobStore
 from vault.jobs import JobRunner
+from vault.reseal import Resealer
+from vault.storage import open_storage
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -30,18 +47,20 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Media workers: claim media jobs from PostgreSQL (any number of processes may run them)."""
+    """Media workers: claim media jobs from PostgreSQL (any number of processes may run them),
+    and the re-encryption jobs that label changes queue (``vault.reseal``)."""
     if "media" not in app[PARTS]:
         yield
         return
     rt = app[RUNTIME]
     cfg = rt.cfg
-    store = BlobStore(cfg.path(cfg.store.root))
+    storage = open_storage(cfg, rt.db.pool)
     scratch = cfg.path(cfg.store.root) / "scratch"
     # Scratch holds only half-made renditions of jobs that will be retried: safe to clear.
     await asyncio.to_thread(shutil.rmtree, scratch, True)
     await asyncio.to_thread(scratch.mkdir, 0o700, True, True)
-    handlers = MediaJobs(rt.ledger, store, cfg.media, scratch).handlers()
+    media = MediaJobs(rt.ledger, storage.blobs, cfg.media, scratch, storage=storage)
+    handlers = {**media.handlers(), **Resealer(storage, rt.db.pool).handlers()}
     runner = JobRunner(
         rt.db.pool,
         handlers,
@@ -64,9 +83,16 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     checkpoints as its appends grow the tree (signers are serialised by PostgreSQL).
     """
     app = web.Application(
-        middlewares=[metrics.metrics_middleware, problem_middleware], client_max_size=1 << 20
+        middlewares=[
+            access_log_middleware,
+            metrics.metrics_middleware,
+            auth_header_middleware,
+            problem_middleware,
+        ],
+        client_max_size=1 << 20,
     )
     app[CONFIG] = cfg
+    metrics_disk.watch(cfg)  # evault_disk_free_bytes for the data, store and dock volumes
     app[PARTS] = parts
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
@@ -76,6 +102,20 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
         )
     )
     app.cleanup_ctx.append(_media_ctx)
+    app.cleanup_ctx.append(scrub_ctx)
     app.add_routes(routes_ledger.routes)
     app.add_routes(metrics.routes)
+    # HTTP API (issue 6): content store and push acquirer, then the routes; the OpenAPI
+    # document is built at startup and refuses to start with an undocumented route.
+    app.cleanup_ctx.append(routes_evidence.content_ctx)
+    app.cleanup_ctx.append(routes_docks.acquirer_ctx)
+    for module in (routes_docks, routes_evidence, routes_jobs, routes_cases, routes_verify):
+        app.add_routes(module.routes)
+    # Legal review, publicity and event delivery (issue 6).
+    app.cleanup_ctx.append(routes_review.dispatch_ctx)
+    app.add_routes(routes_review.routes)
+    app.add_routes(routes_public.routes)
+    console.setup(app)  # reviewer console (issue 10): /console/, static, CSP headers
+    openapi.setup(app)
+    setup_access_log()
     return app

@@ -14,12 +14,34 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from api import cmd_access, cmd_export, cmd_ingest, cmd_ledger, cmd_setup
+from api import (
+    cmd_access,
+    cmd_backup,
+    cmd_demo,
+    cmd_export,
+    cmd_ingest,
+    cmd_keys,
+    cmd_ledger,
+    cmd_localize,
+    cmd_scrub,
+    cmd_setup,
+)
 from api.config import Config, load
 from api.logs import setup_logging
 from vault.errors import EvaultError
 
-COMMAND_MODULES = [cmd_setup, cmd_ledger, cmd_access, cmd_ingest, cmd_export]
+COMMAND_MODULES = [
+    cmd_setup,
+    cmd_ledger,
+    cmd_access,
+    cmd_ingest,
+    cmd_export,
+    cmd_keys,
+    cmd_scrub,
+    cmd_localize,
+    cmd_backup,
+    cmd_demo,
+]
 
 Handler = Callable[[argparse.Namespace, Config], Any]
 

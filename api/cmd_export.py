@@ -1,4 +1,10 @@
-"""``evault export CASE --out PKG``: a self-verifying case package for offline review."""
+"""``evault export CASE --out PKG``: a self-verifying case package for offline review.
+
+Files in a package are PLAINTEXT, also those the vault stores encrypted: a package is for a
+court or a reviewer who must open and hash them without our keys. Once written, keeping it safe
+(an encrypted volume, controlled hand-over) is the exporter's responsibility; the ``exported``
+entry records who exported what.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,8 @@ from typing import Any
 from api.config import Config
 from api.runtime import open_runtime
 from vault import principals
-from vault.blobstore import BlobStore
-from vault.content import PlainContentStore
 from vault.export import RENDITION_KINDS, export_case
+from vault.storage import open_storage
 
 
 def register(sub: Any) -> None:
@@ -40,7 +45,7 @@ async def export(args: argparse.Namespace, cfg: Config) -> int:
     since = args.since.read_text(encoding="utf-8") if args.since else None
     async with open_runtime(cfg) as rt:
         actor = await principals.load(rt.db.pool, args.as_principal)
-        content = PlainContentStore(BlobStore(cfg.path(cfg.store.root)))
+        content = open_storage(cfg, rt.db.pool).content
         result = await export_case(
             rt.ledger, content, actor, args.case, args.out,
             renditions=kinds, as_zip=args.zip, since=since,

@@ -9,11 +9,13 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from api.app import make_app
+from api.auth import client_ssl_context
 from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
 from api.keys import ALL_PARTS, RUNTIME
@@ -95,10 +97,23 @@ async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
     app = make_app(cfg, args.only)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+    svc = cfg.service
+    tls = (
+        client_ssl_context(
+            str(cfg.path(Path(svc.tls_cert))),
+            str(cfg.path(Path(svc.tls_key or svc.tls_cert))),
+            str(cfg.path(Path(svc.tls_client_ca))) if svc.tls_client_ca else "",
+        )
+        if svc.tls_cert
+        else None
+    )
+    site = web.TCPSite(runner, host or "127.0.0.1", int(port), ssl_context=tls)
     await site.start()
     parts = ",".join(sorted(args.only))
-    print(f"evidence-vault serving on http://{host or '127.0.0.1'}:{port} ({parts})", flush=True)
+    scheme = "https" if tls else "http"
+    print(
+        f"evidence-vault serving on {scheme}://{host or '127.0.0.1'}:{port} ({parts})", flush=True
+    )
     if args.print_admin_token:
         rt = app[RUNTIME]
         admin = await principals.load(rt.db.pool, "admin")

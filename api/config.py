@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
-from vault.config import DatabaseConfig, LedgerConfig, StoreConfig
+from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
+from vault.config_events import (
+    EventsConfig,
+    PublicityConfig,
+    ReviewConfig,
+    SubscriberConfig,
+    check_subscribers,
+)
 from vault.errors import ConfigError
+from vault.scrubmodel import ScrubConfig
 from vault.settings import build, describe, setting, to_toml_value
 
 CONFIG_NAME = "evault.toml"
@@ -32,6 +40,31 @@ class ServiceConfig:
     listen: str = setting("127.0.0.1:8420", "HOST:PORT the HTTP service listens on.")
     log_level: str = setting(
         "info", "Least severe log level written.", choices=("debug", "info", "warning", "error")
+    )
+    tls_cert: str = setting(
+        "",
+        "TLS certificate chain (PEM file) of the HTTP service; empty: plain HTTP (behind a proxy).",
+    )
+    tls_key: str = setting("", "TLS private key (PEM file) for tls_cert.")
+    tls_client_ca: str = setting(
+        "",
+        "CA bundle (PEM) for optional client certificates: a verified certificate whose subject "
+        "CN is a dock principal's id authenticates that dock (uploads only). Empty: tokens only.",
+    )
+    upload_chunk_timeout_seconds: float = setting(
+        30.0,
+        "An upload (dock PUT, verify body) that sends nothing for this long is aborted (408).",
+        minimum=0.1,
+        maximum=3600,
+    )
+    upload_total_timeout_seconds: float = setting(
+        21600.0,
+        "An upload that has not finished after this long is aborted (408), however steady.",
+        minimum=1,
+        maximum=604800,
+    )
+    verify_max_bytes: int = setting(
+        1 << 40, "Largest file accepted by POST /v1/verify (hashed, never stored).", minimum=0
     )
 
 
@@ -55,8 +88,16 @@ class Config:
     ledger: LedgerConfig = setting(factory=LedgerConfig, doc="The Merkle ledger.")
     store: StoreConfig = setting(factory=StoreConfig, doc="The blob store.")
     media: MediaConfig = setting(factory=MediaConfig, doc="Media workers.")
+    keys: KeysConfig = setting(factory=KeysConfig, doc="Encryption at rest.")
     docks: tuple[DockConfig, ...] = setting(factory=tuple, doc="Dock folders watched.")
     principals: tuple[PrincipalSeed, ...] = setting(factory=tuple, doc="Seeded principals.")
+    review: ReviewConfig = setting(factory=ReviewConfig, doc="Legal-review reports.")
+    publicity: PublicityConfig = setting(factory=PublicityConfig, doc="Public statistics.")
+    events: EventsConfig = setting(factory=EventsConfig, doc="Event delivery.")
+    subscribers: tuple[SubscriberConfig, ...] = setting(
+        factory=tuple, doc="Modules that receive events."
+    )
+    scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -69,6 +110,11 @@ _SECTION_TYPES: dict[str, Any] = {
     "ledger": LedgerConfig,
     "store": StoreConfig,
     "media": MediaConfig,
+    "keys": KeysConfig,
+    "review": ReviewConfig,
+    "publicity": PublicityConfig,
+    "events": EventsConfig,
+    "scrub": ScrubConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
 
@@ -121,6 +167,7 @@ def load(
     cfg = build(Config, raw, source=str(path))
     cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
     _check_docks(cfg, str(path))
+    check_subscribers(cfg.subscribers, str(path))
     return cfg
 
 
@@ -162,6 +209,16 @@ def default_toml() -> str:
     lines.append("# Principals created at start if missing (more with `evault principal add`).")
     lines.append("[[principals]]")
     lines.extend(_documented_keys(PrincipalSeed, admin))
+    lines.append("")
+    sub = SubscriberConfig(
+        id="legal-review",
+        url="https://127.0.0.1:9000/evault-events",
+        secret_file="keys/legal-review.hmac",  # noqa: S106 - a path, not a secret
+    )
+    lines.append("# Modules that receive events as HMAC-signed POSTs (none by default), e.g.:")
+    lines.extend(
+        "# " + line for line in ["[[subscribers]]", *_documented_keys(SubscriberConfig, sub)]
+    )
     lines.append("")
     return "\n".join(lines)
 

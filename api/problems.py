@@ -55,6 +55,9 @@ async def problem_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, exc.reason, exc.text or exc.reason, "about:blank", rid)
+        response = problem(exc.status, exc.reason, exc.text or exc.reason, "about:blank", rid)
+        if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     response.headers.setdefault("X-Request-Id", rid)
     return response

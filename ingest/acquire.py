@@ -32,11 +32,20 @@ whose ledger append failed, is left in the store unreferenced: removing it could
 concurrent acquisition of the same content that already found it stored. Such orphans are
 harmless (content-addressed, never served without an evidence row) and left for a collector.
 Parsing media is not done here: bytes that fail to parse are still the evidence.
+
+Encryption at rest (issue 9): when the label on arrival (the dock's, raised by a sidecar label:
+``ingest.record.arrival_label``) needs encryption, or a sidecar label is unusable, step 3 seals
+instead of copying (``vault.sealwrite.Sealer``): the content is encrypted before its first byte
+is written to the vault, so plaintext never touches the vault's disk. Without a ``storage`` such
+a file is not taken (deferred; a push is refused) rather than stored plain. After recording,
+``Storage.settle`` removes the copy that lost (a sealed one for content already held, or a plain
+one for content held sealed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -54,12 +63,22 @@ from ingest.dockfs import DockPath, open_parent
 from ingest.naming import NameParser
 from ingest.quarantine import Quarantine, Quarantined
 from ingest.receipts import Receipt, SourceState, matching_receipt
-from ingest.record import Copied, read_sidecar, record_offer
+from ingest.record import Copied, arrival_label, read_sidecar, record_offer
 from ingest.release import release_source
-from vault.blobstore import BlobStore
-from vault.errors import BadRequest, EvaultError, NotFound, TooLarge, Unavailable
+from vault.blobstore import BlobStore, StoredBlob
+from vault.errors import (
+    BadRequest,
+    ConfigError,
+    EvaultError,
+    IntegrityError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from vault.labels import Label
 from vault.ledger import Ledger
+from vault.sealwrite import SealedBlob, Sealer
+from vault.storage import Storage
 from verify.note import Verifier
 
 __all__ = ["Acquirer", "Deferred", "Outcome"]
@@ -81,6 +100,19 @@ class Deferred:
 
 
 Outcome = Receipt | Quarantined | Deferred
+
+
+def _changed(dp: DockPath, fd: int, state: SourceState, blob: StoredBlob) -> Deferred | None:
+    """Step 4: ``Deferred`` if the source changed while it was copied, else None."""
+    try:
+        now = dp.lstat()
+    except FileNotFoundError:
+        return Deferred("changed", "removed while copied")
+    if SourceState.of(os.fstat(fd)) != state or SourceState.of(now) != state:
+        return Deferred("changed", "changed while copied")
+    if blob.size != state.size:
+        return Deferred("changed", "size differs from what was copied")
+    return None
 
 
 def _verdict(refuse: _Refuse | None) -> tuple[str, str] | None:
@@ -108,8 +140,11 @@ class Acquirer:
         docks: Sequence[DockConfig],
         *,
         verifier: Verifier | None = None,
+        storage: Storage | None = None,
     ) -> None:
+        """``storage`` (``vault.storage.open_storage``): needed to take classified footage."""
         self.store = store
+        self.storage = storage
         self.ledger = ledger
         self.quarantine = quarantine
         self.docks: Mapping[str, DockConfig] = {d.id: d for d in docks}
@@ -235,20 +270,21 @@ class Acquirer:
             return refusal
         sidecar, sidecar_error = read_sidecar(dp)
         try:
-            blob = self.store.ingest_file(fd, max_bytes=dock.max_bytes)
+            if self._must_seal(dock, sidecar):
+                blob: StoredBlob = self._sealer().seal_file(fd, max_bytes=dock.max_bytes)
+            else:
+                blob = self.store.ingest_file(fd, max_bytes=dock.max_bytes)
         except TooLarge:
             return Deferred("changed", "grew past the size limit while copied")
-        except Unavailable as exc:
+        except (Unavailable, ConfigError, IntegrityError) as exc:
             return Deferred("store", exc.detail)
         state = SourceState.of(before)
-        try:
-            now = dp.lstat()
-        except FileNotFoundError:
-            return Deferred("changed", "removed while copied")
-        if SourceState.of(os.fstat(fd)) != state or SourceState.of(now) != state:
-            return Deferred("changed", "changed while copied")
-        if blob.size != state.size:
-            return Deferred("changed", "size differs from what was copied")
+        changed = _changed(dp, fd, state, blob)
+        if changed is not None:
+            if isinstance(blob, SealedBlob):  # its own unique name: nobody else can use it
+                with contextlib.suppress(Unavailable):
+                    self.store.remove_sealed(blob.sha256, blob.key.object_id)
+            return changed
         return Copied(blob, state, sidecar, sidecar_error)
 
     def _refusal(self, dock: DockConfig, name: bytes, st: os.stat_result) -> _Refuse | None:
@@ -290,9 +326,14 @@ class Acquirer:
             raise BadRequest(f"extension {ext!r} is not allowed for dock {dock_id}")
         limit = dock.max_bytes if max_bytes is None else min(max_bytes, dock.max_bytes)
         started = time.perf_counter()
-        blob = await self.store.ingest_stream(
-            chunks, expected_sha256=expected_sha256, max_bytes=limit
-        )
+        if self._must_seal(dock, sidecar):
+            blob: StoredBlob = await self._sealer().seal_stream(
+                chunks, expected_sha256=expected_sha256, max_bytes=limit
+            )
+        else:
+            blob = await self.store.ingest_stream(
+                chunks, expected_sha256=expected_sha256, max_bytes=limit
+            )
         copied = Copied(blob, None, dict(sidecar or {}), None)
         try:
             receipt = await self._record(dock, bname, copied, via="push")
@@ -304,6 +345,25 @@ class Acquirer:
 
     # -- recording ----------------------------------------------------------------------------
 
+    def _must_seal(self, dock: DockConfig, sidecar: Mapping[str, Any] | None) -> bool:
+        label, error = arrival_label(
+            self._labels[dock.id], None if sidecar is None else dict(sidecar)
+        )
+        return label.needs_encryption or error is not None
+
+    def _sealer(self) -> Sealer:
+        if self.storage is None:
+            raise Unavailable("classified footage: no key store is configured; not taken")
+        return self.storage.sealer
+
     async def _record(self, dock: DockConfig, rel: bytes, copied: Copied, *, via: str) -> Receipt:
         parser, label = self._parsers[dock.id], self._labels[dock.id]
-        return await record_offer(self.ledger, dock, parser, label, rel, copied, via=via)
+        receipt = await record_offer(self.ledger, dock, parser, label, rel, copied, via=via)
+        if self.storage is not None:
+            try:
+                await self.storage.settle(copied.blob)
+            except (*_LEDGER_ERRORS, EvaultError) as exc:  # recorded: a leftover copy at worst
+                log.warning(
+                    "dock %s: leftover copy of %s not removed: %s", dock.id, receipt.sha256, exc
+                )
+        return receipt

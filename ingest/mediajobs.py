@@ -7,6 +7,11 @@ Guarantees:
   version, the exact arguments) in the same transaction as their ``renditions`` row.
 - Idempotent under retries and worker deaths: a rendition already recorded is not made again,
   and the unique ``(evidence, kind)`` index makes a concurrent second record roll back whole.
+- Renditions of evidence that is sealed, or whose effective label needs encryption, are sealed
+  too (``vault.sealwrite``; a rendition's label is at least its source's), their key row stored
+  in the same transaction as the rendition row; ffmpeg then works in a private scratch folder on
+  /dev/shm (``vault.storage.PlaintextScratch``), never on the vault's disk. A rendition stored
+  plain while its source's label rose meanwhile gets re-encryption queued in that transaction.
 - Media that cannot be processed keeps its original and gets ``media_status = 'unprocessable'``
   with the reason; the job completes (it never blocks the queue). ffmpeg itself missing or
   broken is a retryable failure instead.
@@ -15,6 +20,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -43,12 +49,16 @@ from ingest.media import (
     probe,
 )
 from vault import audit
-from vault.blobstore import BlobStore
+from vault.blobstore import BlobStore, StoredBlob
 from vault.content import ContentStore, PlainContentStore
 from vault.db import Conn
 from vault.events import emit
 from vault.jobs import Job, JobFailed
+from vault.keystore_db import insert_key
 from vault.ledger import Ledger, make_entry
+from vault.reseal import enqueue_seal, evidence_label
+from vault.sealwrite import SealedBlob
+from vault.storage import Storage, file_of
 
 PROCESS = "media.process"
 CLIP = "media.clip"
@@ -71,6 +81,7 @@ class _Source:
     sha256: str
     label_level: int
     label_caveats: list[str]
+    protect: bool = False  # renditions are sealed and made on the plaintext scratch
 
 
 class MediaJobs:
@@ -83,10 +94,14 @@ class MediaJobs:
         cfg: MediaConfig,
         scratch: Path,
         content: ContentStore | None = None,
+        *,
+        storage: Storage | None = None,
     ) -> None:
+        """``storage`` (``vault.storage.open_storage``): sealing-aware reads and writes."""
         self._ledger = ledger
         self._store = store
-        self._content = content or PlainContentStore(store)
+        self._storage = storage
+        self._content = content or (storage.content if storage else PlainContentStore(store))
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)
@@ -103,7 +118,14 @@ class MediaJobs:
         )
         if row is None or row["disposed_at"] is not None:
             return None
-        return _Source(row["id"], row["sha256"], row["label_level"], list(row["label_caveats"]))
+        protect = False
+        if self._storage is not None:
+            label = await evidence_label(self._ledger.pool, row["id"])
+            protect = await self._storage.content.is_sealed(row["sha256"]) or bool(
+                label and label.needs_encryption
+            )
+        src = _Source(row["id"], row["sha256"], row["label_level"], list(row["label_caveats"]))
+        return dataclasses.replace(src, protect=protect)
 
     async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
         await self._ledger.pool.execute(
@@ -120,7 +142,7 @@ class MediaJobs:
             return {"status": "gone"}
         obj = await self._content.open(src.sha256)
         try:
-            with obj.as_file() as path:
+            async with file_of(obj) as path:
                 return await self._process(src, path)
         finally:
             obj.close()
@@ -174,7 +196,7 @@ class MediaJobs:
             return {"rendition_id": str(existing)}
         obj = await self._content.open(src.sha256)
         try:
-            with obj.as_file() as path:
+            async with file_of(obj) as path:
                 return await self._clip(job, src, path, start, end)
         finally:
             obj.close()
@@ -210,7 +232,12 @@ class MediaJobs:
         kind: str,
         params: dict[str, Any] | None = None,
     ) -> str | None:
-        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{kind}-", dir=self._scratch))
+        scratch = self._scratch
+        if src.protect and self._storage is not None:
+            scratch = self._storage.content.scratch.base_for(0)
+        work = Path(
+            await asyncio.to_thread(tempfile.mkdtemp, prefix=f"evault-{kind}-", dir=scratch)
+        )
         started = time.perf_counter()
         try:
             extra: dict[str, Any] = {}
@@ -249,7 +276,10 @@ class MediaJobs:
     ) -> str | None:
         fd = os.open(r.path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            blob = await asyncio.to_thread(self._store.ingest_file, fd)
+            if src.protect and self._storage is not None:
+                blob: StoredBlob = await asyncio.to_thread(self._storage.sealer.seal_file, fd)
+            else:
+                blob = await asyncio.to_thread(self._store.ingest_file, fd)
         finally:
             os.close(fd)
         rid = uuid.uuid4()
@@ -282,12 +312,21 @@ class MediaJobs:
                     (indexes[0], "rendition", str(rid)),
                 ],
             )
+            if isinstance(blob, SealedBlob):
+                await insert_key(conn, blob.key, blob.chunk_size)
+            elif self._storage is not None:  # the source's label may have risen meanwhile
+                label = await evidence_label(conn, src.evidence_id)
+                if label is not None and label.needs_encryption:
+                    await enqueue_seal(conn, "evidence", str(src.evidence_id), indexes[0])
 
+        recorded = True
         try:
             await self._ledger.append([make_entry("derived", fields)], effect=effect)
         except asyncpg.UniqueViolationError:
-            return None  # recorded meanwhile by a worker that took the job over: nothing twice
-        return str(rid)
+            recorded = False  # recorded meanwhile by a worker that took the job over
+        if self._storage is not None:  # committed or rolled back: remove the copy that lost
+            await self._storage.settle(blob)
+        return str(rid) if recorded else None
 
 
 def _fingerprint_fields(fp: Fingerprint) -> dict[str, Any]:

@@ -10,6 +10,9 @@ Guarantees:
   hash decides; an acquisition that loses the race is retried as a re-offer.
 * Entries carry only the hash, size, evidence id and label in the clear; file name, dock,
   device, officer and recording time are salted commitments (openings kept in PostgreSQL).
+* The label on arrival is the dock's, raised (never lowered) by a sidecar's ``"label"``
+  (``arrival_label``). A sealed blob's wrapped data key is stored (``object_keys``) in the same
+  transaction as its evidence row, so content is never recorded without the key to read it.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from vault.db import Conn
 from vault.errors import BadRequest
 from vault.events import emit
 from vault.jobs import enqueue
+from vault.keystore_db import insert_key
 from vault.labels import Label
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
+from vault.sealwrite import SealedBlob
 
-__all__ = ["Copied", "read_sidecar", "record_offer"]
+__all__ = ["Copied", "arrival_label", "read_sidecar", "record_offer"]
 
 log = logging.getLogger("evault.ingest")
 
@@ -57,6 +62,21 @@ class Copied:
     state: SourceState | None
     sidecar: dict[str, Any] | None
     sidecar_error: str | None
+
+
+def arrival_label(dock_label: Label, sidecar: dict[str, Any] | None) -> tuple[Label, str | None]:
+    """(label on arrival, why the sidecar's label was unusable): the dock's label joined with a
+    sidecar ``"label"`` (``level[+caveat...]``). An unusable one leaves the dock's label and is
+    reported; the acquirer then seals the footage anyway (fail closed)."""
+    raw = None if sidecar is None else sidecar.get("label")
+    if raw is None:
+        return dock_label, None
+    if not isinstance(raw, str):
+        return dock_label, "sidecar: label must be a string such as 'secret+personal_privacy'"
+    try:
+        return dock_label.join(Label.parse(raw)), None
+    except BadRequest as exc:
+        return dock_label, f"sidecar: label: {exc.detail}"
 
 
 def _info(parser: NameParser, name: bytes, copied: Copied) -> tuple[NameInfo, str | None]:
@@ -80,10 +100,13 @@ async def record_offer(
     *,
     via: str,
 ) -> Receipt:
-    """Record ``copied`` as offered by ``dock`` under the path ``rel`` (module docstring)."""
+    """Record ``copied`` as offered by ``dock`` (whose label is ``label``) under the path
+    ``rel`` (module docstring)."""
     blob = copied.blob
     name = rel.rpartition(b"/")[2]
     info, sidecar_error = _info(parser, name, copied)
+    label, label_error = arrival_label(label, copied.sidecar)
+    sidecar_error = sidecar_error or label_error
     secrets: dict[str, Any] = {"file_name": display(rel), "dock_id": dock.id}
     if (raw := name_b64(rel)) is not None:
         secrets["file_name_bytes"] = raw
@@ -186,6 +209,8 @@ def _evidence_effect(
             int(label.level),
             [str(c) for c in label.sorted_caveats],
         )
+        if isinstance(blob, SealedBlob):
+            await insert_key(conn, blob.key, blob.chunk_size)
         await offer(conn, indexes)
         # Media work is queued in the same transaction: no acquisition without its job.
         await enqueue(

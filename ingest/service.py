@@ -1,10 +1,11 @@
 """The ingest service: one watcher per configured dock, sharing one Acquirer.
 
 ``IngestService(cfg, runtime)`` resolves the docks' folders against the data directory, opens the
-blob store and quarantine, and on ``start()`` sweeps temp files left by crashed writers, records
-quarantine moves whose ledger entry never committed, and starts the watchers. ``stop()`` stops
-them and lets acquisitions in flight finish. ``cleanup_ctx`` wires it into an aiohttp app without
-this layer importing ``api`` (layers import downwards only).
+storage (``vault.storage.open_storage``: blob store, sealing for classified footage) and the
+quarantine, and on ``start()`` sweeps temp files left by crashed writers, records quarantine moves
+whose ledger entry never committed, and starts the watchers. ``stop()`` stops them and lets
+acquisitions in flight finish. ``cleanup_ctx`` wires it into an aiohttp app without this layer
+importing ``api`` (layers import downwards only).
 
 Guarantees: start-up recovery never deletes evidence (only unlocked temp files in the store's
 ``tmp/``); the readiness probe reports "ok" only while every dock's observer thread and loop
@@ -27,10 +28,10 @@ from ingest.acquire import Acquirer
 from ingest.config import DockConfig
 from ingest.quarantine import Quarantine
 from ingest.watcher import DockWatcher
-from vault.blobstore import BlobStore
-from vault.config import StoreConfig
+from vault.config import KeysConfig, StoreConfig
 from vault.errors import EvaultError
 from vault.ledger import Ledger
+from vault.storage import open_storage
 
 __all__ = ["IngestService", "cleanup_ctx", "open_acquirer"]
 
@@ -46,6 +47,8 @@ class IngestConfig(Protocol):
     def docks(self) -> tuple[DockConfig, ...]: ...
     @property
     def store(self) -> StoreConfig: ...
+    @property
+    def keys(self) -> KeysConfig: ...
     def path(self, p: Path) -> Path: ...
 
 
@@ -59,11 +62,13 @@ class IngestRuntime(Protocol):
 
 
 def open_acquirer(cfg: IngestConfig, ledger: Ledger) -> Acquirer:
-    """The Acquirer for ``cfg``: docks with absolute folders, the store, the quarantine."""
+    """The Acquirer for ``cfg``: docks with absolute folders, the storage, the quarantine."""
     docks = [dataclasses.replace(d, path=cfg.path(Path(d.path))) for d in cfg.docks]
-    store = BlobStore(cfg.path(cfg.store.root))
+    storage = open_storage(cfg, ledger.pool)
     quarantine = Quarantine(cfg.path(cfg.store.quarantine), ledger)
-    return Acquirer(store, ledger, quarantine, docks, verifier=ledger.verifier)
+    return Acquirer(
+        storage.blobs, ledger, quarantine, docks, verifier=ledger.verifier, storage=storage
+    )
 
 
 class IngestService:

@@ -1,7 +1,12 @@
 """Write-once, content-addressed blob store for originals (DESIGN §4).
 
-Layout under ``root``: ``objects/sha256/<2 hex>/<2 hex>/<64 hex>`` holds committed objects (mode
-0400, directories 0700); ``tmp/`` holds uncommitted temporaries on the same file system.
+Layout under ``root``: ``objects/sha256/<2 hex>/<2 hex>/<64 hex>`` holds committed plain objects
+(mode 0400, directories 0700); ``sealed/sha256/<2 hex>/<2 hex>/<64 hex>.<32 hex>`` holds sealed
+(encrypted, ``vault.sealing``) objects, named by the PLAINTEXT SHA-256 and the 16-byte object id
+of their header, so two sealings of one content never collide and a sealed file left by a crash
+(whose data key was never stored) can never be mistaken for the live one: PostgreSQL's
+``object_keys`` names the live object id (``vault.storage``). ``tmp/`` holds uncommitted
+temporaries on the same file system as both.
 
 Guarantees:
 
@@ -84,6 +89,7 @@ class BlobStore:
         self._direct = direct
         self.root = Path(root)
         self._objects = self.root / "objects" / "sha256"
+        self._sealed = self.root / "sealed" / "sha256"
         self._tmp = self.root / "tmp"
         self._chunk = chunk_size
         self._fault = fault
@@ -91,9 +97,10 @@ class BlobStore:
             raise ConfigError("blob store root: parent directory does not exist")
         with unavailable("creating the store directories"):
             mkdirs([self.root, self.root / "objects", self._objects, self._tmp])
-            same_fs = self._tmp.stat().st_dev == self._objects.stat().st_dev
-        if not same_fs:
-            raise ConfigError("blob store: tmp/ and objects/ must be on the same file system")
+            mkdirs([self.root / "sealed", self._sealed])
+            devices = {p.stat().st_dev for p in (self._tmp, self._objects, self._sealed)}
+        if len(devices) != 1:
+            raise ConfigError("blob store: tmp/, objects/, sealed/ must be on one file system")
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -101,6 +108,29 @@ class BlobStore:
         """Where the object with this digest lives (or would live). Raises ``BadRequest``."""
         h = _digest(sha256)
         return self._objects / h[:2] / h[2:4] / h
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where temporaries are written (same file system as the objects)."""
+        return self._tmp
+
+    def sealed_path(self, sha256: str, object_id: bytes) -> Path:
+        """Where the sealed object with this plaintext digest and header object id lives."""
+        h = _digest(sha256)
+        if len(object_id) != 16:
+            raise BadRequest("a sealed object id is 16 bytes")
+        return self._sealed / h[:2] / h[2:4] / f"{h}.{object_id.hex()}"
+
+    def sealed_paths(self, sha256: str) -> list[Path]:
+        """Every sealed file stored for this content (the live one and any crash leftovers)."""
+        h = _digest(sha256)
+        folder = self._sealed / h[:2] / h[2:4]
+        with unavailable("listing sealed objects"):
+            try:
+                found = [p for p in folder.iterdir() if p.name.startswith(h + ".")]
+            except FileNotFoundError:
+                return []
+        return sorted(found)
 
     def exists(self, sha256: str) -> bool:
         """True if a regular file is stored under this digest (its bytes are not checked)."""
@@ -120,6 +150,16 @@ class BlobStore:
             except FileNotFoundError:
                 raise NotFound(f"no stored object {path.name}") from None
 
+    def open_sealed(self, sha256: str, object_id: bytes) -> BinaryIO:
+        """Open a sealed object for reading. ``NotFound`` if absent. Not authenticated here:
+        ``vault.sealing.SealedReader`` does that."""
+        path = self.sealed_path(sha256, object_id)
+        with unavailable("opening a sealed object"):
+            try:
+                return open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW))
+            except FileNotFoundError:
+                raise NotFound(f"no stored sealed object {path.name}") from None
+
     def verify(self, sha256: str) -> bool:
         """Re-hash the stored bytes: True iff they hash to ``sha256``. ``NotFound`` if absent."""
         path = self.path_of(sha256)
@@ -130,8 +170,22 @@ class BlobStore:
                 raise NotFound(f"no stored object {path.name}") from None
 
     def remove(self, sha256: str) -> bool:
-        """Delete an object (disposition) durably. Returns False if it was not there."""
-        path = self.path_of(sha256)
+        """Delete every stored form of a content, plain and sealed (disposition), durably.
+        Returns False if nothing was there."""
+        removed = self.remove_plain(sha256)
+        for path in self.sealed_paths(sha256):
+            removed = self._unlink(path) or removed
+        return removed
+
+    def remove_plain(self, sha256: str) -> bool:
+        """Delete the plain object durably. Returns False if it was not there."""
+        return self._unlink(self.path_of(sha256))
+
+    def remove_sealed(self, sha256: str, object_id: bytes) -> bool:
+        """Delete one sealed object durably. Returns False if it was not there."""
+        return self._unlink(self.sealed_path(sha256, object_id))
+
+    def _unlink(self, path: Path) -> bool:
         with unavailable("removing an object"):
             try:
                 if stat.S_ISREG(path.lstat().st_mode):  # some file systems refuse to unlink 0400
@@ -153,6 +207,24 @@ class BlobStore:
                 Path(e) for e in os.scandir(self._tmp) if not e.is_dir(follow_symlinks=False)
             ]
             return sum(unlink_unless_locked(path) for path in entries)
+
+    def commit_sealed(self, tmp: TempFile, sha256: str, object_id: bytes) -> Path:
+        """Rename the sealed (0400, fsynced) ``tmp`` into place as this sealed object and fsync
+        the directory chain. Never replaces anything: the name is new (a random object id), and
+        an existing file there is ``IntegrityError``."""
+        final = self.sealed_path(sha256, object_id)
+        chain = [final.parent.parent, final.parent]
+        with unavailable("committing a sealed object"):
+            mkdirs(chain)
+            assert tmp.path is not None
+            try:
+                os.link(tmp.path, final)  # fails rather than replace
+            except FileExistsError:
+                raise IntegrityError("a sealed object with this id exists already") from None
+            tmp.discard()  # unlinks the temp name; the object keeps its own
+            for directory in reversed([self._sealed, *chain]):
+                fsync_dir(directory)
+        return final
 
     # -- ingest -------------------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ Guarantees:
   its source's (``access.rendition_label``), and raising an evidence label raises every rendition
   below it in the same transaction. Evidence is always enforced at the join of its own label
   and its current cases' labels (``visibility``), however it is reached.
+- Encryption at rest (``vault.reseal``): a label set to ``confidential`` or above (or with a
+  caveat), and a link to such a case, enqueue re-encryption in the same transaction. Lowering a
+  label from above that threshold to below it is an ``admin`` decision; the content stays
+  encrypted unless ``unseal=True`` asks for decryption (queued the same way).
 - Refusals go through ``audit.guard``: recorded, and invisible targets are ``NotFound``.
 """
 
@@ -28,13 +32,14 @@ from typing import Any
 import asyncpg
 
 from vault import audit
-from vault.access import Action, Principal, Target, TargetKind, rendition_label
+from vault.access import Action, Principal, Role, Target, TargetKind, rendition_label
 from vault.audit import authorize, target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden
 from vault.events import emit
 from vault.labels import Label
 from vault.ledger import LedgerWriter, make_entry
+from vault.reseal import enqueue_seal
 from vault.visibility import (
     Args,
     EvidenceQuery,
@@ -171,6 +176,9 @@ async def _link(
             conn, [(indexes[0], "case", case_id), (indexes[0], "evidence", str(eid))]
         )
         if on:
+            case_label = await _stored_label(conn, "case", case_id)
+            if case_label.needs_encryption:
+                await enqueue_seal(conn, "evidence", str(eid), indexes[0])
             await emit(
                 conn,
                 "evidence.linked",
@@ -286,10 +294,18 @@ async def _stored_label(conn: Db, kind: TargetKind, key: object, lock: bool = Fa
 
 
 async def set_label(
-    db: Db, ledger: LedgerWriter, actor: Principal, kind: TargetKind, target_id: str, label: Label
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    kind: TargetKind,
+    target_id: str,
+    label: Label,
+    *,
+    unseal: bool = False,
 ) -> Label:
     """Set the label of an evidence item, rendition or case; return the label stored (for a
-    rendition, raised to dominate its source's)."""
+    rendition, raised to dominate its source's). ``unseal``: an admin lowering a label below
+    the encryption threshold also asks for the content to be stored plain again."""
     if kind not in _TABLES:
         raise BadRequest("labels apply to evidence, renditions and cases")
     await audit.guard(
@@ -307,6 +323,9 @@ async def set_label(
         )
         assert source is not None
         stored = rendition_label(label_of(source["label_level"], source["label_caveats"]), label)
+    lowering = previous.needs_encryption and not stored.needs_encryption
+    if lowering and Role.ADMIN not in actor.roles:
+        raise Forbidden("lowering a label below confidential is an admin decision")
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         idx = indexes[0]
@@ -322,6 +341,10 @@ async def set_label(
         await audit.add_refs(conn, [(idx, kind, target_id)])
         if kind == "evidence":
             await _raise_renditions(conn, idx, key, stored, actor.id)
+        if stored.needs_encryption:
+            await enqueue_seal(conn, kind, target_id, idx)
+        elif lowering and unseal:
+            await enqueue_seal(conn, kind, target_id, idx, unseal=True)
 
     fields: dict[str, Any] = {
         "target_kind": kind,

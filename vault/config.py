@@ -81,3 +81,33 @@ class StoreConfig:
     quarantine: Path = setting(
         Path("quarantine"), "Where refused dock files are moved, per dock, with a reason file."
     )
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    """[keys]: encryption at rest of classified content (key-encryption keys, sealed objects)."""
+
+    kek_dir: Path = setting(
+        Path("keys/kek"),
+        "Folder (0700) of the key-encryption keys: CURRENT and <id>.key files (0600), retired/. "
+        "Keep it outside the blob store and out of database backups; created with the first "
+        "key on first use.",
+    )
+    kek_command: tuple[str, ...] = setting(
+        factory=tuple,
+        doc="External key command (HSM/KMS) used instead of kek_dir: argv run without a shell "
+        "as `argv current|get ID|create|retire ID` (protocol in vault/kek.py). Empty: kek_dir.",
+    )
+    chunk_size: int = setting(
+        65536,
+        "Plaintext bytes per AES-256-GCM chunk of a sealed object (a power of two); a range read "
+        "decrypts the chunks it overlaps.",
+        minimum=4096,
+        maximum=4194304,
+    )
+    plaintext_scratch: str = setting(
+        "",
+        "Folder for the decrypted temporary copies tools such as ffmpeg need (private 0700 "
+        "folders, 0600 files, removed after use). Empty: /dev/shm when it has room (plaintext "
+        "of classified footage then never lands on a disk), else the system temp folder.",
+    )

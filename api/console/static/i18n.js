@@ -1,0 +1,144 @@
+// Translations (zh by default, en by the switch), and times in the reviewer's local zone.
+
+const dicts = {};
+const KEY = 'evault.console.lang';
+let lang = 'zh';
+
+export async function loadLanguages() {
+  for (const l of ['zh', 'en']) {
+    const r = await fetch(`/console/static/i18n/${l}.json`, {cache: 'no-cache'});
+    dicts[l] = await r.json();
+  }
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(KEY);
+  } catch (e) {
+    saved = null; // storage may be disabled: Chinese by default
+  }
+  lang = saved === 'en' ? 'en' : 'zh';
+}
+
+export function getLang() {
+  return lang;
+}
+
+export function setLang(l) {
+  lang = l === 'en' ? 'en' : 'zh';
+  try {
+    window.localStorage.setItem(KEY, lang);
+  } catch (e) {
+    // not kept across visits; fine
+  }
+}
+
+/** The text for `key` in the current language, with {name} placeholders filled. */
+export function t(key, params = {}) {
+  const s = dicts[lang]?.[key] ?? dicts.zh?.[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m));
+}
+
+/** Whether `key` has a translation (for values such as ledger kinds that may be new). */
+export function has(key) {
+  return key in (dicts[lang] || {}) || key in (dicts.zh || {});
+}
+
+/** Translate `prefix.value` when known, else show the value itself. */
+export function tv(prefix, value) {
+  if (value === null || value === undefined || value === '') return '—';
+  return has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value);
+}
+
+export function locale() {
+  return lang === 'zh' ? 'zh-CN' : 'en-GB';
+}
+
+/** Fill every [data-i18n], [data-i18n-aria-label] and [data-i18n-placeholder] under root. */
+export function applyStatic(root = document) {
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n-aria-label]')) {
+    el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
+  }
+  for (const el of root.querySelectorAll('[data-i18n-placeholder]')) {
+    el.setAttribute('placeholder', t(el.dataset.i18nPlaceholder));
+  }
+}
+
+export function zoneName() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+const PARTS = {
+  year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+  second: '2-digit', hourCycle: 'h23', timeZoneName: 'shortOffset',
+};
+
+/** Local date, time and zone of `d` as {date: 'YYYY-MM-DD', time: 'hh:mm:ss', zone: 'GMT+8'}. */
+function local(d) {
+  const p = {};
+  for (const part of new Intl.DateTimeFormat('en-US', PARTS).formatToParts(d)) p[part.type] = part.value;
+  return {date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}:${p.second}`, zone: p.timeZoneName};
+}
+
+function timeElement(d, text) {
+  const el = document.createElement('time');
+  el.dateTime = d.toISOString();
+  el.title = d.toISOString();
+  el.textContent = text;
+  return el;
+}
+
+/** An instant in the reviewer's local time, with the zone shown; a <time> element. */
+export function when(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const l = local(d);
+  return timeElement(d, `${l.date} ${l.time} ${l.zone}`);
+}
+
+/** An interval in local time: the end's date is left out when it is the start's. */
+export function span(startIso, endIso) {
+  const a = new Date(startIso);
+  const b = new Date(endIso);
+  if (Number.isNaN(a.getTime()) || Number.isNaN(b.getTime())) return `${startIso} – ${endIso}`;
+  const la = local(a);
+  const lb = local(b);
+  const end = la.date === lb.date && la.zone === lb.zone ? lb.time : `${lb.date} ${lb.time}`;
+  const el = document.createElement('span');
+  el.append(timeElement(a, `${la.date} ${la.time}`), ' – ', timeElement(b, end), ` ${lb.zone}`);
+  return el;
+}
+
+/** A duration in milliseconds as h:mm:ss (or m:ss). */
+export function duration(ms) {
+  if (ms === null || ms === undefined) return '—';
+  const total = Math.round(ms / 1000);
+  const hh = Math.floor(total / 3600);
+  const mm = Math.floor((total % 3600) / 60);
+  const ss = String(total % 60).padStart(2, '0');
+  return hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+
+export function bytes(n) {
+  if (n === null || n === undefined) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  const num = new Intl.NumberFormat(locale(), {maximumFractionDigits: i ? 1 : 0}).format(v);
+  return `${num} ${units[i]}`;
+}
+
+/** A label {level, caveats} as a badge. */
+export function labelBadge(label) {
+  const el = document.createElement('span');
+  const level = label?.level || 'internal';
+  el.className = `badge level-${level}`;
+  const parts = [tv('level', level), ...(label?.caveats || []).map((c) => tv('caveat', c))];
+  el.textContent = parts.join(' · ');
+  return el;
+}

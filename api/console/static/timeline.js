@@ -1,0 +1,56 @@
+// A custody timeline: the ledger entries about one evidence item, oldest first, as a table.
+// Entries come from the case's integrity report (GET /v1/cases/{id}/integrity-report), which
+// leaves out every entry that also names something the reviewer may not see.
+
+import {api} from './api.js';
+import {h, shortHex, table} from './dom.js';
+import {t, tv, when} from './i18n.js';
+
+const DETAIL_KEYS = ['action', 'rendition', 'target_kind', 'reason', 'dock', 'status', 'level'];
+const HASH_KEYS = ['sha256', 'output_sha256'];
+
+function details(entry) {
+  const f = entry.fields || {};
+  const out = [];
+  for (const key of DETAIL_KEYS) {
+    const v = f[key];
+    if (typeof v === 'string' || typeof v === 'number') {
+      out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: ${tv(`tl.${key}`, v)}`));
+    }
+  }
+  for (const key of HASH_KEYS) {
+    if (typeof f[key] === 'string') out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: `, shortHex(f[key])));
+  }
+  return out.length ? out : '—';
+}
+
+export function timelineTable(entries, caption) {
+  if (!entries || !entries.length) return h('p', {class: 'notice'}, t('tl.none'));
+  const rows = entries.map((e) => h('tr', {class: `tl-${e.kind}`},
+    h('td', {class: 'num'}, String(e.index)),
+    h('td', null, when(e.time)),
+    h('td', null, h('span', {class: `badge kind-${e.kind}`}, tv('kind', e.kind))),
+    h('td', null, e.opened?.principal || e.opened?.by || '—'),
+    h('td', null, e.opened?.case || '—'),
+    h('td', {class: 'details'}, details(e))));
+  return table(caption, [t('tl.index'), t('tl.time'), t('tl.event'), t('tl.by'), t('tl.case'),
+    t('tl.details')], rows, 'data timeline');
+}
+
+/** The custody timelines of a case's items, by evidence id (one report per case, cached). */
+export function timelineSource(caseId) {
+  let pending = null;
+  return () => {
+    if (pending === null) {
+      pending = api(`/v1/cases/${encodeURIComponent(caseId)}/integrity-report?mode=scrub`).then((body) => {
+        const map = new Map();
+        for (const item of body.report.evidence) map.set(item.evidence_id, item.timeline || []);
+        return map;
+      });
+      pending.catch(() => {
+        pending = null;
+      });
+    }
+    return pending;
+  };
+}

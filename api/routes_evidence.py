@@ -1,0 +1,339 @@
+"""Evidence for the case system: list, one item, its content and its renditions' content.
+
+Guarantees:
+
+- ``GET /v1/evidence`` lists only what the caller may list (``visibility.list_evidence``: the
+  filter is applied inside SQL, so pages and cursors never reveal an invisible item); filtering
+  by a case the caller may not see yields an empty page, exactly like an unknown case.
+- ``GET /v1/evidence/{id}`` is an audited ``read_metadata`` decision; its renditions are those
+  the caller may list. Missing and invisible items are the same 404, byte for byte (apart from
+  the request id).
+- Content (``/v1/evidence/{id}/content``, ``/v1/renditions/{id}/content``) is decided and
+  recorded in the ledger (``stream``, or ``download`` with ``?download=true``) BEFORE the object
+  is opened or a byte is sent; if the decision cannot be recorded the request fails (503).
+  Bytes are read only through ``vault.content.ContentStore`` (plain or sealed objects alike);
+  Range, ETag and If-None-Match follow ``api.streaming``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from api import schemas as S
+from api.auth import principal_of
+from api.keys import RUNTIME
+from api.openapi import content_response, json_response, operation, path, query
+from api.streaming import content_disposition, send_content
+from vault.access import Action
+from vault.audit import authorize
+from vault.content import ContentStore
+from vault.errors import BadRequest, NotFound
+from vault.labels import Caveat, Level
+from vault.storage import open_storage
+from vault.visibility import (
+    Args,
+    EvidenceQuery,
+    EvidenceSummary,
+    get_evidence,
+    label_of,
+    list_evidence,
+    rendition_filter,
+)
+
+__all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
+
+CONTENT: web.AppKey[ContentStore] = web.AppKey("content_store", ContentStore)
+
+routes = web.RouteTableDef()
+
+MEDIA_TYPES: Mapping[str, str] = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "avi": "video/x-msvideo",
+    "mkv": "video/x-matroska",
+    "ts": "video/mp2t",
+    "wav": "audio/wav",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "mp3": "audio/mpeg",
+    "amr": "audio/amr",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "json": "application/json",
+}
+OCTETS = "application/octet-stream"
+
+
+async def content_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The content store every HTTP read goes through."""
+    rt = app[RUNTIME]
+    app[CONTENT] = open_storage(rt.cfg, rt.db.pool).content  # plain and sealed objects alike
+    yield
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def summary_json(s: EvidenceSummary) -> dict[str, Any]:
+    """The wire form of an evidence summary (schema ``EvidenceSummary``)."""
+    return {
+        "id": s.id,
+        "sha256": s.sha256,
+        "size": s.size,
+        "file_name": s.file_name,
+        "dock_id": s.dock_id,
+        "device_id": s.device_id,
+        "officer_id": s.officer_id,
+        "recorded_at": _iso(s.recorded_at),
+        "acquired_at": _iso(s.acquired_at),
+        "label": s.label.to_json(),
+        "category": s.category,
+        "media_status": s.media_status,
+        "disposed_at": _iso(s.disposed_at),
+        "cases": list(s.cases),
+    }
+
+
+def _text(q: Mapping[str, str], name: str) -> str | None:
+    value = q.get(name)
+    if value is not None and not 0 < len(value) <= 256:
+        raise BadRequest(f"{name}: 1 to 256 characters")
+    return value
+
+
+def _instant(q: Mapping[str, str], name: str) -> datetime | None:
+    value = q.get(name)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name}: an RFC 3339 date-time with an offset is expected") from None
+    if when.tzinfo is None:
+        raise BadRequest(f"{name}: the date-time needs an offset (e.g. Z or +08:00)")
+    return when
+
+
+def int_param(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within ``[lo, hi]``; BadRequest otherwise."""
+    value = q.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or not lo <= int(value) <= hi:
+        raise BadRequest(f"{name}: an integer from {lo} to {hi} is expected")
+    return int(value)
+
+
+def _query(q: Mapping[str, str]) -> EvidenceQuery:
+    level = q.get("level")
+    return EvidenceQuery(
+        case_id=_text(q, "case"),
+        officer_id=_text(q, "officer"),
+        device_id=_text(q, "device"),
+        dock_id=_text(q, "dock"),
+        acquired_from=_instant(q, "acquired_from"),
+        acquired_to=_instant(q, "acquired_to"),
+        recorded_from=_instant(q, "recorded_from"),
+        recorded_to=_instant(q, "recorded_to"),
+        level=None if level is None else Level.parse(level),
+        caveats=frozenset(Caveat.parse(c) for c in q.getall("caveat", [])),  # type: ignore[attr-defined]
+        status=_text(q, "status"),
+    )
+
+
+_TEXT_PARAM = {"type": "string", "minLength": 1, "maxLength": 256}
+_LIST_PARAMS = [
+    query("case", "linked to this case", _TEXT_PARAM),
+    query("officer", "recorded by this officer id", _TEXT_PARAM),
+    query("device", "recorded on this device id", _TEXT_PARAM),
+    query("dock", "acquired through this dock", _TEXT_PARAM),
+    query("acquired_from", "acquired at or after (RFC 3339)", S.DATE_TIME),
+    query("acquired_to", "acquired before (RFC 3339)", S.DATE_TIME),
+    query("recorded_from", "recorded at or after (RFC 3339)", S.DATE_TIME),
+    query("recorded_to", "recorded before (RFC 3339)", S.DATE_TIME),
+    query("level", "effective label level equals", S.LEVEL),
+    query("caveat", "effective caveats include (repeatable)", S.CAVEAT),
+    query("status", "media status (pending, ready, unprocessable, ...)", _TEXT_PARAM),
+    query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    query("cursor", "next_cursor of the previous page", _TEXT_PARAM),
+]
+
+
+@routes.get("/v1/evidence")
+@operation(
+    "List evidence",
+    tags=["evidence"],
+    params=_LIST_PARAMS,
+    responses={200: json_response(S.EVIDENCE_PAGE, "one page"), 400: "a malformed filter"},
+)
+async def list_items(request: web.Request) -> web.Response:
+    """The evidence the caller may list, filtered, oldest acquisition first, keyset-paginated:
+    pass ``next_cursor`` back as ``cursor`` for the next page (null: no more)."""
+    principal = await principal_of(request)
+    q = request.query
+    limit = int_param(q, "limit", 100, 1, 1000)
+    cursor = _text(q, "cursor")
+    page = await list_evidence(
+        request.app[RUNTIME].db.pool, principal, _query(q), limit=limit, cursor=cursor
+    )
+    return web.json_response(
+        {"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@routes.get("/v1/evidence/{id}")
+@operation(
+    "One evidence item",
+    tags=["evidence"],
+    params=[path("id", "evidence id")],
+    responses={200: json_response(S.EVIDENCE_DETAIL, "the item"), 404: "no such evidence"},
+)
+async def get_item(request: web.Request) -> web.Response:
+    """Metadata, media status and probe, and the renditions the caller may list (an audited
+    ``read_metadata``)."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    summary = await get_evidence(rt.db.pool, rt.ledger, principal, eid)
+    row = await rt.db.pool.fetchrow(
+        "SELECT ledger_idx, media_reason, probe, integrity, last_scrub_at, extension"
+        " FROM evidence WHERE id = $1",
+        summary.id,
+    )
+    assert row is not None
+    args = Args()
+    args(summary.id)
+    rendition_rows = await rt.db.pool.fetch(
+        "SELECT r.id, r.kind, r.sha256, r.size, r.media_type, r.label_level, r.label_caveats,"  # noqa: S608
+        " r.params, r.created_at, r.ledger_idx FROM renditions r JOIN evidence e"
+        " ON e.id = r.evidence_id WHERE r.evidence_id = $1::uuid AND"
+        f" {rendition_filter(principal, 'r', 'e', args)} ORDER BY r.created_at, r.id",
+        *args.values,
+    )
+    body = summary_json(summary)
+    body.update(
+        ledger_index=row["ledger_idx"],
+        extension=row["extension"],
+        media_reason=row["media_reason"],
+        probe=S.load_json(row["probe"]),
+        integrity=row["integrity"],
+        last_scrub_at=_iso(row["last_scrub_at"]),
+        renditions=[
+            {
+                "id": str(r["id"]),
+                "kind": r["kind"],
+                "sha256": r["sha256"],
+                "size": r["size"],
+                "media_type": r["media_type"],
+                "label": label_of(r["label_level"], r["label_caveats"]).to_json(),
+                "params": S.load_json(r["params"]),
+                "created_at": _iso(r["created_at"]),
+                "ledger_index": r["ledger_idx"],
+                "content": f"/v1/renditions/{r['id']}/content",
+            }
+            for r in rendition_rows
+        ],
+    )
+    return web.json_response(body)
+
+
+def _action(request: web.Request) -> tuple[Action, str]:
+    value = request.query.get("download", "false")
+    if value not in ("true", "false", "1", "0"):
+        raise BadRequest("download: true or false")
+    return (Action.DOWNLOAD, "attachment") if value in ("true", "1") else (Action.STREAM, "inline")
+
+
+_CONTENT_PARAMS = [
+    query(
+        "download",
+        "true: a download (attachment; needs the download grant), else streaming (inline)",
+        {"type": "string", "enum": ["true", "false", "1", "0"]},
+    ),
+    S.RANGE_HEADER,
+    S.IF_NONE_MATCH,
+    S.IF_RANGE,
+]
+_CONTENT_RESPONSES: Mapping[int | str, Any] = {
+    200: content_response("the whole content", {"*/*": S.BINARY}, S.CONTENT_HEADERS),
+    206: content_response("one byte range", {"*/*": S.BINARY}, S.CONTENT_HEADERS),
+    304: "not modified: If-None-Match matched the ETag",
+    403: "visible, but streaming or downloading it is not granted",
+    404: "no such item (or none the caller may see), or its content was disposed of",
+    416: "the range lies outside the content (Content-Range: bytes */size)",
+}
+
+
+async def _open(request: web.Request, sha256: str) -> Any:
+    try:
+        return await request.app[CONTENT].open(sha256)
+    except NotFound:
+        raise NotFound("the content is no longer held (disposed of)") from None
+
+
+@routes.get("/v1/evidence/{id}/content")
+@operation(
+    "The original recording",
+    tags=["evidence"],
+    params=[path("id", "evidence id"), *_CONTENT_PARAMS],
+    responses=_CONTENT_RESPONSES,
+)
+async def evidence_content(request: web.Request) -> web.StreamResponse:
+    """The original bytes, with Range, a strong ETag (its SHA-256) and If-None-Match; every
+    request is an audited ``stream`` or ``download`` decision made before any byte is sent."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    action, kind = _action(request)
+    eid = request.match_info["id"]
+    await authorize(rt.db.pool, rt.ledger, principal, action, "evidence", eid)
+    row = await rt.db.pool.fetchrow(
+        "SELECT sha256, extension, file_name FROM evidence WHERE id = $1::uuid", eid
+    )
+    assert row is not None
+    obj = await _open(request, row["sha256"])
+    ext = (row["extension"] or "").lower()
+    return await send_content(
+        request,
+        obj,
+        sha256=row["sha256"],
+        media_type=MEDIA_TYPES.get(ext, OCTETS),
+        disposition=content_disposition(
+            kind, row["file_name"], f"{row['sha256']}.{ext}" if ext else row["sha256"]
+        ),
+    )
+
+
+@routes.get("/v1/renditions/{id}/content")
+@operation(
+    "A rendition's content (proxy, poster, clip, fingerprint)",
+    tags=["evidence"],
+    params=[path("id", "rendition id"), *_CONTENT_PARAMS],
+    responses=_CONTENT_RESPONSES,
+)
+async def rendition_content(request: web.Request) -> web.StreamResponse:
+    """A rendition's bytes, as for the original; its label is at least its source's."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    action, kind = _action(request)
+    rid = request.match_info["id"]
+    await authorize(rt.db.pool, rt.ledger, principal, action, "rendition", rid)
+    row = await rt.db.pool.fetchrow(
+        "SELECT sha256, media_type, kind, evidence_id FROM renditions WHERE id = $1::uuid", rid
+    )
+    assert row is not None
+    obj = await _open(request, row["sha256"])
+    ext = {v: k for k, v in MEDIA_TYPES.items()}.get(row["media_type"], "bin")
+    name = f"{row['evidence_id']}-{row['kind']}.{ext}"
+    return await send_content(
+        request,
+        obj,
+        sha256=row["sha256"],
+        media_type=row["media_type"] or OCTETS,
+        disposition=content_disposition(kind, name, name),
+    )

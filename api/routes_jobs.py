@@ -1,0 +1,164 @@
+"""Clips on request: ``POST /v1/evidence/{id}/clips`` → 202 and a job to poll.
+
+Guarantees:
+
+- Requesting a clip is an audited ``stream`` decision on the evidence (a clip is a playback
+  derivative of its content), made before the job is queued; missing and invisible evidence
+  are the same 404.
+- The job goes into the PostgreSQL job table (``vault.jobs``), so a worker in any process
+  renders it (``ingest.mediajobs.CLIP``) and a crash loses nothing; the requester's id is kept
+  in the job's payload.
+- ``GET /v1/jobs/{id}`` shows a clip job only to its requester or to a principal allowed
+  ``read_metadata`` on its evidence (that decision is audited); anyone else, and any job id
+  that is not a clip job, gets the same 404. The clip itself is then a rendition, read through
+  ``/v1/renditions/{id}/content`` under its own decision.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from api import schemas as S
+from api.auth import principal_of
+from api.keys import RUNTIME
+from api.openapi import define, json_body, json_response, operation, path
+from ingest.mediajobs import CLIP
+from vault.access import Action
+from vault.audit import authorize
+from vault.errors import BadRequest, NotFound
+from vault.jobs import enqueue
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+MAX_MS = 7 * 24 * 3600 * 1000  # a week: longer than any recording a dock takes
+
+CLIP_REQUEST = define(
+    "ClipRequest",
+    {
+        "type": "object",
+        "required": ["start_ms", "end_ms"],
+        "properties": {
+            "start_ms": {"type": "integer", "minimum": 0, "maximum": MAX_MS},
+            "end_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MS},
+        },
+    },
+)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (at most ``client_max_size``); BadRequest otherwise."""
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _ms(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if type(value) is not int or not 0 <= value <= MAX_MS:
+        raise BadRequest(f"{name}: an integer number of milliseconds from 0 to {MAX_MS}")
+    return value
+
+
+def _job_json(row: Any) -> dict[str, Any]:
+    payload = S.load_json(row["payload"]) or {}
+    result = S.load_json(row["result"]) or {}
+    rid = result.get("rendition_id") if isinstance(result, dict) else None
+    return {
+        "id": row["id"],
+        "kind": "clip",
+        "status": row["status"],
+        "evidence_id": str(payload.get("evidence_id")),
+        "start_ms": payload.get("start_ms"),
+        "end_ms": payload.get("end_ms"),
+        "attempts": row["attempts"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "rendition_id": rid,
+        "rendition": None if rid is None else f"/v1/renditions/{rid}/content",
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+
+
+_JOB_COLUMNS = "id, payload, status, attempts, result, last_error, created_at, updated_at"
+
+
+@routes.post("/v1/evidence/{id}/clips")
+@operation(
+    "Request a clip",
+    tags=["evidence"],
+    params=[path("id", "evidence id")],
+    request=json_body(CLIP_REQUEST, "the time range, in ms from the recording's start"),
+    responses={
+        202: json_response(S.JOB, "queued; poll the Location", {"Location": S.STRING}),
+        400: "malformed body or range",
+        403: "visible, but streaming it is not granted",
+        404: "no such evidence",
+    },
+)
+async def request_clip(request: web.Request) -> web.Response:
+    """Queue a frame-exact clip ``[start_ms, end_ms)`` of the original; 202 with the job."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    body = await json_object(request)
+    start, end = _ms(body, "start_ms"), _ms(body, "end_ms")
+    if start >= end:
+        raise BadRequest("start_ms must be before end_ms")
+    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
+    payload = {
+        "evidence_id": str(uuid.UUID(eid)),
+        "start_ms": start,
+        "end_ms": end,
+        "requested_by": principal.id,
+    }
+    job_id = await enqueue(rt.db.pool, CLIP, payload)
+    row = await rt.db.pool.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)  # noqa: S608
+    location = f"/v1/jobs/{job_id}"
+    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+
+
+@routes.get("/v1/jobs/{id}")
+@operation(
+    "A clip job",
+    tags=["evidence"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={200: json_response(S.JOB, "the job"), 404: "no such job (or not yours)"},
+)
+async def get_job(request: web.Request) -> web.Response:
+    """Status of a clip job and, when done, its rendition."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound()
+    row = await rt.db.pool.fetchrow(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND kind = $2",  # noqa: S608
+        int(raw),
+        CLIP,
+    )
+    if row is None:
+        raise NotFound()
+    payload = S.load_json(row["payload"]) or {}
+    if payload.get("requested_by") != principal.id:
+        try:
+            await authorize(
+                rt.db.pool,
+                rt.ledger,
+                principal,
+                Action.READ_METADATA,
+                "evidence",
+                str(payload.get("evidence_id")),
+            )
+        except NotFound:
+            raise NotFound() from None
+    return web.json_response(_job_json(row))

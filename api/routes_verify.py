@@ -1,0 +1,270 @@
+"""Reviewers: verify a file or a hash, the proof of an evidence item, consistency proofs; and
+the OpenAPI operations of the ledger read paths and the operations endpoints.
+
+Guarantees:
+
+- ``POST /v1/verify`` hashes the body as it streams (never stored; the same size limit and
+  timeouts as uploads) or takes ``?sha256=``. It needs a role that grants ``verify`` at all
+  (reviewer, legal_reviewer, auditor; a 403 that depends only on the caller). A match is
+  reported only when the caller may ``read_metadata`` on that evidence: a match the caller may
+  not see is reported exactly like no match (``held: false``, no ids).
+- Every verify is ONE ``accessed`` entry (action ``verify``, target kind ``ledger``, the hash
+  as a commitment), whatever the outcome, so the public ledger does not reveal whether a hash
+  is held; the entry is indexed to the matches the caller was shown, and it is appended before
+  the answer is sent (fail closed: 503 if it cannot be).
+- ``GET /v1/evidence/{id}/proof`` is an audited ``verify`` decision; the proof is the
+  ``c2sp.org/tlog-proof@v1`` text of the evidence's ``acquired`` entry.
+- ``GET /v1/ledger/consistency`` is public like the tiles it is computed from.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from aiohttp import web
+
+from api import metrics, routes_ledger
+from api import schemas as S
+from api.auth import principal_of
+from api.keys import RUNTIME
+from api.openapi import content_response, define, json_response, operation, path, query
+from api.routes_evidence import int_param
+from api.streaming import body_chunks
+from vault.access import ROLE_GRANTS, Action, decide
+from vault.audit import authorize, evidence_target, record
+from vault.errors import BadRequest, Forbidden, TooLarge
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_TEXT = {"text/plain": S.STRING}
+_MAX_SIZE = (1 << 62) - 1
+_SIZE = {"type": "integer", "minimum": 0, "maximum": _MAX_SIZE}
+
+VERIFY_RESULT = define(
+    "VerifyResult",
+    {
+        "type": "object",
+        "required": ["sha256", "held", "matches"],
+        "properties": {
+            "sha256": S.SHA256,
+            "size": S.nullable({"type": "integer", "minimum": 0}),
+            "held": {"type": "boolean"},
+            "matches": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["evidence_id", "acquired_at", "ledger_index", "tlog_proof"],
+                    "properties": {
+                        "evidence_id": S.UUID,
+                        "acquired_at": S.DATE_TIME,
+                        "ledger_index": S.INDEX,
+                        "tlog_proof": {"type": "string"},
+                    },
+                },
+            },
+            "audit_index": S.INDEX,
+        },
+    },
+)
+CONSISTENCY = define(
+    "ConsistencyProof",
+    {
+        "type": "object",
+        "required": ["old", "new", "proof"],
+        "properties": {
+            "old": S.INDEX,
+            "new": S.INDEX,
+            "proof": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+        },
+    },
+)
+
+
+async def _digest_body(request: web.Request) -> tuple[str, int]:
+    svc = request.app[RUNTIME].cfg.service
+    limit = svc.verify_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"verify accepts at most {limit} bytes")
+    h = hashlib.sha256()
+    size = 0
+    async for chunk in body_chunks(
+        request, svc.upload_chunk_timeout_seconds, svc.upload_total_timeout_seconds
+    ):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"verify accepts at most {limit} bytes")
+        h.update(chunk)
+    return h.hexdigest(), size
+
+
+@routes.post("/v1/verify")
+@operation(
+    "Is this file (or hash) held, and since when?",
+    tags=["verify"],
+    params=[
+        query(
+            "sha256",
+            "verify a hash instead of a body (then send no body)",
+            {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        )
+    ],
+    request={
+        "required": False,
+        "description": "the file, streamed (omit it when sha256 is given)",
+        "content": {"application/octet-stream": {"schema": S.BINARY}},
+    },
+    responses={
+        200: json_response(VERIFY_RESULT, "the answer (also when nothing visible matches)"),
+        400: "malformed sha256, or both a body and sha256",
+        403: "no role that grants verify",
+        408: "the body stalled",
+        413: "the body is over service.verify_max_bytes",
+    },
+)
+async def verify(request: web.Request) -> web.Response:
+    """Whether content is held, the evidence ids the caller may see, when each was acquired,
+    its ledger index and a tlog-proof. Audited, identically for every outcome."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    if not any(Action.VERIFY in ROLE_GRANTS.get(r, {}) for r in principal.roles):
+        raise Forbidden("role auditor, legal_reviewer or reviewer required for verify")
+    given = request.query.get("sha256")
+    size: int | None = None
+    if given is not None:
+        if not _SHA256.match(given):
+            raise BadRequest("sha256: 64 hex digits")
+        if request.body_exists and (request.content_length or 0) > 0:
+            raise BadRequest("give either a body or ?sha256=, not both")
+        digest = given.lower()
+    else:
+        digest, size = await _digest_body(request)
+    rows = await rt.db.pool.fetch(
+        "SELECT id, ledger_idx, acquired_at FROM evidence WHERE sha256 = $1 ORDER BY id", digest
+    )
+    shown = []
+    for r in rows:
+        target = await evidence_target(rt.db.pool, str(r["id"]))
+        if target is not None and decide(principal, Action.READ_METADATA, target).allowed:
+            shown.append(r)
+    audit_idx = await record(
+        rt.ledger,
+        principal,
+        Action.VERIFY,
+        "ledger",
+        f"sha256:{digest}",
+        True,
+        "allowed",
+        refs=[("evidence", str(r["id"])) for r in shown],
+    )
+    matches = [
+        {
+            "evidence_id": str(r["id"]),
+            "acquired_at": r["acquired_at"].isoformat(),
+            "ledger_index": r["ledger_idx"],
+            "tlog_proof": await rt.ledger.tlog_proof(r["ledger_idx"]),
+        }
+        for r in shown
+    ]
+    body = {
+        "sha256": digest,
+        "size": size,
+        "held": bool(matches),
+        "matches": matches,
+        "audit_index": audit_idx,
+    }
+    return web.json_response(body)
+
+
+@routes.get("/v1/evidence/{id}/proof")
+@operation(
+    "The inclusion proof of an evidence item",
+    tags=["verify"],
+    params=[path("id", "evidence id")],
+    responses={
+        200: content_response("c2sp.org/tlog-proof@v1 of its acquired entry", _TEXT),
+        403: "visible, but verify is not granted",
+        404: "no such evidence",
+    },
+)
+async def proof(request: web.Request) -> web.Response:
+    """The offline proof (tlog-proof) that the evidence's ``acquired`` entry is in the log."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    await authorize(rt.db.pool, rt.ledger, principal, Action.VERIFY, "evidence", eid)
+    idx = await rt.db.pool.fetchval("SELECT ledger_idx FROM evidence WHERE id = $1::uuid", eid)
+    text = await rt.ledger.tlog_proof(idx)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+@routes.get("/v1/ledger/consistency")
+@operation(
+    "A consistency proof between two tree sizes",
+    tags=["ledger"],
+    auth=False,
+    params=[
+        query("old", "older tree size", _SIZE, required=True),
+        query("new", "newer tree size", _SIZE, required=True),
+    ],
+    responses={
+        200: json_response(CONSISTENCY, "RFC 9162 proof, base64 hashes"),
+        400: "old or new missing or not an integer",
+        404: "not 0 <= old <= new <= current size",
+    },
+)
+async def consistency(request: web.Request) -> web.Response:
+    """RFC 9162 consistency proof from tree size ``old`` to ``new`` (base64 hashes)."""
+    if "old" not in request.query or "new" not in request.query:
+        raise BadRequest("old and new are required")
+    old = int_param(request.query, "old", 0, 0, _MAX_SIZE)
+    new = int_param(request.query, "new", 0, 0, _MAX_SIZE)
+    hashes = await request.app[RUNTIME].ledger.consistency(old, new)
+    body = {"old": old, "new": new, "proof": [base64.b64encode(h).decode() for h in hashes]}
+    return web.json_response(body)
+
+
+# -- operations of routes defined elsewhere (ledger read paths, health, metrics) -------------
+
+_OCTETS = {"application/octet-stream": S.BINARY}
+_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": S.STRING}}
+operation(
+    "Liveness", tags=["operations"], auth=False, responses={200: json_response(_HEALTH, "up")}
+)(routes_ledger.healthz)
+operation(
+    "Readiness: database, ledger, watchers, workers",
+    tags=["operations"],
+    auth=False,
+    responses={
+        200: json_response(_HEALTH, "ready"),
+        503: json_response(_HEALTH, "degraded (checks name what)"),
+    },
+)(routes_ledger.readyz)
+operation(
+    "Prometheus metrics",
+    tags=["operations"],
+    auth=False,
+    responses={200: content_response("text exposition format", _TEXT)},
+)(metrics.metrics)
+operation(
+    "The latest signed checkpoint",
+    tags=["ledger"],
+    auth=False,
+    responses={200: content_response("C2SP signed note", _TEXT), 404: "none signed yet"},
+)(routes_ledger.checkpoint)
+operation(
+    "The log's verifier key (C2SP vkey)",
+    tags=["ledger"],
+    auth=False,
+    responses={200: content_response("vkey", _TEXT)},
+)(routes_ledger.vkey)
+operation(
+    "A tlog-tiles hash tile or entry bundle",
+    tags=["ledger"],
+    auth=False,
+    params=[path("path", "<L>/<N>[.p/<W>] or entries/<N>[.p/<W>]")],
+    responses={200: content_response("tile bytes", _OCTETS), 404: "no such tile"},
+)(routes_ledger.tile)

@@ -1,0 +1,47 @@
+"""`evault demo` end to end against a fresh data directory and a real `evault serve`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from ops_fixtures import evault, running_service
+
+from verify.note import parse_vkey
+from verify.package import verify_package
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+
+
+def test_demo_runs_twice_and_its_package_verifies(tmp_path: Path, pg_dsn: str) -> None:
+    data = tmp_path / "data"
+    with running_service(data, pg_dsn) as svc:
+        cases = []
+        for _ in range(2):
+            run = svc.evault("demo", "--url", svc.url, "--timeout", "120")
+            out = run.stdout
+            assert "VERIFIED" in out, out
+            package = Path(re.search(r"^  package\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
+            assert (package / "report.html").is_file()
+            vkey = re.search(r"--vkey '([^']+)'", out)[1]  # type: ignore[index]
+            report = verify_package(package, parse_vkey(vkey))
+            assert report.verdict == "ok"
+            assert report.counts["files"] >= 4
+            cases.append(re.search(r"registered case (\S+)", out)[1])  # type: ignore[index]
+            assert svc.url in out
+        assert cases[0] != cases[1], "each run registers a new case"
+        fsck = svc.evault("ledger", "fsck")
+        assert fsck.stdout.startswith("ok:")
+
+
+def test_demo_without_a_service_says_how_to_start_it(tmp_path: Path, pg_dsn: str) -> None:
+    env = {"EVAULT_DATABASE_DSN": pg_dsn}
+    data = tmp_path / "data"
+    evault(data, "init", env=env)
+    proc = evault(data, "demo", "--url", "http://127.0.0.1:9", env=env, check=False)
+    assert proc.returncode != 0
+    assert "no evidence-vault service answers" in proc.stderr
+    assert f"evault --data {data} serve" in proc.stderr
+    assert not list((data / "docks" / "dock-01").iterdir()), "nothing dropped without a service"

@@ -1,0 +1,126 @@
+"""Helpers for the review tests: a real ledger and blob store, evidence with stored content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vault.access import Principal, Role
+from vault.blobstore import BlobStore
+from vault.config import DatabaseConfig, LedgerConfig
+from vault.db import Conn, Database, open_database
+from vault.labels import Caveat, Label, Level
+from vault.ledger import Ledger, make_entry
+from verify.note import Signer
+
+ORIGIN = "test.evidence-vault.local/ledger"
+ALL_CAVEATS = frozenset(Caveat)
+INTERNAL = Label(Level.INTERNAL)
+
+ADMIN = Principal(
+    id="admin",
+    clearance=Level.TOP_SECRET,
+    caveats=ALL_CAVEATS,
+    roles=frozenset({Role.ADMIN, Role.AUDITOR}),
+    cases=frozenset(),
+)
+
+
+@asynccontextmanager
+async def open_vault(dsn: str, tmp: Path) -> AsyncIterator[tuple[Ledger, Database]]:
+    cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
+    async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
+        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        try:
+            yield ledger, db
+        finally:
+            await ledger.close()
+
+
+def person(
+    pid: str,
+    roles: Iterable[Role],
+    clearance: Level = Level.TOP_SECRET,
+    cases: Iterable[str] = (),
+    officer_id: str | None = None,
+) -> Principal:
+    return Principal(
+        id=pid,
+        clearance=clearance,
+        caveats=ALL_CAVEATS,
+        roles=frozenset(roles),
+        cases=frozenset(cases),
+        officer_id=officer_id,
+    )
+
+
+def put_blob(store: BlobStore, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    path = store.path_of(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(data)
+        path.chmod(0o400)
+    return sha
+
+
+def tamper(store: BlobStore, sha: str, data: bytes | None) -> None:
+    """Replace (or with None, remove) a stored object behind the vault's back."""
+    path = store.path_of(sha)
+    path.chmod(0o600)
+    if data is None:
+        os.unlink(path)
+    else:
+        path.write_bytes(data)
+
+
+async def add_evidence(
+    ledger: Ledger,
+    store: BlobStore | None = None,
+    *,
+    data: bytes | None = None,
+    label: Label = INTERNAL,
+    officer_id: str | None = "o1",
+    recorded_at: datetime | None = None,
+    duration_ms: int | None = None,
+) -> str:
+    """Evidence with its `acquired` entry, as acquisition records it (content stored when a
+    store is given)."""
+    eid = uuid.uuid4()
+    data = data if data is not None else eid.bytes
+    sha = put_blob(store, data) if store is not None else hashlib.sha256(data).hexdigest()
+    probe = None if duration_ms is None else json.dumps({"duration_ms": duration_ms})
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute(
+            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
+            " recorded_at, file_name, acquired_at, label_level, label_caveats, probe)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb)",
+            eid,
+            sha,
+            len(data),
+            indexes[0],
+            "dock-01",
+            "rec-1",
+            officer_id,
+            recorded_at,
+            "clip.mp4",
+            datetime.now(UTC),
+            int(label.level),
+            [c.value for c in label.sorted_caveats],
+            probe,
+        )
+
+    entry = make_entry(
+        "acquired",
+        {"evidence_id": str(eid), "sha256": sha, "size": len(data)},
+        {"file_name": "clip.mp4", "officer_id": officer_id},
+    )
+    await ledger.append([entry], effect=effect)
+    return str(eid)

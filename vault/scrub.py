@@ -1,0 +1,365 @@
+"""Scrub: the vault keeps checking itself (DESIGN §7: altered, truncated, deleted footage).
+
+A run re-hashes stored objects — every original and rendition of evidence that is not disposed
+of (nor being disposed of) — and, by default, runs the ledger fsck. ``mode="full"`` checks every
+item; ``mode="sample"`` a uniformly random sample of items (all objects of each).
+
+Guarantees:
+
+- Objects are read only through a :class:`~vault.content.ContentStore`, so what is hashed is
+  the plaintext whatever the storage (plain or sealed). An object is ``ok`` only when its bytes
+  hash to the recorded SHA-256 and its size is the recorded size; an absent object is
+  ``missing``; other bytes, another size, or a read the store refuses as damaged
+  (``IntegrityError``) is ``mismatch``; an I/O error (EIO, EACCES…) is ``unreadable``.
+- Reads are paced by a token bucket: after ``n`` bytes at least ``n / rate`` seconds have
+  passed since the start, less at most one second of burst credit after idle time.
+- An item with a missing or mismatching object is marked in ONE transaction: ``integrity`` set
+  (``missing`` wins over ``mismatch``), ``last_scrub_at`` set, and, when its integrity changed,
+  an ``integrity.failure`` event emitted — a persisting failure is announced once, not every
+  run. Items disposed of meanwhile are not marked. Every failing object (missing, mismatch,
+  unreadable) adds one to ``evault_integrity_failures{source="scrub"}`` per run.
+- An item whose objects all verify gets ``last_scrub_at`` and ``integrity = 'ok'`` (a restored
+  object clears the mark; the failure stays in the ledger). ``unreadable`` changes no mark.
+- A failing fsck counts in ``evault_integrity_failures{source="fsck"}`` and emits an
+  ``integrity.failure`` event when the previous run's fsck passed (or there was none).
+- Every run that finishes appends one ``scrub`` entry: mode, trigger, counts, bytes, the failing
+  evidence ids (at most :data:`MAX_LISTED` per list, with exact counts), fsck's result and
+  first bad index; the entry is indexed under each failing item, so the item's trail shows it.
+- At most one run at a time across all processes: a PostgreSQL session advisory lock
+  (:data:`SCRUB_LOCK`); a second caller gets :class:`ScrubBusy` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from vault import audit
+from vault.content import ContentStore, Readable
+from vault.db import Conn, Db
+from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
+from vault.events import emit
+from vault.ledger import Ledger, make_entry
+from vault.ledger.entry import rfc3339
+from vault.ledger.fsck import fsck
+from vault.metrics import INTEGRITY_FAILURES
+from vault.scrubmodel import MAX_LISTED, MIB, Mode, RateLimiter, ScrubConfig, ScrubReport
+
+__all__ = [
+    "MAX_LISTED",
+    "SCRUB_LOCK",
+    "Mode",
+    "RateLimiter",
+    "ScrubBusy",
+    "ScrubConfig",
+    "ScrubReport",
+    "due",
+    "run_due",
+    "run_scrub",
+]
+
+log = logging.getLogger("evault.scrub")
+
+SCRUB_LOCK = 0x65767363  # "evsc"
+PAGE = 200
+READ_BATCH = 2 * MIB
+Status = Literal["ok", "missing", "mismatch", "unreadable"]
+
+
+class ScrubBusy(Conflict):
+    """Another process is running a scrub now; try later."""
+
+    slug = "scrub-busy"
+    title = "A scrub is already running"
+
+
+@dataclass(frozen=True)
+class _Object:
+    evidence_id: uuid.UUID
+    sha256: str
+    size: int
+    what: str  # "original" or the rendition kind
+    rendition_id: uuid.UUID | None
+
+
+@asynccontextmanager
+async def scrub_lock(pool: asyncpg.Pool[asyncpg.Record]) -> AsyncIterator[None]:
+    """Hold the scrub advisory lock for the block; :class:`ScrubBusy` if another holds it."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SCRUB_LOCK):
+            raise ScrubBusy("a scrub is already running in another process; try again later")
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", SCRUB_LOCK)
+
+
+async def run_scrub(
+    ledger: Ledger,
+    content: ContentStore,
+    cfg: ScrubConfig,
+    *,
+    mode: Mode,
+    sample: int | None = None,
+    trigger: str = "manual",
+) -> ScrubReport:
+    """One scrub run (see module) under the advisory lock; returns its summary, recorded.
+
+    ``sample``: items to check in ``sample`` mode (default: ``cfg.sample_count(total)``)."""
+    async with scrub_lock(ledger.pool):
+        return await _Run(ledger, content, cfg, mode, trigger).run(sample)
+
+
+async def run_due(ledger: Ledger, content: ContentStore, cfg: ScrubConfig) -> ScrubReport | None:
+    """The pass that is due (see :func:`due`), decided again under the lock; None when none is
+    due. :class:`ScrubBusy` when another process is running one."""
+    if await due(ledger.pool, cfg) is None:
+        return None
+    async with scrub_lock(ledger.pool):
+        mode = await due(ledger.pool, cfg)
+        if mode is None:
+            return None
+        return await _Run(ledger, content, cfg, mode, "schedule").run(None)
+
+
+async def due(db: Db, cfg: ScrubConfig) -> Mode | None:
+    """``full`` when no full pass was recorded within ``full_interval_hours``, else ``sample``
+    when no pass at all was recorded within ``sample_interval_hours``, else None. Times are
+    the ledger's own (``created_at`` of ``scrub`` entries, the database clock)."""
+    row = await db.fetchrow(
+        "SELECT extract(epoch FROM now() - max(created_at)) AS any_age,"
+        " extract(epoch FROM now() - max(created_at) FILTER"
+        ' (WHERE position(\'"mode":"full"\'::bytea IN data) > 0)) AS full_age'
+        " FROM ledger_entries WHERE kind = 'scrub'"
+    )
+    assert row is not None
+
+    def overdue(age: Any, hours: float) -> bool:
+        return hours > 0 and (age is None or float(age) >= hours * 3600)
+
+    if overdue(row["full_age"], cfg.full_interval_hours):
+        return "full"
+    if overdue(row["any_age"], cfg.sample_interval_hours):
+        return "sample"
+    return None
+
+
+class _Run:
+    def __init__(
+        self, ledger: Ledger, content: ContentStore, cfg: ScrubConfig, mode: Mode, trigger: str
+    ) -> None:
+        self.ledger, self.pool, self.content, self.cfg = ledger, ledger.pool, content, cfg
+        self.rate = cfg.rate_mb_s * MIB
+        self.limiter = RateLimiter(self.rate)
+        self.report = ScrubReport(mode, trigger, started=rfc3339())
+
+    async def run(self, sample: int | None) -> ScrubReport:
+        started = time.monotonic()
+        async for page in self._pages(sample):
+            await self._check_page(page)
+        if self.cfg.fsck:
+            await self._fsck()
+        self.report.duration_ms = int((time.monotonic() - started) * 1000)
+        await self._record()
+        return self.report
+
+    async def _pages(self, sample: int | None) -> AsyncIterator[list[asyncpg.Record]]:
+        live = (
+            "disposed_at IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM dispositions d WHERE d.evidence_id = e.id)"
+        )
+        if self.report.mode == "sample":
+            if sample is None:
+                total = await self.pool.fetchval(f"SELECT count(*) FROM evidence e WHERE {live}")  # noqa: S608
+                sample = self.cfg.sample_count(total)
+            rows = await self.pool.fetch(
+                f"SELECT id, integrity FROM evidence e WHERE {live} ORDER BY random() LIMIT $1",  # noqa: S608
+                sample,
+            )
+            for i in range(0, len(rows), PAGE):
+                yield rows[i : i + PAGE]
+            return
+        after = uuid.UUID(int=0)
+        while True:
+            rows = await self.pool.fetch(
+                f"SELECT id, integrity FROM evidence e WHERE {live} AND id > $1"  # noqa: S608
+                " ORDER BY id LIMIT $2",
+                after,
+                PAGE,
+            )
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["id"]
+
+    async def _objects(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[_Object]]:
+        rows = await self.pool.fetch(
+            "SELECT id AS evidence_id, sha256, size, 'original' AS what, NULL::uuid AS rid"
+            " FROM evidence WHERE id = ANY($1::uuid[])"
+            " UNION ALL SELECT evidence_id, sha256, size, kind, id FROM renditions"
+            " WHERE evidence_id = ANY($1::uuid[])",
+            ids,
+        )
+        out: dict[uuid.UUID, list[_Object]] = {i: [] for i in ids}
+        for r in rows:
+            out[r["evidence_id"]].append(
+                _Object(r["evidence_id"], r["sha256"], r["size"], r["what"], r["rid"])
+            )
+        return out
+
+    async def _check_page(self, page: list[asyncpg.Record]) -> None:
+        objects = await self._objects([r["id"] for r in page])
+        verified: list[uuid.UUID] = []
+        for row in page:
+            eid = row["id"]
+            self.report.evidence += 1
+            results = [(o, await self._check(o)) for o in objects[eid]]
+            failed = [(o, s) for o, s in results if s in ("missing", "mismatch")]
+            if any(s == "unreadable" for _o, s in results):
+                self.report.unreadable.append(str(eid))
+            if failed:
+                await self._mark(eid, failed)
+            elif len(results) == sum(s == "ok" for _o, s in results):
+                verified.append(eid)
+                if row["integrity"] != "ok":
+                    self.report.restored.append(str(eid))
+        if verified:
+            await self.pool.execute(
+                "UPDATE evidence SET last_scrub_at = now(), integrity = 'ok'"
+                " WHERE id = ANY($1::uuid[])",
+                verified,
+            )
+
+    async def _check(self, obj: _Object) -> Status:
+        self.report.objects += 1
+        try:
+            readable = await self.content.open(obj.sha256)
+        except NotFound:
+            status: Status = "missing"
+        except (Unavailable, OSError) as exc:
+            log.warning("scrub: cannot open %s: %s", obj.sha256, exc)
+            status = "unreadable"
+        else:
+            try:
+                status = await self._hash(readable, obj)
+            except IntegrityError:
+                status = "mismatch"
+            except (Unavailable, OSError) as exc:
+                log.warning("scrub: cannot read %s: %s", obj.sha256, exc)
+                status = "unreadable"
+            finally:
+                readable.close()
+        if status == "ok":
+            self.report.objects_ok += 1
+        else:
+            self.report.failed_objects += 1
+            INTEGRITY_FAILURES.labels(source="scrub").inc()
+            log.error("scrub: %s object %s of evidence %s", status, obj.sha256, obj.evidence_id)
+        return status
+
+    async def _hash(self, readable: Readable, obj: _Object) -> Status:
+        if readable.size != obj.size:
+            return "mismatch"
+        h = hashlib.sha256()
+        chunks = readable.read_range(0, readable.size)
+        while n := await asyncio.to_thread(_feed, chunks, h, READ_BATCH):
+            self.report.bytes += n
+            await self.limiter.consume(n)
+        return "ok" if h.hexdigest() == obj.sha256 else "mismatch"
+
+    async def _mark(self, eid: uuid.UUID, failed: Sequence[tuple[_Object, Status]]) -> None:
+        status = "missing" if any(s == "missing" for _o, s in failed) else "mismatch"
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT integrity, disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
+                " WHERE d.evidence_id = e.id) AS gone FROM evidence e WHERE id = $1 FOR UPDATE",
+                eid,
+            )
+            if row is None or row["gone"]:
+                return  # disposed of while we read: its objects are meant to be gone
+            await conn.execute(
+                "UPDATE evidence SET integrity = $2, last_scrub_at = now() WHERE id = $1",
+                eid,
+                status,
+            )
+            if row["integrity"] != status:
+                await emit(conn, "integrity.failure", _event(eid, status, failed))
+        (self.report.missing if status == "missing" else self.report.mismatch).append(str(eid))
+
+    async def _fsck(self) -> None:
+        async with self.pool.acquire() as conn:
+            result = await fsck(conn, self.ledger.verifier, self.ledger.log_path)
+        r = self.report
+        r.fsck_ok, r.fsck_size = result.ok, result.size
+        r.fsck_first_bad_index, r.fsck_problems = result.first_bad_index, result.problems
+        if result.ok:
+            return
+        INTEGRITY_FAILURES.labels(source="fsck").inc()
+        for problem in result.problems[:20]:
+            log.error("scrub: ledger fsck: %s", problem)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await _previous_fsck_ok(conn):
+                payload = {
+                    "source": "fsck",
+                    "first_bad_index": result.first_bad_index,
+                    "problems": len(result.problems),
+                }
+                await emit(conn, "integrity.failure", payload)
+
+    async def _record(self) -> None:
+        r = self.report
+        entry = make_entry("scrub", r.entry_fields(self.rate))
+        failing = {*r.missing, *r.mismatch, *r.unreadable}
+
+        async def refs(conn: Conn, indexes: list[int]) -> None:
+            await audit.add_refs(conn, [(indexes[0], "evidence", e) for e in sorted(failing)])
+
+        (r.ledger_index,) = await self.ledger.append([entry], effect=refs)
+
+
+def _feed(chunks: Iterator[bytes], h: Any, at_least: int) -> int:
+    """Hash chunks until ``at_least`` bytes or the end; return the bytes hashed (0: done)."""
+    n = 0
+    for chunk in chunks:
+        h.update(chunk)
+        n += len(chunk)
+        if n >= at_least:
+            break
+    return n
+
+
+def _event(eid: uuid.UUID, status: str, failed: Sequence[tuple[_Object, Status]]) -> dict[str, Any]:
+    objects = [
+        {
+            "object": o.what,
+            "sha256": o.sha256,
+            "status": s,
+            **({"rendition_id": str(o.rendition_id)} if o.rendition_id else {}),
+        }
+        for o, s in failed
+    ]
+    return {"source": "scrub", "evidence_id": str(eid), "integrity": status, "objects": objects}
+
+
+async def _previous_fsck_ok(conn: Conn) -> bool:
+    """Whether the last recorded scrub's fsck passed (True when there is none)."""
+    data = await conn.fetchval(
+        "SELECT data FROM ledger_entries WHERE kind = 'scrub'"
+        " AND position('\"fsck\":'::bytea IN data) > 0 ORDER BY idx DESC LIMIT 1"
+    )
+    if data is None:
+        return True
+    try:
+        return json.loads(bytes(data))["fsck"]["ok"] is True
+    except (ValueError, KeyError, TypeError):
+        return True  # an unreadable entry is fsck's to report; announce this failure

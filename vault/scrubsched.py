@@ -1,0 +1,87 @@
+"""The scrub scheduler: inside a long-running process, run whichever scrub pass is due.
+
+Guarantees:
+
+- Every ``check_seconds`` (and once at start) it asks :func:`vault.scrub.run_due` to run the
+  pass that is due — a full pass every ``full_interval_hours``, a random sample every
+  ``sample_interval_hours`` — as recorded in the ledger, so restarts and other processes share
+  one schedule, and the advisory lock makes exactly one process run a due pass.
+- A pass that fails (database or storage unavailable, another process holding the lock) is
+  logged and tried again at the next check; only :meth:`ScrubScheduler.stop` ends the loop,
+  cancelling a pass in progress between two reads (its summary is then not recorded; marks
+  already committed stay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from vault.content import ContentStore
+from vault.errors import EvaultError
+from vault.ledger import Ledger
+from vault.scrub import ScrubBusy, run_due
+from vault.scrubmodel import ScrubConfig, ScrubReport
+
+__all__ = ["ScrubScheduler"]
+
+log = logging.getLogger("evault.scrub")
+
+_RETRYABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, EvaultError)
+
+
+class ScrubScheduler:
+    """Runs due scrub passes in the background (see module)."""
+
+    def __init__(self, ledger: Ledger, content: ContentStore, cfg: ScrubConfig) -> None:
+        self._ledger = ledger
+        self._content = content
+        self._cfg = cfg
+        self._task: asyncio.Task[None] | None = None
+        self.last: ScrubReport | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="scrub-scheduler")
+
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def tick(self) -> ScrubReport | None:
+        """Run the due pass, if any; the report, or None (nothing due, or busy elsewhere)."""
+        try:
+            report = await run_due(self._ledger, self._content, self._cfg)
+        except ScrubBusy:
+            return None
+        if report is not None:
+            self.last = report
+            level = logging.INFO if report.ok else logging.ERROR
+            log.log(
+                level,
+                "scrub %s pass: %d objects, %d bytes, %d failed, fsck %s (ledger entry %s)",
+                report.mode,
+                report.objects,
+                report.bytes,
+                report.failed_objects,
+                {None: "not run", True: "ok", False: "FAILED"}[report.fsck_ok],
+                report.ledger_index,
+            )
+        return report
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except _RETRYABLE as exc:
+                log.warning("scrub pass failed, will retry: %s", exc)
+            await asyncio.sleep(self._cfg.check_seconds)
