@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import re
 import stat
@@ -50,6 +51,9 @@ from vault.errors import BadRequest, ConfigError, IntegrityError, NotFound, TooL
 __all__ = ["BlobStore", "StoredBlob", "WriteFault"]
 
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+
+UPLOAD_BUFFERS = 3  # buffers in flight per upload: receive, write and hash overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,21 +264,23 @@ class BlobStore:
         expected_sha256: str | None,
         max_bytes: int | None,
     ) -> StoredBlob:
-        """Store an upload. Chunks are batched up to ``chunk_size`` and written and hashed by one
-        worker thread (one batch in flight while the next is received); the event loop never
-        blocks on disk. ``expected_sha256`` mismatch -> ``IntegrityError`` and nothing kept;
-        over ``max_bytes`` -> ``TooLarge`` (raised as soon as the limit is passed). Errors from
+        """Store an upload. Chunks are gathered into page-aligned buffers of ``chunk_size``, each
+        written (direct I/O where possible) and hashed on two threads at once while the next is
+        received; the event loop never blocks on disk. ``expected_sha256`` mismatch ->
+        ``IntegrityError`` and nothing kept; over ``max_bytes`` -> ``TooLarge`` (raised as soon
+        as the limit is passed). Errors from
         ``chunks`` itself propagate unchanged. On any exit the temp file is removed, also on
         cancellation (the worker removes it after its last operation)."""
         expected = None if expected_sha256 is None else _digest(expected_sha256)
-        worker = ThreadPoolExecutor(1, thread_name_prefix="blobstore-upload")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="blobstore-upload-write")
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="blobstore-upload-hash")
         tmp = TempFile(self._tmp, self._fault)
         hasher = hashlib.sha256()
-
-        def absorb(data: bytes, offset: int) -> None:
-            with memoryview(data) as view:
-                tmp.write(view, offset)
-            hasher.update(data)
+        # Page-aligned buffers: written with direct I/O and hashed on two threads at once,
+        # while the event loop receives into the next buffer. A buffer is refilled only after
+        # both its write and its hash are done.
+        buffers = [mmap.mmap(-1, self._chunk) for _ in range(UPLOAD_BUFFERS)]
+        busy: list[tuple[Future[None], Future[None]] | None] = [None] * UPLOAD_BUFFERS
 
         def finish(size: int) -> StoredBlob:
             tmp.seal()
@@ -283,29 +289,46 @@ class BlobStore:
                 raise IntegrityError("upload does not match its expected SHA-256")
             return self._commit(tmp, digest, size)
 
+        async def settle(i: int) -> None:
+            pair, busy[i] = busy[i], None
+            if pair is not None:
+                await asyncio.wrap_future(pair[0])
+                await asyncio.wrap_future(pair[1])
+
+        def submit(i: int, n: int, offset: int) -> None:
+            view = memoryview(buffers[i])[:n]
+            busy[i] = (writer.submit(tmp.write, view, offset), hashing.submit(hasher.update, view))
+
         try:
-            await asyncio.wrap_future(worker.submit(tmp.open))
-            parts: list[bytes] = []
-            batched = written = 0
-            in_flight: Future[None] | None = None
+            await asyncio.wrap_future(writer.submit(tmp.open, direct=self._direct))
+            current = fill = offset = 0
             async for chunk in chunks:
-                if max_bytes is not None and written + batched + len(chunk) > max_bytes:
+                if max_bytes is not None and offset + fill + len(chunk) > max_bytes:
                     raise TooLarge(f"upload is over the {max_bytes}-byte limit")
-                parts.append(chunk)
-                batched += len(chunk)
-                if batched >= self._chunk:
-                    if in_flight is not None:
-                        await asyncio.wrap_future(in_flight)
-                    in_flight = worker.submit(absorb, b"".join(parts), written)
-                    parts, written, batched = [], written + batched, 0
-            if in_flight is not None:
-                await asyncio.wrap_future(in_flight)
-            if parts:
-                await asyncio.wrap_future(worker.submit(absorb, b"".join(parts), written))
-            return await asyncio.wrap_future(worker.submit(finish, written + batched))
+                data = memoryview(chunk)
+                while data:
+                    if fill == 0:
+                        await settle(current)
+                    n = min(len(data), self._chunk - fill)
+                    buffers[current][fill : fill + n] = data[:n]
+                    fill, data = fill + n, data[n:]
+                    if fill == self._chunk:
+                        submit(current, fill, offset)
+                        offset, fill = offset + fill, 0
+                        current = (current + 1) % UPLOAD_BUFFERS
+            if fill:
+                await settle(current)
+                submit(current, fill, offset)
+                offset += fill
+            for i in range(UPLOAD_BUFFERS):
+                await settle(i)
+            return await asyncio.wrap_future(writer.submit(finish, offset))
         finally:
-            cleanup = worker.submit(tmp.discard)  # runs after anything still queued
-            worker.shutdown(wait=False)
+            # Buffers are never closed here: a thread may still hold a view of one after an
+            # error; they are freed with their last reference.
+            cleanup = writer.submit(tmp.discard)  # runs after anything still queued
+            writer.shutdown(wait=False)
+            hashing.shutdown(wait=False)
             await asyncio.wrap_future(cleanup)
 
     # -- commit (shared by both ingest paths) -------------------------------------------------
