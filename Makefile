@@ -73,6 +73,7 @@ bench: $(STAMP) ffmpeg
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/crypto.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

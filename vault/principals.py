@@ -114,7 +114,8 @@ async def require_admin(ledger: LedgerWriter, actor: Principal, what: str) -> No
         raise Forbidden(f"{what} requires the admin role")
 
 
-def _row_principal(row: asyncpg.Record, cases: Sequence[str]) -> Principal:
+def principal_from_row(row: asyncpg.Record, cases: Sequence[str]) -> Principal:
+    """A Principal from a ``principals`` row (``p.*``) and its case ids."""
     return Principal(
         id=row["id"],
         clearance=Level(row["clearance"]),
@@ -135,7 +136,7 @@ async def load(db: Db, principal_id: str) -> Principal:
     cases = await db.fetch(
         "SELECT case_id FROM principal_cases WHERE principal_id = $1", principal_id
     )
-    return _row_principal(row, [c["case_id"] for c in cases])
+    return principal_from_row(row, [c["case_id"] for c in cases])
 
 
 async def list_principals(db: Db, ledger: LedgerWriter, actor: Principal) -> list[PrincipalRecord]:
@@ -148,7 +149,7 @@ async def list_principals(db: Db, ledger: LedgerWriter, actor: Principal) -> lis
         cases.setdefault(a["principal_id"], []).append(a["case_id"])
     return [
         PrincipalRecord(
-            _row_principal(r, cases.get(r["id"], [])),
+            principal_from_row(r, cases.get(r["id"], [])),
             r["display_name"],
             r["created_at"],
             r["updated_at"],

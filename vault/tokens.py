@@ -122,9 +122,12 @@ async def authenticate(db: Db, token: str) -> Principal:
     if not isinstance(token, str) or len(token) != _LENGTH or not token.startswith(PREFIX):
         raise Unauthenticated()
     digest = token_hash(token)
+    # One round trip: the token, its principal and the principal's case assignments.
     row = await db.fetchrow(
-        "SELECT t.token_hash, t.principal_id,"
-        " (t.expires_at > now() AND t.revoked_at IS NULL AND p.active) AS live"
+        "SELECT t.token_hash,"
+        " (t.expires_at > now() AND t.revoked_at IS NULL AND p.active) AS live, p.*,"
+        " ARRAY(SELECT pc.case_id FROM principal_cases pc WHERE pc.principal_id = p.id)"
+        " AS assigned_cases"
         " FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.token_hash = $1",
         digest,
     )
@@ -132,7 +135,4 @@ async def authenticate(db: Db, token: str) -> Principal:
         raise Unauthenticated()
     if not row["live"]:
         raise Unauthenticated()
-    principal = await principals.load(db, row["principal_id"])
-    if not principal.active:
-        raise Unauthenticated()
-    return principal
+    return principals.principal_from_row(row, row["assigned_cases"])
