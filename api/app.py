@@ -18,6 +18,7 @@ from api import (
     routes_cases,
     routes_docks,
     routes_evidence,
+    routes_exports,
     routes_jobs,
     routes_ledger,
     routes_public,
@@ -33,6 +34,7 @@ from api.problems import problem_middleware
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
+from vault.exportjobs import EXPORT, export_handler
 from vault.jobs import JobRunner
 from vault.reseal import Resealer
 from vault.storage import open_storage
@@ -60,7 +62,13 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(shutil.rmtree, scratch, True)
     await asyncio.to_thread(scratch.mkdir, 0o700, True, True)
     media = MediaJobs(rt.ledger, storage.blobs, cfg.media, scratch, storage=storage)
-    handlers = {**media.handlers(), **Resealer(storage, rt.db.pool).handlers()}
+    exports_dir = cfg.path(routes_exports.EXPORTS_DIR)
+    await asyncio.to_thread(exports_dir.mkdir, 0o700, True, True)
+    handlers = {
+        **media.handlers(),
+        **Resealer(storage, rt.db.pool).handlers(),
+        EXPORT: export_handler(rt.ledger, storage.content, exports_dir),
+    }
     runner = JobRunner(
         rt.db.pool,
         handlers,
@@ -109,7 +117,14 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     # document is built at startup and refuses to start with an undocumented route.
     app.cleanup_ctx.append(routes_evidence.content_ctx)
     app.cleanup_ctx.append(routes_docks.acquirer_ctx)
-    for module in (routes_docks, routes_evidence, routes_jobs, routes_cases, routes_verify):
+    for module in (
+        routes_docks,
+        routes_evidence,
+        routes_jobs,
+        routes_cases,
+        routes_verify,
+        routes_exports,
+    ):
         app.add_routes(module.routes)
     # Legal review, publicity and event delivery (issue 6).
     app.cleanup_ctx.append(routes_review.dispatch_ctx)

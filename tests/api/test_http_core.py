@@ -299,6 +299,35 @@ def test_clip_job_and_rendition_content(world: World) -> None:
     assert str(job["rendition_id"]) in {x["id"] for x in detail["renditions"]}
 
 
+def test_export_job_and_package_download(world: World, tmp_path: Path) -> None:
+    w = world
+    body = json.dumps({"renditions": ["proxy"]}).encode()
+    assert w.call("POST", "/v1/cases/C1/exports", who="admin", body=body).status == 403
+    assert w.call("POST", "/v1/cases/C1/exports", who="reviewer", body=body).status == 403
+    assert w.call("POST", "/v1/cases/NOPE/exports", who="legal", body=body).status == 404
+    bad = json.dumps({"renditions": ["everything"]}).encode()
+    assert w.call("POST", "/v1/cases/C1/exports", who="legal", body=bad).status == 400
+    r = w.call("POST", "/v1/cases/C1/exports", who="legal", body=body)
+    assert r.status == 202, r.body
+    location = r.headers["location"]
+    job = _wait_job(w, location, "legal")
+    assert job["status"] == "done", job
+    assert w.call("GET", location, who="auditor").status == 404  # only the requester
+    package = str(job["package"])
+    assert w.call("GET", package, who="reviewer").status == 404
+    r = w.call("GET", package, who="legal")
+    assert r.status == 200 and r.headers["content-type"] == "application/zip"
+    zipped = tmp_path / "case.zip"
+    zipped.write_bytes(r.body)
+    assert hashlib.sha256(r.body).hexdigest() != job["manifest_sha256"]  # the zip, not the manifest
+    from verify.package import verify_package
+
+    vkey = w.call("GET", "/ledger/vkey", who="legal").body.decode().strip()
+    report = verify_package(zipped, parse_vkey(vkey))
+    assert report.verdict == "ok", [f.message for f in report.findings]
+    assert len(r.body) == job["size"]
+
+
 # -- verify and proofs --------------------------------------------------------------------
 
 

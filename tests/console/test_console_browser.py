@@ -258,4 +258,19 @@ def test_legal_reviewer_in_english_by_keyboard(
         assert "Secret" in secret and "2026-03-01 09:30:00 GMT+8" in secret
         assert page.locator("tr[data-evidence]").count() == 2
         c.shot("08-case-en")
+        # Export: a job on the server, then a download that verifies offline.
+        c.go("#/cases/C1/integrity")
+        page.click("#export-start")
+        page.wait_for_selector("#export-download", timeout=60_000)
+        status = page.locator("#export-status").inner_text()
+        assert status.startswith("Ready:") and "object" not in status, status
+        with page.expect_download() as download:
+            page.click("#export-download")
+        zipped = tmp_path / "export.zip"
+        download.value.save_as(zipped)
+        from verify.package import verify_package
+
+        verdict = verify_package(zipped, parse_vkey(world.vkey))
+        assert verdict.verdict == "ok", [f.message for f in verdict.findings]
+        c.shot("09-export-en")
         assert json.loads(json.dumps(c.errors)) == []

@@ -100,23 +100,47 @@ function badge(ok, text) {
 }
 
 function exportSection(caseId) {
-  const cmd = `evault export ${caseId} --out ${caseId}.zip --zip --as <${t('export.you')}>`;
-  const pre = h('pre', {class: 'cmd', id: 'export-cmd', tabindex: '0'}, cmd);
-  const msg = h('span', {class: 'help', 'aria-live': 'polite'});
-  const copy = h('button', {type: 'button', class: 'secondary'}, t('export.copy'));
-  copy.addEventListener('click', async () => {
+  const msg = h('p', {class: 'help', 'aria-live': 'polite', id: 'export-status'});
+  const progress = h('progress', {max: '1', value: '0', hidden: ''});
+  const proxies = h('input', {type: 'checkbox', id: 'export-proxy'});
+  const start = h('button', {type: 'button', id: 'export-start'}, t('export.start'));
+  const actions = h('p', {class: 'actions'});
+  start.addEventListener('click', async () => {
+    start.disabled = true;
+    clear(actions);
+    progress.hidden = false;
+    progress.removeAttribute('value');
+    msg.textContent = t('export.queued');
     try {
-      await navigator.clipboard.writeText(cmd);
-      msg.textContent = t('export.copied');
+      const renditions = proxies.checked ? ['proxy'] : [];
+      let job = await api(`/v1/cases/${encodeURIComponent(caseId)}/exports`, {method: 'POST', json: {renditions}});
+      while (job.status === 'queued' || job.status === 'running') {
+        msg.textContent = t(job.status === 'queued' ? 'export.queued' : 'export.running');
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        job = await api(`/v1/exports/${job.id}`);
+      }
+      progress.hidden = true;
+      if (job.status !== 'done') {
+        msg.textContent = `${t('export.failed')} ${job.error || ''}`;
+        return;
+      }
+      msg.replaceChildren(`${t('export.done')} ${bytes(job.size)} · manifest `, shortHex(job.manifest_sha256));
+      const save = h('button', {type: 'button', id: 'export-download'}, t('export.download'));
+      save.addEventListener('click', async () => {
+        const response = await api(job.package, {accept: 'application/zip', raw: true});
+        saveBlob(await response.blob(), `${caseId}-export-${job.id}.zip`);
+      });
+      actions.append(save);
     } catch (err) {
-      const range = document.createRange();
-      range.selectNodeContents(pre);
-      window.getSelection().removeAllRanges();
-      window.getSelection().addRange(range);
-      msg.textContent = t('export.selected');
+      progress.hidden = true;
+      msg.textContent = `${t('export.failed')} ${err.message || ''}`;
+    } finally {
+      start.disabled = false;
     }
   });
   return h('section', {'aria-labelledby': 'export-h'},
     h('h2', {id: 'export-h'}, t('export.title')), h('p', {class: 'help'}, t('export.help')),
-    pre, h('p', {class: 'actions'}, copy, ' ', msg), h('p', {class: 'help'}, t('export.verify')));
+    h('p', null, h('label', {for: 'export-proxy'}, proxies, ' ', t('export.proxies'))),
+    h('p', {class: 'actions'}, start), progress, msg, actions,
+    h('p', {class: 'help'}, t('export.verify')));
 }

@@ -1,0 +1,173 @@
+"""Case exports through the API: ``POST /v1/cases/{id}/exports`` → 202 and a job, then a download.
+
+Guarantees:
+
+- Asking is an audited ``export`` decision on the case, made before anything is queued
+  (missing and invisible cases are the same 404); the package itself is built by a worker as
+  the requesting principal (``vault.exportjobs``), so it holds only what that principal may
+  export, and every item decision is recorded again there.
+- A job and its package are shown only to the principal who asked; anyone else, and any job
+  that is not an export job, gets the same 404.
+- The package is the same self-verifying zip as ``evault export --zip``; check it with
+  ``evault-verify``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from api import schemas as S
+from api.auth import principal_of
+from api.keys import RUNTIME
+from api.openapi import content_response, define, json_body, json_response, operation, path
+from api.routes_jobs import json_object
+from vault.access import Action
+from vault.audit import authorize
+from vault.errors import BadRequest, NotFound
+from vault.export import RENDITION_KINDS
+from vault.exportjobs import EXPORT
+from vault.jobs import enqueue
+
+__all__ = ["EXPORTS_DIR", "routes"]
+
+EXPORTS_DIR = Path("exports")  # under the data directory
+routes = web.RouteTableDef()
+
+EXPORT_REQUEST = define(
+    "ExportRequest",
+    {
+        "type": "object",
+        "properties": {
+            "renditions": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(RENDITION_KINDS)},
+                "uniqueItems": True,
+            }
+        },
+    },
+)
+EXPORT_JOB = define(
+    "ExportJob",
+    {
+        "type": "object",
+        "required": ["id", "kind", "status", "case_id"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["export"]},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "case_id": S.STRING,
+            "renditions": {"type": "array", "items": S.STRING},
+            "package": S.nullable(S.STRING),
+            "size": S.nullable({"type": "integer"}),
+            "manifest_sha256": S.nullable(S.STRING),
+            "error": S.nullable(S.STRING),
+        },
+    },
+)
+_COLUMNS = "id, payload, status, result, last_error"
+
+
+def _job_json(row: Any) -> dict[str, Any]:
+    payload = S.load_json(row["payload"]) or {}
+    result = S.load_json(row["result"]) or {}
+    done = row["status"] == "done" and isinstance(result, dict)
+    return {
+        "id": row["id"],
+        "kind": "export",
+        "status": row["status"],
+        "case_id": payload.get("case_id"),
+        "renditions": payload.get("renditions", []),
+        "package": f"/v1/exports/{row['id']}/package" if done else None,
+        "size": result.get("size") if done else None,
+        "manifest_sha256": result.get("manifest_sha256") if done else None,
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+
+
+async def _own_job(request: web.Request) -> Any:
+    principal = await principal_of(request)
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound()
+    row = await request.app[RUNTIME].db.pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM jobs WHERE id = $1 AND kind = $2",  # noqa: S608
+        int(raw),
+        EXPORT,
+    )
+    payload = None if row is None else (S.load_json(row["payload"]) or {})
+    if row is None or payload is None or payload.get("requested_by") != principal.id:
+        raise NotFound()
+    return row
+
+
+@routes.post("/v1/cases/{id}/exports")
+@operation(
+    "Export a case as a package",
+    tags=["cases"],
+    params=[path("id", "case id")],
+    request=json_body(
+        EXPORT_REQUEST, "renditions to include besides the originals", required=False
+    ),
+    responses={
+        202: json_response(EXPORT_JOB, "queued; poll the Location", {"Location": S.STRING}),
+        400: "malformed body",
+        403: "visible, but exporting it is not granted",
+        404: "no such case",
+    },
+)
+async def request_export(request: web.Request) -> web.Response:
+    """Queue a package of the case for the caller; 202 with the job."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    case_id = request.match_info["id"]
+    body = await json_object(request) if request.can_read_body else {}
+    kinds = body.get("renditions", [])
+    if not isinstance(kinds, list) or not all(k in RENDITION_KINDS for k in kinds):
+        raise BadRequest(f"renditions: a list drawn from {list(RENDITION_KINDS)}")
+    await authorize(rt.db.pool, rt.ledger, principal, Action.EXPORT, "case", case_id)
+    payload = {"case_id": case_id, "requested_by": principal.id, "renditions": sorted(set(kinds))}
+    job_id = await enqueue(rt.db.pool, EXPORT, payload, dedupe_key=f"export:{uuid.uuid4()}")
+    row = await rt.db.pool.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)  # noqa: S608
+    location = f"/v1/exports/{job_id}"
+    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+
+
+@routes.get("/v1/exports/{id}")
+@operation(
+    "An export job",
+    tags=["cases"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={200: json_response(EXPORT_JOB, "the job"), 404: "no such job (or not yours)"},
+)
+async def get_export(request: web.Request) -> web.Response:
+    """Status of one of the caller's export jobs and, when done, where its package is."""
+    return web.json_response(_job_json(await _own_job(request)))
+
+
+@routes.get("/v1/exports/{id}/package")
+@operation(
+    "Download an export package",
+    tags=["cases"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={
+        200: content_response(
+            "the package (zip)", {"application/zip": {"type": "string", "format": "binary"}}
+        ),
+        404: "no such package (or not yours, or not ready)",
+    },
+)
+async def download_export(request: web.Request) -> web.StreamResponse:
+    """The package zip of one of the caller's finished export jobs."""
+    row = await _own_job(request)
+    result = S.load_json(row["result"]) or {}
+    name = result.get("file") if row["status"] == "done" and isinstance(result, dict) else None
+    if not isinstance(name, str) or "/" in name:
+        raise NotFound()
+    cfg = request.app[RUNTIME].cfg
+    file = cfg.path(EXPORTS_DIR) / name
+    headers = {"Content-Disposition": f'attachment; filename="case-export-{row["id"]}.zip"'}
+    return web.FileResponse(file, headers={**headers, "Content-Type": "application/zip"})
