@@ -25,6 +25,7 @@ import mmap
 import os
 import queue
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from vault.errors import TooLarge, Unavailable
+from vault.errors import BadRequest, TooLarge, Unavailable
 
 __all__ = [
     "ALIGN",
@@ -217,6 +218,21 @@ class TempFile:
                 path.unlink(missing_ok=True)
         except OSError as exc:
             _log.warning("blob store: could not remove a temp file: %s", exc)
+
+
+def check_source(fd: int, max_bytes: int | None) -> os.stat_result:
+    """The source open at ``fd`` must be a regular file within ``max_bytes``; tells the kernel
+    it will be read once, sequentially. ``BadRequest``, ``TooLarge`` or ``Unavailable``."""
+    with unavailable("reading the source"):
+        st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest("source is not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise TooLarge(f"source is over the {max_bytes}-byte limit")
+    if hasattr(os, "posix_fadvise"):
+        with unavailable("reading the source"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    return st
 
 
 def copy_and_hash(src: int, tmp: TempFile, chunk: int, max_bytes: int | None) -> tuple[str, int]:

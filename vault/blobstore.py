@@ -39,6 +39,7 @@ from vault.blobcopy import (
     MAX_CHUNK,
     TempFile,
     WriteFault,
+    check_source,
     copy_and_hash,
     fsync_dir,
     hash_file,
@@ -240,15 +241,7 @@ class BlobStore:
         ``BadRequest`` if ``fd`` is not a regular file; ``TooLarge`` past ``max_bytes``;
         ``Unavailable`` on any I/O error (reading the source or writing the store).
         """
-        with unavailable("reading the source"):
-            st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadRequest("source is not a regular file")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise TooLarge(f"source is over the {max_bytes}-byte limit")
-        if hasattr(os, "posix_fadvise"):
-            with unavailable("reading the source"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        check_source(fd, max_bytes)
         tmp = TempFile(self._tmp, self._fault)
         try:
             tmp.open(direct=self._direct)

@@ -32,7 +32,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -47,6 +46,7 @@ import aiohttp
 import asyncpg
 from prometheus_client import Counter, Gauge
 
+from vault.background import Background
 from vault.config_events import EventsConfig, SubscriberConfig
 from vault.db import Db
 from vault.ledger.entry import rfc3339
@@ -152,7 +152,7 @@ class Dispatcher:
         self._subs = {s.id: s for s in subscribers}
         self._secrets = dict(secrets)
         self._cfg = cfg
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run, "event-dispatcher")
         self._last_reconcile = float("-inf")
         self._scanned: dict[str, int] = {}
 
@@ -293,18 +293,13 @@ class Dispatcher:
     # -- the background task ----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="event-dispatcher")
+        self._background.start()
 
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._background.alive()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         async with aiohttp.ClientSession() as session:

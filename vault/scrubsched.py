@@ -15,11 +15,11 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
 
+from vault.background import Background
 from vault.content import ContentStore
 from vault.errors import EvaultError
 from vault.ledger import Ledger
@@ -40,22 +40,17 @@ class ScrubScheduler:
         self._ledger = ledger
         self._content = content
         self._cfg = cfg
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._loop, "scrub-scheduler")
         self.last: ScrubReport | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="scrub-scheduler")
+        self._background.start()
 
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._background.alive()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def tick(self) -> ScrubReport | None:
         """Run the due pass, if any; the report, or None (nothing due, or busy elsewhere)."""

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from vault.blobcopy import TempFile, unavailable
+from vault.blobcopy import TempFile, check_source, unavailable
 from vault.blobstore import BlobStore, StoredBlob
-from vault.errors import BadRequest, IntegrityError, TooLarge
+from vault.errors import IntegrityError, TooLarge
 from vault.kek import FileKekStore, Kek, KekStore
 from vault.keyring import ObjectKey, new_data_key, wrap
 from vault.sealing import DEFAULT_CHUNK_SIZE, SealedReader, SealWriter
@@ -141,15 +140,7 @@ class Sealer:
     def seal_file(self, fd: int, *, max_bytes: int | None = None) -> SealedBlob:
         """Seal the regular file open at ``fd`` (offset 0 to EOF, read once; the fd's position
         is not used). ``BadRequest`` if not a regular file; ``TooLarge`` past ``max_bytes``."""
-        with unavailable("reading the source"):
-            st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadRequest("source is not a regular file")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise TooLarge(f"source is over the {max_bytes}-byte limit")
-        if hasattr(os, "posix_fadvise"):
-            with unavailable("reading the source"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        check_source(fd, max_bytes)
 
         def feed(writer: SealWriter) -> None:
             # A reader thread fills the next buffer while this one is hashed and sealed.
