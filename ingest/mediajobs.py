@@ -93,15 +93,15 @@ class MediaJobs:
         store: BlobStore,
         cfg: MediaConfig,
         scratch: Path,
-        content: ContentStore | None = None,
         *,
         storage: Storage | None = None,
     ) -> None:
-        """``storage`` (``vault.storage.open_storage``): sealing-aware reads and writes."""
+        """``storage`` (``vault.storage.open_storage``): sealing-aware reads and writes;
+        without it, every object is read and written plain (``store``)."""
         self._ledger = ledger
         self._store = store
         self._storage = storage
-        self._content = content or (storage.content if storage else PlainContentStore(store))
+        self._content: ContentStore = storage.content if storage else PlainContentStore(store)
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)

@@ -6,58 +6,14 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
-from vault.access import Principal, Role
+from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
+
 from vault.blobstore import BlobStore
-from vault.config import DatabaseConfig, LedgerConfig
-from vault.db import Conn, Database, open_database
-from vault.labels import Caveat, Label, Level
+from vault.db import Conn
+from vault.labels import Label
 from vault.ledger import Ledger, make_entry
-from verify.note import Signer
-
-ORIGIN = "test.evidence-vault.local/ledger"
-ALL_CAVEATS = frozenset(Caveat)
-INTERNAL = Label(Level.INTERNAL)
-
-ADMIN = Principal(
-    id="admin",
-    clearance=Level.TOP_SECRET,
-    caveats=ALL_CAVEATS,
-    roles=frozenset({Role.ADMIN, Role.AUDITOR}),
-    cases=frozenset(),
-)
-
-
-@asynccontextmanager
-async def open_vault(dsn: str, tmp: Path) -> AsyncIterator[tuple[Ledger, Database]]:
-    cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
-    async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
-        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
-        try:
-            yield ledger, db
-        finally:
-            await ledger.close()
-
-
-def person(
-    pid: str,
-    roles: Iterable[Role],
-    clearance: Level = Level.TOP_SECRET,
-    cases: Iterable[str] = (),
-    officer_id: str | None = None,
-) -> Principal:
-    return Principal(
-        id=pid,
-        clearance=clearance,
-        caveats=ALL_CAVEATS,
-        roles=frozenset(roles),
-        cases=frozenset(cases),
-        officer_id=officer_id,
-    )
 
 
 def put_blob(store: BlobStore, data: bytes) -> str:
