@@ -15,6 +15,7 @@ from typing import Protocol
 
 from vault.blobstore import BlobStore
 from vault.errors import IntegrityError
+from vault.prefetch import ReadAhead
 
 READ_CHUNK = 1 << 20
 
@@ -60,8 +61,10 @@ class PlainObject:
         if not 0 <= start <= end <= self.size:
             raise ValueError(f"range {start}-{end} outside 0-{self.size}")
         pos = start
+        ahead = ReadAhead(self._f, end)
         while pos < end:
             data = os.pread(self._f.fileno(), min(READ_CHUNK, end - pos), pos)
+            ahead.at(pos + len(data))
             if not data:
                 raise IntegrityError(f"object {self._path.name} is shorter than recorded")
             yield data

@@ -36,7 +36,9 @@ Guarantees:
   checks its final flag, so a truncated object fails at open, before any range is served.
 * Range reads decrypt only the chunks overlapping the range. Memory is bounded whatever the
   object size: file I/O goes in batches of whole sealed chunks of about 1 MiB (at least one
-  chunk), and ``SealWriter`` holds at most one plaintext chunk besides its output batch.
+  chunk) into one buffer reused for the whole read, and ``SealWriter`` holds at most one
+  plaintext chunk besides its output batch. Sequential reads keep the kernel reading ahead
+  (``vault.prefetch``), so the disk works while chunks are decrypted.
 * The content address stays the plaintext SHA-256, computed by ``SealWriter`` while sealing.
 
 ``OSError`` from the underlying files propagates unchanged (the blob store maps it).
@@ -58,6 +60,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.errors import IntegrityError, TooLarge
+from vault.prefetch import ReadAhead
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -188,6 +191,15 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
             raise IntegrityError("sealed object ended early (truncated while open?)")
         data += more
     return data
+
+
+def _readinto_exact(f: BinaryIO, buf: memoryview) -> None:
+    got = 0
+    while got < len(buf):
+        n = f.readinto(buf[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise IntegrityError("sealed object ended early (truncated while open?)")
+        got += n
 
 
 def _write_all(out: BinaryIO, data: memoryview) -> None:
@@ -345,12 +357,17 @@ class SealedReader:
         chunk, stride = self.chunk_size, self.chunk_size + TAG_SIZE
         first, last = start // chunk, (end - 1) // chunk
         body_last = min(last, self._chunks - 2)  # chunks read from the file (not the cached last)
+        per_batch = min(_batch_chunks(chunk), body_last + 1 - first)
+        batch = memoryview(bytearray(max(0, per_batch) * stride))  # reused: one read buffer
+        ahead = ReadAhead(self._f, self._offset(body_last + 1))
         if first <= body_last:
             self._f.seek(self._offset(first))
         index = first
         while index <= body_last:  # read a batch of sealed chunks with one call, then decrypt
-            count = min(_batch_chunks(chunk), body_last + 1 - index)
-            sealed = memoryview(_read_exact(self._f, count * stride))
+            count = min(per_batch, body_last + 1 - index)
+            sealed = batch[: count * stride]
+            _readinto_exact(self._f, sealed)
+            ahead.at(self._offset(index + count))
             for k in range(count):
                 plain = self._decrypt(index, sealed[k * stride : (k + 1) * stride])
                 yield self._cut(plain, index, start, end)
