@@ -19,17 +19,24 @@ import asyncio
 import random
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
+# Run as ``python bench/ledger.py``, Python puts bench/ first on sys.path, where bench/verify.py
+# would shadow the verify package: look the packages up from the project root instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
-from vault.config import DatabaseConfig, LedgerConfig
-from vault.db import EmbeddedServer, open_database, with_database
-from vault.ledger import Ledger, PreparedEntry, make_entry
-from vault.ledger.tiles import inclusion_proof
-from verify.note import Signer
+import asyncpg  # noqa: E402
+
+from vault.config import DatabaseConfig, LedgerConfig  # noqa: E402
+from vault.db import EmbeddedServer, open_database, with_database  # noqa: E402
+from vault.ledger import Ledger, PreparedEntry, make_entry  # noqa: E402
+from vault.ledger.tiles import inclusion_proof  # noqa: E402
+from verify.note import Signer  # noqa: E402
 
 ORIGIN = "bench.evidence-vault.local/ledger"
 
