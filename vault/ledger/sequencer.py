@@ -4,10 +4,18 @@ Guarantees:
 - ``append`` returns only once its entries, their openings, the updated tiles and the tree state
   are committed in one transaction; it returns the indexes assigned, consecutive per call.
 - Indexes have no gaps and no duplicates, whatever the number of processes appending: each batch
-  takes the advisory lock, reads the committed size, and writes ``size .. size+n-1``.
+  takes the advisory lock, reads the committed size and root, and writes ``size .. size+n-1``.
 - An ``effect`` passed with an append runs inside the same transaction, after the entries are
   written, with their indexes; if it fails, only that call fails (its batch is retried without it)
   and nothing of it is committed.
+
+Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
+Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
+batch will leave if it commits. A prepared batch is used only if, under the lock, the committed
+(size, root) is exactly the one it was prepared on; otherwise (a failed commit, another process
+appended) it is prepared again inside the transaction from the committed edge. A failed
+transaction discards the committed and the speculative edge alike: the next batch reloads the
+edge from the stored tiles under the lock.
 """
 
 from __future__ import annotations
@@ -23,17 +31,41 @@ import asyncpg
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
 from vault.ledger.entry import PreparedEntry
-from vault.ledger.tiles import fetch_tiles, read_state
-from vault.ledger.tree import TreeEdge
+from vault.ledger.tiles import fetch_tiles
+from vault.ledger.tree import TreeEdge, leaf_hashes
 from vault.metrics import LEDGER_BATCH, LEDGER_COMMIT_SECONDS, LEDGER_ENTRIES, LEDGER_SIZE
-from verify.merkle import leaf_hash
 from verify.tiles import right_edge_tiles
 
 log = logging.getLogger("evault.ledger")
 
 LEDGER_LOCK = 0x65766C67  # "evlg"
 
+# Batches smaller than this are written with one INSERT statement (fewer round trips); larger
+# ones by COPY, which PostgreSQL inserts faster per row.
+COPY_MIN = 256
+
 Effect = Callable[[Conn, list[int]], Awaitable[None]]
+
+_LOCK_SQL = "SELECT size, root FROM evault_ledger_lock($1)"
+_STATE_SQL = (
+    "WITH t AS (INSERT INTO ledger_tiles (level, idx, hashes)"
+    " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
+    " ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes)"
+    " UPDATE ledger_state SET size = $4, root = $5"
+)
+# The same, also inserting the entries (for small batches: one round trip for all of it).
+_SMALL_SQL = (
+    "WITH t AS (INSERT INTO ledger_tiles (level, idx, hashes)"
+    " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
+    " ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes),"
+    " e AS (INSERT INTO ledger_entries (idx, kind, data)"
+    " SELECT * FROM unnest($6::bigint[], $7::text[], $8::bytea[]))"
+    " UPDATE ledger_state SET size = $4, root = $5"
+)
+_OPENINGS_SQL = (
+    "INSERT INTO ledger_openings (idx, field, salt, value)"
+    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
+)
 
 
 @dataclass
@@ -42,6 +74,48 @@ class _Request:
     effect: Effect | None
     future: asyncio.Future[list[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Prepared:
+    """A batch ready to write on top of the tree (base_size, base_root)."""
+
+    base_size: int
+    base_root: bytes
+    edge: TreeEdge  # after the batch
+    root: bytes
+    kinds: list[str]
+    datas: list[bytes]
+    openings: list[tuple[int, str, bytes, bytes]]
+    tiles: tuple[list[int], list[int], list[bytes]]
+    results: list[list[int]]
+
+
+def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
+    """Everything a batch writes, computed on a copy of ``edge`` (which is left unchanged)."""
+    base_size = edge.size
+    base_root = edge.root()
+    entries = [e for req in batch for e in req.entries]
+    datas = [e.data for e in entries]
+    kinds = [e.kind for e in entries]
+    openings = [
+        (base_size + i, o.field, o.salt, o.value)
+        for i, e in enumerate(entries)
+        if e.openings
+        for o in e.openings
+    ]
+    results = []
+    idx = base_size
+    for req in batch:
+        results.append(list(range(idx, idx + len(req.entries))))
+        idx += len(req.entries)
+    after = edge.copy()
+    touched = after.append_joined(leaf_hashes(datas))
+    keys = sorted(touched)
+    tiles = ([k[0] for k in keys], [k[1] for k in keys], [touched[k] for k in keys])
+    return _Prepared(
+        base_size, base_root, after, after.root(), kinds, datas, openings, tiles, results
     )
 
 
@@ -61,8 +135,11 @@ class Sequencer:
         self._batch_wait = batch_wait
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self._edge: TreeEdge | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Collected batches on their way to the committer, prepared when an edge was known.
+        self._pipe: asyncio.Queue[tuple[list[_Request], _Prepared | None]] = asyncio.Queue(1)
+        self._edge: TreeEdge | None = None  # the committed edge, when known
+        self._spec: TreeEdge | None = None  # the edge after the last batch put in the pipe
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def append(
         self, entries: Sequence[PreparedEntry], effect: Effect | None = None
@@ -70,56 +147,93 @@ class Sequencer:
         """Append ``entries`` durably; return their indexes."""
         if not entries:
             return []
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="ledger-sequencer")
+        if not self._tasks or any(t.done() for t in self._tasks):
+            await self._stop()
+            self._tasks = [
+                asyncio.create_task(self._prepare_loop(), name="ledger-preparer"),
+                asyncio.create_task(self._commit_loop(), name="ledger-sequencer"),
+            ]
         req = _Request(entries, effect)
-        await self._queue.put(req)
+        self._queue.put_nowait(req)
         return await req.future
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop()
+        closed = RuntimeError("ledger closed before the entry was appended")
+        while not self._pipe.empty():
+            for req in self._pipe.get_nowait()[0]:
+                if not req.future.done():
+                    req.future.set_exception(closed)
         while not self._queue.empty():
             req = self._queue.get_nowait()
             if not req.future.done():
-                req.future.set_exception(
-                    RuntimeError("ledger closed before the entry was appended")
-                )
+                req.future.set_exception(closed)
 
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            count = len(batch[0].entries)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._batch_wait
-            while count < self._batch_max:
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def _collect(self) -> list[_Request]:
+        batch = [await self._queue.get()]
+        count = len(batch[0].entries)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait
+        while count < self._batch_max:
+            try:
+                req = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
                 try:
-                    req = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        req = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                batch.append(req)
-                count += len(req.entries)
-            await self._commit_or_split(batch)
+                    req = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            batch.append(req)
+            count += len(req.entries)
+        return batch
 
-    async def _commit_or_split(self, batch: list[_Request]) -> None:
+    async def _prepare_loop(self) -> None:
+        while True:
+            batch = await self._collect()
+            base = self._spec if self._spec is not None else self._edge
+            prepared = None
+            if base is not None:
+                try:
+                    prepared = prepare(batch, base)
+                except Exception:  # prepared again in the transaction, where a failure is reported
+                    log.exception("preparing a ledger batch failed")
+                    prepared = None
+            self._spec = None if prepared is None else prepared.edge
+            try:
+                await self._pipe.put((batch, prepared))
+            except asyncio.CancelledError:
+                for req in batch:
+                    if not req.future.done():
+                        req.future.set_exception(RuntimeError("ledger closed during the append"))
+                raise
+
+    async def _commit_loop(self) -> None:
+        while True:
+            batch, prepared = await self._pipe.get()
+            await self._commit_or_split(batch, prepared)
+
+    async def _commit_or_split(self, batch: list[_Request], prepared: _Prepared | None) -> None:
         try:
-            results = await self._commit(batch)
+            done = await self._commit(batch, prepared)
         except asyncio.CancelledError:
             for req in batch:
                 if not req.future.done():
                     req.future.set_exception(RuntimeError("ledger closed during the append"))
             raise
         except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
-            self._edge = None  # state unknown: reload under the lock next time
+            # State unknown: forget both edges; the next batch reloads under the lock.
+            self._edge = None
+            self._spec = None
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(exc)
@@ -128,14 +242,14 @@ class Sequencer:
                 "ledger batch of %d calls failed (%s); retrying one by one", len(batch), exc
             )
             for req in batch:
-                await self._commit_or_split([req])
+                await self._commit_or_split([req], None)
             return
-        for req, indexes in zip(batch, results, strict=True):
+        for req, indexes in zip(batch, done.results, strict=True):
             if not req.future.done():
                 req.future.set_result(indexes)
 
     async def _load_edge(self, conn: Conn, size: int, root: bytes) -> TreeEdge:
-        if self._edge is not None and self._edge.size == size:
+        if self._edge is not None and self._edge.size == size and self._edge.root() == root:
             return self._edge
         keys = [(lv, ix) for lv, ix, _w in right_edge_tiles(size)]
         edge = TreeEdge.from_tiles(size, await fetch_tiles(conn, keys))
@@ -145,56 +259,46 @@ class Sequencer:
             )
         return edge
 
-    async def _commit(self, batch: list[_Request]) -> list[list[int]]:
+    async def _commit(self, batch: list[_Request], prepared: _Prepared | None) -> _Prepared:
         with LEDGER_COMMIT_SECONDS.time():
-            results, edge = await self._transaction(batch)
-        self._edge = edge
-        appended = sum(len(r) for r in results)
+            done = await self._transaction(batch, prepared)
+        if done is not prepared:
+            # Not what was speculated on: whatever the pipe holds was prepared on another edge
+            # (it will be prepared again); nothing prepared from now on may build on it.
+            self._spec = None if not self._pipe.empty() else done.edge
+        self._edge = done.edge
+        appended = len(done.datas)
         LEDGER_ENTRIES.inc(appended)
         LEDGER_BATCH.observe(appended)
-        LEDGER_SIZE.set(edge.size)
+        LEDGER_SIZE.set(done.edge.size)
         if self._on_commit is not None:
-            self._on_commit(edge.size)
-        return results
+            self._on_commit(done.edge.size)
+        return done
 
-    async def _transaction(self, batch: list[_Request]) -> tuple[list[list[int]], TreeEdge]:
+    async def _transaction(self, batch: list[_Request], prepared: _Prepared | None) -> _Prepared:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
-            size, root = await read_state(conn)
-            edge = (await self._load_edge(conn, size, root)).copy()
-            records: list[tuple[int, str, bytes]] = []
-            openings: list[tuple[int, str, bytes, bytes]] = []
-            results: list[list[int]] = []
-            idx = size
-            for req in batch:
-                indexes = []
-                for e in req.entries:
-                    records.append((idx, e.kind, e.data))
-                    openings.extend((idx, o.field, o.salt, o.value) for o in e.openings)
-                    indexes.append(idx)
-                    idx += 1
-                results.append(indexes)
-            await conn.copy_records_to_table(
-                "ledger_entries", records=records, columns=["idx", "kind", "data"]
-            )
-            if openings:
-                await conn.copy_records_to_table(
-                    "ledger_openings", records=openings, columns=["idx", "field", "salt", "value"]
+            row = await conn.fetchrow(_LOCK_SQL, LEDGER_LOCK)
+            if row is None:
+                raise LedgerCorrupt("the ledger_state row is missing: run `evault ledger fsck`")
+            size, root = int(row[0]), bytes(row[1])
+            p = prepared
+            if p is None or p.base_size != size or p.base_root != root:
+                p = prepare(batch, await self._load_edge(conn, size, root))
+            end = p.edge.size
+            if len(p.datas) < COPY_MIN:
+                await conn.execute(
+                    _SMALL_SQL, *p.tiles, end, p.root, list(range(size, end)), p.kinds, p.datas
                 )
-            touched = edge.append([leaf_hash(r[2]) for r in records])
-            keys = sorted(touched)
-            await conn.execute(
-                "INSERT INTO ledger_tiles (level, idx, hashes)"
-                " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
-                " ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes",
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [touched[k] for k in keys],
-            )
-            await conn.execute(
-                "UPDATE ledger_state SET size = $1, root = $2", edge.size, edge.root()
-            )
-            for req, indexes in zip(batch, results, strict=True):
+            else:
+                await conn.copy_records_to_table(
+                    "ledger_entries",
+                    records=zip(range(size, end), p.kinds, p.datas, strict=True),
+                    columns=["idx", "kind", "data"],
+                )
+                await conn.execute(_STATE_SQL, *p.tiles, end, p.root)
+            if p.openings:
+                await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
+            for req, indexes in zip(batch, p.results, strict=True):
                 if req.effect is not None:
                     await req.effect(conn, indexes)
-        return results, edge
+        return p
