@@ -99,18 +99,25 @@ def evidence_filter(
     args: Args,
     action: Action = Action.LIST,
     kind: TargetKind = "evidence",
+    blocked: str | None = None,
 ) -> str:
-    """WHERE fragment on ``evidence`` row ``e``: decide(p, action, its target) allows it."""
+    """WHERE fragment on ``evidence`` row ``e``: decide(p, action, its target) allows it.
+
+    ``blocked``: an SQL expression the caller computed over ``e``'s current links, true when
+    one of their cases' labels is above ``p`` (``_links_lateral``); by default the fragment
+    finds that out itself."""
     granted = scopes(p, action, kind)
     if not granted:
         return "FALSE"
     clr, cav = args(int(p.clearance)), args(_caveats(p))
-    cleared = (
-        f"{e}.label_level <= {clr} AND {e}.label_caveats <@ {cav}::text[]"  # noqa: S608
-        f" AND NOT EXISTS (SELECT 1 FROM case_evidence_history vh JOIN cases vc"
+    above = (
+        f"NOT EXISTS (SELECT 1 FROM case_evidence_history vh JOIN cases vc"  # noqa: S608
         f" ON vc.id = vh.case_id WHERE vh.evidence_id = {e}.id AND {current('vh')}"
         f" AND (vc.label_level > {clr} OR NOT vc.label_caveats <@ {cav}::text[]))"
+        if blocked is None
+        else f"{blocked} IS NOT TRUE"
     )
+    cleared = f"{e}.label_level <= {clr} AND {e}.label_caveats <@ {cav}::text[] AND {above}"
     recorder = p.officer_id is not None and bool(
         granted & {Scope.NEED_TO_KNOW, Scope.OWN_RECORDING}
     )
@@ -152,12 +159,21 @@ def case_filter(p: Principal, c: str, args: Args, action: Action = Action.LIST) 
 # -- targets: what decide() is asked about ---------------------------------------------------
 
 
+_LABELS: dict[tuple[int, tuple[str, ...]], Label] = {}  # labels are immutable: memoised
+
+
 def label_of(level: int, caveats: Iterable[str]) -> Label:
     """A stored label; IntegrityError if the row holds something no label can be."""
-    try:
-        return Label(Level(level), frozenset(Caveat(c) for c in caveats))
-    except ValueError as exc:
-        raise IntegrityError("a stored label is invalid") from exc
+    key = (level, tuple(caveats))
+    label = _LABELS.get(key)
+    if label is None:
+        try:
+            label = Label(Level(level), frozenset(Caveat(c) for c in key[1]))
+        except ValueError as exc:
+            raise IntegrityError("a stored label is invalid") from exc
+        if len(_LABELS) < 1024:  # only valid labels are kept, a handful in practice
+            _LABELS[key] = label
+    return label
 
 
 def as_uuid(text: str) -> uuid.UUID | None:
@@ -228,23 +244,28 @@ class Page:
     next_cursor: str | None
 
 
-_PLAIN = [
-    "sha256",
-    "size",
-    "file_name",
-    "dock_id",
-    "device_id",
-    "officer_id",
-    "recorded_at",
-    "acquired_at",
-    "category",
-    "media_status",
-    "disposed_at",
-]
-_COLUMNS = (
+_PLAIN_COLUMNS = (
     "e.id, e.sha256, e.size, e.file_name, e.dock_id, e.device_id, e.officer_id, e.recorded_at,"
     " e.acquired_at, e.label_level, e.label_caveats, e.category, e.media_status, e.disposed_at"
 )
+_LINKED = (
+    "FROM case_evidence_history lh JOIN cases lc ON lc.id = lh.case_id"
+    f" WHERE lh.evidence_id = e.id AND {current('lh')}"
+)
+_LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
+_COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links"
+"""Everything a summary needs of ``evidence e``, its current links included (one statement)."""
+
+
+def _links_lateral(p: Principal, args: Args) -> str:
+    """``e``'s current links as ``l.links`` and ``l.blocked`` (one of their cases' labels is
+    above ``p``), computed once per row for both the filter and the summary."""
+    clr, cav = args(int(p.clearance)), args(_caveats(p))
+    return (
+        f"CROSS JOIN LATERAL (SELECT array_agg({_LINK}) AS links,"
+        f" bool_or(lc.label_level > {clr} OR NOT lc.label_caveats <@ {cav}::text[]) AS blocked"
+        f" {_LINKED}) l"
+    )
 
 
 def _eff_cases(e: str) -> str:
@@ -254,8 +275,8 @@ def _eff_cases(e: str) -> str:
     )
 
 
-def _where(p: Principal, q: EvidenceQuery, args: Args) -> str:
-    conds = [evidence_filter(p, "e", args)]
+def _where(p: Principal, q: EvidenceQuery, args: Args, blocked: str | None = None) -> str:
+    conds = [evidence_filter(p, "e", args, blocked=blocked)]
     if q.case_id is not None:
         c = args(q.case_id)
         conds.append(
@@ -314,18 +335,65 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("invalid cursor: pass back the next_cursor of a previous page") from exc
 
 
-async def _summaries(db: Db, p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary]:
-    links = await linked_cases(db, [r["id"] for r in rows])
+def _summaries(p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary]:
+    """Rows selected with ``_COLUMNS`` (their ``links`` column: the current links) as
+    summaries showing only the linked cases the principal may see."""
     out = []
+    shows: dict[tuple[str, Label], bool] = {}  # per call: rows of one page share cases
     for r in rows:
-        cases = links[r["id"]]
+        links = r["links"] or ()
+        cases = {c: label_of(level, caveats) for c, level, caveats in links}
         label = effective_label(label_of(r["label_level"], r["label_caveats"]), cases.values())
-        shown = tuple(
-            sorted(c for c, lab in cases.items() if visible(p, Target("case", lab, frozenset({c}))))
+        shown = []
+        for c, lab in cases.items():
+            seen = shows.get((c, lab))
+            if seen is None:
+                seen = shows[c, lab] = visible(p, Target("case", lab, frozenset({c})))
+            if seen:
+                shown.append(c)
+        shown.sort()
+        out.append(
+            EvidenceSummary(
+                id=str(r["id"]),
+                sha256=r["sha256"],
+                size=r["size"],
+                file_name=r["file_name"],
+                dock_id=r["dock_id"],
+                device_id=r["device_id"],
+                officer_id=r["officer_id"],
+                recorded_at=r["recorded_at"],
+                acquired_at=r["acquired_at"],
+                label=label,
+                category=r["category"],
+                media_status=r["media_status"],
+                disposed_at=r["disposed_at"],
+                cases=tuple(shown),
+            )
         )
-        plain = {k: r[k] for k in _PLAIN}
-        out.append(EvidenceSummary(id=str(r["id"]), label=label, cases=shown, **plain))
     return out
+
+
+def list_query(
+    principal: Principal,
+    query: EvidenceQuery | None = None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[str, list[object]]:
+    """The one statement ``list_evidence`` runs (fetching ``limit + 1`` rows), and its values."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    args = Args()
+    lateral = _links_lateral(principal, args)
+    where = _where(principal, query or EvidenceQuery(), args, blocked="l.blocked")
+    if cursor is not None:
+        after, after_id = decode_cursor(cursor)
+        where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
+    sql = (
+        f"SELECT {_PLAIN_COLUMNS}, l.links FROM evidence e {lateral} WHERE {where}"  # noqa: S608
+        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}"
+    )
+    return sql, args.values
 
 
 async def list_evidence(
@@ -336,20 +404,11 @@ async def list_evidence(
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page:
-    """One page of the evidence the principal may list, ordered by (acquired_at, id)."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
-    args = Args()
-    where = _where(principal, query or EvidenceQuery(), args)
-    if cursor is not None:
-        after, after_id = decode_cursor(cursor)
-        where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
-    rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM evidence e WHERE {where}"  # noqa: S608
-        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}",
-        *args.values,
-    )
-    items = await _summaries(db, principal, list(rows[:limit]))
+    """One page of the evidence the principal may list, ordered by (acquired_at, id): one
+    statement, the items' current links included."""
+    sql, values = list_query(principal, query, limit=limit, cursor=cursor)
+    rows = await db.fetch(sql, *values)
+    items = _summaries(principal, list(rows[:limit]))
     more = len(rows) > limit
     return Page(items, encode_cursor(items[-1].acquired_at, items[-1].id) if more else None)
 
@@ -371,4 +430,4 @@ async def get_evidence(
 
     await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
-    return (await _summaries(db, principal, list(rows)))[0]
+    return _summaries(principal, list(rows))[0]

@@ -36,7 +36,7 @@ from vault.db import Conn
 from vault.labels import Label, Level
 from vault.ledger import Ledger, Opening, PreparedEntry
 from vault.ledger.entry import ENTRY_VERSION, rfc3339
-from vault.visibility import _COLUMNS, Args, EvidenceQuery, _where
+from vault.visibility import EvidenceQuery, list_query
 from verify.canonical import COMMITMENT_DOMAIN, check_opening, parse_canonical
 
 # -- seeding ---------------------------------------------------------------------------------
@@ -379,16 +379,11 @@ async def explain(cfg: Config, dsn: str, case: str) -> None:
     conn = await asyncpg.connect(dsn, server_settings={"role": cfg.database.app_role})
     try:
         who = await principals.load(conn, CS)
-        args = Args()
-        where = _where(who, EvidenceQuery(case_id=case), args)
-        sql = (
-            f"SELECT {_COLUMNS} FROM evidence e WHERE {where}"
-            f" ORDER BY e.acquired_at, e.id LIMIT {args(101)}"
-        )
+        sql, values = list_query(who, EvidenceQuery(case_id=case))
         for mode in ("force_custom_plan", "force_generic_plan"):
             await conn.execute(f"SET plan_cache_mode = {mode}")
             stmt = await conn.prepare(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
-            rows = await stmt.fetch(*args.values)
+            rows = await stmt.fetch(*values)
             print(f"\n-- list query, case {case}, {mode}:")
             for r in rows:
                 print("   " + r[0])
