@@ -31,6 +31,7 @@ from api.cmd_scrub import scrub_ctx
 from api.config import Config
 from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.problems import problem_middleware
+from api.readpath import read_ctx
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
@@ -104,6 +105,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     app[PARTS] = parts
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
+    app.cleanup_ctx.append(read_ctx)
     app.cleanup_ctx.append(
         ingest_cleanup_ctx(
             lambda a: a[RUNTIME], lambda a: a[READINESS], lambda a: "ingest" in a[PARTS]

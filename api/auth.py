@@ -6,9 +6,11 @@ Guarantees:
   ``Unauthenticated`` (401 problem+json; ``auth_header_middleware`` adds
   ``WWW-Authenticate: Bearer``). A missing header, a malformed one, an unknown, expired or revoked
   token and a token of a disabled principal all give the same response (``vault.tokens``).
-- The result is cached on the request: one database lookup per request however many times a
-  handler asks. The token is never stored on the request, logged or echoed; only the principal
-  id is kept (``principal_id_of``, for the access log).
+- The result is cached on the request: at most one database lookup per request however many
+  times a handler asks, none when the process's ``TOKEN_CACHE`` answers (``vault.tokens``: a
+  revoked or expired token, or a disabled principal, is refused at once).
+  The token is never stored on the request, logged or echoed; only the principal id is kept
+  (``principal_id_of``, for the access log).
 - Client certificates (only when ``service.tls_client_ca`` is configured, so the TLS layer has
   verified the chain): a request without a bearer token whose verified certificate's subject CN
   names an active principal holding the ``dock`` role authenticates as that principal reduced to
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.keys import RUNTIME
+from api.keys import READ_POOL, RUNTIME, TOKEN_CACHE
 from vault import principals, tokens
 from vault.access import Principal, Role
 from vault.errors import BadRequest, NotFound, Unauthenticated
@@ -88,7 +90,9 @@ async def principal_of(request: web.Request) -> Principal:
         return cached
     token = _bearer(request)
     if token is not None:
-        principal = await tokens.authenticate(request.app[RUNTIME].db.pool, token)
+        app = request.app
+        pool = app.get(READ_POOL) or app[RUNTIME].db.pool
+        principal = await tokens.authenticate(pool, token, app.get(TOKEN_CACHE))
     else:
         found = await _from_certificate(request)
         if found is None:

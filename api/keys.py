@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import asyncpg
 from aiohttp import web
 
 from api.runtime import Runtime
+from vault.tokens import TokenCache
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 # Named readiness probes: each returns "ok" or a short reason; /readyz reports them all.
@@ -15,3 +17,7 @@ READINESS: web.AppKey[dict[str, Callable[[], str]]] = web.AppKey("readiness", di
 # Which parts this process runs: "api", "ingest", "media" (all by default; `serve --only`).
 PARTS: web.AppKey[frozenset[str]] = web.AppKey("parts", frozenset)
 ALL_PARTS = frozenset({"api", "ingest", "media"})
+
+# The hot read path (api.readpath): a read-only pool and this process's token cache.
+READ_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("read_pool", asyncpg.Pool)
+TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache", TokenCache)

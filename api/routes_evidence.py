@@ -25,14 +25,14 @@ from aiohttp import web
 
 from api import schemas as S
 from api.auth import principal_of
-from api.keys import RUNTIME
+from api.keys import READ_POOL, RUNTIME
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
 from vault.access import Action
 from vault.audit import authorize
 from vault.content import ContentStore
 from vault.errors import BadRequest, NotFound
-from vault.labels import Caveat, Level
+from vault.labels import Caveat, Label, Level
 from vault.storage import open_storage
 from vault.visibility import (
     Args,
@@ -80,6 +80,18 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+_LABEL_JSON: dict[Label, Any] = {}  # labels are immutable; a handful exist
+
+
+def _label_json(label: Label) -> Any:
+    out = _LABEL_JSON.get(label)
+    if out is None:
+        out = label.to_json()
+        if len(_LABEL_JSON) < 1024:
+            _LABEL_JSON[label] = out
+    return out
+
+
 def summary_json(s: EvidenceSummary) -> dict[str, Any]:
     """The wire form of an evidence summary (schema ``EvidenceSummary``)."""
     return {
@@ -92,7 +104,7 @@ def summary_json(s: EvidenceSummary) -> dict[str, Any]:
         "officer_id": s.officer_id,
         "recorded_at": _iso(s.recorded_at),
         "acquired_at": _iso(s.acquired_at),
-        "label": s.label.to_json(),
+        "label": _label_json(s.label),
         "category": s.category,
         "media_status": s.media_status,
         "disposed_at": _iso(s.disposed_at),
@@ -179,9 +191,8 @@ async def list_items(request: web.Request) -> web.Response:
     q = request.query
     limit = int_param(q, "limit", 100, 1, 1000)
     cursor = _text(q, "cursor")
-    page = await list_evidence(
-        request.app[RUNTIME].db.pool, principal, _query(q), limit=limit, cursor=cursor
-    )
+    pool = request.app.get(READ_POOL) or request.app[RUNTIME].db.pool
+    page = await list_evidence(pool, principal, _query(q), limit=limit, cursor=cursor)
     return web.json_response(
         {"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor}
     )

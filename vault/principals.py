@@ -11,11 +11,16 @@ Guarantees:
 - ``load`` returns the ``access.Principal`` (with its current case assignments) or raises
   ``NotFound``; ``seed`` creates configured principals that do not exist yet and never changes
   existing ones.
+- Every change that can alter what a token authenticates as (disable, enable, assign,
+  unassign; token revocation in ``vault.tokens``) sends ``NOTIFY evault_auth`` from its own
+  transaction and, once the transaction is over, invalidates this process's watchers
+  (``on_auth_change``), so no cache answers with the old state.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,16 +37,20 @@ from vault.labels import PUBLIC_LABEL, Caveat, Label, Level
 from vault.ledger import LedgerWriter, make_entry
 
 __all__ = [
+    "AUTH_CHANNEL",
     "SYSTEM",
     "PrincipalRecord",
     "PrincipalSpec",
     "SeedLike",
     "add",
     "assign",
+    "auth_changed_locally",
     "disable",
     "enable",
     "list_principals",
     "load",
+    "notify_auth_change",
+    "on_auth_change",
     "require_admin",
     "seed",
     "unassign",
@@ -104,6 +113,34 @@ def parse_roles(names: Sequence[str]) -> frozenset[Role]:
             expected = ", ".join(r.value for r in Role)
             raise BadRequest(f"unknown role {name[:40]!r}: expected one of {expected}") from None
     return frozenset(roles)
+
+
+AUTH_CHANNEL = "evault_auth"
+"""NOTIFY channel: a token, a principal or an assignment changed (``vault.tokens.TokenCache``)."""
+
+
+class _Invalidatable(Protocol):
+    def invalidate(self) -> None: ...
+
+
+_AUTH_WATCHERS: weakref.WeakSet[_Invalidatable] = weakref.WeakSet()
+
+
+def on_auth_change(watcher: _Invalidatable) -> None:
+    """Have ``watcher.invalidate()`` called when this process changes authentication state."""
+    _AUTH_WATCHERS.add(watcher)
+
+
+async def notify_auth_change(conn: Conn) -> None:
+    """Inside the transaction that changes a token, principal or assignment: tell every
+    process (PostgreSQL delivers the notification at commit)."""
+    await conn.execute(f"NOTIFY {AUTH_CHANNEL}")
+
+
+def auth_changed_locally() -> None:
+    """After such a transaction (committed or failed): clear this process's caches now."""
+    for watcher in list(_AUTH_WATCHERS):
+        watcher.invalidate()
 
 
 async def require_admin(ledger: LedgerWriter, actor: Principal, what: str) -> None:
@@ -238,9 +275,13 @@ async def _set_active(
             active,
             indexes[0],
         )
+        await notify_auth_change(conn)
 
     entry = make_entry("principal", {"op": op}, {"principal": principal_id, "by": actor.id})
-    (idx,) = await ledger.append([entry], effect=effect)
+    try:
+        (idx,) = await ledger.append([entry], effect=effect)
+    finally:
+        auth_changed_locally()
     return idx
 
 
@@ -284,13 +325,17 @@ async def _assignment(
                 case_id,
             )
         await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+        await notify_auth_change(conn)
 
     entry = make_entry(
         "principal",
         {"op": "assigned" if on else "unassigned"},
         {"principal": principal_id, "case": case_id, "by": actor.id},
     )
-    (idx,) = await ledger.append([entry], effect=effect)
+    try:
+        (idx,) = await ledger.append([entry], effect=effect)
+    finally:
+        auth_changed_locally()
     return idx
 
 

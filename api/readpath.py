@@ -1,0 +1,59 @@
+"""The hot read path: a read-only connection pool and the token cache.
+
+Guarantees:
+
+- ``READ_POOL`` is a second, small asyncpg pool for single read-only statements on the hottest
+  routes (token lookup, listing evidence). Its sessions are ``default_transaction_read_only``
+  (PostgreSQL refuses any write through it) and act as the app role. It skips asyncpg's reset
+  query on release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — one more
+  round trip per statement): nothing run on it leaves session state behind (no advisory lock,
+  cursor, LISTEN or SET); an open transaction is still rolled back by asyncpg on release.
+- ``TOKEN_CACHE`` is this process's ``vault.tokens.TokenCache``, following
+  ``NOTIFY evault_auth`` on its own connection (``vault.tokens.follow_changes``); while that
+  connection is down the cache is bypassed. See ``vault.tokens`` for what it guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from api.keys import READ_POOL, RUNTIME, TOKEN_CACHE
+from vault.tokens import TokenCache, follow_changes
+
+__all__ = ["read_ctx"]
+
+
+async def _keep(_conn: Any) -> None:
+    """Release without the reset query (see the module docstring)."""
+
+
+async def read_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the read pool and start the token cache's change feed; close both."""
+    rt = app[RUNTIME]
+    settings = {"role": rt.db.app_role, "default_transaction_read_only": "on"}
+    pool = await asyncpg.create_pool(
+        rt.db.dsn,
+        min_size=1,
+        max_size=max(2, min(8, rt.cfg.database.pool_size)),
+        server_settings=settings,
+        reset=_keep,
+    )
+    cache = TokenCache()
+    feed = asyncio.create_task(
+        follow_changes(lambda: asyncpg.connect(rt.db.dsn, server_settings=settings), cache)
+    )
+    app[READ_POOL] = pool
+    app[TOKEN_CACHE] = cache
+    try:
+        yield
+    finally:
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
+        await pool.close()
