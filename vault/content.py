@@ -74,6 +74,11 @@ class PlainObject:
     def as_file(self) -> Iterator[Path]:
         yield self._path
 
+    def fileno(self) -> int:
+        """The open object's descriptor: its bytes are the content (for zero-copy sending;
+        read it with positioned reads or sendfile, valid until ``close``)."""
+        return self._f.fileno()
+
     def close(self) -> None:
         self._f.close()
 
