@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench verifier install ffmpeg chromium promtool clean
+.PHONY: run test lint format bench verifier install ffmpeg wrk chromium promtool clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -22,6 +22,14 @@ ffmpeg:
 	  echo "installing ffmpeg from the system's packages"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
+	fi
+
+# wrk (the HTTP load generator bench/api.py drives the list load with) where it is missing.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing wrk from the system's packages"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; \
 	fi
 
 # Chromium (and a CJK font, for readable screenshots) from the system's packages where missing:
@@ -67,7 +75,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Each benchmark prints ratios against a baseline measured in the same run.
-bench: $(STAMP) ffmpeg
+bench: $(STAMP) ffmpeg wrk
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
@@ -54,6 +61,60 @@ async def list_load(
     }
 
 
+_LIST_LUA = """
+local cases = {}
+for line in io.lines(os.getenv("EVAULT_BENCH_CASES")) do cases[#cases + 1] = line end
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("EVAULT_BENCH_TOKEN")
+math.randomseed(tonumber(os.getenv("EVAULT_BENCH_SEED")))
+request = function()
+  return wrk.format("GET", "/v1/evidence?case=" .. cases[math.random(#cases)])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "\\nEVAULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_list_load(
+    url: str, token: str, cases: list[str], clients: int, seconds: float, tmp: Path
+) -> dict[str, float]:
+    """``GET /v1/evidence?case=<random case>`` by ``clients`` closed-loop keep-alive
+    connections of ``wrk`` (one thread: C, a few percent of a core) for ``seconds``; each
+    connection sends its next request when the previous answer is in. Latency percentiles are
+    wrk's (microsecond histogram); ``errors``: non-2xx answers and socket errors."""
+    script, listing = tmp / "list.lua", tmp / f"cases-{len(cases)}.txt"
+    script.write_text(_LIST_LUA)
+    listing.write_text("\n".join(cases) + "\n")
+    env = {
+        **os.environ,
+        "EVAULT_BENCH_CASES": str(listing),
+        "EVAULT_BENCH_TOKEN": token,
+        "EVAULT_BENCH_SEED": str(secrets.randbelow(1 << 30)),
+    }
+    threads = min(clients, 2)
+    command = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{max(1, round(seconds))}s"]
+    command += ["--timeout", "10s", "-s", str(script), url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    out = done.stdout
+    line = next((x for x in out.splitlines() if x.startswith("EVAULT ")), None)
+    if line is None:
+        raise RuntimeError("wrk printed no summary:\n" + out)
+    n, duration_us, p50, p99, status_errors, socket_errors = map(int, line.split()[1:])
+    return {
+        "p50": p50 / 1e6,
+        "p99": p99 / 1e6,
+        "rate": n / (duration_us / 1e6),
+        "errors": status_errors + socket_errors,
+        "requests": n,
+    }
+
+
 def page_cache_read(path: str, passes: int) -> float:
     """Bytes/s of one thread reading ``path`` from the page cache (after a warming pass)."""
     buf = bytearray(MIB)
@@ -69,46 +130,111 @@ def page_cache_read(path: str, passes: int) -> float:
     return total / t
 
 
-async def range_stream(
-    url: str, token: str, eid: str, size: int, chunk: int, clients: int, passes: int, path: str
-) -> dict[str, float]:
-    headers = {"Authorization": f"Bearer {token}"}
-    ranges = iter([s for _ in range(passes) for s in range(0, size, chunk)])
-    got = errors = 0
-    latencies: list[float] = []
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as s:
-        # correctness first: one range compared with the file
-        probe = (size // 2, min(size, size // 2 + MIB))
-        async with s.get(
+async def range_probe(url: str, token: str, eid: str, size: int, path: str) -> None:
+    """Correctness first (aiohttp): one Range of the object compared with the file."""
+    probe = (size // 2, min(size, size // 2 + MIB))
+    async with (
+        aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {token}"}) as s,
+        s.get(
             f"/v1/evidence/{eid}/content", headers={"Range": f"bytes={probe[0]}-{probe[1] - 1}"}
-        ) as r:
-            body = await r.read()
-        with open(path, "rb") as f:
-            f.seek(probe[0])
-            if r.status != 206 or body != f.read(probe[1] - probe[0]):
-                raise RuntimeError(f"Range probe failed: {r.status}")
+        ) as r,
+    ):
+        body = await r.read()
+    with open(path, "rb") as f:
+        f.seek(probe[0])
+        if r.status != 206 or body != f.read(probe[1] - probe[0]):
+            raise RuntimeError(f"Range probe failed: {r.status}")
 
-        async def client() -> None:
-            nonlocal got, errors
-            for start in ranges:
-                end = min(size, start + chunk) - 1
-                t = time.perf_counter()
-                async with s.get(
-                    f"/v1/evidence/{eid}/content", headers={"Range": f"bytes={start}-{end}"}
-                ) as r:
-                    n = 0
-                    while data := await r.content.readany():
-                        n += len(data)
-                latencies.append(time.perf_counter() - t)
-                if r.status != 206 or n != end - start + 1:
-                    errors += 1
-                got += n
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
-    return {"rate": got / elapsed, "errors": errors, "p99": pct(latencies, 99)}
+class _RangeClient:
+    """One keep-alive HTTP/1.1 connection reading bodies with ``recv_into`` a 4 MiB buffer:
+    a client that costs little next to what it measures (no parsing beyond the head)."""
+
+    def __init__(self, host: str, port: int, request_head: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
+        self.sock.connect((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.head = request_head
+        self.view = memoryview(bytearray(4 * MIB))
+
+    def get(self, start: int, end: int) -> tuple[int, int]:
+        """(status, body bytes) of ``Range: bytes=start-(end-1)``."""
+        self.sock.sendall(self.head % (start, end - 1))
+        got = bytearray()
+        while (cut := got.find(b"\r\n\r\n")) < 0:
+            n = self.sock.recv_into(self.view, 65536)
+            if not n:
+                raise ConnectionError("closed before the response head")
+            got += self.view[:n]
+        head = bytes(got[:cut]).decode("latin-1").lower()
+        status = int(head.split(None, 2)[1])
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        have = len(got) - cut - 4
+        while have < length:
+            n = self.sock.recv_into(self.view, min(len(self.view), length - have))
+            if not n:
+                raise ConnectionError("closed mid-body")
+            have += n
+        return status, have
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def range_stream(
+    url: str, token: str | None, target: str, size: int, chunk: int, clients: int, passes: int
+) -> dict[str, float]:
+    """``passes`` times over ``[0, size)`` in ``chunk`` ranges by ``clients`` threads (each
+    its own keep-alive connection, recv_into: the GIL is released while bytes move)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = (f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{auth}Range: bytes=%d-%d\r\n\r\n").encode()
+    ranges = iter([s for _ in range(passes) for s in range(0, size, chunk)])
+    lock = threading.Lock()
+    got: list[int] = []
+    errors: list[int] = []
+
+    def client() -> None:
+        c = _RangeClient(host, int(port), head)
+        n = bad = 0
+        try:
+            while True:
+                with lock:
+                    start = next(ranges, None)
+                if start is None:
+                    break
+                end = min(size, start + chunk)
+                status, length = c.get(start, end)
+                n += length
+                bad += status != 206 or length != end - start
+        finally:
+            c.close()
+            with lock:
+                got.append(n)
+                errors.append(bad)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return {"rate": sum(got) / elapsed, "errors": sum(errors)}
+
+
+@contextlib.contextmanager
+def transport_floor(path: str) -> Iterator[str]:
+    """``apibench/floor.py`` serving ``path`` (bare sendfile over loopback); yields its URL."""
+    floor = Path(__file__).with_name("floor.py")
+    proc = subprocess.Popen([sys.executable, str(floor), path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def upload_chunks(size: int, block: memoryview) -> Iterator[memoryview]:

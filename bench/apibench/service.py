@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 # -- the service -----------------------------------------------------------------------------
 
@@ -78,25 +79,50 @@ def _cpu_of(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
-class Cpu:
-    """CPU seconds spent by the service process, by PostgreSQL's processes and by this
-    process (the clients) between ``start`` and ``stop``: where a phase's time goes."""
+async def postmaster_pid(dsn: str) -> int | None:
+    """The PID of the PostgreSQL server behind ``dsn`` when it runs on this machine (the
+    parent of our backend), so only its processes are counted; None when it cannot be seen."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await conn.close()
+    with contextlib.suppress(OSError, ValueError):
+        stat = Path(f"/proc/{backend}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    return None
 
-    def __init__(self, pid: int) -> None:
+
+class Cpu:
+    """CPU seconds spent by the service process, by PostgreSQL's processes (the server's own
+    when ``postmaster`` is known, else every ``postgres`` process) and by this process with its
+    waited-for children (the clients: aiohttp, threads, wrk) between ``start`` and ``stop``:
+    where a phase's time goes."""
+
+    def __init__(self, pid: int, postmaster: int | None = None) -> None:
         self.pid = pid
+        self.postmaster = postmaster
         self._t0: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
-    def _now(self) -> tuple[float, float, float, float]:
-        service = _cpu_of(Path(f"/proc/{self.pid}/stat").read_text())
+    def _postgres(self) -> float:
         pg = 0.0
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit():
                 with contextlib.suppress(OSError, ValueError):
                     stat = (proc / "stat").read_text()
-                    if stat[stat.index("(") + 1 : stat.rindex(")")] == "postgres":
+                    if self.postmaster is not None:
+                        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                        if self.postmaster in (ppid, int(proc.name)):
+                            pg += _cpu_of(stat)
+                    elif stat[stat.index("(") + 1 : stat.rindex(")")] == "postgres":
                         pg += _cpu_of(stat)
+        return pg
+
+    def _now(self) -> tuple[float, float, float, float]:
+        service = _cpu_of(Path(f"/proc/{self.pid}/stat").read_text())
         me = os.times()
-        return time.perf_counter(), service, pg, me.user + me.system
+        clients = me.user + me.system + me.children_user + me.children_system
+        return time.perf_counter(), service, self._postgres(), clients
 
     def start(self) -> None:
         self._t0 = self._now()
