@@ -340,10 +340,14 @@ def _summaries(p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary
     summaries showing only the linked cases the principal may see."""
     out = []
     shows: dict[tuple[str, Label], bool] = {}  # per call: rows of one page share cases
+    joins: dict[tuple[Label, ...], Label] = {}  # ... and labels
     for r in rows:
         links = r["links"] or ()
         cases = {c: label_of(level, caveats) for c, level, caveats in links}
-        label = effective_label(label_of(r["label_level"], r["label_caveats"]), cases.values())
+        key = (label_of(r["label_level"], r["label_caveats"]), *cases.values())
+        label = joins.get(key)
+        if label is None:
+            label = joins[key] = effective_label(key[0], key[1:])
         shown = []
         for c, lab in cases.items():
             seen = shows.get((c, lab))
