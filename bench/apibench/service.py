@@ -72,6 +72,7 @@ def memory(pid: int) -> dict[str, int]:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_CORES = os.cpu_count() or 1
 
 
 def _cpu_of(stat: str) -> float:
@@ -134,8 +135,8 @@ class Cpu:
         sfx = f" ms/{unit}" if unit else " s"
         return (
             f"cpu: service {service * scale:.2f}{sfx}, postgres {pg * scale:.2f}{sfx}, "
-            f"clients {client * scale:.2f}{sfx} ({wall:.1f} s wall, 2 cores = "
-            f"{2 * wall * scale:.2f}{sfx})"
+            f"clients {client * scale:.2f}{sfx} ({wall:.1f} s wall, {_CORES} cores = "
+            f"{_CORES * wall * scale:.2f}{sfx})"
         )
 
 
