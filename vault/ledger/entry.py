@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from vault.errors import EntryTooLarge
 from verify.canonical import MAX_ENTRY_BYTES, canonical_json, commitment, new_salt
@@ -50,9 +50,12 @@ class Opening:
     value: bytes  # canonical JSON of the value
 
 
-@dataclass(frozen=True)
-class PreparedEntry:
-    """An entry ready to be appended: its exact bytes, its kind, and its openings."""
+class PreparedEntry(NamedTuple):
+    """An entry ready to be appended: its exact bytes, its kind, and its openings.
+
+    A named tuple rather than a frozen dataclass: as immutable, and several times cheaper to
+    build, which counts when entries are appended by the hundred thousand.
+    """
 
     kind: str
     data: bytes

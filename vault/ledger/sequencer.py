@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -43,6 +44,8 @@ LEDGER_LOCK = 0x65766C67  # "evlg"
 # Batches smaller than this are written with one INSERT statement (fewer round trips); larger
 # ones by COPY, which PostgreSQL inserts faster per row.
 COPY_MIN = 256
+# Entries prepared between two chances for the event loop to serve the transaction in flight.
+PREPARE_SLICE = 512
 
 Effect = Callable[[Conn, list[int]], Awaitable[None]]
 
@@ -87,13 +90,38 @@ class _Prepared:
     root: bytes
     kinds: list[str]
     datas: list[bytes]
+    copy: bytes | None  # the entries as binary COPY data (for batches of COPY_MIN or more)
     openings: list[tuple[int, str, bytes, bytes]]
     tiles: tuple[list[int], list[int], list[bytes]]
     results: list[list[int]]
 
 
-def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
-    """Everything a batch writes, computed on a copy of ``edge`` (which is left unchanged)."""
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
+_COPY_TRAILER = b"\xff\xff"
+
+
+def _copy_rows(start: int, kinds: Sequence[str], datas: Sequence[bytes]) -> list[bytes]:
+    """Binary COPY tuples (idx bigint, kind text, data bytea) for entries from ``start``."""
+    packers: dict[str, tuple[Callable[..., bytes], int, bytes]] = {}
+    out: list[bytes] = []
+    append = out.append
+    idx = start
+    for kind, data in zip(kinds, datas, strict=True):
+        packer = packers.get(kind)
+        if packer is None:
+            name = kind.encode()
+            fmt = struct.Struct(f">hiqi{len(name)}si")  # 3 fields; 8, idx; len, kind; len
+            packer = packers[kind] = (fmt.pack, len(name), name)
+        pack, size, name = packer
+        append(pack(3, 8, idx, size, name, len(data)))
+        append(data)
+        idx += 1
+    return out
+
+
+def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepared | None]:
+    """Prepare ``batch`` on a copy of ``edge`` in slices: yields None between slices (so an
+    event loop can serve the transaction in flight), then the result."""
     base_size = edge.size
     base_root = edge.root()
     entries = [e for req in batch for e in req.entries]
@@ -111,12 +139,52 @@ def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
         results.append(list(range(idx, idx + len(req.entries))))
         idx += len(req.entries)
     after = edge.copy()
-    touched = after.append_joined(leaf_hashes(datas))
+    touched: dict[tuple[int, int], bytes] = {}
+    copy: list[bytes] | None = [_COPY_HEADER] if len(datas) >= COPY_MIN else None
+    for first in range(0, len(datas), PREPARE_SLICE):
+        part = datas[first : first + PREPARE_SLICE]
+        touched.update(after.append(leaf_hashes(part)))
+        if copy is not None:
+            copy += _copy_rows(base_size + first, kinds[first : first + PREPARE_SLICE], part)
+        yield None
+    if copy is not None:
+        copy.append(_COPY_TRAILER)
     keys = sorted(touched)
     tiles = ([k[0] for k in keys], [k[1] for k in keys], [touched[k] for k in keys])
-    return _Prepared(
-        base_size, base_root, after, after.root(), kinds, datas, openings, tiles, results
+    yield _Prepared(
+        base_size,
+        base_root,
+        after,
+        after.root(),
+        kinds,
+        datas,
+        None if copy is None else b"".join(copy),
+        openings,
+        tiles,
+        results,
     )
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as COPY's source (bytes alone would be taken for a file name)."""
+    yield data
+
+
+def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
+    """Everything a batch writes, computed on a copy of ``edge`` (which is left unchanged)."""
+    for step in _prepare_steps(batch, edge):
+        if step is not None:
+            return step
+    raise AssertionError("unreachable")
+
+
+async def prepare_yielding(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
+    """:func:`prepare`, letting other tasks run between slices."""
+    for step in _prepare_steps(batch, edge):
+        if step is not None:
+            return step
+        await asyncio.sleep(0)
+    raise AssertionError("unreachable")
 
 
 class Sequencer:
@@ -139,6 +207,10 @@ class Sequencer:
         self._pipe: asyncio.Queue[tuple[list[_Request], _Prepared | None]] = asyncio.Queue(1)
         self._edge: TreeEdge | None = None  # the committed edge, when known
         self._spec: TreeEdge | None = None  # the edge after the last batch put in the pipe
+        self._inflight = 0  # batches put in the pipe and not yet committed or failed
+        self._generation = 0  # bumped whenever the speculative edge is dropped
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def append(
@@ -168,6 +240,8 @@ class Sequencer:
             req = self._queue.get_nowait()
             if not req.future.done():
                 req.future.set_exception(closed)
+        self._inflight = 0
+        self._idle.set()
 
     async def _stop(self) -> None:
         for task in self._tasks:
@@ -176,6 +250,10 @@ class Sequencer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self._drop_speculation()
+        self._inflight = self._pipe.qsize()
+        if not self._inflight:
+            self._idle.set()
 
     async def _collect(self) -> list[_Request]:
         batch = [await self._queue.get()]
@@ -200,16 +278,24 @@ class Sequencer:
     async def _prepare_loop(self) -> None:
         while True:
             batch = await self._collect()
-            base = self._spec if self._spec is not None else self._edge
-            prepared = None
-            if base is not None:
-                try:
-                    prepared = prepare(batch, base)
-                except Exception:  # prepared again in the transaction, where a failure is reported
-                    log.exception("preparing a ledger batch failed")
-                    prepared = None
-            self._spec = None if prepared is None else prepared.edge
             try:
+                if self._spec is None and self._inflight:
+                    # Nothing to speculate on (start, or after a failure or another process's
+                    # append): let the pipe drain so the committed edge is current.
+                    await self._idle.wait()
+                base = self._spec if self._spec is not None else self._edge
+                generation = self._generation
+                prepared = None
+                if base is not None:
+                    try:
+                        prepared = await prepare_yielding(batch, base)
+                    except Exception:  # prepared again in the transaction, failing there
+                        log.exception("preparing a ledger batch failed")
+                if generation != self._generation:
+                    prepared = None  # the committer dropped the edge it was built on
+                self._spec = None if prepared is None else prepared.edge
+                self._inflight += 1
+                self._idle.clear()
                 await self._pipe.put((batch, prepared))
             except asyncio.CancelledError:
                 for req in batch:
@@ -220,7 +306,12 @@ class Sequencer:
     async def _commit_loop(self) -> None:
         while True:
             batch, prepared = await self._pipe.get()
-            await self._commit_or_split(batch, prepared)
+            try:
+                await self._commit_or_split(batch, prepared)
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
 
     async def _commit_or_split(self, batch: list[_Request], prepared: _Prepared | None) -> None:
         try:
@@ -233,7 +324,7 @@ class Sequencer:
         except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
             # State unknown: forget both edges; the next batch reloads under the lock.
             self._edge = None
-            self._spec = None
+            self._drop_speculation()
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(exc)
@@ -247,6 +338,10 @@ class Sequencer:
         for req, indexes in zip(batch, done.results, strict=True):
             if not req.future.done():
                 req.future.set_result(indexes)
+
+    def _drop_speculation(self) -> None:
+        self._spec = None
+        self._generation += 1
 
     async def _load_edge(self, conn: Conn, size: int, root: bytes) -> TreeEdge:
         if self._edge is not None and self._edge.size == size and self._edge.root() == root:
@@ -264,8 +359,8 @@ class Sequencer:
             done = await self._transaction(batch, prepared)
         if done is not prepared:
             # Not what was speculated on: whatever the pipe holds was prepared on another edge
-            # (it will be prepared again); nothing prepared from now on may build on it.
-            self._spec = None if not self._pipe.empty() else done.edge
+            # (it will be prepared again in its transaction); speculate afresh once it drains.
+            self._drop_speculation()
         self._edge = done.edge
         appended = len(done.datas)
         LEDGER_ENTRIES.inc(appended)
@@ -285,15 +380,16 @@ class Sequencer:
             if p is None or p.base_size != size or p.base_root != root:
                 p = prepare(batch, await self._load_edge(conn, size, root))
             end = p.edge.size
-            if len(p.datas) < COPY_MIN:
+            if p.copy is None:
                 await conn.execute(
                     _SMALL_SQL, *p.tiles, end, p.root, list(range(size, end)), p.kinds, p.datas
                 )
             else:
-                await conn.copy_records_to_table(
+                await conn.copy_to_table(
                     "ledger_entries",
-                    records=zip(range(size, end), p.kinds, p.datas, strict=True),
+                    source=_chunks(p.copy),
                     columns=["idx", "kind", "data"],
+                    format="binary",
                 )
                 await conn.execute(_STATE_SQL, *p.tiles, end, p.root)
             if p.openings:

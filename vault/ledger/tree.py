@@ -6,7 +6,7 @@ of the perfect subtrees those hashes form (one per set bit of the tile's width, 
 That is enough to append leaves, to emit every tile an append touches, and to compute the root
 in O(log n) hashes.
 
-Hashing is done here in bulk (list comprehensions over concatenated 32-byte hashes) because it
+Hashing is done here in bulk (list comprehensions over lists of 32-byte digests) because it
 is most of the sequencer's CPU time; the results are exactly RFC 6962's, as the tests check
 against the naive reference.
 """
@@ -19,33 +19,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right
 from verify.tiles import TILE_HEIGHT, TILE_WIDTH, right_edge_tiles
 
-_FULL = TILE_WIDTH * HASH_SIZE
 _sha256 = hashlib.sha256
 
 
-def leaf_hashes(datas: Iterable[bytes]) -> bytes:
-    """The RFC 6962 leaf hashes of ``datas``, concatenated."""
-    return b"".join([_sha256(b"\x00" + d).digest() for d in datas])
+def leaf_hashes(datas: Iterable[bytes]) -> list[bytes]:
+    """The RFC 6962 leaf hashes of ``datas``."""
+    return [_sha256(b"\x00" + d).digest() for d in datas]
 
 
-def perfect_root(hashes: bytes) -> bytes:
-    """MTH of a power-of-two number of concatenated hashes (one level at a time)."""
-    while len(hashes) > HASH_SIZE:
-        hashes = b"".join(
-            [_sha256(b"\x01" + hashes[i : i + 64]).digest() for i in range(0, len(hashes), 64)]
-        )
-    return hashes
+def perfect_root(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a power-of-two number of hashes (one level at a time)."""
+    level = list(hashes)
+    while len(level) > 1:
+        pairs = iter(level)
+        level = [
+            _sha256(b"\x01" + left + right).digest()
+            for left, right in zip(pairs, pairs, strict=True)
+        ]
+    return level[0]
 
 
-def _subtree_roots(tile: bytes) -> list[bytes]:
+def _subtree_roots(tile: list[bytes]) -> list[bytes]:
     """Roots of the perfect subtrees of a partial tile's hashes, largest first."""
-    width = len(tile) // HASH_SIZE
     roots = []
     offset = 0
     for bit in range(TILE_HEIGHT - 1, -1, -1):
         n = 1 << bit
-        if width & n:
-            roots.append(perfect_root(tile[offset * HASH_SIZE : (offset + n) * HASH_SIZE]))
+        if len(tile) & n:
+            roots.append(perfect_root(tile[offset : offset + n]))
             offset += n
     return roots
 
@@ -55,7 +56,7 @@ class TreeEdge:
 
     def __init__(self) -> None:
         self.size = 0
-        self._partial: list[bytearray] = []
+        self._partial: list[list[bytes]] = []  # the hashes of each level's partial tile
         self._roots: list[list[bytes]] = []  # perfect-subtree roots of each partial tile
         self._counts: list[int] = []  # hashes ever pushed at each tile level
 
@@ -67,74 +68,71 @@ class TreeEdge:
         level = 0
         while (size >> (TILE_HEIGHT * level)) > 0:
             edge._counts.append(size >> (TILE_HEIGHT * level))
-            edge._partial.append(bytearray())
+            edge._partial.append([])
             edge._roots.append([])
             level += 1
         for tile_level, tile_index, width in right_edge_tiles(size):
             stored = tiles.get((tile_level, tile_index))
             if stored is None or len(stored) < width * HASH_SIZE:
                 raise KeyError(f"tile {tile_level}/{tile_index} missing or shorter than {width}")
-            content = bytes(stored[: width * HASH_SIZE])
-            edge._partial[tile_level] = bytearray(content)
-            edge._roots[tile_level] = _subtree_roots(content)
+            hashes = [bytes(stored[i : i + HASH_SIZE]) for i in range(0, width * HASH_SIZE, 32)]
+            edge._partial[tile_level] = hashes
+            edge._roots[tile_level] = _subtree_roots(hashes)
         return edge
 
     def copy(self) -> TreeEdge:
         other = TreeEdge()
         other.size = self.size
-        other._partial = [bytearray(p) for p in self._partial]
+        other._partial = [list(p) for p in self._partial]
         other._roots = [list(r) for r in self._roots]
         other._counts = list(self._counts)
         return other
 
     def append(self, leaf_hashes: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
-        """Append leaves; return every tile touched, (level, index) -> its hashes now."""
-        return self.append_joined(b"".join(leaf_hashes))
-
-    def append_joined(self, hashes: bytes) -> dict[tuple[int, int], bytes]:
-        """Like :meth:`append`, for leaf hashes already concatenated."""
+        """Append leaves by their leaf hashes; return every tile touched, (level, index) -> its
+        hashes now (concatenated)."""
         touched: dict[tuple[int, int], bytes] = {}
-        count = len(hashes) // HASH_SIZE
+        hashes = list(leaf_hashes)
         level = 0
         while hashes:
             hashes = self._extend(level, hashes, touched)
             level += 1
-        self.size += count
+        self.size += len(leaf_hashes)
         return touched
 
-    def _extend(self, level: int, data: bytes, touched: dict[tuple[int, int], bytes]) -> bytes:
+    def _extend(
+        self, level: int, hashes: list[bytes], touched: dict[tuple[int, int], bytes]
+    ) -> list[bytes]:
         """Add hashes at tile level ``level``; return the hashes of the tiles it completed."""
         if len(self._partial) <= level:
-            self._partial.append(bytearray())
+            self._partial.append([])
             self._roots.append([])
             self._counts.append(0)
         tile = self._partial[level]
         parents = []
         pos = 0
-        while pos < len(data):
-            take = min(len(data) - pos, _FULL - len(tile))
-            chunk = data[pos : pos + take]
+        while pos < len(hashes):
+            take = min(len(hashes) - pos, TILE_WIDTH - len(tile))
+            chunk = hashes[pos : pos + take]
             pos += take
             index = self._counts[level] // TILE_WIDTH
-            self._counts[level] += take // HASH_SIZE
-            if len(tile) + take == _FULL:
-                content = bytes(tile) + chunk if tile else chunk
-                touched[(level, index)] = content
+            self._counts[level] += take
+            if len(tile) + take == TILE_WIDTH:
+                full = tile + chunk if tile else chunk
+                touched[(level, index)] = b"".join(full)
                 tile.clear()
                 self._roots[level] = []
-                parents.append(perfect_root(content))
+                parents.append(perfect_root(full))
             else:
-                tile += chunk
-                self._push(level, chunk)
-                touched[(level, index)] = bytes(tile)
-        return b"".join(parents)
+                self._push(level, len(tile), chunk)
+                tile.extend(chunk)
+                touched[(level, index)] = b"".join(tile)
+        return parents
 
-    def _push(self, level: int, chunk: bytes) -> None:
-        """Fold ``chunk``'s hashes into the subtree roots of the level's (still partial) tile."""
+    def _push(self, level: int, width: int, chunk: list[bytes]) -> None:
+        """Fold ``chunk`` into the subtree roots of the level's partial tile of ``width``."""
         roots = self._roots[level]
-        width = len(self._partial[level]) // HASH_SIZE - len(chunk) // HASH_SIZE
-        for i in range(0, len(chunk), HASH_SIZE):
-            node = chunk[i : i + HASH_SIZE]
+        for node in chunk:
             w = width
             while w & 1:
                 node = _sha256(b"\x01" + roots.pop() + node).digest()
