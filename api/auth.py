@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.keys import READ_POOL, RUNTIME, TOKEN_CACHE
+from api.keys import RUNTIME, TOKEN_CACHE
 from vault import principals, tokens
 from vault.access import Principal, Role
 from vault.errors import BadRequest, NotFound, Unauthenticated
@@ -91,8 +91,7 @@ async def principal_of(request: web.Request) -> Principal:
     token = _bearer(request)
     if token is not None:
         app = request.app
-        pool = app.get(READ_POOL) or app[RUNTIME].db.pool
-        principal = await tokens.authenticate(pool, token, app.get(TOKEN_CACHE))
+        principal = await tokens.authenticate(app[RUNTIME].db.pool, token, app.get(TOKEN_CACHE))
     else:
         found = await _from_certificate(request)
         if found is None:
