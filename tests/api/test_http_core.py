@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -9,11 +10,15 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from http_fixtures import World, make_video, seeded_service
 
+from api.config import load
+from api.runtime import open_runtime
+from vault import principals, tokens
 from verify.checkpoint import open_checkpoint
 from verify.note import parse_vkey
 
@@ -389,3 +394,43 @@ def test_unauthenticated_challenge_and_request_ids(world: World) -> None:
     for token in w.tokens.values():
         assert token not in log
     assert "sha256=" not in log and "secret.mp4" not in log
+
+
+def test_revoked_or_disabled_refused_by_the_running_service_at_once(world: World) -> None:
+    """The service caches authenticated tokens (``vault.tokens.TokenCache``); a revocation or
+    a disabled principal committed by ANOTHER process (here: this test) is refused by the very
+    next request, well within any cache TTL (the NOTIFY from the changing transaction)."""
+    w = world
+    cfg = load(None, str(w.svc.data), environ=w.svc.env)
+
+    async def issue() -> tokens.IssuedToken:
+        async with open_runtime(cfg) as rt:
+            admin = await principals.load(rt.db.pool, "admin")
+            return await tokens.create(rt.db.pool, rt.ledger, admin, "legal", timedelta(days=1))
+
+    async def revoke(token_id: str) -> None:
+        async with open_runtime(cfg) as rt:
+            admin = await principals.load(rt.db.pool, "admin")
+            await tokens.revoke(rt.db.pool, rt.ledger, admin, token_id)
+
+    async def set_active(on: bool) -> None:
+        async with open_runtime(cfg) as rt:
+            admin = await principals.load(rt.db.pool, "admin")
+            await (principals.enable if on else principals.disable)(
+                rt.db.pool, rt.ledger, admin, "legal"
+            )
+
+    issued = asyncio.run(issue())
+    auth = {"Authorization": f"Bearer {issued.token}"}
+    for _ in range(3):  # now cached by the service
+        assert w.call("GET", "/v1/cases", who=None, headers=auth).status == 200
+    asyncio.run(revoke(issued.id))
+    assert w.call("GET", "/v1/cases", who=None, headers=auth).status == 401
+    # a principal disabled elsewhere: its cached (still unrevoked) token is refused at once
+    assert w.call("GET", "/v1/cases", who="legal").status == 200
+    asyncio.run(set_active(False))
+    try:
+        assert w.call("GET", "/v1/cases", who="legal").status == 401
+    finally:
+        asyncio.run(set_active(True))
+    assert w.call("GET", "/v1/cases", who="legal").status == 200
