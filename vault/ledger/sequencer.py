@@ -45,25 +45,17 @@ LEDGER_LOCK = 0x65766C67  # "evlg"
 # ones by COPY, which PostgreSQL inserts faster per row.
 COPY_MIN = 256
 # Entries prepared between two chances for the event loop to serve the transaction in flight.
-PREPARE_SLICE = 512
+PREPARE_SLICE = 128
+# Batches prepared ahead of the one committing (each holds its rows, tiles and edge).
+PIPE_DEPTH = 4
 
 Effect = Callable[[Conn, list[int]], Awaitable[None]]
 
-_LOCK_SQL = "SELECT size, root FROM evault_ledger_lock($1)"
-_STATE_SQL = (
-    "WITH t AS (INSERT INTO ledger_tiles (level, idx, hashes)"
-    " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
-    " ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes)"
-    " UPDATE ledger_state SET size = $4, root = $5"
-)
-# The same, also inserting the entries (for small batches: one round trip for all of it).
-_SMALL_SQL = (
-    "WITH t AS (INSERT INTO ledger_tiles (level, idx, hashes)"
-    " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
-    " ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes),"
-    " e AS (INSERT INTO ledger_entries (idx, kind, data)"
-    " SELECT * FROM unnest($6::bigint[], $7::text[], $8::bytea[]))"
-    " UPDATE ledger_state SET size = $4, root = $5"
+# Locks, checks the base the batch was prepared on, writes tiles, state and (small batches)
+# entries: see migration 007.
+_ADVANCE_SQL = (
+    "SELECT applied, size, root"
+    " FROM evault_ledger_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
 _OPENINGS_SQL = (
     "INSERT INTO ledger_openings (idx, field, salt, value)"
@@ -204,7 +196,9 @@ class Sequencer:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         # Collected batches on their way to the committer, prepared when an edge was known.
-        self._pipe: asyncio.Queue[tuple[list[_Request], _Prepared | None]] = asyncio.Queue(1)
+        self._pipe: asyncio.Queue[tuple[list[_Request], _Prepared | None]] = asyncio.Queue(
+            PIPE_DEPTH
+        )
         self._edge: TreeEdge | None = None  # the committed edge, when known
         self._spec: TreeEdge | None = None  # the edge after the last batch put in the pipe
         self._inflight = 0  # batches put in the pipe and not yet committed or failed
@@ -370,28 +364,47 @@ class Sequencer:
             self._on_commit(done.edge.size)
         return done
 
+    async def _advance(
+        self, conn: Conn, batch: list[_Request], prepared: _Prepared | None
+    ) -> _Prepared:
+        """Take the lock; write the tiles, the state and (small batches) the entries of
+        ``prepared`` if it was prepared on the committed tree, else prepare the batch on that
+        tree and write it. Returns what was written."""
+        p = prepared
+        for _attempt in range(2):
+            if p is None:
+                args: tuple[object, ...] = (-1, b"", 0, b"", [], [], [], None, None, None)
+            else:
+                end = p.edge.size
+                small = p.copy is None
+                args = (
+                    p.base_size,
+                    p.base_root,
+                    end,
+                    p.root,
+                    *p.tiles,
+                    list(range(p.base_size, end)) if small else None,
+                    p.kinds if small else None,
+                    p.datas if small else None,
+                )
+            row = await conn.fetchrow(_ADVANCE_SQL, LEDGER_LOCK, *args)
+            if row is None or row["size"] is None:
+                raise LedgerCorrupt("the ledger_state row is missing: run `evault ledger fsck`")
+            if row["applied"] and p is not None:
+                return p
+            p = prepare(batch, await self._load_edge(conn, int(row["size"]), bytes(row["root"])))
+        raise LedgerCorrupt("the ledger state changed while the sequencer held its lock")
+
     async def _transaction(self, batch: list[_Request], prepared: _Prepared | None) -> _Prepared:
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_LOCK_SQL, LEDGER_LOCK)
-            if row is None:
-                raise LedgerCorrupt("the ledger_state row is missing: run `evault ledger fsck`")
-            size, root = int(row[0]), bytes(row[1])
-            p = prepared
-            if p is None or p.base_size != size or p.base_root != root:
-                p = prepare(batch, await self._load_edge(conn, size, root))
-            end = p.edge.size
-            if p.copy is None:
-                await conn.execute(
-                    _SMALL_SQL, *p.tiles, end, p.root, list(range(size, end)), p.kinds, p.datas
-                )
-            else:
+            p = await self._advance(conn, batch, prepared)
+            if p.copy is not None:
                 await conn.copy_to_table(
                     "ledger_entries",
                     source=_chunks(p.copy),
                     columns=["idx", "kind", "data"],
                     format="binary",
                 )
-                await conn.execute(_STATE_SQL, *p.tiles, end, p.root)
             if p.openings:
                 await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
             for req, indexes in zip(batch, p.results, strict=True):
