@@ -94,43 +94,54 @@ class Checkpointer:
 
     async def checkpoint(self) -> SignedCheckpoint:
         """Sign a checkpoint of the current tree (or return the latest if the size is unchanged)."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHECKPOINT_LOCK)
-            size, root = await read_state(conn)
-            last = await latest_checkpoint(conn)
-            if last is not None and last.size == size:
-                result = last
-            else:
-                derived = await root_at(conn, size)
-                if derived != root:
-                    raise LedgerCorrupt(
-                        f"root re-derived from stored tiles at size {size} differs from the "
-                        "sequencer's root: refusing to sign; run `evault ledger fsck`"
-                    )
-                if last is not None:
-                    proof = await consistency_proof(conn, last.size, size)
-                    try:
-                        verify_consistency(last.size, size, proof, last.root, root)
-                    except ProofError as exc:
-                        raise LedgerCorrupt(
-                            f"tree at size {size} is not consistent with checkpoint {last.size}: "
-                            f"{exc}; refusing to sign"
-                        ) from exc
-                body = format_checkpoint(Checkpoint(self._origin, size, root))
-                note = sign_note(body, self._signer)
-                await asyncio.to_thread(append_checkpoint_log, self._log_path, note)
-                await conn.execute(
-                    "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2, $3)",
-                    size,
-                    root,
-                    note,
-                )
-                result = SignedCheckpoint(size, root, note)
-                CHECKPOINT_SIZE.set(size)
-                CHECKPOINT_TIME.set(time.time())
+        # The lock is taken before the repeatable-read snapshot: a snapshot taken while waiting
+        # for it would miss what the previous holder signed, and sign an older size after it.
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", CHECKPOINT_LOCK)
+            try:
+                async with conn.transaction(isolation="repeatable_read"):
+                    result = await self._sign(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", CHECKPOINT_LOCK)
         async with self._signed:
             self._latest_size = max(self._latest_size, result.size)
             self._signed.notify_all()
+        return result
+
+    async def _sign(self, conn: Conn) -> SignedCheckpoint:
+        """Under the lock, in one snapshot: the latest checkpoint, or a new one of the tree."""
+        size, root = await read_state(conn)
+        last = await latest_checkpoint(conn)
+        if last is not None and last.size == size:
+            result = last
+        else:
+            derived = await root_at(conn, size)
+            if derived != root:
+                raise LedgerCorrupt(
+                    f"root re-derived from stored tiles at size {size} differs from the "
+                    "sequencer's root: refusing to sign; run `evault ledger fsck`"
+                )
+            if last is not None:
+                proof = await consistency_proof(conn, last.size, size)
+                try:
+                    verify_consistency(last.size, size, proof, last.root, root)
+                except ProofError as exc:
+                    raise LedgerCorrupt(
+                        f"tree at size {size} is not consistent with checkpoint {last.size}: "
+                        f"{exc}; refusing to sign"
+                    ) from exc
+            body = format_checkpoint(Checkpoint(self._origin, size, root))
+            note = sign_note(body, self._signer)
+            await asyncio.to_thread(append_checkpoint_log, self._log_path, note)
+            await conn.execute(
+                "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2, $3)",
+                size,
+                root,
+                note,
+            )
+            result = SignedCheckpoint(size, root, note)
+            CHECKPOINT_SIZE.set(size)
+            CHECKPOINT_TIME.set(time.time())
         return result
 
     async def wait_for(self, size: int, limit: float = 30.0) -> SignedCheckpoint:
