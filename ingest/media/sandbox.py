@@ -15,7 +15,12 @@ Guarantees of :func:`run` (and :func:`run_sync`, the same thing for code without
   Cancelling the awaiting task stops the child the same way before the cancellation goes on.
 * Output pipes (*sinks*) are drained on their own threads while the child runs, so the child
   never blocks on a full pipe and the event loop never hashes; memory stays bounded by the
-  pipe buffers and whatever the consumers keep.
+  pipe buffers and whatever the consumers keep. Each pipe is enlarged to
+  :data:`PIPE_BYTES` (or the system's ``fs/pipe-max-size`` if lower) so the child can run
+  ahead of its consumer, and is read in chunks of at most :data:`READ_CHUNK` bytes: a chunk
+  that stays in the CPU cache between the kernel's copy and the consumer (measured on the
+  fingerprint's 1080p raw-frame pipe: 128 KiB reads cost about a third of the system time
+  of 1 MiB reads).
 * A non-zero exit, a signal, a limit or a consumer's exception is raised as
   :class:`MediaError` with a short reason (see :func:`explain`) that names no path.
 
@@ -48,6 +53,10 @@ from ingest.media.tools import child_env, resolve
 __all__ = ["Consumer", "Limits", "RunResult", "run", "run_sync", "sink"]
 
 STDERR_TAIL = 8192
+#: Wanted capacity of each sink pipe (clamped to ``/proc/sys/fs/pipe-max-size``).
+PIPE_BYTES = 1 << 20
+#: Largest chunk read from a sink pipe at once (see module).
+READ_CHUNK = 128 << 10
 _SINK_PREFIX = "\x00sink:"  # a NUL can never reach exec: an unreplaced placeholder fails loudly
 
 #: Receives each chunk a sink pipe yields, in order. The memoryview is only valid during the
@@ -145,7 +154,7 @@ class _Drain(threading.Thread):
         self.finished: asyncio.Future[None] = loop.create_future()
 
     def run(self) -> None:
-        buf = bytearray(1 << 20)
+        buf = bytearray(READ_CHUNK)
         view = memoryview(buf)
         try:
             while n := os.readv(self.fd, [buf]):
@@ -160,6 +169,15 @@ class _Drain(threading.Thread):
             os.close(self.fd)
             with contextlib.suppress(RuntimeError):  # the loop may be gone on shutdown
                 self._loop.call_soon_threadsafe(_set_done, self.finished)
+
+
+def _pipe_bytes() -> int:
+    """:data:`PIPE_BYTES`, or less if the system allows less to an unprivileged process."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size", "rb") as f:
+            return min(PIPE_BYTES, int(f.read()))
+    except (OSError, ValueError):
+        return PIPE_BYTES
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -230,9 +248,10 @@ async def run(
     drains: list[_Drain] = []
     started = time.monotonic()
     try:
+        size = _pipe_bytes() if pipes else 0
         for _, w in pipes:
             with contextlib.suppress(OSError):
-                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, size)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *real,

@@ -15,7 +15,7 @@ import pytest
 from ingest.media.errors import MediaError, MediaToolError
 from ingest.media.ffargs import ALLOWED_DEMUXERS, file_url, input_args
 from ingest.media.reasons import explain
-from ingest.media.sandbox import Limits, run, run_sync, sink
+from ingest.media.sandbox import READ_CHUNK, Limits, _pipe_bytes, run, run_sync, sink
 
 PY = sys.executable
 
@@ -110,6 +110,26 @@ async def test_sinks_receive_pipes_and_consumer_errors_propagate() -> None:
 
     with pytest.raises(MediaError, match="consumer refused"):
         await run([PY, "-c", code, sink(0)], sinks=[boom])
+
+
+async def test_sink_pipes_are_enlarged_and_read_in_bounded_chunks() -> None:
+    """The child sees the enlarged pipe; the consumer gets every byte in <= READ_CHUNK pieces."""
+    code = (
+        "import fcntl, os, sys\n"
+        "fd = int(sys.argv[1].split(':')[1])\n"
+        "print(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))\n"
+        "os.write(fd, bytes(range(256)) * 8192)"
+    )
+    sizes: list[int] = []
+    data = bytearray()
+
+    def take(chunk: memoryview) -> None:
+        sizes.append(len(chunk))
+        data.extend(chunk)
+
+    result = await run([PY, "-c", code, sink(0)], sinks=[take], stdout_limit=100)
+    assert int(result.stdout) == _pipe_bytes() > 65536
+    assert data == bytes(range(256)) * 8192 and max(sizes) <= READ_CHUNK
 
 
 async def test_stdout_limit() -> None:
