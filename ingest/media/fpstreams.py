@@ -7,6 +7,9 @@ the recording beyond one small record per segment (and per 100 ms of audio envel
 Guarantees:
 
 * :class:`FrameDigests` yields the SHA-256 of each fixed-size raw frame, exactly.
+  :class:`Y4MFrameDigests` does the same for a YUV4MPEG2 stream: it checks and drops the
+  stream header and each ``FRAME`` header line, so the digests are of the same bytes
+  (the planes of each frame, packed) as for ``rawvideo`` output.
 * :class:`VideoSegments` puts frame *i* (its digest, its 16x9 luma grid and its timestamp,
   which arrive on three pipes in the same frame order) into segment
   ``floor((pts_i - pts_0) * time_base / segment_ms)``; a timestamp that goes backwards keeps
@@ -43,9 +46,11 @@ __all__ = [
     "FrameDigests",
     "SegmentPart",
     "VideoSegments",
+    "Y4MFrameDigests",
 ]
 
 GRID_CELLS = 16 * 9
+_Y4M_LINE_MAX = 4096
 _TB = re.compile(rb"^#tb \d+: (\d+)/(\d+)$")
 
 
@@ -64,7 +69,7 @@ class FrameDigests:
     def __init__(self, frame_size: int, on_digest: Callable[[bytes], None]) -> None:
         if frame_size <= 0:
             raise ValueError("frame_size must be positive")
-        self._size = frame_size
+        self.size = frame_size
         self._left = frame_size
         self._hash = hashlib.sha256()
         self._on_digest = on_digest
@@ -79,11 +84,63 @@ class FrameDigests:
             if self._left == 0:
                 self._on_digest(self._hash.digest())
                 self._hash = hashlib.sha256()
-                self._left = self._size
+                self._left = self.size
 
     def finish(self) -> None:
-        if self._left != self._size:
+        if self._left != self.size:
             raise MediaError("decoded video ended inside a frame")
+
+
+class Y4MFrameDigests:
+    """:class:`FrameDigests` for YUV4MPEG2: headers checked and dropped, frames hashed."""
+
+    def __init__(self, frame_size: int, on_digest: Callable[[bytes], None]) -> None:
+        self._frames = FrameDigests(frame_size, on_digest)
+        self._line = bytearray()  # a header line being read, or empty inside a frame
+        self._stream_header = True
+        self._in_frame = 0  # bytes of the current frame still to come
+
+    def __call__(self, chunk: memoryview) -> None:
+        pos, n = 0, len(chunk)
+        while pos < n:
+            if self._in_frame:
+                take = min(self._in_frame, n - pos)
+                self._frames(chunk[pos : pos + take])
+                self._in_frame -= take
+                pos += take
+                continue
+            end = _find_newline(chunk, pos)
+            stop = n if end < 0 else end
+            self._line += chunk[pos:stop]
+            if len(self._line) > _Y4M_LINE_MAX:
+                raise MediaError("malformed YUV4MPEG2 header")
+            if end < 0:
+                return
+            pos = end + 1
+            self._header(bytes(self._line))
+            self._line.clear()
+
+    def _header(self, line: bytes) -> None:
+        if self._stream_header:
+            if not line.startswith(b"YUV4MPEG2 "):
+                raise MediaError("malformed YUV4MPEG2 stream header")
+            self._stream_header = False
+            return
+        if line != b"FRAME" and not line.startswith(b"FRAME "):
+            raise MediaError("malformed YUV4MPEG2 frame header")
+        self._in_frame = self._frames.size
+
+    def finish(self) -> None:
+        if self._line or self._in_frame:
+            raise MediaError("decoded video ended inside a frame")
+        self._frames.finish()
+
+
+def _find_newline(chunk: memoryview, start: int) -> int:
+    """Index of the first ``\\n`` in ``chunk[start:]`` (searching at most one header line)."""
+    window = chunk[start : start + _Y4M_LINE_MAX + 1]
+    found = bytes(window).find(b"\n")
+    return -1 if found < 0 else start + found
 
 
 class Chunks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 import subprocess
@@ -18,10 +19,18 @@ from media_tools import FFMPEG, ffmpeg
 from ingest.media.compare import compare
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import EMPTY, Fingerprint, fingerprint
-from ingest.media.fpstreams import AudioSegments, Envelope, FrameDigests, VideoSegments
+from ingest.media.fpstreams import (
+    AudioSegments,
+    Envelope,
+    FrameDigests,
+    VideoSegments,
+    Y4MFrameDigests,
+)
 from ingest.media.pixfmt import frame_size
 from ingest.media.probe import probe
 from vault.errors import IntegrityError
+
+fingerprint_module = importlib.import_module("ingest.media.fingerprint")
 
 # ---------------------------------------------------------------- consumers (no ffmpeg)
 
@@ -48,6 +57,42 @@ def test_frame_digests_reject_partial_frame() -> None:
     digests = FrameDigests(4, lambda d: None)
     digests(memoryview(b"abcdef"))
     with pytest.raises(MediaError):
+        digests.finish()
+
+
+@given(
+    st.lists(st.binary(min_size=6, max_size=6), max_size=6),
+    st.lists(st.integers(0, 10**6), max_size=10),
+    st.sampled_from([b"", b" Ixyz"]),
+)
+def test_y4m_frame_digests_hash_only_the_frames(
+    frames: list[bytes], cuts: list[int], params: bytes
+) -> None:
+    """Headers (any chunking, frame headers with or without parameters) are not hashed."""
+    stream = b"YUV4MPEG2 W2 H2 F30:1 Ip C420jpeg\n"
+    stream += b"".join(b"FRAME" + params + b"\n" + f for f in frames)
+    got: list[bytes] = []
+    digests = Y4MFrameDigests(6, got.append)
+    feed(digests, stream, cuts)
+    digests.finish()
+    assert got == [hashlib.sha256(f).digest() for f in frames]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"YUV4MPEG2 W2 H2\nFRAME\nabc",  # ends inside a frame
+        b"YUV4MPEG2 W2 H2\nFRA",  # ends inside a frame header
+        b"RIFF W2 H2\nFRAME\nabcdef",  # not a YUV4MPEG2 stream
+        b"YUV4MPEG2 W2 H2\nFRAMEX\nabcdef",  # not a frame header
+        b"YUV4MPEG2 W2 H2\nFRAME\nabcdefFRAME\nabcdefg\n",  # frame longer than its size
+        b"YUV4MPEG2 " + b"x" * 5000,  # a header line without end
+    ],
+)
+def test_y4m_frame_digests_reject_malformed(stream: bytes) -> None:
+    digests = Y4MFrameDigests(6, lambda d: None)
+    with pytest.raises(MediaError):
+        digests(memoryview(stream))
         digests.finish()
 
 
@@ -236,3 +281,32 @@ async def test_unlisted_pixel_format_is_measured(tmp_path: Path) -> None:
     first = await fingerprint(path, info)
     assert dict(first.video)["frames"] == 10
     assert await fingerprint(path, info) == first  # deterministic
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p", "gray"])
+async def test_y4m_and_rawvideo_paths_agree(
+    pix_fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The YUV4MPEG2 transport hashes exactly what the rawvideo one does: same fingerprint."""
+    path = tmp_path / "clip.mkv"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=96x64:r=15:d=2"),
+        *("-c:v", "ffv1", "-pix_fmt", pix_fmt, str(path)),
+    )
+    info = await probe(path)
+    assert info.pix_fmt == pix_fmt in fingerprint_module.Y4M_PIX_FMTS
+    via_y4m = await fingerprint(path, info)
+    monkeypatch.setattr(fingerprint_module, "Y4M_PIX_FMTS", frozenset())
+    via_raw = await fingerprint(path, info)
+    assert via_y4m == via_raw and dict(via_y4m.video)["frames"] == 30
+    raw = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    size = frame_size(pix_fmt, 96, 64)
+    assert size is not None and len(raw) == 30 * size
+    digests = b"".join(
+        hashlib.sha256(raw[i : i + size]).digest() for i in range(0, 15 * size, size)
+    )
+    assert via_y4m.segments[0].video_sha256 == hashlib.sha256(digests).digest()
