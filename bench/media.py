@@ -1,6 +1,6 @@
 """Media-layer benchmark: proxy, remux vs transcode, fingerprint vs plain decode.
 
-Usage: python bench/media.py [--seconds 60] [--repeat 3] [--grain 0] [--keep DIR]
+Usage: python bench/media.py [--seconds 60] [--repeat 3] [--grain 0] [--keep DIR] [--only abc]
 
 Generates a 1080p30 H.264/AAC test recording (not timed), then times, taking the best of
 ``--repeat`` runs of each (the machine is shared; the minimum is the least disturbed run):
@@ -14,6 +14,8 @@ process and its children) are both reported, CPU being the steadier on a busy ma
 (b) remux proxy vs a full transcode at the same size (1080 cap), bare ffmpeg steps and whole
     make_proxy calls.                                              target remux >= 20x faster
 (c) fingerprint vs ``ffmpeg -i src -f null -`` (same decode threads).  target ratio <= 1.3
+
+``--only c`` (or ``ab``, ...) runs only those parts; the clip is generated the same way.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=ap_fmt())
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keep", type=Path, help="work in DIR and keep it")
+    ap.add_argument(
+        "--keep", type=Path, help="work in DIR and keep it (its clip is reused if it fits)"
+    )
     ap.add_argument(
         "--grain",
         type=int,
@@ -105,17 +109,24 @@ def main() -> int:
         help="film-grain noise strength (e.g. 6) for a source closer to camera footage: "
         "more bits, heavier decode",
     )
+    ap.add_argument("--only", default="abc", help="parts to run, e.g. 'c' (default: abc)")
     args = ap.parse_args()
+    if not args.only or set(args.only) - set("abc"):
+        ap.error("--only takes letters from 'abc'")
     base = args.keep or Path(tempfile.mkdtemp(prefix="evault-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     src = base / "src.mp4"
     try:
         print(f"generating {args.seconds} s 1080p30 H.264/AAC in {base} ...", flush=True)
-        generate(src, args.seconds, args.grain)
+        stamp = base / "src.params"
+        params = f"{args.seconds} {args.grain}"
+        if not (src.exists() and stamp.exists() and stamp.read_text() == params):
+            generate(src, args.seconds, args.grain)
+            stamp.write_text(params)
         mbps = src.stat().st_size * 8 / args.seconds / 1e6
         print(f"source: {mbps:.1f} Mbit/s (grain {args.grain})", flush=True)
         info = asyncio.run(probe(src))
-        times, ratios = run_all(base, src, info, args.seconds, args.repeat)
+        times, ratios = run_all(base, src, info, args.seconds, args.repeat, args.only)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -133,11 +144,29 @@ def ap_fmt() -> type[argparse.RawDescriptionHelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
 
 
+Results = tuple[list[tuple[str, Timing]], list[tuple[str, float, float, str]]]
+
+
+def _ratio(name: str, a: Timing, b: Timing, target: str) -> tuple[str, float, float, str]:
+    return (name, a[0] / b[0], a[1] / b[1], target)
+
+
 def run_all(
-    base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int
-) -> tuple[list[tuple[str, Timing]], list[tuple[str, float, float, str]]]:
+    base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int, only: str
+) -> Results:
+    times: list[tuple[str, Timing]] = []
+    ratios: list[tuple[str, float, float, str]] = []
+    for part, fn in (("a", _proxy), ("b", _remux), ("c", _fingerprint)):
+        if part in only:
+            t, r = fn(base, src, info, seconds, repeat)
+            times += t
+            ratios += r
+    return times, ratios
+
+
+def _proxy(base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int) -> Results:
+    """(a) 720p transcode proxy; the bare run repeats make_proxy's exact argv unsandboxed."""
     limits = Limits(wall_s=600.0 + 20 * seconds)
-    # (a) 720p transcode proxy; the bare run repeats make_proxy's exact argv unsandboxed.
     proxy = asyncio.run(make_proxy(src, fresh(base, "a"), info, limits=limits))
     assert plan_proxy(info).kind == "transcode"
     bare_720, step_720, full_720 = paired(
@@ -146,7 +175,22 @@ def run_all(
         lambda: make_proxy(src, fresh(base, "a"), info, full_decode=False, limits=limits),
         lambda: make_proxy(src, fresh(base, "a"), info, limits=limits),
     )
-    # (b) remux (1080 cap) vs transcode of the same source at the same size.
+    times = [
+        ("(a) transcode 720p, bare ffmpeg", bare_720),
+        ("(a) make_proxy 720p, ffmpeg step + ffprobe", step_720),
+        ("(a) make_proxy 720p, + full decode check", full_720),
+    ]
+    ratios = [
+        _ratio("(a) make_proxy (no decode check) / bare", step_720, bare_720, "<= 1.05"),
+        _ratio("(a) make_proxy (with decode check) / bare", full_720, bare_720, "info"),
+    ]
+    return times, ratios
+
+
+def _remux(base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int) -> Results:
+    """(b) remux (1080 cap) vs transcode of the same source at the same size."""
+    limits = Limits(wall_s=600.0 + 20 * seconds)
+    proxy = asyncio.run(make_proxy(src, fresh(base, "a"), info, full_decode=False, limits=limits))
     remux = asyncio.run(make_proxy(src, fresh(base, "b"), info, max_height=1080, limits=limits))
     assert remux.method == "remux", remux.method
     transcode = list(proxy.args)
@@ -160,7 +204,22 @@ def run_all(
         lambda: make_proxy(src, fresh(base, "b"), info, max_height=1080, limits=limits),
     )
     (bare_transcode,) = paired(max(1, repeat - 1), lambda: bare(transcode))
-    # (c) fingerprint vs plain decode with the same decode thread count.
+    times = [
+        ("(b) remux 1080p, bare ffmpeg", bare_remux),
+        ("(b) transcode 1080p, bare ffmpeg", bare_transcode),
+        ("(b) make_proxy remux + full decode check", full_remux),
+    ]
+    ratios = [
+        _ratio("(b) transcode / remux, bare ffmpeg steps", bare_transcode, bare_remux, ">= 20"),
+        _ratio(
+            "(b) transcode / make_proxy remux + decode check", bare_transcode, full_remux, "info"
+        ),
+    ]
+    return times, ratios
+
+
+def _fingerprint(base: Path, src: Path, info: ProbeInfo, seconds: int, repeat: int) -> Results:
+    """(c) fingerprint vs plain decode with the same decode thread count."""
     threads = os.cpu_count() or 2
     decode = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads)]
     decode += ["-i", str(src), "-f", "null", "-"]
@@ -168,30 +227,8 @@ def run_all(
     plain, fp = paired(
         repeat, lambda: bare(decode), lambda: fingerprint(src, info, limits=fp_limits)
     )
-    times = [
-        ("(a) transcode 720p, bare ffmpeg", bare_720),
-        ("(a) make_proxy 720p, ffmpeg step + ffprobe", step_720),
-        ("(a) make_proxy 720p, + full decode check", full_720),
-        ("(b) remux 1080p, bare ffmpeg", bare_remux),
-        ("(b) transcode 1080p, bare ffmpeg", bare_transcode),
-        ("(b) make_proxy remux + full decode check", full_remux),
-        ("(c) plain decode -f null", plain),
-        ("(c) fingerprint", fp),
-    ]
-
-    def ratio(name: str, a: Timing, b: Timing, target: str) -> tuple[str, float, float, str]:
-        return (name, a[0] / b[0], a[1] / b[1], target)
-
-    ratios = [
-        ratio("(a) make_proxy (no decode check) / bare", step_720, bare_720, "<= 1.05"),
-        ratio("(a) make_proxy (with decode check) / bare", full_720, bare_720, "info"),
-        ratio("(b) transcode / remux, bare ffmpeg steps", bare_transcode, bare_remux, ">= 20"),
-        ratio(
-            "(b) transcode / make_proxy remux + decode check", bare_transcode, full_remux, "info"
-        ),
-        ratio("(c) fingerprint / plain decode", fp, plain, "<= 1.3"),
-    ]
-    return times, ratios
+    times = [("(c) plain decode -f null", plain), ("(c) fingerprint", fp)]
+    return times, [_ratio("(c) fingerprint / plain decode", fp, plain, "<= 1.3")]
 
 
 if __name__ == "__main__":
