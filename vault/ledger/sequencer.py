@@ -214,7 +214,10 @@ class Sequencer:
         if not entries:
             return []
         if not self._tasks or any(t.done() for t in self._tasks):
-            await self._stop()
+            # (Re)start without awaiting, so that concurrent callers start one pair only.
+            for task in self._tasks:
+                task.cancel()
+            self._reset()
             self._tasks = [
                 asyncio.create_task(self._prepare_loop(), name="ledger-preparer"),
                 asyncio.create_task(self._commit_loop(), name="ledger-sequencer"),
@@ -244,6 +247,10 @@ class Sequencer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the speculative edge; count only what the pipe holds as in flight."""
         self._drop_speculation()
         self._inflight = self._pipe.qsize()
         if not self._inflight:
@@ -303,7 +310,7 @@ class Sequencer:
             try:
                 await self._commit_or_split(batch, prepared)
             finally:
-                self._inflight -= 1
+                self._inflight = max(0, self._inflight - 1)
                 if not self._inflight:
                     self._idle.set()
 
