@@ -66,6 +66,14 @@ class ServiceConfig:
     verify_max_bytes: int = setting(
         1 << 40, "Largest file accepted by POST /v1/verify (hashed, never stored).", minimum=0
     )
+    token_cache_seconds: float = setting(
+        5.0,
+        "How long a token that authenticated may be answered from this process's memory. "
+        "Revocations, disabled principals and case assignments made through evault invalidate "
+        "it at once (NOTIFY); this bounds only changes made by hand in SQL. 0: no cache.",
+        minimum=0,
+        maximum=60,
+    )
 
 
 @dataclass(frozen=True)

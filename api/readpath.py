@@ -46,7 +46,7 @@ async def read_ctx(app: web.Application) -> AsyncIterator[None]:
         server_settings=settings,
         reset=_keep,
     )
-    cache = TokenCache()
+    cache = TokenCache(ttl=rt.cfg.service.token_cache_seconds)
     feed = asyncio.create_task(
         follow_changes(lambda: asyncpg.connect(rt.db.dsn, server_settings=settings), cache)
     )

@@ -12,8 +12,9 @@ Guarantees:
 - Creating and revoking tokens needs ``administer`` and is recorded as ``principal`` entries.
 - ``TokenCache`` (optional, per process) spares the lookup for a token seen moments ago. It only
   ever holds tokens that authenticated, keyed by their hash, and answers from an entry only while
-  all of these hold: the entry is younger than its TTL (default 5 s: the bound for any change made
-  outside this module and ``vault.principals``, e.g. by hand in SQL); the token's ``expires_at``
+  all of these hold: the entry is younger than its TTL (``service.token_cache_seconds``, default
+  5 s, 0 for no cache: the bound for any change made outside this module and
+  ``vault.principals``, e.g. by hand in SQL); the token's ``expires_at``
   is still in the future (expiry is exact); and the cache is *following* (``follow_changes``
   holds a ``LISTEN`` connection: while it is down, or before it is up, every lookup goes to the
   database). Every change that can make a cached answer wrong — revoking a token, disabling or
@@ -101,7 +102,7 @@ class TokenCache:
 
     def put(self, digest: bytes, principal: Principal, expires: datetime, generation: int) -> None:
         """Remember an answer found at ``generation`` unless an invalidation came since."""
-        if not self.following or generation != self.generation:
+        if not self.following or generation != self.generation or self.ttl <= 0:
             return
         if len(self._entries) >= self.size:
             self._entries.clear()  # crude but bounded; a full cache is refilled in one TTL

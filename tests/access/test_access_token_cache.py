@@ -141,3 +141,7 @@ def test_cache_rules_without_a_database() -> None:
     cache.put(b"c", who, later, cache.generation)
     cache.set_following(False)  # the feed went down: everything dropped, bypassed
     assert cache.get(b"c") is None
+    off = tokens.TokenCache(ttl=0, clock=lambda: now[0])  # token_cache_seconds = 0
+    off.set_following(True)
+    off.put(b"a", who, later, off.generation)
+    assert off.get(b"a") is None
