@@ -10,14 +10,17 @@ reads it once into the page cache, then times, interleaved, REPEAT rounds of:
                        -- once per chunk size in --chunks-kib
   read  (a) plaintext: read in 1 MiB blocks + SHA-256          (the content-address check),
                        with the read-ahead hint both product read paths use (vault.prefetch)
-        (b) sealed:    SealedReader.read_all + SHA-256 of the plaintext
+        (b) sealed:    SealedReader.read_all + SHA-256 of the plaintext (the reader decrypts
+                       on a worker thread one batch ahead: vault.pipeline)
         each twice: "warm" (file in the page cache: the CPU cost) and "cold" (the file's pages
         dropped first with posix_fadvise DONTNEED: what a disk read costs)
 
 and prints medians over rounds (the order of the paths rotates each round) of wall-clock MB/s and
 of MB per user-CPU second of the process (the hashing and crypto cost alone: stable when the disk
 and CPUs are shared and noisy; kernel I/O time is excluded), with the ratio
-sealed / plaintext against the target >= 70% for write and read. Temp files are always removed.
+sealed / plaintext. The target (>= 70% for write and read) is on throughput, the wall-clock
+figures; the CPU figures are what sealing costs per byte, shown for capacity planning: a host
+whose cores are all busy gets about that ratio. Temp files are always removed.
 """
 
 from __future__ import annotations
@@ -197,8 +200,10 @@ def main() -> None:
         cpu_ok = report(res, 1, "MB per user-CPU second (hashing + crypto; no kernel I/O, no disk)")
         verdict = "met" if ok else "NOT met"
         print(
-            f"\ntarget sealed >= {TARGET:.0%} of plaintext, wall clock: {verdict}; "
-            f"per user-CPU second: {'met' if cpu_ok else 'NOT met'}"
+            f"\ntarget: sealed throughput >= {TARGET:.0%} of plaintext (wall clock): {verdict}\n"
+            f"(no target) CPU per byte, sealed >= {TARGET:.0%} of plaintext's rate: "
+            f"{'yes' if cpu_ok else 'no'}: with every core busy, sealed reads and writes run "
+            "at about the CPU ratio above"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

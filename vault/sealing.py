@@ -38,7 +38,12 @@ Guarantees:
   object size: file I/O goes in batches of whole sealed chunks of about 1 MiB (at least one
   chunk) into one buffer reused for the whole read, and ``SealWriter`` holds at most one
   plaintext chunk besides its output batch. Sequential reads keep the kernel reading ahead
-  (``vault.prefetch``), so the disk works while chunks are decrypted.
+  (``vault.prefetch``), so the disk works while chunks are decrypted, and a range of at least
+  ``AHEAD_BATCHES`` batches is read and decrypted on a worker thread one batch ahead of its
+  consumer (``vault.pipeline.ahead``: the consumer's hashing or sending overlaps decryption;
+  at most two decrypted batches are held). Authentication is unchanged: a batch is handed over
+  only after each of its chunks authenticated, and an ``IntegrityError`` reaches the consumer
+  after the chunks before the damaged one, as without the worker.
 * The content address stays the plaintext SHA-256, computed by ``SealWriter`` while sealing.
 
 ``OSError`` from the underlying files propagates unchanged (the blob store maps it).
@@ -60,6 +65,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.errors import IntegrityError, TooLarge
+from vault.pipeline import ahead
 from vault.prefetch import ReadAhead
 
 __all__ = [
@@ -89,6 +95,7 @@ MAX_CHUNKS = 1 << 32
 _HEADER = struct.Struct(">8sBB6s16s")
 _HKDF_INFO = b"evidence-vault seal v1 chunk key"
 _IO_BATCH = 1 << 20
+AHEAD_BATCHES = 2  # ranges of at least this many I/O batches are decrypted a batch ahead
 
 
 class SealResult(NamedTuple):
@@ -309,7 +316,9 @@ def seal_stream(
 
 
 class SealedReader:
-    """Authenticated reader of one sealed object (not thread-safe: one reader per thread).
+    """Authenticated reader of one sealed object (not thread-safe: one reader per thread; while
+    a large range is being read, a worker thread of its own reads the file, see the module
+    docstring).
 
     Opening parses the header, derives the plaintext size from the file length, and decrypts the
     last chunk to authenticate that size (``IntegrityError`` otherwise). ``f`` must be seekable.
@@ -354,26 +363,44 @@ class SealedReader:
     def _chunks_of(self, start: int, end: int) -> Iterator[bytes]:
         if start == end:
             return
-        chunk, stride = self.chunk_size, self.chunk_size + TAG_SIZE
+        chunk = self.chunk_size
         first, last = start // chunk, (end - 1) // chunk
         body_last = min(last, self._chunks - 2)  # chunks read from the file (not the cached last)
-        per_batch = min(_batch_chunks(chunk), body_last + 1 - first)
-        batch = memoryview(bytearray(max(0, per_batch) * stride))  # reused: one read buffer
-        ahead = ReadAhead(self._f, self._offset(body_last + 1))
-        if first <= body_last:
-            self._f.seek(self._offset(first))
+        batches = self._batches(first, body_last, start, end)
+        if body_last + 1 - first >= AHEAD_BATCHES * _batch_chunks(chunk):
+            batches = ahead(batches)  # decrypt the next batch while this one is consumed
+        for pieces in batches:
+            yield from pieces
+        if last == self._chunks - 1:
+            yield self._cut(self._last, last, start, end)
+
+    def _batches(self, first: int, body_last: int, start: int, end: int) -> Iterator[list[bytes]]:
+        """Chunks ``first..body_last`` read from the file a batch at a time, decrypted, cut to
+        ``[start, end)``: one list per batch."""
+        stride = self.chunk_size + TAG_SIZE
+        per_batch = min(_batch_chunks(self.chunk_size), body_last + 1 - first)
+        if per_batch <= 0:
+            return
+        batch = memoryview(bytearray(per_batch * stride))  # reused: one read buffer
+        ahead_hint = ReadAhead(self._f, self._offset(body_last + 1))
+        self._f.seek(self._offset(first))
         index = first
         while index <= body_last:  # read a batch of sealed chunks with one call, then decrypt
             count = min(per_batch, body_last + 1 - index)
             sealed = batch[: count * stride]
             _readinto_exact(self._f, sealed)
-            ahead.at(self._offset(index + count))
-            for k in range(count):
-                plain = self._decrypt(index, sealed[k * stride : (k + 1) * stride])
-                yield self._cut(plain, index, start, end)
-                index += 1
-        if last == self._chunks - 1:
-            yield self._cut(self._last, last, start, end)
+            ahead_hint.at(self._offset(index + count))
+            pieces = []
+            try:
+                for k in range(count):
+                    plain = self._decrypt(index, sealed[k * stride : (k + 1) * stride])
+                    pieces.append(self._cut(plain, index, start, end))
+                    index += 1
+            except IntegrityError:
+                if pieces:  # the chunks before the damaged one, as a chunk-by-chunk read gives
+                    yield pieces
+                raise
+            yield pieces
 
     def _cut(self, plain: bytes, index: int, start: int, end: int) -> bytes:
         base = index * self.chunk_size
