@@ -34,7 +34,9 @@ node; the media part would start a full scrub pass and the fsck over the seeded 
    the same ranges from a bare ``os.sendfile`` loop (``apibench/floor.py``) to the same client
    over loopback: what moving the bytes through TCP on this machine costs at all;
 3. a ``--upload-mib`` dock upload (``PUT /v1/docks/dock-01/files/...`` with X-Content-SHA256,
-   until the receipt) against hashlib SHA-256 of the same bytes in the same run;
+   until the receipt) against hashlib SHA-256 of the same bytes in the same run, and, as
+   information, against writing the same bytes to the data directory's filesystem and fsyncing
+   (a durable upload cannot beat the disk);
 4. peak RSS (VmHWM) of the service process.
 
 For each phase the CPU time of the service process, of PostgreSQL's processes (its server's
@@ -179,7 +181,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             rng = await asyncio.to_thread(stream, url, cs, f"/v1/evidence/{eid}/content")
             print(f"  range streaming: {cpu.stop(gib, 'GiB')}")
             cpu.start()
-            up = await upload(url, str(s[DOCK_PRINCIPAL]), args.upload_mib * MIB)
+            up = await upload(url, str(s[DOCK_PRINCIPAL]), args.upload_mib * MIB, data)
             print(f"  upload (with its baselines): {cpu.stop()}", flush=True)
             mem = memory(pid)
     finally:
@@ -234,6 +236,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f" = {up['rate'] / up['hash_rate']:.0%}",
             ">= 60%",
             verdict(up["rate"] >= 0.6 * up["hash_rate"]),
+        ),
+        (
+            "  vs the disk's durable write (same bytes, write + fsync, same filesystem)",
+            f"{up['rate'] / MIB:,.0f} MiB/s vs {up['disk_rate'] / MIB:,.0f} MiB/s = "
+            f"{up['rate'] / up['disk_rate']:.0%}",
+            "(info)",
+            "",
         ),
         (
             "  of which after the last body byte (fsync, ledger, checkpoint)",

@@ -11,6 +11,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -249,9 +250,25 @@ def upload_chunks(size: int, block: memoryview) -> Iterator[memoryview]:
         k += 1
 
 
-async def upload(url: str, token: str, size: int) -> dict[str, float]:
+def durable_write(folder: Path, size: int, block: memoryview) -> float:
+    """Bytes/s of writing the upload's bytes to a new file in ``folder`` (the service's
+    filesystem) in 1 MiB writes, then fsync: what the disk allows a durable upload, at most."""
+    fd, name = tempfile.mkstemp(prefix="disk-floor-", dir=folder)
+    try:
+        t = time.perf_counter()
+        for c in upload_chunks(size, block):
+            os.write(fd, c)
+        os.fsync(fd)
+        return size / (time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+async def upload(url: str, token: str, size: int, folder: Path) -> dict[str, float]:
     """hashlib over the body, then the PUT until its receipt; ``tail``: from the last body
-    byte handed to the connection to the receipt (fsync, rename, ledger entry, checkpoint)."""
+    byte handed to the connection to the receipt (fsync, rename, ledger entry, checkpoint);
+    ``disk_rate``: ``durable_write`` of the same bytes into ``folder``, after the upload."""
     block = memoryview(hashlib.shake_256(secrets.token_bytes(16)).digest(64 * MIB))
     t = time.perf_counter()
     h = hashlib.sha256()
@@ -282,4 +299,10 @@ async def upload(url: str, token: str, size: int) -> dict[str, float]:
         done = time.perf_counter()
     if r.status != 201 or receipt.get("sha256") != digest:
         raise RuntimeError(f"upload failed: {r.status} {receipt}")
-    return {"rate": size / (done - t), "hash_rate": hash_rate, "tail": done - sent_all}
+    disk_rate = await asyncio.to_thread(durable_write, folder, size, block)
+    return {
+        "rate": size / (done - t),
+        "hash_rate": hash_rate,
+        "tail": done - sent_all,
+        "disk_rate": disk_rate,
+    }
