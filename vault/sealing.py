@@ -369,8 +369,11 @@ class SealedReader:
         batches = self._batches(first, body_last, start, end)
         if body_last + 1 - first >= AHEAD_BATCHES * _batch_chunks(chunk):
             batches = ahead(batches)  # decrypt the next batch while this one is consumed
-        for pieces in batches:
-            yield from pieces
+        try:
+            for pieces in batches:
+                yield from pieces
+        finally:  # a consumer that stops early: the worker is done with the file on return
+            batches.close()  # type: ignore[attr-defined]
         if last == self._chunks - 1:
             yield self._cut(self._last, last, start, end)
 

@@ -117,9 +117,12 @@ class SealedObject:
         self._reader = reader
         self._scratch = scratch
         self.size = reader.size
+        self._reads: list[Iterator[bytes]] = []
 
     def read_range(self, start: int, end: int) -> Iterator[bytes]:
-        return self._reader.read_range(start, end)
+        reads = self._reader.read_range(start, end)
+        self._reads.append(reads)
+        return reads
 
     @contextmanager
     def as_file(self) -> Iterator[Path]:
@@ -132,6 +135,11 @@ class SealedObject:
             yield path
 
     def close(self) -> None:
+        """Close the file, after any read still open (a client gone mid-stream): no worker
+        reading ahead (``vault.pipeline``) touches the file once it is closed."""
+        for reads in self._reads:
+            reads.close()  # type: ignore[attr-defined]
+        self._reads.clear()
         self._f.close()
 
 

@@ -8,6 +8,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,17 @@ def test_a_consumer_that_stops_early_leaves_the_reader_usable() -> None:
     next(it)
     it.close()  # type: ignore[attr-defined]
     assert b"".join(reader.read_range(C, 3 * C)) == data[C : 3 * C]
+
+
+def test_closing_a_large_read_early_ends_its_worker_before_the_file_is_closed(
+    tmp_path: Path,
+) -> None:
+    data, sealed = _sealed((AHEAD_BATCHES + 2) * (1 << 20))
+    path = tmp_path / "sealed"
+    path.write_bytes(sealed)
+    with path.open("rb") as f:
+        it = SealedReader(DEK, f).read_all()
+        assert next(it) == data[:C]
+        assert any(t.name == "evault-ahead" for t in threading.enumerate())
+        it.close()  # type: ignore[attr-defined]
+        assert not any(t.name == "evault-ahead" for t in threading.enumerate())
