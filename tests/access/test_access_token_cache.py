@@ -4,6 +4,8 @@ principal changed; bypassed while its change feed is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from access_fixtures import ADMIN, open_vault
 
 from vault import principals, tokens
 from vault.access import Role
+from vault.db import Database
 from vault.errors import Unauthenticated
 from vault.labels import Level
+from vault.ledger import Ledger
 
 SPEC = principals.PrincipalSpec("carol", frozenset({Role.REVIEWER}), Level.INTERNAL)
 
@@ -40,73 +44,64 @@ async def _following(dsn: str, cache: tokens.TokenCache) -> asyncio.Task[None]:
     raise AssertionError("the change feed did not start")
 
 
-async def _stop(feed: asyncio.Task[None]) -> None:
-    feed.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await feed
-
-
-async def test_revoked_token_refused_at_once(pg_dsn: str, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _carol(
+    pg_dsn: str, tmp_path: Path
+) -> AsyncIterator[tuple[Ledger, Database, tokens.IssuedToken, tokens.TokenCache]]:
+    """A vault with principal carol and a token of hers, and a cache following changes."""
     async with open_vault(pg_dsn, tmp_path) as (ledger, db):
         await principals.add(db.pool, ledger, ADMIN, SPEC)
         issued = await tokens.create(db.pool, ledger, ADMIN, "carol", timedelta(days=1))
         cache = tokens.TokenCache(ttl=60)
         feed = await _following(db.dsn, cache)
         try:
-            counting = _Counting(db.pool)
-            for _ in range(3):
-                assert (await tokens.authenticate(counting, issued.token, cache)).id == "carol"  # type: ignore[arg-type]
-            assert counting.lookups == 1  # answered from the cache after the first
-            await tokens.revoke(db.pool, ledger, ADMIN, issued.id)
-            with pytest.raises(Unauthenticated):  # the very next request: no wait, no TTL
-                await tokens.authenticate(counting, issued.token, cache)  # type: ignore[arg-type]
+            yield ledger, db, issued, cache
         finally:
-            await _stop(feed)
+            feed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await feed
+
+
+async def test_revoked_token_refused_at_once(pg_dsn: str, tmp_path: Path) -> None:
+    async with _carol(pg_dsn, tmp_path) as (ledger, db, issued, cache):
+        counting = _Counting(db.pool)
+        for _ in range(3):
+            assert (await tokens.authenticate(counting, issued.token, cache)).id == "carol"  # type: ignore[arg-type]
+        assert counting.lookups == 1  # answered from the cache after the first
+        await tokens.revoke(db.pool, ledger, ADMIN, issued.id)
+        with pytest.raises(Unauthenticated):  # the very next request: no wait, no TTL
+            await tokens.authenticate(counting, issued.token, cache)  # type: ignore[arg-type]
 
 
 async def test_principal_changes_invalidate(pg_dsn: str, tmp_path: Path) -> None:
-    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+    async with _carol(pg_dsn, tmp_path) as (ledger, db, issued, cache):
         pool = db.pool
-        await principals.add(pool, ledger, ADMIN, SPEC)
-        issued = await tokens.create(pool, ledger, ADMIN, "carol", timedelta(days=1))
-        cache = tokens.TokenCache(ttl=60)
-        feed = await _following(db.dsn, cache)
-        try:
-            assert (await tokens.authenticate(pool, issued.token, cache)).cases == frozenset()
-            await principals.assign(pool, ledger, ADMIN, "carol", "K1")
-            assert (await tokens.authenticate(pool, issued.token, cache)).cases == {"K1"}
-            await principals.disable(pool, ledger, ADMIN, "carol")
-            with pytest.raises(Unauthenticated):
-                await tokens.authenticate(pool, issued.token, cache)
-        finally:
-            await _stop(feed)
+        assert (await tokens.authenticate(pool, issued.token, cache)).cases == frozenset()
+        await principals.assign(pool, ledger, ADMIN, "carol", "K1")
+        assert (await tokens.authenticate(pool, issued.token, cache)).cases == {"K1"}
+        await principals.disable(pool, ledger, ADMIN, "carol")
+        with pytest.raises(Unauthenticated):
+            await tokens.authenticate(pool, issued.token, cache)
 
 
 async def test_notification_from_another_process_invalidates(pg_dsn: str, tmp_path: Path) -> None:
     """A change committed elsewhere reaches the cache as NOTIFY evault_auth (no local call)."""
-    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+    async with _carol(pg_dsn, tmp_path) as (_ledger, db, issued, cache):
         pool = db.pool
-        await principals.add(pool, ledger, ADMIN, SPEC)
-        issued = await tokens.create(pool, ledger, ADMIN, "carol", timedelta(days=1))
-        cache = tokens.TokenCache(ttl=60)
-        feed = await _following(db.dsn, cache)
-        try:
+        await tokens.authenticate(pool, issued.token, cache)
+        digest = tokens.token_hash(issued.token)
+        assert cache.get(digest) is not None
+        # as another process would: the revoking transaction notifies, nothing local runs
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE tokens SET revoked_at = now() WHERE id = $1", issued.id)
+            await principals.notify_auth_change(conn)
+        for _ in range(200):
+            if cache.get(digest) is None:
+                break
+            await asyncio.sleep(0.005)
+        assert cache.get(digest) is None
+        with pytest.raises(Unauthenticated):
             await tokens.authenticate(pool, issued.token, cache)
-            digest = tokens.token_hash(issued.token)
-            assert cache.get(digest) is not None
-            # as another process would: the revoking transaction notifies, nothing local runs
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("UPDATE tokens SET revoked_at = now() WHERE id = $1", issued.id)
-                await principals.notify_auth_change(conn)
-            for _ in range(200):
-                if cache.get(digest) is None:
-                    break
-                await asyncio.sleep(0.005)
-            assert cache.get(digest) is None
-            with pytest.raises(Unauthenticated):
-                await tokens.authenticate(pool, issued.token, cache)
-        finally:
-            await _stop(feed)
 
 
 def test_cache_rules_without_a_database() -> None:
