@@ -13,6 +13,12 @@ LEDGER_BATCH = Histogram(
 LEDGER_COMMIT_SECONDS = Histogram(
     "evault_ledger_commit_seconds", "Duration of one group-commit transaction."
 )
+LEDGER_EARLY_WRITES = Counter(
+    "evault_ledger_early_writes",
+    "Append transactions that wrote their entries before the ledger lock, overlapping the"
+    " commit before them, by outcome (applied; stale: rolled back and written again, lock first).",
+    ["outcome"],
+)
 LEDGER_SIZE = Gauge("evault_ledger_size", "Tree size after this process's last commit.")
 CHECKPOINT_SIZE = Gauge("evault_ledger_checkpoint_size", "Size of the latest checkpoint signed.")
 CHECKPOINT_TIME = Gauge(

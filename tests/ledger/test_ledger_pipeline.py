@@ -9,10 +9,12 @@ import asyncpg
 import pytest
 from ledger_fixtures import open_ledger
 from merkle_reference import leaf, mth
+from prometheus_client import REGISTRY
 
 from vault.config import LedgerConfig
-from vault.db import Database
+from vault.db import Conn, Database
 from vault.ledger import Ledger, PreparedEntry, make_entry
+from vault.ledger.sequencer import COPY_MIN
 from vault.ledger.tiles import inclusion_proof, root_at
 from verify.merkle import verify_inclusion
 
@@ -130,3 +132,70 @@ async def test_two_sequencers_on_one_database_interleave_without_gaps(
         assert sorted(i for r in results for i in r) == list(range(total))
         await _check_tree(db, total)
         assert await first.append(_batch("end", 1)) == [total]
+
+
+def _early_writes(outcome: str) -> float:
+    return REGISTRY.get_sample_value("evault_ledger_early_writes_total", {"outcome": outcome}) or 0
+
+
+async def test_bulk_batches_write_their_entries_while_the_batch_before_commits(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Batches of COPY size behind one of ours in flight write their entries before the lock:
+    the indexes and the tree are exactly those of one batch after the other."""
+    applied = _early_writes("applied")
+    async with open_ledger(pg_dsn, tmp_path, batch_max=COPY_MIN) as (ledger, db):
+        results = await asyncio.gather(
+            *(ledger.append(_batch(f"bulk{k}-", COPY_MIN)) for k in range(12))
+        )
+        assert sorted(i for r in results for i in r) == list(range(12 * COPY_MIN))
+        await _check_tree(db, 12 * COPY_MIN)
+    assert _early_writes("applied") > applied
+
+
+async def test_early_entries_of_a_batch_whose_predecessor_fails_are_rolled_back_and_rewritten(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Batch B wrote its entries before the lock, prepared on the tree batch A was to leave;
+    then A fails after taking the lock. B finds another tree under the lock, is rolled back
+    (stale) and written again on the committed tree: A's caller alone gets the error, B's
+    entries follow the committed ones with no gap."""
+    stale = _early_writes("stale")
+    async with open_ledger(pg_dsn, tmp_path, batch_max=COPY_MIN) as (ledger, db):
+        await ledger.append(_batch("warm", 3))  # the edge is known: later batches speculate
+
+        async def fail_late(conn: Conn, indexes: list[int]) -> None:
+            await asyncio.sleep(0.5)  # B writes its entries and waits for the lock meanwhile
+            raise RuntimeError("A's effect fails after A took the lock")
+
+        a = asyncio.ensure_future(ledger.append(_batch("A", COPY_MIN), effect=fail_late))
+        b = asyncio.ensure_future(ledger.append(_batch("B", COPY_MIN)))
+        with pytest.raises(RuntimeError, match="A's effect fails"):
+            await a
+        assert await b == list(range(3, 3 + COPY_MIN))
+        await _check_tree(db, 3 + COPY_MIN)
+    assert _early_writes("stale") == stale + 1
+
+
+async def test_two_sequencers_appending_bulk_batches_lose_nothing(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Two ledgers (as two processes) appending batches of COPY size at once: early entries made
+    stale by the other's appends (base changed, duplicate index, or a deadlock on the lock) are
+    rolled back and written again; no call fails and the indexes have no gap."""
+    async with open_ledger(pg_dsn, tmp_path, batch_max=COPY_MIN) as (first, db):
+        second = Ledger(
+            db.pool,
+            first.signer,
+            LedgerConfig(origin=first.signer.name, batch_max=COPY_MIN),
+            tmp_path / "cp2.log",
+        )
+        try:
+            results = await asyncio.gather(
+                *(first.append(_batch(f"a{k}-", COPY_MIN)) for k in range(8)),
+                *(second.append(_batch(f"b{k}-", COPY_MIN)) for k in range(8)),
+            )
+        finally:
+            await second.close()
+        assert sorted(i for r in results for i in r) == list(range(16 * COPY_MIN))
+        await _check_tree(db, 16 * COPY_MIN)

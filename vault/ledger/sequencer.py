@@ -16,6 +16,13 @@ batch will leave if it commits. A prepared batch is used only if, under the lock
 appended) it is prepared again inside the transaction from the committed edge. A failed
 transaction discards the committed and the speculative edge alike: the next batch reloads the
 edge from the stored tiles under the lock.
+
+Overlapping commits: while one batch's transaction is committing (its WAL flushed to disk), the
+next prepared batch of COPY size already runs its COPY of entries on another connection, before
+it asks for the lock; it then waits for the lock, which the first releases at its commit. If the
+tree under the lock is not the one that batch was prepared on, the transaction is rolled back
+(its entries carry the wrong indexes) and the batch is written again, lock first. At most
+:data:`COMMITS_IN_FLIGHT` transactions are open at once.
 """
 
 from __future__ import annotations
@@ -34,8 +41,14 @@ from vault.errors import LedgerCorrupt
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge, leaf_hashes
-from vault.metrics import LEDGER_BATCH, LEDGER_COMMIT_SECONDS, LEDGER_ENTRIES, LEDGER_SIZE
-from verify.tiles import right_edge_tiles
+from vault.metrics import (
+    LEDGER_BATCH,
+    LEDGER_COMMIT_SECONDS,
+    LEDGER_EARLY_WRITES,
+    LEDGER_ENTRIES,
+    LEDGER_SIZE,
+)
+from verify.tiles import TILE_WIDTH, right_edge_tiles
 
 log = logging.getLogger("evault.ledger")
 
@@ -44,10 +57,13 @@ LEDGER_LOCK = 0x65766C67  # "evlg"
 # Batches smaller than this are written with one INSERT statement (fewer round trips); larger
 # ones by COPY, which PostgreSQL inserts faster per row.
 COPY_MIN = 256
-# Entries prepared between two chances for the event loop to serve the transaction in flight.
-PREPARE_SLICE = 128
+# Entries prepared between two chances for the event loop to serve the transaction in flight:
+# one level-0 tile (slices are aligned to tiles).
+PREPARE_SLICE = TILE_WIDTH
 # Batches prepared ahead of the one committing (each holds its rows, tiles and edge).
 PIPE_DEPTH = 4
+# Append transactions open at once: one committing, the next one writing its entries.
+COMMITS_IN_FLIGHT = 2
 
 Effect = Callable[[Conn, list[int]], Awaitable[None]]
 
@@ -61,6 +77,40 @@ _OPENINGS_SQL = (
     "INSERT INTO ledger_openings (idx, field, salt, value)"
     " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])"
 )
+
+
+class _Stale(Exception):
+    """A batch whose entries were written before the lock was prepared on another tree."""
+
+
+# Attempts after a rolled-back early write or a deadlock, before the callers get the error.
+_RETRIES = 3
+
+
+@dataclass
+class _Order:
+    """Where a transaction stands among ours: ``after`` resolves with what the previous one
+    writes once it holds the lock (None if it failed or is not in flight); ``advanced`` is this
+    one's, for the next."""
+
+    after: asyncio.Future[_Prepared | None] | None
+    advanced: asyncio.Future[_Prepared | None]
+
+    def advanced_with(self, written: _Prepared | None) -> None:
+        if not self.advanced.done():
+            self.advanced.set_result(written)
+
+    async def early(self, prepared: _Prepared | None) -> bool:
+        """Whether ``prepared``'s entries may be written before the lock: the transaction
+        before it holds the lock and writes exactly the tree it was prepared on."""
+        if self.after is None or prepared is None or prepared.copy is None:
+            return False
+        before = await asyncio.shield(self.after)
+        return (
+            before is not None
+            and before.edge.size == prepared.base_size
+            and before.root == prepared.base_root
+        )
 
 
 @dataclass
@@ -133,11 +183,15 @@ def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepa
     after = edge.copy()
     touched: dict[tuple[int, int], bytes] = {}
     copy: list[bytes] | None = [_COPY_HEADER] if len(datas) >= COPY_MIN else None
-    for first in range(0, len(datas), PREPARE_SLICE):
-        part = datas[first : first + PREPARE_SLICE]
+    # Slices end on tile boundaries, so a tile is hashed in one piece wherever it can be.
+    first = 0
+    while first < len(datas):
+        end = min(len(datas), first + PREPARE_SLICE - (base_size + first) % PREPARE_SLICE)
+        part = datas[first:end]
         touched.update(after.append(leaf_hashes(part)))
         if copy is not None:
-            copy += _copy_rows(base_size + first, kinds[first : first + PREPARE_SLICE], part)
+            copy += _copy_rows(base_size + first, kinds[first:end], part)
+        first = end
         yield None
     if copy is not None:
         copy.append(_COPY_TRAILER)
@@ -160,6 +214,13 @@ def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepa
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     """``data`` as COPY's source (bytes alone would be taken for a file name)."""
     yield data
+
+
+async def _copy_entries(conn: Conn, copy: bytes) -> None:
+    """Write prepared entries (binary COPY data) into ``ledger_entries``."""
+    await conn.copy_to_table(
+        "ledger_entries", source=_chunks(copy), columns=["idx", "kind", "data"], format="binary"
+    )
 
 
 def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
@@ -305,18 +366,69 @@ class Sequencer:
                 raise
 
     async def _commit_loop(self) -> None:
-        while True:
-            batch, prepared = await self._pipe.get()
-            try:
-                await self._commit_or_split(batch, prepared)
-            finally:
-                self._inflight = max(0, self._inflight - 1)
-                if not self._inflight:
-                    self._idle.set()
-
-    async def _commit_or_split(self, batch: list[_Request], prepared: _Prepared | None) -> None:
+        slots = asyncio.Semaphore(COMMITS_IN_FLIGHT)
+        running: set[asyncio.Task[None]] = set()
+        previous: asyncio.Future[_Prepared | None] | None = None
         try:
-            done = await self._commit(batch, prepared)
+            while True:
+                await slots.acquire()
+                try:
+                    batch, prepared = await self._pipe.get()
+                except BaseException:
+                    slots.release()
+                    raise
+                # Entries go in before the lock only behind a transaction of ours in flight,
+                # once that one holds the lock and writes exactly what this was prepared on.
+                after = previous if running and previous is not None else None
+                advanced: asyncio.Future[_Prepared | None] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                previous = advanced
+                task = asyncio.create_task(
+                    self._committer(batch, prepared, _Order(after, advanced), slots)
+                )
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _committer(
+        self,
+        batch: list[_Request],
+        prepared: _Prepared | None,
+        order: _Order,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self._commit_or_split(batch, prepared, order)
+        finally:
+            order.advanced_with(None)
+            slots.release()
+            self._inflight = max(0, self._inflight - 1)
+            if not self._inflight:
+                self._idle.set()
+
+    async def _commit_or_split(
+        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
+    ) -> None:
+        try:
+            attempt = 0
+            while True:
+                try:
+                    done = await self._commit(batch, prepared, order)
+                    break
+                except (_Stale, asyncpg.DeadlockDetectedError):
+                    # Rolled back, nothing of it written (entries written early on another
+                    # tree, or a deadlock with another process's early entries): again, lock
+                    # first, a few times.
+                    if order is not None:
+                        order.advanced_with(None)  # the next one does not wait for the retry
+                    attempt += 1
+                    if attempt > _RETRIES:
+                        raise
+                    prepared, order = None, None
         except asyncio.CancelledError:
             for req in batch:
                 if not req.future.done():
@@ -355,14 +467,22 @@ class Sequencer:
             )
         return edge
 
-    async def _commit(self, batch: list[_Request], prepared: _Prepared | None) -> _Prepared:
+    async def _commit(
+        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
+    ) -> _Prepared:
         with LEDGER_COMMIT_SECONDS.time():
-            done = await self._transaction(batch, prepared)
+            try:
+                done = await self._transaction(batch, prepared, order)
+            except _Stale:
+                self._edge = None
+                self._drop_speculation()
+                raise
         if done is not prepared:
             # Not what was speculated on: whatever the pipe holds was prepared on another edge
             # (it will be prepared again in its transaction); speculate afresh once it drains.
             self._drop_speculation()
-        self._edge = done.edge
+        if self._edge is None or done.edge.size > self._edge.size:
+            self._edge = done.edge
         appended = len(done.datas)
         LEDGER_ENTRIES.inc(appended)
         LEDGER_BATCH.observe(appended)
@@ -372,11 +492,16 @@ class Sequencer:
         return done
 
     async def _advance(
-        self, conn: Conn, batch: list[_Request], prepared: _Prepared | None
+        self,
+        conn: Conn,
+        batch: list[_Request],
+        prepared: _Prepared | None,
+        copied: bool = False,
     ) -> _Prepared:
         """Take the lock; write the tiles, the state and (small batches) the entries of
         ``prepared`` if it was prepared on the committed tree, else prepare the batch on that
-        tree and write it. Returns what was written."""
+        tree and write it. Returns what was written. With ``copied`` (its entries are already
+        written), a batch prepared on another tree raises :class:`_Stale` instead."""
         p = prepared
         for _attempt in range(2):
             if p is None:
@@ -399,19 +524,33 @@ class Sequencer:
                 raise LedgerCorrupt("the ledger_state row is missing: run `evault ledger fsck`")
             if row["applied"] and p is not None:
                 return p
+            if copied:
+                raise _Stale
             p = prepare(batch, await self._load_edge(conn, int(row["size"]), bytes(row["root"])))
         raise LedgerCorrupt("the ledger state changed while the sequencer held its lock")
 
-    async def _transaction(self, batch: list[_Request], prepared: _Prepared | None) -> _Prepared:
+    async def _transaction(
+        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
+    ) -> _Prepared:
+        copied = order is not None and await order.early(prepared)
         async with self._pool.acquire() as conn, conn.transaction():
-            p = await self._advance(conn, batch, prepared)
-            if p.copy is not None:
-                await conn.copy_to_table(
-                    "ledger_entries",
-                    source=_chunks(p.copy),
-                    columns=["idx", "kind", "data"],
-                    format="binary",
-                )
+            if copied:
+                assert prepared is not None and prepared.copy is not None
+                try:
+                    await _copy_entries(conn, prepared.copy)
+                    p = await self._advance(conn, batch, prepared, copied=True)
+                except (_Stale, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as e:
+                    # Prepared on a tree that is not the committed one (another process appended,
+                    # or the transaction before failed): the early entries are rolled back.
+                    LEDGER_EARLY_WRITES.labels("stale").inc()
+                    raise _Stale from e
+                LEDGER_EARLY_WRITES.labels("applied").inc()
+            else:
+                p = await self._advance(conn, batch, prepared)
+            if order is not None:
+                order.advanced_with(p)
+            if p.copy is not None and not copied:
+                await _copy_entries(conn, p.copy)
             if p.openings:
                 await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
             for req, indexes in zip(batch, p.results, strict=True):

@@ -118,11 +118,16 @@ class TreeEdge:
             index = self._counts[level] // TILE_WIDTH
             self._counts[level] += take
             if len(tile) + take == TILE_WIDTH:
-                full = tile + chunk if tile else chunk
-                touched[(level, index)] = b"".join(full)
+                if tile:  # the first part is already folded into subtree roots: finish those
+                    self._push(level, len(tile), chunk)
+                    (parent,) = self._roots[level]
+                    touched[(level, index)] = b"".join(tile + chunk)
+                else:
+                    parent = perfect_root(chunk)
+                    touched[(level, index)] = b"".join(chunk)
                 tile.clear()
                 self._roots[level] = []
-                parents.append(perfect_root(full))
+                parents.append(parent)
             else:
                 self._push(level, len(tile), chunk)
                 tile.extend(chunk)
