@@ -166,18 +166,22 @@ def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepa
     event loop can serve the transaction in flight), then the result."""
     base_size = edge.size
     base_root = edge.root()
-    entries = [e for req in batch for e in req.entries]
-    datas = [e.data for e in entries]
-    kinds = [e.kind for e in entries]
-    openings = [
-        (base_size + i, o.field, o.salt, o.value)
-        for i, e in enumerate(entries)
-        if e.openings
-        for o in e.openings
-    ]
+    kinds: list[str] = []
+    datas: list[bytes] = []
+    openings: list[tuple[int, str, bytes, bytes]] = []
     results = []
     idx = base_size
     for req in batch:
+        # Columns of the entries (named tuples) without a Python-level pass per field.
+        req_kinds, req_datas, req_openings = zip(*req.entries, strict=True)
+        kinds += req_kinds
+        datas += req_datas
+        if any(req_openings):
+            openings += [
+                (idx + i, o.field, o.salt, o.value)
+                for i, entry_openings in enumerate(req_openings)
+                for o in entry_openings
+            ]
         results.append(list(range(idx, idx + len(req.entries))))
         idx += len(req.entries)
     after = edge.copy()
