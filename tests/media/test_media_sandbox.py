@@ -15,7 +15,7 @@ import pytest
 from ingest.media.errors import MediaError, MediaToolError
 from ingest.media.ffargs import ALLOWED_DEMUXERS, file_url, input_args
 from ingest.media.reasons import explain
-from ingest.media.sandbox import READ_CHUNK, Limits, _pipe_bytes, run, run_sync, sink
+from ingest.media.sandbox import READ_CHUNK, SINK_BUFFER_BYTES, Limits, run, run_sync, sink
 
 PY = sys.executable
 
@@ -112,12 +112,15 @@ async def test_sinks_receive_pipes_and_consumer_errors_propagate() -> None:
         await run([PY, "-c", code, sink(0)], sinks=[boom])
 
 
-async def test_sink_pipes_are_enlarged_and_read_in_bounded_chunks() -> None:
-    """The child sees the enlarged pipe; the consumer gets every byte in <= READ_CHUNK pieces."""
+async def test_sinks_are_one_way_buffered_and_read_in_bounded_chunks() -> None:
+    """The child's end is a write-only stream socket with a send buffer larger than the
+    default; the consumer gets every byte in <= READ_CHUNK pieces."""
     code = (
-        "import fcntl, os, sys\n"
+        "import os, socket, sys\n"
         "fd = int(sys.argv[1].split(':')[1])\n"
-        "print(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))\n"
+        "s = socket.socket(fileno=os.dup(fd))\n"
+        "print(s.family == socket.AF_UNIX, s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))\n"
+        "print(s.recv(1) == b'')\n"
         "os.write(fd, bytes(range(256)) * 8192)"
     )
     sizes: list[int] = []
@@ -128,7 +131,10 @@ async def test_sink_pipes_are_enlarged_and_read_in_bounded_chunks() -> None:
         data.extend(chunk)
 
     result = await run([PY, "-c", code, sink(0)], sinks=[take], stdout_limit=100)
-    assert int(result.stdout) == _pipe_bytes() > 65536
+    family, sndbuf, no_read = result.stdout.split()
+    assert family == b"True" and no_read == b"True"
+    with open("/proc/sys/net/core/wmem_max", "rb") as f:
+        assert int(sndbuf) >= min(SINK_BUFFER_BYTES, int(f.read())) > 65536
     assert data == bytes(range(256)) * 8192 and max(sizes) <= READ_CHUNK
 
 
