@@ -1,7 +1,7 @@
 """Fingerprint of an original: per-segment hashes of its decoded content, plus a perceptual sketch.
 
 One ffmpeg run decodes the original once; a filter graph splits the decoded frames into five
-pipes that :mod:`ingest.media.fpstreams` consumes while ffmpeg runs:
+outputs (sandbox sinks) that :mod:`ingest.media.fpstreams` consumes while ffmpeg runs:
 
 1. every video frame, raw, in the source's own pixel format and size (no rotation, no
    scaling, no frame dropped or duplicated: ``-noautorotate``, passthrough timing). For the
