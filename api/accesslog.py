@@ -14,7 +14,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from api.auth import principal_id_of
@@ -41,7 +41,7 @@ class _AccessFormatter(logging.Formatter):
             "component": ACCESS_LOGGER,
             **fields,
         }
-        return json.dumps(entry, ensure_ascii=False)
+        return orjson.dumps(entry).decode()  # UTF-8 as ensure_ascii=False; a tenth of the time
 
 
 def setup_access_log(stream: Any = None) -> None:
@@ -74,20 +74,29 @@ async def access_log_middleware(
         sent = response.body_length if response.prepared else _planned(response)
         return response
     finally:
-        log.info(
-            "access",
-            extra={
-                "access": {
-                    "method": request.method,
-                    "route": _template(request),
-                    "status": status,
-                    "bytes": sent,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                    "principal": principal_id_of(request),
-                    "request_id": request.get("request_id"),
-                }
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            # log.info without its caller lookup (a walk up the stack; no field uses it)
+            fields = {
+                "method": request.method,
+                "route": _template(request),
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                "principal": principal_id_of(request),
+                "request_id": request.get("request_id"),
+            }
+            log.handle(
+                log.makeRecord(
+                    ACCESS_LOGGER,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "access",
+                    (),
+                    None,
+                    extra={"access": fields},
+                )
+            )
 
 
 def _planned(response: web.StreamResponse) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
@@ -14,6 +15,9 @@ REQUEST_SECONDS = Histogram(
     ["route", "method", "status"],
 )
 IN_FLIGHT = Gauge("evault_http_requests_in_flight", "HTTP requests being served.")
+
+# The histogram's children by (route template, method, status class): bounded by the routes.
+_CHILDREN: dict[tuple[str, str, int], Any] = {}
 
 routes = web.RouteTableDef()
 
@@ -37,9 +41,11 @@ async def metrics_middleware(
         return response
     finally:
         IN_FLIGHT.dec()
-        REQUEST_SECONDS.labels(_route_name(request), request.method, f"{status // 100}xx").observe(
-            time.perf_counter() - start
-        )
+        key = (_route_name(request), request.method, status // 100)
+        child = _CHILDREN.get(key)
+        if child is None:
+            child = _CHILDREN[key] = REQUEST_SECONDS.labels(key[0], key[1], f"{key[2]}xx")
+        child.observe(time.perf_counter() - start)
 
 
 @routes.get("/metrics")
