@@ -10,6 +10,7 @@ Guarantees:
   query on release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — one more
   round trip per statement): nothing run on it leaves session state behind (no advisory lock,
   cursor, LISTEN or SET); an open transaction is still rolled back by asyncpg on release.
+  Its idle connections are kept (no inactivity timer, which asyncpg re-arms on each release).
 - ``TOKEN_CACHE`` is this process's ``vault.tokens.TokenCache``, following
   ``NOTIFY evault_auth`` on its own connection (``vault.tokens.follow_changes``); while that
   connection is down the cache is bypassed. See ``vault.tokens`` for what it guarantees.
@@ -45,6 +46,7 @@ async def read_ctx(app: web.Application) -> AsyncIterator[None]:
         max_size=max(2, min(8, rt.cfg.database.pool_size)),
         server_settings=settings,
         reset=_keep,
+        max_inactive_connection_lifetime=0,  # no idle timer re-armed on every release
     )
     cache = TokenCache(ttl=rt.cfg.service.token_cache_seconds)
     feed = asyncio.create_task(
