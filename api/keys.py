@@ -7,6 +7,7 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
+from api.fairgate import FairGate
 from api.runtime import Runtime
 from vault.tokens import TokenCache
 
@@ -20,4 +21,5 @@ ALL_PARTS = frozenset({"api", "ingest", "media"})
 
 # The hot read path (api.readpath): a read-only pool and this process's token cache.
 READ_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("read_pool", asyncpg.Pool)
+READ_GATE: web.AppKey[FairGate] = web.AppKey("read_gate", FairGate)
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache", TokenCache)

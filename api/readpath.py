@@ -11,6 +11,8 @@ Guarantees:
   round trip per statement): nothing run on it leaves session state behind (no advisory lock,
   cursor, LISTEN or SET); an open transaction is still rolled back by asyncpg on release.
   Its idle connections are kept (no inactivity timer, which asyncpg re-arms on each release).
+  Statements on it pass ``READ_GATE`` first (``api.fairgate``: as many slots as connections,
+  granted in arrival order), so under load requests get connections first come, first served.
 - ``TOKEN_CACHE`` is this process's ``vault.tokens.TokenCache``, following
   ``NOTIFY evault_auth`` on its own connection (``vault.tokens.follow_changes``); while that
   connection is down the cache is bypassed. See ``vault.tokens`` for what it guarantees.
@@ -26,7 +28,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from api.keys import READ_POOL, RUNTIME, TOKEN_CACHE
+from api.fairgate import FairGate
+from api.keys import READ_GATE, READ_POOL, RUNTIME, TOKEN_CACHE
 from vault.tokens import TokenCache, follow_changes
 
 __all__ = ["read_ctx"]
@@ -40,10 +43,11 @@ async def read_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the read pool and start the token cache's change feed; close both."""
     rt = app[RUNTIME]
     settings = {"role": rt.db.app_role, "default_transaction_read_only": "on"}
+    size = max(2, min(8, rt.cfg.database.pool_size))
     pool = await asyncpg.create_pool(
         rt.db.dsn,
         min_size=1,
-        max_size=max(2, min(8, rt.cfg.database.pool_size)),
+        max_size=size,
         server_settings=settings,
         reset=_keep,
         max_inactive_connection_lifetime=0,  # no idle timer re-armed on every release
@@ -53,6 +57,7 @@ async def read_ctx(app: web.Application) -> AsyncIterator[None]:
         follow_changes(lambda: asyncpg.connect(rt.db.dsn, server_settings=settings), cache)
     )
     app[READ_POOL] = pool
+    app[READ_GATE] = FairGate(size)
     app[TOKEN_CACHE] = cache
     try:
         yield

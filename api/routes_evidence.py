@@ -26,7 +26,7 @@ from aiohttp import web
 
 from api import schemas as S
 from api.auth import principal_of
-from api.keys import READ_POOL, RUNTIME
+from api.keys import READ_GATE, READ_POOL, RUNTIME
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
 from vault.access import Action
@@ -201,8 +201,14 @@ async def list_items(request: web.Request) -> web.Response:
     q = request.query
     limit = int_param(q, "limit", 100, 1, 1000)
     cursor = _text(q, "cursor")
-    pool = request.app.get(READ_POOL) or request.app[RUNTIME].db.pool
-    page = await list_evidence(pool, principal, _query(q), limit=limit, cursor=cursor)
+    query = _query(q)
+    pool = request.app.get(READ_POOL)
+    if pool is None:
+        db = request.app[RUNTIME].db.pool
+        page = await list_evidence(db, principal, query, limit=limit, cursor=cursor)
+    else:
+        async with request.app[READ_GATE]:  # connections first come, first served
+            page = await list_evidence(pool, principal, query, limit=limit, cursor=cursor)
     # orjson: a tenth of the stdlib encoder's time on a page (the same JSON values)
     body = orjson.dumps(
         {"items": [summary_fields(s) for s in page.items], "next_cursor": page.next_cursor}
