@@ -32,6 +32,15 @@ class DatabaseConfig:
         "no UPDATE, DELETE or TRUNCATE on entries or checkpoints.",
     )
     pool_size: int = setting(10, "Connections in the pool.", minimum=2, maximum=200)
+    read_concurrency: int = setting(
+        4,
+        "Evidence list queries in flight at once per service process (the read pool, up to 8 "
+        "connections, admits them first come, first served). With PostgreSQL on the same "
+        "machine about twice its cores is best: more only queue inside PostgreSQL; raise it "
+        "for a remote server with a long round trip.",
+        minimum=1,
+        maximum=8,
+    )
     connect_attempts: int = setting(
         8, "Attempts to reach the server before giving up, with backoff.", minimum=1, maximum=100
     )
