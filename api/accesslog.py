@@ -14,6 +14,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -21,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from api.auth import principal_id_of
@@ -41,7 +41,7 @@ class _AccessFormatter(logging.Formatter):
             "component": ACCESS_LOGGER,
             **fields,
         }
-        return orjson.dumps(entry).decode()  # UTF-8 as ensure_ascii=False; a tenth of the time
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def setup_access_log(stream: Any = None) -> None:

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from api import schemas as S
@@ -45,7 +44,7 @@ from vault.visibility import (
     rendition_filter,
 )
 
-__all__ = ["CONTENT", "content_ctx", "routes", "summary_fields", "summary_json"]
+__all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
 
 CONTENT: web.AppKey[ContentStore] = web.AppKey("content_store", ContentStore)
 
@@ -93,9 +92,8 @@ def _label_json(label: Label) -> Any:
     return out
 
 
-def summary_fields(s: EvidenceSummary) -> dict[str, Any]:
-    """``summary_json`` with its times still ``datetime``s, for ``orjson``, which writes them
-    exactly as ``datetime.isoformat`` does (tested)."""
+def summary_json(s: EvidenceSummary) -> dict[str, Any]:
+    """The wire form of an evidence summary (schema ``EvidenceSummary``)."""
     return {
         "id": s.id,
         "sha256": s.sha256,
@@ -104,22 +102,14 @@ def summary_fields(s: EvidenceSummary) -> dict[str, Any]:
         "dock_id": s.dock_id,
         "device_id": s.device_id,
         "officer_id": s.officer_id,
-        "recorded_at": s.recorded_at,
-        "acquired_at": s.acquired_at,
+        "recorded_at": _iso(s.recorded_at),
+        "acquired_at": _iso(s.acquired_at),
         "label": _label_json(s.label),
         "category": s.category,
         "media_status": s.media_status,
-        "disposed_at": s.disposed_at,
+        "disposed_at": _iso(s.disposed_at),
         "cases": list(s.cases),
     }
-
-
-def summary_json(s: EvidenceSummary) -> dict[str, Any]:
-    """The wire form of an evidence summary (schema ``EvidenceSummary``)."""
-    out = summary_fields(s)
-    for name in ("recorded_at", "acquired_at", "disposed_at"):
-        out[name] = _iso(out[name])
-    return out
 
 
 def _text(q: Mapping[str, str], name: str) -> str | None:
@@ -209,11 +199,9 @@ async def list_items(request: web.Request) -> web.Response:
     else:
         async with request.app[READ_GATE]:  # connections first come, first served
             page = await list_evidence(pool, principal, query, limit=limit, cursor=cursor)
-    # orjson: a tenth of the stdlib encoder's time on a page (the same JSON values)
-    body = orjson.dumps(
-        {"items": [summary_fields(s) for s in page.items], "next_cursor": page.next_cursor}
+    return web.json_response(
+        {"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor}
     )
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/v1/evidence/{id}")
