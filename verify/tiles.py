@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from verify.errors import MalformedError
-from verify.merkle import HASH_SIZE, root_from_leaf_hashes
+from verify.merkle import HASH_SIZE, perfect_root, root_from_leaf_hashes
 
 __all__ = [
     "MAX_TILE_LEVEL",
@@ -138,6 +138,8 @@ def hash_in_tile(tile: bytes, start: int, count: int) -> bytes:
     if start + count > have:
         raise MalformedError(f"tile has {have} hashes, need positions {start}..{start + count - 1}")
     hashes = [tile[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(start, start + count)]
+    if count & (count - 1) == 0:  # every tree node (node_location) covers a power of two
+        return perfect_root(hashes)
     return root_from_leaf_hashes(hashes)
 
 

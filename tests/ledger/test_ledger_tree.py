@@ -6,7 +6,8 @@ import random
 
 from merkle_reference import leaf, mth
 
-from vault.ledger.tree import TreeEdge, leaf_hashes, perfect_root
+from vault.ledger.tree import TreeEdge, leaf_hashes
+from verify.merkle import perfect_root
 from verify.tiles import TILE_WIDTH
 
 

@@ -21,6 +21,7 @@ from verify.merkle import (
     inclusion_ranges,
     leaf_hash,
     node_hash,
+    perfect_root,
     range_nodes,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
@@ -377,3 +378,15 @@ def test_fold_right_and_ranges_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="invalid consistency"):
         consistency_ranges(4, 3)
     assert range_nodes(7, 7) == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 8, 64, 256])
+def test_perfect_root_is_the_naive_root_of_a_power_of_two(count: int) -> None:
+    hashes = [leaf_hash(f"leaf {i}".encode()) for i in range(count)]
+    assert perfect_root(hashes) == naive_mth(hashes) == root_from_leaf_hashes(hashes)
+
+
+@pytest.mark.parametrize("count", [0, 3, 6, 255])
+def test_perfect_root_refuses_a_count_that_is_not_a_power_of_two(count: int) -> None:
+    with pytest.raises(ValueError, match="power-of-two"):
+        perfect_root([bytes(32)] * count)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
-from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right
+from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right, perfect_root
 from verify.tiles import TILE_HEIGHT, TILE_WIDTH, right_edge_tiles
 
 _sha256 = hashlib.sha256
@@ -25,18 +25,6 @@ _sha256 = hashlib.sha256
 def leaf_hashes(datas: Iterable[bytes]) -> list[bytes]:
     """The RFC 6962 leaf hashes of ``datas``."""
     return [_sha256(b"\x00" + d).digest() for d in datas]
-
-
-def perfect_root(hashes: Sequence[bytes]) -> bytes:
-    """MTH of a power-of-two number of hashes (one level at a time)."""
-    level = list(hashes)
-    while len(level) > 1:
-        pairs = iter(level)
-        level = [
-            _sha256(b"\x01" + left + right).digest()
-            for left, right in zip(pairs, pairs, strict=True)
-        ]
-    return level[0]
 
 
 def _subtree_roots(tile: list[bytes]) -> list[bytes]:
