@@ -251,7 +251,7 @@ class Sequencer:
         self,
         pool: asyncpg.Pool[asyncpg.Record],
         *,
-        batch_max: int = 4096,
+        batch_max: int = 16384,
         batch_wait: float = 0.002,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
