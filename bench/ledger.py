@@ -3,6 +3,8 @@
 Runs on the embedded PostgreSQL (pgserver) in a temporary directory:
 
 1. baseline: a plain COPY of the same rows into an unindexed table, in 4,096-row chunks;
+   each phase starts on a checkpointed server (CHECKPOINT), so none pays for flushing another's
+   writes;
 2. the ledger: N appenders (coroutines, as in the service) each appending one entry at a time
    until the total is reached, with checkpoints signed in the background; then the same with
    4,096 entries per call, built before the clock starts as the baseline's rows are;
@@ -66,6 +68,7 @@ async def baseline_copy(dsn: str, n: int) -> float:
         await conn.execute("CREATE UNLOGGED TABLE bench_copy (idx bigint, kind text, data bytea)")
         await conn.execute("ALTER TABLE bench_copy SET LOGGED")
         rows = [(i, "note", payload(i)) for i in range(n)]
+        await conn.execute("CHECKPOINT")  # as before each ledger run
         t0 = time.perf_counter()
         for start in range(0, n, 4096):
             await conn.copy_records_to_table(
@@ -87,6 +90,7 @@ async def run_ledger(
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS bench_{tmp.name}")
         await conn.execute(f"CREATE DATABASE bench_{tmp.name}")
+        await conn.execute("CHECKPOINT")  # the phase before is not flushed during this one
     finally:
         await conn.close()
     dsn = with_database(dsn, f"bench_{tmp.name}")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from merkle_reference import leaf, mth
 
+from vault.ledger import tiles as tiles_mod
 from vault.ledger.tree import TreeEdge, leaf_hashes
 from verify.merkle import perfect_root
-from verify.tiles import TILE_WIDTH
+from verify.tiles import TILE_WIDTH, hash_in_tile, node_location
 
 
 def _tile(leaves: list[bytes], level: int, index: int) -> bytes:
@@ -51,3 +53,18 @@ def test_edge_roots_and_touched_tiles_agree_with_the_reference() -> None:
                 assert content == _tile(leaves, level, index), (level, index)
         rebuilt = TreeEdge.from_tiles(edge.size, stored)
         assert rebuilt.root() == edge.root()
+
+
+def test_upper_tile_nodes_are_cached_by_content_not_by_position() -> None:
+    """A node of a full upper tile is remembered by the tile's bytes: the same position in a
+    tile with other bytes (a rewritten or forged tile) is hashed afresh, never served stale."""
+    tile = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(256))
+    node = (8 + 7, 1)  # level 15: the right half (128 hashes) of level-1 tile 0
+    tl, ti, start, count = node_location(*node)
+    assert (tl, ti, start, count) == (1, 0, 128, 128)
+    first = tiles_mod._node_hash({(1, 0): tile}, node)
+    assert first == hash_in_tile(tile, start, count)
+    assert (tile, start, count) in tiles_mod._NODE_CACHE
+    forged = tile[:-1] + bytes([tile[-1] ^ 1])
+    again = tiles_mod._node_hash({(1, 0): forged}, node)
+    assert again == hash_in_tile(forged, start, count) != first

@@ -11,8 +11,15 @@ from collections.abc import Iterable, Sequence
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
-from verify.merkle import EMPTY_ROOT, consistency_ranges, fold_right, inclusion_ranges, range_nodes
-from verify.tiles import hash_in_tile, node_location, tiles_for_nodes
+from verify.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    consistency_ranges,
+    fold_right,
+    inclusion_ranges,
+    range_nodes,
+)
+from verify.tiles import TILE_WIDTH, hash_in_tile, node_location, tiles_for_nodes
 
 TileKey = tuple[int, int]
 
@@ -40,12 +47,30 @@ async def fetch_tiles(conn: Conn, keys: Iterable[TileKey]) -> dict[TileKey, byte
     return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
+# Nodes computed from full tiles above level 0, keyed by the tile's bytes: a full tile never
+# changes, and every proof crosses the same few upper tiles (at 1M entries, 16 at level 1 and
+# one at level 2), so their nodes are hashed once instead of in every proof. Keyed by content,
+# a cached node is exactly what hashing the same bytes again would give. Bounded: cleared when
+# it reaches _NODE_CACHE_MAX entries (a few MB of tiles at most).
+_NODE_CACHE: dict[tuple[bytes, int, int], bytes] = {}
+_NODE_CACHE_MAX = 512
+_FULL_TILE = TILE_WIDTH * HASH_SIZE
+
+
 def _node_hash(tiles: dict[TileKey, bytes], node: tuple[int, int]) -> bytes:
     tile_level, tile_index, start, count = node_location(*node)
     tile = tiles.get((tile_level, tile_index))
     if tile is None:
         raise LedgerCorrupt(f"tile {tile_level}/{tile_index} is missing for node {node}")
-    return hash_in_tile(tile, start, count)
+    if tile_level == 0 or count < 16 or len(tile) != _FULL_TILE:
+        return hash_in_tile(tile, start, count)
+    key = (tile, start, count)
+    found = _NODE_CACHE.get(key)
+    if found is None:
+        if len(_NODE_CACHE) >= _NODE_CACHE_MAX:
+            _NODE_CACHE.clear()
+        found = _NODE_CACHE[key] = hash_in_tile(tile, start, count)
+    return found
 
 
 async def range_hashes(conn: Conn, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
