@@ -43,6 +43,7 @@ __all__ = [
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_NODE_PREFIX = hashlib.sha256(b"\x01")  # copied, never updated: the state after 0x01
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -64,13 +65,15 @@ def perfect_root(hashes: Sequence[bytes]) -> bytes:
     if not hashes or len(hashes) & (len(hashes) - 1):
         raise ValueError(f"perfect_root needs a power-of-two number of hashes, got {len(hashes)}")
     level = list(hashes)
-    sha256 = hashlib.sha256
+    fresh = _NODE_PREFIX.copy  # cheaper than a new hash object per node
     while len(level) > 1:
         pairs = iter(level)
-        level = [
-            sha256(b"\x01" + left + right).digest()
-            for left, right in zip(pairs, pairs, strict=True)
-        ]
+        parents = []
+        for left, right in zip(pairs, pairs, strict=True):
+            h = fresh()
+            h.update(left + right)
+            parents.append(h.digest())
+        level = parents
     return level[0]
 
 
