@@ -13,7 +13,7 @@ from vault import audit, cases
 from vault.access import Action
 from vault.errors import BadRequest
 from vault.labels import Label, Level
-from vault.statistics import year_bounds, year_statistics
+from vault.statistics import _LEDGER, year_bounds, year_statistics
 
 
 async def test_counts_of_one_year(pg_dsn: str, tmp_path: Path) -> None:
@@ -63,6 +63,24 @@ async def test_counts_of_one_year(pg_dsn: str, tmp_path: Path) -> None:
             "footage_hours", "cases_with_footage", "verifications", "denials",
         }  # fmt: skip
         assert all(isinstance(v, int | float) for v in stats.to_json().values())
+
+
+async def test_ledger_counts_are_served_by_the_partial_created_index(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The statistics read `accessed`/`denied` entries of a year through the BRIN index that
+    only those kinds enter (migration 008), not by a scan of every entry."""
+    async with open_vault(pg_dsn, tmp_path) as (_ledger, db), db.pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")  # tiny table: say whether it *can*
+        start, end = year_bounds(2026, "Asia/Shanghai")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + _LEDGER, start, end))
+        assert "ledger_entries_created" in plan, plan
+        predicate = await conn.fetchval(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
+            " WHERE indexrelid = 'ledger_entries_created'::regclass"
+        )
+        assert "accessed" in predicate and "denied" in predicate
+        assert "note" not in predicate
 
 
 def test_year_bounds_follow_the_time_zone() -> None:
