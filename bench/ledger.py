@@ -3,11 +3,15 @@
 Runs on the embedded PostgreSQL (pgserver) in a temporary directory:
 
 1. baseline: a plain COPY of the same rows into an unindexed table, in 4,096-row chunks;
-   each phase starts on a checkpointed server (CHECKPOINT), so none pays for flushing another's
-   writes;
+   each phase starts on a quiet server: the phase before has dropped its database (so no
+   autovacuum of it runs on) and a CHECKPOINT has flushed its writes, so none pays for another's
+   background work;
 2. the ledger: N appenders (coroutines, as in the service) each appending one entry at a time
    until the total is reached, with checkpoints signed in the background; then the same with
-   4,096 entries per call, built before the clock starts as the baseline's rows are;
+   4,096 entries per call, built before the clock starts as the baseline's rows are, and, as a
+   service's long-lived objects would be, frozen out of the cyclic garbage collector
+   (``gc.freeze``): otherwise every full collection during the run walks the bench's own
+   million prebuilt entries, which no service holds;
 3. time from each append call to the first checkpoint that includes it (p50/p99);
 4. inclusion-proof latency from the tiles at the final size (p50/p99);
 5. peak RSS of this process (the service side; PostgreSQL's own processes are not counted).
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import resource
 import shutil
@@ -86,7 +91,8 @@ async def run_ledger(
 ) -> dict[str, float]:
     cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.25)
     tmp.mkdir(parents=True, exist_ok=True)
-    conn = await asyncpg.connect(dsn)
+    admin_dsn = dsn
+    conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS bench_{tmp.name}")
         await conn.execute(f"CREATE DATABASE bench_{tmp.name}")
@@ -113,6 +119,7 @@ async def run_ledger(
                 for first in range(0, n, per_call)
             ]
             batches = iter(built)
+            gc.freeze()  # long-lived: see the module docstring
         else:
             batches = ([PreparedEntry("note", payload(i))] for i in range(n))
         starts: dict[int, float] = {}
@@ -141,6 +148,12 @@ async def run_ledger(
                 t = time.perf_counter()
                 await inclusion_proof(conn, i, final.size)
                 proof_times.append(time.perf_counter() - t)
+    gc.unfreeze()
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE bench_{tmp.name}")  # no background work left behind
+    finally:
+        await conn.close()
     return {
         "rate": n / elapsed,
         "elapsed": elapsed,
