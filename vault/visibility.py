@@ -255,6 +255,8 @@ _LINKED = (
 )
 _LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
 _COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links"
+_LABEL_AT = EvidenceSummary._fields.index("label")  # where level and caveats are selected
+_LINKS_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
 """Everything a summary needs of ``evidence e``, its current links included (one statement)."""
 
 
@@ -343,44 +345,19 @@ def _summaries(p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary
     # Per call: the rows of one page share cases and labels; each distinct (own label, links)
     # is decided once: its effective label and the linked cases the principal may see.
     derived: dict[tuple[object, ...], tuple[Label, tuple[str, ...]]] = {}
-    for (  # the columns of _PLAIN_COLUMNS, in their order, then the links
-        eid,
-        sha256,
-        size,
-        file_name,
-        dock_id,
-        device_id,
-        officer_id,
-        recorded_at,
-        acquired_at,
-        level,
-        caveats,
-        category,
-        media_status,
-        disposed_at,
-        links,
-    ) in rows:
+    for row in rows:
+        # _PLAIN_COLUMNS are EvidenceSummary's fields in order, the label as two columns
+        # (level, caveats), and then come the links.
+        level, caveats = row[_LABEL_AT : _LABEL_AT + 2]
+        links = row[_LINKS_AT]
         key = (level, tuple(caveats), *[(c, lv, tuple(cv)) for c, lv, cv in links or ()])
         found = derived.get(key)
         if found is None:
             found = derived[key] = _derive(p, label_of(level, caveats), links or ())
         label, shown = found
         out.append(
-            EvidenceSummary(
-                str(eid),
-                sha256,
-                size,
-                file_name,
-                dock_id,
-                device_id,
-                officer_id,
-                recorded_at,
-                acquired_at,
-                label,
-                category,
-                media_status,
-                disposed_at,
-                shown,
+            EvidenceSummary._make(
+                (str(row[0]), *row[1:_LABEL_AT], label, *row[_LABEL_AT + 2 : _LINKS_AT], shown)
             )
         )
     return out

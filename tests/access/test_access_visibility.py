@@ -17,6 +17,7 @@ from vault.labels import Caveat, Label, Level
 from vault.visibility import (
     Args,
     EvidenceQuery,
+    EvidenceSummary,
     count_evidence,
     evidence_filter,
     list_evidence,
@@ -179,6 +180,12 @@ async def test_filters_and_cursor(pg_dsn: str, tmp_path: Path) -> None:
         assert [i.id for i in rest.items] == [c] and rest.next_cursor is None
         item = page.items[0]
         assert item.label == Label(Level.CONFIDENTIAL) and item.cases == ("K1",)
+        # every other field of a summary is the stored column of that name
+        stored = await pool.fetchrow("SELECT * FROM evidence WHERE id = $1", uuid.UUID(b))
+        (summary,) = [i for i in page.items if i.id == b]
+        plain = [f for f in EvidenceSummary._fields if f not in ("id", "label", "cases")]
+        assert [getattr(summary, f) for f in plain] == [stored[f] for f in plain]
+        assert summary.media_status == "failed" and summary.dock_id == "dock-02"
         for bad in ("x", "!!!", page.next_cursor[:-3]):
             with pytest.raises(BadRequest):
                 await list_evidence(pool, ADMIN, cursor=bad)
