@@ -255,9 +255,9 @@ _LINKED = (
 )
 _LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
 _COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links"
+"""Everything a summary needs of ``evidence e``, its current links included (one statement)."""
 _LABEL_AT = EvidenceSummary._fields.index("label")  # where level and caveats are selected
 _LINKS_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
-"""Everything a summary needs of ``evidence e``, its current links included (one statement)."""
 
 
 def _links_lateral(p: Principal, args: Args) -> str:
