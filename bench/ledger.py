@@ -117,16 +117,15 @@ async def run_ledger(
 ) -> dict[str, float]:
     cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.25)
     tmp.mkdir(parents=True, exist_ok=True)
-    admin_dsn = dsn
-    conn = await asyncpg.connect(admin_dsn)
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS bench_{tmp.name}")
         await conn.execute(f"CREATE DATABASE bench_{tmp.name}")
         await conn.execute("CHECKPOINT")  # the phase before is not flushed during this one
     finally:
         await conn.close()
-    dsn = with_database(dsn, f"bench_{tmp.name}")
-    async with open_database(DatabaseConfig(dsn=dsn, pool_size=8), tmp) as db:
+    bench_dsn = with_database(dsn, f"bench_{tmp.name}")
+    async with open_database(DatabaseConfig(dsn=bench_dsn, pool_size=8), tmp) as db:
         ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
         signed: list[tuple[float, int]] = []
         original = ledger.checkpointer.checkpoint
@@ -176,8 +175,9 @@ async def run_ledger(
                 t = time.perf_counter()
                 await inclusion_proof(conn, i, final.size)
                 proof_times.append(time.perf_counter() - t)
-    gc.unfreeze()
-    conn = await asyncpg.connect(admin_dsn)
+    if per_call > 1:
+        gc.unfreeze()
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"DROP DATABASE bench_{tmp.name}")  # no background work left behind
     finally:
