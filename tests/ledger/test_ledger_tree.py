@@ -8,8 +8,8 @@ import random
 from merkle_reference import leaf, mth
 
 from vault.ledger import tiles as tiles_mod
-from vault.ledger.tree import TreeEdge, leaf_hashes
-from verify.merkle import perfect_root
+from vault.ledger.tree import TreeEdge
+from verify.merkle import leaf_hashes, perfect_root
 from verify.tiles import TILE_WIDTH, hash_in_tile, node_location
 
 

@@ -40,7 +40,7 @@ from vault.db import Conn
 from vault.errors import LedgerCorrupt
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles
-from vault.ledger.tree import TreeEdge, leaf_hashes
+from vault.ledger.tree import TreeEdge
 from vault.metrics import (
     LEDGER_BATCH,
     LEDGER_COMMIT_SECONDS,
@@ -48,6 +48,7 @@ from vault.metrics import (
     LEDGER_ENTRIES,
     LEDGER_SIZE,
 )
+from verify.merkle import leaf_hashes
 from verify.tiles import TILE_WIDTH, right_edge_tiles
 
 log = logging.getLogger("evault.ledger")

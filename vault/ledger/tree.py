@@ -6,34 +6,17 @@ of the perfect subtrees those hashes form (one per set bit of the tile's width, 
 That is enough to append leaves, to emit every tile an append touches, and to compute the root
 in O(log n) hashes.
 
-Hashing is done here in bulk (list comprehensions over lists of 32-byte digests) because it
-is most of the sequencer's CPU time; the results are exactly RFC 6962's, as the tests check
-against the naive reference.
+Hashing is most of the sequencer's CPU time, so it is done in bulk, a tile at a time, by
+``verify.merkle`` (``leaf_hashes``, ``perfect_root``): the one implementation of RFC 6962
+hashing, checked against the naive reference.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right, perfect_root
+from verify.merkle import EMPTY_ROOT, HASH_SIZE, fold_right, node_hash, perfect_root
 from verify.tiles import TILE_HEIGHT, TILE_WIDTH, right_edge_tiles
-
-_sha256 = hashlib.sha256
-
-
-_LEAF_PREFIX = _sha256(b"\x00")  # copied, never updated: the state after 0x00
-
-
-def leaf_hashes(datas: Iterable[bytes]) -> list[bytes]:
-    """The RFC 6962 leaf hashes of ``datas``."""
-    fresh = _LEAF_PREFIX.copy  # cheaper than a new hash object (and a concatenation) per leaf
-    out = []
-    for d in datas:
-        h = fresh()
-        h.update(d)
-        out.append(h.digest())
-    return out
 
 
 def _subtree_roots(tile: list[bytes]) -> list[bytes]:
@@ -137,7 +120,7 @@ class TreeEdge:
         for node in chunk:
             w = width
             while w & 1:
-                node = _sha256(b"\x01" + roots.pop() + node).digest()
+                node = node_hash(roots.pop(), node)
                 w >>= 1
             roots.append(node)
             width += 1
