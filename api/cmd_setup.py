@@ -20,6 +20,7 @@ from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
 from api.keys import ALL_PARTS, RUNTIME
 from vault import principals, tokens
+from vault.hostmac import create_mac_key
 from vault.keys import create_signing_key
 
 log = logging.getLogger("evault.serve")
@@ -83,6 +84,11 @@ def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
     print(
         ("created" if created else "kept existing")
         + f" signing key {cfg.path(cfg.ledger.key_file)}"
+    )
+    _, mac_created = create_mac_key(cfg.path(cfg.ledger.mac_key_file))
+    print(
+        ("created" if mac_created else "kept existing")
+        + f" host MAC key {cfg.path(cfg.ledger.mac_key_file)} (keep it with the signing key)"
     )
     print(f"verifier key (give it to reviewers out of band):\n{signer.vkey}")
     return 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from api.config import Config
 from vault import principals
 from vault.db import Database, open_database
+from vault.hostmac import HostMac, load_mac_key
 from vault.keys import load_signer
 from vault.ledger import Ledger
 from verify.note import Signer
@@ -21,6 +22,7 @@ class Runtime:
     cfg: Config
     db: Database
     signer: Signer
+    mac: HostMac
     ledger: Ledger
 
 
@@ -29,12 +31,13 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
     """Open the database and ledger, create the configured principals that are missing; with
     ``background``, also sign checkpoints as the tree grows."""
     signer = load_signer(cfg.path(cfg.ledger.key_file))
+    mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     async with open_database(cfg.database, cfg.data) as db:
-        ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log))
+        ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log), mac=mac)
         await principals.seed(db.pool, ledger, cfg.principals)
         if background:
             ledger.start()
         try:
-            yield Runtime(cfg=cfg, db=db, signer=signer, ledger=ledger)
+            yield Runtime(cfg=cfg, db=db, signer=signer, mac=mac, ledger=ledger)
         finally:
             await ledger.close()

@@ -47,9 +47,12 @@ import asyncpg  # noqa: E402
 
 from vault.config import DatabaseConfig, LedgerConfig  # noqa: E402
 from vault.db import EmbeddedServer, open_database, with_database  # noqa: E402
+from vault.hostmac import HostMac  # noqa: E402
 from vault.ledger import Ledger, PreparedEntry, make_entry  # noqa: E402
 from vault.ledger.tiles import inclusion_proof  # noqa: E402
 from verify.note import Signer  # noqa: E402
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 ORIGIN = "bench.evidence-vault.local/ledger"
 
@@ -126,7 +129,9 @@ async def run_ledger(
         await conn.close()
     bench_dsn = with_database(dsn, f"bench_{tmp.name}")
     async with open_database(DatabaseConfig(dsn=bench_dsn, pool_size=8), tmp) as db:
-        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        ledger = Ledger(
+            db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=TEST_MAC
+        )
         signed: list[tuple[float, int]] = []
         original = ledger.checkpointer.checkpoint
 

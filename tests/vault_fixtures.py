@@ -9,9 +9,12 @@ from pathlib import Path
 from vault.access import Principal, Role
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
+from vault.hostmac import HostMac
 from vault.labels import Caveat, Label, Level
 from vault.ledger import Ledger
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 ORIGIN = "test.evidence-vault.local/ledger"
 ALL_CAVEATS = frozenset(Caveat)
@@ -30,7 +33,9 @@ ADMIN = Principal(
 async def open_vault(dsn: str, tmp: Path) -> AsyncIterator[tuple[Ledger, Database]]:
     cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
-        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        ledger = Ledger(
+            db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=TEST_MAC
+        )
         try:
             yield ledger, db
         finally:

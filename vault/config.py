@@ -61,6 +61,12 @@ class LedgerConfig:
     key_file: Path = setting(
         Path("keys/ledger.skey"), "Ed25519 signing key (note private-key format), mode 0600."
     )
+    mac_key_file: Path = setting(
+        Path("keys/ledger.mac"),
+        "Host MAC secret (32 bytes, hex), mode 0600: authenticates every committed ledger batch"
+        " and every row that decides access or serves bytes. Keep it with the signing key, never"
+        " in the database; `evault init` creates it.",
+    )
     checkpoints_log: Path = setting(
         Path("checkpoints.log"),
         "File outside the database to which every signed checkpoint is appended (JSON lines).",

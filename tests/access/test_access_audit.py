@@ -17,11 +17,14 @@ from vault import audit, cases
 from vault.access import Action, Role
 from vault.config import LedgerConfig
 from vault.errors import Forbidden, NotFound, Unavailable
+from vault.hostmac import HostMac
 from vault.labels import Label, Level
 from vault.ledger import Ledger, PreparedEntry
 from vault.visibility import get_evidence
 from verify.canonical import check_opening
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 OFFICER = person("officer-1", {Role.OFFICER}, Level.INTERNAL, (), officer_id="o1")
 REVIEWER = person("reviewer-1", {Role.REVIEWER}, Level.CONFIDENTIAL, (), cases={"K1"})
@@ -167,7 +170,9 @@ async def test_content_requests_fail_closed_without_the_ledger(
         # a real ledger whose pool has gone away
         dead_pool = await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
         await dead_pool.close()
-        dead = Ledger(dead_pool, Signer.generate("x"), LedgerConfig(), tmp_path / "cp.log")
+        dead = Ledger(
+            dead_pool, Signer.generate("x"), LedgerConfig(), tmp_path / "cp.log", mac=TEST_MAC
+        )
         try:
             with pytest.raises(Unavailable):
                 await audit.authorize(pool, dead, OFFICER, Action.STREAM, "evidence", eid)

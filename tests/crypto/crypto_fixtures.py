@@ -19,12 +19,15 @@ from vault.access import Principal, Role
 from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
 from vault.content import Readable
 from vault.db import Database, open_database
+from vault.hostmac import HostMac
 from vault.jobs import JobRunner
 from vault.keystore_db import insert_key
 from vault.labels import Caveat, Level
 from vault.ledger import Ledger
 from vault.storage import Storage, open_storage
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 ORIGIN = "test.evidence-vault.local/ledger"
 CHUNK = 4096
@@ -113,7 +116,9 @@ async def open_env(
 ) -> AsyncIterator[Env]:
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
         ledger_cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0)
-        ledger = Ledger(db.pool, Signer.generate(ORIGIN), ledger_cfg, tmp / "checkpoints.log")
+        ledger = Ledger(
+            db.pool, Signer.generate(ORIGIN), ledger_cfg, tmp / "checkpoints.log", mac=TEST_MAC
+        )
         cfg = Cfg(tmp)
         storage = open_storage(cfg, db.pool)
         quarantine = Quarantine(tmp / "quarantine", ledger)

@@ -28,8 +28,11 @@ from ingest.watcher import ignored
 from vault.blobstore import BlobStore
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
+from vault.hostmac import HostMac
 from vault.ledger import Ledger
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 ORIGIN = "test.evidence-vault.local/ledger"
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
@@ -75,7 +78,7 @@ async def main(spec: dict[str, Any]) -> int:
     async with open_database(DatabaseConfig(dsn=spec["dsn"]), tmp) as db:
         signer = Signer.from_skey(Path(spec["skey"]).read_text())
         cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0)
-        ledger = Ledger(db.pool, signer, cfg, tmp / "checkpoints.log")
+        ledger = Ledger(db.pool, signer, cfg, tmp / "checkpoints.log", mac=TEST_MAC)
         store = BlobStore(tmp / "vault", chunk_size=64 << 10)
         store.sweep_tmp()
         acq = Acquirer(store, ledger, Quarantine(tmp / "quarantine", ledger), docks)

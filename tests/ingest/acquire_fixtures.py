@@ -16,8 +16,11 @@ from ingest.quarantine import Quarantine
 from vault.blobstore import BlobStore, WriteFault
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
+from vault.hostmac import HostMac
 from vault.ledger import Ledger
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 ORIGIN = "test.evidence-vault.local/ledger"
 NAME = "DEV01_OFF123_20250101120000.mp4"
@@ -59,7 +62,9 @@ async def open_acquirer(
 ) -> AsyncIterator[Env]:
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
         cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0)
-        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log")
+        ledger = Ledger(
+            db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=TEST_MAC
+        )
         store = BlobStore(tmp / "vault", chunk_size=64 << 10, fault=fault)
         quarantine = Quarantine(tmp / "quarantine", ledger)
         acq = Acquirer(store, ledger, quarantine, docks, verifier=ledger.verifier)

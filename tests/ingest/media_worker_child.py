@@ -11,16 +11,23 @@ from ingest.mediajobs import MediaJobs
 from vault.blobstore import BlobStore
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
+from vault.hostmac import HostMac
 from vault.jobs import JobRunner, claim
 from vault.ledger import Ledger
 from verify.note import Signer
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 
 async def main(dsn: str, store_root: Path, scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     async with open_database(DatabaseConfig(dsn=dsn), scratch) as db:
         ledger = Ledger(
-            db.pool, Signer.generate("child"), LedgerConfig(origin="child"), scratch / "cp.log"
+            db.pool,
+            Signer.generate("child"),
+            LedgerConfig(origin="child"),
+            scratch / "cp.log",
+            mac=TEST_MAC,
         )
         media = MediaJobs(ledger, BlobStore(store_root), MediaConfig(), scratch)
         handlers = media.handlers()

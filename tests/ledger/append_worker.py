@@ -8,15 +8,22 @@ from pathlib import Path
 
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
+from vault.hostmac import HostMac
 from vault.keys import load_signer
 from vault.ledger import Ledger, make_entry
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 
 async def main(dsn: str, key: Path, log: Path, count: int) -> None:
     signer = load_signer(key)
     async with open_database(DatabaseConfig(dsn=dsn), log.parent) as db:
         ledger = Ledger(
-            db.pool, signer, LedgerConfig(origin=signer.name, checkpoint_interval=0.01), log
+            db.pool,
+            signer,
+            LedgerConfig(origin=signer.name, checkpoint_interval=0.01),
+            log,
+            mac=TEST_MAC,
         )
         ledger.start()
         try:

@@ -13,10 +13,13 @@ from prometheus_client import REGISTRY
 
 from vault.config import LedgerConfig
 from vault.db import Conn, Database
+from vault.hostmac import HostMac
 from vault.ledger import Ledger, PreparedEntry, make_entry
 from vault.ledger.sequencer import COPY_MIN
 from vault.ledger.tiles import inclusion_proof, root_at
 from verify.merkle import verify_inclusion
+
+TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 
 
 async def _check_tree(db: Database, size: int) -> list[bytes]:
@@ -112,7 +115,11 @@ async def test_two_sequencers_on_one_database_interleave_without_gaps(
     repeatedly made stale by the other, is detected under the lock, and prepared again."""
     async with open_ledger(pg_dsn, tmp_path) as (first, db):
         second = Ledger(
-            db.pool, first.signer, LedgerConfig(origin=first.signer.name), tmp_path / "cp2.log"
+            db.pool,
+            first.signer,
+            LedgerConfig(origin=first.signer.name),
+            tmp_path / "cp2.log",
+            mac=TEST_MAC,
         )
         try:
 
@@ -189,6 +196,7 @@ async def test_two_sequencers_appending_bulk_batches_lose_nothing(
             first.signer,
             LedgerConfig(origin=first.signer.name, batch_max=COPY_MIN),
             tmp_path / "cp2.log",
+            mac=TEST_MAC,
         )
         try:
             results = await asyncio.gather(

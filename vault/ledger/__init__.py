@@ -15,6 +15,7 @@ import asyncpg
 
 from vault.config import LedgerConfig
 from vault.errors import NotFound
+from vault.hostmac import HostMac
 from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
 from vault.ledger.sequencer import Effect, Sequencer
@@ -77,10 +78,17 @@ class Ledger:
     """The ledger on a pool: a sequencer for appends and a checkpointer for signing."""
 
     def __init__(
-        self, pool: asyncpg.Pool[asyncpg.Record], signer: Signer, cfg: LedgerConfig, log_path: Path
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        signer: Signer,
+        cfg: LedgerConfig,
+        log_path: Path,
+        *,
+        mac: HostMac,
     ) -> None:
         self.pool = pool
         self.signer = signer
+        self.mac = mac
         self.log_path = log_path
         self.checkpointer = Checkpointer(
             pool, signer, cfg.origin, log_path, cfg.checkpoint_interval

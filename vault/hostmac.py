@@ -1,0 +1,175 @@
+"""The host's MAC key: authenticators that a database insider cannot make.
+
+The database is not trusted (DESIGN §7): not its superuser, not the service's own role. What
+proves history or decides access is therefore bound to the ledger by a secret kept on the
+service host beside the signing key, never in PostgreSQL. Two uses, each with its own key
+derived from the one secret (HMAC-SHA256 with a fixed label), so a tag of one kind is never
+accepted as the other:
+
+- **batch authenticators**: each batch the sequencer commits carries
+  ``batch(first, leaves, size, root)`` over its first index, its leaf hashes and the tree it
+  leaves; the checkpointer signs a tree only if it is the tree of an authenticated batch, and
+  fsck names the first entry whose leaf is not the authenticated one.
+- **row tags**: every row that decides access or points at bytes carries
+  ``row(table, key, values, idx)`` over its table, key, bound values and the index of the ledger
+  entry that set it; a read that cannot verify it fails closed.
+
+Guarantees: the key file is created once, mode 0600, in a 0700 folder, never overwritten; tags
+are deterministic (the same inputs give the same tag in every process) and compared in constant
+time.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vault.errors import ConfigError, IntegrityError
+
+SECRET_BYTES = 32
+_BATCH_LABEL = b"evidence-vault batch authenticator v1"
+_ROW_LABEL = b"evidence-vault row tag v1"
+
+
+class RowTampered(IntegrityError):
+    """A row that decides access or serves bytes does not carry a valid tag: it was changed
+    outside the service. Nothing of it is used; investigate with `evault ledger fsck --state`."""
+
+    slug = "state-tampered"
+    title = "Stored state does not verify"
+
+    def __init__(self, table: str, key: Sequence[object], detail: str = "") -> None:
+        self.table = table
+        self.key = tuple(str(k) for k in key)
+        what = f"{table} row {'/'.join(self.key)}"
+        super().__init__(f"{what} does not verify{': ' + detail if detail else ''}")
+
+
+def _plain(value: object) -> object:
+    """A JSON value for ``value``: one spelling per value, whatever type the driver returned."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("row tags take aware datetimes only")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "hex:" + bytes(value).hex()
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(v) for v in value)  # type: ignore[type-var]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    raise TypeError(f"row tags do not take {type(value).__name__}")
+
+
+def row_message(table: str, key: Sequence[object], values: Mapping[str, object], idx: int) -> bytes:
+    """The exact bytes a row tag is computed over (canonical JSON)."""
+    doc = [table, [_plain(k) for k in key], _plain(values), int(idx)]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class HostMac:
+    """Batch authenticators and row tags under one host secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != SECRET_BYTES:
+            raise ValueError(f"the host MAC secret is {SECRET_BYTES} bytes")
+        self._batch_key = hmac.digest(secret, _BATCH_LABEL, "sha256")
+        self._row_key = hmac.digest(secret, _ROW_LABEL, "sha256")
+
+    @classmethod
+    def generate(cls) -> HostMac:
+        return cls(secrets.token_bytes(SECRET_BYTES))
+
+    # -- batches -------------------------------------------------------------------------
+
+    def batch(self, first: int, leaves: bytes, size: int, root: bytes) -> bytes:
+        """The authenticator of a batch: entries ``first .. first+len(leaves)//32-1`` with these
+        concatenated leaf hashes, leaving a tree of ``size`` leaves with ``root``."""
+        if len(leaves) % 32 or len(root) != 32:
+            raise ValueError("leaf hashes and root are 32-byte hashes")
+        head = b"%d %d %d\n" % (first, len(leaves) // 32, size)
+        return hmac.digest(self._batch_key, head + hashlib.sha256(leaves).digest() + root, "sha256")
+
+    def batch_ok(self, tag: bytes, first: int, leaves: bytes, size: int, root: bytes) -> bool:
+        return hmac.compare_digest(tag, self.batch(first, leaves, size, root))
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def row(
+        self, table: str, key: Sequence[object], values: Mapping[str, object], idx: int
+    ) -> bytes:
+        """The tag of a row of ``table`` with primary ``key``, bound ``values`` and the ledger
+        index ``idx`` of the entry that set them."""
+        return hmac.digest(self._row_key, row_message(table, key, values, idx), "sha256")
+
+    def check_row(
+        self,
+        tag: bytes | None,
+        table: str,
+        key: Sequence[object],
+        values: Mapping[str, object],
+        idx: int,
+    ) -> None:
+        """Return if ``tag`` is the row's tag; raise :class:`RowTampered` otherwise."""
+        if tag is None or not hmac.compare_digest(bytes(tag), self.row(table, key, values, idx)):
+            raise RowTampered(table, key)
+
+
+def create_mac_key(path: Path) -> tuple[HostMac, bool]:
+    """Return (mac, created): the key at ``path``, generated there if absent (never replaced)."""
+    if path.exists():
+        return load_mac_key(path), False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = secrets.token_bytes(SECRET_BYTES)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secret.hex() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if a key appeared meanwhile: never replace one
+    except FileExistsError:
+        return load_mac_key(path), False
+    finally:
+        tmp.unlink()
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return HostMac(secret), True
+
+
+def load_mac_key(path: Path) -> HostMac:
+    """Load the MAC key; ConfigError naming the path and what to do if missing or malformed."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: the host MAC key is missing; `evault init` creates it (an existing key is "
+            "never replaced)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the host MAC key: {exc}") from exc
+    try:
+        secret = bytes.fromhex(text)
+        return HostMac(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a host MAC key ({SECRET_BYTES} bytes in hex)") from exc
