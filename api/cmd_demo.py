@@ -45,7 +45,7 @@ from vault.export import export_case
 from vault.keys import load_signer
 from vault.labels import Label, Level
 from vault.storage import open_storage
-from verify.package import verify_package
+from verify.package_checks import verify_package
 from verify.report import VERDICT_LINES
 
 REVIEWER = "demo-legal-reviewer"

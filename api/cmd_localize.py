@@ -30,7 +30,7 @@ from vault import principals
 from vault.errors import BadRequest
 from verify.errors import MalformedError
 from verify.note import parse_vkey
-from verify.package import verify_package
+from verify.package_checks import verify_package
 
 EPILOG = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 

@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "verify")]
 
 from package_builder import build_package  # noqa: E402
 
-from verify.package import verify_package  # noqa: E402
+from verify.package_checks import verify_package  # noqa: E402
 
 GIB = 1 << 30
 

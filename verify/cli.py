@@ -25,7 +25,7 @@ from typing import NoReturn
 
 from verify.errors import MalformedError
 from verify.note import Verifier, parse_vkey
-from verify.package import verify_package
+from verify.package_checks import verify_package
 from verify.report import EXIT_USAGE, VERDICT_LINES, render_text
 
 __all__ = ["main"]

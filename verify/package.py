@@ -27,11 +27,11 @@ with ``sha256`` and ``size`` equal to the file's; a rendition by a ``derived`` e
 ``rendition`` (the rendition kind), ``output_size`` or ``input_sha256`` (checked against the
 original of the same evidence in the package), they must agree too.
 
-Guarantees of :func:`verify_package`: the verdict is ``ok`` only if every signature is by the
-*given* key, every listed entry is proven in the checkpoint at its own index, every disclosed
-opening matches, every listed file exists with the listed size and SHA-256 and is recorded by
-its entry, nothing unlisted is present, and (with ``since``) the checkpoint extends the one seen
-before. Zip members with absolute paths, ``..``, backslashes, duplicates or symlink modes, and
+Guarantees of :func:`verify.package_checks.verify_package`: the verdict is ``ok`` only if
+every signature is by the *given* key, every listed entry is proven in the checkpoint at its
+own index, every disclosed opening matches, every listed file exists with the listed size and
+SHA-256 and is recorded by its entry, nothing unlisted is present, and (with ``since``) the
+checkpoint extends the one seen before. Zip members with absolute paths, ``..``, backslashes, duplicates or symlink modes, and
 symlinks or special files in a folder, are ``malformed``; nothing is extracted to disk.
 """
 
@@ -47,7 +47,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from verify.canonical import canonical_json, parse_canonical
 from verify.encoding import b64decode_strict, b64encode
@@ -55,16 +55,13 @@ from verify.errors import MalformedError
 from verify.merkle import HASH_SIZE
 from verify.note import Signer, Verifier, sign_note
 
-if TYPE_CHECKING:
-    from verify.report import PackageReport
-
 __all__ = [
     "CHECKPOINT_PATH", "FILE_KINDS", "FORMAT", "MANIFEST_PATH", "MANIFEST_SIG_HEADER",
     "MANIFEST_SIG_PATH", "REPORT_PATH", "VKEY_PATH", "Manifest", "PackageFile", "Source",
     "consistency_path", "entry_path", "format_consistency_proof", "format_openings",
     "manifest_bytes", "manifest_sig_text", "opening_path",
     "parse_consistency_proof", "parse_manifest", "parse_openings", "proof_path",
-    "sign_manifest", "verify_package", "vkey_file_text",
+    "sign_manifest",  "vkey_file_text",
 ]  # fmt: skip
 
 FORMAT = "evidence-vault-package/1"
@@ -365,33 +362,3 @@ def hash_member(src: Source, name: str, limit: int, tick: Callable[[int], None])
 def vkey_file_text(verifier: Verifier) -> str:
     """The package's ``vkey`` member: the log's vkey and a newline."""
     return verifier.vkey + "\n"
-
-
-def verify_package(
-    path: Path,
-    verifier: Verifier,
-    *,
-    since: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> PackageReport:
-    """Verify the package at ``path`` (a folder or a zip) against the trusted ``verifier``.
-
-    ``since`` is the text of a checkpoint note seen before; ``progress(done, total)`` is
-    called with hashed byte counts, possibly from worker threads. Raises :class:`OSError` only
-    if ``path`` cannot be opened at all; everything else becomes a finding of the report.
-    """
-    from verify.package_checks import run_checks  # builds on this module
-    from verify.report import PackageReport
-
-    report = PackageReport(path=str(path))
-    try:
-        src = Source(path)
-    except zipfile.BadZipFile as exc:
-        report.add("not-a-package", "malformed", str(path), f"neither a folder nor a zip: {exc}")
-        return report
-    try:
-        run_checks(src, verifier, report, since, progress)
-    finally:
-        if src.zip is not None:
-            src.zip.close()
-    return report

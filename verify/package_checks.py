@@ -16,6 +16,7 @@ import threading
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from verify import package as pkg
@@ -38,6 +39,7 @@ from verify.package import (
     MAX_SMALL_BYTES,
     VKEY_PATH,
     Manifest,
+    Source,
     consistency_path,
     entry_path,
     opening_path,
@@ -371,3 +373,30 @@ def run_checks(
     """Fill ``report`` with everything that does (not) hold in ``src``; used by
     :func:`verify.package.verify_package`."""
     _Checks(src, verifier, report).run(since, progress)
+
+
+def verify_package(
+    path: Path,
+    verifier: Verifier,
+    *,
+    since: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PackageReport:
+    """Verify the package at ``path`` (a folder or a zip) against the trusted ``verifier``.
+
+    ``since`` is the text of a checkpoint note seen before; ``progress(done, total)`` is
+    called with hashed byte counts, possibly from worker threads. Raises :class:`OSError` only
+    if ``path`` cannot be opened at all; everything else becomes a finding of the report.
+    """
+    report = PackageReport(path=str(path))
+    try:
+        src = Source(path)
+    except zipfile.BadZipFile as exc:
+        report.add("not-a-package", "malformed", str(path), f"neither a folder nor a zip: {exc}")
+        return report
+    try:
+        run_checks(src, verifier, report, since, progress)
+    finally:
+        if src.zip is not None:
+            src.zip.close()
+    return report

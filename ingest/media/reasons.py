@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ingest.media.sandbox import Limits
+from ingest.media.limits import Limits
 
 __all__ = ["explain"]
 

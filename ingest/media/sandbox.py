@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import math
 import os
 import resource
 import shutil
@@ -54,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.media.errors import MediaError, MediaToolError
+from ingest.media.limits import Limits
 from ingest.media.reasons import explain
 from ingest.media.tools import child_env, resolve
 
@@ -69,28 +68,6 @@ _SINK_PREFIX = "\x00sink:"  # a NUL can never reach exec: an unreplaced placehol
 #: Receives each chunk a sink yields, in order. The memoryview is only valid during the
 #: call (the buffer is reused): copy what must be kept.
 Consumer = Callable[[memoryview], None]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one ffmpeg/ffprobe run may use. ``cpu_s=None`` means ``wall_s * (threads + 1) + 5``."""
-
-    wall_s: float = 60.0
-    memory_bytes: int = 2 << 30
-    cpu_s: float | None = None
-    threads: int = 2
-    file_size_bytes: int = 64 << 30
-    open_files: int = 256
-    grace_s: float = 2.0
-
-    def with_wall(self, wall_s: float) -> Limits:
-        """The same limits with another wall time (callers scale it with the duration)."""
-        return dataclasses.replace(self, wall_s=wall_s)
-
-    def cpu_seconds(self) -> int:
-        if self.cpu_s is not None:
-            return max(1, math.ceil(self.cpu_s))
-        return math.ceil(self.wall_s * (self.threads + 1)) + 5
 
 
 @dataclass(frozen=True)

@@ -325,7 +325,7 @@ def test_export_job_and_package_download(world: World, tmp_path: Path) -> None:
     zipped = tmp_path / "case.zip"
     zipped.write_bytes(r.body)
     assert hashlib.sha256(r.body).hexdigest() != job["manifest_sha256"]  # the zip, not the manifest
-    from verify.package import verify_package
+    from verify.package_checks import verify_package
 
     vkey = w.call("GET", "/ledger/vkey", who="legal").body.decode().strip()
     report = verify_package(zipped, parse_vkey(vkey))

@@ -268,7 +268,7 @@ def test_legal_reviewer_in_english_by_keyboard(
             page.click("#export-download")
         zipped = tmp_path / "export.zip"
         download.value.save_as(zipped)
-        from verify.package import verify_package
+        from verify.package_checks import verify_package
 
         verdict = verify_package(zipped, parse_vkey(world.vkey))
         assert verdict.verdict == "ok", [f.message for f in verdict.findings]

@@ -29,7 +29,7 @@ from vault import cases
 from vault.export import export_case
 from vault.labels import Label
 from vault.reseal import Resealer
-from verify.package import verify_package
+from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 NAME = "DEV02_OFF456_20260102090000.mp4"

@@ -24,7 +24,7 @@ from vault.errors import Forbidden
 from vault.export import export_case
 from vault.jobs import JobRunner
 from vault.labels import Level
-from verify.package import verify_package
+from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 CHILD = Path(__file__).with_name("media_worker_child.py")

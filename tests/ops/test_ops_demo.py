@@ -10,7 +10,7 @@ import pytest
 from ops_fixtures import evault, running_service
 
 from verify.note import parse_vkey
-from verify.package import verify_package
+from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

@@ -13,7 +13,7 @@ from package_builder import ORIGIN, Built, build_package, expect, verify_json
 
 from verify import package as pkg
 from verify.note import Signer
-from verify.package import verify_package
+from verify.package_checks import verify_package
 
 
 @pytest.fixture(scope="module")
