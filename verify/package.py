@@ -27,12 +27,13 @@ with ``sha256`` and ``size`` equal to the file's; a rendition by a ``derived`` e
 ``rendition`` (the rendition kind), ``output_size`` or ``input_sha256`` (checked against the
 original of the same evidence in the package), they must agree too.
 
-Guarantees of :func:`verify.package_checks.verify_package`: the verdict is ``ok`` only if
-every signature is by the *given* key, every listed entry is proven in the checkpoint at its
-own index, every disclosed opening matches, every listed file exists with the listed size and
+Guarantees of :func:`verify.package_checks.verify_package`: the verdict is ``ok`` only if every
+signature is by the *given* key, every listed entry is proven in the checkpoint at its own
+index, every disclosed opening matches, every listed file exists with the listed size and
 SHA-256 and is recorded by its entry, nothing unlisted is present, and (with ``since``) the
-checkpoint extends the one seen before. Zip members with absolute paths, ``..``, backslashes, duplicates or symlink modes, and
-symlinks or special files in a folder, are ``malformed``; nothing is extracted to disk.
+checkpoint extends the one seen before. Zip members with absolute paths, ``..``, backslashes,
+duplicates or symlink modes, and symlinks or special files in a folder, are ``malformed``;
+nothing is extracted to disk.
 """
 
 from __future__ import annotations
