@@ -27,10 +27,10 @@ from api.openapi import content_response, define, json_body, json_response, oper
 from api.routes_jobs import json_object
 from vault.access import Action
 from vault.audit import authorize
-from vault.errors import BadRequest, NotFound
+from vault.errors import BadRequest, Conflict, NotFound
 from vault.export import RENDITION_KINDS
 from vault.exportjobs import EXPORT
-from vault.jobs import enqueue
+from vault.jobs import enqueue, job_status
 
 __all__ = ["EXPORTS_DIR", "routes"]
 
@@ -68,7 +68,6 @@ EXPORT_JOB = define(
         },
     },
 )
-_COLUMNS = "id, payload, status, result, last_error"
 
 
 def _job_json(row: Any) -> dict[str, Any]:
@@ -93,11 +92,7 @@ async def _own_job(request: web.Request) -> Any:
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise NotFound()
-    row = await request.app[RUNTIME].db.pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM jobs WHERE id = $1 AND kind = $2",  # noqa: S608
-        int(raw),
-        EXPORT,
-    )
+    row = await job_status(request.app[RUNTIME].db.pool, int(raw), EXPORT)
     payload = None if row is None else (S.load_json(row["payload"]) or {})
     if row is None or payload is None or payload.get("requested_by") != principal.id:
         raise NotFound()
@@ -131,7 +126,9 @@ async def request_export(request: web.Request) -> web.Response:
     await authorize(rt.db.pool, rt.ledger, principal, Action.EXPORT, "case", case_id)
     payload = {"case_id": case_id, "requested_by": principal.id, "renditions": sorted(set(kinds))}
     job_id = await enqueue(rt.db.pool, EXPORT, payload, dedupe_key=f"export:{uuid.uuid4()}")
-    row = await rt.db.pool.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)  # noqa: S608
+    if job_id is None:  # only a dedupe key can make enqueue insert nothing
+        raise Conflict("the job was not queued; retry")
+    row = await job_status(rt.db.pool, job_id)
     location = f"/v1/exports/{job_id}"
     return web.json_response(_job_json(row), status=202, headers={"Location": location})
 

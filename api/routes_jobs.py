@@ -29,8 +29,8 @@ from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
 from vault.access import Action
 from vault.audit import authorize
-from vault.errors import BadRequest, NotFound
-from vault.jobs import enqueue
+from vault.errors import BadRequest, Conflict, NotFound
+from vault.jobs import enqueue, job_status
 
 __all__ = ["routes"]
 
@@ -89,9 +89,6 @@ def _job_json(row: Any) -> dict[str, Any]:
     }
 
 
-_JOB_COLUMNS = "id, payload, status, attempts, result, last_error, created_at, updated_at"
-
-
 @routes.post("/v1/evidence/{id}/clips")
 @operation(
     "Request a clip",
@@ -122,7 +119,9 @@ async def request_clip(request: web.Request) -> web.Response:
         "requested_by": principal.id,
     }
     job_id = await enqueue(rt.db.pool, CLIP, payload)
-    row = await rt.db.pool.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)  # noqa: S608
+    if job_id is None:  # only a dedupe key can make enqueue insert nothing
+        raise Conflict("the job was not queued; retry")
+    row = await job_status(rt.db.pool, job_id)
     location = f"/v1/jobs/{job_id}"
     return web.json_response(_job_json(row), status=202, headers={"Location": location})
 
@@ -141,11 +140,7 @@ async def get_job(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise NotFound()
-    row = await rt.db.pool.fetchrow(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND kind = $2",  # noqa: S608
-        int(raw),
-        CLIP,
-    )
+    row = await job_status(rt.db.pool, int(raw), CLIP)
     if row is None:
         raise NotFound()
     payload = S.load_json(row["payload"]) or {}

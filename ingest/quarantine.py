@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.dockfs import DockPath, atomic_write, display, ensure_dir, name_b64
+from vault import quarantine_log
 from vault.db import Conn
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
@@ -134,9 +135,8 @@ class Quarantine:
         entry = make_entry("quarantined", {"reason": record["reason"]}, secrets_)
 
         async def effect(conn: Conn, indexes: list[int]) -> None:
-            await conn.execute(
-                "INSERT INTO quarantine (ledger_idx, dock_id, source_name, stored_as, reason)"
-                " VALUES ($1, $2, $3, $4, $5)",
+            await quarantine_log.record(
+                conn,
                 indexes[0],
                 record["dock_id"],
                 record["source_name"],
@@ -213,10 +213,7 @@ class Quarantine:
         done = 0
         for path, record in pending:
             stored = path.with_name(path.name[: -len(REASON_SUFFIX)])
-            async with self._ledger.pool.acquire() as conn:
-                known = await conn.fetchval(
-                    "SELECT ledger_idx FROM quarantine WHERE stored_as = $1", str(stored)
-                )
+            known = await quarantine_log.recorded_index(self._ledger.pool, str(stored))
             index = known if known is not None else await self._record(record, stored)
             record["ledger_index"] = index
             await asyncio.to_thread(self._write_reason, stored, record)

@@ -76,6 +76,25 @@ async def enqueue(
     return job_id
 
 
+_STATUS_COLUMNS = "id, kind, payload, status, attempts, result, last_error, created_at, updated_at"
+
+
+async def job_status(db: Db, job_id: int, kind: str | None = None) -> asyncpg.Record | None:
+    """A job's status row (``id, kind, payload, status, attempts, result, last_error,
+    created_at, updated_at``), or None if there is no such job (of ``kind``, when given).
+    Deciding who may see it is the caller's: the payload names who asked for it."""
+    if kind is None:
+        return await db.fetchrow(
+            f"SELECT {_STATUS_COLUMNS} FROM jobs WHERE id = $1",  # noqa: S608
+            job_id,
+        )
+    return await db.fetchrow(
+        f"SELECT {_STATUS_COLUMNS} FROM jobs WHERE id = $1 AND kind = $2",  # noqa: S608
+        job_id,
+        kind,
+    )
+
+
 async def claim(
     pool: asyncpg.Pool[asyncpg.Record], kinds: Sequence[str], worker: str, lease: float
 ) -> Job | None:
