@@ -38,7 +38,6 @@ from ingest.service import cleanup_ctx as ingest_cleanup_ctx
 from vault.exportjobs import EXPORT, export_handler
 from vault.jobs import JobRunner
 from vault.reseal import Resealer
-from vault.storage import open_storage
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -57,7 +56,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     rt = app[RUNTIME]
     cfg = rt.cfg
-    storage = open_storage(cfg, rt.db.pool)
+    storage = rt.storage
     scratch = cfg.path(cfg.store.root) / "scratch"
     # Scratch holds only half-made renditions of jobs that will be retried: safe to clear.
     await asyncio.to_thread(shutil.rmtree, scratch, True)

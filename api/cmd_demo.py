@@ -44,7 +44,6 @@ from vault.errors import ConfigError, NotFound, Unavailable
 from vault.export import export_case
 from vault.keys import load_signer
 from vault.labels import Label, Level
-from vault.storage import open_storage
 from verify.package_checks import verify_package
 from verify.report import VERDICT_LINES
 
@@ -256,7 +255,7 @@ async def demo(args: argparse.Namespace, cfg: Config) -> int:
         _say(f"5. legal reviewer {REVIEWER} assigned to {case_id}; exporting as the reviewer")
         out = (args.out or cfg.data / "exports" / case_id).resolve()
         await asyncio.to_thread(out.parent.mkdir, 0o700, True, True)
-        content = open_storage(cfg, rt.db.pool).content
+        content = rt.storage.content
         result = await export_case(
             rt.ledger, content, reviewer, case_id, out, renditions=["proxy", "poster"]
         )

@@ -16,7 +16,6 @@ from api.config import Config
 from api.runtime import open_runtime
 from vault import principals
 from vault.export import RENDITION_KINDS, export_case
-from vault.storage import open_storage
 
 
 def register(sub: Any) -> None:
@@ -45,7 +44,7 @@ async def export(args: argparse.Namespace, cfg: Config) -> int:
     since = args.since.read_text(encoding="utf-8") if args.since else None
     async with open_runtime(cfg) as rt:
         actor = await principals.load(rt.db.pool, args.as_principal)
-        content = open_storage(cfg, rt.db.pool).content
+        content = rt.storage.content
         result = await export_case(
             rt.ledger, content, actor, args.case, args.out,
             renditions=kinds, as_zip=args.zip, since=since,

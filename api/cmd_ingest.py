@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 async def ingest(args: argparse.Namespace, cfg: Config) -> int:
     status = 0
     async with open_runtime(cfg) as rt:
-        acquirer = open_acquirer(cfg, rt.ledger)
+        acquirer = open_acquirer(cfg, rt.ledger, rt.storage)
         dock = acquirer.dock(args.dock)
         for name in args.files:
             outcome = await acquirer.acquire_path(dock, name)

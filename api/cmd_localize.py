@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from api.cmd_scrub import open_content
 from api.config import Config
 from api.runtime import open_runtime
 from ingest.localize import (
@@ -73,7 +72,7 @@ async def cmd_localize(args: argparse.Namespace, cfg: Config) -> int:
             raise BadRequest("--index and --vkey go with --package")
         async with open_runtime(cfg) as rt:
             actor = await principals.load(rt.db.pool, args.as_principal)
-            content = open_content(cfg, rt.db.pool)
+            content = rt.storage.content
             original = await original_from_vault(
                 rt.db.pool, rt.ledger, content, actor, args.evidence
             )

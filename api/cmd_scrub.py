@@ -21,21 +21,12 @@ from aiohttp import web
 from api.config import Config
 from api.keys import PARTS, READINESS, RUNTIME
 from api.runtime import open_runtime
-from vault.content import ContentStore
-from vault.db import Db
 from vault.scrub import ScrubBusy, run_scrub
 from vault.scrubmodel import ScrubReport
 from vault.scrubsched import ScrubScheduler
-from vault.storage import open_storage
 
 EPILOG = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 EXIT_BUSY = 3
-
-
-def open_content(cfg: Config, db: Db) -> ContentStore:
-    """The one read path for stored content (sealed objects decrypted), as the service opens
-    it: ``vault.storage.open_storage``."""
-    return open_storage(cfg, db).content
 
 
 async def scrub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -45,7 +36,7 @@ async def scrub_ctx(app: web.Application) -> AsyncIterator[None]:
     if "media" not in app[PARTS] or not rt.cfg.scrub.enabled:
         yield
         return
-    scheduler = ScrubScheduler(rt.ledger, open_content(rt.cfg, rt.db.pool), rt.cfg.scrub)
+    scheduler = ScrubScheduler(rt.ledger, rt.storage.content, rt.cfg.scrub)
     scheduler.start()
     app[READINESS]["scrub"] = lambda: "ok" if scheduler.alive() else "stopped"
     try:
@@ -82,7 +73,7 @@ async def cmd_scrub(args: argparse.Namespace, cfg: Config) -> int:
         try:
             report = await run_scrub(
                 rt.ledger,
-                open_content(cfg, rt.db.pool),
+                rt.storage.content,
                 scfg,
                 mode="full" if args.all else "sample",
                 sample=args.sample,

@@ -73,7 +73,7 @@ RECEIPT = define(
 async def acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
     """An Acquirer for HTTP pushes (no watchers), opened on the app's runtime."""
     rt = app[RUNTIME]
-    app[ACQUIRER] = open_acquirer(rt.cfg, rt.ledger)
+    app[ACQUIRER] = open_acquirer(rt.cfg, rt.ledger, rt.storage)
     yield
 
 

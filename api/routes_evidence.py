@@ -33,7 +33,6 @@ from vault.audit import authorize
 from vault.content import ContentStore
 from vault.errors import BadRequest, NotFound
 from vault.labels import Caveat, Label, Level
-from vault.storage import open_storage
 from vault.visibility import (
     Args,
     EvidenceQuery,
@@ -72,7 +71,7 @@ OCTETS = "application/octet-stream"
 async def content_ctx(app: web.Application) -> AsyncIterator[None]:
     """The content store every HTTP read goes through."""
     rt = app[RUNTIME]
-    app[CONTENT] = open_storage(rt.cfg, rt.db.pool).content  # plain and sealed objects alike
+    app[CONTENT] = rt.storage.content  # plain and sealed objects alike
     yield
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 from api.config import Config
 from vault import principals
@@ -12,6 +13,7 @@ from vault.db import Database, open_database
 from vault.hostmac import HostMac, load_mac_key
 from vault.keys import load_signer
 from vault.ledger import Ledger
+from vault.storage import Storage, open_storage
 from verify.note import Signer
 
 
@@ -24,6 +26,12 @@ class Runtime:
     signer: Signer
     mac: HostMac
     ledger: Ledger
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The process's one storage (blob store, sealed reads, sealer), opened on first use:
+        every part of the process shares it."""
+        return open_storage(self.cfg, self.db.pool)
 
 
 @asynccontextmanager

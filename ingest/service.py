@@ -1,7 +1,7 @@
 """The ingest service: one watcher per configured dock, sharing one Acquirer.
 
-``IngestService(cfg, runtime)`` resolves the docks' folders against the data directory, opens the
-storage (``vault.storage.open_storage``: blob store, sealing for classified footage) and the
+``IngestService(cfg, runtime)`` resolves the docks' folders against the data directory, takes the
+process's one storage from the runtime (blob store, sealing for classified footage), opens the
 quarantine, and on ``start()`` sweeps temp files left by crashed writers, records quarantine moves
 whose ledger entry never committed, and starts the watchers. ``stop()`` stops them and lets
 acquisitions in flight finish. ``cleanup_ctx`` wires it into an aiohttp app without this layer
@@ -31,7 +31,7 @@ from ingest.watcher import DockWatcher
 from vault.config import KeysConfig, StoreConfig
 from vault.errors import EvaultError
 from vault.ledger import Ledger
-from vault.storage import open_storage
+from vault.storage import Storage
 
 __all__ = ["IngestService", "cleanup_ctx", "open_acquirer"]
 
@@ -59,12 +59,14 @@ class IngestRuntime(Protocol):
     def cfg(self) -> IngestConfig: ...
     @property
     def ledger(self) -> Ledger: ...
+    @property
+    def storage(self) -> Storage: ...
 
 
-def open_acquirer(cfg: IngestConfig, ledger: Ledger) -> Acquirer:
-    """The Acquirer for ``cfg``: docks with absolute folders, the storage, the quarantine."""
+def open_acquirer(cfg: IngestConfig, ledger: Ledger, storage: Storage) -> Acquirer:
+    """The Acquirer for ``cfg``: docks with absolute folders, the process's storage, the
+    quarantine."""
     docks = [dataclasses.replace(d, path=cfg.path(Path(d.path))) for d in cfg.docks]
-    storage = open_storage(cfg, ledger.pool)
     quarantine = Quarantine(cfg.path(cfg.store.quarantine), ledger)
     return Acquirer(
         storage.blobs, ledger, quarantine, docks, verifier=ledger.verifier, storage=storage
@@ -75,7 +77,7 @@ class IngestService:
     """Watchers for every dock in ``cfg``; see the module docstring."""
 
     def __init__(self, cfg: IngestConfig, runtime: IngestRuntime) -> None:
-        self.acquirer = open_acquirer(cfg, runtime.ledger)
+        self.acquirer = open_acquirer(cfg, runtime.ledger, runtime.storage)
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self.watchers = [
             DockWatcher(d, self.acquirer, self._limit) for d in self.acquirer.docks.values()
