@@ -1,10 +1,13 @@
 """``evault backup --out DIR`` and ``evault restore DIR``: see ``vault.backup``, ``vault.restore``.
 
-Guarantees at this level: the signing key enters a backup only with ``--with-key`` and then only
-encrypted under a passphrase read from ``--passphrase-file`` or typed twice at a terminal (never
-from an argument or the environment); a restore writes into a data directory that holds nothing
-but, optionally, the ``evault.toml`` the operator prepared for it, and ignores
-``$EVAULT_CONFIG`` (the restore must never be pointed at the live deployment by accident).
+Guarantees at this level: the signing key and the host MAC key (``ledger.mac_key_file``) enter a
+backup only with ``--with-key`` and then only encrypted under a passphrase read from
+``--passphrase-file`` or typed twice at a terminal (never from an argument or the environment);
+a restore puts back the keys the backup carries, checked (the signing key must be the log's, the
+MAC key well-formed), and otherwise says which key must be copied from the old host by hand; a
+restore writes into a data directory that holds nothing but, optionally, the ``evault.toml`` the
+operator prepared for it, and ignores ``$EVAULT_CONFIG`` (the restore must never be pointed at
+the live deployment by accident).
 Exit status: 0 when everything was taken and checked, 1 when the result has problems (named on
 standard output), 2 on errors.
 """
@@ -23,6 +26,7 @@ from api.config import CONFIG_NAME, Config, default_toml, find_config_file, load
 from vault import backupfmt as fmt
 from vault.backup import BackupSource, backup
 from vault.errors import ConfigError, Conflict
+from vault.hostmac import HostMac, load_mac_key
 from vault.keys import load_signer
 from vault.restore import RestoreTarget, read_manifest, restore, verifier_of
 from verify.note import Signer
@@ -34,7 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--with-key",
         action="store_true",
-        help="include the ledger signing key, encrypted with a passphrase",
+        help="include the ledger signing key and the host MAC key, encrypted with a passphrase",
     )
     p.add_argument("--passphrase-file", type=Path, help="file whose first line is the passphrase")
     p.add_argument(
@@ -69,10 +73,14 @@ def _passphrase(path: Path | None, confirm: bool) -> bytes:
 
 async def cmd_backup(args: argparse.Namespace, cfg: Config) -> int:
     signer = load_signer(cfg.path(cfg.ledger.key_file))
-    sealed = None
+    sealed = sealed_mac = None
     if args.with_key:
+        mac_file = cfg.path(cfg.ledger.mac_key_file)
+        load_mac_key(mac_file)  # a missing or malformed MAC key fails the backup up front
         secret = cfg.path(cfg.ledger.key_file).read_bytes()
-        sealed = fmt.seal_key(secret, _passphrase(args.passphrase_file, True), signer.vkey)
+        passphrase = _passphrase(args.passphrase_file, True)
+        sealed = fmt.seal_key(secret, passphrase, signer.vkey)
+        sealed_mac = fmt.seal_key(mac_file.read_bytes(), passphrase, signer.vkey, fmt.MAC_KEY)
     config_file, _ = find_config_file(args.config, args.data)
     src = BackupSource(
         data_dir=cfg.data,
@@ -84,14 +92,25 @@ async def cmd_backup(args: argparse.Namespace, cfg: Config) -> int:
         verifier=signer.verifier,
     )
     result = await backup(
-        src, args.out.resolve(), sealed_key=sealed, link=not args.copy, progress=_say
+        src,
+        args.out.resolve(),
+        sealed_key=sealed,
+        sealed_mac_key=sealed_mac,
+        link=not args.copy,
+        progress=_say,
     )
     print(
         f"backup {result.path}: ledger size {result.ledger_size} (last checkpoint "
         f"{result.checkpoint_size}), {result.objects} objects, {result.bytes} bytes "
-        f"({result.linked} hard-linked), signing key "
-        + ("included, encrypted" if result.with_key else "NOT included")
+        f"({result.linked} hard-linked), signing key and host MAC key "
+        + ("included, encrypted" if result.with_key and result.with_mac_key else "NOT included")
     )
+    if not result.with_key:
+        print(
+            f"keep {cfg.path(cfg.ledger.key_file)} and {cfg.path(cfg.ledger.mac_key_file)} "
+            "backed up elsewhere (encrypted: `evault backup --with-key` once): a restore "
+            "needs both"
+        )
     for rel in result.damaged:
         print(f"DAMAGED (not copied; restore it from an older backup): {rel}")
     for h in result.missing:
@@ -118,18 +137,29 @@ def _target_dir(args: argparse.Namespace) -> Path:
     return data
 
 
-def _prepare_restore(args: argparse.Namespace) -> tuple[Path, Config, RestoreTarget, bytes | None]:
-    """Check the backup and the target, read the key, write the target's configuration."""
+def _prepare_restore(
+    args: argparse.Namespace,
+) -> tuple[Path, Config, RestoreTarget, bytes | None, bytes | None]:
+    """Check the backup and the target, read the keys, write the target's configuration."""
     backup_dir: Path = args.backup.resolve()
     manifest = read_manifest(backup_dir)  # checks every file's hash before anything is written
     verifier = verifier_of(manifest)
     data = _target_dir(args)
-    key = None
-    if (backup_dir / fmt.KEY).exists():
+    key = mac_key = None
+    keyed = [n for n in (fmt.KEY, fmt.MAC_KEY) if (backup_dir / n).exists()]
+    passphrase = _passphrase(args.passphrase_file, False) if keyed else b""
+    if fmt.KEY in keyed:
         blob = (backup_dir / fmt.KEY).read_bytes()
-        key = fmt.open_key(blob, _passphrase(args.passphrase_file, False), verifier.vkey)
+        key = fmt.open_key(blob, passphrase, verifier.vkey)
         if Signer.from_skey(key.decode().strip()).vkey != verifier.vkey:
             raise ConfigError(f"{backup_dir / fmt.KEY}: not the key of this backup's log")
+    if fmt.MAC_KEY in keyed:
+        blob = (backup_dir / fmt.MAC_KEY).read_bytes()
+        mac_key = fmt.open_key(blob, passphrase, verifier.vkey, fmt.MAC_KEY)
+        try:
+            HostMac(bytes.fromhex(mac_key.decode("ascii").strip()))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{backup_dir / fmt.MAC_KEY}: not a host MAC key") from exc
     fmt.private_dirs(data)
     cfg_path = Path(args.config).resolve() if args.config else data / CONFIG_NAME
     if not cfg_path.exists():
@@ -149,8 +179,9 @@ def _prepare_restore(args: argparse.Namespace) -> tuple[Path, Config, RestoreTar
         quarantine=cfg.path(cfg.store.quarantine),
         checkpoints_log=cfg.path(cfg.ledger.checkpoints_log),
         key_file=cfg.path(cfg.ledger.key_file),
+        mac_key_file=cfg.path(cfg.ledger.mac_key_file),
     )
-    return backup_dir, cfg, target, key
+    return backup_dir, cfg, target, key, mac_key
 
 
 def _make_folders(cfg: Config) -> None:
@@ -160,8 +191,8 @@ def _make_folders(cfg: Config) -> None:
 
 
 async def cmd_restore(args: argparse.Namespace, _cfg: None) -> int:
-    backup_dir, cfg, target, key = await asyncio.to_thread(_prepare_restore, args)
-    result = await restore(backup_dir, target, signing_key=key, progress=_say)
+    backup_dir, cfg, target, key, mac_key = await asyncio.to_thread(_prepare_restore, args)
+    result = await restore(backup_dir, target, signing_key=key, mac_key=mac_key, progress=_say)
     await asyncio.to_thread(_make_folders, cfg)
     fsck = result.fsck
     for problem in ([] if fsck is None else fsck.problems) + result.problems:
@@ -175,6 +206,13 @@ async def cmd_restore(args: argparse.Namespace, _cfg: None) -> int:
     )
     if not result.key_restored:
         print(f"no signing key restored: put the log's key at {target.key_file} (mode 0600)")
+    if not result.mac_key_restored:
+        print(
+            f"no host MAC key restored: copy {cfg.ledger.mac_key_file} by hand from the old host "
+            f"to {target.mac_key_file} (mode 0600, folder 0700) before starting; without it the "
+            "restored service cannot verify its state (batch authenticators, row tags), and a "
+            "new key (`evault init`) cannot either"
+        )
     for dock in cfg.docks:
         print(
             f"dock {dock.id} ({cfg.path(dock.path)}): a receipt with ledger_index >= "

@@ -4,6 +4,10 @@ Without options a random sample is checked (the ``[scrub]`` sample size); ``--al
 object; ``--sample N`` checks N random evidence items. The run is paced by ``scrub.rate_mb_s``
 (``--rate`` overrides it, 0: unlimited) and recorded as a ``scrub`` ledger entry.
 
+Every object missing, altered (a sealed object failing authentication included) or unreadable
+is a finding: printed with its evidence id and object, marked on the item, recorded in the
+entry; the pass goes on to the end.
+
 Exit status: 0 everything verified, 1 an object missing, altered or unreadable, or fsck failed,
 2 error, 3 another process is running a scrub now.
 """
@@ -92,12 +96,12 @@ def summary_text(r: ScrubReport) -> str:
         f"{r.bytes} bytes in {r.duration_ms / 1000:.1f} s",
         f"ok {r.objects_ok}, failed {r.failed_objects}",
     ]
-    for label, ids in (
-        ("MISSING", r.missing),
-        ("MISMATCH", r.mismatch),
-        ("UNREADABLE", r.unreadable),
-    ):
-        lines.extend(f"{label}: evidence {eid}" for eid in ids)
+    for f in r.findings:
+        what = f.object if f.rendition_id is None else f"{f.object} rendition {f.rendition_id}"
+        lines.append(
+            f"{f.status.upper()}: evidence {f.evidence_id} {what} sha256 {f.sha256}"
+            + (f" ({f.reason})" if f.reason else "")
+        )
     lines.extend(f"restored to ok: evidence {eid}" for eid in r.restored)
     if r.fsck_ok is None:
         lines.append("ledger fsck: not run")

@@ -88,7 +88,9 @@ def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
     _, mac_created = create_mac_key(cfg.path(cfg.ledger.mac_key_file))
     print(
         ("created" if mac_created else "kept existing")
-        + f" host MAC key {cfg.path(cfg.ledger.mac_key_file)} (keep it with the signing key)"
+        + f" host MAC key {cfg.path(cfg.ledger.mac_key_file)}: keep it with the signing key,"
+        " back both up encrypted (`evault backup --with-key`), never put it in the database;"
+        " a restore needs this very key (a new one cannot verify the stored state)"
     )
     print(f"verifier key (give it to reviewers out of band):\n{signer.vkey}")
     return 0

@@ -1,15 +1,30 @@
-"""The ledger's public read paths (C2SP tlog-tiles) and health endpoints."""
+"""The ledger's read paths (C2SP tlog-tiles) and health endpoints.
+
+Guarantees:
+
+- The signed checkpoint, the verifier key and the hash tiles ``/ledger/tile/<L>/<N>[.p/<W>]``
+  are public: hashes and signatures disclose nothing, and they are all a witness or a
+  consistency check needs.
+- Entry bundles ``/ledger/tile/entries/<N>[.p/<W>]`` hold the entries themselves (evidence ids,
+  labels, hashes, sizes, times of everything): they need a bearer token (401 without one) of a
+  principal ``vault.audit.guard_entries`` allows (403 otherwise, recorded as ``denied``), and
+  are served ``private`` so no shared cache hands them to anyone else. The token is checked
+  before the path is even parsed, so an anonymous caller learns nothing, not even which exist.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from api.auth import principal_of
 from api.keys import READINESS, RUNTIME
+from vault.audit import guard_entries
 from vault.errors import NotFound
 from verify.errors import MalformedError
 from verify.tiles import parse_tile_path
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 OCTETS = "application/octet-stream"
 
 routes = web.RouteTableDef()
@@ -54,17 +69,32 @@ async def vkey(request: web.Request) -> web.Response:
     return web.Response(text=request.app[RUNTIME].signer.vkey + "\n", content_type="text/plain")
 
 
+@routes.get("/ledger/tile/entries/{path:.+}")
+async def entries(request: web.Request) -> web.Response:
+    """An entry bundle ``entries/<N>[.p/<W>]``: for readers of the ledger's entries only."""
+    path = "entries/" + request.match_info["path"]
+    await guard_entries(request.app[RUNTIME].ledger, await principal_of(request), path)
+    return await _tile(request, path, entries_allowed=True)
+
+
 @routes.get("/ledger/tile/{path:.+}")
 async def tile(request: web.Request) -> web.Response:
-    """A hash tile ``<L>/<N>[.p/<W>]`` or an entry bundle ``entries/<N>[.p/<W>]``."""
+    """A hash tile ``<L>/<N>[.p/<W>]`` (public)."""
+    return await _tile(request, request.match_info["path"], entries_allowed=False)
+
+
+async def _tile(request: web.Request, path: str, *, entries_allowed: bool) -> web.Response:
     try:
-        level, index, width = parse_tile_path(request.match_info["path"])
+        level, index, width = parse_tile_path(path)
     except MalformedError as exc:
         raise NotFound(f"not a tile path: {exc}") from exc
     ledger = request.app[RUNTIME].ledger
     if level is None:
+        if not entries_allowed:  # only the entries route (token checked) serves entries
+            raise NotFound("entry bundles are served at /ledger/tile/entries/ only")
         body = await ledger.entry_bundle(index, width)
-        resp = web.Response(body=body, content_type=OCTETS, headers={"Cache-Control": IMMUTABLE})
+        headers = {"Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Authorization"}
+        resp = web.Response(body=body, content_type=OCTETS, headers=headers)
         resp.enable_compression()
         return resp
     body = await ledger.tile(level, index, width)

@@ -14,7 +14,8 @@ Guarantees:
   the answer is sent (fail closed: 503 if it cannot be).
 - ``GET /v1/evidence/{id}/proof`` is an audited ``verify`` decision; the proof is the
   ``c2sp.org/tlog-proof@v1`` text of the evidence's ``acquired`` entry.
-- ``GET /v1/ledger/consistency`` is public like the tiles it is computed from.
+- ``GET /v1/ledger/consistency`` is public like the hash tiles it is computed from (hashes
+  only; entry bundles are not public, see ``api.routes_ledger``).
 """
 
 from __future__ import annotations
@@ -262,9 +263,19 @@ operation(
     responses={200: content_response("vkey", _TEXT)},
 )(routes_ledger.vkey)
 operation(
-    "A tlog-tiles hash tile or entry bundle",
+    "A tlog-tiles hash tile",
     tags=["ledger"],
     auth=False,
-    params=[path("path", "<L>/<N>[.p/<W>] or entries/<N>[.p/<W>]")],
+    params=[path("path", "<L>/<N>[.p/<W>]")],
     responses={200: content_response("tile bytes", _OCTETS), 404: "no such tile"},
 )(routes_ledger.tile)
+operation(
+    "A tlog-tiles entry bundle (the ledger's entries)",
+    tags=["ledger"],
+    params=[path("path", "<N>[.p/<W>]")],
+    responses={
+        200: content_response("entry bundle bytes", _OCTETS),
+        403: "the caller may not read ledger entries (see the reason)",
+        404: "no such bundle",
+    },
+)(routes_ledger.entries)

@@ -15,6 +15,14 @@ Guarantees:
   stored item with its effective label (the item's own joined with every current case's, and
   for a rendition also its source's) and current cases; None when there is no such item.
   ``authorize`` = load the target + ``guard``.
+- ``guard_entries`` decides reading raw ledger entries (entry bundles): ``read_metadata`` on
+  the whole ledger (:data:`LEDGER_ENTRIES`: no case, labelled top_secret with every caveat,
+  since entries name the ids, labels and hashes of every item at every label), so only a role
+  granting it case-independently (auditor, admin, case_system) held by a principal cleared for
+  everything may read them. A refusal is a ``denied`` entry and ``Forbidden`` with one fixed
+  reason (the ledger is public knowledge; its checkpoints and hash tiles are served to all). An
+  allowed read is NOT an entry: a mirror re-reading the growing tail would otherwise append an
+  entry per poll and chase its own writes; the access log names who read which bundle.
 - ``trail`` finds a case's, an evidence item's or a principal's entries (the principal through
   the openings table), is itself an audited ``read_metadata`` decision on the ledger, and leaves
   out every entry that names an evidence item, rendition or case the reader may not list.
@@ -32,9 +40,11 @@ import asyncpg
 
 from vault.access import (
     NOT_FOUND,
+    ROLE_GRANTS,
     Action,
     Decision,
     Principal,
+    Scope,
     Target,
     TargetKind,
     decide,
@@ -43,8 +53,8 @@ from vault.access import (
     visible,
 )
 from vault.db import Conn, Db
-from vault.errors import BadRequest, EvaultError, Unavailable
-from vault.labels import INTERNAL_LABEL
+from vault.errors import BadRequest, EvaultError, Forbidden, Unavailable
+from vault.labels import INTERNAL_LABEL, Caveat, Label, Level
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.sequencer import Effect
 from vault.visibility import as_uuid, label_of, linked_cases
@@ -52,6 +62,7 @@ from verify.canonical import canonical_json
 
 __all__ = [
     "CONTENT_ACTIONS",
+    "LEDGER_ENTRIES",
     "REF_KINDS",
     "TrailEntry",
     "add_refs",
@@ -59,6 +70,7 @@ __all__ = [
     "case_target",
     "evidence_target",
     "guard",
+    "guard_entries",
     "record",
     "rendition_target",
     "target",
@@ -163,6 +175,29 @@ async def guard(
         )
     decision.raise_if_denied()
     return decision
+
+
+LEDGER_ENTRIES = Target("ledger", Label(Level.TOP_SECRET, frozenset(Caveat)))
+"""What reading raw ledger entries is decided on: the whole log, case-independent, as
+classified as the most classified item it names."""
+_ENTRY_READERS = sorted(
+    role.value
+    for role, grants in ROLE_GRANTS.items()
+    if grants.get(Action.READ_METADATA) is Scope.ANY
+)
+ENTRIES_REASON = (
+    f"reading ledger entries requires role {' or '.join(_ENTRY_READERS)} and clearance "
+    "top_secret with every caveat"
+)
+
+
+async def guard_entries(ledger: LedgerWriter, principal: Principal, what: str) -> None:
+    """Allow reading the raw ledger entries ``what`` (e.g. ``entries/000``) or record a
+    ``denied`` entry and raise ``Forbidden`` (see the module docstring)."""
+    if decide(principal, Action.READ_METADATA, LEDGER_ENTRIES).allowed:
+        return
+    await record(ledger, principal, Action.READ_METADATA, "ledger", what, False, ENTRIES_REASON)
+    raise Forbidden(ENTRIES_REASON)
 
 
 # -- targets: what decisions are about ------------------------------------------------------

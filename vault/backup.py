@@ -17,10 +17,10 @@ Order, and why it is consistent:
 6. ``manifest.json`` is written last, with the hash of every other file.
 
 Guarantees: a backup folder with a manifest is complete and every byte in it is covered by a
-hash in the manifest; the signing key is included only when asked, and then only encrypted
-(``vault.backupfmt``). A damaged object (bytes not matching its address) is not copied and is
-named in ``BackupResult.damaged``; an object the snapshot references but the store lacks (e.g.
-disposed of between the snapshot and the copy) is named in ``missing``.
+hash in the manifest; the signing key and the host MAC key are included only when asked, and
+then only encrypted (``vault.backupfmt``). A damaged object (bytes not matching its address) is
+not copied and is named in ``BackupResult.damaged``; an object the snapshot references but the
+store lacks (e.g. disposed of between the snapshot and the copy) is named in ``missing``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class BackupResult:
     bytes: int = 0
     linked: int = 0
     with_key: bool = False
+    with_mac_key: bool = False
     damaged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
@@ -122,13 +123,17 @@ async def backup(
     out: Path,
     *,
     sealed_key: bytes | None = None,
+    sealed_mac_key: bytes | None = None,
     link: bool = True,
     progress: Progress = lambda _msg: None,
 ) -> BackupResult:
     """Write a backup of ``src`` into the new folder ``out``; see the module docstring.
-    ``sealed_key`` is the output of ``backupfmt.seal_key`` (None: no key in the backup)."""
+    ``sealed_key`` / ``sealed_mac_key`` are outputs of ``backupfmt.seal_key`` for the signing key
+    and the host MAC key (None: that key is not in the backup)."""
     await asyncio.to_thread(prepare_out, out)
-    result = BackupResult(path=out, with_key=sealed_key is not None)
+    result = BackupResult(
+        path=out, with_key=sealed_key is not None, with_mac_key=sealed_mac_key is not None
+    )
     dsn, server = await owner_dsn(src.database, src.data_dir)
     try:
         lock = await asyncpg.connect(dsn, timeout=30)
@@ -143,7 +148,8 @@ async def backup(
             await server.stop()
     have = {c.path for c in copied}
     result.missing = sorted(rel for rel in needed if rel not in have)
-    await asyncio.to_thread(_finish, src, out, snap, tool, copied, sealed_key, result)
+    keys = {fmt.KEY: sealed_key, fmt.MAC_KEY: sealed_mac_key}
+    await asyncio.to_thread(_finish, src, out, snap, tool, copied, keys, result)
     return result
 
 
@@ -296,16 +302,17 @@ def _finish(
     snap: _Snapshot,
     tool: str,
     copied: list[fmt.Copied],
-    sealed_key: bytes | None,
+    keys: dict[str, bytes | None],
     result: BackupResult,
 ) -> None:
     lines = "".join(c.line() + "\n" for c in sorted(copied, key=lambda c: c.path))
     fmt.write_durable(out / fmt.FILES, lines.encode())
     if src.config_file is not None and src.config_file.is_file():
         fmt.write_durable(out / fmt.CONFIG, src.config_file.read_bytes())
-    if sealed_key is not None:
-        fmt.write_durable(out / fmt.KEY, sealed_key)
-    names = [fmt.DUMP, fmt.CHECKPOINTS, fmt.FILES, fmt.CONFIG, fmt.KEY]
+    for name, sealed in keys.items():
+        if sealed is not None:
+            fmt.write_durable(out / name, sealed)
+    names = [fmt.DUMP, fmt.CHECKPOINTS, fmt.FILES, fmt.CONFIG, fmt.KEY, fmt.MAC_KEY]
     manifest: dict[str, Any] = {
         "format": fmt.FORMAT,
         "created": rfc3339(datetime.now(UTC)),

@@ -11,6 +11,9 @@ A backup is a folder (``evault backup --out DIR``)::
     sealed/...        its sealed (encrypted) objects, as stored: ciphertext, never decrypted
     quarantine/...    refused dock files and their reason files
     signing-key.enc   only with --with-key: the ledger signing key, encrypted (see below)
+    mac-key.enc       only with --with-key: the host MAC key (``ledger.mac_key_file``),
+                      encrypted the same way; without it a restored service cannot verify its
+                      state, so it must then be copied from the old host by hand
 
 ``manifest.json`` holds the SHA-256 and size of every top-level file (``files.jsonl`` included,
 so every tree file is covered too), the log's origin and verifier key, the ledger size and
@@ -22,10 +25,12 @@ Guarantees:
   into place; a copy whose hash differs from the expected one is removed and raises
   ``IntegrityError``. A hard link (same file system) is hashed after linking, so what the
   backup holds is verified either way. Links in the source tree are never followed.
-* The signing key is encrypted with AES-256-GCM under a key derived from the passphrase by
-  scrypt (N=2^17, r=8, p=1, 16-byte random salt); the associated data binds the log's verifier
-  key, so a key file cannot be passed off as another log's. A wrong passphrase or any altered
-  byte raises ``IntegrityError``; nothing is written from an unauthenticated key.
+* The signing key and the host MAC key are each encrypted with AES-256-GCM under a key derived
+  from the passphrase by scrypt (N=2^17, r=8, p=1, 16-byte random salt of its own); the
+  associated data binds the log's verifier key and which key it is, so a key file can be passed
+  off neither as another log's nor as the other key (a MAC key file renamed to
+  ``signing-key.enc`` does not open). A wrong passphrase or any altered byte raises
+  ``IntegrityError``; nothing is written from an unauthenticated key.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ CHECKPOINTS = "checkpoints.log"
 CONFIG = "evault.toml"
 FILES = "files.jsonl"
 KEY = "signing-key.enc"
+MAC_KEY = "mac-key.enc"
 OBJECTS = "objects"
 SEALED = "sealed"
 STORE_TREES = (OBJECTS, SEALED)
@@ -66,6 +72,8 @@ QUARANTINE = "quarantine"
 _CHUNK = 1 << 20
 _SCRYPT = {"n": 1 << 17, "r": 8, "p": 1}
 _KEY_AAD = b"evidence-vault key backup v1\0"
+_MAC_KEY_AAD = b"evidence-vault host MAC key backup v1\0"
+_AAD = {KEY: _KEY_AAD, MAC_KEY: _MAC_KEY_AAD}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -212,12 +220,13 @@ def _kdf(passphrase: bytes, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, **_SCRYPT).derive(passphrase)
 
 
-def seal_key(secret: bytes, passphrase: bytes, vkey: str) -> bytes:
-    """The signing key ``secret`` encrypted under ``passphrase``, bound to ``vkey`` (JSON)."""
+def seal_key(secret: bytes, passphrase: bytes, vkey: str, name: str = KEY) -> bytes:
+    """The key file ``name`` (:data:`KEY`: the signing key, :data:`MAC_KEY`: the host MAC
+    key) holding ``secret`` encrypted under ``passphrase``, bound to ``vkey`` (JSON)."""
     if len(passphrase) < 8:
         raise ConfigError("the passphrase must have at least 8 characters")
     salt, nonce = os.urandom(16), os.urandom(12)
-    sealed = AESGCM(_kdf(passphrase, salt)).encrypt(nonce, secret, _KEY_AAD + vkey.encode())
+    sealed = AESGCM(_kdf(passphrase, salt)).encrypt(nonce, secret, _AAD[name] + vkey.encode())
     doc = {
         "format": KEY_FORMAT,
         "kdf": {"name": "scrypt", **_SCRYPT, "salt": base64.b64encode(salt).decode()},
@@ -229,9 +238,10 @@ def seal_key(secret: bytes, passphrase: bytes, vkey: str) -> bytes:
     return (json.dumps(doc, indent=1) + "\n").encode()
 
 
-def open_key(blob: bytes, passphrase: bytes, vkey: str) -> bytes:
-    """The signing key from ``seal_key``'s output; IntegrityError if the passphrase is wrong,
-    the file was altered, or it belongs to another log than ``vkey``."""
+def open_key(blob: bytes, passphrase: bytes, vkey: str, name: str = KEY) -> bytes:
+    """The key from ``seal_key``'s output for the key file ``name``; IntegrityError if the
+    passphrase is wrong, the file was altered, it belongs to another log than ``vkey``, or it
+    holds the other key."""
     try:
         doc = json.loads(blob)
         if doc["format"] != KEY_FORMAT or doc["kdf"]["name"] != "scrypt":
@@ -241,14 +251,16 @@ def open_key(blob: bytes, passphrase: bytes, vkey: str) -> bytes:
         nonce = base64.b64decode(doc["nonce"], validate=True)
         sealed = base64.b64decode(doc["ciphertext"], validate=True)
     except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{KEY}: not a key backup: {exc}") from exc
+        raise IntegrityError(f"{name}: not a key backup: {exc}") from exc
     if doc.get("vkey") != vkey:
-        raise IntegrityError(f"{KEY}: the key belongs to another log than this backup's")
+        raise IntegrityError(f"{name}: the key belongs to another log than this backup's")
     key = Scrypt(salt=salt, length=32, **params).derive(passphrase)
     try:
-        return AESGCM(key).decrypt(nonce, sealed, _KEY_AAD + vkey.encode())
+        return AESGCM(key).decrypt(nonce, sealed, _AAD[name] + vkey.encode())
     except InvalidTag:
-        raise IntegrityError(f"{KEY}: wrong passphrase, or the file was altered") from None
+        raise IntegrityError(
+            f"{name}: wrong passphrase, or the file was altered (or holds another key)"
+        ) from None
 
 
 # -- PostgreSQL client tools ----------------------------------------------------------------------

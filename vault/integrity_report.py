@@ -13,9 +13,11 @@ Guarantees:
   absent, as from every listing: nothing leaks by their count.
 - Content (per item, originals only): ``mode="now"`` re-reads the stored object through the
   ``ContentStore`` and hashes it: ``ok`` only when SHA-256 and size equal the recorded ones;
-  ``missing`` when absent; ``mismatch`` otherwise (or when the store refuses damaged bytes);
-  ``unreadable`` on an I/O error. ``mode="scrub"`` reports the last scrub's mark and time
-  instead (``unchecked`` when never scrubbed). Disposed items are ``disposed``, never read.
+  ``missing`` when absent; ``mismatch`` otherwise (or when the store refuses damaged bytes,
+  when opening as well as while reading: a sealed object failing authentication); ``unreadable``
+  on an I/O error. One item's failure never stops the report. ``mode="scrub"`` reports the
+  last scrub's mark and time instead (``unchecked`` when never scrubbed). Disposed items are
+  ``disposed``, never read.
 - Ledger (per item): the ``acquired`` entry the row names must name this item's id and hash
   (and size, where it records one), and its inclusion proof, computed from the stored tiles, must
   verify with ``verify.merkle`` against the root of a checkpoint whose signature by the log key
@@ -51,7 +53,7 @@ import asyncpg
 from vault import audit
 from vault.access import NOT_FOUND, Action, Principal, Target, TargetKind, decide, visible
 from vault.content import ContentStore, Readable
-from vault.errors import IntegrityError, LedgerCorrupt, NotFound
+from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
 from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import inclusion_proof
@@ -198,7 +200,9 @@ async def _rehash(content: ContentStore, sha256: str, size: int) -> str:
         obj = await content.open(sha256)
     except NotFound:
         return "missing"
-    except OSError:
+    except IntegrityError:  # refused when opened: a sealed header or last chunk is damaged
+        return "mismatch"
+    except (Unavailable, OSError):
         return "unreadable"
     try:
         return await asyncio.to_thread(_hash_object, obj, sha256, size)
@@ -215,7 +219,7 @@ def _hash_object(obj: Readable, sha256: str, size: int) -> str:
             h.update(chunk)
     except IntegrityError:
         return "mismatch"
-    except OSError:
+    except (Unavailable, OSError):
         return "unreadable"
     return "ok" if h.hexdigest() == sha256 else "mismatch"
 

@@ -3,8 +3,13 @@
 Guarantees:
 
 * Nothing is overwritten: the target database must hold no table, the blob store no object,
-  and neither ``checkpoints.log`` nor the signing key may exist yet (``Conflict`` otherwise,
-  before anything is written).
+  and neither ``checkpoints.log`` nor a key being restored (signing key, host MAC key) may exist
+  yet (``Conflict`` otherwise, before anything is written).
+* Keys come back only when the backup carries them (``--with-key``) and they were decrypted:
+  the signing key to ``ledger.key_file``, the host MAC key beside it to
+  ``ledger.mac_key_file`` (0600). ``RestoreResult`` says which were restored; a restore without
+  the MAC key leaves the operator to copy it from the old host (a new one cannot verify the
+  restored state).
 * The backup is checked before it is used: the manifest's format, and the hash of every file it
   names (dump, checkpoint log, file list, key, configuration). A mismatch raises
   ``IntegrityError`` and nothing is restored. Each object is verified against the file list as
@@ -53,6 +58,7 @@ class RestoreTarget:
     quarantine: Path
     checkpoints_log: Path
     key_file: Path
+    mac_key_file: Path | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ class RestoreResult:
     checkpoint_size: int = 0
     objects: int = 0
     key_restored: bool = False
+    mac_key_restored: bool = False
     fsck: FsckReport | None = None
     bad_objects: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -110,13 +117,16 @@ def _file_list(backup: Path) -> list[tuple[str, str, int]]:
     return out
 
 
-def check_target(target: RestoreTarget, with_key: bool) -> None:
+def check_target(target: RestoreTarget, with_key: bool, with_mac_key: bool = False) -> None:
     """Conflict unless the target's files are all absent (see the module docstring)."""
     for tree in fmt.STORE_TREES:
         objects = target.store_root / tree
         if objects.is_dir() and any(p for p, _ in fmt.walk_files(objects)):
             raise Conflict(f"{objects} already holds objects: restore only into a fresh store")
-    for path in [target.checkpoints_log] + ([target.key_file] if with_key else []):
+    paths = [target.checkpoints_log] + ([target.key_file] if with_key else [])
+    if with_mac_key and target.mac_key_file is not None:
+        paths.append(target.mac_key_file)
+    for path in paths:
         if path.exists():
             raise Conflict(f"{path} exists: a restore never writes over anything")
 
@@ -196,14 +206,18 @@ async def restore(
     target: RestoreTarget,
     *,
     signing_key: bytes | None = None,
+    mac_key: bytes | None = None,
     progress: Progress = lambda _msg: None,
 ) -> RestoreResult:
-    """Restore ``backup`` into ``target``; ``signing_key`` is the decrypted key (``backupfmt.
-    open_key``) or None to leave the key for the operator to put in place."""
+    """Restore ``backup`` into ``target``; ``signing_key`` and ``mac_key`` are the decrypted key
+    files (``backupfmt.open_key``) or None to leave that key for the operator to put in place
+    (``mac_key`` needs ``target.mac_key_file``)."""
+    if mac_key is not None and target.mac_key_file is None:
+        raise ValueError("a MAC key to restore needs target.mac_key_file")
     manifest = await asyncio.to_thread(read_manifest, backup)
     verifier = verifier_of(manifest)
     files = await asyncio.to_thread(_file_list, backup)
-    await asyncio.to_thread(check_target, target, signing_key is not None)
+    await asyncio.to_thread(check_target, target, signing_key is not None, mac_key is not None)
     result = RestoreResult()
     dsn, server = await owner_dsn(target.database, target.data_dir)
     try:
@@ -220,6 +234,10 @@ async def restore(
             fmt.private_dirs(target.key_file.parent)
             await asyncio.to_thread(fmt.write_durable, target.key_file, signing_key)
             result.key_restored = True
+        if mac_key is not None and target.mac_key_file is not None:
+            fmt.private_dirs(target.mac_key_file.parent)
+            await asyncio.to_thread(fmt.write_durable, target.mac_key_file, mac_key)
+            result.mac_key_restored = True
         progress("checking the restored ledger and blobs")
         await _check(target, manifest, verifier, result)
     finally:

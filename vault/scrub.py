@@ -9,22 +9,30 @@ Guarantees:
 - Objects are read only through a :class:`~vault.content.ContentStore`, so what is hashed is
   the plaintext whatever the storage (plain or sealed). An object is ``ok`` only when its bytes
   hash to the recorded SHA-256 and its size is the recorded size; an absent object is
-  ``missing``; other bytes, another size, or a read the store refuses as damaged
-  (``IntegrityError``) is ``mismatch``; an I/O error (EIO, EACCES…) is ``unreadable``.
+  ``missing``; other bytes, another size, or an object the store refuses as damaged
+  (``IntegrityError``: a sealed chunk failing AES-GCM authentication, a foreign or damaged
+  header, an impossible length — whether found when opening or while reading) is ``mismatch``;
+  an I/O error (EIO, EACCES, a directory in the object's place…) is ``unreadable``.
+- A failing object is a finding, never the end of the run: it is logged and recorded naming
+  the evidence id and the object (``original`` or the rendition kind and id, its SHA-256, the
+  status and the store's reason), and the run goes on to the next object; every object of the
+  pass is checked.
 - Reads are paced by a token bucket: after ``n`` bytes at least ``n / rate`` seconds have
   passed since the start, less at most one second of burst credit after idle time.
-- An item with a missing or mismatching object is marked in ONE transaction: ``integrity`` set
-  (``missing`` wins over ``mismatch``), ``last_scrub_at`` set, and, when its integrity changed,
-  an ``integrity.failure`` event emitted — a persisting failure is announced once, not every
-  run. Items disposed of meanwhile are not marked. Every failing object (missing, mismatch,
-  unreadable) adds one to ``evault_integrity_failures{source="scrub"}`` per run.
+- An item with a failing object is marked in ONE transaction: ``integrity`` set (``missing``
+  when an object is missing or unreadable — the vault cannot produce its bytes — else
+  ``mismatch``), ``last_scrub_at`` set, and, when its integrity changed, an
+  ``integrity.failure`` event emitted naming every failing object — a persisting failure is
+  announced once, not every run. Items disposed of meanwhile are neither marked nor reported.
+  Every failing object adds one to ``evault_integrity_failures{source="scrub"}`` per run.
 - An item whose objects all verify gets ``last_scrub_at`` and ``integrity = 'ok'`` (a restored
-  object clears the mark; the failure stays in the ledger). ``unreadable`` changes no mark.
+  object clears the mark; the failure stays in the ledger).
 - A failing fsck counts in ``evault_integrity_failures{source="fsck"}`` and emits an
   ``integrity.failure`` event when the previous run's fsck passed (or there was none).
 - Every run that finishes appends one ``scrub`` entry: mode, trigger, counts, bytes, the failing
-  evidence ids (at most :data:`MAX_LISTED` per list, with exact counts), fsck's result and
-  first bad index; the entry is indexed under each failing item, so the item's trail shows it.
+  evidence ids per status and the failing objects (bounded lists with exact counts, see
+  :meth:`~vault.scrubmodel.ScrubReport.entry_fields`), fsck's result and first bad index; the
+  entry is indexed under each failing item, so the item's trail shows it.
 - At most one run at a time across all processes: a PostgreSQL session advisory lock
   (:data:`SCRUB_LOCK`); a second caller gets :class:`ScrubBusy` at once.
 """
@@ -35,6 +43,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -53,11 +62,20 @@ from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.fsck import fsck
 from vault.metrics import INTEGRITY_FAILURES
-from vault.scrubmodel import MAX_LISTED, MIB, Mode, RateLimiter, ScrubConfig, ScrubReport
+from vault.scrubmodel import (
+    MAX_LISTED,
+    MIB,
+    Finding,
+    Mode,
+    RateLimiter,
+    ScrubConfig,
+    ScrubReport,
+)
 
 __all__ = [
     "MAX_LISTED",
     "SCRUB_LOCK",
+    "Finding",
     "Mode",
     "RateLimiter",
     "ScrubBusy",
@@ -223,13 +241,10 @@ class _Run:
         for row in page:
             eid = row["id"]
             self.report.evidence += 1
-            results = [(o, await self._check(o)) for o in objects[eid]]
-            failed = [(o, s) for o, s in results if s in ("missing", "mismatch")]
-            if any(s == "unreadable" for _o, s in results):
-                self.report.unreadable.append(str(eid))
+            failed = [f for o in objects[eid] if (f := await self._check(o)) is not None]
             if failed:
                 await self._mark(eid, failed)
-            elif len(results) == sum(s == "ok" for _o, s in results):
+            else:
                 verified.append(eid)
                 if row["integrity"] != "ok":
                     self.report.restored.append(str(eid))
@@ -240,45 +255,61 @@ class _Run:
                 verified,
             )
 
-    async def _check(self, obj: _Object) -> Status:
+    async def _check(self, obj: _Object) -> Finding | None:
+        """Check one object: None when it verifies, else the finding (never raises for a
+        missing, damaged or unreadable object)."""
         self.report.objects += 1
+        reason = ""
         try:
             readable = await self.content.open(obj.sha256)
-        except NotFound:
+        except NotFound as exc:
             status: Status = "missing"
+            reason = exc.detail
+        except IntegrityError as exc:  # refused at open: a sealed header or last chunk
+            status, reason = "mismatch", exc.detail
         except (Unavailable, OSError) as exc:
-            log.warning("scrub: cannot open %s: %s", obj.sha256, exc)
-            status = "unreadable"
+            status, reason = "unreadable", _why(exc)
         else:
             try:
-                status = await self._hash(readable, obj)
-            except IntegrityError:
-                status = "mismatch"
+                status, reason = await self._hash(readable, obj)
+            except IntegrityError as exc:
+                status, reason = "mismatch", exc.detail
             except (Unavailable, OSError) as exc:
-                log.warning("scrub: cannot read %s: %s", obj.sha256, exc)
-                status = "unreadable"
+                status, reason = "unreadable", _why(exc)
             finally:
                 readable.close()
         if status == "ok":
             self.report.objects_ok += 1
-        else:
-            self.report.failed_objects += 1
-            INTEGRITY_FAILURES.labels(source="scrub").inc()
-            log.error("scrub: %s object %s of evidence %s", status, obj.sha256, obj.evidence_id)
-        return status
+            return None
+        self.report.failed_objects += 1
+        INTEGRITY_FAILURES.labels(source="scrub").inc()
+        log.error(
+            "scrub: %s %s object %s of evidence %s: %s",
+            status, obj.what, obj.sha256, obj.evidence_id, reason,
+        )  # fmt: skip
+        return Finding(
+            str(obj.evidence_id),
+            obj.what,
+            obj.sha256,
+            status,
+            reason,
+            None if obj.rendition_id is None else str(obj.rendition_id),
+        )
 
-    async def _hash(self, readable: Readable, obj: _Object) -> Status:
+    async def _hash(self, readable: Readable, obj: _Object) -> tuple[Status, str]:
         if readable.size != obj.size:
-            return "mismatch"
+            return "mismatch", f"size {readable.size}, recorded {obj.size}"
         h = hashlib.sha256()
         chunks = readable.read_range(0, readable.size)
         while n := await asyncio.to_thread(_feed, chunks, h, READ_BATCH):
             self.report.bytes += n
             await self.limiter.consume(n)
-        return "ok" if h.hexdigest() == obj.sha256 else "mismatch"
+        if h.hexdigest() == obj.sha256:
+            return "ok", ""
+        return "mismatch", "the bytes hash to another SHA-256"
 
-    async def _mark(self, eid: uuid.UUID, failed: Sequence[tuple[_Object, Status]]) -> None:
-        status = "missing" if any(s == "missing" for _o, s in failed) else "mismatch"
+    async def _mark(self, eid: uuid.UUID, failed: Sequence[Finding]) -> None:
+        status = "mismatch" if all(f.status == "mismatch" for f in failed) else "missing"
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT integrity, disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
@@ -294,7 +325,7 @@ class _Run:
             )
             if row["integrity"] != status:
                 await emit(conn, "integrity.failure", _event(eid, status, failed))
-        (self.report.missing if status == "missing" else self.report.mismatch).append(str(eid))
+        self.report.add(failed)
 
     async def _fsck(self) -> None:
         async with self.pool.acquire() as conn:
@@ -319,7 +350,7 @@ class _Run:
     async def _record(self) -> None:
         r = self.report
         entry = make_entry("scrub", r.entry_fields(self.rate))
-        failing = {*r.missing, *r.mismatch, *r.unreadable}
+        failing = {f.evidence_id for f in r.findings}
 
         async def refs(conn: Conn, indexes: list[int]) -> None:
             await audit.add_refs(conn, [(indexes[0], "evidence", e) for e in sorted(failing)])
@@ -338,16 +369,15 @@ def _feed(chunks: Iterator[bytes], h: Any, at_least: int) -> int:
     return n
 
 
-def _event(eid: uuid.UUID, status: str, failed: Sequence[tuple[_Object, Status]]) -> dict[str, Any]:
-    objects = [
-        {
-            "object": o.what,
-            "sha256": o.sha256,
-            "status": s,
-            **({"rendition_id": str(o.rendition_id)} if o.rendition_id else {}),
-        }
-        for o, s in failed
-    ]
+def _why(exc: Exception) -> str:
+    """The reason of an I/O failure, for logs and findings (``Unavailable`` names no path)."""
+    if isinstance(exc, Unavailable):
+        return exc.detail
+    return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else type(exc).__name__
+
+
+def _event(eid: uuid.UUID, status: str, failed: Sequence[Finding]) -> dict[str, Any]:
+    objects = [f.fields() for f in failed]
     return {"source": "scrub", "evidence_id": str(eid), "integrity": status, "objects": objects}
 
 

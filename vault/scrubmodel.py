@@ -5,9 +5,11 @@ Guarantees:
 - :class:`ScrubConfig` is the ``[scrub]`` section; every key documented and bounded.
 - :class:`RateLimiter` is a token bucket over bytes: after ``n`` bytes at least ``n / rate``
   seconds have passed since it was made, less at most ``burst_s`` of credit saved while idle.
-- :meth:`ScrubReport.entry_fields` holds only ids, counts, booleans and strings (canonical
-  JSON, never classified plaintext), and at most :data:`MAX_LISTED` ids per list with the exact
-  count beside them, so a ``scrub`` entry stays far below the 65,535-byte limit.
+- :meth:`ScrubReport.entry_fields` holds only ids, hashes, counts, booleans and fixed words
+  (canonical JSON, never classified plaintext nor free text): at most :data:`MAX_LISTED`
+  evidence ids over all its lists together and at most :data:`MAX_OBJECTS_LISTED` failing
+  objects, each list with its exact count beside it, so a ``scrub`` entry stays below the
+  65,535-byte limit whatever the number of findings (a test builds the largest one).
 """
 
 from __future__ import annotations
@@ -15,16 +17,26 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vault.settings import setting
 
-__all__ = ["MAX_LISTED", "MIB", "Mode", "RateLimiter", "ScrubConfig", "ScrubReport"]
+__all__ = [
+    "MAX_LISTED",
+    "MAX_OBJECTS_LISTED",
+    "MIB",
+    "Finding",
+    "Mode",
+    "RateLimiter",
+    "ScrubConfig",
+    "ScrubReport",
+]
 
 MIB = 1 << 20
-MAX_LISTED = 1000
+MAX_LISTED = 1000  # evidence ids in a scrub entry, all lists together
+MAX_OBJECTS_LISTED = 64  # failing objects named in a scrub entry
 Mode = Literal["full", "sample"]
 
 
@@ -93,6 +105,34 @@ class RateLimiter:
             await asyncio.sleep(self._t - now)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One object that did not verify: whose (evidence id), which (``original`` or the
+    rendition kind, and the rendition id), its recorded SHA-256, the status (``missing``,
+    ``mismatch`` or ``unreadable``) and the store's reason (logs, events and output only: the
+    ledger entry holds no free text)."""
+
+    evidence_id: str
+    object: str
+    sha256: str
+    status: str
+    reason: str = ""
+    rendition_id: str | None = None
+
+    def fields(self, *, reason: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "evidence_id": self.evidence_id,
+            "object": self.object,
+            "sha256": self.sha256,
+            "status": self.status,
+        }
+        if self.rendition_id is not None:
+            out["rendition_id"] = self.rendition_id
+        if reason and self.reason:
+            out["reason"] = self.reason
+        return out
+
+
 @dataclass
 class ScrubReport:
     """One run's summary; ``ok`` only when no object failed and fsck (if run) passed."""
@@ -108,6 +148,7 @@ class ScrubReport:
     mismatch: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     failed_objects: int = 0
+    findings: list[Finding] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     fsck_ok: bool | None = None
     fsck_size: int = 0
@@ -116,6 +157,15 @@ class ScrubReport:
     duration_ms: int = 0
     ledger_index: int | None = None
 
+    def add(self, failed: Sequence[Finding]) -> None:
+        """Record one item's failing objects: the findings, and the item's id in the list of
+        each status among them."""
+        findings = list(failed)
+        self.findings.extend(findings)
+        lists = {"missing": self.missing, "mismatch": self.mismatch, "unreadable": self.unreadable}
+        for status in dict.fromkeys(f.status for f in findings):
+            lists[status].append(findings[0].evidence_id)
+
     @property
     def ok(self) -> bool:
         return not (self.missing or self.mismatch or self.unreadable) and self.fsck_ok is not False
@@ -123,9 +173,15 @@ class ScrubReport:
     def entry_fields(self, rate: float) -> dict[str, Any]:
         """Public fields of the ``scrub`` entry (ids, counts and hashes only)."""
 
-        def listed(ids: list[str]) -> dict[str, Any]:
-            return {"count": len(ids), "evidence": sorted(ids)[:MAX_LISTED]}
+        budget = MAX_LISTED
 
+        def listed(ids: list[str]) -> dict[str, Any]:
+            nonlocal budget
+            shown = sorted(ids)[:budget]
+            budget -= len(shown)
+            return {"count": len(ids), "evidence": shown}
+
+        objects = sorted(self.findings, key=lambda f: (f.evidence_id, f.object, f.sha256))
         out: dict[str, Any] = {
             "mode": self.mode,
             "trigger": self.trigger,
@@ -141,6 +197,10 @@ class ScrubReport:
             "mismatch": listed(self.mismatch),
             "unreadable": listed(self.unreadable),
             "restored": listed(self.restored),
+            "failed": {
+                "count": len(objects),
+                "objects": [f.fields(reason=False) for f in objects[:MAX_OBJECTS_LISTED]],
+            },
         }
         if self.fsck_ok is not None:
             fsck_fields: dict[str, Any] = {

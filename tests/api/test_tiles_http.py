@@ -14,9 +14,13 @@ from verify.note import parse_vkey
 from verify.tiles import decode_entry_bundle, entries_path, tile_path
 
 
-def get(url: str) -> tuple[int, dict[str, str], bytes]:
+def get(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url``, with a bearer token when given (entry bundles need one)."""
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
@@ -28,6 +32,7 @@ def test_client_rebuilds_root_from_served_tiles(tmp_path: Path, pg_dsn: str) -> 
         for start in range(0, 300, 100):
             svc.evault("ledger", "note", *notes[start : start + 100])
         vkey = svc.evault("ledger", "vkey").stdout.strip()
+        token = svc.evault("token", "create", "admin").stdout.strip()
         status, headers, body = get(svc.url + "/ledger/checkpoint")
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
         assert "max-age=1" in headers["Cache-Control"]
@@ -39,10 +44,11 @@ def test_client_rebuilds_root_from_served_tiles(tmp_path: Path, pg_dsn: str) -> 
         assert status == 200 and len(full) == 8192 and "immutable" in headers["Cache-Control"]
         _, _, part = get(f"{svc.url}/ledger/{tile_path(0, 1, width)}")
         assert len(part) == width * 32
-        _, _, rest = get(f"{svc.url}/ledger/{entries_path(1, width)}")
+        _, _, rest = get(f"{svc.url}/ledger/{entries_path(1, width)}", token)
         texts = [e for e in decode_entry_bundle(rest) if b'"kind":"note"' in e]
         assert texts and texts[-1].count(b"note 299") == 1
-        _, _, bundle = get(f"{svc.url}/ledger/{entries_path(0)}")
+        status, headers, bundle = get(f"{svc.url}/ledger/{entries_path(0)}", token)
+        assert status == 200 and headers["Cache-Control"].startswith("private")
         entries = decode_entry_bundle(bundle)
         assert [leaf_hash(e) for e in entries] == [full[i : i + 32] for i in range(0, 8192, 32)]
         leaves = [full[i : i + 32] for i in range(0, 8192, 32)] + [
@@ -57,7 +63,6 @@ NONCANONICAL_OR_ABSENT = [
     "tile/0/0.p/0",  # empty tiles are never served
     "tile/0/0.p/256",  # a full tile has no width suffix
     "tile/0/x000/000",  # non-canonical index encoding
-    "tile/entries/5",
     "tile/../../etc/passwd",  # path traversal attempt
 ]
 
@@ -65,8 +70,9 @@ NONCANONICAL_OR_ABSENT = [
 def test_missing_or_noncanonical_tiles_are_404_problems(tmp_path: Path, pg_dsn: str) -> None:
     with running_service(tmp_path / "data", pg_dsn) as svc:
         svc.evault("ledger", "note", "one")
-        for path in NONCANONICAL_OR_ABSENT:
-            status, headers, body = get(f"{svc.url}/ledger/{path}")
+        token = svc.evault("token", "create", "admin").stdout.strip()
+        for path in [*NONCANONICAL_OR_ABSENT, "tile/entries/5", "tile/entries/000.p/0"]:
+            status, headers, body = get(f"{svc.url}/ledger/{path}", token)
             assert status == 404, path
             assert headers["Content-Type"].startswith("application/problem+json"), path
             assert b'"status": 404' in body

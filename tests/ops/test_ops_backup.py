@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 from ops_fixtures import evault, running_service
 
+from vault import backupfmt as fmt
 from vault.db import with_database
+from vault.errors import IntegrityError
 from verify.checkpoint import open_checkpoint
 from verify.merkle import verify_consistency
 from verify.note import parse_vkey
@@ -82,10 +85,14 @@ def test_backup_while_serving_then_restore_embedded(tmp_path: Path) -> None:
                          "--passphrase-file", str(passfile), env=env).stdout  # fmt: skip
         finally:
             writer.wait(120)
-        assert "signing key included, encrypted" in out
+        assert "signing key and host MAC key included, encrypted" in out
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["ledger"]["size"] >= 250 and manifest["objects"]["count"] >= 250
     assert b"PRIVATE" not in (backup / "signing-key.enc").read_bytes()
+    mac_hex = (data / "keys" / "ledger.mac").read_bytes().strip()
+    sealed_mac = (backup / "mac-key.enc").read_bytes()
+    assert mac_hex not in sealed_mac and bytes.fromhex(mac_hex.decode()) not in sealed_mac
+    assert set(manifest["files"]) >= {"signing-key.enc", "mac-key.enc"}
 
     # Restore refuses a non-empty target and a wrong passphrase, and writes nothing then.
     busy = tmp_path / "busy"
@@ -107,6 +114,10 @@ def test_backup_while_serving_then_restore_embedded(tmp_path: Path) -> None:
     key = restored / "keys" / "ledger.skey"
     assert key.read_bytes() == (data / "keys" / "ledger.skey").read_bytes()
     assert key.stat().st_mode & 0o777 == 0o600
+    mac = restored / "keys" / "ledger.mac"  # beside the signing key, the very same secret
+    assert mac.read_bytes() == (data / "keys" / "ledger.mac").read_bytes()
+    assert mac.stat().st_mode & 0o777 == 0o600
+    assert "no host MAC key restored" not in out.stdout
     check_restored_store(restored, manifest["objects"]["count"])
     check_next_checkpoint(restored, backup, env)
 
@@ -126,12 +137,15 @@ async def test_backup_and_restore_through_a_dsn(
 ) -> None:
     env = {"EVAULT_DATABASE_DSN": pg_dsn}
     data, backup, restored = tmp_path / "data", tmp_path / "backup", tmp_path / "restored"
-    evault(data, "init", env=env)
+    init = evault(data, "init", env=env).stdout
+    assert f"host MAC key {data / 'keys' / 'ledger.mac'}" in init
+    assert "keep it with the signing key" in init and "--with-key" in init
     evault(data, "ingest", *make_files(tmp_path / "in", 200, "d"), "--dock", "dock-01", env=env)
     evault(data, "ledger", "note", "before the backup", env=env)
     out = evault(data, "backup", "--out", str(backup), "--copy", env=env).stdout
-    assert "signing key NOT included" in out and "(0 hard-linked)" in out
-    assert not (backup / "signing-key.enc").exists()
+    assert "signing key and host MAC key NOT included" in out and "(0 hard-linked)" in out
+    assert "ledger.mac" in out  # says to keep it backed up elsewhere
+    assert not (backup / "signing-key.enc").exists() and not (backup / "mac-key.enc").exists()
 
     name = "evault_r_" + secrets.token_hex(6)
     target = {"EVAULT_DATABASE_DSN": with_database(pg_admin_dsn, name)}
@@ -139,8 +153,15 @@ async def test_backup_and_restore_through_a_dsn(
         # Without the key the restore still checks everything with the backup's verifier key.
         out = evault(restored, "restore", str(backup), env=target).stdout
         assert "fsck clean" in out and "no signing key restored" in out
-        (restored / "keys").mkdir(mode=0o700)
+        assert "no host MAC key restored: copy keys/ledger.mac by hand from the old host" in out
+        assert "cannot verify its state" in out
+        assert not (restored / "keys" / "ledger.mac").exists()
+        (restored / "keys").mkdir(mode=0o700, exist_ok=True)
         shutil.copy2(data / "keys" / "ledger.skey", restored / "keys" / "ledger.skey")
+        # Without the MAC key the restored service does not start (it cannot verify its state).
+        refused = evault(restored, "ledger", "note", "no mac key", env=target, check=False)
+        assert refused.returncode == 2 and "ledger.mac" in refused.stderr
+        shutil.copy2(data / "keys" / "ledger.mac", restored / "keys" / "ledger.mac")
         check_restored_store(restored, 200)
         check_next_checkpoint(restored, backup, target)
         conn = await asyncpg.connect(target["EVAULT_DATABASE_DSN"])
@@ -157,3 +178,24 @@ async def test_backup_and_restore_through_a_dsn(
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             await admin.close()
+
+
+def test_attack_mac_key_file_passed_off_as_the_signing_key_does_not_open() -> None:
+    """Each key file is bound to its log and to which key it is: swapping them, another log's
+    file, a wrong passphrase or a flipped byte all fail before anything is written."""
+    vkey = "test.evidence-vault.local/ledger+01234567+AAAA"
+    mac = b"07" * 32 + b"\n"
+    sealed = fmt.seal_key(mac, b"a long passphrase", vkey, fmt.MAC_KEY)
+    assert fmt.open_key(sealed, b"a long passphrase", vkey, fmt.MAC_KEY) == mac
+    with pytest.raises(IntegrityError):
+        fmt.open_key(sealed, b"a long passphrase", vkey, fmt.KEY)  # swapped
+    with pytest.raises(IntegrityError):
+        fmt.open_key(sealed, b"another passphrase", vkey, fmt.MAC_KEY)
+    with pytest.raises(IntegrityError):
+        fmt.open_key(sealed, b"a long passphrase", vkey.replace("01", "02"), fmt.MAC_KEY)
+    doc = json.loads(sealed)
+    raw = bytearray(base64.b64decode(doc["ciphertext"]))
+    raw[0] ^= 1
+    doc["ciphertext"] = base64.b64encode(bytes(raw)).decode()
+    with pytest.raises(IntegrityError):
+        fmt.open_key(json.dumps(doc).encode(), b"a long passphrase", vkey, fmt.MAC_KEY)

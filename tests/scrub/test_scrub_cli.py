@@ -40,4 +40,5 @@ def test_scrub_command_reports_and_exits_by_outcome(pg_dsn: str, tmp_path: Path)
     bad = evault(data, env, "scrub", "--sample", "1")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "MISMATCH: evidence" in bad.stdout and "INTEGRITY FAILURE" in bad.stdout
+    assert f"original sha256 {sha}" in bad.stdout  # the finding names the object
     assert "sample pass" in bad.stdout
