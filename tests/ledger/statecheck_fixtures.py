@@ -14,7 +14,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
-from acquire_fixtures import Env, dock
+from acquire_fixtures import Env, dock, open_acquirer
 from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
@@ -25,6 +25,8 @@ from vault.labels import Caveat, Label, Level
 from vault.ledger import make_entry
 from vault.retention import RetentionPolicy
 from vault.statecheck import Finding, StateReport
+
+__all__ = ["Env", "World", "build", "dock", "named", "open_acquirer"]
 
 SECRET = Label(Level.SECRET)
 CONF = Label(Level.CONFIDENTIAL, frozenset({Caveat.PERSONAL_PRIVACY}))

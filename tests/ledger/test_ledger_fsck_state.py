@@ -9,9 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from statecheck_fixtures import World, build, named
+from statecheck_fixtures import World, build, dock, named, open_acquirer
 
-from acquire_fixtures import dock, open_acquirer
 from vault.statecheck import fsck_state
 
 
