@@ -13,7 +13,7 @@ from api.config import Config
 from api.runtime import open_runtime
 from vault.ledger import make_entry
 from vault.ledger.fsck import fsck
-from vault.statecheck import fsck_state
+from vault.statecheck import NOT_RECORDED_COLUMNS, fsck_state
 
 
 def register(sub: Any) -> None:
@@ -134,6 +134,8 @@ async def run_fsck_state(args: argparse.Namespace, cfg: Config) -> int:
     )
     print(summary, file=sys.stderr if args.json else sys.stdout)
     if report.unchecked:
-        skipped = ", ".join(f"{c} ({n})" for c, n in sorted(report.unchecked.items()))
+        skipped = ", ".join(f"{c} ({n} rows)" for c, n in sorted(report.unchecked.items()))
         print(f"not checked, not recorded by older entries: {skipped}", file=sys.stderr)
+    never = "; ".join(f"{t}: {', '.join(cs)}" for t, cs in NOT_RECORDED_COLUMNS.items())
+    print(f"not checked: not recorded in the ledger: {never}", file=sys.stderr)
     return 0 if report.ok else 1
