@@ -234,3 +234,13 @@ def test_compare_does_not_take_one_for_true() -> None:
     [f] = compare(state.tables, {"principals": [row]})
     assert f.column == "active"
     assert compare(state.tables, {"principals": [{**row, "active": True}]}) == []
+
+
+def test_attack_entry_without_its_row_key_is_a_finding() -> None:
+    # a `derived` entry that does not say which rendition row it made
+    bare = make_entry("derived", {"evidence_id": E1, "rendition": "poster"})
+    r = Replayer()
+    r.feed(0, bare.data, [])
+    [f] = r.state.problems
+    assert (f.table, f.column, f.problem, f.index) == ("ledger_entries", "data", "entry", 0)
+    assert r.state.tables["renditions"] == {}

@@ -201,8 +201,10 @@ async def test_edited_ledger_row_is_found_by_the_scrub_fsck(pg_dsn: str, tmp_pat
         assert failures("fsck") - before == 1
         entry = json.loads(await env.ledger.entry(report.ledger_index or 0))
         assert entry["fsck"]["ok"] is False and entry["fsck"]["first_bad_index"] == idx
-        # The altered entry no longer records the evidence row: fsck --state says so too.
-        assert entry["fsck"]["state_findings"] == 1
+        # The altered entry no longer names the evidence row: fsck --state says so too (the
+        # entry, and the row no entry accounts for).
+        assert entry["fsck"]["state_findings"] == 2
+        assert [f.split(":")[0] for f in report.state_findings] == ["entry", "extra"]
         assert [e["source"] for e in await events(env)] == ["fsck", "fsck-state"]
         # Announced once: the next run still fails but adds no event.
         await run_scrub(env.ledger, content, FAST, mode="sample", sample=0)

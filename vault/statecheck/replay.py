@@ -17,6 +17,8 @@ Guarantees:
   trusted). A value the ledger does not record is :data:`NOT_RECORDED`, a value the ledger
   allows to be either set or not (an evidence item disposed of whose blob removal may still
   be pending) is :data:`EITHER`; the comparison checks neither and counts them.
+- An entry of a kind that changes state but does not name the row it changes (a field or an
+  opening it needs is absent) is a finding (table ``ledger_entries``), never a guess.
 - Each entry kind is one small handler in :data:`HANDLERS` (``principal`` entries dispatch
   further on ``op``): supporting a new kind or op is adding one function.
 """
@@ -50,6 +52,7 @@ class _Unchecked:
 
 NOT_RECORDED: Final = _Unchecked("not recorded in the ledger")
 EITHER: Final = _Unchecked("either value is legitimate")
+ABSENT: Final = _Unchecked("no row")  # a finding's value where there is no row
 
 # The tables replayed and their primary key columns (legal_holds by the index that placed it).
 TABLE_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -116,9 +119,6 @@ def _plain(value: object) -> object:
 
 def _show(value: object) -> str:
     return "no row" if value is ABSENT else json.dumps(_plain(value), ensure_ascii=False)
-
-
-ABSENT: Final = _Unchecked("no row")
 
 
 class Row:
@@ -519,8 +519,14 @@ class Replayer:
             return
         try:
             handler(self.state, entry)
-        except (_Skip, KeyError, TypeError, ValueError):
-            return  # the entry does not name its row: nothing to derive (openings reported)
+        except (_Skip, KeyError, TypeError, ValueError) as exc:
+            if problems:
+                return  # it names its row by an opening that did not verify: reported above
+            why = f"a {entry.body.get('kind')} entry that does not name its row ({exc!r})"
+            where = (("idx", str(idx)),)
+            self.state.problems.append(
+                Finding("ledger_entries", where, "data", None, why, idx, "entry")
+            )
 
 
 def replay(items: Iterable[tuple[int, bytes, Sequence[OpeningRow]]]) -> DerivedState:
