@@ -1,4 +1,5 @@
-"""``evault scrub [--all] [--sample N]``: re-hash stored objects and run the ledger fsck by hand.
+"""``evault scrub [--all] [--sample N]``: re-hash stored objects, run the ledger fsck and
+``fsck --state`` by hand.
 
 Without options a random sample is checked (the ``[scrub]`` sample size); ``--all`` checks every
 object; ``--sample N`` checks N random evidence items. The run is paced by ``scrub.rate_mb_s``
@@ -8,7 +9,8 @@ Every object missing, altered (a sealed object failing authentication included) 
 is a finding: printed with its evidence id and object, marked on the item, recorded in the
 entry; the pass goes on to the end.
 
-Exit status: 0 everything verified, 1 an object missing, altered or unreadable, or fsck failed,
+Exit status: 0 everything verified, 1 an object missing, altered or unreadable, fsck failed,
+or a table differs from the ledger (fsck --state),
 2 error, 3 another process is running a scrub now.
 """
 
@@ -60,7 +62,7 @@ def register(sub: Any) -> None:
     which.add_argument("--all", action="store_true", help="check every object (a full pass)")
     which.add_argument("--sample", type=int, metavar="N", help="check N random evidence items")
     p.add_argument("--rate", type=float, metavar="MIB_S", help="read rate limit (0: unlimited)")
-    p.add_argument("--no-fsck", action="store_true", help="skip the ledger fsck")
+    p.add_argument("--no-fsck", action="store_true", help="skip the ledger fsck (and fsck --state)")
     p.set_defaults(func=cmd_scrub)
 
 
@@ -113,6 +115,11 @@ def summary_text(r: ScrubReport) -> str:
         )
         lines.append(f"ledger fsck: FAILED ({len(r.fsck_problems)} problems{where})")
         lines.extend(f"  {p}" for p in r.fsck_problems[:20])
+    if r.fsck_ok is not None and not r.state_findings:
+        lines.append("ledger fsck --state: ok (tables agree with the ledger)")
+    elif r.state_findings:
+        lines.append(f"ledger fsck --state: FAILED ({len(r.state_findings)} findings)")
+        lines.extend(f"  {f}" for f in r.state_findings[:20])
     lines.append(f"summary recorded as ledger entry {r.ledger_index}")
     lines.append("result: " + ("ok" if r.ok else "INTEGRITY FAILURE"))
     return "\n".join(lines) + "\n"

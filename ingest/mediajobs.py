@@ -59,6 +59,7 @@ from vault.ledger import Ledger, make_entry
 from vault.reseal import enqueue_seal, evidence_label
 from vault.sealwrite import SealedBlob
 from vault.storage import Storage, file_of
+from vault.visibility import label_of
 
 PROCESS = "media.process"
 CLIP = "media.clip"
@@ -294,6 +295,7 @@ class MediaJobs:
             "ffmpeg": r.ffmpeg_version,
             "args": r.portable_args(path),
             "method": r.method,
+            "label": str(label_of(src.label_level, src.label_caveats)),  # the row's label
             **extra,
         }
 

@@ -203,7 +203,12 @@ async def _insert(ledger: LedgerWriter, spec: PrincipalSpec, by: str | None) -> 
         "roles": sorted(r.value for r in spec.roles),
         "clearance": label.to_json(),
     }
-    secrets: dict[str, Any] = {"principal": spec.id}
+    # Officer and docks decide what the principal sees: committed, so fsck --state checks them.
+    secrets: dict[str, Any] = {
+        "principal": spec.id,
+        "officer_id": spec.officer_id,
+        "dock_ids": sorted(spec.dock_ids),
+    }
     if by is None:
         fields["source"] = "config"
     else:

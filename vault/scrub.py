@@ -29,10 +29,16 @@ Guarantees:
   object clears the mark; the failure stays in the ledger).
 - A failing fsck counts in ``evault_integrity_failures{source="fsck"}`` and emits an
   ``integrity.failure`` event when the previous run's fsck passed (or there was none).
+- With fsck, ``fsck --state`` (:mod:`vault.statecheck`) compares the tables that decide access
+  or point at bytes with the state the ledger implies; findings count in
+  ``evault_integrity_failures{source="fsck-state"}``, fail the run, and emit an
+  ``integrity.failure`` event (``source: fsck-state``, the count and the tables) when the
+  previous run's found none (or none ran).
 - Every run that finishes appends one ``scrub`` entry: mode, trigger, counts, bytes, the failing
   evidence ids per status and the failing objects (bounded lists with exact counts, see
-  :meth:`~vault.scrubmodel.ScrubReport.entry_fields`), fsck's result and first bad index; the
-  entry is indexed under each failing item, so the item's trail shows it.
+  :meth:`~vault.scrubmodel.ScrubReport.entry_fields`), fsck's result and first bad index, and the
+  number of ``fsck --state`` findings; the entry is indexed under each failing item, so the
+  item's trail shows it.
 - At most one run at a time across all processes: a PostgreSQL session advisory lock
   (:data:`SCRUB_LOCK`); a second caller gets :class:`ScrubBusy` at once.
 """
@@ -71,6 +77,7 @@ from vault.scrubmodel import (
     ScrubConfig,
     ScrubReport,
 )
+from vault.statecheck import fsck_state
 
 __all__ = [
     "MAX_LISTED",
@@ -187,6 +194,7 @@ class _Run:
             await self._check_page(page)
         if self.cfg.fsck:
             await self._fsck()
+            await self._fsck_state()
         self.report.duration_ms = int((time.monotonic() - started) * 1000)
         await self._record()
         return self.report
@@ -347,6 +355,26 @@ class _Run:
                 }
                 await emit(conn, "integrity.failure", payload)
 
+    async def _fsck_state(self) -> None:
+        """Compare the tables with the ledger; announce findings once (like fsck's)."""
+        async with self.pool.acquire() as conn:
+            result = await fsck_state(conn)
+        self.report.state_findings = [f.line() for f in result.findings]
+        if result.ok:
+            return
+        INTEGRITY_FAILURES.labels(source="fsck-state").inc()
+        for finding in result.findings[:20]:
+            log.error("scrub: ledger fsck --state: %s", finding.line())
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await _previous_state_ok(conn):
+                tables = sorted({f.table for f in result.findings})
+                payload = {
+                    "source": "fsck-state",
+                    "findings": len(result.findings),
+                    "tables": tables,
+                }
+                await emit(conn, "integrity.failure", payload)
+
     async def _record(self) -> None:
         r = self.report
         entry = make_entry("scrub", r.entry_fields(self.rate))
@@ -391,5 +419,19 @@ async def _previous_fsck_ok(conn: Conn) -> bool:
         return True
     try:
         return json.loads(bytes(data))["fsck"]["ok"] is True
+    except (ValueError, KeyError, TypeError):
+        return True  # an unreadable entry is fsck's to report; announce this failure
+
+
+async def _previous_state_ok(conn: Conn) -> bool:
+    """Whether the last recorded scrub's fsck --state found nothing (True when none ran)."""
+    data = await conn.fetchval(
+        "SELECT data FROM ledger_entries WHERE kind = 'scrub'"
+        " AND position('\"state_findings\":'::bytea IN data) > 0 ORDER BY idx DESC LIMIT 1"
+    )
+    if data is None:
+        return True
+    try:
+        return bool(json.loads(bytes(data))["fsck"]["state_findings"] == 0)
     except (ValueError, KeyError, TypeError):
         return True  # an unreadable entry is fsck's to report; announce this failure

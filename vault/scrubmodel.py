@@ -70,7 +70,9 @@ class ScrubConfig:
         "Read rate limit in MiB/s (all objects of a pass together); 0: unlimited.",
         minimum=0.0,
     )
-    fsck: bool = setting(True, "Run the ledger fsck in every pass.")
+    fsck: bool = setting(
+        True, "Run the ledger fsck and `evault ledger fsck --state` in every pass."
+    )
     check_seconds: float = setting(
         300.0, "How often the scheduler looks whether a pass is due.", minimum=1.0, maximum=86400.0
     )
@@ -135,7 +137,8 @@ class Finding:
 
 @dataclass
 class ScrubReport:
-    """One run's summary; ``ok`` only when no object failed and fsck (if run) passed."""
+    """One run's summary; ``ok`` only when no object failed and fsck (if run) passed, the
+    ledger's checks and the comparison of the tables with the ledger (``fsck --state``)."""
 
     mode: Mode
     trigger: str
@@ -154,6 +157,7 @@ class ScrubReport:
     fsck_size: int = 0
     fsck_first_bad_index: int | None = None
     fsck_problems: list[str] = field(default_factory=list)
+    state_findings: list[str] = field(default_factory=list)  # fsck --state, one line each
     duration_ms: int = 0
     ledger_index: int | None = None
 
@@ -168,7 +172,11 @@ class ScrubReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.mismatch or self.unreadable) and self.fsck_ok is not False
+        return (
+            not (self.missing or self.mismatch or self.unreadable)
+            and self.fsck_ok is not False
+            and not self.state_findings
+        )
 
     def entry_fields(self, rate: float) -> dict[str, Any]:
         """Public fields of the ``scrub`` entry (ids, counts and hashes only)."""
@@ -210,5 +218,6 @@ class ScrubReport:
             }
             if self.fsck_first_bad_index is not None:
                 fsck_fields["first_bad_index"] = self.fsck_first_bad_index
+            fsck_fields["state_findings"] = len(self.state_findings)
             out["fsck"] = fsck_fields
         return out

@@ -3,9 +3,10 @@
 Guarantees:
 
 - Every ``check_seconds`` (and once at start) it asks :func:`vault.scrub.run_due` to run the
-  pass that is due — a full pass every ``full_interval_hours``, a random sample every
-  ``sample_interval_hours`` — as recorded in the ledger, so restarts and other processes share
-  one schedule, and the advisory lock makes exactly one process run a due pass.
+  pass that is due (objects re-hashed, ledger fsck and ``fsck --state``) — a full pass every
+  ``full_interval_hours``, a random sample every ``sample_interval_hours`` — as recorded in
+  the ledger, so restarts and other processes share one schedule, and the advisory lock makes
+  exactly one process run a due pass.
 - A pass that fails (database or storage unavailable, another process holding the lock) is
   logged and tried again at the next check; only :meth:`ScrubScheduler.stop` ends the loop,
   cancelling a pass in progress between two reads (its summary is then not recorded; marks
@@ -63,12 +64,14 @@ class ScrubScheduler:
             level = logging.INFO if report.ok else logging.ERROR
             log.log(
                 level,
-                "scrub %s pass: %d objects, %d bytes, %d failed, fsck %s (ledger entry %s)",
+                "scrub %s pass: %d objects, %d bytes, %d failed, fsck %s,"
+                " fsck --state %d findings (ledger entry %s)",
                 report.mode,
                 report.objects,
                 report.bytes,
                 report.failed_objects,
                 {None: "not run", True: "ok", False: "FAILED"}[report.fsck_ok],
+                len(report.state_findings),
                 report.ledger_index,
             )
         return report

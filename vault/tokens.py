@@ -205,7 +205,8 @@ async def create(
     entry = make_entry(
         "principal",
         {"op": "token-created", "token": token_id, "expires": rfc3339(expires)},
-        {"principal": principal_id, "by": actor.id},
+        # The stored hash is committed so fsck --state finds a token row swapped for another.
+        {"principal": principal_id, "by": actor.id, "token_hash": digest.hex()},
     )
     await ledger.append([entry], effect=effect)
     return IssuedToken(token_id, token, principal_id, expires)

@@ -94,3 +94,33 @@ def test_bad_config_is_reported_with_key(tmp_path: Path, cli_env: dict[str, str]
     cfg.write_text(cfg.read_text() + "\n[extra]\nx = 1\n")
     proc = run(data, "ledger", "vkey", env=cli_env, check=False)
     assert proc.returncode == 2 and "unknown key 'extra'" in proc.stderr
+
+
+def test_attack_rolled_back_principal_is_named_by_fsck_state(
+    tmp_path: Path, cli_env: dict[str, str], pg_dsn: str
+) -> None:
+    data = tmp_path / "data"
+    run(data, "init", env=cli_env)
+    ok = run(data, "ledger", "fsck", "--state", env=cli_env)
+    assert "0 finding(s)" in ok.stdout
+    admin = run(data, "principal", "list", env=cli_env).stdout.split()[0]
+
+    import asyncio
+
+    async def tamper() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("SET ROLE evault_app")  # the service's own role suffices
+            await conn.execute("UPDATE principals SET clearance = 0 WHERE id = $1", admin)
+        finally:
+            await conn.close()
+
+    asyncio.run(tamper())
+    bad = run(data, "ledger", "fsck", "--state", env=cli_env, check=False)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"different: principals [id={admin}] clearance: table 0, ledger 4" in bad.stdout
+    lines = run(data, "ledger", "fsck", "--state", "--json", env=cli_env, check=False).stdout
+    found = [json.loads(line) for line in lines.splitlines()]
+    assert {"table": "principals", "key": {"id": admin}, "column": "clearance"}.items() <= found[
+        0
+    ].items()

@@ -26,3 +26,18 @@ def test_every_command_is_in_the_readme() -> None:
     assert "evault ledger fsck" in commands
     missing = [c for c in commands if f"`{c}" not in readme]
     assert not missing, f"commands missing from README.md: {missing}"
+
+
+def _subparser(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def test_fsck_state_is_an_option_and_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    fsck = _subparser(build_parser(), "ledger", "fsck")
+    options = {o for a in fsck._actions for o in a.option_strings}
+    assert {"--state", "--json"} <= options
+    assert "`evault ledger fsck --state [--json]`" in readme

@@ -24,6 +24,7 @@ from vault.errors import Forbidden
 from vault.export import export_case
 from vault.jobs import JobRunner
 from vault.labels import Level
+from vault.statecheck import fsck_state
 from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
@@ -95,6 +96,11 @@ async def test_acquired_media_gets_renditions_recorded_once(pg_dsn: str, tmp_pat
         await drain(runner)
         assert len(await env.rows("SELECT 1 FROM renditions")) == 3
         assert len(await env.entries("derived")) == 3
+        # The rows media jobs wrote are the ones their entries imply (label included).
+        assert all(e["label"] == "internal" for e in await env.entries("derived"))
+        async with env.db.pool.acquire() as conn:
+            state = await fsck_state(conn)
+        assert state.findings == [] and state.rows["renditions"] == 3 and not state.unchecked
 
 
 async def test_worker_killed_mid_job_is_taken_over_without_duplicates(

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,16 @@ import pytest
 from prometheus_client import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from acquire_fixtures import Env, dock, open_acquirer
+from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
+from vault import principals, tokens
+from vault.access import Role
 from vault.content import PlainContentStore
 from vault.db import Conn
+from vault.labels import Level
 from vault.ledger import make_entry
 from vault.scrub import SCRUB_LOCK, ScrubBusy, due, run_scrub
 from vault.scrubmodel import ScrubConfig
@@ -55,7 +61,15 @@ async def add_rendition(env: Env, evidence_id: str, data: bytes, kind: str = "po
     finally:
         os.close(fd)
     rid = uuid.uuid4()
-    fields = {"evidence_id": evidence_id, "rendition": kind, "output_sha256": blob.sha256}
+    fields = {
+        "evidence_id": evidence_id,
+        "rendition": kind,
+        "rendition_id": str(rid),
+        "output_sha256": blob.sha256,
+        "output_size": blob.size,
+        "media_type": "image/jpeg",
+        "label": "internal",
+    }
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await conn.execute(
@@ -153,7 +167,12 @@ async def test_disposed_evidence_is_not_reported_missing(pg_dsn: str, tmp_path: 
         env.store.remove(a.sha256)
         await env.db.pool.execute("UPDATE evidence SET disposed_at = now()")
         report = await run_scrub(env.ledger, PlainContentStore(env.store), FAST, mode="full")
-        assert report.ok and report.objects == 0
+        assert report.objects == 0 and not report.missing and report.fsck_ok is True
+        # Disposed of by hand, without a `disposed` entry: the state check names it.
+        assert [f.split(":", 1)[1].strip() for f in report.state_findings] == [
+            f'evidence [id={a.evidence_id}] disposed_at: table "set", ledger null'
+            f" (entry {a.ledger_index})"
+        ]
 
 
 async def test_edited_ledger_row_is_found_by_the_scrub_fsck(pg_dsn: str, tmp_path: Path) -> None:
@@ -182,11 +201,43 @@ async def test_edited_ledger_row_is_found_by_the_scrub_fsck(pg_dsn: str, tmp_pat
         assert failures("fsck") - before == 1
         entry = json.loads(await env.ledger.entry(report.ledger_index or 0))
         assert entry["fsck"]["ok"] is False and entry["fsck"]["first_bad_index"] == idx
-        assert [e["source"] for e in await events(env)] == ["fsck"]
+        # The altered entry no longer names the evidence row: fsck --state says so too (the
+        # entry, and the row no entry accounts for).
+        assert entry["fsck"]["state_findings"] == 2
+        assert [f.split(":")[0] for f in report.state_findings] == ["entry", "extra"]
+        assert [e["source"] for e in await events(env)] == ["fsck", "fsck-state"]
         # Announced once: the next run still fails but adds no event.
         await run_scrub(env.ledger, content, FAST, mode="sample", sample=0)
-        assert len(await events(env)) == 1
+        assert len(await events(env)) == 2
         assert (await integrity(env))[a.evidence_id][0] == "ok"
+
+
+async def test_attack_rolled_back_revocation_is_found_by_the_scrub(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    async with open_acquirer(pg_dsn, tmp_path, [dock(tmp_path)]) as env:
+        await acquire(env, tmp_path, 1)
+        spec = principals.PrincipalSpec("p1", frozenset({Role.REVIEWER}), Level.INTERNAL)
+        await principals.add(env.db.pool, env.ledger, ADMIN, spec)
+        issued = await tokens.create(env.db.pool, env.ledger, ADMIN, "p1", timedelta(days=1))
+        await tokens.revoke(env.db.pool, env.ledger, ADMIN, issued.id)
+        content = PlainContentStore(env.store)
+        clean = await run_scrub(env.ledger, content, FAST, mode="full")
+        assert clean.ok and clean.state_findings == []
+        before = failures("fsck-state")
+        await env.db.pool.execute("UPDATE tokens SET revoked_at = NULL")  # as evault_app
+        report = await run_scrub(env.ledger, content, FAST, mode="sample", sample=0)
+        assert not report.ok and report.fsck_ok is True
+        assert len(report.state_findings) == 1
+        assert f"tokens [id={issued.id}] revoked_at" in report.state_findings[0]
+        assert failures("fsck-state") - before == 1
+        entry = json.loads(await env.ledger.entry(report.ledger_index or 0))
+        assert entry["fsck"]["state_findings"] == 1
+        assert [(e["source"], e["findings"], e["tables"]) for e in await events(env)] == [
+            ("fsck-state", 1, ["tokens"])
+        ]
+        await run_scrub(env.ledger, content, FAST, mode="sample", sample=0)
+        assert len(await events(env)) == 1  # a persisting finding is announced once
 
 
 async def test_reads_are_rate_limited(pg_dsn: str, tmp_path: Path) -> None:
