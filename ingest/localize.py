@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, fingerprint, probe
+from ingest.media.probe import probe_limits
 from vault import audit
 from vault.access import Action, Principal
 from vault.content import ContentStore
@@ -304,7 +305,7 @@ async def localize(
         digest = await asyncio.to_thread(_sha256_file, suspect)
     except OSError as exc:
         raise BadRequest(f"{suspect}: cannot read the suspect copy: {exc}") from exc
-    info = await probe(suspect, tools=tools)
+    info = await probe(suspect, tools=tools, limits=probe_limits(limits))
     wall = limits.with_wall(60.0 + 4.0 * (info.duration_ms or 0) / 1000)
     seg = original.fingerprint.segment_ms
     fp = await fingerprint(suspect, info, segment_ms=seg, tools=tools, limits=wall)

@@ -12,6 +12,7 @@ from media_tools import FFMPEG, decode_errors, ffmpeg, ffprobe_json
 
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import Fingerprint, make_fingerprint
+from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe
 from ingest.media.render import ffmpeg_version, make_clip, make_poster, make_proxy
 from verify.canonical import canonical_json
@@ -28,6 +29,20 @@ CASES: dict[str, tuple[str, bool, bool, tuple[int, int] | None]] = {
     "video_only.mp4": ("remux", True, False, (320, 240)),
     "portrait_240x320.mp4": ("remux", True, False, (240, 320)),
     "portrait_rotated.mp4": ("remux", True, True, (240, 320)),
+    # Containers recorders and platforms write (DEFAULT_EXTENSIONS): each probed, proxied,
+    # postered (video) and fingerprinted through the sandbox's format whitelist.
+    "h264_aac.ts": ("transcode", True, True, (320, 240)),
+    "h264_aac.m2ts": ("transcode", True, True, (320, 240)),
+    "h264_aac.mkv": ("transcode", True, True, (320, 240)),
+    "h264_aac.mov": ("remux", True, True, (320, 240)),
+    "h264_aac.3gp": ("remux", True, True, (320, 240)),
+    "h263_aac.3gp": ("transcode", True, True, (176, 144)),
+    "mpeg2_mp2.mpg": ("transcode", True, True, (320, 240)),
+    "mpeg2_mp2.vob": ("transcode", True, True, (320, 240)),
+    "h264_mp2.mpg": ("transcode", True, True, (320, 240)),
+    "audio.mp3": ("audio", False, True, None),
+    "audio.amr": ("audio", False, True, None),
+    "audio_8k_mono.wav": ("audio", False, True, None),
 }
 
 
@@ -55,7 +70,7 @@ async def test_probe_proxy_poster_fingerprint(
         assert info.portrait == (upright[1] > upright[0])
         assert info.fps in ("30/1", "25/1")
     if has_audio:
-        assert info.sample_rate in (44100, 48000) and info.channels in (1, 2)
+        assert info.sample_rate in (8000, 44100, 48000) and info.channels in (1, 2)
 
     proxy = await make_proxy(src, tmp_path, info)
     assert proxy.method == method and proxy.kind == "proxy"
@@ -72,13 +87,18 @@ async def test_probe_proxy_poster_fingerprint(
     assert decode_errors(proxy.path) == ""
     assert [p.name for p in tmp_path.iterdir()] == [proxy.path.name]  # no part file left
 
-    poster = await make_poster(src, tmp_path, info)
-    data = poster.path.read_bytes()
-    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
-    pic = streams(poster.path)["video"]
-    if upright:
-        assert (pic["width"], pic["height"]) == upright
-    assert poster.method == ("frame" if has_video else "waveform")
+    assert ("poster" in plan_renditions(info)) == has_video  # audio gets no poster
+    if has_video:
+        poster = await make_poster(src, tmp_path, info)
+        data = poster.path.read_bytes()
+        assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
+        pic = streams(poster.path)["video"]
+        if upright:
+            assert (pic["width"], pic["height"]) == upright
+        assert poster.method == "frame"  # the picture at the seek time, not a fallback
+    else:
+        with pytest.raises(ValueError, match="no video"):
+            await make_poster(src, tmp_path, info)
 
     rendition, fp = await make_fingerprint(src, tmp_path, info)
     assert rendition.path.read_bytes() == fp.to_bytes()
