@@ -168,7 +168,9 @@ def plan_renditions(info: ProbeInfo) -> tuple[str, ...]:
     return tuple(k for k in STANDARD if k != "poster" or info.video_index is not None)
 
 
-def plan_poster(info: ProbeInfo, max_side: int = POSTER_MAX, seek_ms: int | None = None) -> PosterPlan:
+def plan_poster(
+    info: ProbeInfo, max_side: int = POSTER_MAX, seek_ms: int | None = None
+) -> PosterPlan:
     """One upright JPEG frame at ``seek_ms`` (default :func:`poster_seek_ms`); video only.
 
     The seek is on the output side: ffmpeg decodes from the start (at most a second, by

@@ -12,8 +12,8 @@ from ingest.media.plan import (
     ms_to_seconds,
     plan_clip,
     plan_poster,
-    plan_renditions,
     plan_proxy,
+    plan_renditions,
     poster_seek_ms,
     scale_filter,
 )
