@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -204,3 +205,39 @@ async def test_probe_reports_device_tags(sample: Callable[[str], Path], tmp_path
     assert tags["make"] == "ACMECam" and tags["model"] == "BWC-9"  # control chars removed
     assert info.creation_time is not None and info.creation_time.startswith("2024-05-01T08:00")
     assert info.to_json()["device"] == tags
+
+
+async def test_ts_poster_from_a_single_key_frame_recording(tmp_path: Path) -> None:
+    """A short MPEG-TS with one key frame (what a platform export of a brief event is): an
+    input-side seek lands past the key frame and decodes nothing; the poster must still be
+    the picture at the seek time."""
+    src = tmp_path / "export.ts"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "250"),
+        *("-f", "mpegts", str(src)),
+    )
+    info = await probe(src)
+    assert info.demuxer == "mpegts" and info.video_codec == "h264"
+    poster = await make_poster(src, tmp_path, info)
+    assert poster.method == "frame" and ffprobe_json(poster.path)["streams"]
+
+
+async def test_poster_falls_back_to_the_first_frame(tmp_path: Path) -> None:
+    """A header that claims more time than the pictures hold: nothing at the seek time, so
+    the first decodable frame is the poster, and the rendition says so."""
+    src = tmp_path / "claims.mkv"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.4"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)),
+    )
+    data = bytearray(src.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info Duration (8-byte float, ms)
+    data[at + 3 : at + 11] = struct.pack(">d", 10_000.0)
+    src.write_bytes(bytes(data))
+    info = await probe(src)
+    assert info.duration_ms == 10_000
+    poster = await make_poster(src, tmp_path, info)
+    assert poster.method == "first-frame" and "-ss" in poster.args
+    assert poster.args[poster.args.index("-ss") + 1] == "0.000"
+    assert streams(poster.path)["video"]["codec_name"] == "mjpeg"
