@@ -156,7 +156,10 @@ async def _validate(
     ]
     result = await run(argv, limits=check, stdout_limit=1 << 20)
     size = (await asyncio.to_thread(path.stat)).st_size
-    info = parse_probe(json.loads(result.stdout), size)
+    try:
+        info = parse_probe(json.loads(result.stdout), size)
+    except MediaError as exc:  # about our output, not the original: say so
+        raise MediaError(f"the rendition made is unusable: {exc.reason}") from exc
     if expect_video and not info.has_video:
         raise MediaError("rendition has no video stream")
     if source.has_audio and not info.has_audio:
