@@ -171,7 +171,8 @@ async def wait_for_receipts(dock_dir: Path, names: list[str], deadline: float) -
 
 
 async def wait_for_media(rt: Runtime, ids: list[uuid.UUID], deadline: float) -> None:
-    """Return once every evidence item's media is 'ready'; Unavailable otherwise."""
+    """Return once every evidence item's media is 'ready'; Unavailable otherwise (also when a
+    rendition failed: 'partial' or 'unprocessable', with the reason)."""
     shown = ""
     while True:
         rows = await rt.db.pool.fetch(
@@ -182,7 +183,7 @@ async def wait_for_media(rt: Runtime, ids: list[uuid.UUID], deadline: float) -> 
         if line != shown:
             _say(line)
             shown = line
-        bad = [r for r in rows if r["media_status"] == "unprocessable"]
+        bad = [r for r in rows if r["media_status"] in ("unprocessable", "partial")]
         if bad:
             raise Unavailable(f"media could not be processed: {bad[0]['media_reason']}")
         if status.count("ready") == len(ids):

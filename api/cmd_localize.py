@@ -24,7 +24,8 @@ from ingest.localize import (
     original_from_package,
     original_from_vault,
 )
-from ingest.media import Limits, Tools
+from ingest.media import Tools
+from ingest.mediajobs import media_limits
 from vault import principals
 from vault.errors import BadRequest
 from verify.errors import MalformedError
@@ -63,7 +64,7 @@ def register(sub: Any) -> None:
 
 async def cmd_localize(args: argparse.Namespace, cfg: Config) -> int:
     tools = Tools(ffmpeg=cfg.media.ffmpeg, ffprobe=cfg.media.ffprobe)
-    limits = Limits(memory_bytes=cfg.media.memory_limit_mb << 20)
+    limits = media_limits(cfg.media)
     if args.package is not None:
         original = _from_package(args)
         loc = await localize(original, args.suspect, tools=tools, limits=limits)

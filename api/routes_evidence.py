@@ -170,7 +170,9 @@ _LIST_PARAMS = [
     query("recorded_to", "recorded before (RFC 3339)", S.DATE_TIME),
     query("level", "effective label level equals", S.LEVEL),
     query("caveat", "effective caveats include (repeatable)", S.CAVEAT),
-    query("status", "media status (pending, ready, unprocessable, ...)", _TEXT_PARAM),
+    query(
+        "status", "media status (pending, processing, ready, partial, unprocessable)", _TEXT_PARAM
+    ),
     query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
     query("cursor", "next_cursor of the previous page", _TEXT_PARAM),
 ]

@@ -11,7 +11,15 @@ DEFAULT_PATTERN = (
     r"^(?P<device>[A-Za-z0-9-]+)_(?P<officer>[A-Za-z0-9-]+)_(?P<start>\d{14})"
     r"(?:_(?P<seq>\d+))?\.(?P<ext>[A-Za-z0-9]+)$"
 )
-DEFAULT_EXTENSIONS = ("mp4", "mov", "avi", "mkv", "ts", "wav", "m4a", "aac", "mp3", "amr", "jpg")
+#: What recorders and platforms write (each read by a demuxer the media sandbox allows):
+#: MP4/MOV/3GP, AVI, Matroska, MPEG-TS (.ts, .m2ts/.mts), MPEG-PS (.mpg/.mpeg, .vob), and the
+#: audio of voice recorders: WAV, AMR, AAC, M4A, MP3. Pictures (.jpg) are kept as evidence too.
+DEFAULT_EXTENSIONS = (
+    *("mp4", "mov", "3gp", "3g2", "avi", "mkv"),
+    *("ts", "m2ts", "mts", "mpg", "mpeg", "vob"),
+    *("wav", "amr", "aac", "m4a", "mp3"),
+    "jpg",
+)
 
 
 @dataclass(frozen=True)

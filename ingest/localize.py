@@ -20,8 +20,14 @@ Guarantees:
   the log key; ``evault localize --vkey`` runs it first.)
 - The suspect is opened only through the media sandbox (time and memory bounded; hostile
   files are refused with MediaError). Nothing is written anywhere.
+- The suspect's decoded audio is aligned on the original's decoded samples first
+  (:mod:`ingest.media.fpalign`: a shift of at most 2112 samples, found by the original's own
+  segment hashes), so codec priming that one container trims (MP4/MOV edit lists) and another
+  keeps (Matroska, MPEG-TS) does not make a remux look re-encoded; a shift found is stated in
+  the report (``audio_shift``), never hidden.
 - The result states one verdict with its exit status (:data:`EXIT_CODES`): ``identical``
-  (every decoded frame and sample equal: the same file or a remux), ``similar`` (the same
+  (every decoded frame and sample equal, audio aligned as above: the same file or a
+  remux), ``similar`` (the same
   recording, perceptually equal throughout, decoded content not identical: a re-encode such as
   the proxy), ``altered`` (the same recording with differing time ranges, given for video and
   audio separately, each within one segment of the change), ``different`` (not the same
@@ -38,7 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, fingerprint, probe
+from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, probe
+from ingest.media.fingerprint import fingerprint_copy
+from ingest.media.probe import probe_limits
 from vault import audit
 from vault.access import Action, Principal
 from vault.content import ContentStore
@@ -85,6 +93,7 @@ class Localization:
     suspect_sha256: str
     suspect: Fingerprint
     comparison: Comparison
+    audio_shift: int = 0  # samples; see ingest.media.fingerprint.fingerprint_copy
 
     @property
     def exit_code(self) -> int:
@@ -124,9 +133,44 @@ class Localization:
                 "duration_ms": self.suspect.duration_ms,
             },
             "video": stream("video", c.exact_video, c.video_ranges, c.exact_video_ranges),
-            "audio": stream("audio", c.exact_audio, c.audio_ranges, c.exact_audio_ranges),
+            "audio": {
+                **stream("audio", c.exact_audio, c.audio_ranges, c.exact_audio_ranges),
+                "shift_samples": self.audio_shift,
+                "alignment": self._alignment(),
+            },
             "exit_code": self.exit_code,
         }
+
+    def _headline(self) -> str:
+        """The verdict's line; "similar" claims a re-encode only when a stream has no
+        decoded segment equal to the original's (else it says where they differ)."""
+        c, fp = self.comparison, self.original.fingerprint
+        if c.verdict == "similar":
+            summaries = (
+                _decoded(c.exact_video, c.exact_video_ranges, fp, "video"),
+                _decoded(c.exact_audio, c.exact_audio_ranges, fp, "audio"),
+            )
+            if not any(x.startswith("none identical") for x in summaries):
+                return _SIMILAR_IN_PART
+        return _VERDICT[c.verdict]
+
+    def _alignment(self) -> str:
+        """How the copy's decoded audio was aligned on the original's (see fpalign)."""
+        d = self.audio_shift
+        if d == 0:
+            return "none needed (or none found): compared from the first decoded sample"
+        rate = dict(self.original.fingerprint.audio).get("sample_rate", 0)
+        ms = f" ({abs(d) * 1000 / rate:.3f} ms)" if rate else ""
+        if d > 0:
+            return (
+                f"the copy decodes {d} samples{ms} before the original's first (codec priming"
+                " that one container trims and the other keeps); compared from there"
+            )
+        return (
+            f"the copy lacks the original's first {-d} samples{ms} (typically codec priming"
+            " that the original's container keeps and the copy's trims); compared from there,"
+            " so its first segment differs"
+        )
 
     def text(self) -> str:
         """The report for people."""
@@ -139,7 +183,7 @@ class Localization:
             f"suspect   {self.suspect_path}",
             f"          sha256 {self.suspect_sha256}, {format_ms(self.suspect.duration_ms)} long",
             "",
-            _VERDICT[c.verdict] + (f": {c.reason}" if c.verdict == "different" else ""),
+            self._headline() + (f": {c.reason}" if c.verdict == "different" else ""),
         ]
         if c.verdict in ("altered", "similar"):
             lines.append(f"video     {_ranges_text(c.exact_video, c.video_ranges)}")
@@ -151,6 +195,8 @@ class Localization:
             lines.append(
                 f"          audio: {_decoded(c.exact_audio, c.exact_audio_ranges, fp, 'audio')}"
             )
+            if self.audio_shift:
+                lines.append(f"aligned   audio: {self._alignment()}")
         return "\n".join(lines) + "\n"
 
 
@@ -163,6 +209,10 @@ _VERDICT = {
     "altered": "ALTERED: the same recording, but these time ranges differ from the original",
     "different": "NOT THE SAME RECORDING",
 }
+_SIMILAR_IN_PART = (
+    "SAME RECORDING, NOT EVERY SAMPLE IDENTICAL: perceptually the same throughout; the decoded "
+    "frames and samples are the original's except where 'decoded' says"
+)
 
 
 def format_ms(ms: int) -> str:
@@ -304,11 +354,14 @@ async def localize(
         digest = await asyncio.to_thread(_sha256_file, suspect)
     except OSError as exc:
         raise BadRequest(f"{suspect}: cannot read the suspect copy: {exc}") from exc
-    info = await probe(suspect, tools=tools)
+    info = await probe(suspect, tools=tools, limits=probe_limits(limits))
     wall = limits.with_wall(60.0 + 4.0 * (info.duration_ms or 0) / 1000)
-    seg = original.fingerprint.segment_ms
-    fp = await fingerprint(suspect, info, segment_ms=seg, tools=tools, limits=wall)
-    return Localization(original, str(suspect), digest, fp, compare(original.fingerprint, fp))
+    fp, shift = await fingerprint_copy(
+        suspect, info, original.fingerprint, tools=tools, limits=wall
+    )
+    return Localization(
+        original, str(suspect), digest, fp, compare(original.fingerprint, fp), shift
+    )
 
 
 def _sha256_file(path: Path) -> str:

@@ -12,9 +12,14 @@ Guarantees:
   in the same transaction as the rendition row; ffmpeg then works in a private scratch folder on
   /dev/shm (``vault.storage.PlaintextScratch``), never on the vault's disk. A rendition stored
   plain while its source's label rose meanwhile gets re-encryption queued in that transaction.
-- Media that cannot be processed keeps its original and gets ``media_status = 'unprocessable'``
-  with the reason; the job completes (it never blocks the queue). ffmpeg itself missing or
-  broken is a retryable failure instead.
+- Which renditions a file gets is decided by ``ingest.media.plan.plan_renditions`` from its
+  probe (audio gets no poster). Each is made on its own: one that fails does not stop the
+  others. The evidence ends ``ready`` (every planned rendition made), ``partial`` (some made;
+  ``media_reason`` lists each failed rendition with its own reason, ``kind: reason`` joined
+  by ``; ``) or ``unprocessable`` (the probe failed, or every rendition did; the reason says
+  which). The original is kept whatever happens and the job completes (it never blocks the
+  queue); ``media.ready`` is emitted for ready and partial (the latter naming what failed).
+  ffmpeg itself missing or broken is a retryable failure instead.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from ingest.media import (
     make_proxy,
     probe,
 )
+from ingest.media.plan import plan_renditions
+from ingest.media.probe import probe_limits
 from vault import audit
 from vault.blobstore import BlobStore, StoredBlob
 from vault.content import ContentStore, PlainContentStore
@@ -63,10 +70,12 @@ from vault.visibility import label_of
 
 PROCESS = "media.process"
 CLIP = "media.clip"
-STANDARD = ("proxy", "poster", "fingerprint")
 
 MEDIA_JOBS = Counter(
     "evault_media_jobs", "Media jobs finished, by kind and outcome.", ["kind", "outcome"]
+)
+RENDITION_FAILURES = Counter(
+    "evault_media_rendition_failures", "Renditions that could not be made, by kind.", ["kind"]
 )
 MEDIA_SECONDS = Histogram(
     "evault_media_render_seconds",
@@ -106,7 +115,8 @@ class MediaJobs:
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)
-        self._limits = Limits(memory_bytes=cfg.memory_limit_mb << 20)
+        self._limits = media_limits(cfg)
+        self._probe_limits = probe_limits(self._limits)
 
     def handlers(self) -> dict[str, Any]:
         return {PROCESS: self.process, CLIP: self.clip}
@@ -150,7 +160,7 @@ class MediaJobs:
 
     async def _process(self, src: _Source, path: Path) -> Mapping[str, Any]:
         try:
-            info = await probe(path, tools=self._tools)
+            info = await probe(path, tools=self._tools, limits=self._probe_limits)
         except MediaError as exc:
             await self._set_status(src.evidence_id, "unprocessable", exc.reason)
             MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
@@ -161,25 +171,46 @@ class MediaJobs:
             _json(info.to_json()),
         )
         made: list[str] = []
-        for kind in STANDARD:
+        failed: dict[str, str] = {}
+        for kind in plan_renditions(info):
             if await self._recorded(src.evidence_id, kind):
+                made.append(kind)
                 continue
             try:
                 await self._render(src, path, info, kind)
-            except MediaError as exc:
-                reason = f"{kind}: {exc.reason}"
-                await self._set_status(src.evidence_id, "unprocessable", reason)
-                MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
-                return {"status": "unprocessable", "reason": reason, "made": made}
+            except MediaError as exc:  # this rendition only: the others are still made
+                failed[kind] = exc.reason
+                RENDITION_FAILURES.labels(kind).inc()
+                continue
             made.append(kind)
+        return await self._finish(src, made, failed)
+
+    async def _finish(
+        self, src: _Source, made: list[str], failed: dict[str, str]
+    ) -> Mapping[str, Any]:
+        """Record the outcome: ready, partial (some renditions failed) or unprocessable."""
+        reason = "; ".join(f"{kind}: {why}" for kind, why in failed.items())
+        if failed and not made:
+            await self._set_status(src.evidence_id, "unprocessable", reason)
+            MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+            return {"status": "unprocessable", "reason": reason, "made": made, "failed": failed}
+        status = "partial" if failed else "ready"
         async with self._ledger.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE evidence SET media_status = 'ready', media_reason = NULL WHERE id = $1",
+                "UPDATE evidence SET media_status = $2, media_reason = $3 WHERE id = $1",
                 src.evidence_id,
+                status,
+                reason or None,
             )
-            await emit(conn, "media.ready", {"evidence_id": str(src.evidence_id)})
-        MEDIA_JOBS.labels(PROCESS, "ready").inc()
-        return {"status": "ready", "made": made}
+            payload: dict[str, Any] = {"evidence_id": str(src.evidence_id)}
+            if failed:
+                payload.update(status=status, made=made, failed=sorted(failed))
+            await emit(conn, "media.ready", payload)
+        MEDIA_JOBS.labels(PROCESS, status).inc()
+        out: dict[str, Any] = {"status": status, "made": made}
+        if failed:
+            out.update(reason=reason, failed=failed)
+        return out
 
     async def clip(self, job: Job) -> Mapping[str, Any]:
         """A frame-exact clip ``[start_ms, end_ms)`` of the original, recorded once per job."""
@@ -206,7 +237,7 @@ class MediaJobs:
         self, job: Job, src: _Source, path: Path, start: int, end: int
     ) -> Mapping[str, Any]:
         try:
-            info = await probe(path, tools=self._tools)
+            info = await probe(path, tools=self._tools, limits=self._probe_limits)
             if info.duration_ms is not None and not 0 <= start < end <= info.duration_ms:
                 raise JobFailed(
                     f"clip {start}-{end} ms is outside the recording (0-{info.duration_ms} ms)"
@@ -339,6 +370,14 @@ def _json(value: object) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def media_limits(cfg: MediaConfig) -> Limits:
+    """Limits of every ffmpeg/ffprobe child under ``cfg`` (wall times are set per run)."""
+    return Limits(
+        memory_bytes=cfg.memory_limit_mb << 20,
+        memory_origin=f"media.memory_limit_mb = {cfg.memory_limit_mb}",
+    )
 
 
 def default_concurrency(cfg: MediaConfig) -> int:

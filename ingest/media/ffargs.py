@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 #: Demuxers (FFmpeg short names) that may open an input. Each reads only the one input file.
+#: Together they read what recorders and platforms write: MP4/MOV/3GP (body cameras, phones,
+#: feature phones), AVI and MPEG-PS (.mpg/.vob, DVRs), MPEG-TS (.ts/.m2ts, GB/T 28181
+#: platforms and DVR exports), Matroska, WAV/AMR/AAC/MP3 (voice recorders).
 ALLOWED_DEMUXERS: tuple[str, ...] = (
     "mov",  # mov,mp4,m4a,3gp,3g2,mj2 (external data references stay disabled: enable_drefs=0)
     "matroska",  # matroska,webm
@@ -36,9 +39,11 @@ ALLOWED_DEMUXERS: tuple[str, ...] = (
     "wav",
     "mp3",
     "aac",  # ADTS
+    "amr",  # 3GPP AMR-NB/WB with its "#!AMR" header
     "flac",
     "ogg",
-    "mpegts",
+    "mpegts",  # .ts and .m2ts/.mts (192-byte packets)
+    "mpeg",  # MPEG-PS: .mpg/.mpeg, DVD .vob (one file; no IFO or other title is opened)
     "h264",
     "hevc",
 )

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from ingest.media.errors import MediaError
 from ingest.media.ffargs import GLOBAL_ARGS, input_args
+from ingest.media.fpalign import AlignedAudio
 from ingest.media.fpmodel import EMPTY, ENVELOPE_MS, Fingerprint, Segment, merkle_root
 from ingest.media.fpstreams import (
     GRID_CELLS,
@@ -60,7 +61,15 @@ from ingest.media.render import Rendition
 from ingest.media.sandbox import Consumer, Limits, run, sink
 from ingest.media.tools import Tools, ffmpeg_version
 
-__all__ = ["EMPTY", "Fingerprint", "Segment", "fingerprint", "make_fingerprint", "merkle_root"]
+__all__ = [
+    "EMPTY",
+    "Fingerprint",
+    "Segment",
+    "fingerprint",
+    "fingerprint_copy",
+    "make_fingerprint",
+    "merkle_root",
+]
 
 ENVELOPE_RATE = 8000
 _ROTATE = {90: "transpose=cclock,", 180: "hflip,vflip,", 270: "transpose=clock,"}
@@ -158,8 +167,41 @@ async def fingerprint(
 
     ``limits`` default: the standard limits with a wall time of 60 s + 4 x the duration.
     """
-    fp, _ = await _fingerprint(src, info, segment_ms, tools or Tools(), limits)
+    fp, _, _ = await _fingerprint(src, info, segment_ms, tools or Tools(), limits)
     return fp
+
+
+async def fingerprint_copy(
+    src: str | os.PathLike[str],
+    info: ProbeInfo,
+    original: Fingerprint,
+    *,
+    tools: Tools | None = None,
+    limits: Limits | None = None,
+) -> tuple[Fingerprint, int]:
+    """Fingerprint a copy to compare with ``original``: same segment length, and its audio
+    aligned on the original's decoded samples (:mod:`ingest.media.fpalign`).
+
+    Returns the fingerprint and the audio shift in samples (positive: the copy's decoded
+    audio has that many samples before the original's first, left out of its segments;
+    negative: it lacks the original's first samples; 0: no shift or none found).
+    """
+    tools = tools or Tools()
+    fp, _, shift = await _fingerprint(
+        src, info, original.segment_ms, tools, limits, align_to=original
+    )
+    return fp, shift
+
+
+def _reference(info: ProbeInfo, original: Fingerprint | None) -> list[tuple[bytes, int]]:
+    """The original's (audio hash, samples) per segment when its PCM can equal the copy's."""
+    audio = dict(original.audio) if original is not None else {}
+    if original is None or (audio.get("sample_rate"), audio.get("channels")) != (
+        info.sample_rate,
+        info.channels,
+    ):
+        return []
+    return [(s.audio_sha256, s.samples) for s in original.segments]
 
 
 async def _fingerprint(
@@ -168,7 +210,8 @@ async def _fingerprint(
     segment_ms: int,
     tools: Tools,
     limits: Limits | None,
-) -> tuple[Fingerprint, tuple[str, ...]]:
+    align_to: Fingerprint | None = None,
+) -> tuple[Fingerprint, tuple[str, ...], int]:
     if segment_ms < 100:
         raise ValueError("segment_ms must be at least 100")
     if limits is None:
@@ -181,7 +224,7 @@ async def _fingerprint(
     outputs: list[str] = []
     sinks: list[Consumer] = []
     video: VideoSegments | None = None
-    finishers: list[FrameDigests | Y4MFrameDigests | Chunks | FrameCrcTimes] = []
+    finishers: list[FrameDigests | Y4MFrameDigests | Chunks | FrameCrcTimes | AlignedAudio] = []
     if info.video_index is not None and not (info.pix_fmt and info.width and info.height):
         raise MediaError("video stream without a declared pixel format or size")
     if info.audio_index is not None and not (info.sample_rate and info.channels):
@@ -199,13 +242,19 @@ async def _fingerprint(
         outputs += o
         sinks += [digests, grids, times]
     audio: AudioSegments | None = None
+    aligned: AlignedAudio | None = None
     envelope = Envelope(ENVELOPE_RATE * ENVELOPE_MS // 1000)
     if info.audio_index is not None and info.sample_rate and info.channels:
         audio = AudioSegments(info.sample_rate, info.channels, segment_ms, max_segments)
         g, o = _audio_args(info, first_sink=len(sinks))
         graph += g
         outputs += o
-        sinks += [audio, envelope]
+        if align_to is not None:
+            aligned = AlignedAudio(audio, info.channels, _reference(info, align_to))
+            finishers.append(aligned)
+            sinks += [aligned, envelope]
+        else:
+            sinks += [audio, envelope]
     if not sinks:
         raise MediaError("nothing to fingerprint: no usable audio or video stream")
     argv = [
@@ -227,7 +276,7 @@ async def _fingerprint(
     fp = _assemble(
         info, segment_ms, video, video_parts_done, audio, audio_parts, envelope.finish(), version
     )
-    return fp, result.argv
+    return fp, result.argv, aligned.shift if aligned is not None else 0
 
 
 def _assemble(
@@ -289,7 +338,7 @@ async def make_fingerprint(
 ) -> tuple[Rendition, Fingerprint]:
     """:func:`fingerprint`, written to ``dst_dir/fingerprint.json`` (canonical, mode 0600)."""
     tools = tools or Tools()
-    fp, argv = await _fingerprint(src, info, segment_ms, tools, limits)
+    fp, argv, _ = await _fingerprint(src, info, segment_ms, tools, limits)
     final = Path(dst_dir) / "fingerprint.json"
     part = Path(dst_dir) / f".fingerprint.{secrets.token_hex(4)}.part"
     data = fp.to_bytes()

@@ -18,7 +18,8 @@ Guarantees:
   i.e. it changes iff any decoded frame in it changes (or the frames move between segments).
 * :class:`AudioSegments` splits the PCM stream at exact sample boundaries:
   segment *k* holds samples ``[k*segment_ms*rate//1000, (k+1)*segment_ms*rate//1000)``
-  counted from the first decoded sample, and its ``sha256`` is over those bytes.
+  counted from the first decoded sample (or from ``lead`` samples before it), and its
+  ``sha256`` is over those bytes.
 * :class:`Envelope` gives the integer RMS (``isqrt``) of each 100 ms window of s16 mono.
 """
 
@@ -272,9 +273,16 @@ class VideoSegments:
 
 
 class AudioSegments:
-    """Hashes s16le PCM per segment, cut at exact sample boundaries."""
+    """Hashes s16le PCM per segment, cut at exact sample boundaries.
 
-    def __init__(self, sample_rate: int, channels: int, segment_ms: int, max_segments: int):
+    ``lead`` (samples) says the stream starts that far into the timeline: its first sample
+    is sample ``lead`` of segment 0, which then holds fewer samples (used to align a copy
+    that lacks an original's first samples; see :mod:`ingest.media.fpalign`).
+    """
+
+    def __init__(
+        self, sample_rate: int, channels: int, segment_ms: int, max_segments: int, lead: int = 0
+    ):
         if channels <= 0 or sample_rate * segment_ms < 1000:
             raise ValueError("need channels and at least one sample per segment")
         self._rate = sample_rate
@@ -286,10 +294,24 @@ class AudioSegments:
         self._hash = hashlib.sha256()
         self._seg_bytes = 0
         self._end = self._boundary(1)
+        self._lead = 0
+        self.set_lead(lead)
+
+    def set_lead(self, lead: int) -> None:
+        """Start the stream ``lead`` samples into segment 0 (before any sample arrives)."""
+        if self._seg_bytes or self.segments:
+            raise ValueError("the lead is set before the first sample")
+        if not 0 <= lead * self._frame_bytes < self._end:
+            raise ValueError("the lead must fall inside the first segment")
+        self._lead = lead * self._frame_bytes
+
+    def boundary_samples(self, k: int) -> int:
+        """Sample (from the timeline's start) where segment ``k`` starts."""
+        return k * self._segment_ms * self._rate // 1000
 
     def _boundary(self, k: int) -> int:
-        """Byte offset (from the first sample) where segment ``k`` starts."""
-        return k * self._segment_ms * self._rate // 1000 * self._frame_bytes
+        """Byte offset (from the timeline's start) where segment ``k`` starts."""
+        return self.boundary_samples(k) * self._frame_bytes
 
     def _close(self) -> None:
         count = self._seg_bytes // self._frame_bytes
@@ -303,7 +325,8 @@ class AudioSegments:
     def __call__(self, chunk: memoryview) -> None:
         pos, n = 0, len(chunk)
         while pos < n:
-            done = self._boundary(len(self.segments)) + self._seg_bytes
+            start = self._boundary(len(self.segments)) if self.segments else self._lead
+            done = start + self._seg_bytes
             take = min(self._end - done, n - pos)
             self._hash.update(chunk[pos : pos + take])
             self._seg_bytes += take

@@ -17,6 +17,13 @@ Guarantees of :func:`plan_proxy` — a browser-playable MP4 (H.264 yuv420p + AAC
 * ``audio``: no video (cover art is not video): AAC in M4A, copied when already AAC.
 * Only the first usable video and audio streams are kept; metadata and chapters are dropped
   (the proxy serves playback, the original keeps the record).
+
+:func:`plan_renditions` decides which standard renditions a probed file gets: a proxy and a
+fingerprint always (there is something to play and to hash), a poster only when there is a
+video stream (a poster is a picture of the recording; audio has none, and that is no
+failure). :func:`plan_poster` seeks on the output side, after decoding from the start, so
+containers without a seek index (MPEG-TS, MPEG-PS, raw streams) give the frame at the same
+time as MP4 does.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Literal
 from ingest.media.probe import ProbeInfo
 
 __all__ = [
+    "STANDARD",
     "ClipPlan",
     "PosterPlan",
     "ProxyKind",
@@ -35,14 +43,16 @@ __all__ = [
     "plan_clip",
     "plan_poster",
     "plan_proxy",
+    "plan_renditions",
 ]
 
+#: Every standard rendition, in the order they are made.
+STANDARD: tuple[str, ...] = ("proxy", "poster", "fingerprint")
 ProxyKind = Literal["remux", "remux-video", "transcode", "audio"]
 BROWSER_PIX_FMTS = ("yuv420p", "yuvj420p")
 X264 = ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
 MP4_TAIL = ("-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4")
 POSTER_MAX = 720
-WAVEFORM_SIZE = "640x240"
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ class ProxyPlan:
 
 @dataclass(frozen=True)
 class PosterPlan:
-    """A poster: seek to ``seek_ms`` (input side) then one JPEG frame (or a waveform)."""
+    """A poster: the first frame at or after ``seek_ms`` (output-side seek: ``output_args``
+    start with ``-ss``), as one JPEG picture."""
 
     seek_ms: int
     output_args: tuple[str, ...]
@@ -150,24 +161,30 @@ def poster_seek_ms(info: ProbeInfo) -> int:
     return min(1000, (info.duration_ms or 0) // 2)
 
 
-def plan_poster(info: ProbeInfo, max_side: int = POSTER_MAX) -> PosterPlan:
-    """One upright JPEG frame at :func:`poster_seek_ms`; for audio only, a waveform picture.
-
-    The waveform covers the whole recording (no seek) and is drawn from 8 kHz mono, so its
-    memory use stays near 16 KiB per second of audio.
-    """
-    jpeg = ("-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg")
-    if info.video_index is not None:
-        vf = f"{scale_filter(info, max_side)},format=yuvj420p"
-        args = ("-map", f"0:{info.video_index}", "-an", "-vf", vf, *jpeg)
-        return PosterPlan(poster_seek_ms(info), args)
-    if info.audio_index is None:
+def plan_renditions(info: ProbeInfo) -> tuple[str, ...]:
+    """The standard renditions that apply to ``info`` (see module), in :data:`STANDARD` order."""
+    if info.video_index is None and info.audio_index is None:
         raise ValueError("no video and no audio stream")
-    graph = (
-        f"[0:{info.audio_index}]aformat=channel_layouts=mono,aresample=8000,"
-        f"showwavespic=s={WAVEFORM_SIZE}:colors=white,format=yuvj420p[w]"
-    )
-    return PosterPlan(0, ("-filter_complex", graph, "-map", "[w]", *jpeg))
+    return tuple(k for k in STANDARD if k != "poster" or info.video_index is not None)
+
+
+def plan_poster(
+    info: ProbeInfo, max_side: int = POSTER_MAX, seek_ms: int | None = None
+) -> PosterPlan:
+    """One upright JPEG frame at ``seek_ms`` (default :func:`poster_seek_ms`); video only.
+
+    The seek is on the output side: ffmpeg decodes from the start (at most a second, by
+    default) and keeps the first frame at or after the time, counted from the file's start.
+    An input-side seek would jump into an MPEG-TS/PS by timestamp, land between key frames
+    and, in a short recording with one key frame, output nothing.
+    """
+    if info.video_index is None:
+        raise ValueError("no video stream: audio gets no poster")
+    seek = poster_seek_ms(info) if seek_ms is None else seek_ms
+    jpeg = ("-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg")
+    vf = f"{scale_filter(info, max_side)},format=yuvj420p"
+    args = ("-ss", ms_to_seconds(seek), "-map", f"0:{info.video_index}", "-an", "-vf", vf, *jpeg)
+    return PosterPlan(seek, args)
 
 
 def plan_clip(info: ProbeInfo, start_ms: int, end_ms: int) -> ClipPlan:

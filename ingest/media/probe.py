@@ -33,12 +33,23 @@ from ingest.media.ffargs import ALLOWED_DEMUXERS, input_args
 from ingest.media.sandbox import Limits, run
 from ingest.media.tools import Tools
 
-__all__ = ["MAX_DIMENSION", "MIN_BITRATE", "ProbeInfo", "StreamInfo", "parse_probe", "probe"]
+__all__ = [
+    "MAX_DIMENSION",
+    "MIN_BITRATE",
+    "PROBE_LIMITS",
+    "ProbeInfo",
+    "StreamInfo",
+    "parse_probe",
+    "probe",
+    "probe_limits",
+]
 
 MAX_DIMENSION = 16384
 MIN_BITRATE = 1000  # bit/s, applied to declared durations over a minute
 MAX_DURATION_S = 24 * 3600
-PROBE_LIMITS = Limits(wall_s=30.0, memory_bytes=1 << 30, threads=1)
+PROBE_LIMITS = Limits(
+    wall_s=30.0, memory_bytes=1 << 30, threads=1, memory_origin="the probe's built-in default"
+)
 _DEVICE_KEYS = (
     "make",
     "model",
@@ -157,6 +168,14 @@ class ProbeInfo:
         return out
 
 
+def probe_limits(base: Limits | None) -> Limits:
+    """The probe's limits: its own wall time and one thread, ``base``'s memory limit (and that
+    limit's origin) when given, else :data:`PROBE_LIMITS`' built-in 1 GiB."""
+    if base is None:
+        return PROBE_LIMITS
+    return replace(PROBE_LIMITS, memory_bytes=base.memory_bytes, memory_origin=base.memory_origin)
+
+
 async def probe(
     path: str | os.PathLike[str],
     *,
@@ -164,7 +183,11 @@ async def probe(
     limits: Limits | None = None,
     max_duration_s: int = MAX_DURATION_S,
 ) -> ProbeInfo:
-    """Probe ``path`` (see the module's guarantees). Raises :class:`MediaError`."""
+    """Probe ``path`` (see the module's guarantees). Raises :class:`MediaError`.
+
+    ``limits`` are used as given; callers holding configured limits pass
+    :func:`probe_limits` of them, so the configured memory limit applies here too.
+    """
     try:
         st = await asyncio.to_thread(Path(path).stat)
     except OSError as exc:

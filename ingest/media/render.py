@@ -35,7 +35,14 @@ import ffmpeg
 
 from ingest.media.errors import MediaError
 from ingest.media.ffargs import GLOBAL_ARGS, file_url, input_args, input_options
-from ingest.media.plan import ProxyKind, ms_to_seconds, plan_clip, plan_poster, plan_proxy
+from ingest.media.plan import (
+    PosterPlan,
+    ProxyKind,
+    ms_to_seconds,
+    plan_clip,
+    plan_poster,
+    plan_proxy,
+)
 from ingest.media.probe import ProbeInfo, parse_probe
 from ingest.media.sandbox import Limits, run
 from ingest.media.tools import Tools, ffmpeg_version
@@ -149,7 +156,10 @@ async def _validate(
     ]
     result = await run(argv, limits=check, stdout_limit=1 << 20)
     size = (await asyncio.to_thread(path.stat)).st_size
-    info = parse_probe(json.loads(result.stdout), size)
+    try:
+        info = parse_probe(json.loads(result.stdout), size)
+    except MediaError as exc:  # about our output, not the original: say so
+        raise MediaError(f"the rendition made is unusable: {exc.reason}") from exc
     if expect_video and not info.has_video:
         raise MediaError("rendition has no video stream")
     if source.has_audio and not info.has_audio:
@@ -217,34 +227,61 @@ async def make_poster(
     tools: Tools | None = None,
     limits: Limits | None = None,
 ) -> Rendition:
-    """An upright JPEG at min(1 s, duration/2), or a waveform picture for audio only.
+    """An upright JPEG of the first frame at or after min(1 s, duration/2); video only.
 
-    The seek is input-side (fast; FFmpeg still decodes up to the exact time). The JPEG is
+    The seek is output-side (see :func:`ingest.media.plan.plan_poster`). When no frame is
+    decoded from there on (a declared duration longer than the pictures, say), the first
+    decodable frame is taken instead (``method`` then says ``first-frame``). The JPEG is
     checked by ffprobe (it must parse as one JPEG picture with non-zero dimensions).
+    Raises ``ValueError`` for a file without video (:func:`ingest.media.plan.plan_renditions`
+    gives it no poster).
     """
     tools = tools or Tools()
     limits = (limits or Limits()).with_wall(
         timeout if timeout is not None else default_timeout("poster", info.duration_ms)
     )
     plan = plan_poster(info)
-    path, argv = await _render(
+    method = "frame"
+    try:
+        path, argv = await _poster(src, dst_dir, info, plan, tools, limits)
+    except _NoPicture:
+        if plan.seek_ms == 0:
+            raise
+        path, argv = await _poster(src, dst_dir, info, plan_poster(info, seek_ms=0), tools, limits)
+        method = "first-frame"
+    version = await asyncio.to_thread(ffmpeg_version, tools)
+    return Rendition(path, "poster", argv, version, plan.media_type, method)
+
+
+class _NoPicture(MediaError):
+    """ffmpeg wrote no picture (no frame decoded from the seek time on)."""
+
+
+async def _poster(
+    src: str | os.PathLike[str],
+    dst_dir: str | os.PathLike[str],
+    info: ProbeInfo,
+    plan: PosterPlan,
+    tools: Tools,
+    limits: Limits,
+) -> tuple[Path, tuple[str, ...]]:
+    return await _render(
         src,
         dst_dir,
         "poster",
         plan.ext,
         info,
-        before=("-ss", ms_to_seconds(plan.seek_ms)) if plan.seek_ms else (),
+        before=(),
         output_args=plan.output_args,
         limits=limits,
         tools=tools,
-        checks=[partial(_validate_jpeg, tools=tools, limits=limits)],
+        checks=[partial(_validate_jpeg, tools=tools, limits=limits, seek_ms=plan.seek_ms)],
     )
-    method = "frame" if info.has_video else "waveform"
-    version = await asyncio.to_thread(ffmpeg_version, tools)
-    return Rendition(path, "poster", argv, version, plan.media_type, method)
 
 
-async def _validate_jpeg(path: Path, *, tools: Tools, limits: Limits) -> None:
+async def _validate_jpeg(path: Path, *, tools: Tools, limits: Limits, seek_ms: int) -> None:
+    if (await asyncio.to_thread(path.stat)).st_size == 0:
+        raise _NoPicture(f"no video frame decoded from {ms_to_seconds(seek_ms)} s on")
     argv = [
         tools.ffprobe,
         "-v",

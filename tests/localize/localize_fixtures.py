@@ -3,7 +3,9 @@
 The original has a key frame every second. Copies: its fourth second replaced by other content,
 re-encoded and spliced in between stream copies of the rest (``spliced``), or overlaid while
 re-encoding everything (``overlaid``); two seconds of audio silenced (video stream-copied);
-remuxes to .mov and .mkv; a downscaled re-encode (a proxy); an unrelated recording.
+lossless remuxes (``-c copy``) to .mp4, .mov, .mkv and .ts (the last two keep the AAC
+priming that the MP4's edit list trims); a downscaled re-encode (a proxy); an unrelated
+recording.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from vault.content import PlainContentStore
 from vault.jobs import JobRunner
 
 SECONDS = 7
+#: Lossless remuxes of the original into every container a recording arrives in.
+REMUXES = ("remux.mp4", "remux.mov", "remux.mkv", "remux.ts")
 _FF = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
 _X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 
@@ -35,7 +39,7 @@ def ffmpeg(*args: str) -> None:
 
 def make_recordings(folder: Path) -> dict[str, Path]:
     p = {n: folder / n for n in ("original.mp4", "spliced.mp4", "overlaid.mp4", "silenced.mp4",
-                                 "remux.mov", "remux.mkv", "proxy.mp4", "other.mp4")}  # fmt: skip
+                                 *REMUXES, "proxy.mp4", "other.mp4")}  # fmt: skip
     ffmpeg(
         "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={SECONDS}",
         "-f", "lavfi", "-i", f"sine=frequency=440:duration={SECONDS}:sample_rate=48000",
@@ -62,8 +66,8 @@ def make_recordings(folder: Path) -> dict[str, Path]:
         "-i", src, "-af", "volume=enable='gte(t,2)*lt(t,4)':volume=0",
         "-c:v", "copy", "-c:a", "aac", str(p["silenced.mp4"]),
     )  # fmt: skip
-    ffmpeg("-i", src, "-c", "copy", str(p["remux.mov"]))
-    ffmpeg("-i", src, "-c", "copy", str(p["remux.mkv"]))
+    for name in REMUXES:
+        ffmpeg("-i", src, "-c", "copy", str(p[name]))
     ffmpeg("-i", src, "-vf", "scale=160:120", *_X264, "-c:a", "aac", str(p["proxy.mp4"]))
     ffmpeg(
         "-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={SECONDS}",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from localize_fixtures import init_data, make_recordings, vault_with
+from localize_fixtures import REMUXES, init_data, make_recordings, vault_with
 
 from ingest.localize import Localization, localize, original_from_package, original_from_vault
 from ingest.media import Limits, Tools
@@ -74,15 +74,19 @@ def check_copies(results: dict[str, Localization]) -> None:
     assert "audio     differs 00:02.000–00:04.000" in silenced.text()
     assert "decoded   video: identical to the original's" in silenced.text()
 
-    mov = results["remux.mov"]
-    assert mov.comparison.verdict == "identical" and mov.exit_code == 0
-    assert "IDENTICAL" in mov.text() and "remux" in mov.text()
-    # Matroska keeps every video frame but not MP4's AAC priming trim: video identical,
-    # audio only perceptually the same. The report says which.
-    mkv = results["remux.mkv"].comparison
-    assert mkv.verdict in ("identical", "similar") and mkv.exact_video is True
-    assert mkv.video_ranges == mkv.audio_ranges == ()
-    assert "video: identical to the original's" in results["remux.mkv"].text()
+    # A lossless remux into any container is IDENTICAL, never "re-encoded". Matroska and
+    # MPEG-TS keep the AAC priming (1024 samples) that the MP4's edit list trims: the copy's
+    # decoded audio is aligned on the original's and the shift is reported, not hidden.
+    for name in REMUXES:
+        remux = results[name]
+        c = remux.comparison
+        assert c.verdict == "identical" and remux.exit_code == 0, (name, remux.text())
+        assert c.exact_video is True and c.exact_audio is True, name
+        assert "IDENTICAL" in remux.text() and "re-encoded" not in remux.text(), name
+        primed = name in ("remux.mkv", "remux.ts")
+        assert remux.audio_shift == (1024 if primed else 0), (name, remux.audio_shift)
+        assert ("aligned   audio: the copy decodes 1024 samples" in remux.text()) == primed
+        assert remux.to_json()["audio"]["shift_samples"] == remux.audio_shift
 
     proxy = results["proxy.mp4"]
     assert proxy.comparison.verdict == "similar" and proxy.exit_code == 1
@@ -105,15 +109,7 @@ async def test_copies_against_the_vault_fingerprint(
         eid = v.receipt.evidence_id
         original = await original_from_vault(pool, ledger, v.content, admin, eid)
         assert original.evidence_id == eid and len(original.fingerprint.segments) >= 7
-        names = [
-            "spliced.mp4",
-            "overlaid.mp4",
-            "silenced.mp4",
-            "remux.mov",
-            "remux.mkv",
-            "proxy.mp4",
-            "other.mp4",
-        ]
+        names = ["spliced.mp4", "overlaid.mp4", "silenced.mp4", *REMUXES, "proxy.mp4", "other.mp4"]
         check_copies(
             {n: await localize(original, rec[n], tools=TOOLS, limits=LIMITS) for n in names}
         )
@@ -148,6 +144,10 @@ async def test_copies_against_the_vault_fingerprint(
         out = evault(data, pg_dsn, "localize", str(rec["spliced.mp4"]), "--evidence", eid)
         assert out.returncode == 3, out.stdout + out.stderr
         assert "ALTERED" in out.stdout and "00:03.000–00:04.000" in out.stdout
+        # A lossless Matroska remux, as reported: identical (exit 0), with the alignment.
+        mkv = evault(data, pg_dsn, "localize", str(rec["remux.mkv"]), "--evidence", eid)
+        assert mkv.returncode == 0, mkv.stdout + mkv.stderr
+        assert "IDENTICAL" in mkv.stdout and "none identical" not in mkv.stdout
         none = evault(
             data, pg_dsn, "localize", str(rec["other.mp4"]), "--evidence", eid, "--as", "off-li"
         )
@@ -190,15 +190,7 @@ async def test_copies_against_a_package_fingerprint(
 
     original = original_from_package(pkg, index)
     assert original.evidence_id == v.receipt.evidence_id
-    names = [
-        "spliced.mp4",
-        "overlaid.mp4",
-        "silenced.mp4",
-        "remux.mov",
-        "remux.mkv",
-        "proxy.mp4",
-        "other.mp4",
-    ]
+    names = ["spliced.mp4", "overlaid.mp4", "silenced.mp4", *REMUXES, "proxy.mp4", "other.mp4"]
     check_copies({n: await localize(original, rec[n], tools=TOOLS, limits=LIMITS) for n in names})
     assert original_from_package(zipped, index).fingerprint == original.fingerprint
 

@@ -20,7 +20,7 @@ from media_tools import FFPROBE, ffmpeg
 
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import fingerprint
-from ingest.media.probe import ProbeInfo, StreamInfo, probe
+from ingest.media.probe import ProbeInfo, StreamInfo, probe, probe_limits
 from ingest.media.render import make_proxy
 from ingest.media.sandbox import Limits
 
@@ -184,3 +184,34 @@ async def test_directory_and_missing_file(tmp_path: Path) -> None:
     assert await refused(tmp_path) == "not a regular file"
     with pytest.raises(MediaError, match="cannot read file"):
         await probe(tmp_path / "missing.mp4")
+
+
+async def test_hundred_stream_mkv_names_the_stream_limit_not_memory(
+    sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """FFmpeg refuses stream 65 with ENOMEM; the reason must name the limit that applied (the
+    sandbox's stream limit), not a memory limit, whatever memory the configuration grants."""
+    src = sample("video_only.mp4")
+    path = tmp_path / "streams.mkv"
+    ffmpeg("-i", str(src), *("-map", "0:v") * 100, "-t", "0.5", "-c", "copy", str(path))
+    configured = Limits(memory_bytes=2048 << 20, memory_origin="media.memory_limit_mb = 2048")
+    for limits in (None, probe_limits(configured)):
+        with pytest.raises(MediaError) as err:
+            await probe(path, limits=limits)
+        reason = err.value.reason
+        assert reason == "too many streams (more than 64: the media sandbox's stream limit)"
+        assert "memory" not in reason
+
+
+async def test_memory_limit_reason_names_its_value_and_origin(
+    sample: Callable[[str], Path],
+) -> None:
+    """A run that does hit RLIMIT_AS says which limit applied and where it comes from: the
+    configured one in a job (the probe included), the probe's own default otherwise."""
+    src = sample("h264_aac.mp4")
+    tiny = Limits(memory_bytes=64 << 20, memory_origin="media.memory_limit_mb = 64")
+    with pytest.raises(MediaError) as err:
+        await probe(src, limits=probe_limits(tiny))
+    assert err.value.reason == "memory limit exceeded (64 MiB: media.memory_limit_mb = 64)"
+    assert probe_limits(None).memory_origin == "the probe's built-in default"
+    assert probe_limits(None).memory_bytes == 1 << 30

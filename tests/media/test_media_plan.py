@@ -13,6 +13,7 @@ from ingest.media.plan import (
     plan_clip,
     plan_poster,
     plan_proxy,
+    plan_renditions,
     poster_seek_ms,
     scale_filter,
 )
@@ -182,8 +183,18 @@ def test_poster_plan() -> None:
     plan = plan_poster(BASE)
     assert plan.ext == "jpg" and arg(plan.output_args, "-frames:v") == "1"
     assert arg(plan.output_args, "-c:v") == "mjpeg"
-    wave = plan_poster(AUDIO_ONLY)
-    assert wave.seek_ms == 0 and "showwavespic" in arg(wave.output_args, "-filter_complex")
+    # Output-side seek: the first option, before the stream map (after the input).
+    assert plan.output_args[:2] == ("-ss", "1.000") and plan.seek_ms == 1000
+    assert plan_poster(BASE, seek_ms=0).output_args[:2] == ("-ss", "0.000")
+    with pytest.raises(ValueError, match="audio gets no poster"):
+        plan_poster(AUDIO_ONLY)
+
+
+def test_audio_only_is_planned_without_a_poster() -> None:
+    assert plan_renditions(BASE) == ("proxy", "poster", "fingerprint")
+    assert plan_renditions(AUDIO_ONLY) == ("proxy", "fingerprint")
+    with pytest.raises(ValueError):
+        plan_renditions(replace(AUDIO_ONLY, audio_index=None))
 
 
 def test_clip_plan_is_accurate_seek_plus_reencode() -> None:

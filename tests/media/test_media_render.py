@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from media_tools import FFMPEG, decode_errors, ffmpeg, ffprobe_json
 
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import Fingerprint, make_fingerprint
+from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe
 from ingest.media.render import ffmpeg_version, make_clip, make_poster, make_proxy
 from verify.canonical import canonical_json
@@ -28,6 +30,20 @@ CASES: dict[str, tuple[str, bool, bool, tuple[int, int] | None]] = {
     "video_only.mp4": ("remux", True, False, (320, 240)),
     "portrait_240x320.mp4": ("remux", True, False, (240, 320)),
     "portrait_rotated.mp4": ("remux", True, True, (240, 320)),
+    # Containers recorders and platforms write (DEFAULT_EXTENSIONS): each probed, proxied,
+    # postered (video) and fingerprinted through the sandbox's format whitelist.
+    "h264_aac.ts": ("transcode", True, True, (320, 240)),
+    "h264_aac.m2ts": ("transcode", True, True, (320, 240)),
+    "h264_aac.mkv": ("transcode", True, True, (320, 240)),
+    "h264_aac.mov": ("remux", True, True, (320, 240)),
+    "h264_aac.3gp": ("remux", True, True, (320, 240)),
+    "h263_aac.3gp": ("transcode", True, True, (176, 144)),
+    "mpeg2_mp2.mpg": ("transcode", True, True, (320, 240)),
+    "mpeg2_mp2.vob": ("transcode", True, True, (320, 240)),
+    "h264_mp2.mpg": ("transcode", True, True, (320, 240)),
+    "audio.mp3": ("audio", False, True, None),
+    "audio.amr": ("audio", False, True, None),
+    "audio_8k_mono.wav": ("audio", False, True, None),
 }
 
 
@@ -55,7 +71,7 @@ async def test_probe_proxy_poster_fingerprint(
         assert info.portrait == (upright[1] > upright[0])
         assert info.fps in ("30/1", "25/1")
     if has_audio:
-        assert info.sample_rate in (44100, 48000) and info.channels in (1, 2)
+        assert info.sample_rate in (8000, 44100, 48000) and info.channels in (1, 2)
 
     proxy = await make_proxy(src, tmp_path, info)
     assert proxy.method == method and proxy.kind == "proxy"
@@ -72,13 +88,18 @@ async def test_probe_proxy_poster_fingerprint(
     assert decode_errors(proxy.path) == ""
     assert [p.name for p in tmp_path.iterdir()] == [proxy.path.name]  # no part file left
 
-    poster = await make_poster(src, tmp_path, info)
-    data = poster.path.read_bytes()
-    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
-    pic = streams(poster.path)["video"]
-    if upright:
-        assert (pic["width"], pic["height"]) == upright
-    assert poster.method == ("frame" if has_video else "waveform")
+    assert ("poster" in plan_renditions(info)) == has_video  # audio gets no poster
+    if has_video:
+        poster = await make_poster(src, tmp_path, info)
+        data = poster.path.read_bytes()
+        assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
+        pic = streams(poster.path)["video"]
+        if upright:
+            assert (pic["width"], pic["height"]) == upright
+        assert poster.method == "frame"  # the picture at the seek time, not a fallback
+    else:
+        with pytest.raises(ValueError, match="no video"):
+            await make_poster(src, tmp_path, info)
 
     rendition, fp = await make_fingerprint(src, tmp_path, info)
     assert rendition.path.read_bytes() == fp.to_bytes()
@@ -184,3 +205,39 @@ async def test_probe_reports_device_tags(sample: Callable[[str], Path], tmp_path
     assert tags["make"] == "ACMECam" and tags["model"] == "BWC-9"  # control chars removed
     assert info.creation_time is not None and info.creation_time.startswith("2024-05-01T08:00")
     assert info.to_json()["device"] == tags
+
+
+async def test_ts_poster_from_a_single_key_frame_recording(tmp_path: Path) -> None:
+    """A short MPEG-TS with one key frame (what a platform export of a brief event is): an
+    input-side seek lands past the key frame and decodes nothing; the poster must still be
+    the picture at the seek time."""
+    src = tmp_path / "export.ts"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "250"),
+        *("-f", "mpegts", str(src)),
+    )
+    info = await probe(src)
+    assert info.demuxer == "mpegts" and info.video_codec == "h264"
+    poster = await make_poster(src, tmp_path, info)
+    assert poster.method == "frame" and ffprobe_json(poster.path)["streams"]
+
+
+async def test_poster_falls_back_to_the_first_frame(tmp_path: Path) -> None:
+    """A header that claims more time than the pictures hold: nothing at the seek time, so
+    the first decodable frame is the poster, and the rendition says so."""
+    src = tmp_path / "claims.mkv"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.4"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)),
+    )
+    data = bytearray(src.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info Duration (8-byte float, ms)
+    data[at + 3 : at + 11] = struct.pack(">d", 10_000.0)
+    src.write_bytes(bytes(data))
+    info = await probe(src)
+    assert info.duration_ms == 10_000
+    poster = await make_poster(src, tmp_path, info)
+    assert poster.method == "first-frame" and "-ss" in poster.args
+    assert poster.args[poster.args.index("-ss") + 1] == "0.000"
+    assert streams(poster.path)["video"]["codec_name"] == "mjpeg"

@@ -174,7 +174,7 @@ def test_input_args_confine_every_input(tmp_path: Path) -> None:
 
 
 def test_explain_reasons() -> None:
-    lim = Limits(wall_s=30, memory_bytes=1 << 30)
+    lim = Limits(wall_s=30, memory_bytes=1 << 30, memory_origin="the probe's built-in default")
     cases = {
         "[hls @ 0x55d] Format not on whitelist 'mov,avi'": "format hls not allowed",
         "[concat @ 0x1] Format not on whitelist 'mov'": "format concat not allowed",
@@ -183,7 +183,12 @@ def test_explain_reasons() -> None:
         ),
         "[mov,mp4 @ 0x2] moov atom not found": "truncated (no moov atom)",
         "x: Invalid data found when processing input": "not a media file (invalid data)",
-        "Cannot allocate memory": "memory limit exceeded (1024 MiB)",
+        "Cannot allocate memory": "memory limit exceeded (1024 MiB: the probe's built-in default)",
+        # ENOMEM from the stream limit is not a memory limit: named as what it is.
+        "[matroska,webm @ 0x5] Number of streams exceeds max_streams parameter (64), see the"
+        " documentation if you wish to increase it\nfile:/x.mkv: Cannot allocate memory": (
+            "too many streams (more than 64: the media sandbox's stream limit)"
+        ),
     }
     for stderr, reason in cases.items():
         assert explain(stderr, 1, timed_out=False, limits=lim) == reason
