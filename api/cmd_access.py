@@ -69,7 +69,9 @@ def register(sub: Any) -> None:
     p = _add(gs, "add", "register a case", case_add)
     p.add_argument("id")
     p.add_argument("--title", required=True)
-    p.add_argument("--label", default="internal", help="level[+caveat...], e.g. secret")
+    p.add_argument(
+        "--label", default="internal", help="level[+caveat...], e.g. secret+personal_privacy"
+    )
     for name, func in (("link", case_link), ("unlink", case_unlink)):
         p = _add(gs, name, f"{name} evidence", func)
         p.add_argument("case")
@@ -193,7 +195,7 @@ async def token_revoke(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def case_add(args: argparse.Namespace, cfg: Config) -> int:
-    label = Label.parse(args.label)
+    label = Label.from_wire(args.label, "--label")
     async with _acting(cfg, args) as (rt, actor):
         await cases.create(rt.db.pool, rt.ledger, actor, args.id, args.title, label)
     print(f"case {args.id} registered ({label})")

@@ -5,7 +5,9 @@ names ``<device>_<officer>_<YYYYMMDDhhmmss>.mp4`` for two officers on two record
 into the first configured dock of the running service, waits for their receipts and for their
 proxies (``media_status = 'ready'``), registers a case, links the recordings, adds a legal
 reviewer assigned to the case (an admin may not export content), exports a package as that
-reviewer, verifies it offline, and prints where to look.
+reviewer, verifies it offline, and prints where to look: among it the console's address and a
+fresh one-day token for the legal reviewer (printed once, like ``evault token create``), so the
+same case can be reviewed in the browser at once.
 
 Guarantees: it acts only through the same functions and access decisions as the other commands,
 so everything it does is in the ledger like any other work; it never touches files it did not
@@ -38,7 +40,7 @@ from api.config import Config
 from api.runtime import Runtime, open_runtime
 from ingest.config import DockConfig
 from ingest.receipts import receipt_name
-from vault import cases, principals
+from vault import cases, principals, tokens
 from vault.access import Principal, Role
 from vault.errors import ConfigError, NotFound, Unavailable
 from vault.export import export_case
@@ -56,6 +58,7 @@ RECORDINGS = (
     ("ZFJLY-B07", "31011500456", "smptebars", 550, 5),
 )
 SECONDS = 3
+TOKEN_TTL = timedelta(days=1)
 
 
 def register(sub: Any) -> None:
@@ -261,6 +264,9 @@ async def demo(args: argparse.Namespace, cfg: Config) -> int:
             rt.ledger, content, reviewer, case_id, out, renditions=["proxy", "poster"]
         )
         verifier = rt.signer.verifier
+        issued = await tokens.create(
+            rt.db.pool, rt.ledger, admin, REVIEWER, TOKEN_TTL, comment="evault demo"
+        )
     _say(f"  wrote {result.path}: {result.files} files, {result.entries} ledger entries")
     _say("6. verifying the package offline (what evault-verify does)")
     report = await asyncio.to_thread(verify_package, result.path, verifier)
@@ -277,4 +283,10 @@ async def demo(args: argparse.Namespace, cfg: Config) -> int:
     _say(f"  audit trail    evault --data {cfg.data} audit --case {case_id}")
     _say(f"  the case       evault --data {cfg.data} case show {case_id}")
     _say(f"  service        {url}/readyz  {url}/ledger/checkpoint  {url}/metrics")
+    _say(f"  console        {url}/console/   sign in as {REVIEWER} with this token:")
+    _say(f"  token          {issued.token}")
+    _say(
+        f"                 (expires {issued.expires_at:%Y-%m-%d %H:%M} UTC; revoke it with "
+        f"evault --data {cfg.data} token revoke {issued.id})"
+    )
     return 0 if report.verdict == "ok" else 1

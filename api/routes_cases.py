@@ -59,7 +59,7 @@ CASE_PUT = define(
         "required": ["title"],
         "properties": {
             "title": {"type": "string", "minLength": 1, "maxLength": cases.MAX_TITLE},
-            "label": S.LABEL,
+            "label": S.LABEL_INPUT,
         },
     },
 )
@@ -91,7 +91,11 @@ async def _case_json(request: web.Request, case_id: str) -> dict[str, Any]:
     "Create or update a case",
     tags=["cases"],
     params=[CASE_ID],
-    request=json_body(CASE_PUT, "title, and optionally the label (default internal)"),
+    request=json_body(
+        CASE_PUT,
+        "title, and optionally the label (default internal): 'secret+personal_privacy' or "
+        '{"level": "secret", "caveats": ["personal_privacy"]}',
+    ),
     responses={
         201: json_response(CASE, "created"),
         200: json_response(CASE, "updated, or unchanged"),
@@ -111,7 +115,7 @@ async def put_case(request: web.Request) -> web.Response:
     title = body.get("title")
     if not isinstance(title, str):
         raise BadRequest("title: a string is required")
-    label = None if body.get("label") is None else Label.from_json(body["label"])
+    label = None if body.get("label") is None else Label.from_wire(body["label"], "label")
     if await case_target(pool, case_id) is None:
         await cases.create(pool, rt.ledger, principal, case_id, title, label or INTERNAL_LABEL)
         return web.json_response(await _case_json(request, case_id), status=201)

@@ -49,6 +49,16 @@ LABEL = define(
     },
 )
 
+_LABEL_SHORT = f"^({'|'.join(lv.slug for lv in Level)})(\\+({'|'.join(c.value for c in Caveat)}))*$"
+LABEL_INPUT = define(
+    "LabelInput",
+    {
+        "description": "a label as a caller gives it: the short form level[+caveat...] (each "
+        "caveat at most once, e.g. secret+personal_privacy) or the Label object",
+        "oneOf": [{"type": "string", "pattern": _LABEL_SHORT, "examples": ["internal"]}, LABEL],
+    },
+)
+
 _SUMMARY_PROPS: Schema = {
     "id": UUID,
     "sha256": SHA256,

@@ -66,17 +66,16 @@ class Copied:
 
 def arrival_label(dock_label: Label, sidecar: dict[str, Any] | None) -> tuple[Label, str | None]:
     """(label on arrival, why the sidecar's label was unusable): the dock's label joined with a
-    sidecar ``"label"`` (``level[+caveat...]``). An unusable one leaves the dock's label and is
-    reported; the acquirer then seals the footage anyway (fail closed)."""
+    sidecar ``"label"`` (``level[+caveat...]`` or ``{"level", "caveats"}``, as in the API). An
+    unusable one leaves the dock's label and is reported; the acquirer then seals the footage
+    anyway (fail closed)."""
     raw = None if sidecar is None else sidecar.get("label")
     if raw is None:
         return dock_label, None
-    if not isinstance(raw, str):
-        return dock_label, "sidecar: label must be a string such as 'secret+personal_privacy'"
     try:
-        return dock_label.join(Label.parse(raw)), None
+        return dock_label.join(Label.from_wire(raw, "sidecar: label")), None
     except BadRequest as exc:
-        return dock_label, f"sidecar: label: {exc.detail}"
+        return dock_label, exc.detail
 
 
 def _info(parser: NameParser, name: bytes, copied: Copied) -> tuple[NameInfo, str | None]:

@@ -43,13 +43,19 @@ for byte. Only denials on targets the principal can list name what is missing (a
 recording officer, an applicable kind). An inactive principal gets one fixed reason that does not
 depend on the target.
 
+What to do about a denial: ``Decision.hint`` (only on those same listable-target denials, and
+built from nothing but the principal and the action) says how to get access — an admin asking
+for footage is told to create a reviewer, assign the case and issue a token; others whom to ask
+and for what. The hint goes into the error the caller sees (``raise_if_denied``), never into the
+ledger's ``denied`` entry, which records ``reason`` alone.
+
 Pure: no I/O, no state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Literal, NoReturn
 
@@ -58,6 +64,7 @@ from vault.labels import Caveat, Label, Level
 
 __all__ = [
     "ACTION_KINDS",
+    "ADMIN_FOOTAGE_HINT",
     "INACTIVE_REASON",
     "NOT_FOUND",
     "NOT_FOUND_REASON",
@@ -200,14 +207,17 @@ class Decision:
 
     allowed: bool
     reason: str
+    hint: str = field(default="", compare=False)
+    """What to do about the denial, for the caller's error only (see the module docstring)."""
 
     def raise_if_denied(self) -> None:
-        """Raise ``NotFound`` for invisible targets, ``Forbidden`` for other denials."""
+        """Raise ``NotFound`` for invisible targets, ``Forbidden`` (reason, then hint) for other
+        denials."""
         if self.allowed:
             return
         if self.reason == NOT_FOUND_REASON:
             raise NotFound(NOT_FOUND_REASON)
-        raise Forbidden(self.reason)
+        raise Forbidden(f"{self.reason}: {self.hint}" if self.hint else self.reason)
 
     def __bool__(self) -> NoReturn:
         raise TypeError("use Decision.allowed, not the Decision itself, as a condition")
@@ -255,18 +265,35 @@ def _granted(principal: Principal, action: Action, target: Target) -> bool:
     return False
 
 
-def _why_not(principal: Principal, action: Action, target: Target) -> str:
-    """Reason for denying an action on a target the principal can list."""
+_FOOTAGE = frozenset({Action.STREAM, Action.DOWNLOAD, Action.EXPORT})
+ADMIN_FOOTAGE_HINT = (
+    "admin manages principals and does not view footage: add a reviewer "
+    "(`evault principal add ID --role reviewer`, or `--role legal_reviewer` to download and "
+    "export), assign the case (`evault principal assign ID CASE`), issue a token "
+    "(`evault token create ID`) and act as them (`--as ID`, or the token in the console)"
+)
+"""The hint an admin gets for footage: separation of duties, and the way round it."""
+
+
+def _why_not(principal: Principal, action: Action, target: Target) -> Decision:
+    """The denial of an action on a target the principal can list: reason and hint."""
     if target.kind not in ACTION_KINDS.get(action, frozenset()):
-        return f"{action.value} does not apply to a {target.kind}"
+        return Decision(False, f"{action.value} does not apply to a {target.kind}")
     granting = sorted(role.value for role, grants in ROLE_GRANTS.items() if action in grants)
     holding = [role for role in principal.roles if action in ROLE_GRANTS.get(role, {})]
     if not holding:
-        return f"role {' or '.join(granting)} required for {action.value}"
+        reason = f"role {' or '.join(granting)} required for {action.value}"
+        if Role.ADMIN in principal.roles and action in _FOOTAGE:
+            return Decision(False, reason, ADMIN_FOOTAGE_HINT)
+        return Decision(False, reason, "ask an administrator for a principal with that role")
     scopes = {ROLE_GRANTS[role][action] for role in holding}
     if scopes == {Scope.OWN_RECORDING}:
-        return f"{action.value} is limited to the recording officer"
-    return f"{action.value} requires need-to-know: assignment to one of its cases"
+        return Decision(False, f"{action.value} is limited to the recording officer")
+    return Decision(
+        False,
+        f"{action.value} requires need-to-know: assignment to one of its cases",
+        f"ask an administrator to assign you (`evault principal assign {principal.id} CASE`)",
+    )
 
 
 def decide(principal: Principal, action: Action, target: Target) -> Decision:
@@ -277,7 +304,7 @@ def decide(principal: Principal, action: Action, target: Target) -> Decision:
     if _granted(principal, action, target):
         return Decision(True, _ALLOWED)
     if action is not Action.LIST and _granted(principal, Action.LIST, target):
-        return Decision(False, _why_not(principal, action, target))
+        return _why_not(principal, action, target)
     return NOT_FOUND
 
 

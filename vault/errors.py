@@ -53,11 +53,11 @@ class Unauthenticated(EvaultError):
 
 
 class Forbidden(EvaultError):
-    """Authenticated, but not allowed: ask an administrator for the role or assignment."""
+    """Authenticated, but not allowed: the detail names what is missing and how to get it."""
 
     status = 403
     slug = "forbidden"
-    title = "Not allowed: ask an administrator for access"
+    title = "Not allowed: the detail says what is missing and how to get it"
 
 
 class NotFound(EvaultError):

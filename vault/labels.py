@@ -10,6 +10,9 @@ Guarantees:
 - ``str(label)`` / ``Label.parse`` and ``to_json`` / ``from_json`` round-trip exactly, and
   their output is canonical (caveats sorted), so equal labels encode to equal text.
 - ``needs_encryption`` is true for confidential and above, and for any caveat.
+- One syntax everywhere: ``Label.from_wire(value, field)`` takes the short form
+  ``"secret+personal_privacy"`` or the object ``{"level", "caveats"}`` (API bodies, sidecars,
+  command-line options); a bad value raises ``BadRequest`` whose detail starts with ``field``.
 
 Pure: no I/O, no state.
 """
@@ -160,6 +163,24 @@ class Label:
         Caveats may come in any order but not twice; anything else raises ``BadRequest``."""
         level, *caveats = text.split("+")
         return cls(Level.parse(level), _caveat_set(caveats))
+
+    @classmethod
+    def from_wire(cls, value: object, field: str = "label") -> Label:
+        """A label as a caller may give it: the short form ``level[+caveat...]`` (a string) or
+        the ``to_json`` object. Anything else, or a bad level or caveat, raises ``BadRequest``
+        naming ``field`` (e.g. ``"label: unknown caveat 'x': expected one of ..."``)."""
+        try:
+            if isinstance(value, str):
+                return cls.parse(value)
+            if isinstance(value, Mapping):
+                return cls.from_json(value)
+        except BadRequest as exc:
+            raise BadRequest(f"{field}: {exc.detail}") from None
+        raise BadRequest(
+            f"{field}: a label is a string such as 'secret+personal_privacy' (level, then "
+            'caveats joined by +) or an object {"level": ..., "caveats": [...]}, '
+            f"not {_echo(value)}"
+        )
 
     def __str__(self) -> str:
         return "+".join([self.level.slug, *(c.value for c in self.sorted_caveats)])

@@ -33,11 +33,29 @@ async def test_cli_session(pg_dsn: str, tmp_path: Path) -> None:
         _evault(data, env, "principal", "add", "rev", "--role", "reviewer", "--clearance",
                 "confidential", "--caveat", "personal_privacy", "--officer-id", "o1")  # fmt: skip
         _evault(data, env, "case", "add", "K1", "--title", "A title", "--label", "internal")
+        out, _ = _evault(
+            data, env, "case", "add", "K2", "--title", "t", "--label", "secret+personal_privacy"
+        )
+        assert out.strip() == "case K2 registered (secret+personal_privacy)"
+        _, err = _evault(data, env, "case", "add", "K3", "--title", "t", "--label", "internal+nda",
+                         code=2)  # fmt: skip
+        assert err.startswith("evault: --label: unknown caveat 'nda'"), err
         _evault(data, env, "case", "link", "K1", kept)
         _evault(data, env, "case", "link", "K1", old)
         _evault(data, env, "case", "unlink", "K1", old)
         _evault(data, env, "case", "show", "K1", "--as", "rev", code=2)  # not assigned yet
         _evault(data, env, "principal", "assign", "rev", "K1")
+        # export as the default admin: refused, saying how to delegate; the ledger's denied
+        # entry keeps the short reason only
+        _, err = _evault(data, env, "export", "K1", "--out", str(tmp_path / "pkg"), code=2)
+        assert "role legal_reviewer required for export" in err
+        assert "`evault principal add ID --role reviewer`" in err
+        assert "`evault token create ID`" in err and not (tmp_path / "pkg").exists()
+        reason = await db.pool.fetchval(
+            "SELECT convert_from(data, 'UTF8')::jsonb->>'reason' FROM ledger_entries"
+            " WHERE kind = 'denied' ORDER BY idx DESC LIMIT 1"
+        )
+        assert reason == "role legal_reviewer required for export"
         out, _ = _evault(data, env, "case", "show", "K1", "--as", "rev")
         assert "A title" in out and kept in out and old not in out
         out, _ = _evault(data, env, "principal", "list")

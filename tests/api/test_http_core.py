@@ -188,8 +188,49 @@ def test_case_routes_per_role(world: World) -> None:
         "C1",
         "CS",
     }
-    for bad in (b"", b"[]", b'{"title": 5}', b'{"title": "t", "label": "secret"}'):
+    for bad in (b"", b"[]", b'{"title": 5}', b'{"title": "t", "label": "secret+"}'):
         assert w.call("PUT", "/v1/cases/C3", who="casesys", body=bad).status == 400
+
+
+def test_case_label_as_short_form_or_object(world: World) -> None:
+    """One label syntax: the CLI's ``secret+personal_privacy`` and the object both work."""
+    w = world
+    secret_pp = {"level": "secret", "caveats": ["personal_privacy"]}
+    body = json.dumps({"title": "t", "label": "secret+personal_privacy"}).encode()
+    r = w.call("PUT", "/v1/cases/LBL1", who="admin", body=body)
+    assert r.status == 201 and r.json()["label"] == secret_pp
+    body = json.dumps({"title": "t", "label": secret_pp}).encode()
+    r = w.call("PUT", "/v1/cases/LBL2", who="admin", body=body)
+    assert r.status == 201 and r.json()["label"] == secret_pp
+    # the same label in the other form changes nothing; a raise in the short form does
+    same = json.dumps({"title": "t", "label": "secret+personal_privacy"}).encode()
+    r = w.call("PUT", "/v1/cases/LBL2", who="admin", body=same)
+    assert r.status == 200 and r.json()["label"] == secret_pp
+    body = json.dumps({"title": "t", "label": "top_secret+personal_privacy"}).encode()
+    r = w.call("PUT", "/v1/cases/LBL2", who="admin", body=body)
+    assert r.status == 200 and r.json()["label"]["level"] == "top_secret"
+    # above the caller's clearance in either form: refused, not created
+    r = w.call("PUT", "/v1/cases/LBL3", who="casesys", body=b'{"title": "t", "label": "secret"}')
+    assert r.status == 403
+
+
+@pytest.mark.parametrize(
+    ("label", "detail"),
+    [
+        ('"internal+nda"', "label: unknown caveat 'nda'"),
+        ('"Internal"', "label: unknown level 'Internal'"),
+        ('"secret+personal_privacy+personal_privacy"', "label: caveat personal_privacy given"),
+        ("5", "label: a label is a string such as 'secret+personal_privacy'"),
+        ('["secret"]', "label: a label is a string such as"),
+        ('{"level": "secret"}', 'label: label must be an object with exactly "level"'),
+        ('{"level": "ultra", "caveats": []}', "label: unknown level 'ultra'"),
+    ],
+)
+def test_bad_case_label_is_a_400_naming_the_field(world: World, label: str, detail: str) -> None:
+    body = ('{"title": "t", "label": ' + label + "}").encode()
+    r = world.call("PUT", "/v1/cases/LBLBAD", who="admin", body=body)
+    assert r.status == 400 and r.problem()["detail"].startswith(detail), r.problem()
+    assert world.call("GET", "/v1/cases/LBLBAD", who="admin").status == 404
 
 
 # -- content ------------------------------------------------------------------------------
@@ -232,7 +273,12 @@ def test_content_range_etag_and_roles(world: World) -> None:
     r = w.call("HEAD", path, who="reviewer")
     assert r.status == 200 and r.body == b"" and r.headers["content-length"] == "300000"
     # Roles: admin sees metadata but never content; a reviewer may not download; dock nothing.
-    assert w.call("GET", path, who="admin").status == 403
+    r = w.call("GET", path, who="admin")
+    assert r.status == 403
+    detail = r.problem()["detail"]  # says how to delegate, not just "no"
+    assert "admin manages principals and does not view footage" in detail
+    assert "`evault principal add ID --role reviewer`" in detail
+    assert "`evault token create ID`" in detail
     assert w.call("GET", path, who="dock1").status == 404
     assert w.call("GET", path, who="reviewer", params={"download": "true"}).status == 403
     r = w.call("GET", path, who="legal", params={"download": "true"})

@@ -81,6 +81,10 @@ async def test_pushes_and_sidecar_labels_are_sealed(pg_dsn: str, tmp_path: Path)
     odd = "DEV01_OFF123_20260101120500.mp4"
     (plain_dock.path / odd).write_bytes(plaintext(CHUNK + 7))
     (plain_dock.path / (odd + ".json")).write_text(json.dumps({"label": "sekret"}))
+    as_object = "DEV01_OFF123_20260101121000.mp4"  # the API's object form works in a sidecar too
+    (plain_dock.path / as_object).write_bytes(plaintext(CHUNK + 9))
+    obj = {"label": {"level": "secret", "caveats": ["personal_privacy"]}}
+    (plain_dock.path / (as_object + ".json")).write_text(json.dumps(obj))
     pushed = plaintext(5 * CHUNK + 3)
 
     async def chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -90,6 +94,8 @@ async def test_pushes_and_sidecar_labels_are_sealed(pg_dsn: str, tmp_path: Path)
     async with open_env(pg_dsn, tmp_path, [plain_dock, secret_dock]) as env:
         r1 = await env.acq.acquire_path(plain_dock, plain_dock.path / NAME)
         r2 = await env.acq.acquire_path(plain_dock, plain_dock.path / odd)
+        r4 = await env.acq.acquire_path(plain_dock, plain_dock.path / as_object)
+        assert isinstance(r4, Receipt)
         r3 = await env.acq.acquire_stream("dock-secret", NAME, chunks(pushed), sha(pushed), None)
         assert isinstance(r1, Receipt) and isinstance(r2, Receipt)
         with pytest.raises(IntegrityError):
@@ -101,6 +107,8 @@ async def test_pushes_and_sidecar_labels_are_sealed(pg_dsn: str, tmp_path: Path)
         assert labels[r1.sha256][0] == 2  # confidential, from the sidecar
         level, meta = labels[r2.sha256]
         assert level == 1 and "label" in json.loads(meta)["sidecar_error"]  # dock's; sealed anyway
+        assert json.loads(meta)["sidecar_error"].startswith("sidecar: label: unknown level")
+        assert labels[r4.sha256][0] == 3  # secret, from the sidecar's object
         for digest in (r1.sha256, r2.sha256, r3.sha256):
             assert await env.storage.content.is_sealed(digest)
             assert not env.storage.blobs.exists(digest)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,26 @@ def test_demo_runs_twice_and_its_package_verifies(tmp_path: Path, pg_dsn: str) -
             report = verify_package(package, parse_vkey(vkey))
             assert report.verdict == "ok"
             assert report.counts["files"] >= 4
-            cases.append(re.search(r"registered case (\S+)", out)[1])  # type: ignore[index]
+            case = re.search(r"registered case (\S+)", out)[1]  # type: ignore[index]
+            cases.append(case)
             assert svc.url in out
+            # the console's address and a working token for the demo's legal reviewer
+            assert f"  console        {svc.url}/console/   sign in as demo-legal-reviewer" in out
+            token = re.search(r"^  token          (\S+)$", out, re.M)[1]  # type: ignore[index]
+            assert _get(svc.url + "/console/")[0] == 200
+            status, body = _get(f"{svc.url}/v1/cases/{case}", token)
+            assert status == 200 and json.loads(body)["evidence_count"] >= 4
         assert cases[0] != cases[1], "each run registers a new case"
         fsck = svc.evault("ledger", "fsck")
         assert fsck.stdout.startswith("ok:")
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return int(r.status), r.read()
 
 
 def test_demo_without_a_service_says_how_to_start_it(tmp_path: Path, pg_dsn: str) -> None:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault.access import (
+    ADMIN_FOOTAGE_HINT,
     INACTIVE_REASON,
     NOT_FOUND,
     NOT_FOUND_REASON,
@@ -381,6 +382,38 @@ def test_case_system_cannot_export() -> None:
     assert decide(cs, Action.EXPORT, t) == Decision(
         False, "role legal_reviewer required for export"
     )
+
+
+@pytest.mark.parametrize("action", [Action.STREAM, Action.DOWNLOAD, Action.EXPORT])
+def test_admin_asking_for_footage_is_told_how_to_delegate(action: Action) -> None:
+    """Separation of duties stays (admin never sees footage); the error says what to do."""
+    admin = person(Role.ADMIN, clearance=Level.TOP_SECRET, cases=frozenset())
+    d = decide(admin, action, evidence("secret"))
+    assert not d.allowed and d.reason.startswith("role ") and "evault" not in d.reason
+    assert d.hint == ADMIN_FOOTAGE_HINT
+    with pytest.raises(Forbidden) as exc:
+        d.raise_if_denied()
+    for step in (
+        "admin manages principals and does not view footage",
+        "`evault principal add ID --role reviewer`",
+        "`evault principal assign ID CASE`",
+        "`evault token create ID`",
+    ):
+        assert step in exc.value.detail
+    assert exc.value.detail.startswith(d.reason)
+
+
+def test_other_denials_say_whom_to_ask_and_invisible_ones_say_nothing() -> None:
+    d = decide(person(Role.REVIEWER), Action.DOWNLOAD, evidence("secret"))
+    assert d.hint == "ask an administrator for a principal with that role"
+    assert d.reason == "role case_system or legal_reviewer or officer required for download"
+    # an auditor lists everything; streaming as a reviewer still needs the assignment
+    d = decide(person(Role.REVIEWER, Role.AUDITOR, cases=frozenset()), Action.STREAM, evidence())
+    assert d.reason.startswith("stream requires need-to-know")
+    assert d.hint == "ask an administrator to assign you (`evault principal assign u CASE`)"
+    # no-leak: a target the caller may not list gets no reason and no hint
+    hidden = decide(person(Role.ADMIN, clearance=Level.INTERNAL), Action.STREAM, evidence())
+    assert hidden == NOT_FOUND and hidden.hint == ""
 
 
 def test_auditor_is_case_independent_but_bound_by_clearance_and_caveats() -> None:

@@ -157,6 +157,40 @@ def test_from_json_rejects(data: object) -> None:
         Label.from_json(data)
 
 
+@given(labels)
+def test_from_wire_takes_the_short_form_and_the_object(a: Label) -> None:
+    assert Label.from_wire(str(a)) == a
+    assert Label.from_wire(a.to_json()) == a
+
+
+def test_from_wire_examples() -> None:
+    secret_pp = Label(Level.SECRET, frozenset({Caveat.PERSONAL_PRIVACY}))
+    assert Label.from_wire("secret+personal_privacy") == secret_pp
+    assert Label.from_wire({"level": "secret", "caveats": ["personal_privacy"]}) == secret_pp
+    assert Label.from_wire("internal", "--label") == INTERNAL_LABEL
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (5, "label: a label is a string such as 'secret+personal_privacy'"),
+        (None, "label: a label is a string"),
+        (["secret"], "label: a label is a string"),
+        ("internal+nda", "label: unknown caveat 'nda'"),
+        ("Secret", "label: unknown level 'Secret'"),
+        ("secret+personal_privacy+personal_privacy", "label: caveat personal_privacy given twice"),
+        ({"level": "secret"}, 'label: label must be an object with exactly "level" and "caveats"'),
+        ({"level": "ultra", "caveats": []}, "label: unknown level 'ultra'"),
+    ],
+)
+def test_from_wire_rejects_naming_the_field(value: object, detail: str) -> None:
+    with pytest.raises(BadRequest) as exc:
+        Label.from_wire(value)
+    assert exc.value.detail.startswith(detail), exc.value.detail
+    with pytest.raises(BadRequest, match=r"^--label: "):
+        Label.from_wire(value, "--label")
+
+
 def test_error_does_not_echo_huge_input() -> None:
     with pytest.raises(BadRequest) as info:
         Level.parse("x" * 10_000)
