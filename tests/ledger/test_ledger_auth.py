@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from vault.errors import LedgerCorrupt, LedgerUnauthenticated
 from vault.hostmac import HostMac
-from vault.ledger import Ledger, make_entry
+from vault.ledger import Ledger, batches, make_entry
 from vault.ledger.batches import authenticate
 from vault.ledger.fsck import FsckReport, fsck
 from vault.ledger.tiles import read_state
@@ -154,9 +154,13 @@ async def test_attack_fsck_names_the_wrong_index(pg_dsn: str, tmp_path: Path, ro
     assert any(p.startswith("entry 21") or "entry 21 is not" in p for p in report.problems)
 
 
-async def test_attack_batch_row_deleted_hides_nothing(pg_dsn: str, tmp_path: Path) -> None:
+async def test_attack_batch_row_deleted_hides_nothing(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The superuser deletes the batch row of entries 20..22 (not yet signed): the checkpointer
-    refuses from entry 20 and fsck names 20."""
+    refuses from entry 20 and fsck names 20 (reading the batch rows a few entries' worth at a
+    time, across the gap)."""
+    monkeypatch.setattr(batches, "SPAN", 8)
     signer = Signer.generate(ORIGIN)
     async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, _db):
         await ledger.append([make_entry("note", {"text": f"a{i}"}) for i in range(20)])
@@ -174,6 +178,8 @@ async def test_attack_batch_row_deleted_hides_nothing(pg_dsn: str, tmp_path: Pat
         assert refused.value.index == 20
         report = await _fsck(ledger, tmp_path)
     assert report.first_bad_index == 20, report.problems
+    assert len(report.problems) == 1, report.problems  # entries 23.. are in their batch
+    assert report.batches_checked == 2  # at 0 and at 23, read across the gap
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -293,3 +299,42 @@ async def test_every_append_path_leaves_authenticated_batches(pg_dsn: str, tmp_p
         report = await _fsck(ledger, tmp_path)
     assert report.ok, report.problems
     assert report.batches_checked and report.batches_checked > 1
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_attack_forged_batch_row_over_real_entries_is_named(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    """A batch row inserted over entries the service wrote (claiming other leaves for 15..16)
+    is named by fsck at its first index, and does not keep the real batches from being checked:
+    an entry changed under it is still named exactly."""
+    signer = Signer.generate(ORIGIN)
+    async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, _db):
+        await ledger.append([make_entry("note", {"text": f"a{i}"}) for i in range(10)])
+        await ledger.checkpoint()
+        await ledger.append([make_entry("note", {"text": f"b{i}"}) for i in range(10)])
+    conn = await connect_as(pg_dsn, role)
+    try:
+        size, root = await read_state(conn)
+        await conn.execute(
+            "INSERT INTO ledger_batches (first, count, size, root, leaves, tag)"
+            " VALUES (15, 2, 17, $1, $2, $3)",
+            root,
+            bytes(64),
+            bytes(32),
+        )
+    finally:
+        await conn.close()
+    async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, _db):
+        assert (await ledger.checkpoint()).size == size  # the real batches still authenticate
+        report = await _fsck(ledger, tmp_path)
+    assert report.first_bad_index == 15, report.problems
+    assert [p for p in report.problems if "does not verify" in p], report.problems
+    conn = await connect_as(pg_dsn, "superuser")
+    try:
+        await rewrite_entry(conn, 18, {"text": "changed"})
+    finally:
+        await conn.close()
+    async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, _db):
+        report = await _fsck(ledger, tmp_path)
+    assert any(p.startswith("entry 18:") for p in report.problems), report.problems

@@ -76,50 +76,57 @@ def _read_log(path: Path, report: FsckReport) -> list[tuple[int, str]]:
 
 
 class _BatchCheck:
-    """The batch rows against the entries, one entry at a time in index order."""
+    """The batch rows against the entries, one entry at a time in index order. A row whose tag
+    does not verify is reported (at its first index) and otherwise ignored: the entries it
+    claims are checked against the authenticated rows alone."""
 
     def __init__(self, conn: Conn, mac: HostMac, report: FsckReport, signed: int) -> None:
         self._rows = aiter(stream_batches(conn))
         self._mac = mac
         self._report = report
         self._signed = signed  # entries before this are authentic by a checkpoint's signature
-        self._batch: Batch | None = None
-        self._ok = False  # whether the current batch's tag verifies
-        self._end = -1  # where the batches before the current one end (-1: none yet)
+        self._batch: Batch | None = None  # the current authenticated batch
+        self._end = -1  # where the authenticated batches before it end (-1: none yet)
         self._started = False
         self._outside = False  # inside a run of entries in no batch (reported once)
         report.batches_checked = 0
 
     async def _next(self) -> None:
+        """Move to the next authenticated batch row (None after the last)."""
         if self._batch is not None:
             self._end = max(self._end, self._batch.end)
-        self._batch = await anext(self._rows, None)
-        b = self._batch
-        if b is None:
-            return
         r = self._report
-        r.batches_checked = (r.batches_checked or 0) + 1
-        self._ok = b.verifies(self._mac)
-        if not self._ok:
-            r.bad(
-                f"batch row of entries {b.first}..{b.end - 1} does not verify with the host MAC "
-                f"key (forged or altered): entry {b.first} is not authenticated",
-                b.first,
-            )
-        elif 0 <= b.first < self._end:
-            r.bad(f"batch row of entries {b.first}..{b.end - 1} overlaps another", b.first)
+        async for b in self._rows:
+            r.batches_checked = (r.batches_checked or 0) + 1
+            if not b.verifies(self._mac):
+                r.bad(
+                    f"batch row of entries {b.first}..{b.end - 1} does not verify with the host "
+                    f"MAC key (forged or altered): entry {b.first} is not authenticated by it",
+                    b.first,
+                )
+                continue
+            if b.first < self._end:
+                r.bad(f"batch row of entries {b.first}..{b.end - 1} overlaps another", b.first)
+            self._batch = b
+            return
+        self._batch = None
 
-    async def entry(self, idx: int, leaf: bytes, edge: TreeEdge) -> None:
-        """Check entry ``idx`` (its leaf hash ``leaf``), already appended to ``edge``."""
+    async def _at(self, idx: int) -> Batch | None:
+        """The authenticated batch holding entry ``idx``, if any."""
         if not self._started:
             self._started = True
             await self._next()
         while self._batch is not None and self._batch.end <= idx:
             await self._next()
         b = self._batch
-        if b is None or idx < b.first:
+        return b if b is not None and b.first <= idx else None
+
+    async def entry(self, idx: int, leaf: bytes, edge: TreeEdge) -> None:
+        """Check entry ``idx`` (its leaf hash ``leaf``), already appended to ``edge``."""
+        b = await self._at(idx)
+        if b is None:
             if idx < self._signed and self._end < 0:
-                return  # before the first batch row, under a signed checkpoint
+                return  # before the first batch row (a ledger older than them), and signed
             if not self._outside:
                 self._outside = True
                 self._report.bad(
@@ -129,8 +136,6 @@ class _BatchCheck:
                 )
             return
         self._outside = False
-        if not self._ok:
-            return  # reported once, at the batch
         if b.leaf(idx) != leaf:
             self._report.bad(
                 f"entry {idx}: its bytes do not hash to the leaf its authenticated batch records",
@@ -144,12 +149,8 @@ class _BatchCheck:
 
     async def finish(self, size: int) -> None:
         """After the last entry (the ledger has ``size``): batch rows for entries not there."""
-        if not self._started:
-            self._started = True
-            await self._next()
-        while self._batch is not None and self._batch.end <= size:
-            await self._next()
-        if self._batch is not None and self._ok:
+        await self._at(size)
+        if self._batch is not None:
             self._report.bad(
                 f"entry {size} is missing: an authenticated batch records entries up to "
                 f"{self._batch.end - 1}",
