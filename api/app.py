@@ -45,6 +45,9 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_runtime(app[CONFIG], background=True) as rt:
         app[RUNTIME] = rt
+        # Checkpoints stopped (entries not authenticated by the host key, tiles disagreeing):
+        # the service is not ready, and says why.
+        app[READINESS]["ledger_checkpoints"] = rt.ledger.checkpointer.health
         yield
 
 

@@ -47,7 +47,9 @@ def register(sub: Any) -> None:
     p = lsub.add_parser("vkey", help="print the log's verifier key (C2SP vkey)")
     p.set_defaults(func=vkey)
 
-    p = lsub.add_parser("fsck", help="recompute every tile and root; check every checkpoint")
+    p = lsub.add_parser(
+        "fsck", help="recompute every tile and root; check every checkpoint and batch tag"
+    )
     p.add_argument(
         "--state",
         action="store_true",
@@ -110,11 +112,14 @@ async def run_fsck(args: argparse.Namespace, cfg: Config) -> int:
     if args.state:
         return await run_fsck_state(args, cfg)
     async with open_runtime(cfg) as rt, rt.db.pool.acquire() as conn:
-        report = await fsck(conn, rt.ledger.verifier, rt.ledger.log_path)
+        report = await fsck(conn, rt.ledger.verifier, rt.ledger.log_path, rt.mac)
     for problem in report.problems:
         print(f"FAIL: {problem}")
     if report.ok:
-        print(f"ok: {report.size} entries, {report.checkpoints_checked} checkpoints verified")
+        print(
+            f"ok: {report.size} entries, {report.checkpoints_checked} checkpoints verified, "
+            f"{report.batches_checked} batches authenticated"
+        )
         return 0
     where = "" if report.first_bad_index is None else f"; first bad index {report.first_bad_index}"
     print(f"fsck found {len(report.problems)} problem(s){where}")

@@ -119,3 +119,16 @@ class LedgerCorrupt(IntegrityError):
 
     slug = "ledger-corrupt"
     title = "Ledger inconsistency detected"
+
+
+class LedgerUnauthenticated(LedgerCorrupt):
+    """Ledger entries are not covered by batches the host's MAC key authenticates (written
+    outside the sequencer, or their batch rows forged or missing): nothing past ``index`` is
+    signed. Run `evault ledger fsck` and investigate the database."""
+
+    slug = "ledger-unauthenticated"
+    title = "Ledger entries are not authenticated"
+
+    def __init__(self, index: int, detail: str) -> None:
+        self.index = index
+        super().__init__(detail)

@@ -100,13 +100,24 @@ class HostMac:
     def batch(self, first: int, leaves: bytes, size: int, root: bytes) -> bytes:
         """The authenticator of a batch: entries ``first .. first+len(leaves)//32-1`` with these
         concatenated leaf hashes, leaving a tree of ``size`` leaves with ``root``."""
-        if len(leaves) % 32 or len(root) != 32:
+        if len(leaves) % 32:
             raise ValueError("leaf hashes and root are 32-byte hashes")
-        head = b"%d %d %d\n" % (first, len(leaves) // 32, size)
-        return hmac.digest(self._batch_key, head + hashlib.sha256(leaves).digest() + root, "sha256")
+        return self.batch_of_digest(
+            first, len(leaves) // 32, hashlib.sha256(leaves).digest(), size, root
+        )
 
     def batch_ok(self, tag: bytes, first: int, leaves: bytes, size: int, root: bytes) -> bool:
         return hmac.compare_digest(tag, self.batch(first, leaves, size, root))
+
+    def batch_of_digest(
+        self, first: int, count: int, leaves_sha256: bytes, size: int, root: bytes
+    ) -> bytes:
+        """:meth:`batch` from the SHA-256 of the concatenated leaf hashes and their ``count``
+        (the same tag): what checks a batch's place in the tree without reading its leaves."""
+        if len(leaves_sha256) != 32 or len(root) != 32:
+            raise ValueError("leaf hashes and root are 32-byte hashes")
+        head = b"%d %d %d\n" % (first, count, size)
+        return hmac.digest(self._batch_key, head + leaves_sha256 + root, "sha256")
 
     # -- rows ----------------------------------------------------------------------------
 

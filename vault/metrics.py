@@ -28,6 +28,13 @@ CHECKPOINT_FAILURES = Counter(
     "evault_ledger_checkpoint_failures",
     "Checkpoints refused (tiles disagree with the recorded root, or not consistent).",
 )
+CHECKPOINTS_STOPPED = Gauge(
+    "evault_ledger_checkpoints_stopped",
+    "1 while this process refuses to sign checkpoints (entries not authenticated by the host"
+    " key, or the tree disagrees with its tiles or checkpoints), else 0.",
+)
 INTEGRITY_FAILURES = Counter(
-    "evault_integrity_failures", "Integrity failures detected (fsck, scrub, reads).", ["source"]
+    "evault_integrity_failures",
+    "Integrity failures detected (fsck, scrub, reads, checkpointer).",
+    ["source"],
 )

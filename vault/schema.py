@@ -11,6 +11,7 @@ APPEND_ONLY_TABLES: frozenset[str] = frozenset(
         "ledger_entries",
         "ledger_openings",
         "ledger_checkpoints",
+        "ledger_batches",
         "case_evidence_history",
         "label_history",
         "dispositions",

@@ -337,7 +337,7 @@ class _Run:
 
     async def _fsck(self) -> None:
         async with self.pool.acquire() as conn:
-            result = await fsck(conn, self.ledger.verifier, self.ledger.log_path)
+            result = await fsck(conn, self.ledger.verifier, self.ledger.log_path, self.ledger.mac)
         r = self.report
         r.fsck_ok, r.fsck_size = result.ok, result.size
         r.fsck_first_bad_index, r.fsck_problems = result.first_bad_index, result.problems

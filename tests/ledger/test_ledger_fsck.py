@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
-from ledger_fixtures import ORIGIN, open_ledger
+from ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
 
 from vault.keys import create_signing_key
 from vault.ledger import make_entry
@@ -36,7 +36,7 @@ async def _seed(dsn: str, tmp: Path, n: int = 600) -> None:
 async def _fsck(dsn: str, tmp: Path):  # type: ignore[no-untyped-def]
     async with open_ledger(dsn, tmp) as (ledger, db):
         async with db.pool.acquire() as conn:
-            return await fsck(conn, ledger.verifier, tmp / "checkpoints.log")
+            return await fsck(conn, ledger.verifier, tmp / "checkpoints.log", TEST_MAC)
 
 
 async def _as_superuser(dsn: str, *sql: str) -> None:
@@ -62,9 +62,10 @@ async def test_clean_ledger_passes_fsck(pg_dsn: str, tmp_path: Path) -> None:
             )
             await ledger.checkpoint()
         async with db.pool.acquire() as conn:
-            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log")
+            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log", TEST_MAC)
     assert report.ok, report.problems
     assert report.size == 600 and report.checkpoints_checked == 6  # 3 in the db, 3 in the file
+    assert report.batches_checked == 3
 
 
 async def test_superuser_edit_with_triggers_disabled_is_found(pg_dsn: str, tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ async def test_superuser_edit_with_triggers_disabled_is_found(pg_dsn: str, tmp_p
     )
     async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, db):
         async with db.pool.acquire() as conn:
-            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log")
+            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log", TEST_MAC)
     assert not report.ok
     assert report.first_bad_index == 137, report.problems
     assert any("entry 137" in p for p in report.problems)
@@ -103,7 +104,7 @@ async def test_deleted_tail_is_found(pg_dsn: str, tmp_path: Path) -> None:
     )
     async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, db):
         async with db.pool.acquire() as conn:
-            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log")
+            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log", TEST_MAC)
     assert report.first_bad_index == 250, report.problems
 
 
@@ -124,7 +125,7 @@ async def test_altered_checkpoint_log_line_is_found(pg_dsn: str, tmp_path: Path)
     log.write_text("\n".join(lines) + "\n")
     async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, db):
         async with db.pool.acquire() as conn:
-            report = await fsck(conn, ledger.verifier, log)
+            report = await fsck(conn, ledger.verifier, log, TEST_MAC)
     assert not report.ok
     assert any("line 1" in p for p in report.problems), report.problems
 
@@ -141,7 +142,7 @@ async def test_forged_database_checkpoint_missing_from_log_is_found(
     (tmp_path / "checkpoints.log").write_text("")  # an insider's checkpoint never reaches the file
     async with open_ledger(pg_dsn, tmp_path, signer=signer) as (ledger, db):
         async with db.pool.acquire() as conn:
-            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log")
+            report = await fsck(conn, ledger.verifier, tmp_path / "checkpoints.log", TEST_MAC)
     assert any("not in checkpoints.log" in p for p in report.problems)
 
 
@@ -171,5 +172,6 @@ async def test_several_processes_append_without_gaps(pg_dsn: str, tmp_path: Path
                 verify_consistency(
                     prev["size"], cur["size"], p, bytes(prev["root"]), bytes(cur["root"])
                 )
-            report = await fsck(conn, ledger.verifier, log)
+            report = await fsck(conn, ledger.verifier, log, TEST_MAC)
     assert report.ok, report.problems
+    assert report.batches_checked  # several processes' batches, contiguous and authenticated

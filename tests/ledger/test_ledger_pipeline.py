@@ -15,6 +15,7 @@ from vault.config import LedgerConfig
 from vault.db import Conn, Database
 from vault.hostmac import HostMac
 from vault.ledger import Ledger, PreparedEntry, make_entry
+from vault.ledger.batches import authenticate
 from vault.ledger.sequencer import COPY_MIN
 from vault.ledger.tiles import inclusion_proof, root_at
 from verify.merkle import verify_inclusion
@@ -23,8 +24,9 @@ TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every proce
 
 
 async def _check_tree(db: Database, size: int) -> list[bytes]:
-    """Entries 0..size-1 exist with no gap, the state says ``size``, and the stored tiles give
-    the naive root of exactly those entries."""
+    """Entries 0..size-1 exist with no gap, the state says ``size``, the stored tiles give the
+    naive root of exactly those entries, and contiguous batch rows tagged with the host key
+    (prepared speculatively or not) authenticate that tree from 0."""
     rows = await db.pool.fetch("SELECT idx, data FROM ledger_entries ORDER BY idx")
     assert [r["idx"] for r in rows] == list(range(size))
     assert await db.pool.fetchval("SELECT size FROM ledger_state") == size
@@ -32,6 +34,7 @@ async def _check_tree(db: Database, size: int) -> list[bytes]:
     async with db.pool.acquire() as conn:
         root = await root_at(conn, size)
         assert root == mth(leaves)
+        await authenticate(conn, TEST_MAC, 0, size, root)
         for i in {0, size // 3, size - 1}:
             verify_inclusion(leaves[i], i, size, await inclusion_proof(conn, i, size), root)
     return leaves

@@ -91,10 +91,11 @@ class Ledger:
         self.mac = mac
         self.log_path = log_path
         self.checkpointer = Checkpointer(
-            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval
+            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval, mac=mac
         )
         self.sequencer = Sequencer(
             pool,
+            mac=mac,
             batch_max=cfg.batch_max,
             batch_wait=cfg.batch_wait,
             on_commit=self.checkpointer.tree_grew,

@@ -8,6 +8,11 @@ Guarantees:
 - An ``effect`` passed with an append runs inside the same transaction, after the entries are
   written, with their indexes; if it fails, only that call fails (its batch is retried without it)
   and nothing of it is committed.
+- Every committed batch leaves one ``ledger_batches`` row in its own transaction: its first index,
+  its leaf hashes and the tree it leaves (size, root), with ``HostMac.batch`` over them (one HMAC
+  per batch, computed where the batch is prepared, on the tree it is prepared on). Entries that
+  did not come through a sequencer holding the host key lie outside every authenticated batch:
+  the checkpointer never signs them and fsck names them (see checkpointer.py, fsck.py).
 
 Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
 Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
@@ -38,6 +43,7 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
+from vault.hostmac import HostMac
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
@@ -68,11 +74,11 @@ COMMITS_IN_FLIGHT = 2
 
 Effect = Callable[[Conn, list[int]], Awaitable[None]]
 
-# Locks, checks the base the batch was prepared on, writes tiles, state and (small batches)
-# entries: see migration 007.
+# Locks, checks the base the batch was prepared on, writes tiles, state, the batch row and
+# (small batches) entries: see migrations 007 and 009.
 _ADVANCE_SQL = (
     "SELECT applied, size, root"
-    " FROM evault_ledger_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " FROM evault_ledger_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 )
 _OPENINGS_SQL = (
     "INSERT INTO ledger_openings (idx, field, salt, value)"
@@ -137,6 +143,8 @@ class _Prepared:
     openings: list[tuple[int, str, bytes, bytes]]
     tiles: tuple[list[int], list[int], list[bytes]]
     results: list[list[int]]
+    leaves: bytes  # the batch's leaf hashes, concatenated
+    tag: bytes  # HostMac.batch(base_size, leaves, edge.size, root)
 
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
@@ -162,9 +170,11 @@ def _copy_rows(start: int, kinds: Sequence[str], datas: Sequence[bytes]) -> list
     return out
 
 
-def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepared | None]:
+def _prepare_steps(
+    batch: Sequence[_Request], edge: TreeEdge, mac: HostMac
+) -> Iterator[_Prepared | None]:
     """Prepare ``batch`` on a copy of ``edge`` in slices: yields None between slices (so an
-    event loop can serve the transaction in flight), then the result."""
+    event loop can serve the transaction in flight), then the result, tagged with ``mac``."""
     base_size = edge.size
     base_root = edge.root()
     kinds: list[str] = []
@@ -188,12 +198,15 @@ def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepa
     after = edge.copy()
     touched: dict[tuple[int, int], bytes] = {}
     copy: list[bytes] | None = [_COPY_HEADER] if len(datas) >= COPY_MIN else None
+    leaves: list[bytes] = []
     # Slices end on tile boundaries, so a tile is hashed in one piece wherever it can be.
     first = 0
     while first < len(datas):
         end = min(len(datas), first + PREPARE_SLICE - (base_size + first) % PREPARE_SLICE)
         part = datas[first:end]
-        touched.update(after.append(leaf_hashes(part)))
+        hashes = leaf_hashes(part)
+        leaves += hashes
+        touched.update(after.append(hashes))
         if copy is not None:
             copy += _copy_rows(base_size + first, kinds[first:end], part)
         first = end
@@ -202,17 +215,21 @@ def _prepare_steps(batch: Sequence[_Request], edge: TreeEdge) -> Iterator[_Prepa
         copy.append(_COPY_TRAILER)
     keys = sorted(touched)
     tiles = ([k[0] for k in keys], [k[1] for k in keys], [touched[k] for k in keys])
+    root = after.root()
+    joined = b"".join(leaves)
     yield _Prepared(
         base_size,
         base_root,
         after,
-        after.root(),
+        root,
         kinds,
         datas,
         None if copy is None else b"".join(copy),
         openings,
         tiles,
         results,
+        joined,
+        mac.batch(base_size, joined, after.size, root),
     )
 
 
@@ -228,17 +245,17 @@ async def _copy_entries(conn: Conn, copy: bytes) -> None:
     )
 
 
-def prepare(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
+def prepare(batch: Sequence[_Request], edge: TreeEdge, mac: HostMac) -> _Prepared:
     """Everything a batch writes, computed on a copy of ``edge`` (which is left unchanged)."""
-    for step in _prepare_steps(batch, edge):
+    for step in _prepare_steps(batch, edge, mac):
         if step is not None:
             return step
     raise AssertionError("unreachable")
 
 
-async def prepare_yielding(batch: Sequence[_Request], edge: TreeEdge) -> _Prepared:
+async def prepare_yielding(batch: Sequence[_Request], edge: TreeEdge, mac: HostMac) -> _Prepared:
     """:func:`prepare`, letting other tasks run between slices."""
-    for step in _prepare_steps(batch, edge):
+    for step in _prepare_steps(batch, edge, mac):
         if step is not None:
             return step
         await asyncio.sleep(0)
@@ -252,11 +269,13 @@ class Sequencer:
         self,
         pool: asyncpg.Pool[asyncpg.Record],
         *,
+        mac: HostMac,
         batch_max: int = 16384,
         batch_wait: float = 0.002,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._mac = mac
         self._batch_max = batch_max
         self._batch_wait = batch_wait
         self._on_commit = on_commit
@@ -355,7 +374,7 @@ class Sequencer:
                 prepared = None
                 if base is not None:
                     try:
-                        prepared = await prepare_yielding(batch, base)
+                        prepared = await prepare_yielding(batch, base, self._mac)
                     except Exception:  # prepared again in the transaction, failing there
                         log.exception("preparing a ledger batch failed")
                 if generation != self._generation:
@@ -510,7 +529,7 @@ class Sequencer:
         p = prepared
         for _attempt in range(2):
             if p is None:
-                args: tuple[object, ...] = (-1, b"", 0, b"", [], [], [], None, None, None)
+                args: tuple[object, ...] = (-1, b"", 0, b"", [], [], [], None, None, None, b"", b"")
             else:
                 end = p.edge.size
                 small = p.copy is None
@@ -523,6 +542,8 @@ class Sequencer:
                     list(range(p.base_size, end)) if small else None,
                     p.kinds if small else None,
                     p.datas if small else None,
+                    p.leaves,
+                    p.tag,
                 )
             row = await conn.fetchrow(_ADVANCE_SQL, LEDGER_LOCK, *args)
             if row is None or row["size"] is None:
@@ -531,7 +552,8 @@ class Sequencer:
                 return p
             if copied:
                 raise _Stale
-            p = prepare(batch, await self._load_edge(conn, int(row["size"]), bytes(row["root"])))
+            edge = await self._load_edge(conn, int(row["size"]), bytes(row["root"]))
+            p = prepare(batch, edge, self._mac)
         raise LedgerCorrupt("the ledger state changed while the sequencer held its lock")
 
     async def _transaction(
