@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vault import audit
+from vault import evidence as evrows
 from vault.access import Action, Principal, TargetKind
 from vault.audit import authorize
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, NotFound
+from vault.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
 from vault.principals import require_admin
 from vault.retention import Disposition, RetentionItem, RetentionPolicy, plan
@@ -111,7 +113,7 @@ class RunResult:
 
 
 async def _finish(
-    db: Db, evidence_id: uuid.UUID, hashes: Sequence[str], remove: RemoveBlob
+    db: Db, mac: HostMac, evidence_id: uuid.UUID, hashes: Sequence[str], remove: RemoveBlob
 ) -> bool:
     """Remove the blobs of a recorded disposal, then mark it done; False if removal failed."""
     try:
@@ -119,14 +121,15 @@ async def _finish(
             await asyncio.to_thread(remove, sha)
     except (OSError, EvaultError):
         return False
-    await db.execute(
-        "UPDATE evidence SET disposed_at = now() WHERE id = $1 AND disposed_at IS NULL", evidence_id
-    )
+    await evrows.finish_disposal(db, mac, evidence_id)
     return True
 
 
-async def _hashes(db: Db, evidence_id: uuid.UUID) -> tuple[str, list[str]]:
-    sha = await db.fetchval("SELECT sha256 FROM evidence WHERE id = $1", evidence_id)
+async def _hashes(db: Db, mac: HostMac, evidence_id: uuid.UUID) -> tuple[str, list[str]]:
+    row = await evrows.load_evidence(db, mac, evidence_id, where="disposal")
+    if row is None:
+        raise NotFound(f"no evidence {evidence_id}")
+    sha = row.sha256
     rows = await db.fetch(
         "SELECT DISTINCT sha256 FROM renditions WHERE evidence_id = $1 ORDER BY sha256", evidence_id
     )
@@ -138,7 +141,7 @@ async def _dispose(
 ) -> bool | None:
     """Record, then remove. None: not disposed (state changed); False: recorded, pending."""
     eid = uuid.UUID(d.evidence_id)
-    sha, renditions = await _hashes(db, eid)
+    sha, renditions = await _hashes(db, ledger.mac, eid)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await conn.execute("SELECT 1 FROM evidence WHERE id = $1 FOR UPDATE", eid)
@@ -166,7 +169,7 @@ async def _dispose(
         await ledger.append([entry], effect=effect)
     except _StateChanged:
         return None
-    return await _finish(db, eid, [sha, *renditions], remove)
+    return await _finish(db, ledger.mac, eid, [sha, *renditions], remove)
 
 
 async def run(
@@ -185,8 +188,8 @@ async def run(
     )
     result = RunResult(plan=[])
     for p in pending:
-        sha, renditions = await _hashes(db, p["evidence_id"])
-        if not await _finish(db, p["evidence_id"], [sha, *renditions], remove_blob):
+        sha, renditions = await _hashes(db, ledger.mac, p["evidence_id"])
+        if not await _finish(db, ledger.mac, p["evidence_id"], [sha, *renditions], remove_blob):
             result.pending.append(str(p["evidence_id"]))
     result.plan = plan(await gather(db, actor), policy, now or datetime.now(UTC))
     for d in result.plan:
@@ -308,9 +311,7 @@ async def set_category(
     await authorize(db, ledger, actor, Action.LABEL, "evidence", evidence_id)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "UPDATE evidence SET category = $2 WHERE id = $1", uuid.UUID(evidence_id), category
-        )
+        await evrows.set_category(conn, ledger.mac, uuid.UUID(evidence_id), category, indexes[0])
         await audit.add_refs(conn, [(indexes[0], "evidence", evidence_id)])
 
     entry = make_entry(

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import asyncpg
 
 from vault import audit
+from vault import evidence as evrows
 from vault.content import ContentStore, Readable
 from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
@@ -234,11 +235,7 @@ class _Run:
                 if row["integrity"] != "ok":
                     self.report.restored.append(str(eid))
         if verified:
-            await self.pool.execute(
-                "UPDATE evidence SET last_scrub_at = now(), integrity = 'ok'"
-                " WHERE id = ANY($1::uuid[])",
-                verified,
-            )
+            await evrows.mark_scrubbed_ok(self.pool, verified)
 
     async def _check(self, obj: _Object) -> Status:
         self.report.objects += 1
@@ -280,19 +277,11 @@ class _Run:
     async def _mark(self, eid: uuid.UUID, failed: Sequence[tuple[_Object, Status]]) -> None:
         status = "missing" if any(s == "missing" for _o, s in failed) else "mismatch"
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT integrity, disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
-                " WHERE d.evidence_id = e.id) AS gone FROM evidence e WHERE id = $1 FOR UPDATE",
-                eid,
-            )
-            if row is None or row["gone"]:
+            row = await evrows.lock_for_mark(conn, eid)
+            if row is None or row[1]:
                 return  # disposed of while we read: its objects are meant to be gone
-            await conn.execute(
-                "UPDATE evidence SET integrity = $2, last_scrub_at = now() WHERE id = $1",
-                eid,
-                status,
-            )
-            if row["integrity"] != status:
+            await evrows.mark_integrity(conn, eid, status)
+            if row[0] != status:
                 await emit(conn, "integrity.failure", _event(eid, status, failed))
         (self.report.missing if status == "missing" else self.report.mismatch).append(str(eid))
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from review_fixtures import ADMIN, add_evidence, open_vault, person, tamper
 
 from vault import cases
+from vault import evidence as evrows
 from vault.access import Role
 from vault.blobstore import BlobStore
 from vault.content import PlainContentStore
 from vault.errors import NotFound
-from vault.integrity_report import integrity_report
+from vault.integrity_report import TAMPERED, integrity_report
 from vault.labels import Label, Level
 from verify.canonical import canonical_json
 from verify.checkpoint import open_checkpoint
@@ -102,8 +104,9 @@ async def test_scrub_mode_reports_the_last_scrub(pg_dsn: str, tmp_path: Path) ->
         report = (await integrity_report(ledger, content, ADMIN, "C2", mode="scrub")).report
         assert report["verdict"] == "failed"  # never scrubbed: not known to be intact
         assert {i["content"]["status"] for i in report["evidence"]} == {"unchecked"}
-        await pool.execute("UPDATE evidence SET last_scrub_at = now(), integrity = 'ok'")
-        await pool.execute("UPDATE evidence SET integrity = 'mismatch' WHERE id = $1::uuid", e2)
+        await evrows.mark_scrubbed_ok(pool, [uuid.UUID(e) for e in (e1, e2)])
+        async with pool.acquire() as conn:
+            await evrows.mark_integrity(conn, uuid.UUID(e2), "mismatch")
         report = (await integrity_report(ledger, content, ADMIN, "C2", mode="scrub")).report
         assert report["reasons"] == [f"evidence {e2}: content mismatch (scrub)"]
         assert all(i["content"]["checked_at"] for i in report["evidence"])
@@ -121,7 +124,7 @@ async def test_a_row_pointing_at_another_entry_fails_the_ledger_check(
         await pool.execute("UPDATE evidence SET ledger_idx = $1 WHERE id = $2::uuid", link_idx, e1)
         report = (await integrity_report(ledger, PlainContentStore(store), ADMIN, "C3")).report
         assert report["verdict"] == "failed"
-        assert "not this item's acquired entry" in report["reasons"][0]
+        assert report["reasons"] == [f"evidence {e1}: {TAMPERED}"]  # the row's tag no longer holds
 
 
 async def test_denied_and_missing_cases_look_alike_and_are_recorded(

@@ -19,8 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
 from acquire_fixtures import Env, dock, open_acquirer
 
 from ingest.acquire import Receipt
+from vault import evidence as evrows
 from vault.content import PlainContentStore
 from vault.db import Conn
+from vault.labels import INTERNAL_LABEL
 from vault.ledger import make_entry
 from vault.scrub import SCRUB_LOCK, ScrubBusy, due, run_scrub
 from vault.scrubmodel import ScrubConfig
@@ -57,12 +59,12 @@ async def add_rendition(env: Env, evidence_id: str, data: bytes, kind: str = "po
     rid = uuid.uuid4()
     fields = {"evidence_id": evidence_id, "rendition": kind, "output_sha256": blob.sha256}
 
+    new = evrows.NewRendition(
+        rid, uuid.UUID(evidence_id), kind, blob.sha256, blob.size, "image/jpeg", INTERNAL_LABEL
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type, ledger_idx,"
-            " label_level) VALUES ($1, $2::uuid, $3, $4, $5, 'image/jpeg', $6, 1)",
-            rid, evidence_id, kind, blob.sha256, blob.size, indexes[0],
-        )  # fmt: skip
+        await evrows.insert_rendition(conn, env.ledger.mac, new, indexes[0])
 
     await env.ledger.append([make_entry("derived", fields)], effect=effect)
     return blob.sha256
