@@ -22,6 +22,7 @@ def install_test_mac(data: Path) -> None:
     in-process fixtures (``TEST_MAC``) tag and verify rows with the same key."""
     (data / "keys" / "ledger.mac").write_text(bytes([7]).hex() * 32 + "\n")
 
+
 ORIGIN = "test.evidence-vault.local/ledger"
 ALL_CAVEATS = frozenset(Caveat)
 INTERNAL = Label(Level.INTERNAL)

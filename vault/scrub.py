@@ -18,6 +18,9 @@ Guarantees:
   an ``integrity.failure`` event emitted — a persisting failure is announced once, not every
   run. Items disposed of meanwhile are not marked. Every failing object (missing, mismatch,
   unreadable) adds one to ``evault_integrity_failures{source="scrub"}`` per run.
+- Objects are named by evidence and rendition rows that verify (``vault.evidence``); an item
+  with a row that does not is marked ``mismatch`` (its forged hash is never trusted) and the
+  alarm is raised for the row.
 - An item whose objects all verify gets ``last_scrub_at`` and ``integrity = 'ok'`` (a restored
   object clears the mark; the failure stays in the ledger). ``unreadable`` changes no mark.
 - A failing fsck counts in ``evault_integrity_failures{source="fsck"}`` and emits an
@@ -50,6 +53,7 @@ from vault.content import ContentStore, Readable
 from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
 from vault.events import emit
+from vault.hostmac import RowTampered
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.fsck import fsck
@@ -203,23 +207,36 @@ class _Run:
             yield rows
             after = rows[-1]["id"]
 
-    async def _objects(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[_Object]]:
-        rows = await self.pool.fetch(
-            "SELECT id AS evidence_id, sha256, size, 'original' AS what, NULL::uuid AS rid"
-            " FROM evidence WHERE id = ANY($1::uuid[])"
-            " UNION ALL SELECT evidence_id, sha256, size, kind, id FROM renditions"
-            " WHERE evidence_id = ANY($1::uuid[])",
-            ids,
-        )
+    async def _objects(
+        self, ids: list[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, list[_Object]], set[uuid.UUID]]:
+        """The objects of each item, from rows that verify (``vault.evidence``), and the items
+        one of whose rows does not (the alarm is raised for each such row)."""
+        mac = self.ledger.mac
         out: dict[uuid.UUID, list[_Object]] = {i: [] for i in ids}
-        for r in rows:
+        tampered: set[uuid.UUID] = set()
+        for e in await evrows.evidence_rows(self.pool, ids):
+            try:
+                evrows.check_evidence(mac, e)
+            except RowTampered as exc:
+                await evrows.alarm(self.pool, exc, "scrub")
+                tampered.add(e["id"])
+                continue
+            out[e["id"]].append(_Object(e["id"], e["sha256"], e["size"], "original", None))
+        for r in await evrows.rendition_rows(self.pool, ids):
+            try:
+                evrows.check_rendition(mac, r)
+            except RowTampered as exc:
+                await evrows.alarm(self.pool, exc, "scrub")
+                tampered.add(r["evidence_id"])
+                continue
             out[r["evidence_id"]].append(
-                _Object(r["evidence_id"], r["sha256"], r["size"], r["what"], r["rid"])
+                _Object(r["evidence_id"], r["sha256"], r["size"], r["kind"], r["id"])
             )
-        return out
+        return out, tampered
 
     async def _check_page(self, page: list[asyncpg.Record]) -> None:
-        objects = await self._objects([r["id"] for r in page])
+        objects, tampered = await self._objects([r["id"] for r in page])
         verified: list[uuid.UUID] = []
         for row in page:
             eid = row["id"]
@@ -228,6 +245,10 @@ class _Run:
             failed = [(o, s) for o, s in results if s in ("missing", "mismatch")]
             if any(s == "unreadable" for _o, s in results):
                 self.report.unreadable.append(str(eid))
+            if eid in tampered:  # a row that does not verify names no bytes worth hashing
+                self.report.failed_objects += 1
+                INTEGRITY_FAILURES.labels(source="scrub").inc()
+                failed.append((_Object(eid, "", 0, "row does not verify", None), "mismatch"))
             if failed:
                 await self._mark(eid, failed)
             elif len(results) == sum(s == "ok" for _o, s in results):

@@ -149,6 +149,39 @@ async def test_flipped_byte_and_missing_object_are_found_marked_announced_record
         assert kinds[0]["n"] == 4
 
 
+@pytest.mark.parametrize("role", ["evault_app", "superuser"])
+async def test_attack_swapped_hashes_are_found_by_scrub(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    """Two rows' hashes swapped: every object still hashes to some row's hash, yet both items
+    are marked, because their rows no longer verify."""
+    async with open_acquirer(pg_dsn, tmp_path, [dock(tmp_path)]) as env:
+        a, b, c = await acquire(env, tmp_path, 3)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if role == "evault_app":
+                await conn.execute("SET ROLE evault_app")
+            else:
+                await conn.execute("ALTER TABLE evidence DISABLE TRIGGER ALL")
+            move = "UPDATE evidence SET sha256 = $2 WHERE id = $1::uuid"
+            async with conn.transaction():
+                await conn.execute(move, a.evidence_id, "0" * 64)
+                await conn.execute(move, b.evidence_id, a.sha256)
+                await conn.execute(move, a.evidence_id, b.sha256)
+            if role != "evault_app":
+                await conn.execute("ALTER TABLE evidence ENABLE TRIGGER ALL")
+        finally:
+            await conn.close()
+        before = failures("scrub")
+        report = await run_scrub(env.ledger, PlainContentStore(env.store), FAST, mode="full")
+        assert not report.ok
+        assert sorted(report.mismatch) == sorted([a.evidence_id, b.evidence_id])
+        assert failures("scrub") - before == 2
+        marks = await integrity(env)
+        assert marks[a.evidence_id][0] == marks[b.evidence_id][0] == "mismatch"
+        assert marks[c.evidence_id][0] == "ok"
+
+
 async def test_disposed_evidence_is_not_reported_missing(pg_dsn: str, tmp_path: Path) -> None:
     async with open_acquirer(pg_dsn, tmp_path, [dock(tmp_path)]) as env:
         (a,) = await acquire(env, tmp_path, 1)

@@ -200,6 +200,28 @@ async def renditions_of(
     return [rendition_of(r) for r in await check_page(db, mac, rows, RENDITION_TABLE)]
 
 
+async def evidence_rows(db: Db, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """The evidence rows of ``ids`` as stored, NOT verified: for callers that verify each
+    (``check_evidence``) and report a failure themselves (scrub)."""
+    return list(
+        await db.fetch(
+            f"SELECT {evidence_columns()} FROM evidence e WHERE e.id = ANY($1::uuid[])",  # noqa: S608
+            list(ids),
+        )
+    )
+
+
+async def rendition_rows(db: Db, evidence_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """The rendition rows of the items ``evidence_ids`` as stored, NOT verified (as above)."""
+    return list(
+        await db.fetch(
+            f"SELECT {rendition_columns()} FROM renditions r"  # noqa: S608
+            " WHERE r.evidence_id = ANY($1::uuid[])",
+            list(evidence_ids),
+        )
+    )
+
+
 # -- writes ------------------------------------------------------------------------------------
 
 
