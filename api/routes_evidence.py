@@ -13,6 +13,9 @@ Guarantees:
   is opened or a byte is sent; if the decision cannot be recorded the request fails (503).
   Bytes are read only through ``vault.content.ContentStore`` (plain or sealed objects alike);
   Range, ETag and If-None-Match follow ``api.streaming``.
+- The bytes served are those of the verified row the decision was made on (``vault.serving``):
+  a row edited in the database is refused (422); evidence that scrub found failing is refused
+  (422 naming the failure) unless an auditor or admin asks with ``?integrity_override=true``.
 """
 
 from __future__ import annotations

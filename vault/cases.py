@@ -157,7 +157,9 @@ async def _link(
     await authorize(db, ledger, actor, Action.LINK, "evidence", evidence_id)
     await authorize(db, ledger, actor, Action.LINK, "case", case_id)
     eid = uuid.UUID(evidence_id)
-    sha256 = await db.fetchval("SELECT sha256 FROM evidence WHERE id = $1", eid)
+    row = await evrows.load_evidence(db, ledger.mac, eid)  # the hash the entry names: verified
+    assert row is not None  # authorize raised NotFound otherwise
+    sha256 = row.sha256
     action = "linked" if on else "unlinked"
 
     async def effect(conn: Conn, indexes: list[int]) -> None:

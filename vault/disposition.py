@@ -130,10 +130,10 @@ async def _hashes(db: Db, mac: HostMac, evidence_id: uuid.UUID) -> tuple[str, li
     if row is None:
         raise NotFound(f"no evidence {evidence_id}")
     sha = row.sha256
-    rows = await db.fetch(
-        "SELECT DISTINCT sha256 FROM renditions WHERE evidence_id = $1 ORDER BY sha256", evidence_id
-    )
-    return sha, [r["sha256"] for r in rows]
+    # Only hashes from rows that verify: a forged hash must never get another item's blob
+    # removed (a rendition row that does not verify is left, and raises the alarm).
+    renditions = await evrows.renditions_of(db, mac, evidence_id)
+    return sha, sorted({r.sha256 for r in renditions})
 
 
 async def _dispose(
