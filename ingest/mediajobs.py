@@ -120,7 +120,7 @@ class MediaJobs:
             return None
         protect = False
         if self._storage is not None:
-            label = await evidence_label(self._ledger.pool, row.id)
+            label = await evidence_label(self._ledger.pool, row.id, mac=self._ledger.mac)
             protect = await self._storage.content.is_sealed(row.sha256) or bool(
                 label and label.needs_encryption
             )
@@ -299,7 +299,7 @@ class MediaJobs:
             if isinstance(blob, SealedBlob):
                 await insert_key(conn, blob.key, blob.chunk_size)
             elif self._storage is not None:  # the source's label may have risen meanwhile
-                label = await evidence_label(conn, src.evidence_id)
+                label = await evidence_label(conn, src.evidence_id, mac=self._ledger.mac)
                 if label is not None and label.needs_encryption:
                     await enqueue_seal(conn, "evidence", str(src.evidence_id), indexes[0])
 

@@ -222,6 +222,17 @@ async def rendition_rows(db: Db, evidence_ids: Sequence[uuid.UUID]) -> list[asyn
     )
 
 
+async def holders(db: Db, sha256: str) -> list[tuple[str, asyncpg.Record]]:
+    """(table, row) of every evidence and rendition row naming ``sha256``, NOT verified (the
+    caller verifies each: decryption decides on them)."""
+    ev = await db.fetch(f"SELECT {evidence_columns()} FROM evidence e WHERE e.sha256 = $1", sha256)  # noqa: S608
+    rd = await db.fetch(
+        f"SELECT {rendition_columns()} FROM renditions r WHERE r.sha256 = $1",  # noqa: S608
+        sha256,
+    )
+    return [(EVIDENCE_TABLE, r) for r in ev] + [(RENDITION_TABLE, r) for r in rd]
+
+
 # -- writes ------------------------------------------------------------------------------------
 
 
