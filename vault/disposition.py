@@ -67,14 +67,16 @@ _CASE_COUNT = (
 )
 
 
-async def gather(db: Db, actor: Principal) -> list[RetentionItem]:
-    """What retention needs to know about every item the actor may list."""
+async def gather(db: Db, actor: Principal, *, mac: HostMac) -> list[RetentionItem]:
+    """What retention needs to know about every item the actor may list. Acquisition time and
+    category come from rows that verify (``vault.evidence``); an item whose row does not is
+    left out (never disposed of on a forged date or category) and raises the alarm."""
     args = Args()
     rows = await db.fetch(
-        "SELECT e.id, e.acquired_at, e.category,"  # noqa: S608
+        f"SELECT {evrows.evidence_columns()},"  # noqa: S608
         f" {_CASE_COUNT.format(e='e.id')} AS case_count, {_ON_HOLD.format(e='e.id')} AS on_hold,"
         " (e.disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
-        " WHERE d.evidence_id = e.id)) AS disposed"
+        " WHERE d.evidence_id = e.id)) AS gone"
         f" FROM evidence e WHERE {evidence_filter(actor, 'e', args)} ORDER BY e.acquired_at, e.id",
         *args.values,
     )
@@ -85,9 +87,9 @@ async def gather(db: Db, actor: Principal) -> list[RetentionItem]:
             category=r["category"],
             case_count=r["case_count"],
             on_hold=r["on_hold"],
-            disposed=r["disposed"],
+            disposed=r["gone"],
         )
-        for r in rows
+        for r in await evrows.check_page(db, mac, rows)
     ]
 
 
@@ -100,7 +102,7 @@ async def report(
 ) -> list[Disposition]:
     """The plan ``run`` would carry out now (a dry run: nothing is changed or recorded)."""
     await require_admin(ledger, actor, "retention")
-    return plan(await gather(db, actor), policy, now or datetime.now(UTC))
+    return plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
 
 
 @dataclass
@@ -191,7 +193,7 @@ async def run(
         sha, renditions = await _hashes(db, ledger.mac, p["evidence_id"])
         if not await _finish(db, ledger.mac, p["evidence_id"], [sha, *renditions], remove_blob):
             result.pending.append(str(p["evidence_id"]))
-    result.plan = plan(await gather(db, actor), policy, now or datetime.now(UTC))
+    result.plan = plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
     for d in result.plan:
         if d.action != "dispose":
             continue
