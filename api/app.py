@@ -69,7 +69,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(exports_dir.mkdir, 0o700, True, True)
     handlers = {
         **media.handlers(),
-        **Resealer(storage, rt.db.pool).handlers(),
+        **Resealer(storage, rt.db.pool, mac=rt.mac).handlers(),
         EXPORT: export_handler(rt.ledger, storage.content, exports_dir),
     }
     runner = JobRunner(

@@ -41,6 +41,7 @@ from api.runtime import Runtime, open_runtime
 from ingest.config import DockConfig
 from ingest.receipts import receipt_name
 from vault import cases, principals, tokens
+from vault import evidence as evrows
 from vault.access import Principal, Role
 from vault.errors import ConfigError, NotFound, Unavailable
 from vault.export import export_case
@@ -178,9 +179,7 @@ async def wait_for_media(rt: Runtime, ids: list[uuid.UUID], deadline: float) -> 
     rendition failed: 'partial' or 'unprocessable', with the reason)."""
     shown = ""
     while True:
-        rows = await rt.db.pool.fetch(
-            "SELECT id, media_status, media_reason FROM evidence WHERE id = ANY($1::uuid[])", ids
-        )
+        rows = await evrows.media_states(rt.db.pool, ids)
         status = [r["media_status"] for r in rows]
         line = f"  media: {status.count('ready')}/{len(ids)} ready"
         if line != shown:

@@ -13,6 +13,9 @@ Guarantees:
   is opened or a byte is sent; if the decision cannot be recorded the request fails (503).
   Bytes are read only through ``vault.content.ContentStore`` (plain or sealed objects alike);
   Range, ETag and If-None-Match follow ``api.streaming``.
+- The bytes served are those of the verified row the decision was made on (``vault.serving``):
+  a row edited in the database is refused (422); evidence that scrub found failing is refused
+  (422 naming the failure) unless an auditor or admin asks with ``?integrity_override=true``.
 """
 
 from __future__ import annotations
@@ -28,19 +31,19 @@ from api.auth import principal_of
 from api.keys import READ_GATE, READ_POOL, RUNTIME
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
+from vault import evidence as evrows
 from vault.access import Action
-from vault.audit import authorize
 from vault.content import ContentStore
 from vault.errors import BadRequest, NotFound
 from vault.labels import Caveat, Label, Level
+from vault.serving import evidence_bytes, rendition_bytes
 from vault.visibility import (
-    Args,
     EvidenceQuery,
     EvidenceSummary,
     get_evidence,
     label_of,
     list_evidence,
-    rendition_filter,
+    visible_renditions,
 )
 
 __all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
@@ -194,12 +197,13 @@ async def list_items(request: web.Request) -> web.Response:
     cursor = _text(q, "cursor")
     query = _query(q)
     pool = request.app.get(READ_POOL)
+    mac = request.app[RUNTIME].ledger.mac
     if pool is None:
         db = request.app[RUNTIME].db.pool
-        page = await list_evidence(db, principal, query, limit=limit, cursor=cursor)
+        page = await list_evidence(db, principal, query, limit=limit, cursor=cursor, mac=mac)
     else:
         async with request.app[READ_GATE]:  # connections first come, first served
-            page = await list_evidence(pool, principal, query, limit=limit, cursor=cursor)
+            page = await list_evidence(pool, principal, query, limit=limit, cursor=cursor, mac=mac)
     return web.json_response(
         {"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor}
     )
@@ -219,59 +223,58 @@ async def get_item(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
     summary = await get_evidence(rt.db.pool, rt.ledger, principal, eid)
-    row = await rt.db.pool.fetchrow(
-        "SELECT ledger_idx, media_reason, probe, integrity, last_scrub_at, extension"
-        " FROM evidence WHERE id = $1",
-        summary.id,
-    )
+    row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, summary.id)
     assert row is not None
-    args = Args()
-    args(summary.id)
-    rendition_rows = await rt.db.pool.fetch(
-        "SELECT r.id, r.kind, r.sha256, r.size, r.media_type, r.label_level, r.label_caveats,"  # noqa: S608
-        " r.params, r.created_at, r.ledger_idx FROM renditions r JOIN evidence e"
-        " ON e.id = r.evidence_id WHERE r.evidence_id = $1::uuid AND"
-        f" {rendition_filter(principal, 'r', 'e', args)} ORDER BY r.created_at, r.id",
-        *args.values,
-    )
+    renditions = await visible_renditions(rt.db.pool, rt.ledger.mac, principal, summary.id)
     body = summary_json(summary)
     body.update(
-        ledger_index=row["ledger_idx"],
-        extension=row["extension"],
-        media_reason=row["media_reason"],
-        probe=S.load_json(row["probe"]),
-        integrity=row["integrity"],
-        last_scrub_at=_iso(row["last_scrub_at"]),
+        ledger_index=row.ledger_idx,
+        extension=row.extension,
+        media_reason=row.media_reason,
+        probe=S.load_json(row.probe),
+        integrity=row.integrity,
+        last_scrub_at=_iso(row.last_scrub_at),
         renditions=[
             {
-                "id": str(r["id"]),
-                "kind": r["kind"],
-                "sha256": r["sha256"],
-                "size": r["size"],
-                "media_type": r["media_type"],
-                "label": label_of(r["label_level"], r["label_caveats"]).to_json(),
-                "params": S.load_json(r["params"]),
-                "created_at": _iso(r["created_at"]),
-                "ledger_index": r["ledger_idx"],
-                "content": f"/v1/renditions/{r['id']}/content",
+                "id": str(r.id),
+                "kind": r.kind,
+                "sha256": r.sha256,
+                "size": r.size,
+                "media_type": r.media_type,
+                "label": label_of(r.label_level, r.label_caveats).to_json(),
+                "params": S.load_json(r.params),
+                "created_at": _iso(r.created_at),
+                "ledger_index": r.ledger_idx,
+                "content": f"/v1/renditions/{r.id}/content",
             }
-            for r in rendition_rows
+            for r in renditions
         ],
     )
     return web.json_response(body)
 
 
-def _action(request: web.Request) -> tuple[Action, str]:
-    value = request.query.get("download", "false")
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false")
     if value not in ("true", "false", "1", "0"):
-        raise BadRequest("download: true or false")
-    return (Action.DOWNLOAD, "attachment") if value in ("true", "1") else (Action.STREAM, "inline")
+        raise BadRequest(f"{name}: true or false")
+    return value in ("true", "1")
+
+
+def _action(request: web.Request) -> tuple[Action, str]:
+    return (
+        (Action.DOWNLOAD, "attachment") if _flag(request, "download") else (Action.STREAM, "inline")
+    )
 
 
 _CONTENT_PARAMS = [
     query(
         "download",
         "true: a download (attachment; needs the download grant), else streaming (inline)",
+        {"type": "string", "enum": ["true", "false", "1", "0"]},
+    ),
+    query(
+        "integrity_override",
+        "true: an auditor or admin fetches content that failed its integrity check (recorded)",
         {"type": "string", "enum": ["true", "false", "1", "0"]},
     ),
     S.RANGE_HEADER,
@@ -285,6 +288,7 @@ _CONTENT_RESPONSES: Mapping[int | str, Any] = {
     403: "visible, but streaming or downloading it is not granted",
     404: "no such item (or none the caller may see), or its content was disposed of",
     416: "the range lies outside the content (Content-Range: bytes */size)",
+    422: "the stored row does not verify, or the content failed its integrity check",
 }
 
 
@@ -309,20 +313,17 @@ async def evidence_content(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     action, kind = _action(request)
     eid = request.match_info["id"]
-    await authorize(rt.db.pool, rt.ledger, principal, action, "evidence", eid)
-    row = await rt.db.pool.fetchrow(
-        "SELECT sha256, extension, file_name FROM evidence WHERE id = $1::uuid", eid
-    )
-    assert row is not None
-    obj = await _open(request, row["sha256"])
-    ext = (row["extension"] or "").lower()
+    override = _flag(request, "integrity_override")
+    row = await evidence_bytes(rt.db.pool, rt.ledger, principal, action, eid, override=override)
+    obj = await _open(request, row.sha256)
+    ext = (row.extension or "").lower()
     return await send_content(
         request,
         obj,
-        sha256=row["sha256"],
+        sha256=row.sha256,
         media_type=MEDIA_TYPES.get(ext, OCTETS),
         disposition=content_disposition(
-            kind, row["file_name"], f"{row['sha256']}.{ext}" if ext else row["sha256"]
+            kind, row.file_name, f"{row.sha256}.{ext}" if ext else row.sha256
         ),
     )
 
@@ -340,18 +341,17 @@ async def rendition_content(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     action, kind = _action(request)
     rid = request.match_info["id"]
-    await authorize(rt.db.pool, rt.ledger, principal, action, "rendition", rid)
-    row = await rt.db.pool.fetchrow(
-        "SELECT sha256, media_type, kind, evidence_id FROM renditions WHERE id = $1::uuid", rid
+    override = _flag(request, "integrity_override")
+    row, _source = await rendition_bytes(
+        rt.db.pool, rt.ledger, principal, action, rid, override=override
     )
-    assert row is not None
-    obj = await _open(request, row["sha256"])
-    ext = {v: k for k, v in MEDIA_TYPES.items()}.get(row["media_type"], "bin")
-    name = f"{row['evidence_id']}-{row['kind']}.{ext}"
+    obj = await _open(request, row.sha256)
+    ext = {v: k for k, v in MEDIA_TYPES.items()}.get(row.media_type, "bin")
+    name = f"{row.evidence_id}-{row.kind}.{ext}"
     return await send_content(
         request,
         obj,
-        sha256=row["sha256"],
-        media_type=row["media_type"] or OCTETS,
+        sha256=row.sha256,
+        media_type=row.media_type or OCTETS,
         disposition=content_disposition(kind, name, name),
     )

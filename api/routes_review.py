@@ -279,7 +279,7 @@ async def coverage_route(request: web.Request) -> web.Response:
     steps, match = parse_steps(await json_object(request))
     pool = rt.db.pool
     await audit.authorize(pool, rt.ledger, principal, Action.READ_METADATA, "case", case_id)
-    found = await case_footage(pool, principal, case_id)
+    found = await case_footage(pool, principal, case_id, mac=rt.ledger.mac)
     required = rt.cfg.review.recording_required
     report = coverage(steps, found.placed, required, match_officer=match)
     out_steps = []

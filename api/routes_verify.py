@@ -33,9 +33,11 @@ from api.keys import RUNTIME
 from api.openapi import content_response, define, json_response, operation, path, query
 from api.routes_evidence import int_param
 from api.streaming import body_chunks
+from vault import evidence as evrows
 from vault.access import ROLE_GRANTS, Action, decide
-from vault.audit import authorize, evidence_target, record
+from vault.audit import TAMPERED_REASON, authorize, record, target_of
 from vault.errors import BadRequest, Forbidden, TooLarge
+from vault.hostmac import RowTampered
 
 __all__ = ["routes"]
 
@@ -143,13 +145,23 @@ async def verify(request: web.Request) -> web.Response:
         digest = given.lower()
     else:
         digest, size = await _digest_body(request)
-    rows = await rt.db.pool.fetch(
-        "SELECT id, ledger_idx, acquired_at FROM evidence WHERE sha256 = $1 ORDER BY id", digest
-    )
+    try:
+        rows = await evrows.by_sha256(rt.db.pool, rt.ledger.mac, digest)
+    except RowTampered:  # never answer from a forged row: refused, recorded, alarm raised
+        await record(
+            rt.ledger,
+            principal,
+            Action.VERIFY,
+            "ledger",
+            f"sha256:{digest}",
+            False,
+            TAMPERED_REASON,
+        )
+        raise
     shown = []
     for r in rows:
-        target = await evidence_target(rt.db.pool, str(r["id"]))
-        if target is not None and decide(principal, Action.READ_METADATA, target).allowed:
+        target = await target_of(rt.db.pool, r)
+        if decide(principal, Action.READ_METADATA, target).allowed:
             shown.append(r)
     audit_idx = await record(
         rt.ledger,
@@ -159,14 +171,14 @@ async def verify(request: web.Request) -> web.Response:
         f"sha256:{digest}",
         True,
         "allowed",
-        refs=[("evidence", str(r["id"])) for r in shown],
+        refs=[("evidence", str(r.id)) for r in shown],
     )
     matches = [
         {
-            "evidence_id": str(r["id"]),
-            "acquired_at": r["acquired_at"].isoformat(),
-            "ledger_index": r["ledger_idx"],
-            "tlog_proof": await rt.ledger.tlog_proof(r["ledger_idx"]),
+            "evidence_id": str(r.id),
+            "acquired_at": r.acquired_at.isoformat(),
+            "ledger_index": r.ledger_idx,
+            "tlog_proof": await rt.ledger.tlog_proof(r.ledger_idx),
         }
         for r in shown
     ]
@@ -197,8 +209,9 @@ async def proof(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
     await authorize(rt.db.pool, rt.ledger, principal, Action.VERIFY, "evidence", eid)
-    idx = await rt.db.pool.fetchval("SELECT ledger_idx FROM evidence WHERE id = $1::uuid", eid)
-    text = await rt.ledger.tlog_proof(idx)
+    row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, eid, where="proof")
+    assert row is not None  # authorize raised NotFound otherwise
+    text = await rt.ledger.tlog_proof(row.ledger_idx)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

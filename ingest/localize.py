@@ -48,6 +48,7 @@ from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, probe
 from ingest.media.fingerprint import fingerprint_copy
 from ingest.media.probe import probe_limits
 from vault import audit
+from vault import evidence as evrows
 from vault.access import Action, Principal
 from vault.content import ContentStore
 from vault.db import Db
@@ -256,30 +257,31 @@ async def original_from_vault(
 ) -> Original:
     """The evidence's recorded fingerprint, access-checked and verified (see module)."""
     target = await audit.authorize(db, ledger, actor, Action.VERIFY, "evidence", evidence_id)
-    row = await db.fetchrow(
-        "SELECT r.id, r.sha256, r.size, r.ledger_idx, e.media_status FROM evidence e"
-        " LEFT JOIN renditions r ON r.evidence_id = e.id AND r.kind = 'fingerprint'"
-        " WHERE e.id = $1::uuid",
-        evidence_id,
+    source = await evrows.load_evidence(db, ledger.mac, evidence_id, where="localize")
+    found = (
+        []
+        if source is None
+        else await evrows.renditions_of(db, ledger.mac, source.id, ["fingerprint"])
     )
-    if row is None or row["id"] is None:
-        status = "unknown" if row is None else row["media_status"]
+    if not found:
+        status = "unknown" if source is None else source.media_status
         raise NotFound(f"evidence {evidence_id} has no fingerprint (media status: {status})")
-    rid = str(row["id"])
-    rendition = await audit.rendition_target(db, rid)
+    fpr = found[0]
+    rid = str(fpr.id)
+    rendition = await audit.rendition_target(db, rid, mac=ledger.mac)
     if rendition is None or rendition.label != target.label:
         await audit.guard(ledger, actor, Action.VERIFY, "rendition", rid, rendition)
-    obj = await content.open(row["sha256"])
+    obj = await content.open(fpr.sha256)
     try:
         data = b"".join(await asyncio.to_thread(lambda: list(obj.read_range(0, obj.size))))
     finally:
         obj.close()
-    where = f"the vault (rendition {rid}, ledger entry {row['ledger_idx']})"
-    if len(data) != row["size"] or hashlib.sha256(data).hexdigest() != row["sha256"]:
+    where = f"the vault (rendition {rid}, ledger entry {fpr.ledger_idx})"
+    if len(data) != fpr.size or hashlib.sha256(data).hexdigest() != fpr.sha256:
         raise IntegrityError(f"the stored fingerprint of evidence {evidence_id} is damaged")
     fp = Fingerprint.from_bytes(data)
-    _check_derived(await ledger.entry(row["ledger_idx"]), row["sha256"], fp, where)
-    return Original(fp, evidence_id, row["sha256"], where)
+    _check_derived(await ledger.entry(fpr.ledger_idx), fpr.sha256, fp, where)
+    return Original(fp, evidence_id, fpr.sha256, where)
 
 
 def original_from_package(package: Path, index: int) -> Original:

@@ -56,6 +56,7 @@ from ingest.media import (
 from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe_limits
 from vault import audit
+from vault import evidence as evrows
 from vault.blobstore import BlobStore, StoredBlob
 from vault.content import ContentStore, PlainContentStore
 from vault.db import Conn
@@ -122,29 +123,22 @@ class MediaJobs:
         return {PROCESS: self.process, CLIP: self.clip}
 
     async def _source(self, evidence_id: str) -> _Source | None:
-        row = await self._ledger.pool.fetchrow(
-            "SELECT id, sha256, label_level, label_caveats, disposed_at FROM evidence"
-            " WHERE id = $1::uuid",
-            evidence_id,
+        row = await evrows.load_evidence(
+            self._ledger.pool, self._ledger.mac, evidence_id, where="media job"
         )
-        if row is None or row["disposed_at"] is not None:
+        if row is None or row.disposed_at is not None:
             return None
         protect = False
         if self._storage is not None:
-            label = await evidence_label(self._ledger.pool, row["id"])
-            protect = await self._storage.content.is_sealed(row["sha256"]) or bool(
+            label = await evidence_label(self._ledger.pool, row.id, mac=self._ledger.mac)
+            protect = await self._storage.content.is_sealed(row.sha256) or bool(
                 label and label.needs_encryption
             )
-        src = _Source(row["id"], row["sha256"], row["label_level"], list(row["label_caveats"]))
+        src = _Source(row.id, row.sha256, row.label_level, list(row.label_caveats))
         return dataclasses.replace(src, protect=protect)
 
     async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
-        await self._ledger.pool.execute(
-            "UPDATE evidence SET media_status = $2, media_reason = $3 WHERE id = $1",
-            eid,
-            status,
-            reason,
-        )
+        await evrows.set_media_status(self._ledger.pool, eid, status, reason)
 
     async def process(self, job: Job) -> Mapping[str, Any]:
         """Probe, then make whichever of proxy, poster and fingerprint are not recorded yet."""
@@ -165,11 +159,7 @@ class MediaJobs:
             await self._set_status(src.evidence_id, "unprocessable", exc.reason)
             MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
             return {"status": "unprocessable", "reason": exc.reason}
-        await self._ledger.pool.execute(
-            "UPDATE evidence SET probe = $2::jsonb, media_status = 'processing' WHERE id = $1",
-            src.evidence_id,
-            _json(info.to_json()),
-        )
+        await evrows.set_probe(self._ledger.pool, src.evidence_id, _json(info.to_json()))
         made: list[str] = []
         failed: dict[str, str] = {}
         for kind in plan_renditions(info):
@@ -196,12 +186,7 @@ class MediaJobs:
             return {"status": "unprocessable", "reason": reason, "made": made, "failed": failed}
         status = "partial" if failed else "ready"
         async with self._ledger.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE evidence SET media_status = $2, media_reason = $3 WHERE id = $1",
-                src.evidence_id,
-                status,
-                reason or None,
-            )
+            await evrows.set_media_status(conn, src.evidence_id, status, reason or None)
             payload: dict[str, Any] = {"evidence_id": str(src.evidence_id)}
             if failed:
                 payload.update(status=status, made=made, failed=sorted(failed))
@@ -218,12 +203,7 @@ class MediaJobs:
         if src is None:
             raise JobFailed("the evidence does not exist or was disposed of")
         start, end = int(job.payload["start_ms"]), int(job.payload["end_ms"])
-        existing = await self._ledger.pool.fetchval(
-            "SELECT id FROM renditions WHERE evidence_id = $1 AND kind = 'clip'"
-            " AND params->>'job' = $2",
-            src.evidence_id,
-            str(job.id),
-        )
+        existing = await evrows.clip_of_job(self._ledger.pool, src.evidence_id, str(job.id))
         if existing is not None:
             return {"rendition_id": str(existing)}
         obj = await self._content.open(src.sha256)
@@ -250,11 +230,7 @@ class MediaJobs:
         return {"rendition_id": rid}
 
     async def _recorded(self, eid: uuid.UUID, kind: str) -> bool:
-        return bool(
-            await self._ledger.pool.fetchval(
-                "SELECT 1 FROM renditions WHERE evidence_id = $1 AND kind = $2", eid, kind
-            )
-        )
+        return await evrows.has_rendition(self._ledger.pool, eid, kind)
 
     async def _render(
         self,
@@ -330,14 +306,19 @@ class MediaJobs:
             **extra,
         }
 
+        new = evrows.NewRendition(
+            id=rid,
+            evidence_id=src.evidence_id,
+            kind=kind,
+            sha256=blob.sha256,
+            size=blob.size,
+            media_type=r.media_type,
+            label=label_of(src.label_level, src.label_caveats),
+            params=_json(params),
+        )
+
         async def effect(conn: Conn, indexes: list[int]) -> None:
-            await conn.execute(
-                "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type,"
-                " ledger_idx, label_level, label_caveats, params)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
-                rid, src.evidence_id, kind, blob.sha256, blob.size, r.media_type,
-                indexes[0], src.label_level, src.label_caveats, _json(params),
-            )  # fmt: skip
+            await evrows.insert_rendition(conn, self._ledger.mac, new, indexes[0])
             await audit.add_refs(
                 conn,
                 [
@@ -348,7 +329,7 @@ class MediaJobs:
             if isinstance(blob, SealedBlob):
                 await insert_key(conn, blob.key, blob.chunk_size)
             elif self._storage is not None:  # the source's label may have risen meanwhile
-                label = await evidence_label(conn, src.evidence_id)
+                label = await evidence_label(conn, src.evidence_id, mac=self._ledger.mac)
                 if label is not None and label.needs_encryption:
                     await enqueue_seal(conn, "evidence", str(src.evidence_id), indexes[0])
 

@@ -24,6 +24,7 @@ import stat
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -34,10 +35,12 @@ from ingest.dockfs import DockPath, display, name_b64
 from ingest.mediajobs import PROCESS as MEDIA_PROCESS
 from ingest.naming import NameInfo, NameParser
 from ingest.receipts import Receipt, SourceState
+from vault import evidence as evrows
 from vault.blobstore import StoredBlob
 from vault.db import Conn
 from vault.errors import BadRequest
 from vault.events import emit
+from vault.hostmac import HostMac
 from vault.jobs import enqueue
 from vault.keystore_db import insert_key
 from vault.labels import Label
@@ -111,7 +114,8 @@ async def record_offer(
         secrets["file_name_bytes"] = raw
     public = {"sha256": blob.sha256, "size": blob.size}
     while True:
-        held = await ledger.pool.fetchval("SELECT id FROM evidence WHERE sha256 = $1", blob.sha256)
+        found = await evrows.by_sha256(ledger.pool, ledger.mac, blob.sha256)
+        held = found[0].id if found else None
         effect: _Effect
         if held is not None:
             evidence_id, kind = str(held), "reoffered"
@@ -138,7 +142,21 @@ async def record_offer(
                 "sidecar_error": sidecar_error,
                 "source_state": None if copied.state is None else asdict(copied.state),
             }
-            effect = _evidence_effect(evidence_id, dock.id, name, blob, info, label, meta)
+            new = evrows.NewEvidence(
+                id=uuid.UUID(evidence_id),
+                sha256=blob.sha256,
+                size=blob.size,
+                dock_id=dock.id,
+                device_id=info.device_id,
+                officer_id=info.officer_id,
+                recorded_at=info.recorded_at,
+                acquired_at=datetime.now(UTC),
+                file_name=display(name),
+                extension=info.ext,
+                label=label,
+                metadata=json.dumps(meta, ensure_ascii=False),
+            )
+            effect = _evidence_effect(ledger.mac, new, dock.id, blob, str(meta["source_path"]))
         try:
             [index] = await ledger.append([entry], effect=effect, wait_checkpoint=True)
             break
@@ -179,35 +197,13 @@ def _offer_effect(evidence_id: str, dock_id: str, source_name: str, *, reoffer: 
 
 
 def _evidence_effect(
-    evidence_id: str,
-    dock_id: str,
-    name: bytes,
-    blob: StoredBlob,
-    info: NameInfo,
-    label: Label,
-    meta: dict[str, Any],
+    mac: HostMac, new: evrows.NewEvidence, dock_id: str, blob: StoredBlob, source: str
 ) -> _Effect:
-    offer = _offer_effect(evidence_id, dock_id, str(meta["source_path"]), reoffer=False)
+    evidence_id = str(new.id)
+    offer = _offer_effect(evidence_id, dock_id, source, reoffer=False)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
-            " recorded_at, file_name, extension, metadata, label_level, label_caveats)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)",
-            uuid.UUID(evidence_id),
-            blob.sha256,
-            blob.size,
-            indexes[0],
-            dock_id,
-            info.device_id,
-            info.officer_id,
-            info.recorded_at,
-            display(name),
-            info.ext,
-            json.dumps(meta, ensure_ascii=False),
-            int(label.level),
-            [str(c) for c in label.sorted_caveats],
-        )
+        await evrows.insert_evidence(conn, mac, new, indexes[0])
         if isinstance(blob, SealedBlob):
             await insert_key(conn, blob.key, blob.chunk_size)
         await offer(conn, indexes)

@@ -8,13 +8,20 @@ from pathlib import Path
 
 from vault.access import Principal, Role
 from vault.config import DatabaseConfig, LedgerConfig
-from vault.db import Database, open_database
+from vault.db import Database, Db, open_database
 from vault.hostmac import HostMac
 from vault.labels import Caveat, Label, Level
 from vault.ledger import Ledger
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
+
+
+def install_test_mac(data: Path) -> None:
+    """Give an `evault init`-ed data folder the test suite's host secret, so the CLI and the
+    in-process fixtures (``TEST_MAC``) tag and verify rows with the same key."""
+    (data / "keys" / "ledger.mac").write_text(bytes([7]).hex() * 32 + "\n")
+
 
 ORIGIN = "test.evidence-vault.local/ledger"
 ALL_CAVEATS = frozenset(Caveat)
@@ -27,6 +34,18 @@ ADMIN = Principal(
     roles=frozenset({Role.ADMIN, Role.AUDITOR}),
     cases=frozenset(),
 )
+
+
+async def retag(db: Db, table: str, key: object, mac: HostMac = TEST_MAC) -> None:
+    """Re-tag an evidence or rendition row (``table``) as it now stands, with the test host key:
+    test set-up that stands for the service writing those values (never done by the service)."""
+    from vault.evidence.model import evidence_values, rendition_values
+
+    row = await db.fetchrow(f"SELECT * FROM {table} WHERE id = $1::uuid", key)
+    assert row is not None
+    values = evidence_values(row) if table == "evidence" else rendition_values(row)
+    tag = mac.row(table, [row["id"]], values, row["state_idx"])
+    await db.execute(f"UPDATE {table} SET tag = $2 WHERE id = $1::uuid", key, tag)
 
 
 @asynccontextmanager

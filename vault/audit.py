@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from vault import evidence as evrows
 from vault.access import (
     NOT_FOUND,
     ROLE_GRANTS,
@@ -54,10 +55,11 @@ from vault.access import (
 )
 from vault.db import Conn, Db
 from vault.errors import BadRequest, EvaultError, Forbidden, Unavailable
+from vault.hostmac import HostMac, RowTampered
 from vault.labels import INTERNAL_LABEL, Caveat, Label, Level
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.sequencer import Effect
-from vault.visibility import as_uuid, label_of, linked_cases
+from vault.visibility import label_of, linked_cases
 from verify.canonical import canonical_json
 
 __all__ = [
@@ -71,9 +73,12 @@ __all__ = [
     "evidence_target",
     "guard",
     "guard_entries",
+    "load_target",
     "record",
     "rendition_target",
+    "rendition_target_of",
     "target",
+    "target_of",
     "trail",
 ]
 
@@ -82,6 +87,8 @@ CONTENT_ACTIONS = frozenset(
 )
 REF_KINDS = frozenset({"evidence", "rendition", "case"})
 RECORD_TIMEOUT = 10.0
+TAMPERED_REASON = "integrity: the stored state does not verify"
+"""The reason of a ``denied`` entry for a target whose row does not verify (vault.evidence)."""
 MAX_ID = 256
 _LEDGER_FAILURES = (
     asyncpg.PostgresError,
@@ -123,11 +130,13 @@ async def record(
     *,
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
-    """Append ``accessed`` (allowed) or ``denied``; return its index. Unavailable on failure."""
+    """Append ``accessed`` (allowed) or ``denied``; return its index. Unavailable on failure.
+    ``extra``: further public fields (e.g. ``integrity_override``), never classified values."""
     if len(target_id) > MAX_ID:
         raise BadRequest(f"identifier longer than {MAX_ID} characters")
-    fields: dict[str, Any] = {"action": action.value, "target_kind": target_kind}
+    fields: dict[str, Any] = {**(extra or {}), "action": action.value, "target_kind": target_kind}
     if not allowed:
         fields["reason"] = reason
     entry = make_entry(
@@ -157,6 +166,7 @@ async def guard(
     *,
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Decide, record, then return the allowing decision or raise (see the module docstring).
     ``target`` is None when nothing of that kind and id exists."""
@@ -172,6 +182,7 @@ async def guard(
             decision.reason,
             refs=refs,
             wait=wait,
+            extra=extra,
         )
     decision.raise_if_denied()
     return decision
@@ -203,39 +214,37 @@ async def guard_entries(ledger: LedgerWriter, principal: Principal, what: str) -
 # -- targets: what decisions are about ------------------------------------------------------
 
 
-async def evidence_target(db: Db, evidence_id: str, kind: TargetKind = "evidence") -> Target | None:
-    """The target for evidence ``evidence_id`` (effective label), or None if there is none."""
-    eid = as_uuid(evidence_id)
-    row = (
-        None
-        if eid is None
-        else await db.fetchrow(
-            "SELECT label_level, label_caveats, officer_id FROM evidence WHERE id = $1", eid
-        )
-    )
-    if eid is None or row is None:
-        return None
-    cases = (await linked_cases(db, [eid]))[eid]
-    label = effective_label(label_of(row["label_level"], row["label_caveats"]), cases.values())
-    return Target(kind, label, frozenset(cases), row["officer_id"])
+async def evidence_target(
+    db: Db, evidence_id: str, kind: TargetKind = "evidence", *, mac: HostMac
+) -> Target | None:
+    """The target for evidence ``evidence_id`` (effective label), or None if there is none.
+    The row is verified (``vault.evidence``): RowTampered if it does not."""
+    row = await evrows.load_evidence(db, mac, evidence_id, where="access decision")
+    return None if row is None else await target_of(db, row, kind)
 
 
-async def rendition_target(db: Db, rendition_id: str) -> Target | None:
-    """The target for a rendition: its source's, with the label raised to the rendition's."""
-    rid = as_uuid(rendition_id)
-    row = (
-        None
-        if rid is None
-        else await db.fetchrow(
-            "SELECT evidence_id, label_level, label_caveats FROM renditions WHERE id = $1", rid
-        )
-    )
+async def target_of(db: Db, row: evrows.Evidence, kind: TargetKind = "evidence") -> Target:
+    """The target for a verified evidence row (its current cases joined in)."""
+    cases = (await linked_cases(db, [row.id]))[row.id]
+    label = effective_label(label_of(row.label_level, row.label_caveats), cases.values())
+    return Target(kind, label, frozenset(cases), row.officer_id)
+
+
+async def rendition_target(db: Db, rendition_id: str, *, mac: HostMac) -> Target | None:
+    """The target for a rendition: its source's, with the label raised to the rendition's.
+    Both rows are verified: RowTampered if either does not."""
+    row = await evrows.load_rendition(db, mac, rendition_id, where="access decision")
     if row is None:
         return None
-    source = await evidence_target(db, str(row["evidence_id"]), "rendition")
+    source = await evidence_target(db, str(row.evidence_id), "rendition", mac=mac)
     if source is None:
         return None
-    own = label_of(row["label_level"], row["label_caveats"])
+    return rendition_target_of(row, source)
+
+
+def rendition_target_of(row: evrows.Rendition, source: Target) -> Target:
+    """The target for a verified rendition row whose source's target is ``source``."""
+    own = label_of(row.label_level, row.label_caveats)
     return Target("rendition", rendition_label(source.label, own), source.cases, source.officer_id)
 
 
@@ -247,12 +256,13 @@ async def case_target(db: Db, case_id: str) -> Target | None:
     return Target("case", label_of(row["label_level"], row["label_caveats"]), frozenset({case_id}))
 
 
-async def target(db: Db, kind: TargetKind, target_id: str) -> Target | None:
-    """The target of ``kind`` (evidence, rendition, case) named ``target_id``, or None."""
+async def target(db: Db, kind: TargetKind, target_id: str, *, mac: HostMac) -> Target | None:
+    """The target of ``kind`` (evidence, rendition, case) named ``target_id``, or None;
+    RowTampered if a row it is built from does not verify."""
     if kind == "evidence":
-        return await evidence_target(db, target_id)
+        return await evidence_target(db, target_id, mac=mac)
     if kind == "rendition":
-        return await rendition_target(db, target_id)
+        return await rendition_target(db, target_id, mac=mac)
     if kind == "case":
         return await case_target(db, target_id)
     raise ValueError(f"no stored targets of kind {kind}")
@@ -267,11 +277,30 @@ async def authorize(
     target_id: str,
 ) -> Target:
     """Load the target, decide, record (``audit.guard``) and return it; NotFound identically
-    for missing and invisible, Forbidden for other denials, Unavailable if unrecorded."""
-    found = await target(db, kind, target_id)
+    for missing and invisible, Forbidden for other denials, Unavailable if unrecorded. A target
+    whose stored row does not verify is refused: a ``denied`` entry with ``TAMPERED_REASON``,
+    then RowTampered (the alarm was raised where the row was read)."""
+    found = await load_target(db, ledger, principal, action, kind, target_id)
     await guard(ledger, principal, action, kind, target_id, found)
     assert found is not None  # guard raises NotFound for a missing target
     return found
+
+
+async def load_target(
+    db: Db,
+    ledger: LedgerWriter,
+    principal: Principal,
+    action: Action,
+    kind: TargetKind,
+    target_id: str,
+) -> Target | None:
+    """``target``, where a row that does not verify is a recorded refusal: a ``denied`` entry
+    with ``TAMPERED_REASON``, then RowTampered."""
+    try:
+        return await target(db, kind, target_id, mac=ledger.mac)
+    except RowTampered:
+        await record(ledger, principal, action, kind, target_id, False, TAMPERED_REASON)
+        raise
 
 
 @dataclass(frozen=True)
@@ -338,7 +367,7 @@ async def trail(
         subject = await case_target(conn, case)
         tid, refs = f"case:{case}", [("case", case)]
     elif evidence is not None:
-        subject = await evidence_target(conn, evidence)
+        subject = await evidence_target(conn, evidence, mac=ledger.mac)
         tid, refs = f"evidence:{evidence}", [("evidence", evidence)]
     else:
         subject = Target("ledger", INTERNAL_LABEL)
@@ -370,7 +399,7 @@ async def trail(
         hidden = False
         for ref in about.get(e["idx"], []):
             if ref not in seen:
-                t = await target(conn, *ref)
+                t = await target(conn, *ref, mac=ledger.mac)
                 seen[ref] = t is None or visible(actor, t)
             hidden = hidden or not seen[ref]
         if hidden:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from vault import evidence as evrows
 from vault.access import Principal
 from vault.coverage import Footage, place
 from vault.db import Db
-from vault.visibility import EvidenceQuery, list_evidence
+from vault.hostmac import HostMac
+from vault.visibility import EvidenceQuery, EvidenceSummary, list_evidence
 
 __all__ = ["CaseFootage", "case_footage"]
 
@@ -27,35 +30,39 @@ class CaseFootage:
     unplaced: list[tuple[str, str]]  # (evidence id, reason)
 
 
-async def case_footage(db: Db, principal: Principal, case_id: str) -> CaseFootage:
-    """The case's visible footage (see the module docstring)."""
-    ids: list[uuid.UUID] = []
+async def case_footage(db: Db, principal: Principal, case_id: str, *, mac: HostMac) -> CaseFootage:
+    """The case's visible footage (see the module docstring). Officer, recording start and
+    disposal come from verified rows (``list_evidence``); only the probe is working state."""
+    items: list[EvidenceSummary] = []
     cursor: str | None = None
     while True:
         page = await list_evidence(
-            db, principal, EvidenceQuery(case_id=case_id), limit=1000, cursor=cursor
+            db, principal, EvidenceQuery(case_id=case_id), limit=1000, cursor=cursor, mac=mac
         )
-        ids.extend(uuid.UUID(item.id) for item in page.items)
+        items.extend(page.items)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    rows = await db.fetch(
-        "SELECT id, officer_id, recorded_at, probe, disposed_at FROM evidence"
-        " WHERE id = ANY($1::uuid[]) ORDER BY recorded_at, id",
-        ids,
-    )
+    probes = await evrows.probes(db, [uuid.UUID(i.id) for i in items])
     out = CaseFootage([], [])
-    for r in rows:
-        eid = str(r["id"])
-        probe = json.loads(r["probe"]) if isinstance(r["probe"], str) else r["probe"]
+    for item in sorted(items, key=_recording_order):
+        eid = item.id
+        probe = probes.get(eid)
+        probe = json.loads(probe) if isinstance(probe, str) else probe
         duration = probe.get("duration_ms") if isinstance(probe, dict) else None
-        piece = place(eid, r["recorded_at"], duration, r["officer_id"])
-        if r["disposed_at"] is not None:
+        piece = place(eid, item.recorded_at, duration, item.officer_id)
+        if item.disposed_at is not None:
             out.unplaced.append((eid, "disposed"))
-        elif r["recorded_at"] is None:
+        elif item.recorded_at is None:
             out.unplaced.append((eid, "recording start unknown"))
         elif piece is None:
             out.unplaced.append((eid, "duration unknown"))
         else:
             out.placed.append(piece)
     return out
+
+
+def _recording_order(item: EvidenceSummary) -> tuple[bool, datetime, str]:
+    """ORDER BY recorded_at, id (PostgreSQL puts NULLs last)."""
+    when = item.recorded_at
+    return (when is None, when or datetime.min.replace(tzinfo=UTC), uuid.UUID(item.id).hex)

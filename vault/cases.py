@@ -32,11 +32,13 @@ from typing import Any
 import asyncpg
 
 from vault import audit
+from vault import evidence as evrows
 from vault.access import Action, Principal, Role, Target, TargetKind, rendition_label
 from vault.audit import authorize, target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden
 from vault.events import emit
+from vault.hostmac import HostMac
 from vault.labels import Label
 from vault.ledger import LedgerWriter, make_entry
 from vault.reseal import enqueue_seal
@@ -155,7 +157,9 @@ async def _link(
     await authorize(db, ledger, actor, Action.LINK, "evidence", evidence_id)
     await authorize(db, ledger, actor, Action.LINK, "case", case_id)
     eid = uuid.UUID(evidence_id)
-    sha256 = await db.fetchval("SELECT sha256 FROM evidence WHERE id = $1", eid)
+    row = await evrows.load_evidence(db, ledger.mac, eid)  # the hash the entry names: verified
+    assert row is not None  # authorize raised NotFound otherwise
+    sha256 = row.sha256
     action = "linked" if on else "unlinked"
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
@@ -228,7 +232,7 @@ async def show(
     row = await db.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
     assert row is not None  # authorize raised NotFound otherwise
     query = EvidenceQuery(case_id=case_id)
-    page = await list_evidence(db, actor, query, limit=limit)
+    page = await list_evidence(db, actor, query, limit=limit, mac=ledger.mac)
     return CaseDetail(
         id=case_id,
         title=row["title"],
@@ -309,7 +313,12 @@ async def set_label(
     if kind not in _TABLES:
         raise BadRequest("labels apply to evidence, renditions and cases")
     await audit.guard(
-        ledger, actor, Action.LABEL, kind, target_id, await target(db, kind, target_id)
+        ledger,
+        actor,
+        Action.LABEL,
+        kind,
+        target_id,
+        await target(db, kind, target_id, mac=ledger.mac),
     )
     _require_cleared(actor, label)
     key: object = target_id if kind == "case" else uuid.UUID(target_id)
@@ -331,16 +340,20 @@ async def set_label(
         idx = indexes[0]
         if await _stored_label(conn, kind, key, lock=True) != previous:
             raise _StateChanged("the label changed meanwhile; read it again")
-        await conn.execute(
-            f"UPDATE {_TABLES[kind]} SET label_level = $2, label_caveats = $3 WHERE id = $1",  # noqa: S608
-            key,
-            int(stored.level),
-            [c.value for c in stored.sorted_caveats],
-        )
+        if kind == "case":
+            await conn.execute(
+                "UPDATE cases SET label_level = $2, label_caveats = $3 WHERE id = $1",
+                key,
+                int(stored.level),
+                [c.value for c in stored.sorted_caveats],
+            )
+        else:  # evidence rows are re-tagged with this entry (vault.evidence)
+            assert isinstance(key, uuid.UUID)
+            await evrows.set_label(conn, ledger.mac, kind, key, stored, idx)
         await _label_row(conn, idx, kind, target_id, stored, actor.id)
         await audit.add_refs(conn, [(idx, kind, target_id)])
         if kind == "evidence":
-            await _raise_renditions(conn, idx, key, stored, actor.id)
+            await _raise_renditions(conn, ledger.mac, idx, key, stored, actor.id)
         if stored.needs_encryption:
             await enqueue_seal(conn, kind, target_id, idx)
         elif lowering and unseal:
@@ -364,22 +377,9 @@ async def set_label(
 
 
 async def _raise_renditions(
-    conn: Conn, idx: int, evidence_id: object, floor: Label, by: str
+    conn: Conn, mac: HostMac, idx: int, evidence_id: object, floor: Label, by: str
 ) -> None:
-    rows = await conn.fetch(
-        "SELECT id, label_level, label_caveats FROM renditions WHERE evidence_id = $1 FOR UPDATE",
-        evidence_id,
-    )
-    for r in rows:
-        own = label_of(r["label_level"], r["label_caveats"])
-        raised = rendition_label(floor, own)
-        if raised == own:
-            continue
-        await conn.execute(
-            "UPDATE renditions SET label_level = $2, label_caveats = $3 WHERE id = $1",
-            r["id"],
-            int(raised.level),
-            [c.value for c in raised.sorted_caveats],
-        )
-        await _label_row(conn, idx, "rendition", str(r["id"]), raised, by)
-        await audit.add_refs(conn, [(idx, "rendition", str(r["id"]))])
+    assert isinstance(evidence_id, uuid.UUID)
+    for rid, raised in await evrows.raise_renditions(conn, mac, evidence_id, floor, idx):
+        await _label_row(conn, idx, "rendition", str(rid), raised, by)
+        await audit.add_refs(conn, [(idx, "rendition", str(rid))])

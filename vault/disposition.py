@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vault import audit
+from vault import evidence as evrows
 from vault.access import Action, Principal, TargetKind
 from vault.audit import authorize
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, NotFound
+from vault.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
 from vault.principals import require_admin
 from vault.retention import Disposition, RetentionItem, RetentionPolicy, plan
@@ -65,14 +67,16 @@ _CASE_COUNT = (
 )
 
 
-async def gather(db: Db, actor: Principal) -> list[RetentionItem]:
-    """What retention needs to know about every item the actor may list."""
+async def gather(db: Db, actor: Principal, *, mac: HostMac) -> list[RetentionItem]:
+    """What retention needs to know about every item the actor may list. Acquisition time and
+    category come from rows that verify (``vault.evidence``); an item whose row does not is
+    left out (never disposed of on a forged date or category) and raises the alarm."""
     args = Args()
     rows = await db.fetch(
-        "SELECT e.id, e.acquired_at, e.category,"  # noqa: S608
+        f"SELECT {evrows.evidence_columns()},"  # noqa: S608
         f" {_CASE_COUNT.format(e='e.id')} AS case_count, {_ON_HOLD.format(e='e.id')} AS on_hold,"
         " (e.disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
-        " WHERE d.evidence_id = e.id)) AS disposed"
+        " WHERE d.evidence_id = e.id)) AS gone"
         f" FROM evidence e WHERE {evidence_filter(actor, 'e', args)} ORDER BY e.acquired_at, e.id",
         *args.values,
     )
@@ -83,9 +87,9 @@ async def gather(db: Db, actor: Principal) -> list[RetentionItem]:
             category=r["category"],
             case_count=r["case_count"],
             on_hold=r["on_hold"],
-            disposed=r["disposed"],
+            disposed=r["gone"],
         )
-        for r in rows
+        for r in await evrows.check_page(db, mac, rows)
     ]
 
 
@@ -98,7 +102,7 @@ async def report(
 ) -> list[Disposition]:
     """The plan ``run`` would carry out now (a dry run: nothing is changed or recorded)."""
     await require_admin(ledger, actor, "retention")
-    return plan(await gather(db, actor), policy, now or datetime.now(UTC))
+    return plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
 
 
 @dataclass
@@ -111,7 +115,7 @@ class RunResult:
 
 
 async def _finish(
-    db: Db, evidence_id: uuid.UUID, hashes: Sequence[str], remove: RemoveBlob
+    db: Db, mac: HostMac, evidence_id: uuid.UUID, hashes: Sequence[str], remove: RemoveBlob
 ) -> bool:
     """Remove the blobs of a recorded disposal, then mark it done; False if removal failed."""
     try:
@@ -119,18 +123,19 @@ async def _finish(
             await asyncio.to_thread(remove, sha)
     except (OSError, EvaultError):
         return False
-    await db.execute(
-        "UPDATE evidence SET disposed_at = now() WHERE id = $1 AND disposed_at IS NULL", evidence_id
-    )
+    await evrows.finish_disposal(db, mac, evidence_id)
     return True
 
 
-async def _hashes(db: Db, evidence_id: uuid.UUID) -> tuple[str, list[str]]:
-    sha = await db.fetchval("SELECT sha256 FROM evidence WHERE id = $1", evidence_id)
-    rows = await db.fetch(
-        "SELECT DISTINCT sha256 FROM renditions WHERE evidence_id = $1 ORDER BY sha256", evidence_id
-    )
-    return sha, [r["sha256"] for r in rows]
+async def _hashes(db: Db, mac: HostMac, evidence_id: uuid.UUID) -> tuple[str, list[str]]:
+    row = await evrows.load_evidence(db, mac, evidence_id, where="disposal")
+    if row is None:
+        raise NotFound(f"no evidence {evidence_id}")
+    sha = row.sha256
+    # Only hashes from rows that verify: a forged hash must never get another item's blob
+    # removed (a rendition row that does not verify is left, and raises the alarm).
+    renditions = await evrows.renditions_of(db, mac, evidence_id)
+    return sha, sorted({r.sha256 for r in renditions})
 
 
 async def _dispose(
@@ -138,7 +143,7 @@ async def _dispose(
 ) -> bool | None:
     """Record, then remove. None: not disposed (state changed); False: recorded, pending."""
     eid = uuid.UUID(d.evidence_id)
-    sha, renditions = await _hashes(db, eid)
+    sha, renditions = await _hashes(db, ledger.mac, eid)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await conn.execute("SELECT 1 FROM evidence WHERE id = $1 FOR UPDATE", eid)
@@ -166,7 +171,7 @@ async def _dispose(
         await ledger.append([entry], effect=effect)
     except _StateChanged:
         return None
-    return await _finish(db, eid, [sha, *renditions], remove)
+    return await _finish(db, ledger.mac, eid, [sha, *renditions], remove)
 
 
 async def run(
@@ -185,10 +190,10 @@ async def run(
     )
     result = RunResult(plan=[])
     for p in pending:
-        sha, renditions = await _hashes(db, p["evidence_id"])
-        if not await _finish(db, p["evidence_id"], [sha, *renditions], remove_blob):
+        sha, renditions = await _hashes(db, ledger.mac, p["evidence_id"])
+        if not await _finish(db, ledger.mac, p["evidence_id"], [sha, *renditions], remove_blob):
             result.pending.append(str(p["evidence_id"]))
-    result.plan = plan(await gather(db, actor), policy, now or datetime.now(UTC))
+    result.plan = plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
     for d in result.plan:
         if d.action != "dispose":
             continue
@@ -308,9 +313,7 @@ async def set_category(
     await authorize(db, ledger, actor, Action.LABEL, "evidence", evidence_id)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "UPDATE evidence SET category = $2 WHERE id = $1", uuid.UUID(evidence_id), category
-        )
+        await evrows.set_category(conn, ledger.mac, uuid.UUID(evidence_id), category, indexes[0])
         await audit.add_refs(conn, [(indexes[0], "evidence", evidence_id)])
 
     entry = make_entry(

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from vault import audit
+from vault import evidence as evrows
 from vault.access import Action, Principal
 from vault.content import ContentStore, Readable
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
+from vault.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
@@ -174,7 +176,7 @@ async def _plan(ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[
     cursor: str | None = None
     while True:
         page = await list_evidence(
-            db, actor, EvidenceQuery(case_id=case_id), limit=500, cursor=cursor
+            db, actor, EvidenceQuery(case_id=case_id), limit=500, cursor=cursor, mac=ledger.mac
         )
         for item in page.items:
             try:
@@ -184,58 +186,48 @@ async def _plan(ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[
                 continue
             except NotFound:
                 continue
-            await _plan_item(db, plan, item.id, case_id, kinds)
+            await _plan_item(db, ledger.mac, plan, item.id, case_id, kinds)
         if page.next_cursor is None:
             return plan
         cursor = page.next_cursor
 
 
 async def _plan_item(
-    db: Any, plan: _Plan, evidence_id: str, case_id: str, kinds: Sequence[str]
+    db: Any, mac: HostMac, plan: _Plan, evidence_id: str, case_id: str, kinds: Sequence[str]
 ) -> None:
-    row = await db.fetchrow(
-        "SELECT id, sha256, size, ledger_idx, extension, file_name, device_id, officer_id,"
-        " recorded_at, acquired_at FROM evidence WHERE id = $1::uuid",
-        evidence_id,
-    )
-    plan.entries.add(row["ledger_idx"])
-    plan.disclosed.add(row["ledger_idx"])
-    ext = (row["extension"] or "bin").lower() if (row["extension"] or "").isalnum() else "bin"
+    row = await evrows.load_evidence(db, mac, evidence_id, where="export")
+    if row is None:
+        raise NotFound(f"evidence {evidence_id} does not exist")
+    plan.entries.add(row.ledger_idx)
+    plan.disclosed.add(row.ledger_idx)
+    ext = (row.extension or "bin").lower() if (row.extension or "").isalnum() else "bin"
     plan.files.append(
         (
             PackageFile(
-                f"files/{row['sha256']}.{ext[:16]}",
-                row["sha256"],
-                row["size"],
+                f"files/{row.sha256}.{ext[:16]}",
+                row.sha256,
+                row.size,
                 "original",
                 evidence_id,
-                row["ledger_idx"],
+                row.ledger_idx,
             ),
-            row["sha256"],
+            row.sha256,
         )
     )
-    for r in await db.fetch(
-        "SELECT kind, sha256, size, ledger_idx FROM renditions WHERE evidence_id = $1::uuid"
-        " AND kind = ANY($2::text[]) ORDER BY created_at",
-        evidence_id,
-        list(kinds),
-    ):
-        plan.entries.add(r["ledger_idx"])
-        path = f"files/{r['sha256']}.{_EXT[r['kind']]}"
+    for r in await evrows.renditions_of(db, mac, row.id, kinds):
+        plan.entries.add(r.ledger_idx)
+        path = f"files/{r.sha256}.{_EXT[r.kind]}"
         if any(f.path == path for f, _ in plan.files):
             continue
         plan.files.append(
-            (
-                PackageFile(path, r["sha256"], r["size"], r["kind"], evidence_id, r["ledger_idx"]),
-                r["sha256"],
-            )
+            (PackageFile(path, r.sha256, r.size, r.kind, evidence_id, r.ledger_idx), r.sha256)
         )
     custody = await db.fetch(
         "SELECT ledger_idx FROM ledger_refs WHERE ref_kind = 'evidence' AND ref_id = $1"
         " UNION SELECT ledger_idx FROM evidence_offers WHERE evidence_id = $1::uuid",
         evidence_id,
     )
-    timeline = sorted({row["ledger_idx"], *(c["ledger_idx"] for c in custody)})
+    timeline = sorted({row.ledger_idx, *(c["ledger_idx"] for c in custody)})
     plan.entries.update(timeline)
     # The case's own link entries disclose which case they name: this case, being exported.
     for r in await db.fetch(
@@ -248,14 +240,14 @@ async def _plan_item(
     plan.items.append(
         ReportItem(
             evidence_id=evidence_id,
-            sha256=row["sha256"],
-            size=row["size"],
-            file_name=row["file_name"],
-            device_id=row["device_id"],
-            officer_id=row["officer_id"],
-            recorded_at=row["recorded_at"],
-            acquired_at=row["acquired_at"],
-            acquired_index=row["ledger_idx"],
+            sha256=row.sha256,
+            size=row.size,
+            file_name=row.file_name,
+            device_id=row.device_id,
+            officer_id=row.officer_id,
+            recorded_at=row.recorded_at,
+            acquired_at=row.acquired_at,
+            acquired_index=row.ledger_idx,
             timeline=timeline,
             files=[
                 (f.kind, f.path, f.sha256) for f, _ in plan.files if f.evidence_id == evidence_id

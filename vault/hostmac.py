@@ -55,14 +55,19 @@ class RowTampered(IntegrityError):
 
 def _plain(value: object) -> object:
     """A JSON value for ``value``: one spelling per value, whatever type the driver returned."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:  # the common case, fast
+        return value
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    if kind is datetime:
+        return _instant(value)  # type: ignore[arg-type]
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("row tags take aware datetimes only")
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
+        return _instant(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
@@ -74,6 +79,12 @@ def _plain(value: object) -> object:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     raise TypeError(f"row tags do not take {type(value).__name__}")
+
+
+def _instant(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("row tags take aware datetimes only")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def row_message(table: str, key: Sequence[object], values: Mapping[str, object], idx: int) -> bytes:

@@ -48,12 +48,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
-
 from vault import audit
+from vault import evidence as evrows
 from vault.access import NOT_FOUND, Action, Principal, Target, TargetKind, decide, visible
 from vault.content import ContentStore, Readable
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
+from vault.hostmac import HostMac, RowTampered
 from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import inclusion_proof
@@ -70,10 +70,7 @@ __all__ = ["Mode", "SignedReport", "integrity_report"]
 Mode = Literal["now", "scrub"]
 OPENED_FIELDS = ("by", "case", "principal")
 _HIDDEN = frozenset({"v", "kind", "time", "commitments"})
-_ROW = (
-    "SELECT id, sha256, size, ledger_idx, recorded_at, acquired_at, integrity, last_scrub_at,"
-    " disposed_at FROM evidence WHERE id = ANY($1::uuid[])"
-)
+TAMPERED = "the stored evidence row does not verify (changed outside the service)"
 _CUSTODY = (
     "SELECT ref_id AS eid, ledger_idx AS idx FROM ledger_refs"
     " WHERE ref_kind = 'evidence' AND ref_id = ANY($1::text[])"
@@ -103,13 +100,13 @@ async def integrity_report(
     db = ledger.pool
     case = await audit.case_target(db, case_id)
     decision = NOT_FOUND if case is None else decide(actor, Action.READ_METADATA, case)
-    ids = await _visible_ids(db, actor, case_id) if decision.allowed else []
+    ids, tampered = await _visible_ids(ledger, actor, case_id) if decision.allowed else ([], [])
     refs = [("case", case_id), *(("evidence", e) for e in ids)]
     audit_idx = await audit.record(
         ledger, actor, Action.VERIFY, "case", case_id, decision.allowed, decision.reason, refs=refs
     )
     decision.raise_if_denied()
-    rows = {str(r["id"]): r for r in await db.fetch(_ROW, [uuid.UUID(i) for i in ids])}
+    rows = await _rows(ledger, ids)
     cp = await ledger.checkpoint_covering(audit_idx)
     reasons: list[str] = []
     checkpoint: Checkpoint | None = None
@@ -117,13 +114,20 @@ async def integrity_report(
         checkpoint = open_checkpoint(cp.note, ledger.verifier)
     except VerificationError as exc:
         reasons.append(f"the checkpoint does not verify with the log key: {exc}")
-    timelines = await _timelines(db, actor, ids)
+    timelines = await _timelines(db, ledger.mac, actor, ids)
     items = []
     for eid in ids:
-        item = await _item(ledger, content, rows[eid], mode, checkpoint, cp.size)
-        item["timeline"] = timelines.get(eid, [])
+        row = rows.get(eid)
+        if row is None:
+            item = {"evidence_id": eid, "verdict": "failed", "reasons": [TAMPERED]}
+        else:
+            item = await _item(ledger, content, row, mode, checkpoint, cp.size)
+            item["timeline"] = timelines.get(eid, [])
         reasons.extend(f"evidence {eid}: {r}" for r in item["reasons"])
         items.append(item)
+    for eid in tampered:  # left out of the listing: reported, never with their stored values
+        items.append({"evidence_id": eid, "verdict": "failed", "reasons": [TAMPERED]})
+        reasons.append(f"evidence {eid}: {TAMPERED}")
     report = {
         "format": REPORT_HEADER,
         "case_id": case_id,
@@ -141,49 +145,72 @@ async def integrity_report(
     return SignedReport(report, data, sign_report(data, ledger.signer))
 
 
-async def _visible_ids(db: Any, actor: Principal, case_id: str) -> list[str]:
+async def _visible_ids(
+    ledger: Ledger, actor: Principal, case_id: str
+) -> tuple[list[str], list[str]]:
+    """(ids of the case's evidence the actor may list, ids of rows left out as tampered)."""
     ids: list[str] = []
+    tampered: list[str] = []
     cursor: str | None = None
     while True:
         page = await list_evidence(
-            db, actor, EvidenceQuery(case_id=case_id), limit=1000, cursor=cursor
+            ledger.pool,
+            actor,
+            EvidenceQuery(case_id=case_id),
+            limit=1000,
+            cursor=cursor,
+            mac=ledger.mac,
         )
         ids.extend(item.id for item in page.items)
+        tampered.extend(page.tampered)
         if page.next_cursor is None:
-            return ids
+            return ids, tampered
         cursor = page.next_cursor
+
+
+async def _rows(ledger: Ledger, ids: list[str]) -> dict[str, evrows.Evidence]:
+    """The verified rows of ``ids``; one that no longer verifies is absent (alarm raised)."""
+    out: dict[str, evrows.Evidence] = {}
+    for eid in ids:
+        try:
+            row = await evrows.load_evidence(ledger.pool, ledger.mac, eid, where="integrity report")
+        except RowTampered:
+            continue
+        if row is not None:
+            out[eid] = row
+    return out
 
 
 async def _item(
     ledger: Ledger,
     content: ContentStore,
-    row: asyncpg.Record,
+    row: evrows.Evidence,
     mode: Mode,
     checkpoint: Checkpoint | None,
     size: int,
 ) -> dict[str, Any]:
     reasons: list[str] = []
     check: dict[str, str | None]
-    if row["disposed_at"] is not None:
-        check = {"status": "disposed", "checked_at": rfc3339(row["disposed_at"]), "source": mode}
+    if row.disposed_at is not None:
+        check = {"status": "disposed", "checked_at": rfc3339(row.disposed_at), "source": mode}
     elif mode == "now":
-        status = await _rehash(content, row["sha256"], row["size"])
+        status = await _rehash(content, row.sha256, row.size)
         check = {"status": status, "checked_at": rfc3339(), "source": "now"}
         if status in ("missing", "mismatch"):
             INTEGRITY_FAILURES.labels("report").inc()
     else:
-        scrubbed = row["last_scrub_at"]
-        status = row["integrity"] if scrubbed is not None else "unchecked"
+        scrubbed = row.last_scrub_at
+        status = row.integrity if scrubbed is not None else "unchecked"
         check = {"status": status, "checked_at": _time(scrubbed), "source": "scrub"}
     if check["status"] != "ok":
         reasons.append(f"content {check['status']} ({check['source']})")
     ledger_part = await _inclusion(ledger, row, checkpoint, size, reasons)
     return {
-        "evidence_id": str(row["id"]),
-        "sha256": row["sha256"],
-        "size": row["size"],
-        "recorded_at": _time(row["recorded_at"]),
-        "acquired_at": _time(row["acquired_at"]),
+        "evidence_id": str(row.id),
+        "sha256": row.sha256,
+        "size": row.size,
+        "recorded_at": _time(row.recorded_at),
+        "acquired_at": _time(row.acquired_at),
         "content": check,
         "ledger": ledger_part,
         "verdict": "failed" if reasons else "ok",
@@ -226,12 +253,12 @@ def _hash_object(obj: Readable, sha256: str, size: int) -> str:
 
 async def _inclusion(
     ledger: Ledger,
-    row: asyncpg.Record,
+    row: evrows.Evidence,
     checkpoint: Checkpoint | None,
     size: int,
     reasons: list[str],
 ) -> dict[str, Any]:
-    idx = row["ledger_idx"]
+    idx = row.ledger_idx
     out: dict[str, Any] = {"index": idx, "tree_size": size, "status": "failed"}
     try:
         entry = await ledger.entry(idx)
@@ -240,7 +267,7 @@ async def _inclusion(
         return out
     out["entry"] = entry.decode("utf-8", "replace")
     out["leaf_hash"] = leaf_hash(entry).hex()
-    problem = _entry_problem(entry, str(row["id"]), row["sha256"], row["size"])
+    problem = _entry_problem(entry, str(row.id), row.sha256, row.size)
     try:
         async with ledger.pool.acquire() as conn:
             proof = await inclusion_proof(conn, idx, size)
@@ -272,13 +299,15 @@ def _entry_problem(entry: bytes, eid: str, sha256: str, size: int) -> str | None
     return None
 
 
-async def _timelines(db: Any, actor: Principal, ids: Sequence[str]) -> dict[str, list[Any]]:
+async def _timelines(
+    db: Any, mac: HostMac, actor: Principal, ids: Sequence[str]
+) -> dict[str, list[Any]]:
     if not ids:
         return {}
     uids = [uuid.UUID(i) for i in ids]
     pairs = await db.fetch(_CUSTODY, list(ids), uids)
     wanted = sorted({p["idx"] for p in pairs})
-    entries = await _entries(db, actor, wanted)
+    entries = await _entries(db, mac, actor, wanted)
     out: dict[str, list[Any]] = {}
     for p in sorted(pairs, key=lambda p: p["idx"]):
         if p["idx"] in entries:
@@ -286,7 +315,9 @@ async def _timelines(db: Any, actor: Principal, ids: Sequence[str]) -> dict[str,
     return out
 
 
-async def _entries(db: Any, actor: Principal, indexes: list[int]) -> dict[int, dict[str, Any]]:
+async def _entries(
+    db: Any, mac: HostMac, actor: Principal, indexes: list[int]
+) -> dict[int, dict[str, Any]]:
     """Entries ``indexes`` as timeline items, without those naming anything invisible."""
     rows = await db.fetch(
         "SELECT idx, kind, data FROM ledger_entries WHERE idx = ANY($1::bigint[])", indexes
@@ -306,8 +337,11 @@ async def _entries(db: Any, actor: Principal, indexes: list[int]) -> dict[int, d
     for r in ref_rows:
         ref: tuple[TargetKind, str] = (r["ref_kind"], r["ref_id"])
         if ref not in seen:
-            t: Target | None = await audit.target(db, *ref)
-            seen[ref] = t is None or visible(actor, t)
+            try:
+                t: Target | None = await audit.target(db, *ref, mac=mac)
+                seen[ref] = t is None or visible(actor, t)
+            except RowTampered:  # alarm raised; an entry about it is not shown on its word
+                seen[ref] = False
         if not seen[ref]:
             hidden.add(r["ledger_idx"])
     openings: dict[int, dict[str, Any]] = {}

@@ -31,9 +31,11 @@ from collections.abc import AsyncIterator, Mapping
 from itertools import islice
 from typing import Any
 
+from vault import evidence as evrows
 from vault.access import effective_label
 from vault.db import Db
 from vault.errors import IntegrityError, NotFound
+from vault.hostmac import HostMac, RowTampered
 from vault.jobs import Job, enqueue
 from vault.keyring import unwrap
 from vault.keystore_db import delete_key, insert_key
@@ -59,47 +61,51 @@ async def enqueue_seal(
     await enqueue(db, SEAL, payload, dedupe_key=f"seal:{idx}:{kind}:{target_id}")
 
 
-async def evidence_label(db: Db, evidence_id: uuid.UUID) -> Label | None:
-    """The evidence's effective label (own joined with current cases'), None if absent."""
-    row = await db.fetchrow(
-        "SELECT label_level, label_caveats FROM evidence WHERE id = $1", evidence_id
-    )
+async def evidence_label(db: Db, evidence_id: uuid.UUID, *, mac: HostMac) -> Label | None:
+    """The evidence's effective label (own joined with current cases'), None if absent; from a
+    row that verifies (RowTampered otherwise: nothing is decided on a forged label)."""
+    row = await evrows.load_evidence(db, mac, evidence_id, where="encryption at rest")
     if row is None:
         return None
     cases = (await linked_cases(db, [evidence_id]))[evidence_id]
-    return effective_label(label_of(row["label_level"], row["label_caveats"]), cases.values())
+    return effective_label(label_of(row.label_level, row.label_caveats), cases.values())
 
 
-async def _evidence_ids(db: Db, kind: str, target_id: str) -> list[uuid.UUID]:
+async def _evidence_ids(db: Db, mac: HostMac, kind: str, target_id: str) -> list[uuid.UUID]:
     if kind == "evidence":
         return [uuid.UUID(target_id)]
     if kind == "rendition":
-        eid = await db.fetchval(
-            "SELECT evidence_id FROM renditions WHERE id = $1", uuid.UUID(target_id)
-        )
-        return [] if eid is None else [eid]
+        r = await evrows.load_rendition(db, mac, target_id, where="encryption at rest")
+        return [] if r is None else [r.evidence_id]
     rows = await db.fetch(
         "SELECT DISTINCT evidence_id FROM case_evidence_history WHERE case_id = $1", target_id
     )
     return [r["evidence_id"] for r in rows]
 
 
-# Identical content may be held twice (an original and a rendition, say): it is decrypted only
-# when no holder's own label needs encryption.
-_HELD_CLASSIFIED = (
-    "SELECT EXISTS (SELECT 1 FROM evidence WHERE sha256 = $1"
-    " AND (label_level >= 2 OR cardinality(label_caveats) > 0))"
-    " OR EXISTS (SELECT 1 FROM renditions WHERE sha256 = $1"
-    " AND (label_level >= 2 OR cardinality(label_caveats) > 0))"
-)
+async def _held_classified(db: Db, mac: HostMac, sha256: str) -> bool:
+    """Whether a holder of ``sha256`` (an original or a rendition; identical content may be held
+    twice) has its own label needing encryption: content is decrypted only when none has. A
+    holder whose row does not verify counts as classified (fail closed)."""
+    rows = await evrows.holders(db, sha256)
+    for table, row in rows:
+        try:
+            (evrows.check_evidence if table == "evidence" else evrows.check_rendition)(mac, row)
+        except RowTampered as exc:
+            await evrows.alarm(db, exc, "decryption")
+            return True
+        if label_of(row["label_level"], row["label_caveats"]).needs_encryption:
+            return True
+    return False
 
 
 class Resealer:
     """Moves objects between the plain and the sealed form (module docstring)."""
 
-    def __init__(self, storage: Storage, db: Db) -> None:
+    def __init__(self, storage: Storage, db: Db, *, mac: HostMac) -> None:
         self.storage = storage
         self.db = db
+        self.mac = mac
 
     def handlers(self) -> dict[str, Any]:
         """Job handlers to register with a ``vault.jobs.JobRunner``."""
@@ -109,22 +115,23 @@ class Resealer:
         kind, target = str(job.payload["kind"]), str(job.payload["id"])
         unseal = bool(job.payload.get("unseal"))
         done: list[str] = []
-        for eid in await _evidence_ids(self.db, kind, target):
+        for eid in await _evidence_ids(self.db, self.mac, kind, target):
             done += await (self.unseal_evidence(eid) if unseal else self.seal_evidence(eid))
         return {"unsealed" if unseal else "sealed": done}
 
     async def _objects(self, eid: uuid.UUID) -> tuple[Label, list[tuple[str, Label]]] | None:
         """(effective label, [(sha256, label it must be stored under)]), None if disposed."""
-        row = await self.db.fetchrow("SELECT sha256, disposed_at FROM evidence WHERE id = $1", eid)
-        label = await evidence_label(self.db, eid)
-        if row is None or label is None or row["disposed_at"] is not None:
+        row = await evrows.load_evidence(self.db, self.mac, eid, where="encryption at rest")
+        label = await evidence_label(self.db, eid, mac=self.mac)
+        if row is None or label is None or row.disposed_at is not None:
             return None
-        objects = [(str(row["sha256"]), label)]
-        for r in await self.db.fetch(
-            "SELECT sha256, label_level, label_caveats FROM renditions WHERE evidence_id = $1"
-            " ORDER BY created_at",
-            eid,
-        ):
+        objects = [(row.sha256, label)]
+        for r in await evrows.rendition_rows(self.db, [eid]):
+            try:
+                evrows.check_rendition(self.mac, r)
+            except RowTampered as exc:  # never decide on a forged row: the job fails, retried
+                await evrows.alarm(self.db, exc, "encryption at rest")
+                raise
             objects.append(
                 (r["sha256"], label.join(label_of(r["label_level"], r["label_caveats"])))
             )
@@ -195,7 +202,7 @@ class Resealer:
         """Store ``sha256`` plain again (module docstring); True if this call did it."""
         storage = self.storage
         key = await storage.content.key(sha256)
-        if key is None or await self.db.fetchval(_HELD_CLASSIFIED, sha256):
+        if key is None or await _held_classified(self.db, self.mac, sha256):
             return False
         obj = await storage.content.open(sha256)
         try:

@@ -25,6 +25,9 @@ Guarantees:
   ``integrity.failure`` event emitted naming every failing object — a persisting failure is
   announced once, not every run. Items disposed of meanwhile are neither marked nor reported.
   Every failing object adds one to ``evault_integrity_failures{source="scrub"}`` per run.
+- Objects are named by evidence and rendition rows that verify (``vault.evidence``); an item
+  with a row that does not is marked ``mismatch`` (its forged hash is never trusted) and the
+  alarm is raised for the row.
 - An item whose objects all verify gets ``last_scrub_at`` and ``integrity = 'ok'`` (a restored
   object clears the mark; the failure stays in the ledger).
 - A failing fsck counts in ``evault_integrity_failures{source="fsck"}`` and emits an
@@ -60,10 +63,12 @@ from typing import Any, Literal
 import asyncpg
 
 from vault import audit
+from vault import evidence as evrows
 from vault.content import ContentStore, Readable
 from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
 from vault.events import emit
+from vault.hostmac import RowTampered
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.fsck import fsck
@@ -228,28 +233,45 @@ class _Run:
             yield rows
             after = rows[-1]["id"]
 
-    async def _objects(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[_Object]]:
-        rows = await self.pool.fetch(
-            "SELECT id AS evidence_id, sha256, size, 'original' AS what, NULL::uuid AS rid"
-            " FROM evidence WHERE id = ANY($1::uuid[])"
-            " UNION ALL SELECT evidence_id, sha256, size, kind, id FROM renditions"
-            " WHERE evidence_id = ANY($1::uuid[])",
-            ids,
-        )
+    async def _objects(
+        self, ids: list[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, list[_Object]], set[uuid.UUID]]:
+        """The objects of each item, from rows that verify (``vault.evidence``), and the items
+        one of whose rows does not (the alarm is raised for each such row)."""
+        mac = self.ledger.mac
         out: dict[uuid.UUID, list[_Object]] = {i: [] for i in ids}
-        for r in rows:
+        tampered: set[uuid.UUID] = set()
+        for e in await evrows.evidence_rows(self.pool, ids):
+            try:
+                evrows.check_evidence(mac, e)
+            except RowTampered as exc:
+                await evrows.alarm(self.pool, exc, "scrub")
+                tampered.add(e["id"])
+                continue
+            out[e["id"]].append(_Object(e["id"], e["sha256"], e["size"], "original", None))
+        for r in await evrows.rendition_rows(self.pool, ids):
+            try:
+                evrows.check_rendition(mac, r)
+            except RowTampered as exc:
+                await evrows.alarm(self.pool, exc, "scrub")
+                tampered.add(r["evidence_id"])
+                continue
             out[r["evidence_id"]].append(
-                _Object(r["evidence_id"], r["sha256"], r["size"], r["what"], r["rid"])
+                _Object(r["evidence_id"], r["sha256"], r["size"], r["kind"], r["id"])
             )
-        return out
+        return out, tampered
 
     async def _check_page(self, page: list[asyncpg.Record]) -> None:
-        objects = await self._objects([r["id"] for r in page])
+        objects, tampered = await self._objects([r["id"] for r in page])
         verified: list[uuid.UUID] = []
         for row in page:
             eid = row["id"]
             self.report.evidence += 1
             failed = [f for o in objects[eid] if (f := await self._check(o)) is not None]
+            if eid in tampered:  # a row that does not verify names no bytes worth hashing
+                self.report.failed_objects += 1
+                INTEGRITY_FAILURES.labels(source="scrub").inc()
+                failed.append(Finding(str(eid), "row", "", "mismatch", "row does not verify"))
             if failed:
                 await self._mark(eid, failed)
             else:
@@ -257,11 +279,7 @@ class _Run:
                 if row["integrity"] != "ok":
                     self.report.restored.append(str(eid))
         if verified:
-            await self.pool.execute(
-                "UPDATE evidence SET last_scrub_at = now(), integrity = 'ok'"
-                " WHERE id = ANY($1::uuid[])",
-                verified,
-            )
+            await evrows.mark_scrubbed_ok(self.pool, verified)
 
     async def _check(self, obj: _Object) -> Finding | None:
         """Check one object: None when it verifies, else the finding (never raises for a
@@ -319,19 +337,11 @@ class _Run:
     async def _mark(self, eid: uuid.UUID, failed: Sequence[Finding]) -> None:
         status = "mismatch" if all(f.status == "mismatch" for f in failed) else "missing"
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT integrity, disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
-                " WHERE d.evidence_id = e.id) AS gone FROM evidence e WHERE id = $1 FOR UPDATE",
-                eid,
-            )
-            if row is None or row["gone"]:
+            row = await evrows.lock_for_mark(conn, eid)
+            if row is None or row[1]:
                 return  # disposed of while we read: its objects are meant to be gone
-            await conn.execute(
-                "UPDATE evidence SET integrity = $2, last_scrub_at = now() WHERE id = $1",
-                eid,
-                status,
-            )
-            if row["integrity"] != status:
+            await evrows.mark_integrity(conn, eid, status)
+            if row[0] != status:
                 await emit(conn, "integrity.failure", _event(eid, status, failed))
         self.report.add(failed)
 

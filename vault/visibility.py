@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import asyncpg
 
+from vault import evidence as evrows
 from vault.access import (
     ACTION_KINDS,
     ROLE_GRANTS,
@@ -46,6 +47,7 @@ from vault.access import (
 )
 from vault.db import Db
 from vault.errors import BadRequest, IntegrityError
+from vault.hostmac import HostMac, RowTampered
 from vault.labels import Caveat, Label, Level
 from vault.ledger import LedgerWriter
 
@@ -241,8 +243,12 @@ class EvidenceSummary(NamedTuple):
 
 @dataclass(frozen=True)
 class Page:
+    """One page. ``tampered``: ids of rows left out because they do not verify (the alarm was
+    raised for each); for integrity reports, never shown to a caller as items."""
+
     items: list[EvidenceSummary]
     next_cursor: str | None
+    tampered: tuple[str, ...] = ()
 
 
 _PLAIN_COLUMNS = (
@@ -254,7 +260,9 @@ _LINKED = (
     f" WHERE lh.evidence_id = e.id AND {current('lh')}"
 )
 _LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
-_COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links"
+_TAGGED = "e.ledger_idx, e.extension, e.tag, e.state_idx"
+"""The rest of what verifying ``evidence e``'s row tag needs (vault.evidence), after the links."""
+_COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links, {_TAGGED}"
 """Everything a summary needs of ``evidence e``, its current links included (one statement)."""
 _LABEL_AT = EvidenceSummary._fields.index("label")  # where level and caveats are selected
 _LINKS_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
@@ -390,7 +398,7 @@ def list_query(
         after, after_id = decode_cursor(cursor)
         where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
     sql = (
-        f"SELECT {_PLAIN_COLUMNS}, l.links FROM evidence e {lateral} WHERE {where}"  # noqa: S608
+        f"SELECT {_PLAIN_COLUMNS}, l.links, {_TAGGED} FROM evidence e {lateral} WHERE {where}"  # noqa: S608
         f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}"
     )
     return sql, args.values
@@ -403,14 +411,25 @@ async def list_evidence(
     *,
     limit: int = 100,
     cursor: str | None = None,
+    mac: HostMac,
 ) -> Page:
     """One page of the evidence the principal may list, ordered by (acquired_at, id): one
-    statement, the items' current links included."""
+    statement, the items' current links included. A row whose tag does not verify
+    (``vault.evidence``) is left out of the page and raises the alarm: a listing never shows a
+    forged value, and a label lowered in the database does not reveal anything."""
     sql, values = list_query(principal, query, limit=limit, cursor=cursor)
     rows = await db.fetch(sql, *values)
-    items = _summaries(principal, list(rows[:limit]))
+    page = rows[:limit]
+    good = await evrows.check_page(db, mac, page)
+    items = _summaries(principal, good)
+    tampered: tuple[str, ...] = ()
+    if len(good) < len(page):
+        kept = {r["id"] for r in good}
+        tampered = tuple(str(r["id"]) for r in page if r["id"] not in kept)
     more = len(rows) > limit
-    return Page(items, encode_cursor(items[-1].acquired_at, items[-1].id) if more else None)
+    last = page[-1] if page else None
+    after = encode_cursor(last["acquired_at"], str(last["id"])) if more and last else None
+    return Page(items, after, tampered)
 
 
 async def count_evidence(db: Db, principal: Principal, query: EvidenceQuery | None = None) -> int:
@@ -430,4 +449,25 @@ async def get_evidence(
 
     await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
+    try:
+        evrows.check_evidence(ledger.mac, rows[0])
+    except RowTampered as exc:  # changed since the decision: still never shown
+        await evrows.alarm(db, exc, "read")
+        raise
     return _summaries(principal, list(rows))[0]
+
+
+async def visible_renditions(
+    db: Db, mac: HostMac, principal: Principal, evidence_id: str
+) -> list[evrows.Rendition]:
+    """The renditions of an item that ``principal`` may list, oldest first, each verified (one
+    that does not verify is left out and raises the alarm)."""
+    args = Args()
+    args(evidence_id)
+    rows = await db.fetch(
+        f"SELECT {evrows.rendition_columns('r')} FROM renditions r JOIN evidence e"  # noqa: S608
+        " ON e.id = r.evidence_id WHERE r.evidence_id = $1::uuid AND"
+        f" {rendition_filter(principal, 'r', 'e', args)} ORDER BY r.created_at, r.id",
+        *args.values,
+    )
+    return [evrows.rendition_of(r) for r in await evrows.check_page(db, mac, rows, "renditions")]

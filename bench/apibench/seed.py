@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -33,6 +34,7 @@ from vault import principals, tokens
 from vault.access import Role
 from vault.blobstore import BlobStore
 from vault.db import Conn
+from vault.evidence.model import evidence_values
 from vault.labels import Label, Level
 from vault.ledger import Ledger, Opening, PreparedEntry
 from vault.ledger.entry import ENTRY_VERSION, rfc3339
@@ -88,6 +90,12 @@ Copies = list[tuple[str, list[str], list[tuple]]]
 Chunk = tuple[list[PreparedEntry], Copies]
 
 
+def _tag(ledger: Ledger, columns: list[str], record: tuple[Any, ...]) -> bytes:
+    row = dict(zip(columns, record, strict=False))
+    row.update(category="ordinary", disposed_at=None)
+    return ledger.mac.row("evidence", [row["id"]], evidence_values(row), row["ledger_idx"])
+
+
 async def append_bulk(ledger: Ledger, entries: list[PreparedEntry], copies: Copies) -> None:
     """Append ``entries`` in one call; its effect COPYs ``copies`` (table, columns, rows whose
     first element is an offset into the entries, replaced by the ledger index)."""
@@ -95,6 +103,9 @@ async def append_bulk(ledger: Ledger, entries: list[PreparedEntry], copies: Copi
     async def effect(conn: Conn, indexes: list[int]) -> None:
         for table, columns, rows in copies:
             records = [(indexes[r[0]], *r[1:]) for r in rows]
+            if table == "evidence":  # tagged as vault.evidence tags an acquisition
+                columns = [*columns, "category", "tag", "state_idx"]
+                records = [(*r, "ordinary", _tag(ledger, columns, r), r[0]) for r in records]
             await conn.copy_records_to_table(table, records=records, columns=columns)
 
     check_entry(entries[0])

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
 
+from vault import evidence as evrows
 from vault.db import Conn, Database
 from vault.labels import Label
 from vault.ledger import Ledger, make_entry
@@ -30,26 +31,24 @@ async def add_evidence(
     eid = uuid.uuid4()
     sha = hashlib.sha256(eid.bytes).hexdigest()
 
+    new = evrows.NewEvidence(
+        id=eid,
+        sha256=sha,
+        size=100,
+        dock_id=dock_id,
+        device_id=device_id,
+        officer_id=officer_id,
+        recorded_at=recorded_at,
+        acquired_at=acquired_at or datetime.now(UTC),
+        file_name=file_name,
+        extension="",
+        label=label,
+        category=category,
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
-            " recorded_at, file_name, acquired_at, label_level, label_caveats, category,"
-            " media_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-            eid,
-            sha,
-            100,
-            indexes[0],
-            dock_id,
-            device_id,
-            officer_id,
-            recorded_at,
-            file_name,
-            acquired_at or datetime.now(UTC),
-            int(label.level),
-            [c.value for c in label.sorted_caveats],
-            category,
-            media_status,
-        )
+        await evrows.insert_evidence(conn, ledger.mac, new, indexes[0])
+        await evrows.set_media_status(conn, eid, media_status)
 
     entry = make_entry(
         "acquired", {"evidence_id": str(eid), "sha256": sha}, {"file_name": file_name}
@@ -62,20 +61,18 @@ async def add_rendition(ledger: Ledger, evidence_id: str, label: Label, kind: st
     rid = uuid.uuid4()
     sha = hashlib.sha256(rid.bytes).hexdigest()
 
+    new = evrows.NewRendition(
+        id=rid,
+        evidence_id=uuid.UUID(evidence_id),
+        kind=kind,
+        sha256=sha,
+        size=10,
+        media_type="video/mp4",
+        label=label,
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type, ledger_idx,"
-            " label_level, label_caveats) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-            rid,
-            uuid.UUID(evidence_id),
-            kind,
-            sha,
-            10,
-            "video/mp4",
-            indexes[0],
-            int(label.level),
-            [c.value for c in label.sorted_caveats],
-        )
+        await evrows.insert_rendition(conn, ledger.mac, new, indexes[0])
 
     await ledger.append([make_entry("derived", {"rendition": str(rid)})], effect=effect)
     return str(rid)

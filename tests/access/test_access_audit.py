@@ -128,6 +128,8 @@ async def test_scripted_session_is_fully_audited(pg_dsn: str, tmp_path: Path) ->
 class FailingLedger:
     """A ledger whose appends fail the way a lost database does."""
 
+    mac = TEST_MAC
+
     def __init__(self) -> None:
         self.calls = 0
 
@@ -139,6 +141,8 @@ class FailingLedger:
 
 
 class StuckLedger:
+    mac = TEST_MAC
+
     async def append(
         self, entries: Sequence[PreparedEntry], *, effect: Any = None, wait_checkpoint: bool = False
     ) -> list[int]:

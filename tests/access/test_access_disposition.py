@@ -138,3 +138,38 @@ async def test_disposition(pg_dsn: str, tmp_path: Path) -> None:
                     await owner.execute(f"TRUNCATE {table} CASCADE")
         finally:
             await owner.close()
+
+
+@pytest.mark.parametrize("role", ["evault_app", "superuser"])
+async def test_attack_category_or_date_edited_disposes_nothing(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    """An insider makes important evidence ordinary, and recent evidence old: retention leaves
+    both alone (their rows do not verify), and disposes of what really is due."""
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        important = await add_evidence(ledger, acquired_at=OLD, category="important")
+        recent = await add_evidence(ledger, acquired_at=NOW - timedelta(days=3))
+        due = await add_evidence(ledger, acquired_at=OLD)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if role == "evault_app":
+                await conn.execute("SET ROLE evault_app")
+            else:
+                await conn.execute("ALTER TABLE evidence DISABLE TRIGGER ALL")
+            await conn.execute(
+                "UPDATE evidence SET category = 'ordinary' WHERE id = $1::uuid", important
+            )
+            await conn.execute(
+                "UPDATE evidence SET acquired_at = $2 WHERE id = $1::uuid", recent, OLD
+            )
+            if role != "evault_app":
+                await conn.execute("ALTER TABLE evidence ENABLE TRIGGER ALL")
+        finally:
+            await conn.close()
+        plan = await disposition.report(pool, ledger, ADMIN, POLICY, NOW)
+        assert {d.evidence_id for d in plan} == {due}
+        result = await disposition.run(pool, ledger, ADMIN, POLICY, Blobs().remove, NOW)
+        assert result.disposed == [due]
+        disposed = {e["evidence_id"] for e in await entries(db, "disposed")}
+        assert disposed == {due}

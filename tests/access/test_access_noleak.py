@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
+from vault_fixtures import install_test_mac
 
 from vault import audit, cases, disposition, principals
 from vault.access import Action, Principal, Role
@@ -81,12 +82,12 @@ async def test_no_trace_in_queries_errors_and_trails(pg_dsn: str, tmp_path: Path
         nowhere = str(uuid.uuid4())
 
         # the one who may see it does see it everywhere
-        assert hidden in {i.id for i in (await list_evidence(pool, VIEWER)).items}
+        assert hidden in {i.id for i in (await list_evidence(pool, VIEWER, mac=ledger.mac)).items}
         assert (await get_evidence(pool, ledger, VIEWER, hidden)).id == hidden
 
         for name, p in BLIND.items():
             for q in QUERIES:
-                page = await list_evidence(pool, p, q, limit=1000)
+                page = await list_evidence(pool, p, q, limit=1000, mac=ledger.mac)
                 ids = [i.id for i in page.items]
                 assert hidden not in ids, (name, q)
                 assert await count_evidence(pool, p, q) == len(ids), (name, q)
@@ -116,7 +117,9 @@ async def test_no_trace_in_queries_errors_and_trails(pg_dsn: str, tmp_path: Path
         assert await _raised(cases.show(pool, ledger, p, "K1")) == await _raised(
             cases.show(pool, ledger, p, "K-none")
         )
-        assert (await list_evidence(pool, p, EvidenceQuery(case_id="K1"))).items == []
+        assert (
+            await list_evidence(pool, p, EvidenceQuery(case_id="K1"), mac=ledger.mac)
+        ).items == []
         assert await count_evidence(pool, p, EvidenceQuery(case_id="K1")) == 0
         # the denied entries for missing and invisible targets carry the same public fields
         denied = [
@@ -146,6 +149,7 @@ async def test_cli_listings_leak_nothing(pg_dsn: str, tmp_path: Path) -> None:
     env = dict(os.environ, EVAULT_DATABASE_DSN=pg_dsn)
     data = tmp_path / "data"
     assert _evault(data, env, "init")[0] == 0
+    install_test_mac(data)
     async with open_vault(pg_dsn, tmp_path) as (ledger, db):
         pool = db.pool
         hidden = await add_evidence(ledger, label=SECRET, acquired_at=T0 - timedelta(days=400))

@@ -89,9 +89,9 @@ async def test_sql_filters_agree_with_decide(pg_dsn: str, tmp_path: Path) -> Non
             return Target("rendition", rendition_label(src.label, own), src.cases, src.officer_id)
 
         for eid in evidence:  # the Python loaders build the same targets
-            assert await audit.evidence_target(pool, eid) == ev_target(eid)
+            assert await audit.evidence_target(pool, eid, mac=ledger.mac) == ev_target(eid)
         for rid in renditions:
-            assert await audit.rendition_target(pool, rid) == rd_target(rid)
+            assert await audit.rendition_target(pool, rid, mac=ledger.mac) == rd_target(rid)
 
         checked = 0
         for i in range(80):
@@ -126,7 +126,7 @@ async def test_sql_filters_agree_with_decide(pg_dsn: str, tmp_path: Path) -> Non
             seen: list[str] = []
             cursor = None
             while True:
-                page = await list_evidence(pool, p, limit=3, cursor=cursor)
+                page = await list_evidence(pool, p, limit=3, cursor=cursor, mac=ledger.mac)
                 seen += [item.id for item in page.items]
                 if page.next_cursor is None:
                     break
@@ -136,7 +136,9 @@ async def test_sql_filters_agree_with_decide(pg_dsn: str, tmp_path: Path) -> Non
             assert await count_evidence(pool, p) == len(want)
             for case_id in case_labels:
                 query = EvidenceQuery(case_id=case_id)
-                by_case = {item.id for item in (await list_evidence(pool, p, query)).items}
+                by_case = {
+                    item.id for item in (await list_evidence(pool, p, query, mac=ledger.mac)).items
+                }
                 case_ok = decide(
                     p, Action.LIST, Target("case", case_labels[case_id], frozenset({case_id}))
                 ).allowed
@@ -159,7 +161,7 @@ async def test_filters_and_cursor(pg_dsn: str, tmp_path: Path) -> None:
         await cases.link(pool, ledger, ADMIN, "K1", a)
 
         async def ids(**kw: object) -> list[str]:
-            page = await list_evidence(pool, ADMIN, EvidenceQuery(**kw))  # type: ignore[arg-type]
+            page = await list_evidence(pool, ADMIN, EvidenceQuery(**kw), mac=ledger.mac)  # type: ignore[arg-type]
             return [i.id for i in page.items]
 
         assert await ids() == [a, b, c]
@@ -174,9 +176,9 @@ async def test_filters_and_cursor(pg_dsn: str, tmp_path: Path) -> None:
         assert await ids(level=Level.SECRET, caveats=frozenset({Caveat.PERSONAL_PRIVACY})) == [c]
         assert await ids(case_id="K1") == [a]
         assert await ids(disposed=True) == []
-        page = await list_evidence(pool, ADMIN, limit=2)
+        page = await list_evidence(pool, ADMIN, limit=2, mac=ledger.mac)
         assert page.next_cursor is not None
-        rest = await list_evidence(pool, ADMIN, limit=2, cursor=page.next_cursor)
+        rest = await list_evidence(pool, ADMIN, limit=2, cursor=page.next_cursor, mac=ledger.mac)
         assert [i.id for i in rest.items] == [c] and rest.next_cursor is None
         item = page.items[0]
         assert item.label == Label(Level.CONFIDENTIAL) and item.cases == ("K1",)
@@ -188,8 +190,8 @@ async def test_filters_and_cursor(pg_dsn: str, tmp_path: Path) -> None:
         assert summary.media_status == "failed" and summary.dock_id == "dock-02"
         for bad in ("x", "!!!", page.next_cursor[:-3]):
             with pytest.raises(BadRequest):
-                await list_evidence(pool, ADMIN, cursor=bad)
+                await list_evidence(pool, ADMIN, cursor=bad, mac=ledger.mac)
         with pytest.raises(BadRequest):
-            await list_evidence(pool, ADMIN, limit=0)
-        assert await audit.evidence_target(pool, str(uuid.uuid4())) is None
-        assert await audit.evidence_target(pool, "not-a-uuid") is None
+            await list_evidence(pool, ADMIN, limit=0, mac=ledger.mac)
+        assert await audit.evidence_target(pool, str(uuid.uuid4()), mac=ledger.mac) is None
+        assert await audit.evidence_target(pool, "not-a-uuid", mac=ledger.mac) is None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from crypto_fixtures import (
+    TEST_MAC,
     Env,
     admin,
     dock,
@@ -52,7 +53,9 @@ async def run_jobs(env: Env) -> None:
     scratch.mkdir(exist_ok=True)
     storage = env.storage
     media = MediaJobs(env.ledger, storage.blobs, MediaConfig(), scratch, storage=storage)
-    await drain(env, {**media.handlers(), **Resealer(storage, env.db.pool).handlers()})
+    await drain(
+        env, {**media.handlers(), **Resealer(storage, env.db.pool, mac=TEST_MAC).handlers()}
+    )
     assert not any(scratch.iterdir()), "nothing of a job is left in the vault's scratch"
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from crypto_fixtures import (
     MARK,
+    TEST_MAC,
     Env,
     admin,
     dock,
@@ -24,8 +26,9 @@ from crypto_fixtures import (
 from ingest.acquire import Receipt
 from vault import cases
 from vault.errors import Forbidden
+from vault.hostmac import RowTampered
 from vault.labels import Label
-from vault.reseal import Resealer
+from vault.reseal import Resealer, enqueue_seal
 
 NAMES = [f"DEV01_OFF123_2026010112{m:02d}00.mp4" for m in range(6)]
 
@@ -58,7 +61,7 @@ async def test_label_raise_re_encrypts_and_the_plain_object_is_gone(
         await cases.set_label(
             env.db.pool, env.ledger, boss, "evidence", receipt.evidence_id, Label.parse("secret")
         )
-        resealer = Resealer(env.storage, env.db.pool)
+        resealer = Resealer(env.storage, env.db.pool, mac=TEST_MAC)
         assert await drain(env, resealer.handlers()) == 1
         assert not blobs.exists(receipt.sha256), "the plain object is removed"
         assert len(blobs.sealed_paths(receipt.sha256)) == 1
@@ -88,7 +91,7 @@ async def test_case_labels_and_links_seal_their_evidence(pg_dsn: str, tmp_path: 
         await cases.create(db, ledger, boss, "C-2", "title two", Label.parse("secret"))
         await cases.link(db, ledger, boss, "C-2", b.evidence_id)  # linking queues sealing
         await cases.set_label(db, ledger, boss, "case", "C-1", Label.parse("confidential"))
-        await drain(env, Resealer(env.storage, db).handlers())
+        await drain(env, Resealer(env.storage, db, mac=TEST_MAC).handlers())
         for r in (a, b):
             assert await env.storage.content.is_sealed(r.sha256)
             assert not env.storage.blobs.exists(r.sha256)
@@ -114,7 +117,7 @@ async def test_lowering_is_for_admins_and_decrypts_only_when_asked(
             db, ledger, reviewer, "evidence", r.evidence_id, Label.parse("top_secret")
         )
         await cases.set_label(db, ledger, boss, "evidence", r.evidence_id, Label.parse("internal"))
-        resealer = Resealer(env.storage, db)
+        resealer = Resealer(env.storage, db, mac=TEST_MAC)
         await drain(env, resealer.handlers())
         assert await content.is_sealed(r.sha256), "lowered, but stays encrypted"
         await cases.set_label(db, ledger, boss, "evidence", r.evidence_id, Label.parse("secret"))
@@ -126,3 +129,32 @@ async def test_lowering_is_for_admins_and_decrypts_only_when_asked(
         assert env.storage.blobs.sealed_paths(r.sha256) == []
         assert env.storage.blobs.verify(r.sha256)
         assert await read_all(await content.open(r.sha256)) == data
+
+
+@pytest.mark.parametrize("role", ["evault_app", "superuser"])
+async def test_attack_label_lowered_in_the_database_decrypts_nothing(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    """An insider lowers a sealed item's label and queues a decryption job: the job fails on
+    the row that does not verify, and the content stays encrypted."""
+    d = dock(tmp_path, label="secret")
+    async with open_env(pg_dsn, tmp_path, [d]) as env:
+        r = await acquire(env, d, NAMES[0], plaintext(7000))
+        content = env.storage.content
+        assert await content.is_sealed(r.sha256)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if role == "evault_app":
+                await conn.execute("SET ROLE evault_app")
+            await conn.execute(
+                "UPDATE evidence SET label_level = 0 WHERE id = $1::uuid", r.evidence_id
+            )
+            await enqueue_seal(conn, "evidence", r.evidence_id, 0, unseal=True)
+        finally:
+            await conn.close()
+        resealer = Resealer(env.storage, env.db.pool, mac=TEST_MAC)
+        await drain(env, resealer.handlers())
+        assert await content.is_sealed(r.sha256), "still encrypted"
+        assert not env.storage.blobs.exists(r.sha256), "no plaintext copy in the store"
+        with pytest.raises(RowTampered):
+            await resealer.unseal_evidence(uuid.UUID(r.evidence_id))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
 
+from vault import evidence as evrows
 from vault.blobstore import BlobStore
 from vault.db import Conn
 from vault.labels import Label
@@ -53,25 +54,24 @@ async def add_evidence(
     sha = put_blob(store, data) if store is not None else hashlib.sha256(data).hexdigest()
     probe = None if duration_ms is None else json.dumps({"duration_ms": duration_ms})
 
+    new = evrows.NewEvidence(
+        id=eid,
+        sha256=sha,
+        size=len(data),
+        dock_id="dock-01",
+        device_id="rec-1",
+        officer_id=officer_id,
+        recorded_at=recorded_at,
+        acquired_at=datetime.now(UTC),
+        file_name="clip.mp4",
+        extension="",
+        label=label,
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO evidence (id, sha256, size, ledger_idx, dock_id, device_id, officer_id,"
-            " recorded_at, file_name, acquired_at, label_level, label_caveats, probe)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb)",
-            eid,
-            sha,
-            len(data),
-            indexes[0],
-            "dock-01",
-            "rec-1",
-            officer_id,
-            recorded_at,
-            "clip.mp4",
-            datetime.now(UTC),
-            int(label.level),
-            [c.value for c in label.sorted_caveats],
-            probe,
-        )
+        await evrows.insert_evidence(conn, ledger.mac, new, indexes[0])
+        if probe is not None:
+            await evrows.set_probe(conn, eid, probe)
 
     entry = make_entry(
         "acquired",

@@ -22,8 +22,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from http_fixtures import World, seeded_service
+from vault_fixtures import retag
 
 from api.config import default_toml
+from vault.hostmac import load_mac_key
 from verify.note import parse_vkey
 from verify.report_note import verify_report_response
 
@@ -78,6 +80,7 @@ def world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 async def _place(w: World) -> None:
     """What media jobs and station file names would record: start, duration, officer."""
     conn = await asyncpg.connect(w.svc.env["EVAULT_DATABASE_DSN"])
+    mac = load_mac_key(w.svc.data / "keys" / "ledger.mac")
     try:
         for name, start, ms, officer in [
             ("a.mp4", 0, 600_000, "OFF1"),
@@ -88,6 +91,7 @@ async def _place(w: World) -> None:
                 " WHERE id = $1::uuid",
                 eid(w, name), T0 + timedelta(minutes=start), json.dumps({"duration_ms": ms}), officer,
             )  # fmt: skip
+            await retag(conn, "evidence", eid(w, name), mac)
     finally:
         await conn.close()
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from review_fixtures import ADMIN, add_evidence, open_vault, person, tamper
 
 from vault import cases
+from vault import evidence as evrows
 from vault.access import Role
 from vault.blobstore import BlobStore
 from vault.content import PlainContentStore
 from vault.errors import NotFound
-from vault.integrity_report import integrity_report
+from vault.integrity_report import TAMPERED, integrity_report
 from vault.labels import Label, Level
 from verify.canonical import canonical_json
 from verify.checkpoint import open_checkpoint
@@ -102,8 +105,9 @@ async def test_scrub_mode_reports_the_last_scrub(pg_dsn: str, tmp_path: Path) ->
         report = (await integrity_report(ledger, content, ADMIN, "C2", mode="scrub")).report
         assert report["verdict"] == "failed"  # never scrubbed: not known to be intact
         assert {i["content"]["status"] for i in report["evidence"]} == {"unchecked"}
-        await pool.execute("UPDATE evidence SET last_scrub_at = now(), integrity = 'ok'")
-        await pool.execute("UPDATE evidence SET integrity = 'mismatch' WHERE id = $1::uuid", e2)
+        await evrows.mark_scrubbed_ok(pool, [uuid.UUID(e) for e in (e1, e2)])
+        async with pool.acquire() as conn:
+            await evrows.mark_integrity(conn, uuid.UUID(e2), "mismatch")
         report = (await integrity_report(ledger, content, ADMIN, "C2", mode="scrub")).report
         assert report["reasons"] == [f"evidence {e2}: content mismatch (scrub)"]
         assert all(i["content"]["checked_at"] for i in report["evidence"])
@@ -121,7 +125,42 @@ async def test_a_row_pointing_at_another_entry_fails_the_ledger_check(
         await pool.execute("UPDATE evidence SET ledger_idx = $1 WHERE id = $2::uuid", link_idx, e1)
         report = (await integrity_report(ledger, PlainContentStore(store), ADMIN, "C3")).report
         assert report["verdict"] == "failed"
-        assert "not this item's acquired entry" in report["reasons"][0]
+        assert report["reasons"] == [f"evidence {e1}: {TAMPERED}"]  # the row's tag no longer holds
+
+
+@pytest.mark.parametrize("role", ["evault_app", "superuser"])
+async def test_attack_swapped_hashes_fail_the_report(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    store = BlobStore(tmp_path / "vault")
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        await cases.create(pool, ledger, ADMIN, "C4", "t", Label(Level.INTERNAL))
+        e1 = await add_evidence(ledger, store, data=b"first")
+        e2 = await add_evidence(ledger, store, data=b"second")
+        e3 = await add_evidence(ledger, store, data=b"third")
+        for e in (e1, e2, e3):
+            await cases.link(pool, ledger, ADMIN, "C4", e)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if role == "evault_app":
+                await conn.execute("SET ROLE evault_app")
+            sha = {
+                r["id"]: r["sha256"] for r in await conn.fetch("SELECT id, sha256 FROM evidence")
+            }
+            move = "UPDATE evidence SET sha256 = $2 WHERE id = $1::uuid"
+            async with conn.transaction():
+                await conn.execute(move, e1, "0" * 64)
+                await conn.execute(move, e2, sha[uuid.UUID(e1)])
+                await conn.execute(move, e1, sha[uuid.UUID(e2)])
+        finally:
+            await conn.close()
+        report = (await integrity_report(ledger, PlainContentStore(store), ADMIN, "C4")).report
+        assert report["verdict"] == "failed"
+        assert sorted(report["reasons"]) == sorted(f"evidence {e}: {TAMPERED}" for e in (e1, e2))
+        shown = {i["evidence_id"]: i for i in report["evidence"]}
+        assert set(shown) == {e1, e2, e3} and "sha256" not in shown[e1]
+        assert shown[e3]["verdict"] == "ok"
 
 
 async def test_denied_and_missing_cases_look_alike_and_are_recorded(

@@ -22,11 +22,12 @@ from acquire_fixtures import Env, dock, open_acquirer
 from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
+from vault import evidence as evrows
 from vault import principals, tokens
 from vault.access import Role
 from vault.content import PlainContentStore
 from vault.db import Conn
-from vault.labels import Level
+from vault.labels import INTERNAL_LABEL, Level
 from vault.ledger import make_entry
 from vault.scrub import SCRUB_LOCK, ScrubBusy, due, run_scrub
 from vault.scrubmodel import ScrubConfig
@@ -71,12 +72,12 @@ async def add_rendition(env: Env, evidence_id: str, data: bytes, kind: str = "po
         "label": "internal",
     }
 
+    new = evrows.NewRendition(
+        rid, uuid.UUID(evidence_id), kind, blob.sha256, blob.size, "image/jpeg", INTERNAL_LABEL
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type, ledger_idx,"
-            " label_level) VALUES ($1, $2::uuid, $3, $4, $5, 'image/jpeg', $6, 1)",
-            rid, evidence_id, kind, blob.sha256, blob.size, indexes[0],
-        )  # fmt: skip
+        await evrows.insert_rendition(conn, env.ledger.mac, new, indexes[0])
 
     await env.ledger.append([make_entry("derived", fields)], effect=effect)
     return blob.sha256
@@ -159,6 +160,39 @@ async def test_flipped_byte_and_missing_object_are_found_marked_announced_record
         assert (await integrity(env))[a.evidence_id][0] == "ok"
         kinds = await env.rows("SELECT count(*) AS n FROM ledger_entries WHERE kind = 'scrub'")
         assert kinds[0]["n"] == 4
+
+
+@pytest.mark.parametrize("role", ["evault_app", "superuser"])
+async def test_attack_swapped_hashes_are_found_by_scrub(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    """Two rows' hashes swapped: every object still hashes to some row's hash, yet both items
+    are marked, because their rows no longer verify."""
+    async with open_acquirer(pg_dsn, tmp_path, [dock(tmp_path)]) as env:
+        a, b, c = await acquire(env, tmp_path, 3)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if role == "evault_app":
+                await conn.execute("SET ROLE evault_app")
+            else:
+                await conn.execute("ALTER TABLE evidence DISABLE TRIGGER ALL")
+            move = "UPDATE evidence SET sha256 = $2 WHERE id = $1::uuid"
+            async with conn.transaction():
+                await conn.execute(move, a.evidence_id, "0" * 64)
+                await conn.execute(move, b.evidence_id, a.sha256)
+                await conn.execute(move, a.evidence_id, b.sha256)
+            if role != "evault_app":
+                await conn.execute("ALTER TABLE evidence ENABLE TRIGGER ALL")
+        finally:
+            await conn.close()
+        before = failures("scrub")
+        report = await run_scrub(env.ledger, PlainContentStore(env.store), FAST, mode="full")
+        assert not report.ok
+        assert sorted(report.mismatch) == sorted([a.evidence_id, b.evidence_id])
+        assert failures("scrub") - before == 2
+        marks = await integrity(env)
+        assert marks[a.evidence_id][0] == marks[b.evidence_id][0] == "mismatch"
+        assert marks[c.evidence_id][0] == "ok"
 
 
 async def test_disposed_evidence_is_not_reported_missing(pg_dsn: str, tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ __all__ = [
 class LedgerWriter(Protocol):
     """Appending to the ledger."""
 
+    mac: HostMac
+    """The host's MAC key: row tags bind state to the entries appended here."""
+
     async def append(
         self,
         entries: Sequence[PreparedEntry],
