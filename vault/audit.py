@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 
+from vault import access_state
 from vault.access import (
     NOT_FOUND,
     Action,
@@ -42,6 +43,7 @@ from vault.access import (
     rendition_label,
     visible,
 )
+from vault.access_state import RowTampered
 from vault.db import Conn, Db
 from vault.errors import BadRequest, EvaultError, Unavailable
 from vault.labels import INTERNAL_LABEL
@@ -52,10 +54,12 @@ from verify.canonical import canonical_json
 
 __all__ = [
     "CONTENT_ACTIONS",
+    "INTEGRITY_REASON",
     "REF_KINDS",
     "TrailEntry",
     "add_refs",
     "authorize",
+    "case_row",
     "case_target",
     "evidence_target",
     "guard",
@@ -65,6 +69,8 @@ __all__ = [
     "trail",
 ]
 
+INTEGRITY_REASON = "stored state does not verify"
+"""The reason recorded when a decision was refused because a row it depends on is tampered."""
 CONTENT_ACTIONS = frozenset(
     {Action.READ_METADATA, Action.STREAM, Action.DOWNLOAD, Action.EXPORT, Action.VERIFY}
 )
@@ -204,9 +210,27 @@ async def rendition_target(db: Db, rendition_id: str) -> Target | None:
     return Target("rendition", rendition_label(source.label, own), source.cases, source.officer_id)
 
 
+async def case_row(db: Db, case_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """Case ``case_id``'s row, verified (``access_state``), or None if there is none;
+    ``RowTampered`` (alarm raised) if it does not verify or was rolled back."""
+    state = await access_state.ready()
+    row = await db.fetchrow(
+        "SELECT * FROM cases WHERE id = $1" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+        case_id,
+    )
+    if row is None:
+        return None
+    try:
+        state.check("cases", row)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        raise
+    return row
+
+
 async def case_target(db: Db, case_id: str) -> Target | None:
-    """The target for case ``case_id``, or None if there is none."""
-    row = await db.fetchrow("SELECT label_level, label_caveats FROM cases WHERE id = $1", case_id)
+    """The target for case ``case_id`` (its row verified: ``case_row``), or None."""
+    row = await case_row(db, case_id)
     if row is None:
         return None
     return Target("case", label_of(row["label_level"], row["label_caveats"]), frozenset({case_id}))
@@ -232,8 +256,14 @@ async def authorize(
     target_id: str,
 ) -> Target:
     """Load the target, decide, record (``audit.guard``) and return it; NotFound identically
-    for missing and invisible, Forbidden for other denials, Unavailable if unrecorded."""
-    found = await target(db, kind, target_id)
+    for missing and invisible, Forbidden for other denials, Unavailable if unrecorded.
+    A target whose stored state does not verify is refused: a ``denied`` entry with reason
+    ``INTEGRITY_REASON``, then ``RowTampered`` (422)."""
+    try:
+        found = await target(db, kind, target_id)
+    except RowTampered:
+        await record(ledger, principal, action, kind, target_id, False, INTEGRITY_REASON)
+        raise
     await guard(ledger, principal, action, kind, target_id, found)
     assert found is not None  # guard raises NotFound for a missing target
     return found
@@ -335,7 +365,11 @@ async def trail(
         hidden = False
         for ref in about.get(e["idx"], []):
             if ref not in seen:
-                t = await target(conn, *ref)
+                try:
+                    t = await target(conn, *ref)
+                except RowTampered:  # alarm raised: what it names stays hidden
+                    seen[ref] = False
+                    continue
                 seen[ref] = t is None or visible(actor, t)
             hidden = hidden or not seen[ref]
         if hidden:

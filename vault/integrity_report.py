@@ -50,6 +50,7 @@ import asyncpg
 
 from vault import audit
 from vault.access import NOT_FOUND, Action, Principal, Target, TargetKind, decide, visible
+from vault.access_state import RowTampered
 from vault.content import ContentStore, Readable
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound
 from vault.ledger import Ledger
@@ -302,8 +303,12 @@ async def _entries(db: Any, actor: Principal, indexes: list[int]) -> dict[int, d
     for r in ref_rows:
         ref: tuple[TargetKind, str] = (r["ref_kind"], r["ref_id"])
         if ref not in seen:
-            t: Target | None = await audit.target(db, *ref)
-            seen[ref] = t is None or visible(actor, t)
+            try:
+                t: Target | None = await audit.target(db, *ref)
+            except RowTampered:  # alarm raised; what the entry names stays hidden
+                seen[ref] = False
+            else:
+                seen[ref] = t is None or visible(actor, t)
         if not seen[ref]:
             hidden.add(r["ledger_idx"])
     openings: dict[int, dict[str, Any]] = {}

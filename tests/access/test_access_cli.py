@@ -26,7 +26,7 @@ async def test_cli_session(pg_dsn: str, tmp_path: Path) -> None:
     env = dict(os.environ, EVAULT_DATABASE_DSN=pg_dsn)
     data = tmp_path / "data"
     _evault(data, env, "init")
-    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+    async with open_vault(pg_dsn, tmp_path, data=data) as (ledger, db):
         old = await add_evidence(ledger, acquired_at=datetime.now(UTC) - timedelta(days=400))
         kept = await add_evidence(ledger, acquired_at=datetime.now(UTC) - timedelta(days=400))
 
