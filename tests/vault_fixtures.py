@@ -39,9 +39,7 @@ async def open_vault(
     mac = TEST_MAC if data is None else load_mac_key(data / "keys" / "ledger.mac")
     cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
-        ledger = Ledger(
-            db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=mac
-        )
+        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=mac)
         state = access_state.install(access_state.AccessState(mac, db.pool))
         try:
             yield ledger, db
