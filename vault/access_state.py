@@ -157,16 +157,21 @@ class AccessState:
         self.mirror = AccessMirror()
         self._replayed = False
         self._dirty = True
-        self._refreshed_at = 0.0
+        self._refreshed_at = self._started_at = 0.0
         self._lock = asyncio.Lock()
         self._announced: set[tuple[str, tuple[str, ...]]] = set()
         self.failures = 0
 
     # -- the mirror ----------------------------------------------------------------------
 
-    async def refresh(self, db: Db | None = None) -> None:
-        """Fold every access-state entry the mirror has not seen (the first call: all)."""
+    async def refresh(self, db: Db | None = None, *, since: float | None = None) -> None:
+        """Fold every access-state entry the mirror has not seen (the first call: all).
+        ``since``: skip if a refresh that started after this monotonic time has completed."""
         async with self._lock:
+            if since is not None and not self._dirty and self._started_at >= since:
+                return
+            self._dirty = False  # a notification heard from now on asks for another refresh
+            self._started_at = time.monotonic()
             rows = await (db or self.pool).fetch(
                 "SELECT e.idx, e.data, array_agg(o.field) FILTER (WHERE o.field IS NOT NULL)"
                 " AS fields, array_agg(o.salt) FILTER (WHERE o.field IS NOT NULL) AS salts,"
@@ -191,8 +196,7 @@ class AccessState:
                     self.mirror.fold(idx, body, values)
                 self.mirror.seen = max(self.mirror.seen, idx)
             self._replayed = True
-            self._dirty = False
-            self._refreshed_at = time.monotonic()
+            self._refreshed_at = self._started_at
 
     async def ready(self) -> AccessState:
         """Bring the mirror up to date if it was never replayed, was told of a change, or is
@@ -202,7 +206,7 @@ class AccessState:
             or self._dirty
             or time.monotonic() - self._refreshed_at > REFRESH_SECONDS
         ):
-            await self.refresh()
+            await self.refresh(since=time.monotonic())
         return self
 
     def changed(self) -> None:
