@@ -65,7 +65,7 @@ async def test_rows_from_before_tags_are_adopted_once(pg_dsn: str, tmp_path: Pat
                 "SELECT tgenabled FROM pg_trigger"
                 " WHERE tgname = 'case_evidence_history_append_only'"
             )
-            assert enabled == "A"  # the link history is append-only again, for every role
+            assert enabled == b"A"  # the link history is append-only again, for every role
             rv = await tokens.authenticate(pool, issued.token)
             assert rv.cases == {"K"}
             assert [i.id for i in (await list_evidence(pool, rv)).items] == [eid]
