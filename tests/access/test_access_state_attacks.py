@@ -308,3 +308,42 @@ async def test_legitimate_changes_keep_verifying(pg_dsn: str, tmp_path: Path) ->
         with pytest.raises(Unauthenticated):
             await tokens.authenticate(pool, issued.token)
         assert failures() == before
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_attack_principal_raised_or_reenabled_is_refused(
+    pg_dsn: str, tmp_path: Path, role: str
+) -> None:
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        await reviewer(ledger, db, "rv", Level.INTERNAL)
+        issued = await tokens.create(pool, ledger, ADMIN, "rv", timedelta(days=1))
+        active = await pool.fetchrow("SELECT * FROM principals WHERE id = 'rv'")
+        async with insider(pg_dsn, db, role) as conn:  # cleared for top secret, made an admin
+            await conn.execute(
+                "UPDATE principals SET clearance = 4, roles = '{admin}' WHERE id = 'rv'"
+            )
+        with pytest.raises(Unauthenticated):
+            await tokens.authenticate(pool, issued.token)
+        with pytest.raises(RowTampered):
+            await principals.load(pool, "rv")
+        async with insider(pg_dsn, db, role) as conn:
+            await conn.execute(
+                "UPDATE principals SET clearance = $1, roles = $2 WHERE id = 'rv'",
+                active["clearance"],
+                active["roles"],
+            )
+        assert (await tokens.authenticate(pool, issued.token)).clearance == Level.INTERNAL
+        await principals.disable(pool, ledger, ADMIN, "rv")
+        async with insider(pg_dsn, db, role) as conn:  # enabled again, with its earlier tag
+            await conn.execute(
+                "UPDATE principals SET active = true, ledger_idx = $1, tag = $2 WHERE id = 'rv'",
+                active["ledger_idx"],
+                active["tag"],
+            )
+        for _ in range(2):  # online, then after a restart
+            with pytest.raises(Unauthenticated):
+                await tokens.authenticate(pool, issued.token)
+            with pytest.raises(RowTampered):
+                await principals.load(pool, "rv")
+            restart(db)
