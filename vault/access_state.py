@@ -26,6 +26,8 @@ Guarantees:
   (``changed``) and at least every ``REFRESH_SECONDS`` on use: a rollback of a change made by
   another process is refused within that bound (or the notification's latency, when following).
 - The mirror can only restrict: it never makes a row acceptable that its tag does not prove.
+  An assignment row put back after its ``unassigned`` entry names an index below that entry's,
+  so the same floor refuses it; a newer genuine assignment made elsewhere is accepted at once.
 - Without an installed state (``install``, done where the ledger is opened), every verified
   read fails closed (``StateUnavailable``).
 """
@@ -266,14 +268,6 @@ class AccessState:
         floor = self.mirror.floor(table, skey)
         if row["ledger_idx"] < floor:
             raise RowTampered(table, skey, f"rolled back: ledger entry {floor} set it since")
-
-    def rollback_of_unassignment(self, principal_id: str, case_id: str) -> None:
-        """Raise if the mirror says the assignment was withdrawn (the row should not exist)."""
-        gone = self.mirror.unassigned(principal_id, case_id)
-        if gone is not None:
-            raise RowTampered(
-                "principal_cases", (principal_id, case_id), f"unassigned by ledger entry {gone}"
-            )
 
     async def alarm(self, exc: RowTampered) -> None:
         """Count the failure; announce it once per row (``integrity.failure`` event)."""

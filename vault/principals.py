@@ -191,8 +191,7 @@ async def verified_cases(principal_id: str, rows: Sequence[Any]) -> list[str]:
     for r in rows:
         row = {"principal_id": principal_id, **dict(r)}
         try:
-            state.check("principal_cases", row)
-            state.rollback_of_unassignment(principal_id, row["case_id"])
+            state.check("principal_cases", row)  # the floor: an unassignment since refuses it
         except access_state.RowTampered as exc:
             await state.alarm(exc)
             continue
@@ -328,8 +327,21 @@ async def _set_active(
     state = access_state.current()
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        # The row as it stands must verify: its new tag vouches for all of its values.
-        row = dict(await _verified_row(conn, principal_id, lock=True))
+        # The row as it stands must verify: its new tag vouches for all of its values. A row
+        # that does not may still be disabled: it stays refused (no tag), the entry says why.
+        try:
+            row = dict(await _verified_row(conn, principal_id, lock=True))
+        except access_state.RowTampered:
+            if active:
+                raise
+            await conn.execute(
+                "UPDATE principals SET active = false, updated_at = now(), ledger_idx = $2,"
+                " tag = NULL WHERE id = $1",
+                principal_id,
+                indexes[0],
+            )
+            await notify_auth_change(conn)
+            return
         row.update(active=active, ledger_idx=indexes[0])
         await conn.execute(
             "UPDATE principals SET active = $2, updated_at = now(), ledger_idx = $3, tag = $4"

@@ -347,3 +347,16 @@ async def test_attack_principal_raised_or_reenabled_is_refused(
             with pytest.raises(RowTampered):
                 await principals.load(pool, "rv")
             restart(db)
+
+
+async def test_a_tampered_principal_can_still_be_disabled(pg_dsn: str, tmp_path: Path) -> None:
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        await reviewer(ledger, db, "rv", Level.INTERNAL)
+        async with insider(pg_dsn, db, "app") as conn:
+            await conn.execute("UPDATE principals SET clearance = 4 WHERE id = 'rv'")
+        idx = await principals.disable(pool, ledger, ADMIN, "rv")
+        row = await pool.fetchrow("SELECT active, ledger_idx, tag FROM principals WHERE id = 'rv'")
+        assert (row["active"], row["ledger_idx"], row["tag"]) == (False, idx, None)
+        with pytest.raises(RowTampered):  # still refused: nothing vouches for its values
+            await principals.enable(pool, ledger, ADMIN, "rv")
