@@ -20,6 +20,14 @@ Guarantees:
   label from above that threshold to below it is an ``admin`` decision; the content stays
   encrypted unless ``unseal=True`` asks for decryption (queued the same way).
 - Refusals go through ``audit.guard``: recorded, and invisible targets are ``NotFound``.
+- Case rows and link-history rows carry row tags (``vault.access_state``) computed in the
+  transaction of their entry; a case row names the entry that last set it (created, retitled,
+  labelled). Every read here that decides something verifies them first.
+- Every change of an evidence item's effective label is an entry: a link, an unlink or a case's
+  new label that moves it appends, with its own entry, a ``labelled`` entry per item moved
+  (``target_kind`` evidence, ``"effective": true``, ``cause``, ``previous`` and ``label``; the
+  case committed), indexed under the item so its trail and custody timeline show it. If the
+  labels changed between planning and appending, nothing is written (Conflict).
 """
 
 from __future__ import annotations

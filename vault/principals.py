@@ -15,6 +15,11 @@ Guarantees:
   unassign; token revocation in ``vault.tokens``) sends ``NOTIFY evault_auth`` from its own
   transaction and, once the transaction is over, invalidates this process's watchers
   (``on_auth_change``), so no cache answers with the old state.
+- Principal and assignment rows carry row tags (``vault.access_state``) naming the entry that
+  set them. ``load`` (and token authentication) verify them: a principal row that does not
+  verify raises ``RowTampered``; an assignment that does not, or that an ``unassigned`` entry
+  has superseded (put back after its withdrawal), is left out. The alarm is raised either way.
+  A tampered principal can still be disabled (it stays untagged, hence refused).
 """
 
 from __future__ import annotations

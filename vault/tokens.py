@@ -10,6 +10,11 @@ Guarantees:
   by its hash (an equality lookup on a uniformly random value) and the stored hash is compared
   in constant time.
 - Creating and revoking tokens needs ``administer`` and is recorded as ``principal`` entries.
+  The row carries a tag (``vault.access_state``) over its id, principal, hash, expiry,
+  revocation time (set by the service, not the database) and the index of that entry;
+  ``authenticate`` verifies it, the principal's row and its assignments, and decides liveness
+  itself. A token minted in SQL, altered, or un-revoked with its earlier tag is refused exactly
+  like an unknown one, and the alarm is raised.
 - ``TokenCache`` (optional, per process) spares the lookup for a token seen moments ago. It only
   ever holds tokens that authenticated, keyed by their hash, and answers from an entry only while
   all of these hold: the entry is younger than its TTL (``service.token_cache_seconds``, default
