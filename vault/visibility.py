@@ -16,6 +16,11 @@ Guarantees:
   filters (by case, officer, device, dock, time range, label, status) never reveal an item the
   caller may not list; filtering by a case the caller may not see yields nothing, like an
   unknown case. Pages use keyset pagination on (acquired_at, id).
+- The database is not trusted to apply those filters honestly: each page's items are re-decided
+  in Python from their whole link history and their cases' rows, every one verified
+  (``link_state``, one query per page); an item whose rows do not verify is left out (alarm
+  raised), and one the verified state does not let the caller list is dropped. The cursor still
+  follows the rows the statement returned. Counts are not re-checked.
 - ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
   raises ``NotFound`` identically for a missing and an invisible item.
 """
