@@ -194,13 +194,17 @@ class AccessState:
                 return
             self._dirty = False  # a notification heard from now on asks for another refresh
             self._started_at = time.monotonic()
-            rows = await (db or self.pool).fetch(
+            reader = self._reader(db)
+            # Entries below the committed size first: all of them are visible to the next
+            # statement, so the mirror never skips an index (nor reads an uncommitted one).
+            size = await reader.fetchval("SELECT size FROM ledger_state")
+            rows = await reader.fetch(
                 "SELECT e.idx, e.data, array_agg(o.field) FILTER (WHERE o.field IS NOT NULL)"
                 " AS fields, array_agg(o.salt) FILTER (WHERE o.field IS NOT NULL) AS salts,"
                 " array_agg(o.value) FILTER (WHERE o.field IS NOT NULL) AS vals"
                 " FROM ledger_entries e LEFT JOIN ledger_openings o"
                 " ON o.idx = e.idx AND o.field = ANY($3::text[])"
-                " WHERE e.kind = ANY($2::text[]) AND e.idx > $1"
+                " WHERE e.kind = ANY($2::text[]) AND e.idx > $1 AND e.idx < $4"
                 # labels of evidence and renditions are many and not folded: not fetched
                 " AND (e.kind <> 'labelled' OR position('\"target_kind\":\"case\"'::bytea"
                 " IN e.data) > 0)"
@@ -208,6 +212,7 @@ class AccessState:
                 self.mirror.seen,
                 list(KINDS),
                 list(OPENED_FIELDS),
+                size or 0,
             )
             for r in rows:
                 idx = r["idx"]
@@ -219,20 +224,29 @@ class AccessState:
                     INTEGRITY_FAILURES.labels("state").inc()
                 else:
                     self.mirror.fold(idx, body, values)
-                self.mirror.seen = max(self.mirror.seen, idx)
+            self.mirror.seen = max(self.mirror.seen, (size or 0) - 1)
             self._replayed = True
             self._refreshed_at = self._started_at
 
-    async def ready(self) -> AccessState:
+    async def ready(self, db: Db | None = None) -> AccessState:
         """Bring the mirror up to date if it was never replayed, was told of a change, or is
-        older than ``REFRESH_SECONDS``; return self."""
+        older than ``REFRESH_SECONDS``; return self. ``db``: what to read the entries with, the
+        caller's pool or connection (not one inside a transaction: the state's own pool then)."""
         if (
             not self._replayed
             or self._dirty
             or time.monotonic() - self._refreshed_at > REFRESH_SECONDS
         ):
-            await self.refresh(since=time.monotonic())
+            await self.refresh(db, since=time.monotonic())
         return self
+
+    def _reader(self, db: Db | None) -> Db:
+        """``db`` unless it is a connection inside a transaction (which may hold entries that
+        are not committed, e.g. in a ledger effect): then the state's own pool."""
+        in_transaction = getattr(db, "is_in_transaction", None)
+        if db is None or (in_transaction is not None and in_transaction()):
+            return self.pool
+        return db
 
     def changed(self) -> None:
         """Another process changed access state (``NOTIFY evault_auth``): refresh before use."""
@@ -323,9 +337,9 @@ def current() -> AccessState:
     return _CURRENT[0]
 
 
-async def ready() -> AccessState:
+async def ready(db: Db | None = None) -> AccessState:
     """The installed state, up to date (``AccessState.ready``)."""
-    return await current().ready()
+    return await current().ready(db)
 
 
 def changed() -> None:

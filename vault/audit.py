@@ -213,7 +213,7 @@ async def rendition_target(db: Db, rendition_id: str) -> Target | None:
 async def case_row(db: Db, case_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     """Case ``case_id``'s row, verified (``access_state``), or None if there is none;
     ``RowTampered`` (alarm raised) if it does not verify or was rolled back."""
-    state = await access_state.ready()
+    state = await access_state.ready(db)
     row = await db.fetchrow(
         "SELECT * FROM cases WHERE id = $1" + (" FOR UPDATE" if lock else ""),  # noqa: S608
         case_id,

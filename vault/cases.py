@@ -387,7 +387,7 @@ async def list_cases(db: Db, principal: Principal) -> list[CaseSummary]:
     # The filter ran on rows the database could have forged: keep those that verify and
     # that the principal may list by their verified labels.
     out = []
-    for r in await (await access_state.ready()).verified("cases", rows):
+    for r in await (await access_state.ready(db)).verified("cases", rows):
         label = label_of(r["label_level"], r["label_caveats"])
         if visible(principal, Target("case", label, frozenset({r["id"]}))):
             out.append(CaseSummary(r["id"], label, r["created_at"], r["updated_at"]))

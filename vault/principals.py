@@ -172,7 +172,7 @@ def principal_from_row(row: asyncpg.Record, cases: Sequence[str]) -> Principal:
 async def _verified_row(db: Db, principal_id: str, *, lock: bool = False) -> asyncpg.Record:
     """The principal's row, verified (``access_state``); NotFound if there is none,
     ``RowTampered`` (alarm raised) if it does not verify."""
-    state = await access_state.ready()
+    state = await access_state.ready(db)
     row = await db.fetchrow(
         "SELECT * FROM principals WHERE id = $1" + (" FOR UPDATE" if lock else ""),  # noqa: S608
         principal_id,
@@ -191,7 +191,7 @@ async def verified_cases(principal_id: str, rows: Sequence[Any]) -> list[str]:
     """The case ids of a principal's ``principal_cases`` rows (mappings with ``case_id``,
     ``ledger_idx`` and ``tag``) that verify and that the ledger has not withdrawn since; the
     others are left out (fail closed) and raise the alarm."""
-    state = await access_state.ready()
+    state = access_state.current()  # callers brought it up to date (``ready``) just before
     out = []
     for r in rows:
         row = {"principal_id": principal_id, **dict(r)}
@@ -219,7 +219,7 @@ async def load(db: Db, principal_id: str) -> Principal:
 async def list_principals(db: Db, ledger: LedgerWriter, actor: Principal) -> list[PrincipalRecord]:
     """Every principal, by id; for those who may administer the system."""
     await require_admin(ledger, actor, "listing principals")
-    state = await access_state.ready()
+    state = await access_state.ready(db)
     rows = await state.verified(
         "principals", await db.fetch("SELECT * FROM principals ORDER BY id")
     )

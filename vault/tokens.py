@@ -300,7 +300,7 @@ async def authenticate(db: Db, token: str, cache: TokenCache | None = None) -> P
         if hit is not None:
             return hit
         generation = cache.generation
-    state = await access_state.ready()
+    state = await access_state.ready()  # the mirror reads with its own pool, rarely
     # One round trip: the token, its principal and the principal's case assignments, each
     # with what verifies it (access_state); liveness is decided here, not by the database.
     row = await db.fetchrow(

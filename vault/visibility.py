@@ -207,7 +207,7 @@ async def link_state(
     from the whole link history of those items and their cases' rows, every one verified
     (``access_state``): the database cannot add, hide or relabel a link by a row it made.
     Items with a row that does not verify are in the second mapping instead (alarm raised)."""
-    state = await access_state.ready()
+    state = await access_state.ready(db)
     rows = await db.fetch(_LINK_ROWS, evidence_ids)
     newest: dict[tuple[uuid.UUID, str], asyncpg.Record] = {}
     bad: dict[uuid.UUID, RowTampered] = {}
