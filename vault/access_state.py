@@ -30,6 +30,10 @@ Guarantees:
   so the same floor refuses it; a newer genuine assignment made elsewhere is accepted at once.
 - Without an installed state (``install``, done where the ledger is opened), every verified
   read fails closed (``StateUnavailable``).
+
+Not caught here: a row deleted outright (a link-history row, a legal hold; a deleted principal,
+token or assignment only denies). That is ``evault ledger fsck --state``'s full replay, which can
+fold entries with ``access_replay`` as this module does.
 """
 
 from __future__ import annotations
