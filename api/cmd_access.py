@@ -4,7 +4,8 @@ Every command acts as one principal (``--as``, default ``admin``, which the defa
 configuration seeds at start) and goes through the same decisions, ledger entries and
 visibility filters as the API: a listing shows only what that principal may list, and an item
 it may not see is reported exactly like one that does not exist. A token is printed once,
-when it is created.
+when it is created. ``evault adopt-access-state`` (no ``--as``: the host acts, with its key)
+tags the access rows an upgraded database holds from before row tags (``vault.access_adopt``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
+
 from api.config import Config
 from api.runtime import Runtime, open_runtime
-from vault import audit, cases, disposition, principals, tokens
+from vault import access_adopt, audit, cases, disposition, principals, tokens
 from vault.access import Principal
 from vault.labels import Caveat, Label, Level
 from vault.retention import RetentionPolicy
@@ -77,6 +80,12 @@ def register(sub: Any) -> None:
         p.add_argument("case")
         p.add_argument("evidence")
     _add(gs, "show", "show a case and its visible evidence", case_show).add_argument("case")
+
+    p = sub.add_parser(
+        "adopt-access-state",
+        help="tag the access rows written before row tags existed (once, right after upgrading)",
+    )
+    p.set_defaults(func=adopt_access_state)
 
     p = _add(sub, "audit", "the ledger trail of a case, an evidence item or a principal", audit_cmd)
     which = p.add_mutually_exclusive_group(required=True)
@@ -224,6 +233,17 @@ async def case_show(args: argparse.Namespace, cfg: Config) -> int:
     for e in detail.evidence:
         when = e.recorded_at.isoformat() if e.recorded_at else "-"
         print(f"  {e.id}\t{e.sha256}\t{e.label}\t{when}\t{e.media_status}")
+    return 0
+
+
+async def adopt_access_state(args: argparse.Namespace, cfg: Config) -> int:
+    async with open_runtime(cfg) as rt:
+        owner = await asyncpg.connect(rt.db.dsn)
+        try:
+            counts = await access_adopt.adopt(owner, rt.ledger, rt.mac)
+        finally:
+            await owner.close()
+    print(" ".join(f"{table}={n}" for table, n in counts.items()))
     return 0
 
 

@@ -29,7 +29,7 @@ from api.routes_evidence import int_param, summary_json
 from api.routes_jobs import json_object
 from vault import cases
 from vault.access import Action
-from vault.audit import authorize, case_target
+from vault.audit import authorize, case_row, case_target
 from vault.errors import BadRequest
 from vault.labels import INTERNAL_LABEL, Label
 from vault.visibility import label_of
@@ -71,11 +71,7 @@ CASE_ID = path("id", "case id (from the case system; 1-128 printable characters)
 
 
 async def _case_json(request: web.Request, case_id: str) -> dict[str, Any]:
-    row = await request.app[RUNTIME].db.pool.fetchrow(
-        "SELECT id, title, label_level, label_caveats, created_at, updated_at"
-        " FROM cases WHERE id = $1",
-        case_id,
-    )
+    row = await case_row(request.app[RUNTIME].db.pool, case_id)  # verified
     assert row is not None
     return {
         "id": row["id"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from api.config import Config
-from vault import principals
+from vault import access_state, principals
 from vault.db import Database, open_database
 from vault.hostmac import HostMac, load_mac_key
 from vault.keys import load_signer
@@ -42,10 +42,13 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     async with open_database(cfg.database, cfg.data) as db:
         ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log), mac=mac)
-        await principals.seed(db.pool, ledger, cfg.principals)
-        if background:
-            ledger.start()
+        # Access state is verified with the host key against a mirror of the ledger.
+        state = access_state.install(access_state.AccessState(mac, db.pool))
         try:
+            await principals.seed(db.pool, ledger, cfg.principals)
+            if background:
+                ledger.start()
             yield Runtime(cfg=cfg, db=db, signer=signer, mac=mac, ledger=ledger)
         finally:
+            access_state.uninstall(state)
             await ledger.close()

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from vault import access_state
 from vault.access import Principal, Role
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, Db, open_database
-from vault.hostmac import HostMac
+from vault.hostmac import HostMac, load_mac_key
 from vault.labels import Caveat, Label, Level
 from vault.ledger import Ledger
 from verify.note import Signer
@@ -49,15 +50,20 @@ async def retag(db: Db, table: str, key: object, mac: HostMac = TEST_MAC) -> Non
 
 
 @asynccontextmanager
-async def open_vault(dsn: str, tmp: Path) -> AsyncIterator[tuple[Ledger, Database]]:
+async def open_vault(
+    dsn: str, tmp: Path, *, data: Path | None = None
+) -> AsyncIterator[tuple[Ledger, Database]]:
+    """A ledger and database with access state verified under ``TEST_MAC``, or under the host
+    key of the data directory ``data`` (one made by ``evault init``, shared with CLI runs)."""
+    mac = TEST_MAC if data is None else load_mac_key(data / "keys" / "ledger.mac")
     cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0, batch_wait=0.0)
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
-        ledger = Ledger(
-            db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=TEST_MAC
-        )
+        ledger = Ledger(db.pool, Signer.generate(ORIGIN), cfg, tmp / "checkpoints.log", mac=mac)
+        state = access_state.install(access_state.AccessState(mac, db.pool))
         try:
             yield ledger, db
         finally:
+            access_state.uninstall(state)
             await ledger.close()
 
 

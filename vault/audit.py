@@ -38,6 +38,7 @@ from typing import Any
 
 import asyncpg
 
+from vault import access_state
 from vault import evidence as evrows
 from vault.access import (
     NOT_FOUND,
@@ -69,6 +70,7 @@ __all__ = [
     "TrailEntry",
     "add_refs",
     "authorize",
+    "case_row",
     "case_target",
     "evidence_target",
     "guard",
@@ -88,7 +90,8 @@ CONTENT_ACTIONS = frozenset(
 REF_KINDS = frozenset({"evidence", "rendition", "case"})
 RECORD_TIMEOUT = 10.0
 TAMPERED_REASON = "integrity: the stored state does not verify"
-"""The reason of a ``denied`` entry for a target whose row does not verify (vault.evidence)."""
+"""The reason of a ``denied`` entry for a decision refused because a row it depends on does not
+verify (evidence, renditions, cases, links, principals: ``vault.evidence``, ``access_state``)."""
 MAX_ID = 256
 _LEDGER_FAILURES = (
     asyncpg.PostgresError,
@@ -248,9 +251,27 @@ def rendition_target_of(row: evrows.Rendition, source: Target) -> Target:
     return Target("rendition", rendition_label(source.label, own), source.cases, source.officer_id)
 
 
+async def case_row(db: Db, case_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """Case ``case_id``'s row, verified (``access_state``), or None if there is none;
+    ``RowTampered`` (alarm raised) if it does not verify or was rolled back."""
+    state = await access_state.ready(db)
+    row = await db.fetchrow(
+        "SELECT * FROM cases WHERE id = $1" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+        case_id,
+    )
+    if row is None:
+        return None
+    try:
+        state.check("cases", row)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        raise
+    return row
+
+
 async def case_target(db: Db, case_id: str) -> Target | None:
-    """The target for case ``case_id``, or None if there is none."""
-    row = await db.fetchrow("SELECT label_level, label_caveats FROM cases WHERE id = $1", case_id)
+    """The target for case ``case_id`` (its row verified: ``case_row``), or None."""
+    row = await case_row(db, case_id)
     if row is None:
         return None
     return Target("case", label_of(row["label_level"], row["label_caveats"]), frozenset({case_id}))
@@ -399,7 +420,11 @@ async def trail(
         hidden = False
         for ref in about.get(e["idx"], []):
             if ref not in seen:
-                t = await target(conn, *ref, mac=ledger.mac)
+                try:
+                    t = await target(conn, *ref, mac=ledger.mac)
+                except RowTampered:  # alarm raised: what it names stays hidden
+                    seen[ref] = False
+                    continue
                 seen[ref] = t is None or visible(actor, t)
             hidden = hidden or not seen[ref]
         if hidden:

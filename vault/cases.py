@@ -20,10 +20,19 @@ Guarantees:
   label from above that threshold to below it is an ``admin`` decision; the content stays
   encrypted unless ``unseal=True`` asks for decryption (queued the same way).
 - Refusals go through ``audit.guard``: recorded, and invisible targets are ``NotFound``.
+- Case rows and link-history rows carry row tags (``vault.access_state``) computed in the
+  transaction of their entry; a case row names the entry that last set it (created, retitled,
+  labelled). Every read here that decides something verifies them first.
+- Every change of an evidence item's effective label is an entry: a link, an unlink or a case's
+  new label that moves it appends, with its own entry, a ``labelled`` entry per item moved
+  (``target_kind`` evidence, ``"effective": true``, ``cause``, ``previous`` and ``label``; the
+  case committed), indexed under the item so its trail and custody timeline show it. If the
+  labels changed between planning and appending, nothing is written (Conflict).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,16 +40,26 @@ from typing import Any
 
 import asyncpg
 
-from vault import audit
+from vault import access_state, audit
 from vault import evidence as evrows
-from vault.access import Action, Principal, Role, Target, TargetKind, rendition_label
-from vault.audit import authorize, target
+from vault.access import (
+    Action,
+    Principal,
+    Role,
+    Target,
+    TargetKind,
+    effective_label,
+    rendition_label,
+    visible,
+)
+from vault.audit import authorize, case_row
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden
 from vault.events import emit
 from vault.hostmac import HostMac
 from vault.labels import Label
-from vault.ledger import LedgerWriter, make_entry
+from vault.ledger import LedgerWriter, PreparedEntry, make_entry
+from vault.principals import notify_auth_change
 from vault.reseal import enqueue_seal
 from vault.visibility import (
     Args,
@@ -50,6 +69,7 @@ from vault.visibility import (
     count_evidence,
     current,
     label_of,
+    linked_cases,
     list_evidence,
 )
 
@@ -94,29 +114,63 @@ async def create(
         ledger, actor, Action.LINK, "case", case_id, Target("case", label, frozenset({case_id}))
     )
 
+    state = access_state.current()
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO cases (id, title, label_level, label_caveats, ledger_idx)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            case_id,
-            title,
-            int(label.level),
-            [c.value for c in label.sorted_caveats],
-            indexes[0],
-        )
+        await _write_case(conn, state, case_id, title, label, indexes[0], insert=True)
         await _label_row(conn, indexes[0], "case", case_id, label, actor.id)
         await audit.add_refs(conn, [(indexes[0], "case", case_id)])
 
-    entry = make_entry(
-        "case",
-        {"op": "created", "label": label.to_json()},
-        {"case": case_id, "title": title, "by": actor.id},
-    )
+    entries = [
+        make_entry(
+            "case",
+            {"op": "created", "label": label.to_json()},
+            {"case": case_id, "title": title, "by": actor.id},
+        )
+    ]
     try:
-        (idx,) = await ledger.append([entry], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
     except asyncpg.UniqueViolationError:
         raise Conflict("a case with this id is already registered") from None
-    return idx
+    state.learn(entries, indexes)
+    return indexes[0]
+
+
+async def _write_case(
+    conn: Conn,
+    state: access_state.AccessState,
+    case_id: str,
+    title: str,
+    label: Label,
+    idx: int,
+    *,
+    insert: bool = False,
+) -> None:
+    """Store the case row as entry ``idx`` sets it, with its tag (``access_state``)."""
+    row = {
+        "id": case_id,
+        "title": title,
+        "label_level": int(label.level),
+        "label_caveats": [c.value for c in label.sorted_caveats],
+        "ledger_idx": idx,
+    }
+    values = (case_id, title, row["label_level"], row["label_caveats"], idx)
+    tag = access_state.tag(state.mac, "cases", row)
+    if insert:
+        await conn.execute(
+            "INSERT INTO cases (id, title, label_level, label_caveats, ledger_idx, tag)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            *values,
+            tag,
+        )
+        return
+    await conn.execute(
+        "UPDATE cases SET title = $2, label_level = $3, label_caveats = $4, ledger_idx = $5,"
+        " tag = $6, updated_at = now() WHERE id = $1",
+        *values,
+        tag,
+    )
+    await notify_auth_change(conn)  # other processes' mirrors read the entry before deciding
 
 
 async def retitle(db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, title: str) -> int:
@@ -124,20 +178,21 @@ async def retitle(db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, 
     _check_case(case_id, title)
     await authorize(db, ledger, actor, Action.LINK, "case", case_id)
 
+    state = access_state.current()
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "UPDATE cases SET title = $2, updated_at = now(), ledger_idx = $3 WHERE id = $1",
-            case_id,
-            title,
-            indexes[0],
-        )
+        row = await case_row(conn, case_id, lock=True)
+        assert row is not None  # cases are never deleted
+        label = label_of(row["label_level"], row["label_caveats"])
+        await _write_case(conn, state, case_id, title, label, indexes[0])
         await audit.add_refs(conn, [(indexes[0], "case", case_id)])
 
-    entry = make_entry(
-        "case", {"op": "retitled"}, {"case": case_id, "title": title, "by": actor.id}
-    )
-    (idx,) = await ledger.append([entry], effect=effect)
-    return idx
+    entries = [
+        make_entry("case", {"op": "retitled"}, {"case": case_id, "title": title, "by": actor.id})
+    ]
+    indexes = await ledger.append(entries, effect=effect)
+    state.learn(entries, indexes)
+    return indexes[0]
 
 
 async def _linked_now(conn: Conn, case_id: str, evidence_id: uuid.UUID) -> bool:
@@ -161,24 +216,43 @@ async def _link(
     assert row is not None  # authorize raised NotFound otherwise
     sha256 = row.sha256
     action = "linked" if on else "unlinked"
+    state = access_state.current()
+    before = await _effective_labels(db, [eid])
+    after = {eid: await _effective_after(db, eid, case_id, on)}
+    entries = [
+        make_entry(
+            action, {"evidence_id": str(eid), "sha256": sha256}, {"case": case_id, "by": actor.id}
+        ),
+        *_label_entries(before, after, action, case_id, actor.id),
+    ]
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         if await _linked_now(conn, case_id, eid) == on:
             raise _StateChanged(f"already {action}")
         if on and await conn.fetchval("SELECT 1 FROM dispositions WHERE evidence_id = $1", eid):
             raise _StateChanged("the evidence was disposed of")
+        if await _effective_labels(conn, [eid]) != before:
+            raise _StateChanged("its label changed meanwhile; try again")
+        row = {
+            "ledger_idx": indexes[0],
+            "case_id": case_id,
+            "evidence_id": eid,
+            "action": action,
+            "principal_id": actor.id,
+        }
         await conn.execute(
             "INSERT INTO case_evidence_history (ledger_idx, case_id, evidence_id, action,"
-            " principal_id) VALUES ($1, $2, $3, $4, $5)",
+            " principal_id, tag) VALUES ($1, $2, $3, $4, $5, $6)",
             indexes[0],
             case_id,
             eid,
             action,
             actor.id,
+            access_state.tag(state.mac, "case_evidence_history", row),
         )
-        await audit.add_refs(
-            conn, [(indexes[0], "case", case_id), (indexes[0], "evidence", str(eid))]
-        )
+        refs = [(indexes[0], "case", case_id), (indexes[0], "evidence", str(eid))]
+        refs += [(i, "evidence", str(eid)) for i in indexes[1:]]  # the label change
+        await audit.add_refs(conn, refs)
         if on:
             case_label = await _stored_label(conn, "case", case_id)
             if case_label.needs_encryption:
@@ -189,14 +263,68 @@ async def _link(
                 {"case_id": case_id, "evidence_id": str(eid), "ledger_index": indexes[0]},
             )
 
-    entry = make_entry(
-        action, {"evidence_id": str(eid), "sha256": sha256}, {"case": case_id, "by": actor.id}
-    )
     try:
-        (idx,) = await ledger.append([entry], effect=effect)
+        (idx, *_) = await ledger.append(entries, effect=effect)
     except _StateChanged as exc:
         raise Conflict(f"evidence {eid} not changed: {exc}") from None
     return idx
+
+
+async def _label_parts(
+    db: Db, evidence_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Label, dict[str, Label]]]:
+    """Per evidence item: its own label and its current cases' labels (verified links and
+    cases, ``RowTampered`` otherwise)."""
+    rows = await db.fetch(
+        "SELECT id, label_level, label_caveats FROM evidence WHERE id = ANY($1::uuid[])",
+        evidence_ids,
+    )
+    cases = await linked_cases(db, evidence_ids)
+    return {r["id"]: (label_of(r["label_level"], r["label_caveats"]), cases[r["id"]]) for r in rows}
+
+
+async def _effective_labels(db: Db, evidence_ids: list[uuid.UUID]) -> dict[uuid.UUID, Label]:
+    """The items' effective labels: own joined with their current cases' (``_label_parts``)."""
+    parts = await _label_parts(db, evidence_ids)
+    return {eid: effective_label(own, cases.values()) for eid, (own, cases) in parts.items()}
+
+
+async def _effective_after(db: Db, eid: uuid.UUID, case_id: str, on: bool) -> Label:
+    """The evidence's effective label once the case is linked (``on``) or unlinked."""
+    own, cases = (await _label_parts(db, [eid]))[eid]
+    cases = dict(cases)
+    if on:
+        cases[case_id] = await _stored_label(db, "case", case_id)
+    else:
+        cases.pop(case_id, None)
+    return effective_label(own, cases.values())
+
+
+def _label_entries(
+    before: dict[uuid.UUID, Label],
+    after: dict[uuid.UUID, Label],
+    cause: str,
+    case_id: str,
+    by: str,
+) -> list[PreparedEntry]:
+    """A ``labelled`` entry for each evidence item whose effective label changes: the label
+    enforced on it (``"effective": true``; its own stored label is unchanged), with the
+    previous one and what caused the change (``linked``, ``unlinked``, ``case-labelled``)."""
+    out = []
+    for eid, new in sorted(after.items(), key=lambda item: str(item[0])):
+        old = before.get(eid)
+        if old is None or old == new:
+            continue
+        fields = {
+            "target_kind": "evidence",
+            "evidence": str(eid),
+            "label": new.to_json(),
+            "previous": old.to_json(),
+            "effective": True,
+            "cause": cause,
+        }
+        out.append(make_entry("labelled", fields, {"case": case_id, "by": by}))
+    return out
 
 
 async def link(
@@ -229,7 +357,7 @@ async def show(
 ) -> CaseDetail:
     """A case's metadata and its evidence visible to the reader (an audited read)."""
     await authorize(db, ledger, actor, Action.READ_METADATA, "case", case_id)
-    row = await db.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+    row = await case_row(db, case_id)
     assert row is not None  # authorize raised NotFound otherwise
     query = EvidenceQuery(case_id=case_id)
     page = await list_evidence(db, actor, query, limit=limit, mac=ledger.mac)
@@ -256,15 +384,18 @@ async def list_cases(db: Db, principal: Principal) -> list[CaseSummary]:
     """The cases the principal may list, by id (titles need ``read_metadata``: ``show``)."""
     args = Args()
     rows = await db.fetch(
-        "SELECT c.id, c.label_level, c.label_caveats, c.created_at, c.updated_at FROM cases c"  # noqa: S608
+        "SELECT c.* FROM cases c"  # noqa: S608
         f" WHERE {case_filter(principal, 'c', args)} ORDER BY c.id",
         *args.values,
     )
-    labels = [label_of(r["label_level"], r["label_caveats"]) for r in rows]
-    return [
-        CaseSummary(r["id"], lab, r["created_at"], r["updated_at"])
-        for r, lab in zip(rows, labels, strict=True)
-    ]
+    # The filter ran on rows the database could have forged: keep those that verify and
+    # that the principal may list by their verified labels.
+    out = []
+    for r in await (await access_state.ready(db)).verified("cases", rows):
+        label = label_of(r["label_level"], r["label_caveats"])
+        if visible(principal, Target("case", label, frozenset({r["id"]}))):
+            out.append(CaseSummary(r["id"], label, r["created_at"], r["updated_at"]))
+    return out
 
 
 # -- labels ----------------------------------------------------------------------------------
@@ -288,6 +419,10 @@ async def _label_row(
 
 
 async def _stored_label(conn: Db, kind: TargetKind, key: object, lock: bool = False) -> Label:
+    if kind == "case":  # verified (access_state); evidence and renditions are not this module's
+        case = await case_row(conn, str(key), lock=lock)
+        assert case is not None
+        return label_of(case["label_level"], case["label_caveats"])
     row = await conn.fetchrow(
         f"SELECT label_level, label_caveats FROM {_TABLES[kind]} WHERE id = $1"  # noqa: S608
         + (" FOR UPDATE" if lock else ""),
@@ -312,14 +447,7 @@ async def set_label(
     the encryption threshold also asks for the content to be stored plain again."""
     if kind not in _TABLES:
         raise BadRequest("labels apply to evidence, renditions and cases")
-    await audit.guard(
-        ledger,
-        actor,
-        Action.LABEL,
-        kind,
-        target_id,
-        await target(db, kind, target_id, mac=ledger.mac),
-    )
+    await authorize(db, ledger, actor, Action.LABEL, kind, target_id)
     _require_cleared(actor, label)
     key: object = target_id if kind == "case" else uuid.UUID(target_id)
     previous = await _stored_label(db, kind, key)
@@ -335,21 +463,33 @@ async def set_label(
     lowering = previous.needs_encryption and not stored.needs_encryption
     if lowering and Role.ADMIN not in actor.roles:
         raise Forbidden("lowering a label below confidential is an admin decision")
+    state = access_state.current()
+    # Every effective label the change moves is an entry of its own (after the first).
+    parts = await _label_parts(db, await _linked_evidence(db, kind, target_id))
+    before = {eid: effective_label(own, cases.values()) for eid, (own, cases) in parts.items()}
+    after = {
+        eid: effective_label(own, {**cases, target_id: stored}.values())
+        for eid, (own, cases) in parts.items()
+        if target_id in cases
+    }
+    more = _label_entries(before, after, "case-labelled", target_id, actor.id)
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         idx = indexes[0]
         if await _stored_label(conn, kind, key, lock=True) != previous:
             raise _StateChanged("the label changed meanwhile; read it again")
+        if await _effective_labels(conn, await _linked_evidence(conn, kind, target_id)) != before:
+            raise _StateChanged("labels changed meanwhile; try again")
         if kind == "case":
-            await conn.execute(
-                "UPDATE cases SET label_level = $2, label_caveats = $3 WHERE id = $1",
-                key,
-                int(stored.level),
-                [c.value for c in stored.sorted_caveats],
-            )
-        else:  # evidence rows are re-tagged with this entry (vault.evidence)
+            case = await case_row(conn, target_id)
+            assert case is not None
+            await _write_case(conn, state, target_id, case["title"], stored, idx)
+        else:  # evidence and renditions are re-tagged with this entry (vault.evidence)
             assert isinstance(key, uuid.UUID)
             await evrows.set_label(conn, ledger.mac, kind, key, stored, idx)
+        for i, entry in zip(indexes[1:], more, strict=True):
+            eid = json.loads(entry.data)["evidence"]
+            await audit.add_refs(conn, [(i, "evidence", eid), (i, "case", target_id)])
         await _label_row(conn, idx, kind, target_id, stored, actor.id)
         await audit.add_refs(conn, [(idx, kind, target_id)])
         if kind == "evidence":
@@ -369,11 +509,26 @@ async def set_label(
         secrets["case"] = target_id
     else:
         fields[kind] = str(key)
+    entries = [make_entry("labelled", fields, secrets), *more]
     try:
-        await ledger.append([make_entry("labelled", fields, secrets)], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
     except _StateChanged as exc:
         raise Conflict(str(exc)) from None
+    state.learn(entries, indexes)
     return stored
+
+
+async def _linked_evidence(db: Db, kind: str, case_id: str) -> list[uuid.UUID]:
+    """The evidence a case's label change can move: every item ever linked to it (the
+    verified link state then says which are linked now); none for other kinds."""
+    if kind != "case":
+        return []
+    rows = await db.fetch(
+        "SELECT DISTINCT evidence_id FROM case_evidence_history WHERE case_id = $1"
+        " ORDER BY evidence_id",
+        case_id,
+    )
+    return [r["evidence_id"] for r in rows]
 
 
 async def _raise_renditions(

@@ -339,9 +339,10 @@ async def _entries(
         if ref not in seen:
             try:
                 t: Target | None = await audit.target(db, *ref, mac=mac)
-                seen[ref] = t is None or visible(actor, t)
-            except RowTampered:  # alarm raised; an entry about it is not shown on its word
+            except RowTampered:  # alarm raised; what the entry names stays hidden
                 seen[ref] = False
+            else:
+                seen[ref] = t is None or visible(actor, t)
         if not seen[ref]:
             hidden.add(r["ledger_idx"])
     openings: dict[int, dict[str, Any]] = {}

@@ -15,6 +15,11 @@ Guarantees:
   unassign; token revocation in ``vault.tokens``) sends ``NOTIFY evault_auth`` from its own
   transaction and, once the transaction is over, invalidates this process's watchers
   (``on_auth_change``), so no cache answers with the old state.
+- Principal and assignment rows carry row tags (``vault.access_state``) naming the entry that
+  set them. ``load`` (and token authentication) verify them: a principal row that does not
+  verify raises ``RowTampered``; an assignment that does not, or that an ``unassigned`` entry
+  has superseded (put back after its withdrawal), is left out. The alarm is raised either way.
+  A tampered principal can still be disabled (it stays untagged, hence refused).
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from vault import audit
+from vault import access_state, audit
 from vault.access import Action, Principal, Role, Target, decide
-from vault.audit import case_target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
+from vault.hostmac import RowTampered
 from vault.labels import PUBLIC_LABEL, Caveat, Label, Level
 from vault.ledger import LedgerWriter, make_entry
 
@@ -165,25 +170,67 @@ def principal_from_row(row: asyncpg.Record, cases: Sequence[str]) -> Principal:
     )
 
 
-async def load(db: Db, principal_id: str) -> Principal:
-    """The principal with its current case assignments; NotFound if there is none."""
-    row = await db.fetchrow("SELECT * FROM principals WHERE id = $1", principal_id)
+async def _verified_row(db: Db, principal_id: str, *, lock: bool = False) -> asyncpg.Record:
+    """The principal's row, verified (``access_state``); NotFound if there is none,
+    ``RowTampered`` (alarm raised) if it does not verify."""
+    state = await access_state.ready(db)
+    row = await db.fetchrow(
+        "SELECT * FROM principals WHERE id = $1" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+        principal_id,
+    )
     if row is None:
         raise NotFound()
+    try:
+        state.check("principals", row)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        raise
+    return row
+
+
+async def verified_cases(principal_id: str, rows: Sequence[Any]) -> list[str]:
+    """The case ids of a principal's ``principal_cases`` rows (mappings with ``case_id``,
+    ``ledger_idx`` and ``tag``) that verify and that the ledger has not withdrawn since; the
+    others are left out (fail closed) and raise the alarm."""
+    state = access_state.current()  # callers brought it up to date (``ready``) just before
+    out = []
+    for r in rows:
+        row = {"principal_id": principal_id, **dict(r)}
+        try:
+            state.check("principal_cases", row)  # the floor: an unassignment since refuses it
+        except RowTampered as exc:
+            await state.alarm(exc)
+            continue
+        out.append(row["case_id"])
+    return out
+
+
+async def load(db: Db, principal_id: str) -> Principal:
+    """The principal with its current case assignments; NotFound if there is none. Its row
+    and assignments are verified (``access_state``): a row that does not raises
+    ``RowTampered``, an assignment that does not is left out."""
+    row = await _verified_row(db, principal_id)
     cases = await db.fetch(
-        "SELECT case_id FROM principal_cases WHERE principal_id = $1", principal_id
+        "SELECT case_id, ledger_idx, tag FROM principal_cases WHERE principal_id = $1",
+        principal_id,
     )
-    return principal_from_row(row, [c["case_id"] for c in cases])
+    return principal_from_row(row, await verified_cases(principal_id, cases))
 
 
 async def list_principals(db: Db, ledger: LedgerWriter, actor: Principal) -> list[PrincipalRecord]:
     """Every principal, by id; for those who may administer the system."""
     await require_admin(ledger, actor, "listing principals")
-    rows = await db.fetch("SELECT * FROM principals ORDER BY id")
-    assigned = await db.fetch("SELECT principal_id, case_id FROM principal_cases ORDER BY case_id")
-    cases: dict[str, list[str]] = {}
+    state = await access_state.ready(db)
+    rows = await state.verified(
+        "principals", await db.fetch("SELECT * FROM principals ORDER BY id")
+    )
+    assigned = await db.fetch(
+        "SELECT principal_id, case_id, ledger_idx, tag FROM principal_cases ORDER BY case_id"
+    )
+    grouped: dict[str, list[asyncpg.Record]] = {}
     for a in assigned:
-        cases.setdefault(a["principal_id"], []).append(a["case_id"])
+        grouped.setdefault(a["principal_id"], []).append(a)
+    cases = {pid: await verified_cases(pid, group) for pid, group in grouped.items()}
     return [
         PrincipalRecord(
             principal_from_row(r, cases.get(r["id"], [])),
@@ -214,25 +261,40 @@ async def _insert(ledger: LedgerWriter, spec: PrincipalSpec, by: str | None) -> 
     else:
         secrets["by"] = by
 
+    state = access_state.current()
+    row: dict[str, Any] = {
+        "id": spec.id,
+        "clearance": int(spec.clearance),
+        "caveats": [c.value for c in label.sorted_caveats],
+        "roles": sorted(r.value for r in spec.roles),
+        "officer_id": spec.officer_id,
+        "dock_ids": sorted(spec.dock_ids),
+        "active": True,
+    }
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
+        row["ledger_idx"] = indexes[0]
         await conn.execute(
             "INSERT INTO principals (id, display_name, clearance, caveats, roles, officer_id,"
-            " dock_ids, ledger_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            " dock_ids, ledger_idx, tag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             spec.id,
             spec.display_name,
-            int(spec.clearance),
-            [c.value for c in label.sorted_caveats],
-            sorted(r.value for r in spec.roles),
+            row["clearance"],
+            row["caveats"],
+            row["roles"],
             spec.officer_id,
-            sorted(spec.dock_ids),
+            row["dock_ids"],
             indexes[0],
+            access_state.tag(state.mac, "principals", row),
         )
 
+    entries = [make_entry("principal", fields, secrets)]
     try:
-        (idx,) = await ledger.append([make_entry("principal", fields, secrets)], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"principal {spec.id} already exists") from None
-    return idx
+    state.learn(entries, indexes)
+    return indexes[0]
 
 
 async def add(db: Db, ledger: LedgerWriter, actor: Principal, spec: PrincipalSpec) -> int:
@@ -273,21 +335,42 @@ async def _set_active(
     if principal_id == actor.id and not active:
         raise Conflict("a principal may not disable itself")
 
+    state = access_state.current()
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
+        # The row as it stands must verify: its new tag vouches for all of its values. A row
+        # that does not may still be disabled: it stays refused (no tag), the entry says why.
+        try:
+            row = dict(await _verified_row(conn, principal_id, lock=True))
+        except RowTampered:
+            if active:
+                raise
+            await conn.execute(
+                "UPDATE principals SET active = false, updated_at = now(), ledger_idx = $2,"
+                " tag = NULL WHERE id = $1",
+                principal_id,
+                indexes[0],
+            )
+            await notify_auth_change(conn)
+            return
+        row.update(active=active, ledger_idx=indexes[0])
         await conn.execute(
-            "UPDATE principals SET active = $2, updated_at = now(), ledger_idx = $3 WHERE id = $1",
+            "UPDATE principals SET active = $2, updated_at = now(), ledger_idx = $3, tag = $4"
+            " WHERE id = $1",
             principal_id,
             active,
             indexes[0],
+            access_state.tag(state.mac, "principals", row),
         )
         await notify_auth_change(conn)
 
-    entry = make_entry("principal", {"op": op}, {"principal": principal_id, "by": actor.id})
+    entries = [make_entry("principal", {"op": op}, {"principal": principal_id, "by": actor.id})]
     try:
-        (idx,) = await ledger.append([entry], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
+        state.learn(entries, indexes)
     finally:
         auth_changed_locally()
-    return idx
+    return indexes[0]
 
 
 async def disable(db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str) -> int:
@@ -302,7 +385,7 @@ async def enable(db: Db, ledger: LedgerWriter, actor: Principal, principal_id: s
 async def _may_assign(ledger: LedgerWriter, db: Db, actor: Principal, case_id: str) -> None:
     if decide(actor, Action.ADMINISTER, SYSTEM).allowed:
         return
-    await audit.guard(ledger, actor, Action.LINK, "case", case_id, await case_target(db, case_id))
+    await audit.authorize(db, ledger, actor, Action.LINK, "case", case_id)
 
 
 async def _assignment(
@@ -314,14 +397,19 @@ async def _assignment(
     if not 0 < len(case_id) <= 128:
         raise BadRequest("case id: 1 to 128 characters")
 
+    state = access_state.current()
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        if on:
+        if on:  # assigning again re-dates the row: it then names the newest entry
+            row = {"principal_id": principal_id, "case_id": case_id, "ledger_idx": indexes[0]}
             await conn.execute(
-                "INSERT INTO principal_cases (principal_id, case_id, ledger_idx)"
-                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO principal_cases (principal_id, case_id, ledger_idx, tag)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (principal_id, case_id) DO UPDATE"
+                " SET ledger_idx = EXCLUDED.ledger_idx, tag = EXCLUDED.tag",
                 principal_id,
                 case_id,
                 indexes[0],
+                access_state.tag(state.mac, "principal_cases", row),
             )
         else:
             await conn.execute(
@@ -332,16 +420,19 @@ async def _assignment(
         await audit.add_refs(conn, [(indexes[0], "case", case_id)])
         await notify_auth_change(conn)
 
-    entry = make_entry(
-        "principal",
-        {"op": "assigned" if on else "unassigned"},
-        {"principal": principal_id, "case": case_id, "by": actor.id},
-    )
+    entries = [
+        make_entry(
+            "principal",
+            {"op": "assigned" if on else "unassigned"},
+            {"principal": principal_id, "case": case_id, "by": actor.id},
+        )
+    ]
     try:
-        (idx,) = await ledger.append([entry], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
+        state.learn(entries, indexes)
     finally:
         auth_changed_locally()
-    return idx
+    return indexes[0]
 
 
 async def assign(

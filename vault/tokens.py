@@ -10,6 +10,11 @@ Guarantees:
   by its hash (an equality lookup on a uniformly random value) and the stored hash is compared
   in constant time.
 - Creating and revoking tokens needs ``administer`` and is recorded as ``principal`` entries.
+  The row carries a tag (``vault.access_state``) over its id, principal, hash, expiry,
+  revocation time (set by the service, not the database) and the index of that entry;
+  ``authenticate`` verifies it, the principal's row and its assignments, and decides liveness
+  itself. A token minted in SQL, altered, or un-revoked with its earlier tag is refused exactly
+  like an unknown one, and the alarm is raised.
 - ``TokenCache`` (optional, per process) spares the lookup for a token seen moments ago. It only
   ever holds tokens that authenticated, keyed by their hash, and answers from an entry only while
   all of these hold: the entry is younger than its TTL (``service.token_cache_seconds``, default
@@ -42,10 +47,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vault import principals
+from vault import access_state, principals
 from vault.access import Principal
 from vault.db import Conn, Db
 from vault.errors import BadRequest, NotFound, Unauthenticated
+from vault.hostmac import RowTampered
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.entry import rfc3339
 
@@ -67,6 +73,16 @@ PREFIX = "evt_"
 _LENGTH = len(PREFIX) + 43  # 32 bytes of URL-safe base64 without padding
 MAX_TTL = timedelta(days=3660)
 MIN_TTL = timedelta(minutes=1)
+_TOKEN_FIELDS = (
+    "id",
+    "principal_id",
+    "token_hash",
+    "expires_at",
+    "revoked_at",
+    "ledger_idx",
+    "tag",
+)
+_ASSIGNMENT_FIELDS = ("case_id", "ledger_idx", "tag")
 
 
 class TokenCache:
@@ -130,7 +146,7 @@ async def follow_changes(
         try:
             conn = await connect()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            await conn.add_listener(principals.AUTH_CHANNEL, lambda *_a: cache.invalidate())
+            await conn.add_listener(principals.AUTH_CHANNEL, lambda *_a: _changed(cache))
             cache.set_following(True)
             while not lost.is_set():
                 try:
@@ -149,6 +165,11 @@ async def follow_changes(
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
         await asyncio.sleep(retry)
+
+
+def _changed(cache: TokenCache) -> None:
+    cache.invalidate()
+    access_state.changed()  # the mirror reads the new entries before its next decision
 
 
 @dataclass(frozen=True)
@@ -190,25 +211,38 @@ async def create(
     token_id = "tok_" + secrets.token_hex(8)
     expires = datetime.now(UTC) + ttl
     digest = token_hash(token)
+    state = access_state.current()
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
+        row = {
+            "id": token_id,
+            "principal_id": principal_id,
+            "token_hash": digest,
+            "expires_at": expires,
+            "revoked_at": None,
+            "ledger_idx": indexes[0],
+        }
         await conn.execute(
-            "INSERT INTO tokens (id, principal_id, token_hash, comment, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (id, principal_id, token_hash, comment, expires_at, ledger_idx,"
+            " tag) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             token_id,
             principal_id,
             digest,
             comment,
             expires,
+            indexes[0],
+            access_state.tag(state.mac, "tokens", row),
         )
 
-    entry = make_entry(
-        "principal",
-        {"op": "token-created", "token": token_id, "expires": rfc3339(expires)},
-        # The stored hash is committed so fsck --state finds a token row swapped for another.
-        {"principal": principal_id, "by": actor.id, "token_hash": digest.hex()},
-    )
-    await ledger.append([entry], effect=effect)
+    entries = [
+        make_entry(
+            "principal",
+            {"op": "token-created", "token": token_id, "expires": rfc3339(expires)},
+            # The stored hash is committed so fsck --state finds a token row swapped for another.
+            {"principal": principal_id, "by": actor.id, "token_hash": digest.hex()},
+        )
+    ]
+    state.learn(entries, await ledger.append(entries, effect=effect))
     return IssuedToken(token_id, token, principal_id, expires)
 
 
@@ -219,22 +253,42 @@ async def revoke(db: Db, ledger: LedgerWriter, actor: Principal, token_id: str) 
     if owner is None:
         raise NotFound()
 
+    state = access_state.current()
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
+        # Revoking names the newest entry even when already revoked (the first time is kept).
+        # The stored row need not verify: whatever it says, it ends revoked under a new tag,
+        # with the owner the ledger entry names.
+        row = dict(
+            await conn.fetchrow("SELECT * FROM tokens WHERE id = $1 FOR UPDATE", token_id) or {}
+        )
+        row.update(
+            principal_id=owner,
+            revoked_at=row.get("revoked_at") or datetime.now(UTC),
+            ledger_idx=indexes[0],
+        )
         await conn.execute(
-            "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
+            "UPDATE tokens SET revoked_at = $2, ledger_idx = $3, tag = $4 WHERE id = $1",
+            token_id,
+            row["revoked_at"],
+            indexes[0],
+            access_state.tag(state.mac, "tokens", row),
         )
         await principals.notify_auth_change(conn)
 
-    entry = make_entry(
-        "principal",
-        {"op": "token-revoked", "token": token_id},
-        {"principal": owner, "by": actor.id},
-    )
+    entries = [
+        make_entry(
+            "principal",
+            {"op": "token-revoked", "token": token_id},
+            {"principal": owner, "by": actor.id},
+        )
+    ]
     try:
-        (idx,) = await ledger.append([entry], effect=effect)
+        indexes = await ledger.append(entries, effect=effect)
+        state.learn(entries, indexes)
     finally:  # committed or not (an error may follow the commit): never keep a stale answer
         principals.auth_changed_locally()
-    return idx
+    return indexes[0]
 
 
 async def authenticate(db: Db, token: str, cache: TokenCache | None = None) -> Principal:
@@ -248,20 +302,34 @@ async def authenticate(db: Db, token: str, cache: TokenCache | None = None) -> P
         if hit is not None:
             return hit
         generation = cache.generation
-    # One round trip: the token, its principal and the principal's case assignments.
+    state = await access_state.ready()  # the mirror reads with its own pool, rarely
+    # One round trip: the token, its principal and the principal's case assignments, each
+    # with what verifies it (access_state); liveness is decided here, not by the database.
     row = await db.fetchrow(
-        "SELECT t.token_hash, t.expires_at AS token_expires_at,"
-        " (t.expires_at > now() AND t.revoked_at IS NULL AND p.active) AS live, p.*,"
-        " ARRAY(SELECT pc.case_id FROM principal_cases pc WHERE pc.principal_id = p.id)"
-        " AS assigned_cases"
+        "SELECT ROW(t.id, t.principal_id, t.token_hash, t.expires_at, t.revoked_at,"
+        " t.ledger_idx, t.tag) AS token, p.*,"
+        " ARRAY(SELECT ROW(pc.case_id, pc.ledger_idx, pc.tag) FROM principal_cases pc"
+        " WHERE pc.principal_id = p.id) AS assigned_cases"
         " FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.token_hash = $1",
         digest,
     )
-    if row is None or not hmac.compare_digest(bytes(row["token_hash"]), digest):
+    if row is None:
         raise Unauthenticated()
-    if not row["live"]:
+    tok = dict(zip(_TOKEN_FIELDS, row["token"], strict=True))
+    if not hmac.compare_digest(bytes(tok["token_hash"]), digest):
         raise Unauthenticated()
-    principal = principals.principal_from_row(row, row["assigned_cases"])
+    try:  # a minted, altered or rolled-back token, or a forged principal: refused, alarm
+        state.check("tokens", tok)
+        state.check("principals", row)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        raise Unauthenticated() from None
+    if tok["revoked_at"] is not None or not row["active"] or tok["expires_at"] <= datetime.now(UTC):
+        raise Unauthenticated()
+    assigned = [dict(zip(_ASSIGNMENT_FIELDS, a, strict=True)) for a in row["assigned_cases"]]
+    principal = principals.principal_from_row(
+        row, await principals.verified_cases(row["id"], assigned)
+    )
     if cache is not None:
-        cache.put(digest, principal, row["token_expires_at"], generation)
+        cache.put(digest, principal, tok["expires_at"], generation)
     return principal

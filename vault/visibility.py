@@ -16,6 +16,11 @@ Guarantees:
   filters (by case, officer, device, dock, time range, label, status) never reveal an item the
   caller may not list; filtering by a case the caller may not see yields nothing, like an
   unknown case. Pages use keyset pagination on (acquired_at, id).
+- The database is not trusted to apply those filters honestly: each page's items are re-decided
+  in Python from their whole link history and their cases' rows, every one verified
+  (``link_state``, one query per page); an item whose rows do not verify is left out (alarm
+  raised), and one the verified state does not let the caller list is dropped. The cursor still
+  follows the rows the statement returned. Counts are not re-checked.
 - ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
   raises ``NotFound`` identically for a missing and an invisible item.
 """
@@ -26,13 +31,14 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from vault import access_state
 from vault import evidence as evrows
 from vault.access import (
     ACTION_KINDS,
@@ -46,7 +52,7 @@ from vault.access import (
     visible,
 )
 from vault.db import Db
-from vault.errors import BadRequest, IntegrityError
+from vault.errors import BadRequest, IntegrityError, NotFound
 from vault.hostmac import HostMac, RowTampered
 from vault.labels import Caveat, Label, Level
 from vault.ledger import LedgerWriter
@@ -187,16 +193,75 @@ def as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-async def linked_cases(db: Db, evidence_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Label]]:
-    """For each evidence id, its currently linked cases and their labels."""
-    rows = await db.fetch(
-        f"SELECT l.evidence_id, c.id, c.label_level, c.label_caveats FROM ({CURRENT_LINKS}) l"  # noqa: S608
-        " JOIN cases c ON c.id = l.case_id WHERE l.evidence_id = ANY($1::uuid[])",
-        evidence_ids,
-    )
-    out: dict[uuid.UUID, dict[str, Label]] = {i: {} for i in evidence_ids}
+_LINK_ROWS = (
+    "SELECT h.ledger_idx, h.case_id, h.evidence_id, h.action, h.principal_id, h.tag,"
+    " c.title, c.label_level, c.label_caveats, c.ledger_idx AS case_idx, c.tag AS case_tag"
+    " FROM case_evidence_history h LEFT JOIN cases c ON c.id = h.case_id"
+    " WHERE h.evidence_id = ANY($1::uuid[]) ORDER BY h.ledger_idx"
+)
+
+
+async def link_state(
+    db: Db, evidence_ids: list[uuid.UUID]
+) -> tuple[dict[uuid.UUID, dict[str, Label]], dict[uuid.UUID, RowTampered]]:
+    """For each evidence id, its currently linked cases and their labels, decided in Python
+    from the whole link history of those items and their cases' rows, every one verified
+    (``access_state``): the database cannot add, hide or relabel a link by a row it made.
+    Items with a row that does not verify are in the second mapping instead (alarm raised)."""
+    state = await access_state.ready(db)
+    rows = await db.fetch(_LINK_ROWS, evidence_ids)
+    newest: dict[tuple[uuid.UUID, str], asyncpg.Record] = {}
+    bad: dict[uuid.UUID, RowTampered] = {}
+    cases: dict[str, RowTampered | None] = {}
     for r in rows:
-        out[r["evidence_id"]][r["id"]] = label_of(r["label_level"], r["label_caveats"])
+        eid, case_id = r["evidence_id"], r["case_id"]
+        try:
+            state.check("case_evidence_history", r)
+        except RowTampered as exc:
+            await state.alarm(exc)
+            bad.setdefault(eid, exc)
+            continue
+        newest[(eid, case_id)] = r  # rows come oldest first
+        if case_id not in cases:
+            cases[case_id] = await _case_problem(state, r)
+    out: dict[uuid.UUID, dict[str, Label]] = {i: {} for i in evidence_ids}
+    for (eid, case_id), r in newest.items():
+        problem = cases[case_id]
+        if problem is not None:
+            bad.setdefault(eid, problem)
+        elif r["action"] == "linked":
+            out[eid][case_id] = label_of(r["label_level"], r["label_caveats"])
+    for eid in bad:
+        out.pop(eid, None)
+    return out, bad
+
+
+async def _case_problem(state: access_state.AccessState, r: asyncpg.Record) -> RowTampered | None:
+    """Why the case row joined to link row ``r`` cannot be used (alarm raised), or None."""
+    case = {
+        "id": r["case_id"],
+        "title": r["title"],
+        "label_level": r["label_level"],
+        "label_caveats": r["label_caveats"],
+        "ledger_idx": r["case_idx"],
+        "tag": r["case_tag"],
+    }
+    try:
+        if r["case_idx"] is None:
+            raise RowTampered("cases", (r["case_id"],), "a linked case has no row")
+        state.check("cases", case)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        return exc
+    return None
+
+
+async def linked_cases(db: Db, evidence_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Label]]:
+    """For each evidence id, its currently linked cases and their labels (``link_state``);
+    ``RowTampered`` if a row any of them depends on does not verify."""
+    out, bad = await link_state(db, evidence_ids)
+    for exc in bad.values():
+        raise exc
     return out
 
 
@@ -346,7 +411,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("invalid cursor: pass back the next_cursor of a previous page") from exc
 
 
-def _summaries(p: Principal, rows: list[asyncpg.Record]) -> list[EvidenceSummary]:
+def _summaries(p: Principal, rows: Sequence[Sequence[Any]]) -> list[EvidenceSummary]:
     """Rows selected with ``_COLUMNS`` (their ``links`` column: the current links) as
     summaries showing only the linked cases the principal may see."""
     out = []
@@ -421,7 +486,7 @@ async def list_evidence(
     rows = await db.fetch(sql, *values)
     page = rows[:limit]
     good = await evrows.check_page(db, mac, page)
-    items = _summaries(principal, good)
+    items = _summaries(principal, await _recheck(db, principal, list(good), query))
     tampered: tuple[str, ...] = ()
     if len(good) < len(page):
         kept = {r["id"] for r in good}
@@ -430,6 +495,51 @@ async def list_evidence(
     last = page[-1] if page else None
     after = encode_cursor(last["acquired_at"], str(last["id"])) if more and last else None
     return Page(items, after, tampered)
+
+
+async def _recheck(
+    db: Db, p: Principal, rows: list[asyncpg.Record], query: EvidenceQuery | None
+) -> list[Sequence[object]]:
+    """The page's rows that the verified link state (``link_state``: one query per page)
+    still lets ``p`` list, with their links as verified; the SQL filter decided on rows the
+    database could have forged, so its answer is only a candidate."""
+    if not rows:
+        return []
+    links, bad = await link_state(db, [r["id"] for r in rows])
+    case_id = None if query is None else query.case_id
+    decided: dict[tuple[object, ...], bool] = {}
+    out: list[Sequence[object]] = []
+    for r in rows:
+        if r["id"] in bad:
+            continue
+        cases = links[r["id"]]
+        if case_id is not None and case_id not in cases:
+            continue
+        level, caveats = r[_LABEL_AT : _LABEL_AT + 2]
+        verified = tuple(
+            (c, int(lab.level), sorted(x.value for x in lab.caveats))
+            for c, lab in sorted(cases.items())
+        )
+        key = (
+            level,
+            tuple(caveats),
+            r["officer_id"],
+            case_id,
+            *[(c, lv, tuple(cv)) for c, lv, cv in verified],
+        )
+        ok = decided.get(key)
+        if ok is None:
+            own = label_of(level, caveats)
+            target = Target(
+                "evidence", effective_label(own, cases.values()), frozenset(cases), r["officer_id"]
+            )
+            ok = visible(p, target) and (
+                case_id is None or visible(p, Target("case", cases[case_id], frozenset({case_id})))
+            )
+            decided[key] = ok
+        if ok:
+            out.append((*r[:_LINKS_AT], verified))
+    return out
 
 
 async def count_evidence(db: Db, principal: Principal, query: EvidenceQuery | None = None) -> int:
@@ -454,7 +564,10 @@ async def get_evidence(
     except RowTampered as exc:  # changed since the decision: still never shown
         await evrows.alarm(db, exc, "read")
         raise
-    return _summaries(principal, list(rows))[0]
+    found = _summaries(principal, await _recheck(db, principal, list(rows), None))
+    if not found:  # changed since the decision: as if it were not there
+        raise NotFound()
+    return found[0]
 
 
 async def visible_renditions(

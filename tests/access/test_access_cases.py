@@ -99,7 +99,12 @@ async def test_labels(pg_dsn: str, tmp_path: Path) -> None:
         t = await audit.evidence_target(pool, eid, mac=ledger.mac)
         assert t is not None and t.label.level == Level.TOP_SECRET
         labelled = await entries(db, "labelled")
-        assert [e["target_kind"] for e in labelled] == ["evidence", "rendition", "case"]
+        assert [e["target_kind"] for e in labelled] == ["evidence", "rendition", "case", "evidence"]
+        # the case's label moved the evidence's effective label: an entry of its own
+        moved = labelled[3]
+        assert moved["effective"] is True and moved["cause"] == "case-labelled"
+        assert moved["evidence"] == eid and moved["label"] == Label(Level.TOP_SECRET).to_json()
+        assert moved["previous"] == SECRET.to_json()
         assert (
             labelled[0]["previous"] == CONF.to_json() and labelled[0]["label"] == SECRET.to_json()
         )

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from access_fixtures import add_evidence, open_vault
-from vault_fixtures import install_test_mac
 
 from vault import tokens
 
@@ -27,8 +26,7 @@ async def test_cli_session(pg_dsn: str, tmp_path: Path) -> None:
     env = dict(os.environ, EVAULT_DATABASE_DSN=pg_dsn)
     data = tmp_path / "data"
     _evault(data, env, "init")
-    install_test_mac(data)
-    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+    async with open_vault(pg_dsn, tmp_path, data=data) as (ledger, db):
         old = await add_evidence(ledger, acquired_at=datetime.now(UTC) - timedelta(days=400))
         kept = await add_evidence(ledger, acquired_at=datetime.now(UTC) - timedelta(days=400))
 

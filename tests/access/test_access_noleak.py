@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
-from vault_fixtures import install_test_mac
 
 from vault import audit, cases, disposition, principals
 from vault.access import Action, Principal, Role
@@ -149,8 +148,7 @@ async def test_cli_listings_leak_nothing(pg_dsn: str, tmp_path: Path) -> None:
     env = dict(os.environ, EVAULT_DATABASE_DSN=pg_dsn)
     data = tmp_path / "data"
     assert _evault(data, env, "init")[0] == 0
-    install_test_mac(data)
-    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+    async with open_vault(pg_dsn, tmp_path, data=data) as (ledger, db):
         pool = db.pool
         hidden = await add_evidence(ledger, label=SECRET, acquired_at=T0 - timedelta(days=400))
         await principals.add(pool, ledger, ADMIN, principals.PrincipalSpec(

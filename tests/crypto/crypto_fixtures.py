@@ -14,7 +14,7 @@ from typing import Any
 from ingest.acquire import Acquirer
 from ingest.config import DockConfig
 from ingest.quarantine import Quarantine
-from vault import principals
+from vault import access_state, principals
 from vault.access import Principal, Role
 from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
 from vault.content import Readable
@@ -119,6 +119,7 @@ async def open_env(
         ledger = Ledger(
             db.pool, Signer.generate(ORIGIN), ledger_cfg, tmp / "checkpoints.log", mac=TEST_MAC
         )
+        state = access_state.install(access_state.AccessState(TEST_MAC, db.pool))
         cfg = Cfg(tmp)
         storage = open_storage(cfg, db.pool)
         quarantine = Quarantine(tmp / "quarantine", ledger)
@@ -133,6 +134,7 @@ async def open_env(
         try:
             yield Env(db, ledger, cfg, storage, acq, tmp)
         finally:
+            access_state.uninstall(state)
             await ledger.close()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from ingest.acquire import Acquirer
 from ingest.config import DockConfig
 from ingest.quarantine import Quarantine
+from vault import access_state
 from vault.blobstore import BlobStore, WriteFault
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
@@ -68,7 +69,9 @@ async def open_acquirer(
         store = BlobStore(tmp / "vault", chunk_size=64 << 10, fault=fault)
         quarantine = Quarantine(tmp / "quarantine", ledger)
         acq = Acquirer(store, ledger, quarantine, docks, verifier=ledger.verifier)
+        state = access_state.install(access_state.AccessState(TEST_MAC, db.pool))
         try:
             yield Env(acq, ledger, db, store, tmp)
         finally:
+            access_state.uninstall(state)
             await ledger.close()

@@ -4,9 +4,9 @@
 
 import {api} from './api.js';
 import {h, shortHex, table} from './dom.js';
-import {t, tv, when} from './i18n.js';
+import {labelBadge, t, tv, when} from './i18n.js';
 
-const DETAIL_KEYS = ['action', 'rendition', 'target_kind', 'reason', 'dock', 'status', 'level'];
+const DETAIL_KEYS = ['action', 'rendition', 'target_kind', 'reason', 'dock', 'status', 'level', 'cause'];
 const HASH_KEYS = ['sha256', 'output_sha256'];
 
 function details(entry) {
@@ -17,6 +17,12 @@ function details(entry) {
     if (typeof v === 'string' || typeof v === 'number') {
       out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: ${tv(`tl.${key}`, v)}`));
     }
+  }
+  if (f.label && typeof f.label === 'object') {  // a label change: previous → new
+    const change = [`${tv('tl.key', 'label')}: `];
+    if (f.previous && typeof f.previous === 'object') change.push(labelBadge(f.previous), ' → ');
+    change.push(labelBadge(f.label));
+    out.push(h('span', {class: 'kv'}, ...change));
   }
   for (const key of HASH_KEYS) {
     if (typeof f[key] === 'string') out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: `, shortHex(f[key])));

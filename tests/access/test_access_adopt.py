@@ -1,0 +1,83 @@
+"""Adopting access rows written before row tags: once, and never what the ledger contradicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from access_fixtures import ADMIN, add_evidence, open_vault
+from vault_fixtures import TEST_MAC
+
+from vault import access_adopt, cases, principals, tokens
+from vault.access import Role
+from vault.errors import Conflict, NotFound, Unauthenticated
+from vault.labels import Label, Level
+from vault.principals import PrincipalSpec
+from vault.visibility import list_evidence
+
+TABLES = ("principals", "tokens", "principal_cases", "cases", "case_evidence_history")
+
+
+async def test_rows_from_before_tags_are_adopted_once(pg_dsn: str, tmp_path: Path) -> None:
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        await cases.create(pool, ledger, ADMIN, "K", "t", Label(Level.INTERNAL))
+        await cases.set_label(pool, ledger, ADMIN, "case", "K", Label(Level.CONFIDENTIAL))
+        eid = await add_evidence(ledger)
+        await cases.link(pool, ledger, ADMIN, "K", eid)
+        spec = PrincipalSpec("rv", frozenset({Role.REVIEWER}), Level.SECRET)
+        await principals.add(pool, ledger, ADMIN, spec)
+        for case in ("K", "GONE"):
+            await principals.assign(pool, ledger, ADMIN, "rv", case)
+        gone = await pool.fetchrow("SELECT * FROM principal_cases WHERE case_id = 'GONE'")
+        await principals.unassign(pool, ledger, ADMIN, "rv", "GONE")
+        issued = await tokens.create(pool, ledger, ADMIN, "rv", timedelta(days=1))
+        owner = await asyncpg.connect(pg_dsn)
+        try:  # the database as an upgrade finds it: no tags, tokens naming no entry
+            await owner.execute("ALTER TABLE case_evidence_history DISABLE TRIGGER ALL")
+            for table in TABLES:
+                await owner.execute(f"UPDATE {table} SET tag = NULL")
+            await owner.execute("ALTER TABLE case_evidence_history ENABLE TRIGGER ALL")
+            for trigger in ("append_only", "no_truncate"):
+                await owner.execute(
+                    "ALTER TABLE case_evidence_history"
+                    f" ENABLE ALWAYS TRIGGER case_evidence_history_{trigger}"
+                )
+            await owner.execute("UPDATE tokens SET ledger_idx = NULL")
+            await owner.execute(
+                "UPDATE cases SET ledger_idx = (SELECT min(idx) FROM ledger_entries WHERE kind = 'case')"
+            )
+            await owner.execute(
+                "INSERT INTO principal_cases (principal_id, case_id, ledger_idx) VALUES ($1, $2, $3)",
+                "rv", "GONE", gone["ledger_idx"],
+            )  # fmt: skip
+            with pytest.raises(Unauthenticated):
+                await tokens.authenticate(pool, issued.token)
+
+            counts = await access_adopt.adopt(owner, ledger, TEST_MAC)
+            assert counts == {
+                "principals": 1, "tokens": 1, "principal_cases": 1, "cases": 1,
+                "case_evidence_history": 1, "skipped": 1,  # the withdrawn assignment
+            }  # fmt: skip
+            enabled = await owner.fetchval(
+                "SELECT tgenabled FROM pg_trigger"
+                " WHERE tgname = 'case_evidence_history_append_only'"
+            )
+            assert enabled == b"A"  # the link history is append-only again, for every role
+            rv = await tokens.authenticate(pool, issued.token)
+            assert rv.cases == {"K"}
+            assert [i.id for i in (await list_evidence(pool, rv)).items] == [eid]
+            # a row inserted without a tag afterwards is never adopted
+            await owner.execute(
+                "INSERT INTO principal_cases (principal_id, case_id, ledger_idx) VALUES ($1, $2, $3)",
+                "rv", "LATER", gone["ledger_idx"],
+            )  # fmt: skip
+            with pytest.raises(Conflict):
+                await access_adopt.adopt(owner, ledger, TEST_MAC)
+            assert (await principals.load(pool, "rv")).cases == {"K"}
+            with pytest.raises(NotFound):
+                await principals.load(pool, "nobody")
+        finally:
+            await owner.close()

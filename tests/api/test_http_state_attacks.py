@@ -1,0 +1,83 @@
+"""Tampered access state through the running service: a case's label lowered in SQL, and an
+assignment put back after its withdrawal by another process, are refused over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import asyncpg
+from http_fixtures import seeded_service
+
+from api.config import load
+from api.runtime import open_runtime
+from vault import principals
+
+
+def _sql(dsn: str, *statements: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for s in statements:
+                await conn.execute(s)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_attack_silent_declassification_over_http(pg_admin_dsn: str, tmp_path: Path) -> None:
+    with seeded_service(pg_admin_dsn, tmp_path / "data") as w:
+        dsn = w.svc.env["EVAULT_DATABASE_DSN"]
+        r = w.upload("dock1", "secret.mp4", os.urandom(4000))
+        assert r.status == 201, r.body
+        eid = str(r.json()["evidence_id"])
+        body = json.dumps({"evidence_id": eid}).encode()
+        assert w.call("POST", "/v1/cases/CS/evidence", who="admin", body=body).status == 201
+
+        def listed() -> set[str]:
+            r = w.call("GET", "/v1/evidence", who="reviewer")
+            assert r.status == 200, r.body
+            return {str(i["id"]) for i in r.json()["items"]}
+
+        assert eid not in listed()  # internal reviewer, secret case
+        assert w.call("GET", f"/v1/evidence/{eid}", who="reviewer").status == 404
+
+        _sql(dsn, "UPDATE cases SET label_level = 0 WHERE id = 'CS'")
+        assert eid not in listed()
+        r = w.call("GET", f"/v1/evidence/{eid}", who="reviewer")
+        assert r.status == 422 and r.problem()["type"].endswith("state-tampered"), r.body
+        assert w.call("GET", "/v1/cases/CS", who="reviewer").status == 422
+        metrics = w.call("GET", "/metrics").body.decode()
+        assert 'evault_integrity_failures_total{source="state"}' in metrics
+
+
+def test_attack_rolled_back_assignment_over_http(pg_admin_dsn: str, tmp_path: Path) -> None:
+    """Unassigned by another process (the CLI's runtime), then put back in SQL with its
+    genuine tag: the running service refuses it without a restart."""
+    with seeded_service(pg_admin_dsn, tmp_path / "data") as w:
+        dsn = w.svc.env["EVAULT_DATABASE_DSN"]
+        assert w.call("GET", "/v1/cases/C1", who="reviewer").status == 200
+        cfg = load(None, str(w.svc.data), environ=w.svc.env)
+
+        async def unassign() -> asyncpg.Record:
+            async with open_runtime(cfg) as rt:
+                row = await rt.db.pool.fetchrow(
+                    "SELECT * FROM principal_cases WHERE principal_id = 'reviewer'"
+                    " AND case_id = 'C1'"
+                )
+                admin = await principals.load(rt.db.pool, "admin")
+                await principals.unassign(rt.db.pool, rt.ledger, admin, "reviewer", "C1")
+                assert row is not None
+                return row
+
+        row = asyncio.run(unassign())
+        _sql(
+            dsn,
+            "INSERT INTO principal_cases (principal_id, case_id, assigned_at, ledger_idx, tag)"
+            f" VALUES ('reviewer', 'C1', '{row['assigned_at'].isoformat()}',"
+            f" {row['ledger_idx']}, '\\x{bytes(row['tag']).hex()}')",
+        )
+        assert w.call("GET", "/v1/cases/C1", who="reviewer").status == 404
