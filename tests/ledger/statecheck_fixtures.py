@@ -19,6 +19,7 @@ from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
 from vault import cases, disposition, principals, tokens
+from vault import evidence as evrows
 from vault.access import Role
 from vault.db import Conn
 from vault.labels import Caveat, Label, Level
@@ -86,14 +87,12 @@ async def add_rendition(env: Env, evidence_id: str, kind: str = "poster") -> str
         "label": str(label),
     }
 
+    new = evrows.NewRendition(
+        rid, uuid.UUID(evidence_id), kind, blob.sha256, blob.size, "image/jpeg", label
+    )
+
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO renditions (id, evidence_id, kind, sha256, size, media_type, ledger_idx,"
-            " label_level, label_caveats) VALUES ($1, $2::uuid, $3, $4, $5, 'image/jpeg', $6,"
-            " $7, $8)",
-            rid, evidence_id, kind, blob.sha256, blob.size, indexes[0],
-            row["label_level"], row["label_caveats"],
-        )  # fmt: skip
+        await evrows.insert_rendition(conn, env.ledger.mac, new, indexes[0])
 
     await env.ledger.append([make_entry("derived", fields)], effect=effect)
     return str(rid)
