@@ -223,7 +223,8 @@ async def get_item(request: web.Request) -> web.Response:
         " FROM evidence WHERE id = $1",
         summary.id,
     )
-    assert row is not None
+    if row is None:  # gone since it was authorized
+        raise NotFound()
     args = Args()
     args(summary.id)
     rendition_rows = await rt.db.pool.fetch(
@@ -312,7 +313,8 @@ async def evidence_content(request: web.Request) -> web.StreamResponse:
     row = await rt.db.pool.fetchrow(
         "SELECT sha256, extension, file_name FROM evidence WHERE id = $1::uuid", eid
     )
-    assert row is not None
+    if row is None:  # gone since it was authorized
+        raise NotFound()
     obj = await _open(request, row["sha256"])
     ext = (row["extension"] or "").lower()
     return await send_content(
@@ -343,7 +345,8 @@ async def rendition_content(request: web.Request) -> web.StreamResponse:
     row = await rt.db.pool.fetchrow(
         "SELECT sha256, media_type, kind, evidence_id FROM renditions WHERE id = $1::uuid", rid
     )
-    assert row is not None
+    if row is None:  # gone since it was authorized
+        raise NotFound()
     obj = await _open(request, row["sha256"])
     ext = {v: k for k, v in MEDIA_TYPES.items()}.get(row["media_type"], "bin")
     name = f"{row['evidence_id']}-{row['kind']}.{ext}"

@@ -6,8 +6,9 @@ Guarantees:
   one), appends an ``accessed`` or ``denied`` entry, and only then returns or raises ``NotFound`` /
   ``Forbidden``. Content actions (read metadata, stream, download, export, verify) are recorded
   whether allowed or denied; other actions are recorded when denied (``list`` never: listings are
-  filtered, not refused). If the entry cannot be appended within ``wait`` seconds (default
-  ``RECORD_TIMEOUT``), for any reason, the action fails with ``Unavailable``: fail closed.
+  filtered, not refused). If the entry cannot be appended, the action fails: fail closed. The
+  database being down or the append taking over ``wait`` seconds (default ``RECORD_TIMEOUT``) is
+  ``Unavailable``; any other failure propagates as itself (a bug is not an outage).
 - An entry never holds the principal id or the target id in clear: both are salted commitments
   (fields ``principal`` and ``target``); the action, the target kind and, for denials, the
   reason (which never reveals anything above the caller's clearance, see ``access``) are public.
@@ -28,10 +29,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from vault.access import (
     NOT_FOUND,
+    NOT_FOUND_REASON,
     Action,
     Decision,
     Principal,
@@ -42,8 +42,8 @@ from vault.access import (
     rendition_label,
     visible,
 )
-from vault.db import Conn, Db
-from vault.errors import BadRequest, EvaultError, Unavailable
+from vault.db import Conn, Db, is_outage
+from vault.errors import BadRequest, NotFound, Unavailable
 from vault.labels import INTERNAL_LABEL
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.sequencer import Effect
@@ -71,15 +71,6 @@ CONTENT_ACTIONS = frozenset(
 REF_KINDS = frozenset({"evidence", "rendition", "case"})
 RECORD_TIMEOUT = 10.0
 MAX_ID = 256
-_LEDGER_FAILURES = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    RuntimeError,
-    TimeoutError,
-    ValueError,
-    EvaultError,
-)
 
 
 async def add_refs(conn: Conn, refs: Iterable[tuple[int, str, str]]) -> None:
@@ -128,7 +119,9 @@ async def record(
     try:
         async with asyncio.timeout(RECORD_TIMEOUT if wait is None else wait):
             (idx,) = await ledger.append([entry], effect=_refs_effect(refs))
-    except _LEDGER_FAILURES as exc:
+    except Exception as exc:
+        if not is_outage(exc):  # a bug is not an outage: it propagates as itself
+            raise
         raise Unavailable(
             "the access decision could not be recorded in the ledger; nothing was done"
         ) from exc
@@ -235,7 +228,8 @@ async def authorize(
     for missing and invisible, Forbidden for other denials, Unavailable if unrecorded."""
     found = await target(db, kind, target_id)
     await guard(ledger, principal, action, kind, target_id, found)
-    assert found is not None  # guard raises NotFound for a missing target
+    if found is None:  # guard raises NotFound for a missing target; never go on without one
+        raise NotFound(NOT_FOUND_REASON)
     return found
 
 

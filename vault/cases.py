@@ -35,7 +35,7 @@ from vault import audit
 from vault.access import Action, Principal, Role, Target, TargetKind, rendition_label
 from vault.audit import authorize, target
 from vault.db import Conn, Db
-from vault.errors import BadRequest, Conflict, Forbidden
+from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.events import emit
 from vault.labels import Label
 from vault.ledger import LedgerWriter, make_entry
@@ -226,7 +226,8 @@ async def show(
     """A case's metadata and its evidence visible to the reader (an audited read)."""
     await authorize(db, ledger, actor, Action.READ_METADATA, "case", case_id)
     row = await db.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
-    assert row is not None  # authorize raised NotFound otherwise
+    if row is None:  # authorize raised NotFound for a missing case; gone since
+        raise NotFound()
     query = EvidenceQuery(case_id=case_id)
     page = await list_evidence(db, actor, query, limit=limit)
     return CaseDetail(
@@ -289,7 +290,8 @@ async def _stored_label(conn: Db, kind: TargetKind, key: object, lock: bool = Fa
         + (" FOR UPDATE" if lock else ""),
         key,
     )
-    assert row is not None
+    if row is None:
+        raise NotFound()
     return label_of(row["label_level"], row["label_caveats"])
 
 
@@ -321,7 +323,8 @@ async def set_label(
             " ON e.id = r.evidence_id WHERE r.id = $1",
             key,
         )
-        assert source is not None
+        if source is None:
+            raise NotFound()
         stored = rendition_label(label_of(source["label_level"], source["label_caveats"]), label)
     lowering = previous.needs_encryption and not stored.needs_encryption
     if lowering and Role.ADMIN not in actor.roles:
