@@ -8,6 +8,9 @@ Guarantees:
   out of resources) as ``Unavailable`` (503); any other exception as a 500 whose detail
   reveals nothing, logged once with its traceback and the request id.
 - Every 503 carries ``Retry-After``: the client retries, nothing was changed.
+- An error after a response has started (a stream failing midway) cannot become a problem: it
+  is logged and re-raised, so aiohttp drops the connection and the client sees a short body
+  (needs ``setup(app)``, which notes each response's start).
 - A path or query parameter holding a NUL or an unpaired surrogate is a 400 before any handler
   runs (no such text can name anything stored: PostgreSQL ``text`` cannot hold it), so no
   identifier's answer depends on it.
@@ -31,6 +34,7 @@ log = logging.getLogger("evault.api")
 REQUEST_ID: web.AppKey[str] = web.AppKey("request_id_header", str)
 PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER = "5"  # seconds: a restarting database is usually back within a few
+_STARTED = "evault.response_started"
 
 
 def problem(status: int, title: str, detail: str, type_uri: str, request_id: str) -> web.Response:
@@ -61,25 +65,39 @@ async def problem_middleware(
     try:
         _check_text(request)
         response = await handler(request)
-    except EvaultError as exc:
-        return _evault_problem(exc, rid)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise  # a redirect, not an error
+        if request.get(_STARTED):  # headers are out: too late for a problem response
+            log.error("request %s failed while its response was sent: %r", rid, exc)
             raise
+        return _to_problem(exc, rid)
+    response.headers.setdefault("X-Request-Id", rid)
+    return response
+
+
+def _to_problem(exc: Exception, rid: str) -> web.Response:
+    if isinstance(exc, EvaultError):
+        return _evault_problem(exc, rid)
+    if isinstance(exc, web.HTTPException):
         response = problem(exc.status, exc.reason, exc.text or exc.reason, "about:blank", rid)
         if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110 §15.5.6)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception as exc:
-        if is_outage(exc):
-            log.error("request %s: database unavailable: %s: %s", rid, type(exc).__name__, exc)
-            return _evault_problem(
-                Unavailable("the database is unavailable; retry later"), rid, False
-            )
-        log.exception("request %s failed with an unexpected error", rid)
-        return _evault_problem(EvaultError(), rid, False)
-    response.headers.setdefault("X-Request-Id", rid)
-    return response
+    if is_outage(exc):
+        log.error("request %s: database unavailable: %s: %s", rid, type(exc).__name__, exc)
+        return _evault_problem(Unavailable("the database is unavailable; retry later"), rid, False)
+    log.error("request %s failed with an unexpected error", rid, exc_info=exc)
+    return _evault_problem(EvaultError(), rid, False)
+
+
+async def _mark_started(request: web.Request, response: web.StreamResponse) -> None:
+    request[_STARTED] = True
+
+
+def setup(app: web.Application) -> None:
+    """Note when each response starts (see the module docstring)."""
+    app.on_response_prepare.append(_mark_started)
 
 
 def _evault_problem(exc: EvaultError, rid: str, log_it: bool = True) -> web.Response:

@@ -280,3 +280,35 @@ def test_request_id_is_in_every_problem(world: World) -> None:
         assert r.status < 500 and r.headers["x-request-id"] == "rid-77"
         assert json.loads(r.body)["request_id"] == "rid-77"
         assert re.match(r"application/problem\+json", r.headers["content-type"])
+
+
+async def test_error_after_the_response_started_cuts_the_stream_short() -> None:
+    """A stream failing midway cannot be turned into a problem (its status line is out): the
+    connection is dropped, so the client sees a short body, never a problem glued to it."""
+    from aiohttp import ClientPayloadError, ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from api import problems
+
+    async def half(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 1000
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        raise OSError("the disk went away midway")
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise ZeroDivisionError("a bug")
+
+    app = web.Application(middlewares=[problems.problem_middleware])
+    problems.setup(app)
+    app.router.add_get("/half", half)
+    app.router.add_get("/broken", broken)
+    async with TestServer(app) as server, ClientSession() as session:
+        async with session.get(server.make_url("/half")) as r:
+            assert r.status == 200
+            with pytest.raises(ClientPayloadError):
+                await r.read()
+        async with session.get(server.make_url("/broken")) as r:
+            assert r.status == 500 and r.content_type == "application/problem+json"
+            assert "a bug" not in await r.text()
