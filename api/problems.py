@@ -85,8 +85,9 @@ def _to_problem(exc: Exception, rid: str) -> web.Response:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     if is_outage(exc):
-        log.error("request %s: database unavailable: %s: %s", rid, type(exc).__name__, exc)
-        return _evault_problem(Unavailable("the database is unavailable; retry later"), rid, False)
+        log.error("request %s: dependency unavailable: %s: %s", rid, type(exc).__name__, exc)
+        detail = "the database or storage is unavailable; retry later"
+        return _evault_problem(Unavailable(detail), rid, False)
     log.error("request %s failed with an unexpected error", rid, exc_info=exc)
     return _evault_problem(EvaultError(), rid, False)
 

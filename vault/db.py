@@ -57,7 +57,6 @@ OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # refused, lost, rejected (includes "does not exist")
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory, too many clients
-    asyncpg.exceptions.ConnectionFailureError,
     OSError,  # socket gone, connection refused or reset
     TimeoutError,  # connect or pool acquire timed out
 )
@@ -190,7 +189,7 @@ class EmbeddedServer:
                 await asyncio.sleep(delay)
 
     async def _start_once(self) -> str:
-        await asyncio.to_thread(remove_stale_pidfile, self.pgdata)
+        await asyncio.to_thread(_clear_stale, self.pgdata)
         self._server = await asyncio.to_thread(_get_server, self.pgdata)
         admin_dsn: str = self._server.get_uri("postgres")
         conn = await asyncpg.connect(admin_dsn, timeout=10)
@@ -230,6 +229,17 @@ def _get_server(pgdata: Path) -> Any:
             # every later attempt in this process would be handed the broken instance.
             PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
             raise
+
+
+def _clear_stale(pgdata: Path) -> None:
+    """``remove_stale_pidfile`` under pgserver's own start lock (no process is starting the
+    server meanwhile, so a fresh postmaster.pid is never mistaken for the stale one)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        remove_stale_pidfile(pgdata)
 
 
 def _proc_state(pid: int) -> tuple[str, str, str] | None:
