@@ -51,7 +51,9 @@ def test_a_running_servers_pidfile_is_never_removed(pg_admin_dsn: str) -> None:
         pytest.skip("needs the session's embedded server")
     from pgserver.postgres_server import PostgresServer
 
-    running = list(PostgresServer._instances.values())
+    running = [
+        s for s in PostgresServer._instances.values() if s.get_uri("postgres") == pg_admin_dsn
+    ]
     assert running, "the session's server is in this process"
     for server in running:
         pidfile = server.pgdata / "postmaster.pid"
