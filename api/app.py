@@ -15,6 +15,7 @@ from api import (
     metrics,
     metrics_disk,
     openapi,
+    problems,
     routes_cases,
     routes_docks,
     routes_evidence,
@@ -30,7 +31,6 @@ from api.auth import auth_header_middleware
 from api.cmd_scrub import scrub_ctx
 from api.config import Config
 from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
-from api.problems import problem_middleware
 from api.readpath import read_ctx
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
@@ -98,11 +98,12 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
             access_log_middleware,
             metrics.metrics_middleware,
             auth_header_middleware,
-            problem_middleware,
+            problems.problem_middleware,
         ],
         client_max_size=1 << 20,
     )
     app[CONFIG] = cfg
+    problems.setup(app)  # errors after a response started are not turned into problems
     metrics_disk.watch(cfg)  # evault_disk_free_bytes for the data, store and dock volumes
     app[PARTS] = parts
     app[READINESS] = {}

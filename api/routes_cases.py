@@ -2,12 +2,16 @@
 
 Guarantees (the rules themselves live in ``vault.cases`` and ``vault.access``):
 
-- ``PUT /v1/cases/{id}`` creates the case (201) when no case has that id, else updates it
-  (200): a changed title is a ``retitled`` entry (needs ``link``), a changed label a
-  ``labelled`` entry (needs ``label``: admin or an assigned legal reviewer). Nothing is written
-  when nothing changed. A case the caller may not see is 404, like a missing one on read
-  paths. Case ids are assigned by the case system, which knows them all, so an id taken by a
-  case the caller cannot see cannot be created again (that PUT is 404, never a silent merge).
+- ``PUT /v1/cases/{id}`` first checks the role: a caller none of whose roles may ``link``
+  (only ``case_system`` and ``admin`` may) gets 403, recorded as denied, whatever the id, so
+  the answer never depends on whether a case exists. Then it creates the case (201) when no
+  case has that id, else updates it (200): a changed title is a ``retitled`` entry (needs
+  ``link``), a changed label a ``labelled`` entry (needs ``label``: admin or an assigned legal
+  reviewer). Nothing is written when nothing changed.
+- Case ids are assigned by the case system, which knows them all: to the roles that may create
+  cases, which ids exist is not secret (titles, labels and evidence are). An id taken by a case
+  the caller may not see is therefore 409 (the id is taken; recorded as denied), never a
+  silent merge and never a 404 that would claim there is no such case.
 - ``GET /v1/cases`` lists only cases the caller may list; ``GET /v1/cases/{id}`` is an audited
   ``read_metadata`` and shows only the case's evidence the caller may list.
 - Linking and unlinking need ``link`` on both the case and the evidence; each is one ledger
@@ -27,10 +31,10 @@ from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import int_param, summary_json
 from api.routes_jobs import json_object
-from vault import cases
-from vault.access import Action
+from vault import audit, cases
+from vault.access import ROLE_GRANTS, Action
 from vault.audit import authorize, case_row, case_target
-from vault.errors import BadRequest
+from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.labels import INTERNAL_LABEL, Label
 from vault.visibility import label_of
 
@@ -68,11 +72,14 @@ LINK_REQUEST = define(
     {"type": "object", "required": ["evidence_id"], "properties": {"evidence_id": S.UUID}},
 )
 CASE_ID = path("id", "case id (from the case system; 1-128 printable characters)")
+_NO_ROLE = "creating or changing a case needs a role that may link (case_system or admin)"
+_TAKEN = "this case id is already registered, to a case you may not change: use another id"
 
 
 async def _case_json(request: web.Request, case_id: str) -> dict[str, Any]:
     row = await case_row(request.app[RUNTIME].db.pool, case_id)  # verified
-    assert row is not None
+    if row is None:  # gone since it was authorized
+        raise NotFound()
     return {
         "id": row["id"],
         "title": row["title"],
@@ -97,8 +104,7 @@ async def _case_json(request: web.Request, case_id: str) -> dict[str, Any]:
         200: json_response(CASE, "updated, or unchanged"),
         400: "malformed body or case id",
         403: "not allowed to create, retitle or relabel it, or a label above your clearance",
-        404: "a case the caller may not see",
-        409: "changed concurrently: read it again",
+        409: "the id is taken by a case the caller may not see, or changed concurrently",
     },
 )
 async def put_case(request: web.Request) -> web.Response:
@@ -107,6 +113,10 @@ async def put_case(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     pool = rt.db.pool
     case_id = request.match_info["id"]
+    if not any(Action.LINK in ROLE_GRANTS.get(role, {}) for role in principal.roles):
+        # The role first: without one that may link, the answer never depends on the case.
+        await audit.record(rt.ledger, principal, Action.LINK, "case", case_id, False, _NO_ROLE)
+        raise Forbidden(_NO_ROLE)
     body = await json_object(request)
     title = body.get("title")
     if not isinstance(title, str):
@@ -115,7 +125,10 @@ async def put_case(request: web.Request) -> web.Response:
     if await case_target(pool, case_id) is None:
         await cases.create(pool, rt.ledger, principal, case_id, title, label or INTERNAL_LABEL)
         return web.json_response(await _case_json(request, case_id), status=201)
-    await authorize(pool, rt.ledger, principal, Action.LINK, "case", case_id)
+    try:
+        await authorize(pool, rt.ledger, principal, Action.LINK, "case", case_id)
+    except NotFound:  # recorded as denied; the id is taken, and case ids are no secret here
+        raise Conflict(_TAKEN) from None
     current = await _case_json(request, case_id)
     if current["title"] != title:
         await cases.retitle(pool, rt.ledger, principal, case_id, title)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
+from api import jsonbody
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import binary_body, define, header, json_response, operation, path
@@ -38,7 +38,7 @@ from ingest.acquire import Acquirer
 from ingest.service import open_acquirer
 from vault import audit
 from vault.access import Action, Target
-from vault.errors import BadRequest, TooLarge
+from vault.errors import BadRequest, NotFound, TooLarge
 from vault.labels import PUBLIC_LABEL
 
 __all__ = ["ACQUIRER", "RECEIPT", "acquirer_ctx", "routes"]
@@ -91,9 +91,10 @@ def _sidecar(request: web.Request) -> dict[str, Any] | None:
     if len(raw) > _MAX_SIDECAR:
         raise BadRequest("X-Evault-Sidecar: at most 6000 characters")
     try:
-        data = json.loads(base64.b64decode(raw.strip(), validate=True))
+        decoded = base64.b64decode(raw.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("X-Evault-Sidecar: base64 of a JSON object expected") from exc
+    data = jsonbody.parse(decoded)
     if not isinstance(data, dict):
         raise BadRequest("X-Evault-Sidecar: base64 of a JSON object expected")
     return data
@@ -136,7 +137,8 @@ async def put_file(request: web.Request) -> web.Response:
     dock = acquirer.docks.get(dock_id)
     found = None if dock is None else Target("dock", PUBLIC_LABEL, dock_id=dock_id)
     await audit.guard(rt.ledger, principal, Action.UPLOAD, "dock", dock_id[:200], found)
-    assert dock is not None  # guard raised NotFound otherwise
+    if dock is None:  # guard raises NotFound for a missing dock; never proceed without one
+        raise NotFound()
     expected = _expected_sha256(request)
     sidecar = _sidecar(request)
     length = request.content_length

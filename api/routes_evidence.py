@@ -224,7 +224,8 @@ async def get_item(request: web.Request) -> web.Response:
     eid = request.match_info["id"]
     summary = await get_evidence(rt.db.pool, rt.ledger, principal, eid)
     row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, summary.id)
-    assert row is not None
+    if row is None:  # gone since it was authorized
+        raise NotFound()
     renditions = await visible_renditions(rt.db.pool, rt.ledger.mac, principal, summary.id)
     body = summary_json(summary)
     body.update(

@@ -10,13 +10,13 @@ Guarantees:
   in the job's payload.
 - ``GET /v1/jobs/{id}`` shows a clip job only to its requester or to a principal allowed
   ``read_metadata`` on its evidence (that decision is audited); anyone else, and any job id
-  that is not a clip job, gets the same 404. The clip itself is then a rendition, read through
-  ``/v1/renditions/{id}/content`` under its own decision.
+  that is not a clip job, gets the same 404 and leaves the same ``denied`` entry. The clip
+  itself is then a rendition, read through ``/v1/renditions/{id}/content`` under its own
+  decision.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -24,15 +24,16 @@ from aiohttp import web
 
 from api import schemas as S
 from api.auth import principal_of
+from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
 from vault.access import Action
-from vault.audit import authorize
+from vault.audit import authorize, evidence_target, guard
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
 
-__all__ = ["routes"]
+__all__ = ["json_object", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -49,17 +50,6 @@ CLIP_REQUEST = define(
         },
     },
 )
-
-
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (at most ``client_max_size``); BadRequest otherwise."""
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
 
 
 def _ms(body: dict[str, Any], name: str) -> int:
@@ -141,19 +131,22 @@ async def get_job(request: web.Request) -> web.Response:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise NotFound()
     row = await job_status(rt.db.pool, int(raw), CLIP)
-    if row is None:
+    payload = {} if row is None else (S.load_json(row["payload"]) or {})
+    if row is None or payload.get("requested_by") != principal.id:
+        # A missing job is a denied read of nothing, recorded like the denied read of someone
+        # else's job: the same 404 and the same ledger entry (public fields: action, target
+        # kind, reason; the target is a salted commitment), so the ledger is no oracle either.
+        eid = None if row is None else str(payload.get("evidence_id"))
+        found = None if eid is None else await evidence_target(rt.db.pool, eid, mac=rt.ledger.mac)
+        await guard(
+            rt.ledger,
+            principal,
+            Action.READ_METADATA,
+            "evidence",
+            eid or f"job:{raw}",
+            found,
+            refs=None if eid else [],
+        )
+    if row is None:  # guard raised NotFound for it already
         raise NotFound()
-    payload = S.load_json(row["payload"]) or {}
-    if payload.get("requested_by") != principal.id:
-        try:
-            await authorize(
-                rt.db.pool,
-                rt.ledger,
-                principal,
-                Action.READ_METADATA,
-                "evidence",
-                str(payload.get("evidence_id")),
-            )
-        except NotFound:
-            raise NotFound() from None
     return web.json_response(_job_json(row))

@@ -14,11 +14,15 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from api.auth import principal_of
 from api.keys import READINESS, RUNTIME
+from api.problems import RETRY_AFTER
 from vault.audit import guard_entries
+from vault.db import is_outage
 from vault.errors import NotFound
 from verify.errors import MalformedError
 from verify.tiles import parse_tile_path
@@ -26,6 +30,7 @@ from verify.tiles import parse_tile_path
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 OCTETS = "application/octet-stream"
+READY_TIMEOUT = 5.0  # seconds: a database that takes longer is not ready
 
 routes = web.RouteTableDef()
 
@@ -40,13 +45,22 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers and the ledger state is readable."""
     rt = request.app[RUNTIME]
-    size = await rt.ledger.size()
-    checks = {"database": "ok"}
+    size: int | None = None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            size = await rt.ledger.size()
+        checks = {"database": "ok"}
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        # a 503 naming the dependency; ready again as soon as the database answers
+        checks = {"database": f"unavailable: {type(exc).__name__}"}
     for name, probe in request.app[READINESS].items():
         checks[name] = probe()
     ok = all(v == "ok" for v in checks.values())
     body = {"status": "ok" if ok else "degraded", "checks": checks, "ledger_size": size}
-    return web.json_response(body, status=200 if ok else 503)
+    headers = {} if ok else {"Retry-After": RETRY_AFTER}
+    return web.json_response(body, status=200 if ok else 503, headers=headers)
 
 
 @routes.get("/ledger/checkpoint")

@@ -36,7 +36,7 @@ from api.streaming import body_chunks
 from vault import evidence as evrows
 from vault.access import ROLE_GRANTS, Action, decide
 from vault.audit import TAMPERED_REASON, authorize, record, target_of
-from vault.errors import BadRequest, Forbidden, TooLarge
+from vault.errors import BadRequest, Forbidden, NotFound, TooLarge
 from vault.hostmac import RowTampered
 
 __all__ = ["routes"]
@@ -210,7 +210,8 @@ async def proof(request: web.Request) -> web.Response:
     eid = request.match_info["id"]
     await authorize(rt.db.pool, rt.ledger, principal, Action.VERIFY, "evidence", eid)
     row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, eid, where="proof")
-    assert row is not None  # authorize raised NotFound otherwise
+    if row is None:  # authorize raised NotFound for a missing one; gone since
+        raise NotFound()
     text = await rt.ledger.tlog_proof(row.ledger_idx)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 

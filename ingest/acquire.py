@@ -66,6 +66,7 @@ from ingest.receipts import Receipt, SourceState, matching_receipt
 from ingest.record import Copied, arrival_label, read_sidecar, record_offer
 from ingest.release import release_source
 from vault.blobstore import BlobStore, StoredBlob
+from vault.db import is_outage
 from vault.errors import (
     BadRequest,
     ConfigError,
@@ -321,6 +322,8 @@ class Acquirer:
         ``Unavailable`` if the store or ledger fails (the upload may be retried)."""
         dock = self.dock(dock_id)
         bname = os.fsencode(name).rpartition(b"/")[2]
+        if b"\x00" in bname:  # no file system or database holds it: retrying cannot help
+            raise BadRequest("file name: a NUL character can never be stored")
         ext = self._parsers[dock.id].parse(bname).ext
         if not bname or ext not in dock.extensions:
             raise BadRequest(f"extension {ext!r} is not allowed for dock {dock_id}")
@@ -337,7 +340,9 @@ class Acquirer:
         copied = Copied(blob, None, dict(sidecar or {}), None)
         try:
             receipt = await self._record(dock, bname, copied, via="push")
-        except _LEDGER_ERRORS as exc:
+        except Exception as exc:
+            if not is_outage(exc):  # a refused record is not an outage: retrying cannot help
+                raise
             metrics.FAILURES.labels(dock.id, "ledger").inc()
             raise Unavailable("ledger: the upload was stored but not recorded; retry") from exc
         metrics.ACQUIRE_SECONDS.labels(dock.id).observe(time.perf_counter() - started)

@@ -6,8 +6,9 @@ Guarantees:
   one), appends an ``accessed`` or ``denied`` entry, and only then returns or raises ``NotFound`` /
   ``Forbidden``. Content actions (read metadata, stream, download, export, verify) are recorded
   whether allowed or denied; other actions are recorded when denied (``list`` never: listings are
-  filtered, not refused). If the entry cannot be appended within ``wait`` seconds (default
-  ``RECORD_TIMEOUT``), for any reason, the action fails with ``Unavailable``: fail closed.
+  filtered, not refused). If the entry cannot be appended, the action fails: fail closed. The
+  database being down or the append taking over ``wait`` seconds (default ``RECORD_TIMEOUT``) is
+  ``Unavailable``; any other failure propagates as itself (a bug is not an outage).
 - An entry never holds the principal id or the target id in clear: both are salted commitments
   (fields ``principal`` and ``target``); the action, the target kind and, for denials, the
   reason (which never reveals anything above the caller's clearance, see ``access``) are public.
@@ -42,6 +43,7 @@ from vault import access_state
 from vault import evidence as evrows
 from vault.access import (
     NOT_FOUND,
+    NOT_FOUND_REASON,
     ROLE_GRANTS,
     Action,
     Decision,
@@ -54,8 +56,8 @@ from vault.access import (
     rendition_label,
     visible,
 )
-from vault.db import Conn, Db
-from vault.errors import BadRequest, EvaultError, Forbidden, Unavailable
+from vault.db import Conn, Db, is_outage
+from vault.errors import BadRequest, Forbidden, NotFound, Unavailable
 from vault.hostmac import HostMac, RowTampered
 from vault.labels import INTERNAL_LABEL, Caveat, Label, Level
 from vault.ledger import LedgerWriter, make_entry
@@ -93,15 +95,6 @@ TAMPERED_REASON = "integrity: the stored state does not verify"
 """The reason of a ``denied`` entry for a decision refused because a row it depends on does not
 verify (evidence, renditions, cases, links, principals: ``vault.evidence``, ``access_state``)."""
 MAX_ID = 256
-_LEDGER_FAILURES = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    RuntimeError,
-    TimeoutError,
-    ValueError,
-    EvaultError,
-)
 
 
 async def add_refs(conn: Conn, refs: Iterable[tuple[int, str, str]]) -> None:
@@ -152,7 +145,9 @@ async def record(
     try:
         async with asyncio.timeout(RECORD_TIMEOUT if wait is None else wait):
             (idx,) = await ledger.append([entry], effect=_refs_effect(refs))
-    except _LEDGER_FAILURES as exc:
+    except Exception as exc:
+        if not is_outage(exc):  # a bug is not an outage: it propagates as itself
+            raise
         raise Unavailable(
             "the access decision could not be recorded in the ledger; nothing was done"
         ) from exc
@@ -303,7 +298,8 @@ async def authorize(
     then RowTampered (the alarm was raised where the row was read)."""
     found = await load_target(db, ledger, principal, action, kind, target_id)
     await guard(ledger, principal, action, kind, target_id, found)
-    assert found is not None  # guard raises NotFound for a missing target
+    if found is None:  # guard raises NotFound for a missing target; never go on without one
+        raise NotFound(NOT_FOUND_REASON)
     return found
 
 

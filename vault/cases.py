@@ -54,7 +54,7 @@ from vault.access import (
 )
 from vault.audit import authorize, case_row
 from vault.db import Conn, Db
-from vault.errors import BadRequest, Conflict, Forbidden
+from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.events import emit
 from vault.hostmac import HostMac
 from vault.labels import Label
@@ -182,7 +182,8 @@ async def retitle(db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, 
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         row = await case_row(conn, case_id, lock=True)
-        assert row is not None  # cases are never deleted
+        if row is None:  # cases are never deleted: only a database edit gets here
+            raise NotFound()
         label = label_of(row["label_level"], row["label_caveats"])
         await _write_case(conn, state, case_id, title, label, indexes[0])
         await audit.add_refs(conn, [(indexes[0], "case", case_id)])
@@ -213,7 +214,8 @@ async def _link(
     await authorize(db, ledger, actor, Action.LINK, "case", case_id)
     eid = uuid.UUID(evidence_id)
     row = await evrows.load_evidence(db, ledger.mac, eid)  # the hash the entry names: verified
-    assert row is not None  # authorize raised NotFound otherwise
+    if row is None:  # authorize raised NotFound for a missing one; gone since
+        raise NotFound()
     sha256 = row.sha256
     action = "linked" if on else "unlinked"
     state = access_state.current()
@@ -358,7 +360,8 @@ async def show(
     """A case's metadata and its evidence visible to the reader (an audited read)."""
     await authorize(db, ledger, actor, Action.READ_METADATA, "case", case_id)
     row = await case_row(db, case_id)
-    assert row is not None  # authorize raised NotFound otherwise
+    if row is None:  # authorize raised NotFound for a missing case; gone since
+        raise NotFound()
     query = EvidenceQuery(case_id=case_id)
     page = await list_evidence(db, actor, query, limit=limit, mac=ledger.mac)
     return CaseDetail(
@@ -421,14 +424,16 @@ async def _label_row(
 async def _stored_label(conn: Db, kind: TargetKind, key: object, lock: bool = False) -> Label:
     if kind == "case":  # verified (access_state); evidence and renditions are not this module's
         case = await case_row(conn, str(key), lock=lock)
-        assert case is not None
+        if case is None:  # a case is never deleted: only a database edit gets here
+            raise NotFound()
         return label_of(case["label_level"], case["label_caveats"])
     row = await conn.fetchrow(
         f"SELECT label_level, label_caveats FROM {_TABLES[kind]} WHERE id = $1"  # noqa: S608
         + (" FOR UPDATE" if lock else ""),
         key,
     )
-    assert row is not None
+    if row is None:
+        raise NotFound()
     return label_of(row["label_level"], row["label_caveats"])
 
 
@@ -458,7 +463,8 @@ async def set_label(
             " ON e.id = r.evidence_id WHERE r.id = $1",
             key,
         )
-        assert source is not None
+        if source is None:
+            raise NotFound()
         stored = rendition_label(label_of(source["label_level"], source["label_caveats"]), label)
     lowering = previous.needs_encryption and not stored.needs_encryption
     if lowering and Role.ADMIN not in actor.roles:
@@ -482,11 +488,11 @@ async def set_label(
             raise _StateChanged("labels changed meanwhile; try again")
         if kind == "case":
             case = await case_row(conn, target_id)
-            assert case is not None
+            if case is None:  # a case is never deleted: only a database edit gets here
+                raise NotFound()
             await _write_case(conn, state, target_id, case["title"], stored, idx)
         else:  # evidence and renditions are re-tagged with this entry (vault.evidence)
-            assert isinstance(key, uuid.UUID)
-            await evrows.set_label(conn, ledger.mac, kind, key, stored, idx)
+            await evrows.set_label(conn, ledger.mac, kind, uuid.UUID(str(key)), stored, idx)
         for i, entry in zip(indexes[1:], more, strict=True):
             eid = json.loads(entry.data)["evidence"]
             await audit.add_refs(conn, [(i, "evidence", eid), (i, "case", target_id)])
@@ -534,7 +540,7 @@ async def _linked_evidence(db: Db, kind: str, case_id: str) -> list[uuid.UUID]:
 async def _raise_renditions(
     conn: Conn, mac: HostMac, idx: int, evidence_id: object, floor: Label, by: str
 ) -> None:
-    assert isinstance(evidence_id, uuid.UUID)
+    evidence_id = uuid.UUID(str(evidence_id))
     for rid, raised in await evrows.raise_renditions(conn, mac, evidence_id, floor, idx):
         await _label_row(conn, idx, "rendition", str(rid), raised, by)
         await audit.add_refs(conn, [(idx, "rendition", str(rid))])

@@ -3,7 +3,13 @@
 Guarantees:
 - With no DSN, an embedded server from the ``pgserver`` wheel runs in ``<data>/pg``; it is shared
   by every process on that data directory (pgserver counts handles) and stopped when the last
-  one exits.
+  one exits. Starting it is retried with backoff for up to ``EMBEDDED_START_SECONDS`` (a server
+  killed a moment ago leaves backends exiting and a ``postmaster.pid`` behind); a
+  ``postmaster.pid`` whose process is gone, a zombie or not a postgres server is removed, but
+  never while a postgres process still works in that directory.
+- ``is_outage`` (``OUTAGES`` and a closed connection or pool) says an exception means the
+  database (or the way to it) is down, as opposed to a bug or a refused statement: callers map
+  exactly these to ``Unavailable`` (503, retry).
 - Migrations are applied at start in one transaction under an advisory lock, each recorded in
   ``schema_migrations``; a database whose schema is newer than this code is refused
   (:class:`SchemaTooNew`) before anything is changed.
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +38,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from vault.config import DatabaseConfig
 from vault.errors import ConfigError, SchemaTooNew, Unavailable
+from vault.retry import backoff
 from vault.schema import APPEND_ONLY_TABLES
 
 log = logging.getLogger("evault.db")
@@ -43,6 +51,27 @@ Db: TypeAlias = "asyncpg.Pool[asyncpg.Record] | Conn"
 MIGRATION_LOCK = 0x65766D67  # "evmg"
 EMBEDDED_DB = "evault"
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+EMBEDDED_START_SECONDS = 60.0
+
+OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # refused, lost, rejected (includes "does not exist")
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory, too many clients
+    OSError,  # socket gone, connection refused or reset
+    TimeoutError,  # connect or pool acquire timed out
+)
+"""The database is unavailable: retry later. Anything else from a query is a bug or a refusal."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """``exc`` means the database is down or the pool closed under the caller (shutdown), not a
+    bug: one of ``OUTAGES``, or asyncpg's InterfaceError about a closed connection or pool (its
+    other InterfaceErrors are misuse, i.e. bugs)."""
+    if isinstance(exc, OUTAGES):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and (
+        "closed" in str(exc) or "closing" in str(exc)
+    )
 
 
 @dataclass(frozen=True)
@@ -134,10 +163,36 @@ class EmbeddedServer:
         self._server: Any = None
 
     async def start(self) -> str:
+        """Start (or join) the server and make sure the database exists; retried with backoff
+        within ``EMBEDDED_START_SECONDS``, then ``Unavailable`` with the last cause."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        deadline = time.monotonic() + EMBEDDED_START_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._start_once()
+            except Exception as exc:  # retried, then raised as Unavailable with this cause
+                with contextlib.suppress(Exception):  # a dead server's handle may not close
+                    await self.stop(forget=True)
+                delay = backoff(attempt, 0.25, 4.0)
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(
+                        f"the embedded PostgreSQL in {self.pgdata} did not start: {exc}"
+                    ) from exc
+                log.warning(
+                    "embedded PostgreSQL not answering (attempt %d): %s; retrying in %.2fs",
+                    attempt,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _start_once(self) -> str:
+        await asyncio.to_thread(_clear_stale, self.pgdata)
         self._server = await asyncio.to_thread(_get_server, self.pgdata)
         admin_dsn: str = self._server.get_uri("postgres")
-        conn = await asyncpg.connect(admin_dsn)
+        conn = await asyncpg.connect(admin_dsn, timeout=10)
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DB):
                 # Another process on this data directory may create it first: same outcome.
@@ -148,10 +203,14 @@ class EmbeddedServer:
         uri: str = self._server.get_uri(EMBEDDED_DB)
         return uri
 
-    async def stop(self) -> None:
+    async def stop(self, *, forget: bool = False) -> None:
+        """Release this process's handle (the server stops with the last one); ``forget``
+        also drops pgserver's cached instance so the next start looks at the server afresh."""
         if self._server is not None:
-            await asyncio.to_thread(self._server.cleanup)
-            self._server = None
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.cleanup)
+            if forget:
+                type(server)._instances.pop(server.pgdata, None)
 
 
 def _get_server(pgdata: Path) -> Any:
@@ -159,17 +218,89 @@ def _get_server(pgdata: Path) -> Any:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI); its fallback is fine.
         warnings.simplefilter("ignore")
         import pgserver
+        from pgserver.postgres_server import PostgresServer
 
-        return pgserver.get_server(  # type: ignore[attr-defined]
-            pgdata, cleanup_mode="stop"
-        )
+        try:
+            return pgserver.get_server(  # type: ignore[attr-defined]
+                pgdata, cleanup_mode="stop"
+            )
+        except BaseException:
+            # pgserver caches the instance before its server runs: forget a failed one, or
+            # every later attempt in this process would be handed the broken instance.
+            PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
+            raise
+
+
+def _clear_stale(pgdata: Path) -> None:
+    """``remove_stale_pidfile`` under pgserver's own start lock (no process is starting the
+    server meanwhile, so a fresh postmaster.pid is never mistaken for the stale one)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        remove_stale_pidfile(pgdata)
+
+
+def _proc_state(pid: int) -> tuple[str, str, str] | None:
+    """(state letter, command name, working directory) of a live process; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat[stat.rindex(")") + 2 :].split(" ", 1)[0]
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    except (OSError, ValueError):
+        return None
+    try:
+        cwd = str(Path(f"/proc/{pid}/cwd").readlink())
+    except OSError:
+        cwd = ""
+    return state, comm, cwd
+
+
+def _postgres_working_in(pgdata: Path) -> bool:
+    """A live (not zombie) postgres process has ``pgdata`` as its working directory."""
+    target = str(pgdata.resolve())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            found = _proc_state(int(entry.name))
+            if found and found[0] != "Z" and found[1].startswith("postgres") and found[2] == target:
+                return True
+    return False
+
+
+def remove_stale_pidfile(pgdata: Path) -> bool:
+    """Remove ``pgdata/postmaster.pid`` and the socket lock file it names when the server it
+    names is certainly not running: the process is gone, a zombie (a killed postmaster nobody
+    reaped still "exists" for PostgreSQL's own check), or another program, and no postgres
+    process still works in ``pgdata`` (its backends hold the shared memory the file protects).
+    True if removed. Only on Linux (/proc); elsewhere PostgreSQL's own stale-lock check applies."""
+    pidfile = pgdata / "postmaster.pid"
+    if not Path("/proc/self/stat").exists():
+        return False
+    try:
+        lines = pidfile.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    found = _proc_state(pid)
+    alive = found is not None and found[0] != "Z" and found[1].startswith("postgres")
+    if alive or _postgres_working_in(pgdata):
+        return False
+    log.warning("removing the stale %s of process %d (not a running server)", pidfile, pid)
+    if len(lines) > 4 and lines[3].strip().isdigit() and lines[4].strip():
+        lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(lock.read_text().splitlines()[0]) == pid:
+                lock.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        pidfile.unlink()
+    return True
 
 
 async def connect_with_retry(
     dsn: str, cfg: DatabaseConfig, **kwargs: Any
 ) -> asyncpg.Connection[asyncpg.Record]:
     """Connect, retrying with exponential backoff; Unavailable with the cause at the end."""
-    delay = cfg.connect_backoff
     last: BaseException | None = None
     for attempt in range(1, cfg.connect_attempts + 1):
         try:
@@ -178,11 +309,11 @@ async def connect_with_retry(
             last = exc
             if attempt == cfg.connect_attempts:
                 break
+            delay = backoff(attempt, cfg.connect_backoff, 10.0)
             log.warning(
                 "database unreachable (attempt %d): %s; retrying in %.1fs", attempt, exc, delay
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
     raise Unavailable(
         f"PostgreSQL unreachable after {cfg.connect_attempts} attempts ({_redact(dsn)}): {last}"
     ) from last

@@ -50,8 +50,9 @@ from vault.background import Background
 from vault.config_events import EventsConfig, SubscriberConfig
 from vault.db import Db
 from vault.ledger.entry import rfc3339
+from vault.retry import backoff
 
-__all__ = ["Claimed", "Dispatcher", "backoff", "delivery_history", "sign"]
+__all__ = ["Claimed", "Dispatcher", "delivery_history", "sign"]
 
 log = logging.getLogger("evault.events")
 
@@ -78,11 +79,6 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     """The ``X-Evault-Signature`` value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Delay after failed attempt ``attempt`` (1-based): ``base * 2^(attempt-1)``, capped."""
-    return float(min(cap, base * 2.0 ** min(max(0, attempt - 1), 60)))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import asyncpg
 
 from vault.db import Db
 from vault.errors import EvaultError
+from vault.retry import backoff
 
 log = logging.getLogger("evault.jobs")
 
@@ -52,8 +53,9 @@ class JobFailed(EvaultError):
 
 
 def backoff_seconds(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
-    """Delay before retry ``attempt`` + 1 (1-based attempts): base * 2^(attempt-1), capped."""
-    return float(min(cap, base * (2 ** max(0, attempt - 1))))
+    """Delay before retry ``attempt`` + 1 of a job (``vault.retry.backoff`` with the job
+    defaults)."""
+    return backoff(attempt, base, cap)
 
 
 async def enqueue(
