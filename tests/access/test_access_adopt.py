@@ -68,7 +68,7 @@ async def test_rows_from_before_tags_are_adopted_once(pg_dsn: str, tmp_path: Pat
             assert enabled == b"A"  # the link history is append-only again, for every role
             rv = await tokens.authenticate(pool, issued.token)
             assert rv.cases == {"K"}
-            assert [i.id for i in (await list_evidence(pool, rv)).items] == [eid]
+            assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [eid]
             # a row inserted without a tag afterwards is never adopted
             await owner.execute(
                 "INSERT INTO principal_cases (principal_id, case_id, ledger_idx) VALUES ($1, $2, $3)",

@@ -95,13 +95,15 @@ async def test_attack_silent_declassification_is_refused(
         eid = await add_evidence(ledger)  # internal on its own
         await cases.link(pool, ledger, ADMIN, "K", eid)
         rv = await reviewer(ledger, db, "rv", Level.INTERNAL, "K")
-        assert "K" in rv.cases and (await list_evidence(pool, rv)).items == []
+        assert "K" in rv.cases and (await list_evidence(pool, rv, mac=TEST_MAC)).items == []
         before = failures()
 
         async with insider(pg_dsn, db, role) as conn:
             await conn.execute("UPDATE cases SET label_level = 0 WHERE id = 'K'")
 
-        assert (await list_evidence(pool, rv)).items == []  # the SQL filter was fooled; not us
+        assert (
+            await list_evidence(pool, rv, mac=TEST_MAC)
+        ).items == []  # the SQL filter was fooled; not us
         assert "K" not in [c.id for c in await cases.list_cases(pool, rv)]
         with pytest.raises(RowTampered):
             await get_evidence(pool, ledger, rv, eid)
@@ -124,7 +126,7 @@ async def test_attack_case_label_rolled_back_is_refused(
         rv = await reviewer(ledger, db, "rv", Level.INTERNAL, "K")
         old = await pool.fetchrow("SELECT * FROM cases WHERE id = 'K'")
         await cases.set_label(pool, ledger, ADMIN, "case", "K", Label(Level.SECRET))
-        assert (await list_evidence(pool, rv)).items == []
+        assert (await list_evidence(pool, rv, mac=TEST_MAC)).items == []
 
         async with insider(pg_dsn, db, role) as conn:  # the earlier, genuine row and tag
             await conn.execute(
@@ -135,7 +137,7 @@ async def test_attack_case_label_rolled_back_is_refused(
                 old["tag"],
             )
         for _ in range(2):  # online, then after a restart (the mirror replayed)
-            assert (await list_evidence(pool, rv)).items == []
+            assert (await list_evidence(pool, rv, mac=TEST_MAC)).items == []
             with pytest.raises(RowTampered):
                 await audit.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
             restart(db)
@@ -153,7 +155,7 @@ async def test_attack_rolled_back_assignment_is_refused(
         await reviewer(ledger, db, "rv", Level.INTERNAL, "K")
         issued = await tokens.create(pool, ledger, ADMIN, "rv", timedelta(days=1))
         rv = await tokens.authenticate(pool, issued.token)
-        assert [i.id for i in (await list_evidence(pool, rv)).items] == [eid]
+        assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [eid]
         row = await pool.fetchrow("SELECT * FROM principal_cases WHERE principal_id = 'rv'")
         # another process, whose mirror was read before the unassignment
         elsewhere = AccessState(TEST_MAC, pool)
@@ -176,7 +178,7 @@ async def test_attack_rolled_back_assignment_is_refused(
             assert "K" not in (await principals.load(pool, "rv")).cases, step
             rv = await tokens.authenticate(pool, issued.token)
             assert "K" not in rv.cases, step
-            assert (await list_evidence(pool, rv)).items == [], step
+            assert (await list_evidence(pool, rv, mac=TEST_MAC)).items == [], step
         assert failures() > before
         assert await alarms(db, "principal_cases") == 3  # once in each of the three mirrors
 
@@ -249,7 +251,7 @@ async def test_attack_forged_link_grants_no_need_to_know(
         for case in ("K", "S"):
             await cases.link(pool, ledger, ADMIN, case, both)
         rv = await reviewer(ledger, db, "rv", Level.INTERNAL, "K")
-        assert [i.id for i in (await list_evidence(pool, rv)).items] == [mine]
+        assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [mine]
         genuine = await pool.fetchrow(
             "SELECT * FROM case_evidence_history WHERE evidence_id = $1", uuid.UUID(mine)
         )
@@ -272,7 +274,7 @@ async def test_attack_forged_link_grants_no_need_to_know(
                     action,
                     genuine["tag"] if role == "superuser" else None,
                 )
-        assert [i.id for i in (await list_evidence(pool, rv)).items] == [mine]
+        assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [mine]
         for eid in (other, both):
             with pytest.raises(RowTampered):
                 await audit.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
@@ -299,7 +301,7 @@ async def test_legitimate_changes_keep_verifying(pg_dsn: str, tmp_path: Path) ->
         for _ in range(2):  # in this process, and after a restart
             rv = await tokens.authenticate(pool, issued.token)
             assert rv.cases == {"K"} and rv.active
-            assert [i.id for i in (await list_evidence(pool, rv)).items] == [eid]
+            assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [eid]
             assert (await cases.show(pool, ledger, rv, "K")).title == "another title"
             listed = await principals.list_principals(pool, ledger, ADMIN)
             assert [p.principal.cases for p in listed] == [frozenset({"K"})]

@@ -115,7 +115,8 @@ def test_assignments_tokens_and_principals_follow_their_ops() -> None:
         )
     )
     assert set(state.tables["principal_cases"]) == {("p", "K1")}
-    assert state.tables["principal_cases"][("p", "K1")].values == {"ledger_idx": 1}
+    # assigning again moves the row to the newest assignment (its tag binds that index)
+    assert state.tables["principal_cases"][("p", "K1")].values == {"ledger_idx": 3}
     p = values(state, "principals", "p")
     assert p["active"] is False and p["ledger_idx"] == 5 and p["dock_ids"] == ("d1", "d2")
     assert p["officer_id"] is None and p["roles"] == ("reviewer",)

@@ -339,14 +339,19 @@ def _set_label(state: DerivedState, table: str, target: str, label: Label, idx: 
 
 def _labelled(state: DerivedState, e: Entry) -> None:
     """``labelled``: the target's label is the entry's; a label set on evidence raises its
-    renditions to dominate it (as ``vault.cases.set_label`` does, under the same entry)."""
+    renditions to dominate it (as ``vault.cases.set_label`` does, under the same entry). An
+    entry marked ``effective`` records the label a link or a case's label enforces on an item,
+    not a stored one: it changes no row."""
     b = e.body
     label = _label(b.get("label"))
     kind = b.get("target_kind")
-    if label is None:
-        return
+    if label is None or b.get("effective") is True:
+        return  # an effective label (a case's joined in) leaves the stored one as it was
     if kind == "case":
-        _set_label(state, "cases", _text(e.secret("case")), label, e.idx)
+        case = _text(e.secret("case"))
+        _set_label(state, "cases", case, label, e.idx)
+        if (row := state.row("cases", (case,))) is not None:
+            row.set("ledger_idx", e.idx, e.idx)  # a relabel is the case's latest change
     elif kind == "rendition":
         _set_label(state, "renditions", _text(b.get("rendition")), label, e.idx)
     elif kind == "evidence":
@@ -441,9 +446,8 @@ def _principal_active(state: DerivedState, e: Entry) -> None:
 
 def _assigned(state: DerivedState, e: Entry) -> None:
     key = (_text(e.secret("principal")), _text(e.secret("case")))
-    table = state.tables["principal_cases"]
-    if key not in table:  # assigning again keeps the first assignment (ON CONFLICT DO NOTHING)
-        table[key] = Row(e.idx, {"ledger_idx": e.idx})
+    # Assigning again moves the row to the newest entry (its tag binds that index).
+    state.tables["principal_cases"][key] = Row(e.idx, {"ledger_idx": e.idx})
 
 
 def _unassigned(state: DerivedState, e: Entry) -> None:
