@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from vault.db import Db
+if TYPE_CHECKING:  # only for annotations: importing the config must not load asyncpg
+    from vault.db import Db
 
 EventType = Literal["evidence.acquired", "evidence.linked", "media.ready", "integrity.failure"]
 EVENT_TYPES: tuple[EventType, ...] = (

@@ -31,12 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 
 from verify.encoding import b64decode_strict, b64encode
 from verify.errors import MalformedError, SignatureError, WrongKeyError
@@ -179,15 +173,13 @@ class Signer:
         self._name = name
         self._seed = bytes(seed)
         self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
-        self._public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public_key = self._key.public_key().public_bytes_raw()
         self._key_id = key_id(name, self._public_key)
 
     @classmethod
     def generate(cls, name: str) -> Signer:
         """A new random key for ``name``."""
-        seed = Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-        )
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
         return cls(name, seed)
 
     @classmethod

@@ -1,0 +1,91 @@
+"""Command-line start-up: how long a user waits for the simplest commands.
+
+Usage: python bench/cli.py [--runs 15]
+
+Times, interleaved (one run of each per round, so shared or noisy CPUs hit every target alike),
+the wall-clock time of a new process for
+
+  baseline        python3 -c "import argparse"   (an interpreter that parses arguments)
+  evault-help     evault --help                  (python -m api.cli)
+  evault-vkey     evault ledger vkey             (reads the key file of a data folder made by
+                                                  `evault init` in a temp dir beforehand)
+  verify-help     evault-verify --help           (python -m verify)
+
+with the interpreter running this script and this checkout first on PYTHONPATH. Before timing,
+each command runs once with bytecode writing allowed (PYTHONDONTWRITEBYTECODE removed for the
+children), so the figures are those of an installed package, whose modules are compiled once.
+Prints the median of each and its ratio to the baseline's median; target: every ratio <= 3.
+The last lines are one per target: ``target NAME: VALUE (GOAL) met`` or ``MISSED``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL = 3.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _once(cmd: list[str], env: dict[str, str], cwd: str) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, check=False)
+    took = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return took
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="rounds (median reported)")
+    args = parser.parse_args(argv)
+    env = _env()
+    py = sys.executable
+    work = tempfile.mkdtemp(prefix="evault-bench-cli-")
+    try:
+        data = str(Path(work) / "data")
+        _once([py, "-m", "api.cli", "--data", data, "init"], env, work)
+        commands = {
+            "baseline": [py, "-c", "import argparse"],
+            "evault-help": [py, "-m", "api.cli", "--help"],
+            "evault-vkey": [py, "-m", "api.cli", "--data", data, "ledger", "vkey"],
+            "verify-help": [py, "-m", "verify", "--help"],
+        }
+        for cmd in commands.values():  # compile once, as an installed package is
+            _once(cmd, env, work)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                times[name].append(_once(cmd, env, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(times["baseline"])
+    print(f"python {sys.version.split()[0]}  cpus {os.cpu_count()}  runs {args.runs} (median)")
+    for name, got in times.items():
+        med = statistics.median(got)
+        print(f"  {name:<12} {med * 1000:7.1f} ms  ×{med / base:5.2f}  (min {min(got) * 1000:.1f})")
+    print()
+    for name in ("evault-help", "evault-vkey", "verify-help"):
+        ratio = statistics.median(times[name]) / base
+        verdict = "met" if ratio <= GOAL else "MISSED"
+        print(f"target {name}: {ratio:.2f}× baseline (<= {GOAL:g}×) {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
