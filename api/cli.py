@@ -86,8 +86,9 @@ def _add_location_options(parser: argparse.ArgumentParser, *, top: bool) -> None
 
 def build_parser(command: str | None = "") -> argparse.ArgumentParser:
     """The parser of ``evault``. ``command=""`` (the default): every command fully registered
-    (imports every command module). A command name: that command's module registered, the
-    others as help-only placeholders. ``None``: placeholders only (enough for ``--help``)."""
+    (imports every command module). A command name: only the commands of its module (the
+    others cannot be chosen once the command is known). ``None``: every command as a help-only
+    placeholder (enough for ``--help`` and for naming the choices of an unknown command)."""
     parser = argparse.ArgumentParser(
         prog="evault",
         description="evidence-vault: write-once evidence with a Merkle ledger.",
@@ -101,7 +102,7 @@ def build_parser(command: str | None = "") -> argparse.ArgumentParser:
             if module_name not in registered:
                 registered.add(module_name)
                 importlib.import_module(module_name).register(sub)
-        else:
+        elif command is None:
             sub.add_parser(name, help=help_, add_help=False)
     _add_location_options(parser, top=True)
     return parser
