@@ -328,7 +328,7 @@ def _private_dirs(root: Path, path: Path) -> None:
 def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Readable], as_zip: bool) -> None:
     """Write the package at ``out``: files 0600, folders 0700 (zip members marked 0600), via a
     0700 temporary sibling; never over an existing path."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # mkdtemp: 0700
     try:
         if as_zip:
