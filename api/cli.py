@@ -68,6 +68,30 @@ _CONFIG_HELP = "configuration file (default: $EVAULT_CONFIG or <data>/evault.tom
 _DATA_HELP = "data directory (default: $EVAULT_DATA or ./data)"
 
 
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it, without importing shutil
+    (argparse's formatter would, and with it bz2 and lzma: a tenth of a short command's
+    start-up)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with the help width given to the formatter (see :func:`_columns`);
+    the command modules' subparsers are of this class too."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+
+
 def _add_location_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``--config`` and ``--data`` on ``parser`` and every parser below it. Below the top they
     default to SUPPRESS, so they set the value only when given there. A parser that defines
@@ -89,7 +113,7 @@ def build_parser(command: str | None = "") -> argparse.ArgumentParser:
     (imports every command module). A command name: only the commands of its module (the
     others cannot be chosen once the command is known). ``None``: every command as a help-only
     placeholder (enough for ``--help`` and for naming the choices of an unknown command)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="evault",
         description="evidence-vault: write-once evidence with a Merkle ledger.",
         allow_abbrev=False,  # the pre-scan in main() must see --data/--config exactly

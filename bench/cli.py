@@ -6,12 +6,14 @@ Times, interleaved (one run of each per round, so shared or noisy CPUs hit every
 the wall-clock time of a new process for
 
   baseline        python3 -c "import argparse"   (an interpreter that parses arguments)
-  evault-help     evault --help                  (python -m api.cli)
+  evault-help     evault --help
   evault-vkey     evault ledger vkey             (reads the key file of a data folder made by
                                                   `evault init` in a temp dir beforehand)
-  verify-help     evault-verify --help           (python -m verify)
+  verify-help     evault-verify --help
 
-with the interpreter running this script and this checkout first on PYTHONPATH. Before timing,
+each run as its installed entry point runs it (``from api.cli import main; sys.exit(main())``,
+what pip's .venv/bin/evault script does), with the interpreter running this script and this
+checkout first on PYTHONPATH. Before timing,
 each command runs once with bytecode writing allowed (PYTHONDONTWRITEBYTECODE removed for the
 children), so the figures are those of an installed package, whose modules are compiled once.
 Prints the median wall-clock time of each and its ratio to the baseline's median, and the same
@@ -35,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 3.0
+# What the installed entry points (.venv/bin/evault, .venv/bin/evault-verify) run.
+ENTRY = "import sys; from {module} import main; sys.exit(main())"
 
 
 def _env() -> dict[str, str]:
@@ -69,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = str(Path(work) / "data")
         _once([py, "-m", "api.cli", "--data", data, "init"], env, work)
+        evault = [py, "-c", ENTRY.format(module="api.cli")]
+        verify = [py, "-c", ENTRY.format(module="verify.cli")]
         commands = {
             "baseline": [py, "-c", "import argparse"],
-            "evault-help": [py, "-m", "api.cli", "--help"],
-            "evault-vkey": [py, "-m", "api.cli", "--data", data, "ledger", "vkey"],
-            "verify-help": [py, "-m", "verify", "--help"],
+            "evault-help": [*evault, "--help"],
+            "evault-vkey": [*evault, "--data", data, "ledger", "vkey"],
+            "verify-help": [*verify, "--help"],
         }
         for cmd in commands.values():  # compile once, as an installed package is
             _once(cmd, env, work)

@@ -8,7 +8,6 @@ dispatcher elsewhere delivers the outbox to subscribers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +26,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
 async def emit(conn: Db, type_: EventType, payload: Mapping[str, Any]) -> int:
     """Add an event to the outbox; return its id. Payloads carry ids and hashes, never
     classified plaintext (the receiving module looks details up with its own token)."""
+    import json  # here: the configuration (every CLI start) imports this module for the types
+
     event_id: int = await conn.fetchval(
         "INSERT INTO event_outbox (type, payload) VALUES ($1, $2::jsonb) RETURNING id",
         type_,
