@@ -17,6 +17,7 @@ import pytest
 from service_fixtures import running_service
 
 import api.cli
+from api.config import ServiceConfig
 
 EVAULT = [sys.executable, "-m", "api.cli"]
 VERIFY = [sys.executable, "-m", "verify"]
@@ -211,3 +212,11 @@ def test_every_command_module_imports_alone(module: str) -> None:
     """No import cycles: each command module imports first, in a fresh interpreter."""
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_readme_says_where_the_service_listens_how_to_override_and_where_evault_is() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    listen = ServiceConfig().listen
+    assert f"http://{listen}/console/" in readme and f"`{listen}` (`service.listen`)" in readme
+    assert "`EVAULT_<SECTION>_<KEY>`" in readme and "EVAULT_SERVICE_LISTEN=" in readme
+    assert "`.venv/bin/evault`" in readme and "`evault serve --listen HOST:PORT`" in readme
