@@ -3,8 +3,9 @@
 Guarantees: ``entry`` writes exactly the logged bytes (nothing added), so the file it is
 redirected to is the entry a tlog-proof proves; ``consistency`` refuses (exit 2, before touching
 the database) an older size of 0, for which RFC 9162 defines no proof, and an older size above
-the newer. ``vkey`` reads only the key file: it imports neither the database driver nor the
-ledger (the commands that need them import them when run).
+the newer. ``vkey`` reads only the key files (the vkey ``init`` wrote beside the signing key
+when it is that key's, else derived from the key): it imports neither the database driver nor
+the ledger (the commands that need them import them when run).
 """
 
 from __future__ import annotations
@@ -116,9 +117,10 @@ async def consistency(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def vkey(args: argparse.Namespace, cfg: Config) -> int:
-    from vault.keys import load_signer
+    from vault.keys import load_signer, recorded_vkey
 
-    print(load_signer(cfg.path(cfg.ledger.key_file)).vkey)
+    path = cfg.path(cfg.ledger.key_file)
+    print(recorded_vkey(path) or load_signer(path).vkey)
     return 0
 
 

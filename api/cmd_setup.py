@@ -24,7 +24,7 @@ from api.keys import ALL_PARTS, RUNTIME
 from vault import principals, tokens
 from vault.errors import ConfigError
 from vault.hostmac import create_mac_key
-from vault.keys import create_signing_key
+from vault.keys import create_signing_key, vkey_path
 
 log = logging.getLogger("evault.serve")
 
@@ -124,17 +124,18 @@ def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     for dock in cfg.docks:
         cfg.path(dock.path).mkdir(parents=True, exist_ok=True, mode=0o700)
-    signer, created = create_signing_key(cfg.path(cfg.ledger.key_file), cfg.ledger.origin)
-    print(
-        ("created" if created else "kept existing")
-        + f" signing key {cfg.path(cfg.ledger.key_file)}"
-    )
+    key_path = cfg.path(cfg.ledger.key_file)
+    signer, created = create_signing_key(key_path, cfg.ledger.origin)
+    print(("created" if created else "kept existing") + f" signing key {key_path}")
     _, mac_created = create_mac_key(cfg.path(cfg.ledger.mac_key_file))
     print(
         ("created" if mac_created else "kept existing")
         + f" host MAC key {cfg.path(cfg.ledger.mac_key_file)} (keep it with the signing key)"
     )
-    print(f"verifier key (give it to reviewers out of band):\n{signer.vkey}")
+    print(
+        f"verifier key (give it to reviewers out of band; also in {vkey_path(key_path)}):\n"
+        f"{signer.vkey}"
+    )
     return 0
 
 

@@ -203,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        from verify import artefacts, package  # noqa: F401 (imported here: cryptography)
+        import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401 (needed below)
+
+        from verify import artefacts, package  # noqa: F401
 
         verifier = _key(args)
     except ModuleNotFoundError as exc:

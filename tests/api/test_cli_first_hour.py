@@ -83,8 +83,10 @@ def test_ledger_entry_is_the_exact_logged_bytes_and_its_proof_verifies_offline(
     proof = tmp_path / "proof"
     proof.write_bytes(evault("ledger", "proof", i, "--data", str(data), env=cli_env).stdout)
     vkey = evault("ledger", "vkey", "--data", str(data), env=cli_env).stdout.decode().strip()
+    vkey_file = str(data / "keys" / "ledger.vkey")  # the public key init wrote: usable as is
     ok = subprocess.run(
-        [*VERIFY, str(proof), "--entry", str(entry), "--vkey", vkey], capture_output=True
+        [*VERIFY, str(proof), "--entry", str(entry), "--vkey-file", vkey_file],
+        capture_output=True,
     )
     assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
     assert ok.stdout.decode().splitlines()[-1] == "VERIFIED 验证通过"
@@ -193,7 +195,8 @@ def test_ledger_vkey_imports_neither_the_database_nor_the_web_stack(
         "from api.cli import main\n"
         f"main(['ledger', 'vkey', '--data', {str(data)!r}])\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'asyncpg', 'aiohttp', 'pgserver', 'prometheus_client', 'watchdog', 'asyncio'}))\n"
+        "{'asyncpg', 'aiohttp', 'pgserver', 'prometheus_client', 'watchdog', 'asyncio',"
+        " 'cryptography'}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, env=cli_env)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -220,3 +223,27 @@ def test_readme_says_where_the_service_listens_how_to_override_and_where_evault_
     assert f"http://{listen}/console/" in readme and f"`{listen}` (`service.listen`)" in readme
     assert "`EVAULT_<SECTION>_<KEY>`" in readme and "EVAULT_SERVICE_LISTEN=" in readme
     assert "`.venv/bin/evault`" in readme and "`evault serve --listen HOST:PORT`" in readme
+
+
+def test_attack_stale_or_foreign_vkey_file_is_not_printed(
+    data: Path, cli_env: dict[str, str]
+) -> None:
+    """init writes the public vkey beside the key (like ssh's .pub); `ledger vkey` prints it
+    only while it is that key's: a vkey file of another key with the same name is ignored."""
+    from verify.note import Signer
+
+    printed = evault("init", "--data", str(data), env=cli_env).stdout.decode()
+    true_vkey = printed.strip().splitlines()[-1]
+    vkey_file = data / "keys" / "ledger.vkey"
+    assert vkey_file.read_text() == true_vkey + "\n" and str(vkey_file) in printed
+    ledger_vkey = ["ledger", "vkey", "--data", str(data)]
+    assert evault(*ledger_vkey, env=cli_env).stdout.decode().strip() == true_vkey
+    origin = true_vkey.split("+")[0]
+    vkey_file.write_text(Signer(origin, b"\x09" * 32).vkey + "\n")  # another key, same name
+    assert evault(*ledger_vkey, env=cli_env).stdout.decode().strip() == true_vkey
+    vkey_file.write_text("not a vkey\n")
+    assert evault(*ledger_vkey, env=cli_env).stdout.decode().strip() == true_vkey
+    vkey_file.unlink()
+    assert evault(*ledger_vkey, env=cli_env).stdout.decode().strip() == true_vkey
+    evault("init", "--data", str(data), env=cli_env)  # a second init restores the file
+    assert vkey_file.read_text() == true_vkey + "\n"
