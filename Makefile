@@ -58,9 +58,9 @@ promtool:
 	fi
 
 run: $(STAMP) ffmpeg
-	$(BIN)/evault --data $(DATA) init
-	@echo "Then, in another terminal: $(BIN)/evault --data $(DATA) demo   (recordings -> dock -> case -> package -> offline verification)"
-	$(BIN)/evault --data $(DATA) serve --print-admin-token
+	$(BIN)/evault init --data $(DATA)
+	@echo "Then, in another terminal: $(BIN)/evault demo --data $(DATA)   (recordings -> dock -> case -> package -> offline verification)"
+	$(BIN)/evault serve --data $(DATA) --print-admin-token
 
 test: $(STAMP) ffmpeg chromium promtool
 	$(BIN)/python -m pytest -q
@@ -82,6 +82,7 @@ bench: $(STAMP) ffmpeg wrk
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -4,7 +4,8 @@ Files inside the dock's folder are acquired and released exactly as the watcher 
 without waiting for them to settle: the operator says they are complete); files outside it (a
 USB stick, a re-import) are acquired and never moved or deleted. One JSON line per file goes to
 standard output: the receipt, or what happened instead. Exit status 0 only if every file was
-acquired or recognised as already held.
+acquired or recognised as already held. A name that does not exist is refused before anything is
+ingested (``evault: no such file: NAME``, exit 2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from api.config import Config
@@ -21,6 +24,7 @@ from ingest.acquire import Deferred
 from ingest.dockfs import display
 from ingest.quarantine import Quarantined
 from ingest.service import open_acquirer
+from vault.errors import BadRequest
 
 
 def register(sub: Any) -> None:
@@ -32,7 +36,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=ingest)
 
 
-async def ingest(args: argparse.Namespace, cfg: Config) -> int:
+def ingest(args: argparse.Namespace, cfg: Config) -> Coroutine[Any, Any, int]:
+    """Refuse names that do not exist (before anything is opened), then acquire the files."""
+    missing = [name for name in args.files if not Path(name).exists()]
+    if missing:  # before anything is opened or acquired: most likely a mistyped name
+        raise BadRequest(
+            ("no such file: " if len(missing) == 1 else "no such files: ")
+            + ", ".join(display(os.fsencode(n)) for n in missing)
+            + " (nothing was ingested)"
+        )
+    return _ingest(args, cfg)
+
+
+async def _ingest(args: argparse.Namespace, cfg: Config) -> int:
     status = 0
     async with open_runtime(cfg) as rt:
         acquirer = open_acquirer(cfg, rt.ledger, rt.storage)

@@ -1,5 +1,13 @@
 """``evault ledger …``: notes, checkpoints, entries, proofs, the verifier key, fsck (of the
-ledger, or with ``--state`` of the tables against the ledger)."""
+ledger, or with ``--state`` of the tables against the ledger).
+
+Guarantees: ``entry`` writes exactly the logged bytes (nothing added), so the file it is
+redirected to is the entry a tlog-proof proves; ``consistency`` refuses (exit 2, before touching
+the database) an older size of 0, for which RFC 9162 defines no proof, and an older size above
+the newer. ``vkey`` reads only the key files (the vkey ``init`` wrote beside the signing key
+when it is that key's, else derived from the key): it imports neither the database driver nor
+the ledger (the commands that need them import them when run).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,21 @@ import argparse
 import base64
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from api.config import Config
-from api.runtime import open_runtime
-from vault.ledger import make_entry
-from vault.ledger.fsck import fsck
-from vault.statecheck import NOT_RECORDED_COLUMNS, fsck_state
+from vault.errors import BadRequest
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from api.config import Config
+    from api.runtime import Runtime
+
+
+def open_runtime(cfg: Config) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    from api.runtime import open_runtime as open_
+
+    return open_(cfg)
 
 
 def register(sub: Any) -> None:
@@ -45,7 +61,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=consistency)
 
     p = lsub.add_parser("vkey", help="print the log's verifier key (C2SP vkey)")
-    p.set_defaults(func=vkey)
+    p.set_defaults(func=vkey, logs=False)  # reads a file, logs nothing: starts faster
 
     p = lsub.add_parser(
         "fsck", help="recompute every tile and root; check every checkpoint and batch tag"
@@ -61,6 +77,8 @@ def register(sub: Any) -> None:
 
 
 async def note(args: argparse.Namespace, cfg: Config) -> int:
+    from vault.ledger import make_entry
+
     entries = [make_entry("note", {"text": t}) for t in args.texts]
     async with open_runtime(cfg) as rt:
         indexes = await rt.ledger.append(entries)
@@ -81,8 +99,9 @@ async def checkpoint(args: argparse.Namespace, cfg: Config) -> int:
 async def entry(args: argparse.Namespace, cfg: Config) -> int:
     async with open_runtime(cfg) as rt:
         data = await rt.ledger.entry(args.index)
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)  # exactly the logged bytes: no newline added
+    sys.stdout.buffer.flush()
     return 0
 
 
@@ -94,6 +113,13 @@ async def proof(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def consistency(args: argparse.Namespace, cfg: Config) -> int:
+    if args.old < 1:
+        raise BadRequest(
+            f"no consistency proof from tree size {args.old}: RFC 9162 defines none for an "
+            "empty tree (every tree extends it); give an older size of at least 1"
+        )
+    if args.old > args.new:
+        raise BadRequest(f"the older size {args.old} exceeds the newer size {args.new}")
     async with open_runtime(cfg) as rt:
         hashes = await rt.ledger.consistency(args.old, args.new)
     for h in hashes:
@@ -102,15 +128,18 @@ async def consistency(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def vkey(args: argparse.Namespace, cfg: Config) -> int:
-    from vault.keys import load_signer
+    from vault.keys import load_signer, recorded_vkey
 
-    print(load_signer(cfg.path(cfg.ledger.key_file)).vkey)
+    path = cfg.path(cfg.ledger.key_file)
+    print(recorded_vkey(path) or load_signer(path).vkey)
     return 0
 
 
 async def run_fsck(args: argparse.Namespace, cfg: Config) -> int:
     if args.state:
         return await run_fsck_state(args, cfg)
+    from vault.ledger.fsck import fsck
+
     async with open_runtime(cfg) as rt, rt.db.pool.acquire() as conn:
         report = await fsck(conn, rt.ledger.verifier, rt.ledger.log_path, rt.mac)
     for problem in report.problems:
@@ -128,6 +157,8 @@ async def run_fsck(args: argparse.Namespace, cfg: Config) -> int:
 
 async def run_fsck_state(args: argparse.Namespace, cfg: Config) -> int:
     """``fsck --state``: exit 1 when a stored row differs from what the ledger implies."""
+    from vault.statecheck import NOT_RECORDED_COLUMNS, fsck_state
+
     async with open_runtime(cfg) as rt, rt.db.pool.acquire() as conn:
         report = await fsck_state(conn)
     for finding in report.findings:

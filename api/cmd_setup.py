@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +22,9 @@ from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
 from api.keys import ALL_PARTS, RUNTIME
 from vault import principals, tokens
+from vault.errors import ConfigError
 from vault.hostmac import create_mac_key
-from vault.keys import create_signing_key
+from vault.keys import create_signing_key, vkey_path
 
 log = logging.getLogger("evault.serve")
 
@@ -62,6 +65,47 @@ def _parts(text: str) -> frozenset[str]:
     return parts
 
 
+def _listen_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) as (host, port); ConfigError naming the value."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"listen address {listen!r} is not HOST:PORT with a port from 1 to 65535 "
+            "(--listen HOST:PORT or service.listen)"
+        )
+    return host, int(port)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _port_busy(host: str, port: int, exc: OSError) -> ConfigError:
+    reason = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return ConfigError(
+        f"cannot listen on {_url_host(host)}:{port}: {reason} (another evault serve?); choose "
+        "another port with --listen HOST:PORT or service.listen in evault.toml "
+        "(EVAULT_SERVICE_LISTEN)"
+    )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """ConfigError (one line, before anything starts) if ``host:port`` cannot be listened on.
+    Binds like the server will (SO_REUSEADDR), so a port another process listens on fails."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(addr)
+            except OSError as exc:
+                raise _port_busy(host, port, exc) from None
+
+
 def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
     """Write the default config (never over an existing one), create folders and the key."""
     cfg_path, data_dir = find_config_file(args.config, args.data)
@@ -80,11 +124,9 @@ def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     for dock in cfg.docks:
         cfg.path(dock.path).mkdir(parents=True, exist_ok=True, mode=0o700)
-    signer, created = create_signing_key(cfg.path(cfg.ledger.key_file), cfg.ledger.origin)
-    print(
-        ("created" if created else "kept existing")
-        + f" signing key {cfg.path(cfg.ledger.key_file)}"
-    )
+    key_path = cfg.path(cfg.ledger.key_file)
+    signer, created = create_signing_key(key_path, cfg.ledger.origin)
+    print(("created" if created else "kept existing") + f" signing key {key_path}")
     _, mac_created = create_mac_key(cfg.path(cfg.ledger.mac_key_file))
     print(
         ("created" if mac_created else "kept existing")
@@ -92,16 +134,21 @@ def cmd_init(args: argparse.Namespace, _cfg: None) -> int:
         " back both up encrypted (`evault backup --with-key`), never put it in the database;"
         " a restore needs this very key (a new one cannot verify the stored state)"
     )
-    print(f"verifier key (give it to reviewers out of band):\n{signer.vkey}")
+    print(
+        f"verifier key (give it to reviewers out of band; also in {vkey_path(key_path)}):\n"
+        f"{signer.vkey}"
+    )
     return 0
 
 
 async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
-    """Serve until SIGINT/SIGTERM; everything opened is closed in order."""
+    """Serve until SIGINT/SIGTERM; everything opened is closed in order. Prints the API's and
+    the console's URLs once listening; a port that cannot be listened on is one line naming it
+    and how to choose another (ConfigError: exit 2), before anything is started."""
+    host, port = _listen_address(args.listen or cfg.service.listen)
+    _check_port_free(host, port)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         log.warning("running as root: in production run evidence-vault as its own user")
-    listen = args.listen or cfg.service.listen
-    host, _, port = listen.rpartition(":")
     app = make_app(cfg, args.only)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -115,13 +162,18 @@ async def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
         if svc.tls_cert
         else None
     )
-    site = web.TCPSite(runner, host or "127.0.0.1", int(port), ssl_context=tls)
-    await site.start()
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
+    try:
+        await site.start()
+    except OSError as exc:  # taken between the check and now
+        await runner.cleanup()
+        raise _port_busy(host, port, exc) from None
     parts = ",".join(sorted(args.only))
-    scheme = "https" if tls else "http"
-    print(
-        f"evidence-vault serving on {scheme}://{host or '127.0.0.1'}:{port} ({parts})", flush=True
-    )
+    base = f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
+    print(f"evidence-vault serving on {base} ({parts})", flush=True)
+    print(f"  API      {base}  (OpenAPI document: {base}/openapi.json)", flush=True)
+    if "api" in args.only:
+        print(f"  console  {base}/console/  (sign in with an API token)", flush=True)
     if args.print_admin_token:
         rt = app[RUNTIME]
         admin = await principals.load(rt.db.pool, "admin")

@@ -227,8 +227,9 @@ async def proof(request: web.Request) -> web.Response:
     ],
     responses={
         200: json_response(CONSISTENCY, "RFC 9162 proof, base64 hashes"),
-        400: "old or new missing or not an integer",
-        404: "not 0 <= old <= new <= current size",
+        400: "old or new missing or not an integer; old = 0 (RFC 9162 defines no proof from an "
+        "empty tree) or old > new",
+        404: "new exceeds the current tree size",
     },
 )
 async def consistency(request: web.Request) -> web.Response:

@@ -4,7 +4,10 @@ The archive (a :mod:`zipapp`) holds only the ``verify`` package (its ``.py`` fil
 ``py.typed``) and a ``__main__.py`` that calls :func:`verify.cli.main`: no other code of ours.
 It runs with any Python >= 3.11 that has ``cryptography`` installed::
 
-    python3 evault-verify.pyz PACKAGE --vkey KEY
+    python3 evault-verify.pyz PACKAGE --vkey KEY       (or an integrity report, a tlog-proof
+                                                       with --entry, a dock receipt)
+
+Without ``cryptography`` it says so in one line and exits 5 (``--help`` works without it).
 
 Guarantee: the build fails if any module of ``verify`` imports anything other than the
 standard library, ``cryptography`` or ``verify`` itself (checked on the source, statically).

@@ -8,11 +8,11 @@ dispatcher elsewhere delivers the outbox to subscribers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from vault.db import Db
+if TYPE_CHECKING:  # only for annotations: importing the config must not load asyncpg
+    from vault.db import Db
 
 EventType = Literal["evidence.acquired", "evidence.linked", "media.ready", "integrity.failure"]
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -26,6 +26,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
 async def emit(conn: Db, type_: EventType, payload: Mapping[str, Any]) -> int:
     """Add an event to the outbox; return its id. Payloads carry ids and hashes, never
     classified plaintext (the receiving module looks details up with its own token)."""
+    import json  # here: the configuration (every CLI start) imports this module for the types
+
     event_id: int = await conn.fetchval(
         "INSERT INTO event_outbox (type, payload) VALUES ($1, $2::jsonb) RETURNING id",
         type_,

@@ -9,6 +9,8 @@ Guarantees:
 - Every entry is proven against one checkpoint that includes them all; the package is written
   to a temporary sibling and renamed into place (never over an existing path), and only then is
   an ``exported`` entry carrying the manifest's SHA-256 appended to the ledger.
+- A package holds plaintext (also of footage stored encrypted): its files are created 0600 and
+  its folders 0700 whatever the umask, and a zip's members are marked 0600 for unzip.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from vault import audit
 from vault import evidence as evrows
@@ -291,17 +294,45 @@ async def _members(ledger: Ledger, plan: _Plan, note: str, size: int) -> dict[st
     return members
 
 
+FILE_MODE = 0o600  # a package holds plaintext of confidential footage: its owner's only
+DIR_MODE = 0o700
+_ZIP_FILE_ATTR = (stat.S_IFREG | FILE_MODE) << 16  # what unzip gives the extracted files
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file (never an existing one) opened for writing, mode 0600 whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return os.fdopen(fd, "wb")
+
+
+def _private_dirs(root: Path, path: Path) -> None:
+    """Create ``path`` and its parents below ``root`` (which exists), each 0700."""
+    missing = []
+    while path != root and not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE)
+        d.chmod(DIR_MODE)
+
+
 def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Readable], as_zip: bool) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    """Write the package at ``out``: files 0600, folders 0700 (zip members marked 0600), via a
+    0700 temporary sibling; never over an existing path."""
+    out.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # mkdtemp: 0700
     try:
         if as_zip:
             target = tmp / "package.zip"
-            with zipfile.ZipFile(target, "w") as zf:
+            with _private_file(target) as raw, zipfile.ZipFile(raw, "w") as zf:
                 for name, data in sorted(members.items()):
-                    zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+                    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                    info.external_attr = _ZIP_FILE_ATTR
+                    zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
                 for name, obj in sorted(blobs.items()):
                     info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                    info.external_attr = _ZIP_FILE_ATTR
                     with zf.open(info, "w", force_zip64=obj.size > 2**31) as dst:
                         for chunk in obj.read_range(0, obj.size):
                             dst.write(chunk)
@@ -309,14 +340,16 @@ def _write(out: Path, members: dict[str, bytes], blobs: dict[str, Readable], as_
             os.link(target, out)  # fails rather than replace anything at `out`
         else:
             root = tmp / "package"
+            _private_dirs(tmp, root)
             for name, data in members.items():
                 p = root / name
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(data)
+                _private_dirs(root, p.parent)
+                with _private_file(p) as dst:
+                    dst.write(data)
             for name, obj in blobs.items():
                 p = root / name
-                p.parent.mkdir(parents=True, exist_ok=True)
-                with p.open("wb") as dst:
+                _private_dirs(root, p.parent)
+                with _private_file(p) as dst:
                     for chunk in obj.read_range(0, obj.size):
                         dst.write(chunk)
                     dst.flush()

@@ -14,7 +14,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -104,6 +103,8 @@ class RateLimiter:
         now = self._clock()
         self._t = max(self._t, now - self._burst) + n / self.rate
         if self._t > now:
+            import asyncio  # here, not at the top: the config (and every CLI start) imports this
+
             await asyncio.sleep(self._t - now)
 
 

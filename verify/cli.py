@@ -1,42 +1,67 @@
-"""``evault-verify``: check an evidence package offline, against a log key given out of band.
+"""``evault-verify``: check offline, against a log key given out of band, an evidence package or
+any other artefact the service gives out (see :mod:`verify.artefacts`).
 
 Guarantees:
 
-* Exit status 0 only when the package verifies completely (verdict ``ok``); 1 tampered,
-  2 wrong key, 3 malformed, 4 usage or I/O error (no verdict). argparse's own exit status 2
-  for usage errors is remapped to 4 so that 2 always means "wrong key".
-* The trusted key comes only from ``--vkey`` or ``--vkey-file``; the package's own ``vkey``
-  copy is only compared with it.
-* With ``--json`` stdout holds exactly one JSON document (:meth:`PackageReport.to_json`);
-  the progress bar goes to stderr, and only when stderr is a terminal.
+* Exit status 0 only when the artefact verifies completely (verdict ``ok``); 1 tampered,
+  2 wrong key, 3 malformed, 4 usage or I/O error (no verdict), 5 a library the verifier needs
+  (``cryptography``) is not installed (no verdict; one line saying what to install). argparse's
+  own exit status 2 for usage errors is remapped to 4 so that 2 always means "wrong key".
+* What the file is comes from its content: a folder or a zip is a package; a signed integrity
+  report response, a ``c2sp.org/tlog-proof@v1`` (with ``--entry``, the exact bytes of the entry
+  it proves) and a dock receipt are recognised and checked (:mod:`verify.artefacts`, which says
+  what each check covers and what a receipt cannot show); anything else is MALFORMED.
+* The trusted key comes only from ``--vkey`` or ``--vkey-file``; an artefact's own copy of a
+  key is only compared with it.
+* With ``--json`` stdout holds exactly one JSON document (:meth:`PackageReport.to_json` or
+  :meth:`ArtefactReport.to_json`); the progress bar goes to stderr, and only when stderr is a
+  terminal.
+* A reader that closes standard output early (``| head``) ends the output quietly: no
+  traceback; the exit status is still the verdict's.
 * Imports only the standard library, ``cryptography`` and ``verify``, so it runs from the
-  single-file ``evault-verify.pyz``.
+  single-file ``evault-verify.pyz``; ``cryptography`` only once the arguments are parsed
+  (``--help`` works without it, and its absence is reported, not a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from verify.errors import MalformedError
-from verify.note import Verifier, parse_vkey
-from verify.package_checks import verify_package
-from verify.report import EXIT_USAGE, VERDICT_LINES, render_text
+from verify.report import EXIT_USAGE, VERDICT_LINES
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from verify.note import Verifier
+
+__all__ = ["EXIT_MISSING_DEPENDENCY", "main"]
+
+EXIT_MISSING_DEPENDENCY = 5
+_MAX_ARTEFACT = 256 << 20  # an artefact that is not a package is read whole
 
 EPILOG = """\
 exit status:
   0  VERIFIED    验证通过  every signature, proof, commitment and file hash holds
   1  TAMPERED    已被篡改  something differs from what the log recorded (named in the report)
   2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key)
-  3  MALFORMED   格式无效  not a package in the exact format, or a needed proof is missing
-  4  usage or I/O error (bad arguments, unreadable key, --since or package path)
+  3  MALFORMED   格式无效  not a package or artefact in the exact format, or a needed proof is
+                          missing
+  4  usage or I/O error (bad arguments, unreadable key, --since, --entry or FILE path)
+  5  a library evault-verify needs is missing (install it: python3 -m pip install cryptography)
+
+FILE may be:
+  a package (folder or .zip)         evault export, GET /v1/exports/{job}/package
+  a signed integrity report (.json)  GET /v1/cases/{id}/integrity-report, the console's download
+  a tlog-proof, with --entry ENTRY   evault ledger proof N / GET /v1/evidence/{id}/proof, and
+                                     the entry's exact bytes: evault ledger entry N > ENTRY
+  a dock receipt (.json)             <name>.evault-receipt.json beside the source: its
+                                     checkpoint is checked; the report says what a receipt
+                                     cannot show
 
 The key must come from a trusted source (not from the package): a vkey looks like
   example.org/log+1a2b3c4d+AeWv...=
@@ -47,23 +72,55 @@ class _UsageError(Exception):
     pass
 
 
+def _columns() -> int:
+    """The terminal width as ``shutil.get_terminal_size`` finds it, without importing shutil
+    (argparse's formatter would, with bz2 and lzma, only for this)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         raise _UsageError(message)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="evault-verify",
-        description="Verify an evidence-vault package (a folder or a .zip) offline.",
+        description=(
+            "Verify offline an evidence-vault package (a folder or a .zip), a signed integrity "
+            "report, a tlog-proof with its entry, or a dock receipt."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("package", type=Path, metavar="PKG", help="package folder or .zip")
+    p.add_argument(
+        "package",
+        type=Path,
+        metavar="FILE",
+        help="package folder or .zip, integrity report, tlog-proof or receipt",
+    )
     key = p.add_mutually_exclusive_group(required=True)
     key.add_argument("--vkey", metavar="KEY", help="the log's trusted verifier key (vkey)")
     key.add_argument("--vkey-file", type=Path, metavar="F", help="file holding the trusted vkey")
+    p.add_argument(
+        "--entry",
+        type=Path,
+        metavar="ENTRY",
+        help="the exact bytes of the ledger entry a tlog-proof proves (or a receipt names)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--since",
@@ -98,11 +155,39 @@ class _Progress:
 
 
 def _key(args: argparse.Namespace) -> Verifier:
+    from verify.errors import MalformedError
+    from verify.note import parse_vkey
+
     text = args.vkey if args.vkey is not None else args.vkey_file.read_text("utf-8").strip()
     try:
         return parse_vkey(text)
     except MalformedError as exc:
         raise _UsageError(f"the trusted key is not a valid vkey: {exc}") from exc
+
+
+def _missing(exc: ModuleNotFoundError) -> int:
+    name = (exc.name or "a module").split(".")[0]
+    print(
+        f"evault-verify: error: the Python package {name!r} is not installed; install it "
+        f"(python3 -m pip install {name}) and run again: no verdict",
+        file=sys.stderr,
+    )
+    return EXIT_MISSING_DEPENDENCY
+
+
+def _stdout_closed() -> None:
+    """The reader went away: point stdout at /dev/null so the final flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _emit(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,19 +197,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         args = _parser().parse_args(argv)
-        verifier = _key(args)
-        since = args.since.read_text("utf-8") if args.since is not None else None
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    except _UsageError as exc:
+        print(f"evault-verify: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401 (needed below)
+
+        from verify import artefacts, package  # noqa: F401
+
+        verifier = _key(args)
+    except ModuleNotFoundError as exc:
+        return _missing(exc)
     except _UsageError as exc:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    import zipfile
+
+    try:
+        since = args.since.read_text("utf-8") if args.since is not None else None
+        entry = args.entry.read_bytes() if args.entry is not None else None
+        path: Path = args.package
+        data = None
+        if not path.is_dir() and not zipfile.is_zipfile(path):
+            with path.open("rb") as f:
+                data = f.read(_MAX_ARTEFACT)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"evault-verify: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if data is not None and artefacts.kind_of(data) is not None:
+        try:
+            art = artefacts.check_artefact(str(path), data, verifier, entry=entry)
+        except artefacts.NeedsEntry as exc:
+            print(f"evault-verify: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.json:
+            _emit(art.to_json() + "\n")
+        elif args.quiet:
+            _emit(VERDICT_LINES[art.verdict] + "\n")
+        else:
+            _emit(artefacts.render_artefact_text(art))
+        return art.exit_code
+    return _package(args, verifier, since)
+
+
+def _package(args: argparse.Namespace, verifier: Verifier, since: str | None) -> int:
+    from verify.package_checks import verify_package as check
+    from verify.report import render_text
+
     progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
     try:
-        report = verify_package(args.package, verifier, since=since, progress=progress)
+        report = check(args.package, verifier, since=since, progress=progress)
     except OSError as exc:
         print(f"evault-verify: error: cannot open the package: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -132,9 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if progress is not None:
             progress.finish()
     if args.json:
-        print(report.to_json())
+        _emit(report.to_json() + "\n")
     elif args.quiet:
-        print(VERDICT_LINES[report.verdict])
+        _emit(VERDICT_LINES[report.verdict] + "\n")
     else:
-        print(render_text(report), end="")
+        _emit(render_text(report))
     return report.exit_code

@@ -18,6 +18,9 @@ Guarantees:
 * :func:`verify_note` returns only if at least one signature line carries the verifier's
   name *and* key ID and every such line is a valid Ed25519 signature of the text. Lines by
   other keys are ignored, as the spec requires.
+* Parsing and formatting keys (:func:`parse_vkey`, :func:`format_vkey`, :func:`key_id`) need
+  only the standard library: ``cryptography`` is imported when a key signs or verifies (or a
+  signer is made), so reading a vkey costs no start-up of the Ed25519 library.
 """
 
 from __future__ import annotations
@@ -25,18 +28,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 
 from verify.encoding import b64decode_strict, b64encode
 from verify.errors import MalformedError, SignatureError, WrongKeyError
@@ -116,6 +107,9 @@ class Verifier:
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         """True iff ``sig`` is a valid Ed25519 signature of ``msg`` by this key."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig, msg)
         except (InvalidSignature, ValueError):
@@ -178,16 +172,18 @@ class Signer:
             raise ValueError(f"Ed25519 seed is {len(seed)} bytes, want 32")
         self._name = name
         self._seed = bytes(seed)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
-        self._public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public_key = self._key.public_key().public_bytes_raw()
         self._key_id = key_id(name, self._public_key)
 
     @classmethod
     def generate(cls, name: str) -> Signer:
         """A new random key for ``name``."""
-        seed = Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-        )
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
         return cls(name, seed)
 
     @classmethod

@@ -392,7 +392,15 @@ def verify_package(
     try:
         src = Source(path)
     except zipfile.BadZipFile as exc:
-        report.add("not-a-package", "malformed", str(path), f"neither a folder nor a zip: {exc}")
+        report.add(
+            "not-a-package",
+            "malformed",
+            str(path),
+            (
+                "neither a package (a folder or a .zip) nor an integrity report, tlog-proof or "
+                f"dock receipt: {exc}"
+            ),
+        )
         return report
     try:
         run_checks(src, verifier, report, since, progress)

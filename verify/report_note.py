@@ -24,7 +24,7 @@ from typing import Any
 
 from verify.canonical import canonical_json, parse_canonical
 from verify.errors import MalformedError, VerificationError
-from verify.note import Signer, Verifier, sign_note, verify_note
+from verify.note import Signer, Verifier, parse_vkey, sign_note, verify_note
 
 __all__ = [
     "REPORT_HEADER",
@@ -72,9 +72,13 @@ def report_bytes_of(report: object) -> bytes:
         raise MalformedError(f"report cannot be canonical JSON: {exc}") from exc
 
 
-def verify_report_response(body: bytes | str, verifier: Verifier) -> dict[str, Any]:
+def verify_report_response(body: bytes | str, verifier: Verifier | str) -> dict[str, Any]:
     """Check a whole ``GET /v1/cases/{case}/integrity-report`` response body, as archived:
-    ``{"report": {...}, "signature": "<note>"}``; returns the report."""
+    ``{"report": {...}, "signature": "<note>"}``; returns the report. ``verifier`` is a
+    :class:`~verify.note.Verifier` or the trusted vkey text itself (MalformedError if it is
+    not a valid vkey)."""
+    if isinstance(verifier, str):
+        verifier = parse_vkey(verifier.strip())
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

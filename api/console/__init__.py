@@ -2,6 +2,7 @@
 
 Guarantees:
 
+- ``GET /`` redirects (302) to ``/console/``.
 - ``GET /console/`` (and ``/console``) serve ``static/index.html``; ``GET /console/static/{name}``
   serves only the files shipped in ``static/`` (read once at import: a name outside that set,
   ``..`` included, is the usual 404 problem). Nothing else is served and nothing is computed
@@ -90,6 +91,18 @@ _PAGE = {
     200: content_response("the console page", {"text/html": {"type": "string"}}),
     304: "not modified",
 }
+
+
+@routes.get("/")
+@operation(
+    "The service's front page: a redirect to the reviewer console",
+    tags=["console"],
+    auth=False,
+    responses={302: "Location: /console/"},
+)
+async def front_page(request: web.Request) -> web.Response:
+    """``/`` sends a browser to the reviewer console (``/console/``)."""
+    raise web.HTTPFound(PREFIX + "/")
 
 
 @routes.get(PREFIX)

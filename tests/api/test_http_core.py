@@ -418,10 +418,13 @@ def test_verify_body_and_hash_with_proofs(world: World) -> None:
     r = w.call("GET", "/v1/ledger/consistency", params={"old": "1", "new": str(size)})
     assert r.status == 200 and r.json()["old"] == 1 and r.json()["new"] == size
     assert all(len(base64.b64decode(h)) == 32 for h in r.json()["proof"])
-    for params in ({"old": "5", "new": "2"}, {"old": "0", "new": str(10**9)}):
+    for params in ({"old": "1", "new": str(10**9)}, {"old": "2", "new": str(10**9)}):
         assert w.call("GET", "/v1/ledger/consistency", params=params).status == 404
-    for params in ({"old": "a", "new": "2"}, {"new": "2"}):
+    # a request that no tree size could satisfy is the caller's error (400), not "not found"
+    for params in ({"old": "a", "new": "2"}, {"new": "2"}, {"old": "5", "new": "2"}):
         assert w.call("GET", "/v1/ledger/consistency", params=params).status == 400
+    zero = w.call("GET", "/v1/ledger/consistency", params={"old": "0", "new": str(size)})
+    assert zero.status == 400 and "empty tree" in zero.problem()["detail"]
 
 
 def test_unauthenticated_challenge_and_request_ids(world: World) -> None:

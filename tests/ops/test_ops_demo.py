@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -21,12 +23,24 @@ def test_demo_runs_twice_and_its_package_verifies(tmp_path: Path, pg_dsn: str) -
     data = tmp_path / "data"
     with running_service(data, pg_dsn) as svc:
         cases = []
-        for _ in range(2):
-            run = svc.evault("demo", "--url", svc.url, "--timeout", "120")
+        for n in range(2):
+            if n == 0:
+                run = svc.evault("demo", "--url", svc.url, "--timeout", "120")
+            else:  # the README's form: options after the command
+                run = subprocess.run(
+                    [sys.executable, "-m", "api.cli", "demo", "--data", str(data),
+                     "--url", svc.url, "--timeout", "120"],
+                    capture_output=True, text=True, env=svc.env, timeout=300,
+                )  # fmt: skip
+                assert run.returncode == 0, run.stdout + run.stderr
             out = run.stdout
             assert "VERIFIED" in out, out
             package = Path(re.search(r"^  package\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
             assert (package / "report.html").is_file()
+            # plaintext of the footage: the owner's only (files 0600, folders 0700)
+            for p in [package, *package.rglob("*")]:
+                want = 0o700 if p.is_dir() else 0o600
+                assert p.stat().st_mode & 0o777 == want, (p, oct(p.stat().st_mode))
             vkey = re.search(r"--vkey '([^']+)'", out)[1]  # type: ignore[index]
             report = verify_package(package, parse_vkey(vkey))
             assert report.verdict == "ok"

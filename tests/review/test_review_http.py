@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -129,6 +130,24 @@ def test_integrity_report_per_role_and_signed(world: World) -> None:
         == 400
     )
     assert w.call("GET", "/v1/cases/%00/integrity-report", who="legal").status == 404
+
+
+def test_service_artefacts_check_with_evault_verify(world: World, tmp_path: Path) -> None:
+    """What the service hands out (the report as the console saves it, a push receipt) is
+    recognised and checked by evault-verify as a user runs it."""
+    w = world
+    vkey = w.call("GET", "/ledger/vkey").body.decode().strip()
+    report = tmp_path / "integrity-report.json"
+    report.write_bytes(w.call("GET", "/v1/cases/C1/integrity-report", who="legal").body)
+    receipt = tmp_path / "a.mp4.evault-receipt.json"
+    receipt.write_text(json.dumps(w.evidence["a.mp4"]))
+    for f, says in [(report, "3 of 3 items"), (receipt, "a receipt carries no inclusion proof")]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "verify", str(f), "--vkey", vkey],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert says in proc.stdout and proc.stdout.splitlines()[-1] == "VERIFIED 验证通过"
 
 
 def test_integrity_report_names_a_changed_file(world: World) -> None:

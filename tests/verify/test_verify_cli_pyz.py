@@ -162,3 +162,33 @@ def test_pyz_gives_the_same_verdicts_in_a_fresh_venv(
         assert got["findings"] == want["findings"], name
         seen.add(got["verdict"])
     assert seen == {"ok", "tampered", "wrong-key", "malformed"}
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with nothing installed: no `cryptography`."""
+    env_dir = tmp_path_factory.mktemp("bare") / "venv"
+    try:
+        venv.create(env_dir, system_site_packages=False, with_pip=False, symlinks=True)
+    except Exception as exc:  # venv missing or broken on this machine
+        pytest.skip(f"cannot create a virtual environment: {exc}")
+    python = env_dir / "bin" / "python"
+    probe = "import importlib.util as u; print(u.find_spec('cryptography') is None)"
+    proc = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=_env())
+    assert proc.stdout.strip() == "True", "the bare venv must not have cryptography"
+    return python
+
+
+def test_pyz_without_cryptography_says_what_to_install(
+    pyz: Path, bare_python: Path, tmp_path: Path
+) -> None:
+    good = build_package(tmp_path / "pkg")
+    run = [str(bare_python), str(pyz)]
+    help_ = subprocess.run([*run, "--help"], capture_output=True, text=True, env=_env())
+    assert help_.returncode == 0 and "5  a library evault-verify needs" in help_.stdout
+    proc = subprocess.run(
+        [*run, str(good.path), "--vkey", good.vkey], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 5, proc.stderr  # not 1: that would read as TAMPERED
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "pip install cryptography" in proc.stderr

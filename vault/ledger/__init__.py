@@ -14,7 +14,7 @@ from typing import Protocol
 import asyncpg
 
 from vault.config import LedgerConfig
-from vault.errors import NotFound
+from vault.errors import BadRequest, NotFound
 from vault.hostmac import HostMac
 from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
@@ -73,7 +73,8 @@ class LedgerReader(Protocol):
         ...
 
     async def consistency(self, old: int, new: int) -> list[bytes]:
-        """RFC 9162 consistency proof between two tree sizes (new ≤ current size)."""
+        """RFC 9162 consistency proof between two tree sizes: BadRequest unless
+        1 ≤ old ≤ new; NotFound if new exceeds the current size."""
         ...
 
 
@@ -177,8 +178,18 @@ class Ledger:
         return format_tlog_proof(TlogProof(index=index, proof=tuple(proof), checkpoint=cp.note))
 
     async def consistency(self, old: int, new: int) -> list[bytes]:
+        if old < 1:
+            raise BadRequest(
+                f"no consistency proof from tree size {old}: RFC 9162 defines none for an "
+                "empty tree (every tree extends it); the older size must be at least 1"
+            )
+        if old > new:
+            raise BadRequest(
+                f"no consistency proof from {old} to {new}: the older size must not exceed "
+                "the newer one"
+            )
         current = await self.size()
-        if not 0 <= old <= new <= current:
+        if new > current:
             raise NotFound(f"no consistency proof from {old} to {new} (tree size {current})")
         async with self.pool.acquire() as conn:
             return await consistency_proof(conn, old, new)
