@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retention": ("api.cmd_access", "retention periods, holds and disposal"),
     "adopt-access-state": (
         "api.cmd_access",
-        "once, after an upgrade: tag the access rows written before row tags existed",
+        "tag the access rows written before row tags existed (once, right after upgrading)",
     ),
     "ingest": (
         "api.cmd_ingest",
