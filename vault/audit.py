@@ -173,7 +173,7 @@ async def guard(
             refs=refs,
             wait=wait,
         )
-    decision.raise_if_denied()
+    decision.raise_if_denied(target_kind)
     return decision
 
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from vault import audit
-from vault.access import Action, Principal, Role, Target, decide
+from vault.access import Action, Principal, Role, Target, decide, not_found_detail
 from vault.audit import case_target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -169,7 +169,7 @@ async def load(db: Db, principal_id: str) -> Principal:
     """The principal with its current case assignments; NotFound if there is none."""
     row = await db.fetchrow("SELECT * FROM principals WHERE id = $1", principal_id)
     if row is None:
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     cases = await db.fetch(
         "SELECT case_id FROM principal_cases WHERE principal_id = $1", principal_id
     )
@@ -269,7 +269,7 @@ async def _set_active(
     op = "enabled" if active else "disabled"
     await require_admin(ledger, actor, f"{op[:-1]}ing principals")
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     if principal_id == actor.id and not active:
         raise Conflict("a principal may not disable itself")
 
@@ -310,7 +310,7 @@ async def _assignment(
 ) -> int:
     await _may_assign(ledger, db, actor, case_id)
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     if not 0 < len(case_id) <= 128:
         raise BadRequest("case id: 1 to 128 characters")
 
