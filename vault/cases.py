@@ -32,7 +32,15 @@ from typing import Any
 import asyncpg
 
 from vault import audit
-from vault.access import Action, Principal, Role, Target, TargetKind, rendition_label
+from vault.access import (
+    Action,
+    Principal,
+    Role,
+    Target,
+    TargetKind,
+    decide,
+    rendition_label,
+)
 from vault.audit import authorize, target
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden
@@ -246,21 +254,25 @@ class CaseSummary:
     label: Label
     created_at: datetime
     updated_at: datetime
+    title: str | None = None
 
 
 async def list_cases(db: Db, principal: Principal) -> list[CaseSummary]:
-    """The cases the principal may list, by id (titles need ``read_metadata``: ``show``)."""
+    """The cases the principal may list, by id, each with its title where the principal may
+    also ``read_metadata`` it (decided per case, as ``show`` would; None otherwise)."""
     args = Args()
     rows = await db.fetch(
-        "SELECT c.id, c.label_level, c.label_caveats, c.created_at, c.updated_at FROM cases c"  # noqa: S608
-        f" WHERE {case_filter(principal, 'c', args)} ORDER BY c.id",
+        "SELECT c.id, c.title, c.label_level, c.label_caveats, c.created_at, c.updated_at"  # noqa: S608
+        f" FROM cases c WHERE {case_filter(principal, 'c', args)} ORDER BY c.id",
         *args.values,
     )
     labels = [label_of(r["label_level"], r["label_caveats"]) for r in rows]
-    return [
-        CaseSummary(r["id"], lab, r["created_at"], r["updated_at"])
-        for r, lab in zip(rows, labels, strict=True)
-    ]
+    out = []
+    for r, lab in zip(rows, labels, strict=True):
+        meta = decide(principal, Action.READ_METADATA, Target("case", lab, frozenset({r["id"]})))
+        title = r["title"] if meta.allowed else None
+        out.append(CaseSummary(r["id"], lab, r["created_at"], r["updated_at"], title))
+    return out
 
 
 # -- labels ----------------------------------------------------------------------------------
