@@ -22,6 +22,7 @@ from api import (
     routes_exports,
     routes_jobs,
     routes_ledger,
+    routes_meta,
     routes_public,
     routes_review,
     routes_verify,
@@ -70,7 +71,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     handlers = {
         **media.handlers(),
         **Resealer(storage, rt.db.pool, mac=rt.mac).handlers(),
-        EXPORT: export_handler(rt.ledger, storage.content, exports_dir),
+        EXPORT: export_handler(rt.ledger, storage.content, exports_dir, cfg.export.timezone),
     }
     runner = JobRunner(
         rt.db.pool,
@@ -135,6 +136,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     app.cleanup_ctx.append(routes_review.dispatch_ctx)
     app.add_routes(routes_review.routes)
     app.add_routes(routes_public.routes)
+    app.add_routes(routes_meta.routes)  # /v1/me, /v1/review/step-types
     console.setup(app)  # reviewer console (issue 10): /console/, static, CSP headers
     openapi.setup(app)
     setup_access_log()

@@ -260,7 +260,13 @@ async def demo(args: argparse.Namespace, cfg: Config) -> int:
         await asyncio.to_thread(out.parent.mkdir, 0o700, True, True)
         content = rt.storage.content
         result = await export_case(
-            rt.ledger, content, reviewer, case_id, out, renditions=["proxy", "poster"]
+            rt.ledger,
+            content,
+            reviewer,
+            case_id,
+            out,
+            renditions=["proxy", "poster"],
+            timezone=cfg.export.timezone,
         )
         verifier = rt.signer.verifier
         issued = await tokens.create(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
-from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
+from vault.config import DatabaseConfig, ExportConfig, KeysConfig, LedgerConfig, StoreConfig
 from vault.config_events import (
     EventsConfig,
     PublicityConfig,
@@ -27,6 +27,7 @@ from vault.config_events import (
     check_subscribers,
 )
 from vault.errors import ConfigError
+from vault.report_html import zone
 from vault.scrubmodel import ScrubConfig
 from vault.settings import build, describe, setting, to_toml_value
 
@@ -106,6 +107,7 @@ class Config:
         factory=tuple, doc="Modules that receive events."
     )
     scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
+    export: ExportConfig = setting(factory=ExportConfig, doc="Case packages.")
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -123,6 +125,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "publicity": PublicityConfig,
     "events": EventsConfig,
     "scrub": ScrubConfig,
+    "export": ExportConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
 
@@ -175,6 +178,7 @@ def load(
     cfg = build(Config, raw, source=str(path))
     cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
     _check_docks(cfg, str(path))
+    zone(cfg.export.timezone)  # ConfigError naming the key, at start rather than at export
     check_subscribers(cfg.subscribers, str(path))
     return cfg
 

@@ -33,6 +33,8 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
+from vault.errors import BadRequest
+
 __all__ = [
     "OPENAPI",
     "PROBLEM",
@@ -49,8 +51,10 @@ __all__ = [
     "operation",
     "path",
     "query",
+    "query_names",
     "ref",
     "setup",
+    "unknown_query_middleware",
 ]
 
 Schema = dict[str, Any]
@@ -312,10 +316,36 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
+def query_names(handler: object) -> frozenset[str] | None:
+    """The query parameters ``handler``'s ``@operation`` declares (None: not documented)."""
+    op = getattr(handler, _ATTR, None)
+    if not isinstance(op, Operation):
+        return None
+    return frozenset(p.name for p in op.params if p.where == "query")
+
+
+@web.middleware
+async def unknown_query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse (400, naming it) a query parameter the route's ``@operation`` does not declare,
+    so a misspelt filter is never silently ignored: the allowed set IS the published one."""
+    if request.query:
+        allowed = query_names(request.match_info.handler)
+        if allowed is not None:
+            unknown = sorted(set(request.query) - allowed)
+            if unknown:
+                names = ", ".join(repr(n[:64]) for n in unknown[:5])
+                accepted = ", ".join(sorted(allowed)) or "none"
+                raise BadRequest(f"unknown query parameter {names}: this route accepts {accepted}")
+    return await handler(request)
+
+
 def setup(app: web.Application) -> None:
     """Serve ``/openapi.json`` and build the document when the app starts (after every
-    route is added), failing the start if any route is undocumented."""
+    route is added), failing the start if any route is undocumented; refuse query parameters
+    a route does not declare (``unknown_query_middleware``, innermost, so the problem
+    middleware maps its 400)."""
     app.add_routes(routes)
+    app.middlewares.append(unknown_query_middleware)
     app[OPENAPI] = {}
 
     async def on_startup(a: web.Application) -> None:

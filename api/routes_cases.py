@@ -153,12 +153,14 @@ async def put_case(request: web.Request) -> web.Response:
     },
 )
 async def list_cases(request: web.Request) -> web.Response:
-    """The cases the caller may list, by id (titles: ``GET /v1/cases/{id}``)."""
+    """The cases the caller may list, by id, with their titles (null where the caller may list
+    but not read the case's metadata)."""
     principal = await principal_of(request)
     found = await cases.list_cases(request.app[RUNTIME].db.pool, principal)
     items = [
         {
             "id": c.id,
+            "title": c.title,
             "label": c.label.to_json(),
             "created_at": c.created_at.isoformat(),
             "updated_at": c.updated_at.isoformat(),

@@ -158,7 +158,15 @@ def _query(q: Mapping[str, str]) -> EvidenceQuery:
         level=None if level is None else Level.parse(level),
         caveats=frozenset(Caveat.parse(c) for c in q.getall("caveat", [])),  # type: ignore[attr-defined]
         status=_text(q, "status"),
+        unlinked=_flag(q, "unlinked"),
     )
+
+
+def _flag(q: Mapping[str, str], name: str) -> bool:
+    value = q.get(name, "false")
+    if value not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name}: true or false")
+    return value in ("true", "1")
 
 
 _TEXT_PARAM = {"type": "string", "minLength": 1, "maxLength": 256}
@@ -175,6 +183,11 @@ _LIST_PARAMS = [
     query("caveat", "effective caveats include (repeatable)", S.CAVEAT),
     query(
         "status", "media status (pending, processing, ready, partial, unprocessable)", _TEXT_PARAM
+    ),
+    query(
+        "unlinked",
+        "true: only items linked to no case the caller may see",
+        {"type": "string", "enum": ["true", "false"]},
     ),
     query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
     query("cursor", "next_cursor of the previous page", _TEXT_PARAM),
@@ -235,6 +248,7 @@ async def get_item(request: web.Request) -> web.Response:
         probe=S.load_json(row.probe),
         integrity=row.integrity,
         last_scrub_at=_iso(row.last_scrub_at),
+        recorded_after_acquired=_recorded_after_acquired(summary),
         renditions=[
             {
                 "id": str(r.id),
@@ -254,16 +268,17 @@ async def get_item(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name, "false")
-    if value not in ("true", "false", "1", "0"):
-        raise BadRequest(f"{name}: true or false")
-    return value in ("true", "1")
+def _recorded_after_acquired(s: EvidenceSummary) -> bool:
+    """The recording time is later than the acquisition: the recorder's clock or zone is
+    wrong, so its times are not to be trusted (ingest logs and counts it too)."""
+    return s.recorded_at is not None and s.recorded_at > s.acquired_at
 
 
 def _action(request: web.Request) -> tuple[Action, str]:
     return (
-        (Action.DOWNLOAD, "attachment") if _flag(request, "download") else (Action.STREAM, "inline")
+        (Action.DOWNLOAD, "attachment")
+        if _flag(request.query, "download")
+        else (Action.STREAM, "inline")
     )
 
 
@@ -314,7 +329,7 @@ async def evidence_content(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     action, kind = _action(request)
     eid = request.match_info["id"]
-    override = _flag(request, "integrity_override")
+    override = _flag(request.query, "integrity_override")
     row = await evidence_bytes(rt.db.pool, rt.ledger, principal, action, eid, override=override)
     obj = await _open(request, row.sha256)
     ext = (row.extension or "").lower()
@@ -342,7 +357,7 @@ async def rendition_content(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     action, kind = _action(request)
     rid = request.match_info["id"]
-    override = _flag(request, "integrity_override")
+    override = _flag(request.query, "integrity_override")
     row, _source = await rendition_bytes(
         rt.db.pool, rt.ledger, principal, action, rid, override=override
     )

@@ -25,7 +25,7 @@ from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import content_response, define, json_body, json_response, operation, path
 from api.routes_jobs import json_object
-from vault.access import Action
+from vault.access import Action, not_found_detail
 from vault.audit import authorize
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.export import RENDITION_KINDS
@@ -91,11 +91,11 @@ async def _own_job(request: web.Request) -> Any:
     principal = await principal_of(request)
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound()
+        raise NotFound(not_found_detail("export"))
     row = await job_status(request.app[RUNTIME].db.pool, int(raw), EXPORT)
     payload = None if row is None else (S.load_json(row["payload"]) or {})
     if row is None or payload is None or payload.get("requested_by") != principal.id:
-        raise NotFound()
+        raise NotFound(not_found_detail("export"))
     return row
 
 
@@ -163,7 +163,7 @@ async def download_export(request: web.Request) -> web.StreamResponse:
     result = S.load_json(row["result"]) or {}
     name = result.get("file") if row["status"] == "done" and isinstance(result, dict) else None
     if not isinstance(name, str) or "/" in name:
-        raise NotFound()
+        raise NotFound(f"{NotFound.title}: the package is not ready (job {row['status']})")
     cfg = request.app[RUNTIME].cfg
     file = cfg.path(EXPORTS_DIR) / name
     headers = {"Content-Disposition": f'attachment; filename="case-export-{row["id"]}.zip"'}

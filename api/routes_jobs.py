@@ -4,7 +4,8 @@ Guarantees:
 
 - Requesting a clip is an audited ``stream`` decision on the evidence (a clip is a playback
   derivative of its content), made before the job is queued; missing and invisible evidence
-  are the same 404.
+  are the same 404. A range ending past the probed duration is refused at once (400 naming
+  it); only while the item is not probed yet does the worker check it (the job then fails).
 - The job goes into the PostgreSQL job table (``vault.jobs``), so a worker in any process
   renders it (``ingest.mediajobs.CLIP``) and a crash loses nothing; the requester's id is kept
   in the job's payload.
@@ -28,8 +29,9 @@ from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
-from vault.access import Action
+from vault.access import Action, not_found_detail
 from vault.audit import authorize, evidence_target, guard
+from vault.case_footage import probed_duration_ms
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
 
@@ -87,7 +89,7 @@ def _job_json(row: Any) -> dict[str, Any]:
     request=json_body(CLIP_REQUEST, "the time range, in ms from the recording's start"),
     responses={
         202: json_response(S.JOB, "queued; poll the Location", {"Location": S.STRING}),
-        400: "malformed body or range",
+        400: "malformed body or range, or a range past the probed duration",
         403: "visible, but streaming it is not granted",
         404: "no such evidence",
     },
@@ -102,6 +104,12 @@ async def request_clip(request: web.Request) -> web.Response:
     if start >= end:
         raise BadRequest("start_ms must be before end_ms")
     await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
+    duration = await probed_duration_ms(rt.db.pool, eid)
+    if duration is not None and end > duration:  # unknown yet: the worker checks it
+        raise BadRequest(
+            f"end_ms {end} is beyond the recording's probed duration of {duration} ms"
+            f" (clip within 0-{duration})"
+        )
     payload = {
         "evidence_id": str(uuid.UUID(eid)),
         "start_ms": start,
@@ -129,7 +137,7 @@ async def get_job(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound()
+        raise NotFound(not_found_detail("job"))
     row = await job_status(rt.db.pool, int(raw), CLIP)
     payload = {} if row is None else (S.load_json(row["payload"]) or {})
     if row is None or payload.get("requested_by") != principal.id:
@@ -138,15 +146,18 @@ async def get_job(request: web.Request) -> web.Response:
         # kind, reason; the target is a salted commitment), so the ledger is no oracle either.
         eid = None if row is None else str(payload.get("evidence_id"))
         found = None if eid is None else await evidence_target(rt.db.pool, eid, mac=rt.ledger.mac)
-        await guard(
-            rt.ledger,
-            principal,
-            Action.READ_METADATA,
-            "evidence",
-            eid or f"job:{raw}",
-            found,
-            refs=None if eid else [],
-        )
+        try:
+            await guard(
+                rt.ledger,
+                principal,
+                Action.READ_METADATA,
+                "evidence",
+                eid or f"job:{raw}",
+                found,
+                refs=None if eid else [],
+            )
+        except NotFound:
+            raise NotFound(not_found_detail("job")) from None
     if row is None:  # guard raised NotFound for it already
-        raise NotFound()
+        raise NotFound(not_found_detail("job"))
     return web.json_response(_job_json(row))

@@ -107,7 +107,8 @@ async def _tile(request: web.Request, path: str, *, entries_allowed: bool) -> we
         if not entries_allowed:  # only the entries route (token checked) serves entries
             raise NotFound("entry bundles are served at /ledger/tile/entries/ only")
         body = await ledger.entry_bundle(index, width)
-        headers = {"Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Authorization"}
+        # Compressed when the client accepts it: caches must key on Accept-Encoding too.
+        headers = {"Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Authorization, Accept-Encoding"}
         resp = web.Response(body=body, content_type=OCTETS, headers=headers)
         resp.enable_compression()
         return resp

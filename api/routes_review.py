@@ -34,7 +34,7 @@ from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import CONTENT, int_param
 from api.routes_jobs import json_object
 from vault import audit
-from vault.access import Action, Target, decide
+from vault.access import Action, Target, decide, not_found_detail
 from vault.case_footage import case_footage
 from vault.config_events import subscriber_secret
 from vault.coverage import coverage, parse_steps
@@ -252,7 +252,7 @@ def case_id_of(request: web.Request) -> str:
     control characters), exactly like an unknown case."""
     case_id = request.match_info["id"]
     if not 0 < len(case_id) <= 128 or any(unicodedata.category(c) == "Cc" for c in case_id):
-        raise NotFound(NotFound.title)
+        raise NotFound(not_found_detail("case"))
     return case_id
 
 

@@ -117,6 +117,11 @@ _DETAIL_PROPS: Schema = {
     "probe": nullable({"type": "object"}),
     "integrity": {"type": "string", "enum": ["ok", "mismatch", "missing"]},
     "last_scrub_at": nullable(DATE_TIME),
+    "recorded_after_acquired": {
+        "type": "boolean",
+        "description": "recorded_at is later than acquired_at: the recorder's clock or zone is "
+        "wrong",
+    },
     "renditions": {"type": "array", "items": RENDITION},
 }
 EVIDENCE_DETAIL = define(
@@ -153,6 +158,7 @@ CASE_SUMMARY = define(
         "required": ["id", "label", "created_at", "updated_at"],
         "properties": {
             "id": STRING,
+            "title": nullable(STRING),
             "label": LABEL,
             "created_at": DATE_TIME,
             "updated_at": DATE_TIME,

@@ -17,7 +17,9 @@ Guarantees:
     (RFC 9110 §14.2 lets a server ignore Range; multipart/byteranges is not offered);
   * ``If-Range`` that is not this ETag → Range ignored, 200.
 
-  Callers authorise (and so audit) BEFORE calling it: it sends bytes unconditionally.
+  Every answer carries the request's ``X-Request-Id`` (a streamed one is prepared here, so
+  it is set before its headers go out). Callers authorise (and so audit) BEFORE calling it:
+  it sends bytes unconditionally.
 - An object stored in plain (it offers ``fileno()``: the bytes on disk are the content) is sent
   zero-copy with ``loop.sendfile`` (``os.sendfile`` on a plain TCP transport; asyncio falls back
   to reading and writing where it cannot, e.g. under TLS), exactly ``[start, end)``. Any other
@@ -182,6 +184,8 @@ async def send_content(
         response.content_length = end - start
         if span is not None:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        # Prepared here, before the problem middleware could add it on the way out.
+        response.headers["X-Request-Id"] = request.get("request_id", "")
         writer = await response.prepare(request)
         fileno = getattr(obj, "fileno", None)
         if request.method == "HEAD" or start == end:

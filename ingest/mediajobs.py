@@ -17,15 +17,17 @@ Guarantees:
   others. The evidence ends ``ready`` (every planned rendition made), ``partial`` (some made;
   ``media_reason`` lists each failed rendition with its own reason, ``kind: reason`` joined
   by ``; ``) or ``unprocessable`` (the probe failed, or every rendition did; the reason says
-  which). The original is kept whatever happens and the job completes (it never blocks the
-  queue); ``media.ready`` is emitted for ready and partial (the latter naming what failed).
-  ffmpeg itself missing or broken is a retryable failure instead.
+  which; logged as a warning and counted in ``evault_dock_unprocessable_total{dock,reason}``,
+  reason ``probe`` or ``renditions``). The original is kept whatever happens and the job
+  completes (it never blocks the queue); ``media.ready`` is emitted for ready and partial
+  (the latter naming what failed). ffmpeg itself missing or broken is a retryable failure instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -55,6 +57,7 @@ from ingest.media import (
 )
 from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe_limits
+from ingest.metrics import DOCK_UNPROCESSABLE
 from vault import audit
 from vault import evidence as evrows
 from vault.blobstore import BlobStore, StoredBlob
@@ -68,6 +71,8 @@ from vault.reseal import enqueue_seal, evidence_label
 from vault.sealwrite import SealedBlob
 from vault.storage import Storage, file_of
 from vault.visibility import label_of
+
+log = logging.getLogger("evault.media")
 
 PROCESS = "media.process"
 CLIP = "media.clip"
@@ -140,6 +145,25 @@ class MediaJobs:
     async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
         await evrows.set_media_status(self._ledger.pool, eid, status, reason)
 
+    async def _unprocessable(self, src: _Source, code: str, reason: str) -> None:
+        """Mark ``src`` unprocessable, count it per dock (``code``: probe or renditions) and
+        warn: the original is kept, but nobody can play it until someone looks."""
+        dock = await self._ledger.pool.fetchval(
+            "UPDATE evidence SET media_status = 'unprocessable', media_reason = $2 WHERE id = $1"
+            " RETURNING dock_id",
+            src.evidence_id,
+            reason,
+        )
+        MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+        DOCK_UNPROCESSABLE.labels(dock or "none", code).inc()
+        log.warning(
+            "dock %s: evidence %s is unprocessable (%s): %s; the original is kept",
+            dock,
+            src.evidence_id,
+            code,
+            reason,
+        )
+
     async def process(self, job: Job) -> Mapping[str, Any]:
         """Probe, then make whichever of proxy, poster and fingerprint are not recorded yet."""
         src = await self._source(str(job.payload["evidence_id"]))
@@ -156,8 +180,7 @@ class MediaJobs:
         try:
             info = await probe(path, tools=self._tools, limits=self._probe_limits)
         except MediaError as exc:
-            await self._set_status(src.evidence_id, "unprocessable", exc.reason)
-            MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+            await self._unprocessable(src, "probe", exc.reason)
             return {"status": "unprocessable", "reason": exc.reason}
         await evrows.set_probe(self._ledger.pool, src.evidence_id, _json(info.to_json()))
         made: list[str] = []
@@ -181,8 +204,7 @@ class MediaJobs:
         """Record the outcome: ready, partial (some renditions failed) or unprocessable."""
         reason = "; ".join(f"{kind}: {why}" for kind, why in failed.items())
         if failed and not made:
-            await self._set_status(src.evidence_id, "unprocessable", reason)
-            MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
+            await self._unprocessable(src, "renditions", reason)
             return {"status": "unprocessable", "reason": reason, "made": made, "failed": failed}
         status = "partial" if failed else "ready"
         async with self._ledger.pool.acquire() as conn, conn.transaction():

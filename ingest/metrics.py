@@ -35,3 +35,19 @@ ACQUIRE_SECONDS = Histogram(
     ["dock"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
+DOCK_UNPROCESSABLE = Counter(
+    "evault_dock_unprocessable",
+    "Acquired recordings the media workers could not process (reason: probe, renditions).",
+    ["dock", "reason"],
+)
+DOCK_NAME_MISMATCH = Counter(
+    "evault_dock_name_mismatch",
+    "Acquired files whose name does not match the dock's pattern (metadata from sidecar only).",
+    ["dock"],
+)
+DOCK_RECORDED_AFTER_ACQUIRED = Counter(
+    "evault_dock_recorded_after_acquired",
+    "Acquired files whose recording time is later than their acquisition (a recorder clock "
+    "ahead, or a wrong zone): flagged recorded_after_acquired.",
+    ["dock"],
+)

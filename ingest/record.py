@@ -10,6 +10,10 @@ Guarantees:
   hash decides; an acquisition that loses the race is retried as a re-offer.
 * Entries carry only the hash, size, evidence id and label in the clear; file name, dock,
   device, officer and recording time are salted commitments (openings kept in PostgreSQL).
+* An acquisition whose name does not match the dock's pattern, or whose recording time is after
+  its acquisition, is logged as a warning and counted (``evault_dock_name_mismatch_total``,
+  ``evault_dock_recorded_after_acquired_total``); the latter is also flagged in the evidence's
+  metadata (``recorded_after_acquired``).
 * The label on arrival is the dock's, raised (never lowered) by a sidecar's ``"label"``
   (``arrival_label``). A sealed blob's wrapped data key is stored (``object_keys``) in the same
   transaction as its evidence row, so content is never recorded without the key to read it.
@@ -113,6 +117,7 @@ async def record_offer(
     if (raw := name_b64(rel)) is not None:
         secrets["file_name_bytes"] = raw
     public = {"sha256": blob.sha256, "size": blob.size}
+    ahead = False  # recorded after it was acquired (the row's acquired_at is later than now)
     while True:
         found = await evrows.by_sha256(ledger.pool, ledger.mac, blob.sha256)
         held = found[0].id if found else None
@@ -131,6 +136,7 @@ async def record_offer(
                 "recorded_at": when,
             }
             fields = {"evidence_id": evidence_id, **public, "label": str(label)}
+            ahead = info.recorded_at is not None and info.recorded_at > datetime.now(UTC)
             entry = make_entry(kind, fields, committed)
             meta = {
                 "via": via,
@@ -142,6 +148,8 @@ async def record_offer(
                 "sidecar_error": sidecar_error,
                 "source_state": None if copied.state is None else asdict(copied.state),
             }
+            if ahead:
+                meta["recorded_after_acquired"] = True
             new = evrows.NewEvidence(
                 id=uuid.UUID(evidence_id),
                 sha256=blob.sha256,
@@ -167,6 +175,8 @@ async def record_offer(
     (metrics.ACQUIRED_FILES if acquired else metrics.REOFFERED_FILES).labels(dock.id).inc()
     (metrics.ACQUIRED_BYTES if acquired else metrics.REOFFERED_BYTES).labels(dock.id).inc(blob.size)
     log.info("dock %s: %s %s as ledger entry %d", dock.id, kind, blob.sha256, index)
+    if acquired:
+        _warn_odd_arrival(dock.id, evidence_id, info, ahead=ahead)
     return Receipt(
         sha256=blob.sha256,
         size=blob.size,
@@ -179,6 +189,28 @@ async def record_offer(
         source_name=display(rel),
         source=copied.state,
     )
+
+
+def _warn_odd_arrival(dock_id: str, evidence_id: str, info: NameInfo, *, ahead: bool) -> None:
+    """Log and count what an operator should look at (module docstring). Never the file name
+    (it may name an officer or a place): the evidence id leads to it, under access control."""
+    if not info.matched:
+        metrics.DOCK_NAME_MISMATCH.labels(dock_id).inc()
+        log.warning(
+            "dock %s: the file name of evidence %s does not match the dock's pattern: no device,"
+            " officer or recording time from its name",
+            dock_id,
+            evidence_id,
+        )
+    if ahead and info.recorded_at is not None:
+        metrics.DOCK_RECORDED_AFTER_ACQUIRED.labels(dock_id).inc()
+        log.warning(
+            "dock %s: evidence %s recorded_at %s is after its acquisition: recorder clock or"
+            " zone wrong? (flagged recorded_after_acquired)",
+            dock_id,
+            evidence_id,
+            info.recorded_at.isoformat(),
+        )
 
 
 def _offer_effect(evidence_id: str, dock_id: str, source_name: str, *, reoffer: bool) -> _Effect:

@@ -78,6 +78,8 @@ __all__ = [
     "TargetKind",
     "decide",
     "effective_label",
+    "granted_actions",
+    "not_found_detail",
     "rendition_label",
     "visible",
 ]
@@ -210,13 +212,14 @@ class Decision:
     hint: str = field(default="", compare=False)
     """What to do about the denial, for the caller's error only (see the module docstring)."""
 
-    def raise_if_denied(self) -> None:
-        """Raise ``NotFound`` for invisible targets, ``Forbidden`` (reason, then hint) for other
+    def raise_if_denied(self, kind: str | None = None) -> None:
+        """Raise ``NotFound`` for invisible targets (naming their ``kind`` when given, exactly as
+        for a missing one: ``not_found_detail``), ``Forbidden`` (reason, then hint) for other
         denials."""
         if self.allowed:
             return
         if self.reason == NOT_FOUND_REASON:
-            raise NotFound(NOT_FOUND_REASON)
+            raise NotFound(not_found_detail(kind))
         raise Forbidden(f"{self.reason}: {self.hint}" if self.hint else self.reason)
 
     def __bool__(self) -> NoReturn:
@@ -227,6 +230,27 @@ NOT_FOUND_REASON: str = NotFound.title
 """The one reason for anything the caller may not see, identical to a missing thing's."""
 NOT_FOUND = Decision(False, NOT_FOUND_REASON)
 """The decision to report for a target that does not exist."""
+_NOUNS: dict[str, str] = {
+    "evidence": "evidence",
+    "rendition": "rendition",
+    "case": "case",
+    "dock": "dock",
+    "job": "job",
+    "export": "export job",
+    "principal": "principal",
+    "token": "token",
+    "hold": "legal hold",
+}
+
+
+def not_found_detail(kind: str | None) -> str:
+    """The caller-visible detail for a ``kind`` of thing that does not exist or may not be
+    seen (``Not found: no such case``): it depends on the kind asked for only, never on
+    whether the thing exists, so it leaks nothing."""
+    noun = _NOUNS.get(kind or "")
+    return NOT_FOUND_REASON if noun is None else f"{NOT_FOUND_REASON}: no such {noun}"
+
+
 INACTIVE_REASON = "principal is inactive"
 _ALLOWED = "allowed"
 
@@ -306,6 +330,14 @@ def decide(principal: Principal, action: Action, target: Target) -> Decision:
     if action is not Action.LIST and _granted(principal, Action.LIST, target):
         return _why_not(principal, action, target)
     return NOT_FOUND
+
+
+def granted_actions(principal: Principal) -> frozenset[Action]:
+    """The actions the principal's roles grant at any scope (none when inactive): what is worth
+    offering it. Whether one is allowed on a given target is still ``decide``'s alone."""
+    if not principal.active:
+        return frozenset()
+    return frozenset(a for r in principal.roles for a in ROLE_GRANTS.get(r, {}))
 
 
 def visible(principal: Principal, target: Target) -> bool:

@@ -182,7 +182,7 @@ async def guard(
             wait=wait,
             extra=extra,
         )
-    decision.raise_if_denied()
+    decision.raise_if_denied(target_kind)
     return decision
 
 

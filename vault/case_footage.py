@@ -21,7 +21,7 @@ from vault.db import Db
 from vault.hostmac import HostMac
 from vault.visibility import EvidenceQuery, EvidenceSummary, list_evidence
 
-__all__ = ["CaseFootage", "case_footage"]
+__all__ = ["CaseFootage", "case_footage", "probed_duration_ms"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,18 @@ def _recording_order(item: EvidenceSummary) -> tuple[bool, datetime, str]:
     """ORDER BY recorded_at, id (PostgreSQL puts NULLs last)."""
     when = item.recorded_at
     return (when is None, when or datetime.min.replace(tzinfo=UTC), uuid.UUID(item.id).hex)
+
+
+def _duration(probe: object) -> int | None:
+    probe = json.loads(probe) if isinstance(probe, str) else probe
+    ms = probe.get("duration_ms") if isinstance(probe, dict) else None
+    return ms if type(ms) is int and ms > 0 else None
+
+
+async def probed_duration_ms(db: Db, evidence_id: str) -> int | None:
+    """The probed duration of one item in ms, or None while unknown (not probed yet, or not
+    probeable). Decides nothing: call it only after the caller was authorised on the item."""
+    probe = await db.fetchval(
+        "SELECT probe FROM evidence WHERE id = $1::uuid", uuid.UUID(evidence_id)
+    )
+    return _duration(probe)

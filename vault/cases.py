@@ -48,6 +48,7 @@ from vault.access import (
     Role,
     Target,
     TargetKind,
+    decide,
     effective_label,
     rendition_label,
     visible,
@@ -381,10 +382,12 @@ class CaseSummary:
     label: Label
     created_at: datetime
     updated_at: datetime
+    title: str | None = None
 
 
 async def list_cases(db: Db, principal: Principal) -> list[CaseSummary]:
-    """The cases the principal may list, by id (titles need ``read_metadata``: ``show``)."""
+    """The cases the principal may list, by id, each with its title where the principal may
+    also ``read_metadata`` it (decided per case, as ``show`` would; None otherwise)."""
     args = Args()
     rows = await db.fetch(
         "SELECT c.* FROM cases c"  # noqa: S608
@@ -392,12 +395,16 @@ async def list_cases(db: Db, principal: Principal) -> list[CaseSummary]:
         *args.values,
     )
     # The filter ran on rows the database could have forged: keep those that verify and
-    # that the principal may list by their verified labels.
+    # that the principal may list by their verified labels; the title only where the
+    # principal may read the case's metadata.
     out = []
     for r in await (await access_state.ready(db)).verified("cases", rows):
         label = label_of(r["label_level"], r["label_caveats"])
-        if visible(principal, Target("case", label, frozenset({r["id"]}))):
-            out.append(CaseSummary(r["id"], label, r["created_at"], r["updated_at"]))
+        target = Target("case", label, frozenset({r["id"]}))
+        if visible(principal, target):
+            meta = decide(principal, Action.READ_METADATA, target)
+            title = r["title"] if meta.allowed else None
+            out.append(CaseSummary(r["id"], label, r["created_at"], r["updated_at"], title))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The vault layer's configuration sections: database, ledger, store.
+"""The vault layer's configuration sections: database, ledger, store, keys, export.
 
 Paths that are relative are resolved against the data directory by the loader in ``api``.
 """
@@ -129,4 +129,15 @@ class KeysConfig:
         "Folder for the decrypted temporary copies tools such as ffmpeg need (private 0700 "
         "folders, 0600 files, removed after use). Empty: /dev/shm when it has room (plaintext "
         "of classified footage then never lands on a disk), else the system temp folder.",
+    )
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """[export]: case packages (``evault export``, ``POST /v1/cases/{id}/exports``)."""
+
+    timezone: str = setting(
+        "Asia/Shanghai",
+        "IANA time zone in which a package's report.html shows times (with their UTC offset); "
+        "the signed entries and manifest keep UTC.",
     )

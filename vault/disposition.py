@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from vault import audit
 from vault import evidence as evrows
-from vault.access import Action, Principal, TargetKind
+from vault.access import Action, Principal, TargetKind, not_found_detail
 from vault.audit import authorize
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, NotFound
@@ -276,7 +276,7 @@ async def release_hold(db: Db, ledger: LedgerWriter, actor: Principal, hold_id: 
         hold_id,
     )
     if row is None:
-        raise NotFound()
+        raise NotFound(not_found_detail("hold"))
     kind: TargetKind = "case" if row["case_id"] is not None else "evidence"
     target_id = row["case_id"] if row["case_id"] is not None else str(row["evidence_id"])
     await authorize(db, ledger, actor, Action.LABEL, kind, target_id)

@@ -37,7 +37,7 @@ from vault.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
-from vault.report_html import ReportItem, render_report
+from vault.report_html import DEFAULT_TIMEZONE, ReportItem, render_report
 from vault.visibility import EvidenceQuery, list_evidence
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
@@ -96,8 +96,10 @@ async def export_case(
     renditions: Sequence[str] = (),
     as_zip: bool = False,
     since: str | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> ExportResult:
-    """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``)."""
+    """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``);
+    ``report.html`` shows times in ``timezone`` (``export.timezone``)."""
     bad = sorted(set(renditions) - set(RENDITION_KINDS))
     if bad:
         raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
@@ -128,9 +130,10 @@ async def export_case(
         exported_by=actor.id,
         exported_at=rfc3339(),
         checkpoint_size=checkpoint.size,
-        root_hex=checkpoint.root_hash.hex(),
+        root_hash=checkpoint.root_hash,
         vkey=ledger.signer.vkey,
         items=plan.items,
+        timezone=timezone,
     ).encode()
     manifest = Manifest(
         origin=checkpoint.origin,

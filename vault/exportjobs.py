@@ -19,6 +19,7 @@ from vault.errors import Forbidden, NotFound
 from vault.export import RENDITION_KINDS, export_case
 from vault.jobs import Handler, Job, JobFailed
 from vault.ledger import Ledger
+from vault.report_html import DEFAULT_TIMEZONE
 
 EXPORT = "export.case"
 
@@ -27,8 +28,14 @@ def package_path(exports_dir: Path, job_id: int, attempt: int) -> Path:
     return exports_dir / f"export-{job_id}-{attempt}.zip"
 
 
-def export_handler(ledger: Ledger, content: ContentStore, exports_dir: Path) -> Handler:
-    """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions)."""
+def export_handler(
+    ledger: Ledger,
+    content: ContentStore,
+    exports_dir: Path,
+    timezone: str = DEFAULT_TIMEZONE,
+) -> Handler:
+    """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions);
+    reports show times in ``timezone``."""
 
     async def run(job: Job) -> Mapping[str, Any]:
         case_id = str(job.payload["case_id"])
@@ -37,7 +44,14 @@ def export_handler(ledger: Ledger, content: ContentStore, exports_dir: Path) -> 
             actor = await principals.load(ledger.pool, str(job.payload["requested_by"]))
             out = package_path(exports_dir, job.id, job.attempt)
             result = await export_case(
-                ledger, content, actor, case_id, out, renditions=kinds, as_zip=True
+                ledger,
+                content,
+                actor,
+                case_id,
+                out,
+                renditions=kinds,
+                as_zip=True,
+                timezone=timezone,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

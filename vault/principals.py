@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from vault import access_state, audit
-from vault.access import Action, Principal, Role, Target, decide
+from vault.access import Action, Principal, Role, Target, decide, not_found_detail
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.hostmac import RowTampered
@@ -179,7 +179,7 @@ async def _verified_row(db: Db, principal_id: str, *, lock: bool = False) -> asy
         principal_id,
     )
     if row is None:
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     try:
         state.check("principals", row)
     except RowTampered as exc:
@@ -331,7 +331,7 @@ async def _set_active(
     op = "enabled" if active else "disabled"
     await require_admin(ledger, actor, f"{op[:-1]}ing principals")
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     if principal_id == actor.id and not active:
         raise Conflict("a principal may not disable itself")
 
@@ -393,7 +393,7 @@ async def _assignment(
 ) -> int:
     await _may_assign(ledger, db, actor, case_id)
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     if not 0 < len(case_id) <= 128:
         raise BadRequest("case id: 1 to 128 characters")
 

@@ -2,16 +2,24 @@
 
 Pure: renders from values; everything is HTML-escaped. It states facts the package proves and
 tells the reader how to check them independently; it is itself listed (with its hash) in the
-signed manifest.
+signed manifest. Times are shown in the deployment's zone (``export.timezone``) with their UTC
+offset (the entries themselves keep UTC); the checkpoint root is shown in base64, exactly as
+``evault-verify`` and the checkpoint text print it.
 """
 
 from __future__ import annotations
 
 import html
+from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from vault.errors import ConfigError
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 _KIND_ZH = {
     "acquired": "采集入库",
@@ -56,18 +64,46 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _when(t: datetime | None) -> str:
-    return "—" if t is None else t.isoformat(timespec="seconds")
+def zone(name: str) -> tzinfo:
+    """The IANA zone ``name``; ConfigError naming ``export.timezone`` when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"export.timezone: unknown time zone {name!r}") from exc
 
 
-def _timeline(item: ReportItem) -> str:
+def _when(t: datetime | None, tz: tzinfo) -> str:
+    """``t`` in zone ``tz`` with its offset, e.g. ``2026-03-01 17:00:00 +08:00``."""
+    if t is None:
+        return "—"
+    local = t.astimezone(tz)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+
+
+def _entry_time(value: object, tz: tzinfo) -> str:
+    """An entry's RFC 3339 UTC ``time`` shown like ``_when`` (as given if it does not parse)."""
+    if not isinstance(value, str):
+        return "—" if value is None else str(value)
+    try:
+        return _when(datetime.fromisoformat(value.replace("Z", "+00:00")), tz)
+    except ValueError:
+        return value
+
+
+def _zone_label(tz: tzinfo, at: datetime) -> str:
+    offset = at.astimezone(tz).strftime("%z")
+    return f"{tz}, UTC{offset[:3]}:{offset[3:]}"
+
+
+def _timeline(item: ReportItem, tz: tzinfo) -> str:
     rows = []
     for idx in item.timeline:
         entry = item.entries.get(idx, {})
         kind = str(entry.get("kind", "?"))
         detail = entry.get("action") or entry.get("rendition") or ""
         rows.append(
-            f"<tr><td>{idx}</td><td>{_e(entry.get('time'))}</td>"
+            f"<tr><td>{idx}</td><td>{_e(_entry_time(entry.get('time'), tz))}</td>"
             f"<td>{_e(_KIND_ZH.get(kind, kind))} / {_e(kind)}</td><td>{_e(detail)}</td></tr>"
         )
     return "".join(rows)
@@ -80,11 +116,16 @@ def render_report(
     exported_by: str,
     exported_at: str,
     checkpoint_size: int,
-    root_hex: str,
+    root_hash: bytes,
     vkey: str,
     items: list[ReportItem],
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> str:
-    """The whole report as one self-contained HTML page (no scripts, no external assets)."""
+    """The whole report as one self-contained HTML page (no scripts, no external assets);
+    times in ``timezone`` with their offset, the root in base64 (module docstring)."""
+    tz = zone(timezone)
+    exported = datetime.fromisoformat(exported_at.replace("Z", "+00:00"))
+    zone_label = _e(_zone_label(tz, exported))
     sections = []
     for item in items:
         files = "".join(
@@ -99,16 +140,17 @@ def render_report(
 <tr><th>文件名 File name</th><td>{_e(item.file_name)}</td></tr>
 <tr><th>记录仪 Device</th><td>{_e(item.device_id or "—")}</td></tr>
 <tr><th>执法人员 Officer</th><td>{_e(item.officer_id or "—")}</td></tr>
-<tr><th>录制时间 Recorded</th><td>{_e(_when(item.recorded_at))}</td></tr>
-<tr><th>入库时间 Acquired</th><td>{_e(_when(item.acquired_at))}</td></tr>
+<tr><th>录制时间 Recorded</th><td>{_e(_when(item.recorded_at, tz))}</td></tr>
+<tr><th>入库时间 Acquired</th><td>{_e(_when(item.acquired_at, tz))}</td></tr>
 <tr><th>SHA-256</th><td><code>{_e(item.sha256)}</code> ({item.size} bytes 字节)</td></tr>
 <tr><th>账本序号 Ledger index</th><td>{item.acquired_index}</td></tr>
 </table>
 <h3>文件 Files</h3>
 <table><tr><th>类型 Kind</th><th>路径 Path</th><th>SHA-256</th></tr>{files}</table>
 <h3>保管链 Custody timeline</h3>
-<table><tr><th>序号 Index</th><th>时间 Time (UTC)</th><th>事件 Event</th><th>详情 Detail</th></tr>
-{_timeline(item)}</table>
+<table><tr><th>序号 Index</th><th>时间 Time ({zone_label})</th><th>事件 Event</th>
+<th>详情 Detail</th></tr>
+{_timeline(item, tz)}</table>
 </section>"""
         )
     body = "\n".join(sections) or "<p>无可导出的证据 No exportable evidence.</p>"
@@ -122,8 +164,10 @@ text-align:left;vertical-align:top}}code{{word-break:break-all}}</style></head><
 <table>
 <tr><th>案件 Case</th><td>{_e(case_id)} (密级 label: {_e(case_label)})</td></tr>
 <tr><th>导出人 Exported by</th><td>{_e(exported_by)}</td></tr>
-<tr><th>导出时间 Exported at</th><td>{_e(exported_at)}</td></tr>
-<tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root <code>{_e(root_hex)}</code></td></tr>
+<tr><th>导出时间 Exported at</th><td>{_e(_entry_time(exported_at, tz))}</td></tr>
+<tr><th>时区 Time zone</th><td>{zone_label}</td></tr>
+<tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root (base64, as evault-verify prints
+it) <code>{_e(b64encode(root_hash).decode())}</code></td></tr>
 </table>
 <h2>如何独立验证 How to verify independently</h2>
 <p>从可信渠道（而非本包）获得日志公钥，然后运行：<br>

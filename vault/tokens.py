@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault import access_state, principals
-from vault.access import Principal
+from vault.access import Principal, not_found_detail
 from vault.db import Conn, Db
 from vault.errors import BadRequest, NotFound, Unauthenticated
 from vault.hostmac import RowTampered
@@ -206,7 +206,7 @@ async def create(
     if len(comment) > 200:
         raise BadRequest("token comment: at most 200 characters")
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
-        raise NotFound()
+        raise NotFound(not_found_detail("principal"))
     token = PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     token_id = "tok_" + secrets.token_hex(8)
     expires = datetime.now(UTC) + ttl
@@ -251,7 +251,7 @@ async def revoke(db: Db, ledger: LedgerWriter, actor: Principal, token_id: str) 
     await principals.require_admin(ledger, actor, "revoking tokens")
     owner = await db.fetchval("SELECT principal_id FROM tokens WHERE id = $1", token_id)
     if owner is None:
-        raise NotFound()
+        raise NotFound(not_found_detail("token"))
 
     state = access_state.current()
 

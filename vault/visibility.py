@@ -284,6 +284,7 @@ class EvidenceQuery:
     caveats: frozenset[Caveat] = field(default_factory=frozenset)  # effective caveats include
     status: str | None = None  # media_status
     disposed: bool | None = None
+    unlinked: bool = False  # linked to no case the caller may see (its ``cases`` is empty)
 
 
 class EvidenceSummary(NamedTuple):
@@ -360,6 +361,12 @@ def _where(p: Principal, q: EvidenceQuery, args: Args, blocked: str | None = Non
             f" AND qh.case_id = {c} AND {current('qh')})"
             f" AND EXISTS (SELECT 1 FROM cases qc WHERE qc.id = {c}"
             f" AND {case_filter(p, 'qc', args)})"
+        )
+    if q.unlinked:  # judged on the cases the caller sees, so a hidden case's link is not told
+        conds.append(
+            "NOT EXISTS (SELECT 1 FROM case_evidence_history uh JOIN cases uc ON uc.id ="  # noqa: S608
+            f" uh.case_id WHERE uh.evidence_id = e.id AND {current('uh')}"
+            f" AND {case_filter(p, 'uc', args)})"
         )
     for column, value in (
         ("officer_id", q.officer_id),

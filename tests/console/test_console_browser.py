@@ -153,7 +153,7 @@ def test_reviewer_reviews_a_case(browser: Console, world: Seeded) -> None:
     report = verify_report_response(archived, parse_vkey(world.vkey))
     assert report["verdict"] == "ok" and report["case_id"] == "C1"
     assert [e["evidence_id"] for e in report["evidence"]] == [world.e1]
-    page.fill("#type-1", "现场检查")
+    page.select_option("#type-1", "现场检查")
     page.fill("#start-1", "2026-03-01T08:59:58")
     page.fill("#end-1", "2026-03-01T09:00:10")
     page.click("#run-coverage")

@@ -2,8 +2,22 @@
 // The token lives in this module's memory only (never in storage or a cookie); signing out
 // or reloading the page forgets it.
 
+import {reason} from './i18n.js';
+
 let token = null;
 let onUnauthenticated = () => {};
+let mine = null; // the GET /v1/me promise of the current token
+
+/** The signed-in principal ({id, roles, may: [actions its roles grant]}), fetched once per sign-in. */
+export function me() {
+  if (mine === null) {
+    mine = api('/v1/me').catch((err) => {
+      mine = null;
+      throw err;
+    });
+  }
+  return mine;
+}
 
 export function signedIn() {
   return token !== null;
@@ -11,10 +25,12 @@ export function signedIn() {
 
 export function signIn(value) {
   token = value;
+  mine = null;
 }
 
 export function signOut() {
   token = null;
+  mine = null;
 }
 
 /** Called (once per failing request) when the API answers 401: the token is no longer valid. */
@@ -24,7 +40,8 @@ export function whenUnauthenticated(fn) {
 
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    // The message is the detail in the page's language when it is a known denial reason.
+    super(reason(problem?.detail || problem?.title || `HTTP ${status}`));
     this.status = status;
     this.problem = problem;
   }

@@ -8,6 +8,7 @@ import {renderCases} from './cases.js';
 import {renderEvidence} from './evidence.js';
 import {renderIntegrity} from './integrity.js';
 import {renderSignIn} from './signin.js';
+import {renderUnlinked} from './unlinked.js';
 import {renderVerify} from './verify.js';
 
 const main = document.getElementById('main');
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^#\/cases\/([^/]+)$/, 'cases', () => renderCase],
   [/^#\/cases\/([^/]+)\/integrity$/, 'cases', () => renderIntegrity],
   [/^#\/evidence\/([^/]+)$/, 'cases', () => renderEvidence],
+  [/^#\/unlinked$/, 'unlinked', () => renderUnlinked],
   [/^#\/verify$/, 'verify', () => renderVerify],
 ];
 

@@ -1,7 +1,7 @@
 // One case: its evidence (with posters, durations, media and integrity status) and, per item,
 // its custody timeline from the ledger.
 
-import {api} from './api.js';
+import {api, me} from './api.js';
 import {clear, dl, eachLimited, h, table} from './dom.js';
 import {duration, labelBadge, t, when} from './i18n.js';
 import {durationMs, integrityStatus, mediaStatus, posterImage} from './media.js';
@@ -10,8 +10,9 @@ import {timelineSource, timelineTable} from './timeline.js';
 export async function renderCase(main, [caseId], ctx) {
   const heading = h('h1', null, t('case.title', {id: caseId}));
   main.append(heading);
-  const c = await api(`/v1/cases/${encodeURIComponent(caseId)}`);
+  const [c, who] = await Promise.all([api(`/v1/cases/${encodeURIComponent(caseId)}`), me()]);
   if (!ctx.alive()) return;
+  const posters = who.may.includes('stream'); // a poster is a rendition: streamed content
   heading.textContent = c.title || c.id;
   const integrityHref = `#/cases/${encodeURIComponent(c.id)}/integrity`;
   main.append(
@@ -75,6 +76,7 @@ export async function renderCase(main, [caseId], ctx) {
     if (!ctx.alive()) return;
     cell.dur.textContent = duration(durationMs(detail));
     clear(cell.integ).append(integrityStatus(detail));
+    if (!posters) return;
     try {
       const img = await posterImage(detail, ctx, t('case.poster.alt', {what: cell.label}));
       if (img && ctx.alive()) clear(cell.thumb).append(img);

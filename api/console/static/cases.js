@@ -14,10 +14,11 @@ export async function renderCases(main, _params, ctx) {
   const rows = items.map((c) => {
     const row = h('tr', {'data-case': c.id},
       h('td', null, h('a', {href: `#/cases/${encodeURIComponent(c.id)}`}, c.id)),
+      h('td', {class: 'case-title'}, c.title || '—'),
       h('td', null, labelBadge(c.label)),
       h('td', null, when(c.created_at)),
       h('td', null, when(c.updated_at)));
-    const words = [c.id, tv('level', c.label.level), c.label.level, ...c.label.caveats,
+    const words = [c.id, c.title || '', tv('level', c.label.level), c.label.level, ...c.label.caveats,
       ...c.label.caveats.map((x) => tv('caveat', x))];
     row.dataset.search = words.join(' ').toLowerCase();
     return row;
@@ -39,7 +40,7 @@ export async function renderCases(main, _params, ctx) {
     return;
   }
   const tbl = table(t('cases.caption'),
-    [t('cases.id'), t('field.label'), t('cases.created'), t('cases.updated')], rows);
+    [t('cases.id'), t('cases.name'), t('field.label'), t('cases.created'), t('cases.updated')], rows);
   tbl.querySelector('table').id = 'case-table';
   main.append(count, tbl);
   update();

@@ -4,22 +4,44 @@ import {api} from './api.js';
 import {clear, h, table} from './dom.js';
 import {duration, span, t, tv, when} from './i18n.js';
 
-// The service's default list of steps that require recording (configurable there; the
-// answer says which list it used).
-const STEP_TYPES = ['现场检查', '随机抽查', '调查取证', '证据保全', '听证', '行政强制', '送达'];
+// The step types come from the service's configuration (GET /v1/review/step-types, the list
+// the coverage report uses), so a typo cannot silently make a step "not required": the form
+// offers them in a select, and "other" (a type that does not require recording) takes text.
+const OTHER = '__other';
 let serial = 0;
+let typesPromise = null;
 
-function stepRow(list) {
+function stepTypes() {
+  if (typesPromise === null) {
+    typesPromise = api('/v1/review/step-types').then((r) => r.recording_required, (err) => {
+      typesPromise = null;
+      throw err;
+    });
+  }
+  return typesPromise;
+}
+
+function stepRow(list, types) {
   serial += 1;
   const n = serial;
   const field = (name, labelKey, input) => h('div', {class: 'field'}, h('label', {for: `${name}-${n}`}, t(labelKey)), input);
-  const type = h('input', {id: `type-${n}`, name: 'type', list: 'step-types', required: true, autocomplete: 'off'});
+  const type = h('select', {id: `type-${n}`, name: 'type', required: true},
+    h('option', {value: ''}, t('coverage.choose')),
+    types.map((x) => h('option', {value: x}, x)),
+    h('option', {value: OTHER}, t('coverage.other')));
+  const other = h('input', {id: `other-${n}`, name: 'other', autocomplete: 'off', hidden: true,
+    'aria-label': t('coverage.other.aria')});
+  type.addEventListener('change', () => {
+    other.hidden = type.value !== OTHER;
+    if (!other.hidden) other.focus();
+  });
   const start = h('input', {id: `start-${n}`, name: 'start', type: 'datetime-local', step: '1', required: true});
   const end = h('input', {id: `end-${n}`, name: 'end', type: 'datetime-local', step: '1', required: true});
   const officer = h('input', {id: `officer-${n}`, name: 'officer', autocomplete: 'off'});
   const remove = h('button', {type: 'button', class: 'secondary small'}, t('coverage.remove'));
   const row = h('fieldset', {class: 'step'}, h('legend', null, t('coverage.step')),
-    field('type', 'coverage.type', type), field('start', 'coverage.start', start),
+    h('div', {class: 'field'}, h('label', {for: `type-${n}`}, t('coverage.type')), type, other),
+    field('start', 'coverage.start', start),
     field('end', 'coverage.end', end), field('officer', 'coverage.officer', officer), remove);
   remove.addEventListener('click', () => {
     if (list.children.length > 1) row.remove();
@@ -40,8 +62,9 @@ function readSteps(list) {
     const get = (name) => row.querySelector(`[name=${name}]`).value.trim();
     const start = new Date(get('start'));
     const end = new Date(get('end'));
-    if (!get('type') || Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) return null;
-    const step = {type: get('type'), start: start.toISOString(), end: end.toISOString()};
+    const type = get('type') === OTHER ? get('other') : get('type');
+    if (!type || Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) return null;
+    const step = {type, start: start.toISOString(), end: end.toISOString()};
     if (get('officer')) step.officer = get('officer');
     steps.push(step);
   }
@@ -50,20 +73,27 @@ function readSteps(list) {
 
 export function coverageSection(caseId, ctx) {
   const list = h('div', {class: 'steps'});
-  list.append(stepRow(list));
-  renumber(list);
-  const add = h('button', {type: 'button', class: 'secondary', id: 'add-step'}, t('coverage.add'));
+  let types = null;
+  const add = h('button', {type: 'button', class: 'secondary', id: 'add-step', disabled: true}, t('coverage.add'));
   add.addEventListener('click', () => {
-    list.append(stepRow(list));
+    list.append(stepRow(list, types));
     renumber(list);
-    list.lastChild.querySelector('input').focus();
+    list.lastChild.querySelector('select').focus();
   });
   const match = h('input', {type: 'checkbox', id: 'match-officer'});
   const submit = h('button', {type: 'submit', class: 'primary', id: 'run-coverage'}, t('coverage.run'));
   const error = h('p', {class: 'error', role: 'alert'});
   const out = h('div', {id: 'coverage-out', 'aria-live': 'polite'});
+  stepTypes().then((configured) => {
+    if (!ctx.alive()) return;
+    types = configured;
+    list.append(stepRow(list, types));
+    renumber(list);
+    add.disabled = false;
+  }, (err) => {
+    if (ctx.alive()) error.textContent = t('error.generic', {status: err.status ?? '?', detail: err.message});
+  });
   const form = h('form', {class: 'coverage-form', novalidate: true},
-    h('datalist', {id: 'step-types'}, STEP_TYPES.map((x) => h('option', {value: x}))),
     list,
     h('p', {class: 'actions'}, add),
     h('p', null, match, ' ', h('label', {for: 'match-officer'}, t('coverage.match'))),

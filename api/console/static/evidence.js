@@ -4,8 +4,12 @@
 // cookie or a URL, so the proxy is fetched with the token (one audited `stream` read) into a
 // Blob and played from an object URL. Proxies are small (re-encoded for the browser); one
 // over AUTO_LOAD_BYTES is loaded only when the reviewer asks for it.
+//
+// The player and the buttons are offered only when the principal's roles grant what they need
+// (GET /v1/me `may`: stream, download, verify): an admin sees the metadata and why there is no
+// player, not an empty player and a button that cannot work. Each request is still decided.
 
-import {ApiError, api, apiBlob, apiText} from './api.js';
+import {ApiError, api, apiBlob, apiText, me} from './api.js';
 import {clear, dl, h, saveBlob, shortHex} from './dom.js';
 import {bytes, duration, labelBadge, t, tv, when} from './i18n.js';
 import {durationMs, integrityStatus, mediaStatus, posterImage, rendition} from './media.js';
@@ -16,13 +20,14 @@ const AUTO_LOAD_BYTES = 256 * 1024 * 1024;
 export async function renderEvidence(main, [id], ctx) {
   const heading = h('h1', null, t('evidence.title', {id: id.slice(0, 8)}));
   main.append(heading);
-  const d = await api(`/v1/evidence/${encodeURIComponent(id)}`);
+  const [d, who] = await Promise.all([api(`/v1/evidence/${encodeURIComponent(id)}`), me()]);
   if (!ctx.alive()) return;
+  const may = new Set(who.may);
   const back = d.cases.map((c) => h('a', {href: `#/cases/${encodeURIComponent(c)}`}, c));
   main.append(
     h('p', {class: 'crumbs'}, back.length ? [t('evidence.cases'), ' ', back.flatMap((a, i) => (i ? [', ', a] : [a]))] : null),
-    h('div', {class: 'evidence-layout'}, player(d, ctx), h('section', {'aria-labelledby': 'meta-h'},
-      h('h2', {id: 'meta-h'}, t('evidence.meta')), metadata(d), downloads(d))),
+    h('div', {class: 'evidence-layout'}, player(d, ctx, may), h('section', {'aria-labelledby': 'meta-h'},
+      h('h2', {id: 'meta-h'}, t('evidence.meta')), metadata(d), downloads(d, may))),
     h('section', {'aria-labelledby': 'tl-h', id: 'timeline'},
       h('h2', {id: 'tl-h'}, t('evidence.timeline')), timeline(d, ctx)));
 }
@@ -46,11 +51,16 @@ function metadata(d) {
   ]);
 }
 
-function player(d, ctx) {
+function player(d, ctx, may) {
   const section = h('section', {'aria-labelledby': 'player-h', class: 'player'}, h('h2', {id: 'player-h'}, t('evidence.player')));
   const proxy = rendition(d, 'proxy');
   const note = h('p', {class: 'help', 'aria-live': 'polite'});
   section.append(note);
+  if (!may.has('stream')) {
+    note.id = 'no-player';
+    note.textContent = t('evidence.nostream');
+    return section;
+  }
   if (!proxy) {
     note.textContent = d.media_status === 'ready' ? t('evidence.noproxy') : t('evidence.notready', {status: tv('media', d.media_status)});
     posterImage(d, ctx, t('evidence.poster.alt'), 'poster').then((img) => img && section.append(img), () => {});
@@ -87,7 +97,7 @@ function player(d, ctx) {
   return section;
 }
 
-function downloads(d) {
+function downloads(d, may) {
   const msg = h('p', {class: 'help', 'aria-live': 'polite'});
   const run = async (button, fn) => {
     button.disabled = true;
@@ -95,7 +105,7 @@ function downloads(d) {
     try {
       await fn();
     } catch (err) {
-      msg.textContent = err instanceof ApiError && err.status === 403 ? t('evidence.denied') : t('error.generic', {status: err.status ?? '?', detail: err.message});
+      msg.textContent = err instanceof ApiError && err.status === 403 ? `${t('evidence.denied')} ${err.message}` : t('error.generic', {status: err.status ?? '?', detail: err.message});
     } finally {
       button.disabled = false;
     }
@@ -110,7 +120,9 @@ function downloads(d) {
     const blob = await apiBlob(`/v1/evidence/${d.id}/content?download=true`);
     saveBlob(blob, d.extension ? `${d.sha256}.${d.extension}` : d.sha256);
   }));
-  return h('div', {class: 'downloads'}, h('p', {class: 'actions'}, proof, original), msg);
+  const offered = [may.has('verify') ? proof : null, may.has('download') ? original : null].filter(Boolean);
+  if (!offered.length) msg.textContent = t('evidence.nodownload');
+  return h('div', {class: 'downloads'}, offered.length ? h('p', {class: 'actions'}, offered) : null, msg);
 }
 
 function timeline(d, ctx) {

@@ -48,6 +48,47 @@ export function tv(prefix, value) {
   return has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value);
 }
 
+// The service's denial reasons and hints (vault/access.py), English on the wire: each known
+// form becomes a `reason.*` text in the current language; anything else is shown as sent.
+const REASONS = [
+  [/^role ([a-z_]+(?: or [a-z_]+)*) required for ([a-z_]+)$/, (m) => t('reason.role', {
+    roles: m[1].split(' or ').map((r) => tv('role', r)).join(t('reason.or')), action: tv('action', m[2])})],
+  [/^([a-z_]+) is limited to the recording officer$/, (m) => t('reason.own', {action: tv('action', m[1])})],
+  [/^([a-z_]+) requires need-to-know: assignment to one of its cases$/, (m) => t('reason.ntk', {action: tv('action', m[1])})],
+  [/^([a-z_]+) does not apply to a ([a-z_]+)$/, (m) => t('reason.kind', {action: tv('action', m[1]), kind: tv('target', m[2])})],
+  [/^principal is inactive$/, () => t('reason.inactive')],
+  [/^reading ledger entries requires role .+$/, () => t('reason.entries')],
+  [/^Not found: no such (.+)$/, (m) => t('reason.notfound', {what: tv('target', m[1])})],
+  [/^Not found$/, () => t('reason.notfound.any')],
+];
+const HINTS = [
+  [/^admin manages principals and does not view footage: /, () => t('reason.hint.admin')],
+  [/^ask an administrator for a principal with that role$/, () => t('reason.hint.role')],
+  [/^ask an administrator to assign you \((`[^`]+`)\)$/, (m) => t('reason.hint.assign', {command: m[1]})],
+];
+
+function known(list, text) {
+  for (const [re, fn] of list) {
+    const m = re.exec(text);
+    if (m) return fn(m);
+  }
+  return null;
+}
+
+/** A problem's detail in the current language when it is a known denial reason (and hint). */
+export function reason(detail) {
+  if (typeof detail !== 'string' || lang === 'en') return detail;
+  const whole = known(REASONS, detail);
+  if (whole !== null) return whole;
+  for (let i = detail.indexOf(': '); i > 0; i = detail.indexOf(': ', i + 1)) {
+    const head = known(REASONS, detail.slice(0, i));
+    if (head === null) continue;
+    const hint = known(HINTS, detail.slice(i + 2));
+    return hint === null ? `${head}：${detail.slice(i + 2)}` : `${head}${t('reason.sep')}${hint}`;
+  }
+  return detail;
+}
+
 export function locale() {
   return lang === 'zh' ? 'zh-CN' : 'en-GB';
 }
