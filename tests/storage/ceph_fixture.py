@@ -36,7 +36,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BINARIES = ("ceph-authtool", "ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool")
+BINARIES = (
+    "ceph-authtool",
+    "ceph-mon",
+    "ceph-osd",
+    "radosgw",
+    "radosgw-admin",
+    "ceph",
+    "monmaptool",
+)
 PACKAGES = "ceph-mon ceph-osd radosgw ceph-common"
 
 
@@ -214,7 +222,20 @@ def start(root: Path, *, timeout: float = 90.0) -> CephCluster:
         monmap = root / "monmap"
         addrs = f"[v2:127.0.0.1:{mon_v2},v1:127.0.0.1:{mon_v1}]"
         _run(["monmaptool", *c, "--create", "--fsid", fsid, "--addv", "a", addrs, str(monmap)], 30)
-        _run(["ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring", str(keyring)], 60)
+        _run(
+            [
+                "ceph-mon",
+                *c,
+                "--mkfs",
+                "-i",
+                "a",
+                "--monmap",
+                str(monmap),
+                "--keyring",
+                str(keyring),
+            ],
+            60,
+        )
         cluster.procs["mon.a"] = _daemon(["ceph-mon", *c, "-f", "-i", "a"], root)
         osd_uuid = str(uuid.uuid4())
         osd_id = cluster.ceph("osd", "new", osd_uuid).strip()
@@ -252,7 +273,7 @@ def _daemon(argv: list[str], root: Path) -> subprocess.Popen[bytes]:
 
 def _answers(endpoint: str) -> bool:
     try:
-        with urllib.request.urlopen(endpoint, timeout=2) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(endpoint, timeout=2) as resp:
             return int(resp.status) < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
