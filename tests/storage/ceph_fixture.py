@@ -22,6 +22,7 @@ test. Choices, each measured (they are the reasons, keep them):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -97,6 +98,29 @@ class CephCluster:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
         return total
+
+    def _start_osd_and_gateway(self) -> None:
+        c = ["-c", str(self.conf)]
+        self.procs["osd.0"] = _daemon(["ceph-osd", *c, "-f", "-i", "0"], self.root)
+        _wait(
+            lambda: '"num_up_osds":1' in self.ceph("osd", "stat", "-f", "json"),
+            60,
+            self.root,
+            self.procs,
+        )
+        self.procs["client.rgw"] = _daemon(["radosgw", *c, "-f", "-n", "client.rgw"], self.root)
+        _wait(lambda: _answers(self.endpoint), 60, self.root, self.procs)
+
+    def restart(self, sig: int = signal.SIGKILL) -> float:
+        """Kill every daemon with ``sig`` (no clean shutdown by default) and start them again
+        on the same data and ports; returns the seconds until S3 answered again."""
+        self.kill(sig)
+        t0 = time.monotonic()
+        self.procs = {
+            "mon.a": _daemon(["ceph-mon", "-c", str(self.conf), "-f", "-i", "a"], self.root)
+        }
+        self._start_osd_and_gateway()
+        return time.monotonic() - t0
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
         """Signal every daemon and wait for it (SIGKILL after 15 s)."""
@@ -239,12 +263,11 @@ def start(root: Path, *, timeout: float = 90.0) -> CephCluster:
         cluster.procs["mon.a"] = _daemon(["ceph-mon", *c, "-f", "-i", "a"], root)
         osd_uuid = str(uuid.uuid4())
         osd_id = cluster.ceph("osd", "new", osd_uuid).strip()
+        if osd_id != "0":  # the keyring above holds osd.0's key
+            raise RuntimeError(f"the first OSD got id {osd_id}, not 0")
         (root / "osd" / osd_id).mkdir()
         _run(["ceph-osd", *c, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid], 120)
-        cluster.procs[f"osd.{osd_id}"] = _daemon(["ceph-osd", *c, "-f", "-i", osd_id], root)
-        _wait(lambda: '"num_up_osds":1' in cluster.ceph("osd", "stat", "-f", "json"), 60, root)
-        cluster.procs["client.rgw"] = _daemon(["radosgw", *c, "-f", "-n", "client.rgw"], root)
-        _wait(lambda: _answers(cluster.endpoint), 60, root, cluster.procs)
+        cluster._start_osd_and_gateway()
         cluster.radosgw_admin(
             "user",
             "create",
@@ -265,10 +288,23 @@ def _daemon(argv: list[str], root: Path) -> subprocess.Popen[bytes]:
     err = open(root / "log" / f"{name}.stderr", "ab")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     finally:
         err.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the process that started it ends (a test run killed -9
+    leaves no Ceph behind). Linux only; elsewhere nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _answers(endpoint: str) -> bool:
