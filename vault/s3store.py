@@ -21,9 +21,11 @@ Guarantees:
 * Write-once: writing content whose key exists already uploads nothing: the stored original is
   re-hashed through the S3 API (``IntegrityError`` if it does not match its address) and its
   retention extended to the date asked for.
-* Memory is bounded: a file or upload is sent in parts of ``part_size`` bytes with at most
+* Memory is bounded: a file or upload is sent in parts of ``part_size`` bytes (larger where an
+  object would need over 10,000 parts; an upload is sized by its byte limit) with at most
   ``INFLIGHT`` parts in flight; a source file is read twice (hash, then upload: its hash decides
-  the key), the second read is checked against the first.
+  the key, and the parts' Content-MD5 of that first read are what the store checks the second
+  read against: a source that changed in between is refused).
 * Errors: transport failures and unexpected S3 answers -> ``Unavailable`` (cause chained); a
   missing object -> ``NotFound``; a hash that disagrees -> ``IntegrityError``; over the limit ->
   ``TooLarge``; a bucket without Object Lock -> ``ConfigError`` at ``open``.
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["S3BlobStore", "S3Object", "key_of"]
 
 READ_CHUNK = 1 << 20
+MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
 
 
 def key_of(sha256: str) -> str:
@@ -388,7 +391,8 @@ class S3BlobStore:
         being checked against the first (``IntegrityError`` if the file changed)."""
         until = _retain_date(retain_until)
         st = check_source(fd, max_bytes)
-        digest, size = await asyncio.to_thread(hash_fd, fd, st.st_size, max_bytes)
+        part = self._part_for(st.st_size)
+        digest, size, md5s = await asyncio.to_thread(hash_fd, fd, part, max_bytes)
         existing = await self._existing(digest, until)
         if existing is not None:
             return existing
@@ -396,14 +400,16 @@ class S3BlobStore:
         async def parts() -> AsyncIterator[bytes]:
             offset = 0
             while offset < size:
-                n = min(self.part_size, size - offset)
+                n = min(part, size - offset)
                 data = await asyncio.to_thread(os.pread, fd, n, offset)
                 if len(data) != n:
                     raise IntegrityError("the source changed while it was stored")
                 offset += n
                 yield data
 
-        return await self._upload(digest, parts(), until, "the source changed while stored")
+        return await self._upload(
+            digest, parts(), until, "the source changed while stored", md5s=md5s
+        )
 
     async def put_stream(
         self,
@@ -434,10 +440,18 @@ class S3BlobStore:
             return existing
         return await self._upload(
             digest,
-            regroup(sized, self.part_size),
+            regroup(sized, self._part_for(max_bytes)),
             until,
             "upload does not match its expected SHA-256",
         )
+
+    def _part_for(self, size: int | None) -> int:
+        """``part_size``, or more where an object of ``size`` bytes would need over MAX_PARTS
+        parts. Without a size, ``part_size`` (memory stays bounded; such an upload is limited to
+        MAX_PARTS parts)."""
+        if size is None:
+            return self.part_size
+        return max(self.part_size, -(-size // MAX_PARTS))
 
     async def _spooled(
         self, chunks: AsyncIterator[bytes], until: datetime, max_bytes: int | None
@@ -462,12 +476,25 @@ class S3BlobStore:
         return S3Object(digest, found.size, version, found.retain_until, True)
 
     async def _upload(
-        self, digest: str, parts: AsyncIterator[bytes], until: datetime, mismatch: str
+        self,
+        digest: str,
+        parts: AsyncIterator[bytes],
+        until: datetime,
+        mismatch: str,
+        *,
+        md5s: list[str] | None = None,
     ) -> S3Object:
         """Send ``parts`` as the object of ``digest`` (``vault.s3upload``), lock it, confirm."""
         key = key_of(digest)
         version, size, multipart = await send_object(
-            self._s3, self.bucket, key, parts, digest=digest, until=until, mismatch=mismatch
+            self._s3,
+            self.bucket,
+            key,
+            parts,
+            digest=digest,
+            until=until,
+            mismatch=mismatch,
+            md5s=md5s,
         )
         if multipart and version:
             # Ceph 16 does not apply CreateMultipartUpload's lock headers: lock the version now.

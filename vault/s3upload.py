@@ -13,7 +13,8 @@ import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -41,17 +42,29 @@ async def send_object(
     digest: str,
     until: datetime,
     mismatch: str,
+    md5s: Sequence[str] | None = None,
 ) -> tuple[str, int, bool]:
     """Send ``parts`` (each the part size but the last) as ``key``, with Object Lock COMPLIANCE
     until ``until`` requested; ``IntegrityError(mismatch)`` (and nothing completed) if the bytes
-    do not hash to ``digest``. Returns (version id, size, whether it was a multipart upload)."""
-    hasher = hashlib.sha256()
+    do not hash to ``digest``. Returns (version id, size, whether it was a multipart upload).
+
+    ``md5s``: the parts' Content-MD5 from an earlier read of the same source (``hash_fd``). The
+    bytes are then not hashed again: the store checks each part against the MD5 of the first
+    read, so a source that changed in between fails with ``IntegrityError``."""
+    hasher = hashlib.sha256() if md5s is None else None
+
+    def matches() -> bool:
+        return hasher is None or hasher.hexdigest() == digest
+
+    def known(i: int) -> str | None:
+        return None if md5s is None or i >= len(md5s) else md5s[i]
+
     first = await anext(parts, None)
     second = await anext(parts, None) if first is not None else None
     if second is None:
         data = first or b""
-        md5 = await _hash_part(hasher, data)
-        if hasher.hexdigest() != digest:
+        md5 = await _hash_part(hasher, data, known(0) if data else _md5_b64(b""))
+        if not matches():
             raise IntegrityError(mismatch)
         with unavailable("storing an object"):
             try:
@@ -76,7 +89,7 @@ async def send_object(
             yield part
 
     version, size = await _multipart(
-        client, bucket, key, all_parts(), hasher, until, lambda: hasher.hexdigest() == digest
+        client, bucket, key, all_parts(), hasher, until, matches, known
     )
     if not version and size < 0:
         raise IntegrityError(mismatch)
@@ -91,6 +104,7 @@ async def _multipart(
     hasher: Any,
     until: datetime,
     matches: Callable[[], bool],
+    known: Callable[[int], str | None],
 ) -> tuple[str, int]:
     """Upload ``parts`` as a multipart upload; complete it only if ``matches()`` once every
     part is sent, else abort and return ("", -1). Any failure aborts it too."""
@@ -126,7 +140,7 @@ async def _multipart(
         async for data in parts:
             number += 1
             size += len(data)
-            md5 = await _hash_part(hasher, data)
+            md5 = await _hash_part(hasher, data, known(number - 1))
             while len(inflight) >= INFLIGHT:
                 finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
@@ -168,26 +182,45 @@ def _md5_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - Content-MD5
 
 
-def hash_fd(fd: int, size: int, max_bytes: int | None) -> tuple[str, int]:
-    hasher = hashlib.sha256()
+def hash_fd(fd: int, part: int, max_bytes: int | None) -> tuple[str, int, list[str]]:
+    """Read the file at ``fd`` from offset 0 to EOF once: its SHA-256, size, and the
+    Content-MD5 of each ``part``-byte part; the two hashes run on two threads at once."""
+    sha = hashlib.sha256()
+    md5s: list[str] = []
     offset = 0
-    while True:
-        data = os.pread(fd, READ_CHUNK * 4, offset)
-        if not data:
-            break
-        hasher.update(data)
-        offset += len(data)
-        if max_bytes is not None and offset > max_bytes:
-            raise TooLarge(f"source is over the {max_bytes}-byte limit")
-    return hasher.hexdigest(), offset
+    with ThreadPoolExecutor(1, thread_name_prefix="s3-md5") as pool:
+        while True:
+            md5 = hashlib.md5()  # noqa: S324 - Content-MD5
+            left = part
+            while left:
+                data = os.pread(fd, min(READ_CHUNK * 4, left), offset)
+                if not data:
+                    break
+                done = pool.submit(md5.update, data)
+                sha.update(data)
+                done.result()
+                offset += len(data)
+                left -= len(data)
+                if max_bytes is not None and offset > max_bytes:
+                    raise TooLarge(f"source is over the {max_bytes}-byte limit")
+            if left == part:
+                break
+            md5s.append(base64.b64encode(md5.digest()).decode())
+            if left:
+                break
+    return sha.hexdigest(), offset, md5s
 
 
-async def _hash_part(hasher: Any, data: bytes) -> str:
-    """Add ``data`` to ``hasher`` and return its Content-MD5, off the event loop."""
+async def _hash_part(hasher: Any, data: bytes, md5: str | None = None) -> str:
+    """Add ``data`` to ``hasher`` (if any) and return its Content-MD5 (``md5`` if given), off
+    the event loop."""
+    if md5 is not None and hasher is None:
+        return md5
 
     def work() -> str:
-        hasher.update(data)
-        return _md5_b64(data)
+        if hasher is not None:
+            hasher.update(data)
+        return md5 if md5 is not None else _md5_b64(data)
 
     return await asyncio.to_thread(work) if len(data) > 65536 else work()
 

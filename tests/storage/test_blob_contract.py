@@ -23,6 +23,7 @@ from vault.config import S3StoreConfig
 from vault.errors import ConfigError, IntegrityError, NotFound, TooLarge
 from vault.s3client import S3Credentials, error_code, load_credentials, open_client
 from vault.s3store import S3BlobStore, key_of
+from vault.s3upload import send_object
 
 PART = 5 * 1024 * 1024  # the smallest part S3 allows: multipart tests stay small
 
@@ -320,3 +321,35 @@ def test_s3_backend_is_refused_by_the_service_until_it_uses_it(tmp_path: Path) -
     cfg = Config(data=tmp_path, store=StoreConfig(backend="s3"))
     with pytest.raises(ConfigError, match="not used by acquisition"):
         open_storage(cfg, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+async def test_attack_source_changed_after_hashing_is_refused_by_the_store(
+    s3: S3BlobStore, raw: Any, parts: int
+) -> None:
+    """``put_file`` sends the second read with the first read's Content-MD5: bytes that differ
+    from what was hashed are refused by the store itself, and the upload is aborted."""
+    hashed = secrets.token_bytes(parts * PART - 1)
+    changed = bytearray(hashed)
+    changed[-1] ^= 1
+    digest = hashlib.sha256(hashed).hexdigest()
+    md5s = [_md5(hashed[i : i + PART]) for i in range(0, len(hashed), PART)]
+    with pytest.raises(IntegrityError, match="other bytes"):
+        await send_object(
+            raw,
+            s3.bucket,
+            key_of(digest),
+            chunks(bytes(changed), PART),
+            digest=digest,
+            until=until(),
+            mismatch="changed",
+            md5s=md5s,
+        )
+    assert not await s3.exists(digest)
+    assert (await raw.list_multipart_uploads(Bucket=s3.bucket)).get("Uploads", []) == []
+
+
+def _md5(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
