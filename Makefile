@@ -90,13 +90,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Each benchmark prints ratios against a baseline measured in the same run.
-bench: $(STAMP) ffmpeg wrk
+bench: $(STAMP) ffmpeg wrk ceph
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/s3.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
