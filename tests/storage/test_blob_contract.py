@@ -5,6 +5,7 @@ credentials, and a changed object (a new version, a delete marker) is caught by 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
@@ -20,7 +21,7 @@ from ceph_fixture import CephCluster
 from vault.blobcontract import Blobs, FileBlobs
 from vault.blobstore import BlobStore
 from vault.config import S3StoreConfig
-from vault.errors import ConfigError, IntegrityError, NotFound, TooLarge
+from vault.errors import ConfigError, Conflict, IntegrityError, NotFound, TooLarge
 from vault.s3client import S3Credentials, error_code, load_credentials, open_client
 from vault.s3store import S3BlobStore, key_of
 from vault.s3upload import send_object
@@ -353,3 +354,20 @@ def _md5(data: bytes) -> str:
     import base64
 
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+async def test_disposal_deletes_only_once_the_lock_has_expired(
+    ceph: CephCluster, raw: Any, tmp_path: Path
+) -> None:
+    bucket = new_bucket()  # Object Lock without a default retention: the write's date rules
+    await raw.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    async with S3BlobStore.open(s3_config(ceph, bucket), credentials=creds(ceph)) as store:
+        stored = await put(store, tmp_path, b"short retention", days=3 / 86400)
+        with pytest.raises(Conflict, match="still locked"):
+            await store.remove(stored.sha256)
+        assert await store.verify(stored.sha256)
+        await asyncio.sleep(max(0.0, (stored.retain_until - datetime.now(UTC)).total_seconds()))
+        await asyncio.sleep(1.1)
+        assert await store.remove(stored.sha256)
+        assert not await store.exists(stored.sha256)
+        assert not await store.remove(stored.sha256)
