@@ -117,8 +117,8 @@ class FileBlobs:
         f = await asyncio.to_thread(self.store.open, sha256)
         try:
             size = os.fstat(f.fileno()).st_size
-            stop = size if end is None else end
-            if start > size or stop > size:
+            stop = size if end is None else min(end, size)  # as S3 and HTTP ranges do
+            if start > size:
                 raise BadRequest("byte range outside the object")
             offset = start
             while offset < stop:

@@ -258,8 +258,12 @@ class S3BlobStore:
         version = await self._original(key)
         if version is None:
             raise NotFound(f"no stored object {_digest(sha256)}")
-        async for chunk in self._get(key, version, start, end):
-            yield chunk
+        try:
+            async for chunk in self._get(key, version, start, end):
+                yield chunk
+        except NotFound:
+            self._originals.pop(key, None)  # disposed of by another process
+            raise
 
     async def _get(
         self, key: str, version: str, start: int = 0, end: int | None = None

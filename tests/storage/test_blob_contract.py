@@ -121,8 +121,10 @@ async def test_written_object_reads_back_by_its_hash(
 async def test_range_reads_return_exactly_the_range(blobs: Blobs, tmp_path: Path) -> None:
     data = secrets.token_bytes(PART + 4096)
     h = (await put(blobs, tmp_path, data)).sha256
-    for start, end in [(0, 1), (10, 20), (PART - 5, PART + 5), (PART, None), (7, len(data))]:
+    size = len(data)
+    for start, end in [(0, 1), (10, 20), (PART - 5, PART + 5), (PART, None), (7, size)]:
         assert await read_all(blobs, h, start, end) == data[start:end]
+    assert await read_all(blobs, h, size - 3, size + 100) == data[-3:]  # clamped, as in HTTP
 
 
 async def test_writing_stored_content_again_is_a_noop(blobs: Blobs, tmp_path: Path) -> None:
