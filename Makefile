@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench verifier install ffmpeg wrk chromium promtool clean
+.PHONY: run test lint format bench verifier install ffmpeg wrk chromium promtool ceph clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -57,12 +57,27 @@ promtool:
 	  if [ -n "$$POLICY" ]; then $$SUDO rm -f /usr/sbin/policy-rc.d; fi; \
 	fi
 
+# A single-node Ceph (monitor, bluestore OSD, radosgw) from the system's packages where missing:
+# the S3 blob store's tests start one per session (tests/storage/ceph_fixture.py). Not fatal:
+# those tests then say why they skipped.
+ceph:
+	@if ! command -v radosgw >/dev/null 2>&1 || ! command -v ceph-osd >/dev/null 2>&1 \
+	    || ! command -v ceph-mon >/dev/null 2>&1 || ! command -v radosgw-admin >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing ceph-mon ceph-osd radosgw ceph-common from the system's packages"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      --no-install-recommends ceph-mon ceph-osd radosgw ceph-common >/dev/null 2>&1 \
+	      || echo "Ceph not installed: the S3 blob store's tests will be skipped"; \
+	  fi; \
+	fi
+
 run: $(STAMP) ffmpeg
 	$(BIN)/evault init --data $(DATA)
 	@echo "Then, in another terminal: $(BIN)/evault demo --data $(DATA)   (recordings -> dock -> case -> package -> offline verification)"
 	$(BIN)/evault serve --data $(DATA) --print-admin-token
 
-test: $(STAMP) ffmpeg chromium promtool
+test: $(STAMP) ffmpeg chromium promtool ceph
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -75,7 +90,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Each benchmark prints ratios against a baseline measured in the same run.
-bench: $(STAMP) ffmpeg wrk
+bench: $(STAMP) ffmpeg wrk ceph
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py
@@ -83,6 +98,7 @@ bench: $(STAMP) ffmpeg wrk
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/s3.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

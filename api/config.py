@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,10 @@ _SECTION_TYPES: dict[str, Any] = {
     "export": ExportConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
+_NESTED_TABLES = {  # tables inside a section, reachable as EVAULT_<SECTION>_<TABLE>_<KEY>
+    name: {key for key, tp in typing.get_type_hints(cls).items() if dataclasses.is_dataclass(tp)}
+    for name, cls in _SECTION_TYPES.items()
+}
 
 
 def find_config_file(config: str | None = None, data: str | None = None) -> tuple[Path, Path]:
@@ -152,7 +157,11 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        out.setdefault(section, {})[key] = value
+        table, _, subkey = key.partition("_")  # EVAULT_STORE_S3_BUCKET: [store.s3] bucket
+        if subkey and table in _NESTED_TABLES.get(section, ()):
+            out.setdefault(section, {}).setdefault(table, {})[subkey] = value
+        else:
+            out.setdefault(section, {})[key] = value
     return out
 
 
@@ -174,7 +183,12 @@ def load(
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a table")
-        table.update(values)
+        for key, value in values.items():
+            inner = table.get(key)
+            if isinstance(value, dict) and isinstance(inner, dict):
+                inner.update(value)
+            else:
+                table[key] = value
     cfg = build(Config, raw, source=str(path))
     cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
     _check_docks(cfg, str(path))
@@ -205,6 +219,11 @@ def default_toml() -> str:
         lines.append(f"[{section}]")
         lines.extend(_documented_keys(cls, cls()))
         lines.append("")
+        for table in sorted(_NESTED_TABLES[section]):
+            inner = getattr(cls(), table)
+            lines.append(f"[{section}.{table}]")
+            lines.extend(_documented_keys(type(inner), inner))
+            lines.append("")
     dock = DockConfig(
         id="dock-01", path=Path("docks/dock-01"), settle_seconds=2.0, rescan_seconds=10.0
     )
@@ -238,6 +257,8 @@ def default_toml() -> str:
 def _documented_keys(cls: Any, instance: Any) -> list[str]:
     out = []
     for doc in describe(cls):
+        if "." in doc.key:  # a nested table's key: written in its own [section.table]
+            continue
         bounds = f" ({doc.bounds})" if doc.bounds else ""
         out.append(f"# {doc.doc}{bounds}")
         out.append(f"{doc.key} = {to_toml_value(getattr(instance, doc.key))}")

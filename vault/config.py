@@ -93,13 +93,66 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class S3StoreConfig:
+    """[store.s3]: the S3 blob store (``store.backend = "s3"``), ``vault.s3store``."""
+
+    endpoint: str = setting(
+        "",
+        "S3 endpoint URL (https://s3.example.org, http://127.0.0.1:7480). Empty: AWS's own "
+        "endpoint for `region`.",
+    )
+    bucket: str = setting("", "Bucket of the objects; it must have Object Lock enabled.")
+    region: str = setting("us-east-1", "Region the requests are signed for.")
+    path_style: bool = setting(
+        True,
+        "Path-style addressing (endpoint/bucket/key), as Ceph RGW and MinIO need without a "
+        "wildcard DNS name; false: virtual-hosted style (bucket.endpoint/key).",
+    )
+    credentials_file: str = setting(
+        "",
+        "Credentials file in the AWS tools' format ([default] aws_access_key_id, "
+        "aws_secret_access_key), mode 0600. Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "from the environment, else ~/.aws/credentials.",
+    )
+    profile: str = setting("default", "Section of the credentials file to use.")
+    create_bucket: bool = setting(
+        False,
+        "Create the bucket (with Object Lock and the default retention below) when it does not "
+        "exist. Otherwise a missing bucket, or one without Object Lock, stops the service.",
+    )
+    default_retention_days: int = setting(
+        1,
+        "COMPLIANCE default retention given to a bucket this service creates: it locks every "
+        "version from its creation, also in the moment between a multipart upload's completion "
+        "and the object's own retain-until date being set.",
+        minimum=1,
+        maximum=36500,
+    )
+    part_size: int = setting(
+        8 * 1024 * 1024,
+        "Bytes per part of a multipart upload (also the single-PUT limit), raised for an object "
+        "that would need over 10,000 parts. Two parts are in flight per upload: memory per "
+        "upload is several times this (measured: about 70 MB for 8 MiB).",
+        minimum=5 * 1024 * 1024,
+        maximum=512 * 1024 * 1024,
+    )
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """[store]: the write-once blob store."""
 
+    backend: str = setting(
+        "file",
+        "Where originals are kept: `file` (the folder `root`) or `s3` (an S3 bucket with "
+        "Object Lock, [store.s3]).",
+        choices=("file", "s3"),
+    )
     root: Path = setting(Path("vault"), "Blob store root (objects/, tmp/); one file system.")
     quarantine: Path = setting(
         Path("quarantine"), "Where refused dock files are moved, per dock, with a reason file."
     )
+    s3: S3StoreConfig = setting(factory=S3StoreConfig, doc="The S3 blob store.")
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,14 @@ class PathResolver(Protocol):
 
 def open_storage(cfg: StorageConfig, db: Db) -> Storage:
     """The one factory (module docstring). ``db``: a pool (or connection) for key rows.
-    ``ConfigError`` for a chunk size that is not a power of two from 4 KiB to 4 MiB."""
+    ``ConfigError`` for a chunk size that is not a power of two from 4 KiB to 4 MiB, and for
+    ``store.backend = "s3"`` until the service's parts use ``vault.s3store`` (never a silent
+    fallback to the file store)."""
+    if cfg.store.backend != "file":
+        raise ConfigError(
+            f"store.backend = {cfg.store.backend!r}: the S3 blob store (vault.s3store) is not "
+            'used by acquisition, content, scrub and backup yet; set store.backend = "file"'
+        )
     try:
         sealed_size(0, cfg.keys.chunk_size)
     except ValueError as exc:

@@ -69,6 +69,17 @@ def test_environment_overrides_typed_values(tmp_path: Path) -> None:
     assert cfg.database.dsn == "postgresql://x@h/db" and cfg.database.pool_size == 7
 
 
+def test_environment_overrides_reach_a_nested_table(tmp_path: Path) -> None:
+    p = write(tmp_path, "[store.s3]\nendpoint = 'http://127.0.0.1:7480'\nregion = 'eu'\n")
+    env = {"EVAULT_STORE_BACKEND": "s3", "EVAULT_STORE_S3_BUCKET": "footage"}
+    cfg = load(str(p), environ=env)
+    assert cfg.store.backend == "s3"
+    s3 = cfg.store.s3
+    assert (s3.endpoint, s3.region, s3.bucket) == ("http://127.0.0.1:7480", "eu", "footage")
+    with pytest.raises(ConfigError, match=r"store\.backend"):
+        load(str(p), environ={"EVAULT_STORE_BACKEND": "tape"})
+
+
 def test_environment_override_of_unknown_key_fails(tmp_path: Path) -> None:
     p = write(tmp_path, "")
     with pytest.raises(ConfigError, match=r"database\.colour"):
