@@ -15,6 +15,7 @@ from api import (
     metrics,
     metrics_disk,
     openapi,
+    routes_anchors,
     routes_cases,
     routes_docks,
     routes_evidence,
@@ -112,7 +113,9 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     )
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(scrub_ctx)
+    app.cleanup_ctx.append(routes_anchors.anchors_ctx)  # RFC 3161 time-stamps, if configured
     app.add_routes(routes_ledger.routes)
+    app.add_routes(routes_anchors.routes)
     app.add_routes(metrics.routes)
     # HTTP API (issue 6): content store and push acquirer, then the routes; the OpenAPI
     # document is built at startup and refuses to start with an undocumented route.

@@ -19,6 +19,7 @@ from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
 from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
+from vault.config_anchors import AnchorsConfig, check_anchors
 from vault.config_events import (
     EventsConfig,
     PublicityConfig,
@@ -106,6 +107,7 @@ class Config:
         factory=tuple, doc="Modules that receive events."
     )
     scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
+    anchors: AnchorsConfig = setting(factory=AnchorsConfig, doc="Outside anchors (RFC 3161).")
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -123,6 +125,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "publicity": PublicityConfig,
     "events": EventsConfig,
     "scrub": ScrubConfig,
+    "anchors": AnchorsConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
 
@@ -176,6 +179,7 @@ def load(
     cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
     _check_docks(cfg, str(path))
     check_subscribers(cfg.subscribers, str(path))
+    check_anchors(cfg.anchors, str(path))
     return cfg
 
 

@@ -6,7 +6,9 @@ Guarantees:
   principal may not see leave no trace in the package.
 - Commitment openings are disclosed only for evidence the principal may export (its acquisition
   metadata) and for the case being exported; every other commitment stays closed.
-- Every entry is proven against one checkpoint that includes them all; the package is written
+- Every entry is proven against one checkpoint that includes them all: the newest one with an
+  RFC 3161 time-stamp if that includes them all (the token goes in as ``timestamp.tsr``),
+  else the latest; the package is written
   to a temporary sibling and renamed into place (never over an existing path), and only then is
   an ``exported`` entry carrying the manifest's SHA-256 appended to the ledger.
 """
@@ -33,6 +35,7 @@ from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.report_html import ReportItem, render_report
+from vault.timestamps import anchored_checkpoint
 from vault.visibility import EvidenceQuery, list_evidence
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
@@ -41,6 +44,7 @@ from verify.package import (
     MANIFEST_PATH,
     MANIFEST_SIG_PATH,
     REPORT_PATH,
+    TIMESTAMP_PATH,
     VKEY_PATH,
     Manifest,
     PackageFile,
@@ -102,7 +106,13 @@ async def export_case(
     case = await audit.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
     plan = await _plan(ledger, actor, case_id, renditions)
     last = max(plan.entries, default=0)
-    cp = await ledger.checkpoint_covering(last)
+    # The newest checkpoint with an RFC 3161 time-stamp, when one covers every entry (and
+    # --since); else the latest checkpoint, without a time-stamp.
+    stamped = await anchored_checkpoint(db, last + 1)
+    newer = since is not None and open_checkpoint(since, ledger.verifier).size
+    if stamped is not None and newer and newer > stamped.checkpoint.size:
+        stamped = None
+    cp = stamped.checkpoint if stamped is not None else await ledger.checkpoint_covering(last)
     checkpoint = open_checkpoint(cp.note, ledger.verifier)
     consistency: dict[int, bytes] = {}
     if since is not None:
@@ -138,6 +148,9 @@ async def export_case(
         files=tuple(sorted((f for f, _ in plan.files), key=lambda f: f.path)),
         report=(REPORT_PATH, hashlib.sha256(report).hexdigest(), len(report)),
         consistency=tuple(sorted(consistency)),
+        timestamp=None
+        if stamped is None
+        else (TIMESTAMP_PATH, hashlib.sha256(stamped.token).hexdigest(), len(stamped.token)),
     )
     mbytes = manifest_bytes(manifest)
     members[MANIFEST_PATH] = mbytes
@@ -145,6 +158,8 @@ async def export_case(
     members[VKEY_PATH] = vkey_file_text(ledger.verifier).encode()
     members[CHECKPOINT_PATH] = cp.note.encode()
     members[REPORT_PATH] = report
+    if stamped is not None:
+        members[TIMESTAMP_PATH] = stamped.token
     blobs = {f.path: await content.open(sha) for f, sha in plan.files}
     try:
         await asyncio.to_thread(_write, out, members, blobs, as_zip)

@@ -27,6 +27,7 @@ from verify.errors import MalformedError
 from verify.note import Verifier, parse_vkey
 from verify.package_checks import verify_package
 from verify.report import EXIT_USAGE, VERDICT_LINES, render_text
+from verify.timestamp import load_tsa_certs
 
 __all__ = ["main"]
 
@@ -71,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT_FILE",
         help="a checkpoint seen before: require the package's to be consistent with it",
     )
+    p.add_argument(
+        "--tsa-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM file of the time-stamping authority's CA: check the checkpoint's RFC 3161 "
+        "time-stamp against it and print the attested time",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
     return p
 
@@ -114,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         verifier = _key(args)
         since = args.since.read_text("utf-8") if args.since is not None else None
+        tsa_ca = load_tsa_certs(args.tsa_ca.read_bytes()) if args.tsa_ca is not None else None
+        if tsa_ca == ():
+            raise _UsageError(f"{args.tsa_ca}: no certificate in it")
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except _UsageError as exc:
@@ -122,9 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MalformedError as exc:
+        print(f"evault-verify: error: --tsa-ca: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
     try:
-        report = verify_package(args.package, verifier, since=since, progress=progress)
+        report = verify_package(
+            args.package, verifier, since=since, progress=progress, tsa_ca=tsa_ca
+        )
     except OSError as exc:
         print(f"evault-verify: error: cannot open the package: {exc}", file=sys.stderr)
         return EXIT_USAGE
