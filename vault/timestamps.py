@@ -177,6 +177,8 @@ class Timestamper:
                     stored = 0
                     for cp in await self._due(conn):
                         stored += await self._stamp(conn, cp, post)
+                    if stored:
+                        await self._due(conn)  # the gauges, after what was stored
                     return stored
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", TIMESTAMP_LOCK)

@@ -4,7 +4,8 @@
 timeStamping) made with ``cryptography``; :class:`OpenSslTsa` serves
 ``application/timestamp-query`` POSTs by running OpenSSL's own TSA on each request, from a
 ``http.server`` thread. ``tsa.down = True`` makes it answer 503 (a TSA that is down) until set
-back; ``tsa.requests`` counts what it answered.
+back, ``tsa.hang = seconds`` makes it wait that long before answering (a TSA that hangs);
+``tsa.requests`` counts what it answered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +145,7 @@ class OpenSslTsa:
         assert OPENSSL is not None
         self.pki = pki
         self.down = False
+        self.hang = 0.0
         self.requests = 0
         self.refused = 0
         self.dir = Path(tempfile.mkdtemp(prefix="evault-tsa-"))
@@ -155,6 +158,8 @@ class OpenSslTsa:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if tsa.hang:
+                    time.sleep(tsa.hang)
                 if tsa.down or self.headers.get("Content-Type") != "application/timestamp-query":
                     tsa.refused += 1
                     self.send_response(503)
