@@ -68,7 +68,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     handlers = {
         **media.handlers(),
         **Resealer(storage, rt.db.pool).handlers(),
-        EXPORT: export_handler(rt.ledger, storage.content, exports_dir),
+        EXPORT: export_handler(rt.ledger, storage.content, exports_dir, cfg.anchors.export_wait),
     }
     runner = JobRunner(
         rt.db.pool,

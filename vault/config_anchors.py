@@ -51,9 +51,22 @@ class AnchorsConfig:
         300.0, "Longest wait between attempts while the TSA fails.", minimum=0.01, maximum=86400.0
     )
 
+    tsa_export_wait: float = setting(
+        10.0,
+        "Seconds an export waits for the time-stamp of the checkpoint its entries need (its "
+        "own access records are among them); past that the package goes without timestamp.tsr.",
+        minimum=0.0,
+        maximum=3600.0,
+    )
+
     @property
     def tsa_enabled(self) -> bool:
         return bool(self.tsa_url)
+
+    @property
+    def export_wait(self) -> float:
+        """What exports should wait for a time-stamp: 0 when the TSA is off."""
+        return self.tsa_export_wait if self.tsa_url else 0.0
 
 
 def check_anchors(cfg: AnchorsConfig, source: str) -> None:

@@ -35,7 +35,7 @@ from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.report_html import ReportItem, render_report
-from vault.timestamps import anchored_checkpoint
+from vault.timestamps import anchored_checkpoint, wait_anchored
 from vault.visibility import EvidenceQuery, list_evidence
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
@@ -95,8 +95,10 @@ async def export_case(
     renditions: Sequence[str] = (),
     as_zip: bool = False,
     since: str | None = None,
+    timestamp_wait: float = 0.0,
 ) -> ExportResult:
-    """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``)."""
+    """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``);
+    ``timestamp_wait``: seconds to wait for a time-stamped checkpoint covering the entries."""
     bad = sorted(set(renditions) - set(RENDITION_KINDS))
     if bad:
         raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
@@ -109,6 +111,9 @@ async def export_case(
     # The newest checkpoint with an RFC 3161 time-stamp, when one covers every entry (and
     # --since); else the latest checkpoint, without a time-stamp.
     stamped = await anchored_checkpoint(db, last + 1)
+    if stamped is None and timestamp_wait > 0:
+        await ledger.checkpoint_covering(last)  # signed now, so the time-stamper can stamp it
+        stamped = await wait_anchored(db, last + 1, timestamp_wait)
     newer = since is not None and open_checkpoint(since, ledger.verifier).size
     if stamped is not None and newer and newer > stamped.checkpoint.size:
         stamped = None

@@ -27,8 +27,11 @@ def package_path(exports_dir: Path, job_id: int, attempt: int) -> Path:
     return exports_dir / f"export-{job_id}-{attempt}.zip"
 
 
-def export_handler(ledger: Ledger, content: ContentStore, exports_dir: Path) -> Handler:
-    """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions)."""
+def export_handler(
+    ledger: Ledger, content: ContentStore, exports_dir: Path, timestamp_wait: float = 0.0
+) -> Handler:
+    """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions);
+    ``timestamp_wait`` as for :func:`vault.export.export_case`."""
 
     async def run(job: Job) -> Mapping[str, Any]:
         case_id = str(job.payload["case_id"])
@@ -37,7 +40,14 @@ def export_handler(ledger: Ledger, content: ContentStore, exports_dir: Path) -> 
             actor = await principals.load(ledger.pool, str(job.payload["requested_by"]))
             out = package_path(exports_dir, job.id, job.attempt)
             result = await export_case(
-                ledger, content, actor, case_id, out, renditions=kinds, as_zip=True
+                ledger,
+                content,
+                actor,
+                case_id,
+                out,
+                renditions=kinds,
+                as_zip=True,
+                timestamp_wait=timestamp_wait,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

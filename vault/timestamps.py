@@ -47,6 +47,7 @@ __all__ = [
     "Timestamper",
     "anchored_checkpoint",
     "timestamp_of",
+    "wait_anchored",
 ]
 
 TIMESTAMP_LOCK = 0x65767473  # "evts"
@@ -98,6 +99,17 @@ async def anchored_checkpoint(db: Db, min_size: int) -> StampedCheckpoint | None
         return None
     cp = SignedCheckpoint(row["size"], bytes(row["root"]), row["note"])
     return StampedCheckpoint(cp, bytes(row["token"]))
+
+
+async def wait_anchored(db: Db, min_size: int, limit: float) -> StampedCheckpoint | None:
+    """:func:`anchored_checkpoint`, waiting up to ``limit`` seconds for one to be stored."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        found = await anchored_checkpoint(db, min_size)
+        if found is not None or loop.time() >= deadline:
+            return found
+        await asyncio.sleep(0.1)
 
 
 class TsaFailed(Exception):
