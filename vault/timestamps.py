@@ -184,6 +184,7 @@ class Timestamper:
         try:
             async with self._pool.acquire() as conn:
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", TIMESTAMP_LOCK):
+                    LAG.set(0.0)  # another process stamps and reports the lag
                     return 0
                 try:
                     stored = 0

@@ -37,7 +37,11 @@ exit status:
   1  TAMPERED    已被篡改  something differs from what the log recorded (named in the report)
   2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key)
   3  MALFORMED   格式无效  not a package in the exact format, or a needed proof is missing
-  4  usage or I/O error (bad arguments, unreadable key, --since or package path)
+  4  usage or I/O error (bad arguments, unreadable key, --since, --tsa-ca or package path)
+
+With --tsa-ca, the package's RFC 3161 time-stamp (timestamp.tsr) must verify against that CA
+and be for the package's checkpoint; its attested time is printed. An edited token or one for
+another checkpoint is TAMPERED, one not from that TSA (or from an expired certificate) WRONG KEY.
 
 The key must come from a trusted source (not from the package): a vkey looks like
   example.org/log+1a2b3c4d+AeWv...=

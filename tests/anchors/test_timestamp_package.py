@@ -258,3 +258,29 @@ def test_tsa_down_stalls_nothing_else_and_tokens_catch_up(world: Anchored) -> No
         r = w.call("GET", f"/ledger/timestamp/{s}")
         assert r.status in (200, 404)  # only sizes that were checkpointed have one
     assert w.call("GET", f"/ledger/timestamp/{want}").status == 200
+
+
+# -- the single-file verifier, in a venv that has only cryptography ------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import build_verifier  # noqa: E402
+from test_verify_cli_pyz import fresh_python  # noqa: E402, F401 - a fixture
+
+
+def test_single_file_verifier_checks_the_time_stamp_with_cryptography_alone(
+    world: Anchored,
+    fresh_python: Path,  # noqa: F811
+) -> None:
+    pyz = build_verifier.build(world.tmp / "evault-verify.pyz")
+    for ca, want in ((world.pki.ca_file, 0), (make_pki(world.tmp / "f2", name="F2").ca_file, 2)):
+        out = subprocess.run(
+            [str(fresh_python), str(pyz), str(world.package), "--vkey", world.vkey,
+             "--tsa-ca", str(ca)],
+            capture_output=True, text=True, timeout=120, cwd=world.tmp,
+        )  # fmt: skip
+        assert out.returncode == want, out.stdout + out.stderr
+        if want == 0:
+            assert "RFC 3161 time-stamp checked ✓" in out.stdout
+        else:
+            assert "the time-stamp is not by the TSA given" in out.stdout
