@@ -159,6 +159,13 @@ def load_tsa_certs(pem: bytes) -> tuple[x509.Certificate, ...]:
 
 def parse_timestamp(data: bytes) -> TimeStamp:
     """Parse a TimeStampResp (status granted) or a bare TimeStampToken; MalformedError if not."""
+    try:
+        return _parse(data)
+    except (IndexError, ValueError, TypeError) as exc:  # a field missing or of the wrong shape
+        raise MalformedError(f"time-stamp: unexpected structure: {exc}") from exc
+
+
+def _parse(data: bytes) -> TimeStamp:
     if len(data) > MAX_TOKEN_BYTES:
         raise MalformedError(f"time-stamp is {len(data)} bytes, at most {MAX_TOKEN_BYTES}")
     top = parse(data, "time-stamp").seq("TimeStampResp")
@@ -193,7 +200,7 @@ def _signed_data(sd: list[Node]) -> TimeStamp:
             if c.tag == SEQUENCE:
                 try:
                     certs.append(x509.load_der_x509_certificate(c.raw))
-                except ValueError as exc:
+                except (ValueError, x509.InvalidVersion) as exc:
                     raise MalformedError(f"a certificate in the token: {exc}") from exc
     if rest and rest[0].tag == context(1):
         rest.pop(0)  # CRLs: not used
@@ -408,9 +415,12 @@ def verify_timestamp(
             f"the token time-stamps {ts.imprint.hex()} ({ts.hash_oid}), not this checkpoint: "
             f"SHA-256 of its body is {want.hex()}"
         )
-    cert = ts.signer(cas)
-    _check_signature(ts, cert)
-    _check_chain(ts, cert, cas)
+    try:
+        cert = ts.signer(cas)
+        _check_signature(ts, cert)
+        _check_chain(ts, cert, cas)
+    except (IndexError, ValueError, TypeError, UnsupportedAlgorithm) as exc:  # hostile certs
+        raise MalformedError(f"time-stamp: unexpected content: {exc}") from exc
     return ts
 
 
@@ -420,3 +430,5 @@ def tsa_name(ts: TimeStamp, cas: tuple[x509.Certificate, ...] = ()) -> str:
         return ts.signer(cas).subject.rfc4514_string()
     except UntrustedTsa:
         return "(signer certificate not included)"
+    except (ValueError, TypeError):
+        return "(signer certificate unreadable)"

@@ -20,6 +20,7 @@ from verify.errors import MalformedError
 from verify.note import Signer, parse_note, sign_note
 from verify.timestamp import (
     ImprintMismatch,
+    TimeStamp,
     TimestampSignatureError,
     UntrustedTsa,
     checkpoint_imprint,
@@ -178,3 +179,62 @@ def test_der_round_trip_and_strictness() -> None:
         asn1.parse(b"\x02\x02\x00\x01").integer("n")  # not minimal
     long = asn1.tlv(asn1.OCTET_STRING, b"x" * 300)
     assert asn1.parse(long).octets("o") == b"x" * 300
+
+
+def test_hostile_tokens_raise_only_verification_errors(tsa: OpenSslTsa, pki: Pki) -> None:
+    """Truncated, bit-flipped and spliced tokens: a verdict (a VerificationError), never a
+    crash of the verifier."""
+    import random
+
+    from verify.errors import VerificationError
+
+    cp = note(5)
+    token = stamp(tsa, cp)
+    trusted = cas(pki)
+    rng = random.Random(3163)
+    variants = [token[:n] for n in range(0, len(token), 7)]
+    for _ in range(400):
+        b = bytearray(token)
+        for _ in range(rng.randint(1, 3)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        variants.append(bytes(b))
+    for _ in range(100):
+        a, c = sorted(rng.sample(range(len(token)), 2))
+        variants.append(token[:a] + token[c:])
+    outcomes: dict[str, int] = {}
+    for v in variants:
+        try:
+            verify_timestamp(v, cp, trusted)
+            kind = "ok"
+        except VerificationError as exc:
+            kind = type(exc).__name__
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert outcomes.get("ok", 0) <= 5, outcomes  # flips in unsigned, unused bytes only
+    assert outcomes["MalformedError"] and outcomes["TimestampSignatureError"], outcomes
+
+
+def test_attack_no_single_byte_edit_changes_what_is_attested(tsa: OpenSslTsa, pki: Pki) -> None:
+    """Every byte of a token set to 0x00, 0xff or flipped: either refused, or (in unsigned
+    framing such as the digestAlgorithms set) the attested time, serial, policy, imprint,
+    nonce and signer are exactly the original's."""
+    from verify.errors import VerificationError
+
+    cp = note(5)
+    token = stamp(tsa, cp)
+    trusted = cas(pki)
+    ref = verify_timestamp(token, cp, trusted)
+
+    def attested(t: TimeStamp) -> tuple[object, ...]:
+        return (t.gen_time, t.serial, t.policy, t.imprint, t.nonce, t.content, t.signer(trusted))
+
+    accepted = 0
+    for i in range(len(token)):
+        for v in {0x00, 0xFF, token[i] ^ 1} - {token[i]}:
+            edited = token[:i] + bytes([v]) + token[i + 1 :]
+            try:
+                ts = verify_timestamp(edited, cp, trusted)
+            except VerificationError:
+                continue
+            accepted += 1
+            assert attested(ts) == attested(ref), f"byte {i} set to {v:#x} changed the token"
+    assert accepted < len(token) // 20
