@@ -35,7 +35,7 @@ from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.report_html import ReportItem, render_report
-from vault.timestamps import anchored_checkpoint, wait_anchored
+from vault.timestamps import anchored_checkpoint, stated_time, wait_anchored
 from vault.visibility import EvidenceQuery, list_evidence
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
@@ -141,6 +141,7 @@ async def export_case(
         root_hex=checkpoint.root_hash.hex(),
         vkey=ledger.signer.vkey,
         items=plan.items,
+        timestamp=None if stamped is None else stated_time(stamped.token),
     ).encode()
     manifest = Manifest(
         origin=checkpoint.origin,

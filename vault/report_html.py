@@ -73,6 +73,18 @@ def _timeline(item: ReportItem) -> str:
     return "".join(rows)
 
 
+def _timestamp_row(timestamp: tuple[str, str] | None) -> str:
+    if timestamp is None:
+        return ""
+    when, tsa = timestamp
+    return (
+        f"<tr><th>可信时间戳 Time-stamp (RFC 3161)</th><td>{_e(when)} — {_e(tsa)}<br>"
+        "检查点最晚于此时已存在；用 <code>evault-verify --tsa-ca TSA-CA.pem</code> 核验。"
+        " The checkpoint existed by then; check with <code>evault-verify --tsa-ca TSA-CA.pem"
+        "</code> (timestamp.tsr).</td></tr>\n"
+    )
+
+
 def render_report(
     *,
     case_id: str,
@@ -83,8 +95,10 @@ def render_report(
     root_hex: str,
     vkey: str,
     items: list[ReportItem],
+    timestamp: tuple[str, str] | None = None,
 ) -> str:
-    """The whole report as one self-contained HTML page (no scripts, no external assets)."""
+    """The whole report as one self-contained HTML page (no scripts, no external assets);
+    ``timestamp``: the (time, TSA name) the checkpoint's RFC 3161 token states, if any."""
     sections = []
     for item in items:
         files = "".join(
@@ -124,7 +138,7 @@ text-align:left;vertical-align:top}}code{{word-break:break-all}}</style></head><
 <tr><th>导出人 Exported by</th><td>{_e(exported_by)}</td></tr>
 <tr><th>导出时间 Exported at</th><td>{_e(exported_at)}</td></tr>
 <tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root <code>{_e(root_hex)}</code></td></tr>
-</table>
+{_timestamp_row(timestamp)}</table>
 <h2>如何独立验证 How to verify independently</h2>
 <p>从可信渠道（而非本包）获得日志公钥，然后运行：<br>
 Obtain the log's public key through a trusted channel (not from this package), then run:</p>

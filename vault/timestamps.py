@@ -40,12 +40,19 @@ from vault.config_anchors import AnchorsConfig
 from vault.db import Conn, Db
 from vault.ledger import SignedCheckpoint
 from verify.errors import VerificationError
-from verify.timestamp import checkpoint_imprint, timestamp_request, tsa_name, verify_timestamp
+from verify.timestamp import (
+    checkpoint_imprint,
+    parse_timestamp,
+    timestamp_request,
+    tsa_name,
+    verify_timestamp,
+)
 
 __all__ = [
     "StampedCheckpoint",
     "Timestamper",
     "anchored_checkpoint",
+    "stated_time",
     "timestamp_of",
     "wait_anchored",
 ]
@@ -99,6 +106,16 @@ async def anchored_checkpoint(db: Db, min_size: int) -> StampedCheckpoint | None
         return None
     cp = SignedCheckpoint(row["size"], bytes(row["root"]), row["note"])
     return StampedCheckpoint(cp, bytes(row["token"]))
+
+
+def stated_time(token: bytes) -> tuple[str, str] | None:
+    """(time, TSA name) a stored token states, for people (``report.html``); None if it does
+    not parse. Not a verification: evault-verify --tsa-ca is."""
+    try:
+        ts = parse_timestamp(token)
+    except VerificationError:
+        return None
+    return ts.gen_time.isoformat().replace("+00:00", "Z"), tsa_name(ts)
 
 
 async def wait_anchored(db: Db, min_size: int, limit: float) -> StampedCheckpoint | None:

@@ -168,6 +168,8 @@ def test_package_time_stamp_verifies_and_prints_the_attested_time(world: Anchore
     code, out = evault_verify(world, world.package, "--tsa-ca", str(world.pki.ca_file), "--json")
     report = json.loads(out)
     assert report["timestamp"]["checked"] is True and report["verdict"] == "ok"
+    html = (world.package / "report.html").read_text()
+    assert f"{report['timestamp']['time']} — CN=Test TSA,O=Test Bureau,C=CN" in html
 
 
 def test_without_tsa_ca_the_time_stamp_is_shown_as_not_checked(world: Anchored) -> None:
