@@ -14,7 +14,8 @@ Guarantees:
   refusing, or answering with a token that does not verify) is retried with exponential
   backoff (``tsa_retry_seconds`` doubling up to ``tsa_retry_max_seconds``); checkpoints signed
   meanwhile are stamped oldest first once it answers again (every one with
-  ``tsa_interval = 0``, else the latest).
+  ``tsa_interval = 0``, else the latest). On a ledger that has no time-stamp yet, stamping
+  starts with its latest checkpoint (earlier ones stay without).
 - ``evault_anchor_timestamp_lag_seconds`` is the age of the oldest signed checkpoint not yet
   covered by a time-stamp (0 when all are): the alarm when tokens fall behind.
 - One process stamps at a time (a PostgreSQL advisory lock, tried, never waited for).
