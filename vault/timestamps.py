@@ -213,8 +213,8 @@ class Timestamper:
                     return stored
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", TIMESTAMP_LOCK)
-        except (asyncpg.PostgresError, OSError) as exc:
-            raise TsaFailed("database", f"time-stamps: database: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise TsaFailed("database", f"time-stamps: database: {exc!r}") from exc
 
     async def _stamp(self, conn: Conn, cp: SignedCheckpoint, post: Post) -> int:
         imprint = checkpoint_imprint(cp.note)
@@ -289,5 +289,5 @@ class Timestamper:
         try:
             async with self._pool.acquire() as conn:
                 await self._due(conn)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("time-stamps: database: %s", exc)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            log.warning("time-stamps: database: %r", exc)

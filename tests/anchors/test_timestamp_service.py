@@ -228,3 +228,28 @@ async def test_attack_timestamps_are_append_only(
     with pytest.raises(ImprintMismatch):
         verify_timestamp(token, note, cas)
     assert issubclass(ImprintMismatch, VerificationError)
+
+
+async def test_two_processes_stamp_each_checkpoint_once(
+    vault: Ledger, tsa: OpenSslTsa, pki: Pki
+) -> None:
+    """Every serve process may run a time-stamper: the advisory lock lets one ask at a time,
+    so each checkpoint costs one request to the TSA."""
+    cas = load_tsa_certs(pki.ca_file.read_bytes())
+    await grow(vault)
+    stampers = [Timestamper(vault.pool, config(tsa), cas, poll=0.01) for _ in range(2)]
+    for s in stampers:
+        s.start()
+    try:
+        await wait_stamped(vault, 0)
+        for _ in range(5):
+            await grow(vault)
+            await asyncio.sleep(0.05)
+        await wait_stamped(vault, 0)
+        await asyncio.sleep(0.2)
+    finally:
+        for s in stampers:
+            await s.stop()
+    cps, ts = await sizes(vault)
+    assert cps == ts == [1, 2, 3, 4, 5, 6]
+    assert tsa.requests == len(ts)
