@@ -59,31 +59,12 @@ from verify.merkle import HASH_SIZE
 from verify.note import Signer, Verifier, sign_note
 
 __all__ = [
-    "CHECKPOINT_PATH",
-    "FILE_KINDS",
-    "FORMAT",
-    "MANIFEST_PATH",
-    "MANIFEST_SIG_HEADER",
-    "MANIFEST_SIG_PATH",
-    "REPORT_PATH",
-    "TIMESTAMP_PATH",
-    "VKEY_PATH",
-    "Manifest",
-    "PackageFile",
-    "Source",
-    "consistency_path",
-    "entry_path",
-    "format_consistency_proof",
-    "format_openings",
-    "manifest_bytes",
-    "manifest_sig_text",
-    "opening_path",
-    "parse_consistency_proof",
-    "parse_manifest",
-    "parse_openings",
-    "proof_path",
-    "sign_manifest",
-    "vkey_file_text",
+    "CHECKPOINT_PATH", "FILE_KINDS", "FORMAT", "MANIFEST_PATH", "MANIFEST_SIG_HEADER",
+    "MANIFEST_SIG_PATH", "REPORT_PATH", "TIMESTAMP_PATH", "VKEY_PATH", "Manifest",
+    "PackageFile", "Source", "consistency_path", "entry_path", "format_consistency_proof",
+    "format_openings", "manifest_bytes", "manifest_sig_text", "opening_path",
+    "parse_consistency_proof", "parse_manifest", "parse_openings", "proof_path",
+    "sign_manifest", "vkey_file_text",
 ]  # fmt: skip
 
 FORMAT = "evidence-vault-package/1"
