@@ -16,6 +16,7 @@ from typing import Any
 
 from api import (
     cmd_access,
+    cmd_anchors,
     cmd_backup,
     cmd_demo,
     cmd_export,
@@ -33,6 +34,7 @@ from vault.errors import EvaultError
 COMMAND_MODULES = [
     cmd_setup,
     cmd_ledger,
+    cmd_anchors,
     cmd_access,
     cmd_ingest,
     cmd_export,

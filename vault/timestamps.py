@@ -40,7 +40,9 @@ from vault.background import Background
 from vault.config_anchors import AnchorsConfig
 from vault.db import Conn, Db
 from vault.ledger import SignedCheckpoint
+from verify.checkpoint import open_checkpoint
 from verify.errors import VerificationError
+from verify.note import Verifier
 from verify.timestamp import (
     checkpoint_imprint,
     parse_timestamp,
@@ -51,8 +53,11 @@ from verify.timestamp import (
 
 __all__ = [
     "StampedCheckpoint",
+    "StoredTimestamp",
     "Timestamper",
     "anchored_checkpoint",
+    "check_timestamps",
+    "list_timestamps",
     "stated_time",
     "timestamp_of",
     "wait_anchored",
@@ -128,6 +133,51 @@ async def wait_anchored(db: Db, min_size: int, limit: float) -> StampedCheckpoin
         if found is not None or loop.time() >= deadline:
             return found
         await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class StoredTimestamp:
+    """One row of ``ledger_timestamps`` as listed by ``evault timestamps``."""
+
+    size: int
+    gen_time: dt.datetime
+    tsa: str
+
+
+async def list_timestamps(db: Db, limit: int) -> list[StoredTimestamp]:
+    """The newest ``limit`` stored time-stamps, newest first (as the table says: unverified)."""
+    rows = await db.fetch(
+        "SELECT size, gen_time, tsa FROM ledger_timestamps ORDER BY size DESC LIMIT $1", limit
+    )
+    return [StoredTimestamp(r["size"], r["gen_time"], r["tsa"]) for r in rows]
+
+
+async def check_timestamps(
+    pool: asyncpg.Pool[asyncpg.Record], verifier: Verifier, cas: tuple[x509.Certificate, ...]
+) -> tuple[int, list[str]]:
+    """Verify every stored token as evault-verify would, treating the database as hostile:
+    the checkpoint of its size must carry the log's signature, and the token must verify for
+    that checkpoint's body against ``cas``. Returns (tokens checked, problems)."""
+    problems: list[str] = []
+    checked = 0
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = conn.cursor(
+            "SELECT t.size, t.token, (SELECT note FROM ledger_checkpoints c"
+            " WHERE c.size = t.size ORDER BY id DESC LIMIT 1) AS note"
+            " FROM ledger_timestamps t ORDER BY t.size"
+        )
+        async for row in cursor:
+            checked += 1
+            size, note = row["size"], row["note"]
+            if note is None:
+                problems.append(f"time-stamp of size {size}: no checkpoint of that size")
+                continue
+            try:
+                open_checkpoint(note, verifier)
+                verify_timestamp(bytes(row["token"]), note, cas)
+            except VerificationError as exc:
+                problems.append(f"time-stamp of size {size}: {exc}")
+    return checked, problems
 
 
 class TsaFailed(Exception):

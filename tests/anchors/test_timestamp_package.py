@@ -286,3 +286,47 @@ def test_single_file_verifier_checks_the_time_stamp_with_cryptography_alone(
             assert "RFC 3161 time-stamp checked ✓" in out.stdout
         else:
             assert "the time-stamp is not by the TSA given" in out.stdout
+
+
+# -- last: tampers with the database of the shared service ----------------------------------
+
+
+def test_cli_lists_and_checks_stored_tokens_then_names_a_moved_one(world: Anchored) -> None:
+    import asyncio
+
+    import asyncpg
+
+    svc = world.w.svc
+    listed = svc.evault("timestamps", "--limit", "3").stdout.splitlines()
+    assert len(listed) == 3 and all(
+        line.endswith("CN=Test TSA,O=Test Bureau,C=CN") for line in listed
+    )
+    out = svc.evault("timestamps", "--check")
+    assert re.fullmatch(r"(\d+) time-stamps checked, 0 failed\n", out.stdout), out.stdout
+    newest, older = (int(line.split("\t")[0]) for line in listed[:2])
+
+    async def move() -> None:  # a superuser serves an older token as the newest one's
+        conn = await asyncpg.connect(svc.env["EVAULT_DATABASE_DSN"])
+        try:
+            await conn.execute("ALTER TABLE ledger_timestamps DISABLE TRIGGER ALL")
+            await conn.execute(
+                "UPDATE ledger_timestamps SET token = (SELECT token FROM ledger_timestamps"
+                " WHERE size = $1) WHERE size = $2",
+                older,
+                newest,
+            )
+            for trigger in ("append_only", "no_truncate"):
+                await conn.execute(
+                    f"ALTER TABLE ledger_timestamps ENABLE ALWAYS TRIGGER ledger_timestamps_{trigger}"
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(move())
+    out = svc.evault("timestamps", "--check", check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"FAIL: time-stamp of size {newest}: the token time-stamps" in out.stdout
+    assert "1 failed" in out.stdout
+    foreign = make_pki(world.tmp / "f3", name="F3")
+    out = svc.evault("timestamps", "--check", "--tsa-ca", str(foreign.ca_file), check=False)
+    assert out.returncode == 1 and "is not a time-stamping certificate issued under" in out.stdout
