@@ -16,6 +16,7 @@ from api import (
     metrics_disk,
     openapi,
     problems,
+    routes_anchors,
     routes_cases,
     routes_docks,
     routes_evidence,
@@ -71,7 +72,13 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     handlers = {
         **media.handlers(),
         **Resealer(storage, rt.db.pool, mac=rt.mac).handlers(),
-        EXPORT: export_handler(rt.ledger, storage.content, exports_dir, cfg.export.timezone),
+        EXPORT: export_handler(
+            rt.ledger,
+            storage.content,
+            exports_dir,
+            cfg.export.timezone,
+            timestamp_wait=cfg.anchors.export_wait,
+        ),
     }
     runner = JobRunner(
         rt.db.pool,
@@ -117,7 +124,9 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     )
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(scrub_ctx)
+    app.cleanup_ctx.append(routes_anchors.anchors_ctx)  # RFC 3161 time-stamps, if configured
     app.add_routes(routes_ledger.routes)
+    app.add_routes(routes_anchors.routes)
     app.add_routes(metrics.routes)
     # HTTP API (issue 6): content store and push acquirer, then the routes; the OpenAPI
     # document is built at startup and refuses to start with an undocumented route.

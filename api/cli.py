@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("api.cmd_setup", "run the service (API, watchers, media workers, checkpointer)"),
     "config-reference": ("api.cmd_setup", "print every configuration key (Markdown)"),
     "ledger": ("api.cmd_ledger", "the Merkle ledger"),
+    "timestamps": (
+        "api.cmd_anchors",
+        "list the checkpoints' RFC 3161 time-stamps; --check verifies every one",
+    ),
     "principal": ("api.cmd_access", "people, docks and modules that may act"),
     "token": ("api.cmd_access", "bearer tokens for the API"),
     "case": ("api.cmd_access", "cases and their evidence"),

@@ -20,6 +20,7 @@ from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
 from vault.config import DatabaseConfig, ExportConfig, KeysConfig, LedgerConfig, StoreConfig
+from vault.config_anchors import AnchorsConfig, check_anchors
 from vault.config_events import (
     EventsConfig,
     PublicityConfig,
@@ -109,6 +110,7 @@ class Config:
     )
     scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
     export: ExportConfig = setting(factory=ExportConfig, doc="Case packages.")
+    anchors: AnchorsConfig = setting(factory=AnchorsConfig, doc="Outside anchors (RFC 3161).")
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -127,6 +129,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "events": EventsConfig,
     "scrub": ScrubConfig,
     "export": ExportConfig,
+    "anchors": AnchorsConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
 _NESTED_TABLES = {  # tables inside a section, reachable as EVAULT_<SECTION>_<TABLE>_<KEY>
@@ -194,6 +197,7 @@ def load(
     _check_docks(cfg, str(path))
     zone(cfg.export.timezone)  # ConfigError naming the key, at start rather than at export
     check_subscribers(cfg.subscribers, str(path))
+    check_anchors(cfg.anchors, str(path))
     return cfg
 
 

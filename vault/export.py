@@ -6,7 +6,9 @@ Guarantees:
   principal may not see leave no trace in the package.
 - Commitment openings are disclosed only for evidence the principal may export (its acquisition
   metadata) and for the case being exported; every other commitment stays closed.
-- Every entry is proven against one checkpoint that includes them all; the package is written
+- Every entry is proven against one checkpoint that includes them all: the newest one with an
+  RFC 3161 time-stamp if that includes them all (the token goes in as ``timestamp.tsr``),
+  else the latest; the package is written
   to a temporary sibling and renamed into place (never over an existing path), and only then is
   an ``exported`` entry carrying the manifest's SHA-256 appended to the ledger.
 - A package holds plaintext (also of footage stored encrypted): its files are created 0600 and
@@ -38,6 +40,7 @@ from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.report_html import DEFAULT_TIMEZONE, ReportItem, render_report
+from vault.timestamps import anchored_checkpoint, stated_time, wait_anchored
 from vault.visibility import EvidenceQuery, list_evidence
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
@@ -46,6 +49,7 @@ from verify.package import (
     MANIFEST_PATH,
     MANIFEST_SIG_PATH,
     REPORT_PATH,
+    TIMESTAMP_PATH,
     VKEY_PATH,
     Manifest,
     PackageFile,
@@ -97,9 +101,11 @@ async def export_case(
     as_zip: bool = False,
     since: str | None = None,
     timezone: str = DEFAULT_TIMEZONE,
+    timestamp_wait: float = 0.0,
 ) -> ExportResult:
     """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``);
-    ``report.html`` shows times in ``timezone`` (``export.timezone``)."""
+    ``report.html`` shows times in ``timezone`` (``export.timezone``); ``timestamp_wait``:
+    seconds to wait for a time-stamped checkpoint covering the entries."""
     bad = sorted(set(renditions) - set(RENDITION_KINDS))
     if bad:
         raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
@@ -109,7 +115,16 @@ async def export_case(
     case = await audit.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
     plan = await _plan(ledger, actor, case_id, renditions)
     last = max(plan.entries, default=0)
-    cp = await ledger.checkpoint_covering(last)
+    # The newest checkpoint with an RFC 3161 time-stamp, when one covers every entry (and
+    # --since); else the latest checkpoint, without a time-stamp.
+    stamped = await anchored_checkpoint(db, last + 1)
+    if stamped is None and timestamp_wait > 0:
+        await ledger.checkpoint_covering(last)  # signed now, so the time-stamper can stamp it
+        stamped = await wait_anchored(db, last + 1, timestamp_wait)
+    newer = since is not None and open_checkpoint(since, ledger.verifier).size
+    if stamped is not None and newer and newer > stamped.checkpoint.size:
+        stamped = None
+    cp = stamped.checkpoint if stamped is not None else await ledger.checkpoint_covering(last)
     checkpoint = open_checkpoint(cp.note, ledger.verifier)
     consistency: dict[int, bytes] = {}
     if since is not None:
@@ -134,6 +149,7 @@ async def export_case(
         vkey=ledger.signer.vkey,
         items=plan.items,
         timezone=timezone,
+        timestamp=None if stamped is None else stated_time(stamped.token),
     ).encode()
     manifest = Manifest(
         origin=checkpoint.origin,
@@ -146,6 +162,9 @@ async def export_case(
         files=tuple(sorted((f for f, _ in plan.files), key=lambda f: f.path)),
         report=(REPORT_PATH, hashlib.sha256(report).hexdigest(), len(report)),
         consistency=tuple(sorted(consistency)),
+        timestamp=None
+        if stamped is None
+        else (TIMESTAMP_PATH, hashlib.sha256(stamped.token).hexdigest(), len(stamped.token)),
     )
     mbytes = manifest_bytes(manifest)
     members[MANIFEST_PATH] = mbytes
@@ -153,6 +172,8 @@ async def export_case(
     members[VKEY_PATH] = vkey_file_text(ledger.verifier).encode()
     members[CHECKPOINT_PATH] = cp.note.encode()
     members[REPORT_PATH] = report
+    if stamped is not None:
+        members[TIMESTAMP_PATH] = stamped.token
     blobs = {f.path: await content.open(sha) for f, sha in plan.files}
     try:
         await asyncio.to_thread(_write, out, members, blobs, as_zip)

@@ -33,9 +33,12 @@ def export_handler(
     content: ContentStore,
     exports_dir: Path,
     timezone: str = DEFAULT_TIMEZONE,
+    *,
+    timestamp_wait: float = 0.0,
 ) -> Handler:
     """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions);
-    reports show times in ``timezone``."""
+    reports show times in ``timezone``; ``timestamp_wait`` as for
+    :func:`vault.export.export_case`."""
 
     async def run(job: Job) -> Mapping[str, Any]:
         case_id = str(job.payload["case_id"])
@@ -52,6 +55,7 @@ def export_handler(
                 renditions=kinds,
                 as_zip=True,
                 timezone=timezone,
+                timestamp_wait=timestamp_wait,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

@@ -109,6 +109,18 @@ def _timeline(item: ReportItem, tz: tzinfo) -> str:
     return "".join(rows)
 
 
+def _timestamp_row(timestamp: tuple[str, str] | None) -> str:
+    if timestamp is None:
+        return ""
+    when, tsa = timestamp
+    return (
+        f"<tr><th>可信时间戳 Time-stamp (RFC 3161)</th><td>{_e(when)} — {_e(tsa)}<br>"
+        "检查点最晚于此时已存在；用 <code>evault-verify --tsa-ca TSA-CA.pem</code> 核验。"
+        " The checkpoint existed by then; check with <code>evault-verify --tsa-ca TSA-CA.pem"
+        "</code> (timestamp.tsr).</td></tr>\n"
+    )
+
+
 def render_report(
     *,
     case_id: str,
@@ -120,9 +132,11 @@ def render_report(
     vkey: str,
     items: list[ReportItem],
     timezone: str = DEFAULT_TIMEZONE,
+    timestamp: tuple[str, str] | None = None,
 ) -> str:
     """The whole report as one self-contained HTML page (no scripts, no external assets);
-    times in ``timezone`` with their offset, the root in base64 (module docstring)."""
+    times in ``timezone`` with their offset, the root in base64 (module docstring);
+    ``timestamp``: the (time, TSA name) the checkpoint's RFC 3161 token states, if any."""
     tz = zone(timezone)
     exported = datetime.fromisoformat(exported_at.replace("Z", "+00:00"))
     zone_label = _e(_zone_label(tz, exported))
@@ -168,7 +182,7 @@ text-align:left;vertical-align:top}}code{{word-break:break-all}}</style></head><
 <tr><th>时区 Time zone</th><td>{zone_label}</td></tr>
 <tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root (base64, as evault-verify prints
 it) <code>{_e(b64encode(root_hash).decode())}</code></td></tr>
-</table>
+{_timestamp_row(timestamp)}</table>
 <h2>如何独立验证 How to verify independently</h2>
 <p>从可信渠道（而非本包）获得日志公钥，然后运行：<br>
 Obtain the log's public key through a trusted channel (not from this package), then run:</p>

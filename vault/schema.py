@@ -16,5 +16,6 @@ APPEND_ONLY_TABLES: frozenset[str] = frozenset(
         "label_history",
         "dispositions",
         "ledger_refs",
+        "ledger_timestamps",
     }
 )

@@ -32,8 +32,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from verify.errors import MalformedError
 from verify.report import EXIT_USAGE, VERDICT_LINES
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ exit status:
   2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key)
   3  MALFORMED   格式无效  not a package or artefact in the exact format, or a needed proof is
                           missing
-  4  usage or I/O error (bad arguments, unreadable key, --since, --entry or FILE path)
+  4  usage or I/O error (bad arguments, unreadable key, --since, --entry, --tsa-ca or FILE
+     path)
   5  a library evault-verify needs is missing (install it: python3 -m pip install cryptography)
 
 FILE may be:
@@ -127,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="CHECKPOINT_FILE",
         help="a checkpoint seen before: require the package's to be consistent with it",
+    )
+    p.add_argument(
+        "--tsa-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM file of the time-stamping authority's CA: check the checkpoint's RFC 3161 "
+        "time-stamp against it and print the attested time",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
     return p
@@ -206,8 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401 (needed below)
 
         from verify import artefacts, package  # noqa: F401
+        from verify.timestamp import load_tsa_certs
 
         verifier = _key(args)
+        tsa_ca = load_tsa_certs(args.tsa_ca.read_bytes()) if args.tsa_ca is not None else None
+        if tsa_ca == ():
+            raise _UsageError(f"{args.tsa_ca}: no certificate in it")
     except ModuleNotFoundError as exc:
         return _missing(exc)
     except _UsageError as exc:
@@ -215,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MalformedError as exc:
+        print(f"evault-verify: error: --tsa-ca: {exc}", file=sys.stderr)
         return EXIT_USAGE
     import zipfile
 
@@ -242,16 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _emit(artefacts.render_artefact_text(art))
         return art.exit_code
-    return _package(args, verifier, since)
+    return _package(args, verifier, since, tsa_ca)
 
 
-def _package(args: argparse.Namespace, verifier: Verifier, since: str | None) -> int:
+def _package(args: argparse.Namespace, verifier: Verifier, since: str | None, tsa_ca: Any) -> int:
     from verify.package_checks import verify_package as check
     from verify.report import render_text
 
     progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
     try:
-        report = check(args.package, verifier, since=since, progress=progress)
+        report = check(args.package, verifier, since=since, progress=progress, tsa_ca=tsa_ca)
     except OSError as exc:
         print(f"evault-verify: error: cannot open the package: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -12,6 +12,8 @@ A package is a folder, or a zip of its members (at the root, or all in one folde
     consistency/<m>.proof    :func:`format_consistency_proof`: from size m to checkpoint_size
     files/<sha256>.<ext>     originals and renditions; ext is [a-z0-9]{1,16}
     report.html              optional, for people (hash and size in the manifest)
+    timestamp.tsr            optional; RFC 3161 TimeStampResp (DER) of the checkpoint: its
+                             message imprint is SHA-256 of the checkpoint note's body
 
 ``<i>``/``<m>`` are decimals without leading zeros. Nothing else may be in a package. The
 manifest object has exactly the keys ``format`` (:data:`FORMAT`), ``origin``, ``case``
@@ -58,16 +60,16 @@ from verify.note import Signer, Verifier, sign_note
 
 __all__ = [
     "CHECKPOINT_PATH", "FILE_KINDS", "FORMAT", "MANIFEST_PATH", "MANIFEST_SIG_HEADER",
-    "MANIFEST_SIG_PATH", "REPORT_PATH", "VKEY_PATH", "Manifest", "PackageFile", "Source",
-    "consistency_path", "entry_path", "format_consistency_proof", "format_openings",
-    "manifest_bytes", "manifest_sig_text", "opening_path",
+    "MANIFEST_SIG_PATH", "REPORT_PATH", "TIMESTAMP_PATH", "VKEY_PATH", "Manifest",
+    "PackageFile", "Source", "consistency_path", "entry_path", "format_consistency_proof",
+    "format_openings", "manifest_bytes", "manifest_sig_text", "opening_path",
     "parse_consistency_proof", "parse_manifest", "parse_openings", "proof_path",
-    "sign_manifest",  "vkey_file_text",
+    "sign_manifest", "vkey_file_text",
 ]  # fmt: skip
 
 FORMAT = "evidence-vault-package/1"
 MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH = "manifest.json", "manifest.sig", "vkey"
-CHECKPOINT_PATH, REPORT_PATH = "checkpoint", "report.html"
+CHECKPOINT_PATH, REPORT_PATH, TIMESTAMP_PATH = "checkpoint", "report.html", "timestamp.tsr"
 MANIFEST_SIG_HEADER = "evidence-vault package manifest v1"
 FILE_KINDS = frozenset({"original", "proxy", "poster", "clip", "fingerprint"})
 MAX_MANIFEST_BYTES = 64 << 20
@@ -124,6 +126,7 @@ class Manifest:
     files: tuple[PackageFile, ...]
     report: tuple[str, str, int] | None = None
     consistency: tuple[int, ...] = ()
+    timestamp: tuple[str, str, int] | None = None  # (path, sha256, size) of timestamp.tsr
 
 
 def manifest_bytes(m: Manifest) -> bytes:
@@ -140,6 +143,8 @@ def manifest_bytes(m: Manifest) -> bytes:
     }
     if m.report is not None:
         obj["report"] = dict(zip(("path", "sha256", "size"), m.report, strict=True))
+    if m.timestamp is not None:
+        obj["timestamp"] = dict(zip(("path", "sha256", "size"), m.timestamp, strict=True))
     if m.consistency:
         obj["consistency"] = [
             {"from_size": s, "proof_path": consistency_path(s)} for s in m.consistency
@@ -177,7 +182,7 @@ def parse_manifest(data: bytes) -> Manifest:
         parse_canonical(data, max_bytes=MAX_MANIFEST_BYTES),
         {"format", "origin", "case", "exported_by", "exported_at", "checkpoint_size"}
         | {"entries", "files"},
-        {"report", "consistency"},
+        {"report", "consistency", "timestamp"},
         "manifest",
     )
     if o["format"] != FORMAT:
@@ -213,6 +218,16 @@ def parse_manifest(data: bytes) -> Manifest:
         if r["path"] != REPORT_PATH:
             raise MalformedError(f"manifest report path is not {REPORT_PATH!r}")
         report = (REPORT_PATH, _str(r["sha256"], "report.sha256", _HEX64), _int(r["size"], "size"))
+    stamp = None
+    if "timestamp" in o:
+        t = _keys(o["timestamp"], {"path", "sha256", "size"}, set(), "manifest timestamp")
+        if t["path"] != TIMESTAMP_PATH:
+            raise MalformedError(f"manifest timestamp path is not {TIMESTAMP_PATH!r}")
+        stamp = (
+            TIMESTAMP_PATH,
+            _str(t["sha256"], "timestamp.sha256", _HEX64),
+            _int(t["size"], "size"),
+        )
     cons: list[int] = []
     if not isinstance(o.get("consistency", []), list):
         raise MalformedError("manifest consistency is not a list")
@@ -236,6 +251,7 @@ def parse_manifest(data: bytes) -> Manifest:
         tuple(files),
         report,
         tuple(cons),
+        stamp,
     )
 
 

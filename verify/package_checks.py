@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from verify import package as pkg
 from verify.canonical import check_opening, parse_canonical
 from verify.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
@@ -37,6 +39,7 @@ from verify.package import (
     MANIFEST_PATH,
     MANIFEST_SIG_PATH,
     MAX_SMALL_BYTES,
+    TIMESTAMP_PATH,
     VKEY_PATH,
     Manifest,
     Source,
@@ -45,6 +48,7 @@ from verify.package import (
     opening_path,
     proof_path,
 )
+from verify.package_timestamp import check_timestamp
 from verify.report import EntryResult, FileResult, OpeningResult, PackageReport
 from verify.tlogproof import TlogProof, parse_tlog_proof
 
@@ -90,8 +94,15 @@ class _Checks:
     """One verification run: fills ``r`` from ``src``. Each step records findings and goes on,
     so one report names every problem, not just the first."""
 
-    def __init__(self, src: pkg.Source, verifier: Verifier, r: PackageReport) -> None:
+    def __init__(
+        self,
+        src: pkg.Source,
+        verifier: Verifier,
+        r: PackageReport,
+        tsa_ca: tuple[x509.Certificate, ...] | None = None,
+    ) -> None:
         self.src, self.v, self.r, self.bad = src, verifier, r, r.add
+        self.tsa_ca = tsa_ca
         self.cp: Checkpoint | None = None
         self.cp_text = ""
         self.entries: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
@@ -118,6 +129,7 @@ class _Checks:
         self.check_entries(m)
         self.check_openings(m)
         self.check_since(m, since)
+        check_timestamp(self.read, m, self.cp_text, self.tsa_ca, self.r)
         self.check_files(m, progress)
         expected = {MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH, CHECKPOINT_PATH}
         expected |= {f.path for f in m.files} | {consistency_path(s) for s in m.consistency}
@@ -125,6 +137,8 @@ class _Checks:
             expected |= {entry_path(i), proof_path(i), opening_path(i)}
         if m.report is not None:
             expected.add(m.report[0])
+        if m.timestamp is not None:
+            expected.add(TIMESTAMP_PATH)
         for name in sorted(self.src.sizes.keys() - expected):
             self.bad("unlisted", T, name, f"{name} is in the package but not in its manifest")
 
@@ -369,10 +383,11 @@ def run_checks(
     report: PackageReport,
     since: str | None,
     progress: Callable[[int, int], None] | None,
+    tsa_ca: tuple[x509.Certificate, ...] | None = None,
 ) -> None:
     """Fill ``report`` with everything that does (not) hold in ``src``; used by
     :func:`verify.package.verify_package`."""
-    _Checks(src, verifier, report).run(since, progress)
+    _Checks(src, verifier, report, tsa_ca).run(since, progress)
 
 
 def verify_package(
@@ -381,12 +396,15 @@ def verify_package(
     *,
     since: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tsa_ca: tuple[x509.Certificate, ...] | None = None,
 ) -> PackageReport:
     """Verify the package at ``path`` (a folder or a zip) against the trusted ``verifier``.
 
     ``since`` is the text of a checkpoint note seen before; ``progress(done, total)`` is
-    called with hashed byte counts, possibly from worker threads. Raises :class:`OSError` only
-    if ``path`` cannot be opened at all; everything else becomes a finding of the report.
+    called with hashed byte counts, possibly from worker threads; ``tsa_ca`` are the CA
+    certificates the package's time-stamp must chain to (None: not checked). Raises
+    :class:`OSError` only if ``path`` cannot be opened at all; everything else becomes a
+    finding of the report.
     """
     report = PackageReport(path=str(path))
     try:
@@ -403,7 +421,7 @@ def verify_package(
         )
         return report
     try:
-        run_checks(src, verifier, report, since, progress)
+        run_checks(src, verifier, report, since, progress, tsa_ca)
     finally:
         if src.zip is not None:
             src.zip.close()

@@ -23,7 +23,8 @@ exception: wrong-key, tampered or malformed); ``missing`` (tampered for listed i
 for manifest.json, manifest.sig, vkey, checkpoint), ``unlisted``, ``manifest-edited``,
 ``checkpoint-mismatch``, ``proof-index``, ``proof-checkpoint``, ``inclusion``,
 ``opening-mismatch``, ``opening-unknown-field``, ``file-size``, ``file-hash``,
-``file-unrecorded``, ``since-older``, ``since-fork`` (tampered).
+``file-unrecorded``, ``since-older``, ``since-fork`` (tampered); the ``timestamp-*`` codes
+of :mod:`verify.package_timestamp`.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class PackageReport:
     since_size: int | None = None
     since_ok: bool | None = None
     bytes_hashed: int = 0
+    timestamp: dict[str, Any] | None = None  # the checkpoint's RFC 3161 time-stamp, if any
 
     def add(self, code: str, severity: str, where: str, message: str) -> None:
         """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
@@ -186,6 +188,7 @@ class PackageReport:
             "exported_by": self.exported_by,
             "exported_at": self.exported_at,
             "since": {"size": self.since_size, "ok": self.since_ok},
+            "timestamp": self.timestamp,
             "counts": self.counts,
             "findings": [asdict(f) for f in self.findings],
             "files": [asdict(f) | {"ok": f.ok} for f in self.files],
@@ -211,6 +214,10 @@ def render_text(r: PackageReport) -> str:
             f"log      {r.origin}  checkpoint size {r.checkpoint_size}  root {r.checkpoint_root}"
             f"  {trust}"
         )
+    if r.timestamp is not None:
+        t = r.timestamp
+        how = "checked ✓ against --tsa-ca" if t["checked"] else "NOT checked (no --tsa-ca)"
+        out.append(f"time     {t['time']} by {t['tsa']}  RFC 3161 time-stamp {how}")
     if r.case_id is not None:
         out.append(f"case     {r.case_id}  label {r.case_label}")
         out.append(f"exported by {r.exported_by} at {r.exported_at}")

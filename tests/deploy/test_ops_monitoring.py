@@ -104,6 +104,7 @@ def test_rules_fire_on_sample_series(tmp_path: Path) -> None:
         (f'evault_disk_total_bytes{{{a},volume="store"}}', "100x40"),
         (f'evault_disk_free_bytes{{{a},volume="data"}}', "50x40"),
         (f'evault_disk_total_bytes{{{a},volume="data"}}', "100x40"),
+        (f"evault_anchor_timestamp_lag_seconds{{{a}}}", "0x5 4000x35"),
     ]
     base = {"job": "evidence-vault", "instance": "a"}
     cases = [
@@ -112,6 +113,8 @@ def test_rules_fire_on_sample_series(tmp_path: Path) -> None:
         (35, "EvaultAcquisitionStalled", [{"severity": "warning", **base, "dock": "stuck"}]),
         (15, "EvaultDiskLow", [{"severity": "warning", **base, "volume": "store"}]),
         (15, "EvaultMediaFailuresRising", []),
+        (5, "EvaultTimestampsBehind", []),
+        (20, "EvaultTimestampsBehind", [{"severity": "warning", "job": "evidence-vault"}]),
     ]
     test = {
         "rule_files": [str(tmp_path / "rules.json")],

@@ -1,0 +1,43 @@
+"""[anchors]: off by default; a TSA needs an http(s) URL and the CA file its tokens must chain to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.config import load
+from vault.errors import ConfigError
+
+
+def write(tmp: Path, text: str) -> Path:
+    p = tmp / "evault.toml"
+    p.write_text(text)
+    return p
+
+
+def test_off_by_default_and_exports_do_not_wait(tmp_path: Path) -> None:
+    cfg = load(str(write(tmp_path, "")), environ={})
+    assert not cfg.anchors.tsa_enabled and cfg.anchors.export_wait == 0.0
+
+
+def test_tsa_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "EVAULT_ANCHORS_TSA_URL": "https://tsa.example/tsr",
+        "EVAULT_ANCHORS_TSA_CA_FILE": "tsa.pem",
+    }
+    cfg = load(str(write(tmp_path, "")), environ=env)
+    assert cfg.anchors.tsa_enabled and cfg.anchors.export_wait == 10.0
+    assert cfg.anchors.tsa_interval == 0.0  # every checkpoint
+
+
+def test_tsa_without_its_ca_file_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, "[anchors]\ntsa_url = 'https://tsa.example/tsr'\n")
+    with pytest.raises(ConfigError, match=r"anchors\.tsa_ca_file is required"):
+        load(str(p), environ={})
+
+
+def test_tsa_url_must_be_http(tmp_path: Path) -> None:
+    p = write(tmp_path, "[anchors]\ntsa_url = 'ftp://tsa.example'\ntsa_ca_file = 'x.pem'\n")
+    with pytest.raises(ConfigError, match=r"anchors\.tsa_url: 'ftp://tsa.example' is not"):
+        load(str(p), environ={})
