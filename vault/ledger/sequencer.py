@@ -205,7 +205,7 @@ def _prepare_steps(
         end = min(len(datas), first + PREPARE_SLICE - (base_size + first) % PREPARE_SLICE)
         part = datas[first:end]
         hashes = leaf_hashes(part)
-        leaves += hashes
+        leaves.append(b"".join(hashes))  # a slice's hashes in one object, not 256 small ones
         touched.update(after.append(hashes))
         if copy is not None:
             copy += _copy_rows(base_size + first, kinds[first:end], part)
