@@ -187,7 +187,7 @@ _LIST_PARAMS = [
     query(
         "unlinked",
         "true: only items linked to no case the caller may see",
-        {"type": "string", "enum": ["true", "false"]},
+        {"type": "string", "enum": ["true", "false", "1", "0"]},
     ),
     query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
     query("cursor", "next_cursor of the previous page", _TEXT_PARAM),

@@ -203,7 +203,7 @@ def test_unlinked_footage_can_be_listed(world: World) -> None:
     assert all(i["cases"] == [] for i in r.json()["items"])
     everything = w.call("GET", "/v1/evidence", who="admin", params={"unlinked": "false"})
     assert len(everything.json()["items"]) == 4
-    assert w.call("GET", "/v1/evidence", who="admin", params={"unlinked": "1"}).status == 400
+    assert w.call("GET", "/v1/evidence", who="admin", params={"unlinked": "yes"}).status == 400
     # a reviewer (need-to-know) sees none of them: they are in none of its cases
     r = w.call("GET", "/v1/evidence", who="reviewer", params={"unlinked": "true"})
     assert r.json()["items"] == []
