@@ -30,7 +30,7 @@ from apibench.common import (
     PRIVATE,
     REVIEWER,
 )
-from vault import principals, tokens
+from vault import access_state, principals, tokens
 from vault.access import Role
 from vault.blobstore import BlobStore
 from vault.db import Conn
@@ -106,6 +106,12 @@ async def append_bulk(ledger: Ledger, entries: list[PreparedEntry], copies: Copi
             if table == "evidence":  # tagged as vault.evidence tags an acquisition
                 columns = [*columns, "category", "tag", "state_idx"]
                 records = [(*r, "ordinary", _tag(ledger, columns, r), r[0]) for r in records]
+            elif table in ("cases", "case_evidence_history"):  # tagged as vault.cases does
+                records = [
+                    (*r, access_state.tag(ledger.mac, table, dict(zip(columns, r, strict=True))))
+                    for r in records
+                ]
+                columns = [*columns, "tag"]
             await conn.copy_records_to_table(table, records=records, columns=columns)
 
     check_entry(entries[0])
