@@ -148,12 +148,7 @@ class MediaJobs:
     async def _unprocessable(self, src: _Source, code: str, reason: str) -> None:
         """Mark ``src`` unprocessable, count it per dock (``code``: probe or renditions) and
         warn: the original is kept, but nobody can play it until someone looks."""
-        dock = await self._ledger.pool.fetchval(
-            "UPDATE evidence SET media_status = 'unprocessable', media_reason = $2 WHERE id = $1"
-            " RETURNING dock_id",
-            src.evidence_id,
-            reason,
-        )
+        dock = await evrows.mark_unprocessable(self._ledger.pool, src.evidence_id, reason)
         MEDIA_JOBS.labels(PROCESS, "unprocessable").inc()
         DOCK_UNPROCESSABLE.labels(dock or "none", code).inc()
         log.warning(

@@ -215,14 +215,8 @@ def _warn_odd_arrival(dock_id: str, evidence_id: str, info: NameInfo, *, ahead: 
 
 def _offer_effect(evidence_id: str, dock_id: str, source_name: str, *, reoffer: bool) -> _Effect:
     async def effect(conn: Conn, indexes: list[int]) -> None:
-        await conn.execute(
-            "INSERT INTO evidence_offers (evidence_id, ledger_idx, dock_id, source_name, reoffer)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            uuid.UUID(evidence_id),
-            indexes[0],
-            dock_id,
-            source_name,
-            reoffer,
+        await evrows.record_offer(
+            conn, uuid.UUID(evidence_id), indexes[0], dock_id, source_name, reoffer=reoffer
         )
 
     return effect

@@ -1,4 +1,4 @@
-"""Working state of evidence rows: media status and probe, scrub marks.
+"""Working state of evidence rows: media status and probe, scrub marks; the offers log.
 
 None of these columns is bound by the row tag and none decides access or which bytes are
 served, so they change without a ledger entry and without re-tagging. Guarantees: these
@@ -23,6 +23,34 @@ async def set_media_status(
         evidence_id,
         status,
         reason,
+    )
+
+
+async def mark_unprocessable(db: Db, evidence_id: uuid.UUID, reason: str) -> str | None:
+    """Set the media status ``unprocessable`` with its reason; return the item's dock id (for
+    the per-dock count), or None for an item not from a dock or not found."""
+    dock: str | None = await db.fetchval(
+        "UPDATE evidence SET media_status = 'unprocessable', media_reason = $2 WHERE id = $1"
+        " RETURNING dock_id",
+        evidence_id,
+        reason,
+    )
+    return dock
+
+
+async def record_offer(
+    conn: Conn, evidence_id: uuid.UUID, ledger_idx: int, dock_id: str, source: str, *, reoffer: bool
+) -> None:
+    """Record one offer of a file (a first acquisition or a re-offer of content already held)
+    with its ledger entry ``ledger_idx``, inside that entry's transaction."""
+    await conn.execute(
+        "INSERT INTO evidence_offers (evidence_id, ledger_idx, dock_id, source_name, reoffer)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        evidence_id,
+        ledger_idx,
+        dock_id,
+        source,
+        reoffer,
     )
 
 
