@@ -84,6 +84,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy verify vault ingest api
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/check_sql.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
