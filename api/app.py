@@ -37,9 +37,9 @@ from api.readpath import read_ctx
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
-from vault.exportjobs import EXPORT, export_handler
 from vault.jobs import JobRunner
-from vault.reseal import Resealer
+from vault.review.exportjobs import EXPORT, export_handler
+from vault.storage.reseal import Resealer
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -55,7 +55,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     """Media workers: claim media jobs from PostgreSQL (any number of processes may run them),
-    and the re-encryption jobs that label changes queue (``vault.reseal``)."""
+    and the re-encryption jobs that label changes queue (``vault.storage.reseal``)."""
     if "media" not in app[PARTS]:
         yield
         return

@@ -5,9 +5,9 @@ Guarantees:
 - ``principal_of(request)`` returns the authenticated ``Principal`` or raises
   ``Unauthenticated`` (401 problem+json; ``auth_header_middleware`` adds
   ``WWW-Authenticate: Bearer``). A missing header, a malformed one, an unknown, expired or revoked
-  token and a token of a disabled principal all give the same response (``vault.tokens``).
+  token and a token of a disabled principal all give the same response (``vault.access.tokens``).
 - The result is cached on the request: at most one database lookup per request however many
-  times a handler asks, none when the process's ``TOKEN_CACHE`` answers (``vault.tokens``: a
+  times a handler asks, none when the process's ``TOKEN_CACHE`` answers (``vault.access.tokens``: a
   revoked or expired token, or a disabled principal, is refused at once).
   The token is never stored on the request, logged or echoed; only the principal id is kept
   (``principal_id_of``, for the access log).
@@ -26,9 +26,9 @@ from typing import Any
 from aiohttp import web
 
 from api.keys import RUNTIME, TOKEN_CACHE
-from vault import principals, tokens
-from vault.access import Principal, Role
+from vault.access import principals, tokens
 from vault.errors import BadRequest, NotFound, Unauthenticated
+from vault.policy.decide import Principal, Role
 
 __all__ = [
     "CHALLENGE",

@@ -5,7 +5,7 @@ configuration seeds at start) and goes through the same decisions, ledger entrie
 visibility filters as the API: a listing shows only what that principal may list, and an item
 it may not see is reported exactly like one that does not exist. A token is printed once,
 when it is created. ``evault adopt-access-state`` (no ``--as``: the host acts, with its key)
-tags the access rows an upgraded database holds from before row tags (``vault.access_adopt``).
+tags the access rows an upgraded database holds from before row tags (``vault.access.adopt``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ import asyncpg
 
 from api.config import Config
 from api.runtime import Runtime, open_runtime
-from vault import access_adopt, audit, cases, disposition, principals, tokens
-from vault.access import Principal
-from vault.labels import Caveat, Label, Level
-from vault.retention import RetentionPolicy
+from vault.access import adopt as access_adopt
+from vault.access import audit, principals, tokens
+from vault.cases import links as cases
+from vault.ops import disposition
+from vault.ops.retention import RetentionPolicy
+from vault.policy.decide import Principal
+from vault.policy.labels import Caveat, Label, Level
 
 
 def _add(sub: Any, name: str, help: str, func: Callable[..., Any]) -> Any:
@@ -279,7 +282,7 @@ async def retention_report(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def retention_run(args: argparse.Namespace, cfg: Config) -> int:
-    from vault.blobstore import BlobStore
+    from vault.storage.blobstore import BlobStore
 
     store = BlobStore(cfg.path(cfg.store.root))
     async with _acting(cfg, args) as (rt, actor):

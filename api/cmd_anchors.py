@@ -15,8 +15,8 @@ from typing import Any
 
 from api.config import Config
 from api.runtime import open_runtime
+from vault.anchors.timestamps import check_timestamps, list_timestamps
 from vault.errors import ConfigError
-from vault.timestamps import check_timestamps, list_timestamps
 from verify.errors import MalformedError
 from verify.timestamp import load_tsa_certs
 

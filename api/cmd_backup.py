@@ -1,4 +1,5 @@
-"""``evault backup --out DIR`` and ``evault restore DIR``: see ``vault.backup``, ``vault.restore``.
+"""``evault backup --out DIR`` and ``evault restore DIR``: see ``vault.ops.backup``,
+``vault.ops.restore``.
 
 Guarantees at this level: the signing key and the host MAC key (``ledger.mac_key_file``) enter a
 backup only with ``--with-key`` and then only encrypted under a passphrase read from
@@ -23,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from api.config import CONFIG_NAME, Config, default_toml, find_config_file, load
-from vault import backupfmt as fmt
-from vault.backup import BackupSource, backup
 from vault.errors import ConfigError, Conflict
-from vault.hostmac import HostMac, load_mac_key
-from vault.keys import load_signer
-from vault.restore import RestoreTarget, read_manifest, restore, verifier_of
+from vault.ledger.hostmac import HostMac, load_mac_key
+from vault.ledger.keys import load_signer
+from vault.ops import backupfmt as fmt
+from vault.ops.backup import BackupSource, backup
+from vault.ops.restore import RestoreTarget, read_manifest, restore, verifier_of
 from verify.note import Signer
 
 

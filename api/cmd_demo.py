@@ -40,13 +40,14 @@ from api.config import Config
 from api.runtime import Runtime, open_runtime
 from ingest.config import DockConfig
 from ingest.receipts import receipt_name
-from vault import cases, principals, tokens
 from vault import evidence as evrows
-from vault.access import Principal, Role
+from vault.access import principals, tokens
+from vault.cases import links as cases
 from vault.errors import ConfigError, NotFound, Unavailable
-from vault.export import export_case
-from vault.keys import load_signer
-from vault.labels import Label, Level
+from vault.ledger.keys import load_signer
+from vault.policy.decide import Principal, Role
+from vault.policy.labels import Label, Level
+from vault.review.export import export_case
 from verify.package_checks import verify_package
 from verify.report import VERDICT_LINES
 

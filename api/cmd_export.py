@@ -14,8 +14,8 @@ from typing import Any
 
 from api.config import Config
 from api.runtime import open_runtime
-from vault import principals
-from vault.export import RENDITION_KINDS, export_case
+from vault.access import principals
+from vault.review.export import RENDITION_KINDS, export_case
 
 
 def register(sub: Any) -> None:

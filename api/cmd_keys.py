@@ -14,9 +14,9 @@ from typing import Any
 
 from api.config import Config
 from api.runtime import open_runtime
-from vault import principals
-from vault.keystore_db import kek_usage, rotate_keys
-from vault.storage import open_kek_store
+from vault.access import principals
+from vault.storage.keystore_db import kek_usage, rotate_keys
+from vault.storage.storage import open_kek_store
 
 
 def register(sub: Any) -> None:

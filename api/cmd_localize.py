@@ -26,7 +26,7 @@ from ingest.localize import (
 )
 from ingest.media import Tools
 from ingest.mediajobs import media_limits
-from vault import principals
+from vault.access import principals
 from vault.errors import BadRequest
 from verify.errors import MalformedError
 from verify.note import parse_vkey

@@ -27,9 +27,9 @@ from aiohttp import web
 from api.config import Config
 from api.keys import PARTS, READINESS, RUNTIME
 from api.runtime import open_runtime
-from vault.scrub import ScrubBusy, run_scrub
-from vault.scrubmodel import ScrubReport
-from vault.scrubsched import ScrubScheduler
+from vault.ops.scrub import ScrubBusy, run_scrub
+from vault.ops.scrubmodel import ScrubReport
+from vault.ops.scrubsched import ScrubScheduler
 
 EPILOG = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 EXIT_BUSY = 3

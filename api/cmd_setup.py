@@ -21,10 +21,10 @@ from api.auth import client_ssl_context
 from api.config import Config, default_toml, find_config_file, load
 from api.configdoc import config_reference
 from api.keys import ALL_PARTS, RUNTIME
-from vault import principals, tokens
+from vault.access import principals, tokens
 from vault.errors import ConfigError
-from vault.hostmac import create_mac_key
-from vault.keys import create_signing_key, vkey_path
+from vault.ledger.hostmac import create_mac_key
+from vault.ledger.keys import create_signing_key, vkey_path
 
 log = logging.getLogger("evault.serve")
 

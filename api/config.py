@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
+from vault.anchors.config import AnchorsConfig, check_anchors
 from vault.config import DatabaseConfig, ExportConfig, KeysConfig, LedgerConfig, StoreConfig
-from vault.config_anchors import AnchorsConfig, check_anchors
 from vault.config_events import (
     EventsConfig,
     PublicityConfig,
@@ -29,8 +29,8 @@ from vault.config_events import (
     check_subscribers,
 )
 from vault.errors import ConfigError
-from vault.report_html import zone
-from vault.scrubmodel import ScrubConfig
+from vault.ops.scrubmodel import ScrubConfig
+from vault.review.report_html import zone
 from vault.settings import build, describe, setting, to_toml_value
 
 CONFIG_NAME = "evault.toml"

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from api.fairgate import FairGate
 from api.runtime import Runtime
-from vault.tokens import TokenCache
+from vault.access.tokens import TokenCache
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 # Named readiness probes: each returns "ok" or a short reason; /readyz reports them all.

@@ -16,9 +16,9 @@ Guarantees:
   connections first come, first served. On the 2-core bench with the embedded server, 4
   statements in flight served ~15% more lists per second than 8, with less PostgreSQL CPU
   per statement (8 backends contend with the service for the cores).
-- ``TOKEN_CACHE`` is this process's ``vault.tokens.TokenCache``, following
-  ``NOTIFY evault_auth`` on its own connection (``vault.tokens.follow_changes``); while that
-  connection is down the cache is bypassed. See ``vault.tokens`` for what it guarantees.
+- ``TOKEN_CACHE`` is this process's ``vault.access.tokens.TokenCache``, following
+  ``NOTIFY evault_auth`` on its own connection (``vault.access.tokens.follow_changes``); while that
+  connection is down the cache is bypassed. See ``vault.access.tokens`` for what it guarantees.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aiohttp import web
 
 from api.fairgate import FairGate
 from api.keys import READ_GATE, READ_POOL, RUNTIME, TOKEN_CACHE
-from vault.tokens import TokenCache, follow_changes
+from vault.access.tokens import TokenCache, follow_changes
 
 __all__ = ["read_ctx"]
 

@@ -7,8 +7,8 @@ Guarantees:
   ``application/timestamp-reply``) for the checkpoint of that size, resp. the latest
   checkpoint; 404 while it has none (yet). The message imprint is SHA-256 of the checkpoint
   note's body; ``evault-verify`` and ``openssl ts -verify`` check it.
-- :func:`anchors_ctx` runs the time-stamper (``vault.timestamps``) when ``anchors.tsa_url`` is
-  set; it reads the configured CA file at start (a missing or unreadable file fails the start).
+- :func:`anchors_ctx` runs the time-stamper (``vault.anchors.timestamps``) when ``anchors.tsa_url``
+  is set; it reads the configured CA file at start (a missing or unreadable file fails the start).
   A TSA that is down only delays its own tokens.
 """
 
@@ -23,8 +23,8 @@ from aiohttp import web
 from api import schemas as S
 from api.keys import READINESS, RUNTIME
 from api.openapi import content_response, operation, path
+from vault.anchors.timestamps import Timestamper, timestamp_of
 from vault.errors import ConfigError, NotFound
-from vault.timestamps import Timestamper, timestamp_of
 from verify.errors import MalformedError
 from verify.timestamp import load_tsa_certs
 

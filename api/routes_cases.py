@@ -1,6 +1,6 @@
 """Cases for the case system: create or update, list, show, link and unlink evidence.
 
-Guarantees (the rules themselves live in ``vault.cases`` and ``vault.access``):
+Guarantees (the rules themselves live in ``vault.cases.links`` and ``vault.policy.decide``):
 
 - ``PUT /v1/cases/{id}`` first checks the role: a caller none of whose roles may ``link``
   (only ``case_system`` and ``admin`` may) gets 403, recorded as denied, whatever the id, so
@@ -31,12 +31,13 @@ from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import int_param, summary_json
 from api.routes_jobs import json_object
-from vault import audit, cases
-from vault.access import ROLE_GRANTS, Action
-from vault.audit import authorize, case_row, case_target
+from vault.access import audit
+from vault.access.audit import authorize, case_row, case_target
+from vault.access.visibility import label_of
+from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
-from vault.labels import INTERNAL_LABEL, Label
-from vault.visibility import label_of
+from vault.policy.decide import ROLE_GRANTS, Action
+from vault.policy.labels import INTERNAL_LABEL, Label
 
 __all__ = ["routes"]
 

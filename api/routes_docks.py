@@ -36,10 +36,10 @@ from api.openapi import binary_body, define, header, json_response, operation, p
 from api.streaming import body_chunks
 from ingest.acquire import Acquirer
 from ingest.service import open_acquirer
-from vault import audit
-from vault.access import Action, Target
+from vault.access import audit
 from vault.errors import BadRequest, NotFound, TooLarge
-from vault.labels import PUBLIC_LABEL
+from vault.policy.decide import Action, Target
+from vault.policy.labels import PUBLIC_LABEL
 
 __all__ = ["ACQUIRER", "RECEIPT", "acquirer_ctx", "routes"]
 

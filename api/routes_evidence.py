@@ -11,11 +11,12 @@ Guarantees:
 - Content (``/v1/evidence/{id}/content``, ``/v1/renditions/{id}/content``) is decided and
   recorded in the ledger (``stream``, or ``download`` with ``?download=true``) BEFORE the object
   is opened or a byte is sent; if the decision cannot be recorded the request fails (503).
-  Bytes are read only through ``vault.content.ContentStore`` (plain or sealed objects alike);
-  Range, ETag and If-None-Match follow ``api.streaming``.
-- The bytes served are those of the verified row the decision was made on (``vault.serving``):
-  a row edited in the database is refused (422); evidence that scrub found failing is refused
-  (422 naming the failure) unless an auditor or admin asks with ``?integrity_override=true``.
+  Bytes are read only through ``vault.storage.content.ContentStore`` (plain or sealed objects
+  alike); Range, ETag and If-None-Match follow ``api.streaming``.
+- The bytes served are those of the verified row the decision was made on
+  (``vault.access.serving``): a row edited in the database is refused (422); evidence that scrub
+  found failing is refused (422 naming the failure) unless an auditor or admin asks with
+  ``?integrity_override=true``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,8 @@ from api.keys import READ_GATE, READ_POOL, RUNTIME
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
 from vault import evidence as evrows
-from vault.access import Action
-from vault.content import ContentStore
-from vault.errors import BadRequest, NotFound
-from vault.labels import Caveat, Label, Level
-from vault.serving import evidence_bytes, rendition_bytes
-from vault.visibility import (
+from vault.access.serving import evidence_bytes, rendition_bytes
+from vault.access.visibility import (
     EvidenceQuery,
     EvidenceSummary,
     get_evidence,
@@ -45,6 +42,10 @@ from vault.visibility import (
     list_evidence,
     visible_renditions,
 )
+from vault.errors import BadRequest, NotFound
+from vault.policy.decide import Action
+from vault.policy.labels import Caveat, Label, Level
+from vault.storage.content import ContentStore
 
 __all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
 

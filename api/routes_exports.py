@@ -4,7 +4,7 @@ Guarantees:
 
 - Asking is an audited ``export`` decision on the case, made before anything is queued
   (missing and invisible cases are the same 404); the package itself is built by a worker as
-  the requesting principal (``vault.exportjobs``), so it holds only what that principal may
+  the requesting principal (``vault.review.exportjobs``), so it holds only what that principal may
   export, and every item decision is recorded again there.
 - A job and its package are shown only to the principal who asked; anyone else, and any job
   that is not an export job, gets the same 404.
@@ -25,12 +25,12 @@ from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import content_response, define, json_body, json_response, operation, path
 from api.routes_jobs import json_object
-from vault.access import Action, not_found_detail
-from vault.audit import authorize
+from vault.access.audit import authorize
 from vault.errors import BadRequest, Conflict, NotFound
-from vault.export import RENDITION_KINDS
-from vault.exportjobs import EXPORT
 from vault.jobs import enqueue, job_status
+from vault.policy.decide import Action, not_found_detail
+from vault.review.export import RENDITION_KINDS
+from vault.review.exportjobs import EXPORT
 
 __all__ = ["EXPORTS_DIR", "routes"]
 

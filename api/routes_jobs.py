@@ -29,11 +29,11 @@ from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
-from vault.access import Action, not_found_detail
-from vault.audit import authorize, evidence_target, guard
-from vault.case_footage import probed_duration_ms
+from vault.access.audit import authorize, evidence_target, guard
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
+from vault.policy.decide import Action, not_found_detail
+from vault.review.case_footage import probed_duration_ms
 
 __all__ = ["json_object", "routes"]
 

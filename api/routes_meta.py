@@ -4,7 +4,7 @@ Guarantees:
 
 - ``GET /v1/me`` answers only about the caller itself (its token's principal): id, roles,
   clearance, caveats, assigned cases, officer id, and ``may``: the actions its roles grant at
-  all (``vault.access.granted_actions``). ``may`` says what is worth offering (a player, a
+  all (``vault.policy.decide.granted_actions``). ``may`` says what is worth offering (a player, a
   download button), never what is allowed on a given item: every request is still decided,
   and recorded, on its own.
 - ``GET /v1/review/step-types`` lists the enforcement step types that must be recorded
@@ -21,7 +21,7 @@ from api import schemas as S
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import define, json_response, operation
-from vault.access import Action, granted_actions
+from vault.policy.decide import Action, granted_actions
 
 __all__ = ["routes"]
 

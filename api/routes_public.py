@@ -5,7 +5,7 @@ caller must be allowed ``read_metadata`` on the system with case-independent rea
 ``case_system`` (the publicity module itself), ``auditor`` or ``admin``; the decision is made
 by ``access.decide`` and recorded like every ``read_metadata``. With ``[publicity]
 public_statistics = true`` the route answers anyone, without a token: what it returns is meant
-for publication (``vault.statistics`` says what is counted; nothing identifies a person, case
+for publication (``vault.review.statistics`` says what is counted; nothing identifies a person, case
 or place).
 """
 
@@ -16,11 +16,11 @@ from aiohttp import web
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import define, json_response, operation, query
-from vault import audit
-from vault.access import Action, Target, decide
+from vault.access import audit
 from vault.errors import BadRequest, Forbidden
-from vault.labels import PUBLIC_LABEL
-from vault.statistics import FIRST_YEAR, LAST_YEAR, year_statistics
+from vault.policy.decide import Action, Target, decide
+from vault.policy.labels import PUBLIC_LABEL
+from vault.review.statistics import FIRST_YEAR, LAST_YEAR, year_statistics
 
 __all__ = ["routes"]
 

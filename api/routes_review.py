@@ -1,6 +1,6 @@
 """Routes for the legal-review module (法制审核) and for event delivery.
 
-Guarantees (the rules live in ``vault.integrity_report``, ``vault.coverage`` and
+Guarantees (the rules live in ``vault.review.integrity_report``, ``vault.review.coverage`` and
 ``vault.dispatch``):
 
 - ``GET /v1/cases/{id}/integrity-report`` answers ``{"report": {...}, "signature": "<note>"}``
@@ -33,15 +33,15 @@ from api.keys import PARTS, READINESS, RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import CONTENT, int_param
 from api.routes_jobs import json_object
-from vault import audit
-from vault.access import Action, Target, decide, not_found_detail
-from vault.case_footage import case_footage
+from vault.access import audit
 from vault.config_events import subscriber_secret
-from vault.coverage import coverage, parse_steps
 from vault.dispatch import Dispatcher, delivery_history
 from vault.errors import BadRequest, Forbidden, NotFound
-from vault.integrity_report import Mode, integrity_report
-from vault.labels import PUBLIC_LABEL
+from vault.policy.decide import Action, Target, decide, not_found_detail
+from vault.policy.labels import PUBLIC_LABEL
+from vault.review.case_footage import case_footage
+from vault.review.coverage import coverage, parse_steps
+from vault.review.integrity_report import Mode, integrity_report
 
 __all__ = ["dispatch_ctx", "routes"]
 

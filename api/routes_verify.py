@@ -34,10 +34,10 @@ from api.openapi import content_response, define, json_response, operation, path
 from api.routes_evidence import int_param
 from api.streaming import body_chunks
 from vault import evidence as evrows
-from vault.access import ROLE_GRANTS, Action, decide
-from vault.audit import TAMPERED_REASON, authorize, record, target_of
+from vault.access.audit import TAMPERED_REASON, authorize, record, target_of
 from vault.errors import BadRequest, Forbidden, NotFound, TooLarge
-from vault.hostmac import RowTampered
+from vault.ledger.hostmac import RowTampered
+from vault.policy.decide import ROLE_GRANTS, Action, decide
 
 __all__ = ["routes"]
 

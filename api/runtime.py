@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from api.config import Config
-from vault import access_state, principals
+from vault.access import principals
+from vault.access import state as access_state
 from vault.db import Database, open_database
-from vault.hostmac import HostMac, load_mac_key
-from vault.keys import load_signer
 from vault.ledger import Ledger
-from vault.storage import Storage, open_storage
+from vault.ledger.hostmac import HostMac, load_mac_key
+from vault.ledger.keys import load_signer
+from vault.storage.storage import Storage, open_storage
 from verify.note import Signer
 
 

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from api.openapi import define, header
-from vault.labels import Caveat, Level
+from vault.policy.labels import Caveat, Level
 
 Schema = dict[str, Any]
 

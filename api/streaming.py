@@ -6,7 +6,7 @@ Guarantees:
   no byte arrives for ``chunk_timeout`` seconds or the whole body is not in after
   ``total_timeout``; a body cut short (the client went away) is ``BadRequest``. Nothing is
   buffered beyond one received chunk.
-- ``send_content`` serves one stored object (``vault.content.Readable``) with a strong ETag
+- ``send_content`` serves one stored object (``vault.storage.content.Readable``) with a strong ETag
   ``"<sha256>"``, ``Accept-Ranges: bytes`` and:
 
   * ``If-None-Match`` (a list or ``*``, weak comparison per RFC 9110 §13.1.2) → 304;
@@ -41,8 +41,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from api.problems import problem
-from vault.content import Readable
 from vault.errors import BadRequest, EvaultError
+from vault.storage.content import Readable
 
 __all__ = [
     "RangeNotSatisfiable",

@@ -100,7 +100,7 @@ def run_ingest(src: Path, store: Path) -> tuple[float, str, int]:
 
 def child(src: Path, store_root: Path) -> None:
     sys.path.insert(0, str(REPO))
-    from vault.blobstore import BlobStore
+    from vault.storage.blobstore import BlobStore
 
     store = BlobStore(store_root)
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

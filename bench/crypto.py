@@ -6,12 +6,13 @@ Creates MIB MiB of random data in a fresh temp dir under DIR (default: the curre
 reads it once into the page cache, then times, interleaved, REPEAT rounds of:
 
   write (a) plaintext: read the source in 1 MiB blocks, SHA-256, write, fsync
-        (b) sealed:    vault.sealing.seal_stream (SHA-256 of the plaintext + AES-256-GCM), fsync
+        (b) sealed:    vault.storage.sealing.seal_stream (SHA-256 of the plaintext + AES-256-GCM),
+        fsync
                        -- once per chunk size in --chunks-kib
   read  (a) plaintext: read in 1 MiB blocks + SHA-256          (the content-address check),
-                       with the read-ahead hint both product read paths use (vault.prefetch)
+                       with the read-ahead hint both product read paths use (vault.storage.prefetch)
         (b) sealed:    SealedReader.read_all + SHA-256 of the plaintext (the reader decrypts
-                       on a worker thread one batch ahead: vault.pipeline)
+                       on a worker thread one batch ahead: vault.storage.pipeline)
         each twice: "warm" (file in the page cache: the CPU cost) and "cold" (the file's pages
         dropped first with posix_fadvise DONTNEED: what a disk read costs)
 
@@ -37,9 +38,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from vault.keyring import new_data_key
-from vault.prefetch import ReadAhead
-from vault.sealing import SealedReader, seal_stream
+from vault.storage.keyring import new_data_key
+from vault.storage.prefetch import ReadAhead
+from vault.storage.sealing import SealedReader, seal_stream
 
 MIB = 1 << 20
 BLOCK = MIB
@@ -83,8 +84,8 @@ def plain_write(src: Path, dst: Path) -> str:
 
 
 def plain_read(path: Path) -> str:
-    """The plaintext read path as ``vault.content.PlainObject`` does it: 1 MiB reads with the
-    same read-ahead hint as the sealed reader (``vault.prefetch``), plus SHA-256."""
+    """The plaintext read path as ``vault.storage.content.PlainObject`` does it: 1 MiB reads with
+    the same read-ahead hint as the sealed reader (``vault.storage.prefetch``), plus SHA-256."""
     sha = hashlib.sha256()
     buf = bytearray(BLOCK)
     view = memoryview(buf)

@@ -38,9 +38,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "storage")]
 from ceph_fixture import CephCluster, missing, start  # noqa: E402
 
 from vault.config import S3StoreConfig  # noqa: E402
-from vault.s3client import S3Credentials, open_client  # noqa: E402
-from vault.s3store import S3BlobStore  # noqa: E402
-from vault.s3upload import INFLIGHT  # noqa: E402
+from vault.storage.s3client import S3Credentials, open_client  # noqa: E402
+from vault.storage.s3store import S3BlobStore  # noqa: E402
+from vault.storage.s3upload import INFLIGHT  # noqa: E402
 
 MIB = 1 << 20
 

@@ -35,9 +35,9 @@ Parsing media is not done here: bytes that fail to parse are still the evidence.
 
 Encryption at rest (issue 9): when the label on arrival (the dock's, raised by a sidecar label:
 ``ingest.record.arrival_label``) needs encryption, or a sidecar label is unusable, step 3 seals
-instead of copying (``vault.sealwrite.Sealer``): the content is encrypted before its first byte
-is written to the vault, so plaintext never touches the vault's disk. Without a ``storage`` such
-a file is not taken (deferred; a push is refused) rather than stored plain. After recording,
+instead of copying (``vault.storage.sealwrite.Sealer``): the content is encrypted before its first
+byte is written to the vault, so plaintext never touches the vault's disk. Without a ``storage``
+such a file is not taken (deferred; a push is refused) rather than stored plain. After recording,
 ``Storage.settle`` removes the copy that lost (a sealed one for content already held, or a plain
 one for content held sealed).
 """
@@ -65,7 +65,6 @@ from ingest.quarantine import Quarantine, Quarantined
 from ingest.receipts import Receipt, SourceState, matching_receipt
 from ingest.record import Copied, arrival_label, read_sidecar, record_offer
 from ingest.release import release_source
-from vault.blobstore import BlobStore, StoredBlob
 from vault.db import is_outage
 from vault.errors import (
     BadRequest,
@@ -76,10 +75,11 @@ from vault.errors import (
     TooLarge,
     Unavailable,
 )
-from vault.labels import Label
 from vault.ledger import Ledger
-from vault.sealwrite import SealedBlob, Sealer
-from vault.storage import Storage
+from vault.policy.labels import Label
+from vault.storage.blobstore import BlobStore, StoredBlob
+from vault.storage.sealwrite import SealedBlob, Sealer
+from vault.storage.storage import Storage
 from verify.note import Verifier
 
 __all__ = ["Acquirer", "Deferred", "Outcome"]
@@ -143,7 +143,8 @@ class Acquirer:
         verifier: Verifier | None = None,
         storage: Storage | None = None,
     ) -> None:
-        """``storage`` (``vault.storage.open_storage``): needed to take classified footage."""
+        """``storage`` (``vault.storage.storage.open_storage``): needed to take classified
+        footage."""
         self.store = store
         self.storage = storage
         self.ledger = ledger

@@ -47,13 +47,13 @@ from typing import Any
 from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, probe
 from ingest.media.fingerprint import fingerprint_copy
 from ingest.media.probe import probe_limits
-from vault import audit
 from vault import evidence as evrows
-from vault.access import Action, Principal
-from vault.content import ContentStore
+from vault.access import audit
 from vault.db import Db
 from vault.errors import BadRequest, IntegrityError, NotFound
 from vault.ledger import Ledger
+from vault.policy.decide import Action, Principal
+from vault.storage.content import ContentStore
 from verify.canonical import parse_canonical
 from verify.errors import VerificationError
 from verify.package import MANIFEST_PATH, Source, entry_path, parse_manifest

@@ -8,10 +8,11 @@ Guarantees:
 - Idempotent under retries and worker deaths: a rendition already recorded is not made again,
   and the unique ``(evidence, kind)`` index makes a concurrent second record roll back whole.
 - Renditions of evidence that is sealed, or whose effective label needs encryption, are sealed
-  too (``vault.sealwrite``; a rendition's label is at least its source's), their key row stored
-  in the same transaction as the rendition row; ffmpeg then works in a private scratch folder on
-  /dev/shm (``vault.storage.PlaintextScratch``), never on the vault's disk. A rendition stored
-  plain while its source's label rose meanwhile gets re-encryption queued in that transaction.
+  too (``vault.storage.sealwrite``; a rendition's label is at least its source's), their key row
+  stored in the same transaction as the rendition row; ffmpeg then works in a private scratch
+  folder on /dev/shm (``vault.storage.storage.PlaintextScratch``), never on the vault's disk. A
+  rendition stored plain while its source's label rose meanwhile gets re-encryption queued in that
+  transaction.
 - Which renditions a file gets is decided by ``ingest.media.plan.plan_renditions`` from its
   probe (audio gets no poster). Each is made on its own: one that fails does not stop the
   others. The evidence ends ``ready`` (every planned rendition made), ``partial`` (some made;
@@ -58,19 +59,19 @@ from ingest.media import (
 from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe_limits
 from ingest.metrics import DOCK_UNPROCESSABLE
-from vault import audit
 from vault import evidence as evrows
-from vault.blobstore import BlobStore, StoredBlob
-from vault.content import ContentStore, PlainContentStore
+from vault.access import audit
+from vault.access.visibility import label_of
 from vault.db import Conn
 from vault.events import emit
 from vault.jobs import Job, JobFailed
-from vault.keystore_db import insert_key
 from vault.ledger import Ledger, make_entry
-from vault.reseal import enqueue_seal, evidence_label
-from vault.sealwrite import SealedBlob
-from vault.storage import Storage, file_of
-from vault.visibility import label_of
+from vault.storage.blobstore import BlobStore, StoredBlob
+from vault.storage.content import ContentStore, PlainContentStore
+from vault.storage.keystore_db import insert_key
+from vault.storage.reseal import enqueue_seal, evidence_label
+from vault.storage.sealwrite import SealedBlob
+from vault.storage.storage import Storage, file_of
 
 log = logging.getLogger("evault.media")
 
@@ -112,7 +113,7 @@ class MediaJobs:
         *,
         storage: Storage | None = None,
     ) -> None:
-        """``storage`` (``vault.storage.open_storage``): sealing-aware reads and writes;
+        """``storage`` (``vault.storage.storage.open_storage``): sealing-aware reads and writes;
         without it, every object is read and written plain (``store``)."""
         self._ledger = ledger
         self._store = store

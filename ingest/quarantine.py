@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.dockfs import DockPath, atomic_write, display, ensure_dir, name_b64
-from vault import quarantine_log
 from vault.db import Conn
+from vault.evidence import quarantine as quarantine_log
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 

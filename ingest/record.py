@@ -40,17 +40,17 @@ from ingest.mediajobs import PROCESS as MEDIA_PROCESS
 from ingest.naming import NameInfo, NameParser
 from ingest.receipts import Receipt, SourceState
 from vault import evidence as evrows
-from vault.blobstore import StoredBlob
 from vault.db import Conn
 from vault.errors import BadRequest
 from vault.events import emit
-from vault.hostmac import HostMac
 from vault.jobs import enqueue
-from vault.keystore_db import insert_key
-from vault.labels import Label
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
-from vault.sealwrite import SealedBlob
+from vault.ledger.hostmac import HostMac
+from vault.policy.labels import Label
+from vault.storage.blobstore import StoredBlob
+from vault.storage.keystore_db import insert_key
+from vault.storage.sealwrite import SealedBlob
 
 __all__ = ["Copied", "arrival_label", "read_sidecar", "record_offer"]
 

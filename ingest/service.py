@@ -31,7 +31,7 @@ from ingest.watcher import DockWatcher
 from vault.config import KeysConfig, StoreConfig
 from vault.errors import EvaultError
 from vault.ledger import Ledger
-from vault.storage import Storage
+from vault.storage.storage import Storage
 
 __all__ = ["IngestService", "cleanup_ctx", "open_acquirer"]
 

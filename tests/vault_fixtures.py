@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from vault import access_state
-from vault.access import Principal, Role
+from vault.access import state as access_state
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, Db, open_database
-from vault.hostmac import HostMac, load_mac_key
-from vault.labels import Caveat, Label, Level
 from vault.ledger import Ledger
+from vault.ledger.hostmac import HostMac, load_mac_key
+from vault.policy.decide import Principal, Role
+from vault.policy.labels import Caveat, Label, Level
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

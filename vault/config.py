@@ -94,7 +94,7 @@ class LedgerConfig:
 
 @dataclass(frozen=True)
 class S3StoreConfig:
-    """[store.s3]: the S3 blob store (``store.backend = "s3"``), ``vault.s3store``."""
+    """[store.s3]: the S3 blob store (``store.backend = "s3"``), ``vault.storage.s3store``."""
 
     endpoint: str = setting(
         "",
@@ -168,7 +168,7 @@ class KeysConfig:
     kek_command: tuple[str, ...] = setting(
         factory=tuple,
         doc="External key command (HSM/KMS) used instead of kek_dir: argv run without a shell "
-        "as `argv current|get ID|create|retire ID` (protocol in vault/kek.py). Empty: kek_dir.",
+        "as `argv current|get ID|create|retire ID` (protocol: vault.storage.kek). Empty: kek_dir.",
     )
     chunk_size: int = setting(
         65536,

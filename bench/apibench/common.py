@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vault.labels import Caveat, Label, Level
+from vault.policy.labels import Caveat, Label, Level
 
 MIB = 1 << 20
 CHUNK = 20_000  # entries per ledger append while seeding

@@ -30,15 +30,16 @@ from apibench.common import (
     PRIVATE,
     REVIEWER,
 )
-from vault import access_state, principals, tokens
-from vault.access import Role
-from vault.blobstore import BlobStore
+from vault.access import principals, tokens
+from vault.access import state as access_state
+from vault.access.visibility import EvidenceQuery, list_query
 from vault.db import Conn
 from vault.evidence.model import evidence_values
-from vault.labels import Label, Level
 from vault.ledger import Ledger, Opening, PreparedEntry
 from vault.ledger.entry import ENTRY_VERSION, rfc3339
-from vault.visibility import EvidenceQuery, list_query
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
+from vault.storage.blobstore import BlobStore
 from verify.canonical import COMMITMENT_DOMAIN, check_opening, parse_canonical
 
 # -- seeding ---------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ async def append_bulk(ledger: Ledger, entries: list[PreparedEntry], copies: Copi
             if table == "evidence":  # tagged as vault.evidence tags an acquisition
                 columns = [*columns, "category", "tag", "state_idx"]
                 records = [(*r, "ordinary", _tag(ledger, columns, r), r[0]) for r in records]
-            elif table in ("cases", "case_evidence_history"):  # tagged as vault.cases does
+            elif table in ("cases", "case_evidence_history"):  # tagged as vault.cases.links does
                 records = [
                     (*r, access_state.tag(ledger.mac, table, dict(zip(columns, r, strict=True))))
                     for r in records
@@ -152,7 +153,7 @@ REF_COLUMNS = ["ledger_idx", "ref_kind", "ref_id"]
 
 
 def case_chunks(n: int, base: datetime) -> Iterator[Chunk]:
-    """``case`` entries (as ``vault.cases.create`` writes them) with their rows."""
+    """``case`` entries (as ``vault.cases.links.create`` writes them) with their rows."""
     for start in range(0, n, CHUNK):
         entries, cases, labels, refs = [], [], [], []
         for k, c in enumerate(range(start, min(n, start + CHUNK))):
@@ -253,7 +254,7 @@ Link = tuple[int, str, uuid.UUID, str, datetime]
 def link_chunks(
     seed: bytes, n: int, n_cases: int, base: datetime, span: timedelta
 ) -> Iterator[Chunk]:
-    """Link every evidence item to its cases (``linked``, as ``vault.cases.link`` writes it),
+    """Link every evidence item to its cases (``linked``, as ``vault.cases.links.link`` writes it),
     then undo 1% of the first links (``unlinked``)."""
     step = span / max(n, 1)
     pending: list[Link] = []

@@ -10,8 +10,8 @@ from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, per
 
 from vault import evidence as evrows
 from vault.db import Conn, Database
-from vault.labels import Label
 from vault.ledger import Ledger, make_entry
+from vault.policy.labels import Label
 
 
 async def add_evidence(

@@ -10,12 +10,14 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault
 from vault_fixtures import TEST_MAC
 
-from vault import access_adopt, cases, principals, tokens
-from vault.access import Role
+from vault.access import adopt as access_adopt
+from vault.access import principals, tokens
+from vault.access.principals import PrincipalSpec
+from vault.access.visibility import list_evidence
+from vault.cases import links as cases
 from vault.errors import Conflict, NotFound, Unauthenticated
-from vault.labels import Label, Level
-from vault.principals import PrincipalSpec
-from vault.visibility import list_evidence
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
 
 TABLES = ("principals", "tokens", "principal_cases", "cases", "case_evidence_history")
 

@@ -13,14 +13,15 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault, person
 
-from vault import audit, cases
-from vault.access import Action, Role
+from vault.access import audit
+from vault.access.visibility import get_evidence
+from vault.cases import links as cases
 from vault.config import LedgerConfig
 from vault.errors import Forbidden, NotFound, Unavailable
-from vault.hostmac import HostMac
-from vault.labels import Label, Level
 from vault.ledger import Ledger, PreparedEntry
-from vault.visibility import get_evidence
+from vault.ledger.hostmac import HostMac
+from vault.policy.decide import Action, Role
+from vault.policy.labels import Label, Level
 from verify.canonical import check_opening
 from verify.note import Signer
 

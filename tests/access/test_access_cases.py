@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, entries, open_vault, person
 
-from vault import audit, cases, principals
-from vault.access import Role
+from vault.access import audit, principals
+from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
-from vault.labels import Caveat, Label, Level
+from vault.policy.decide import Role
+from vault.policy.labels import Caveat, Label, Level
 
 CASE = "京市监罚〔2025〕42号"
 TITLE = "Smith trading co. — unlicensed sale"

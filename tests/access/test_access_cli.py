@@ -10,7 +10,7 @@ from pathlib import Path
 
 from access_fixtures import add_evidence, open_vault
 
-from vault import tokens
+from vault.access import tokens
 
 
 def _evault(data: Path, env: dict[str, str], *args: str, code: int = 0) -> tuple[str, str]:

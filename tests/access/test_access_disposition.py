@@ -10,11 +10,12 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, entries, open_vault, person
 
-from vault import cases, disposition
-from vault.access import Role
+from vault.cases import links as cases
 from vault.errors import Conflict, Forbidden
-from vault.labels import Label, Level
-from vault.retention import Disposition, RetentionPolicy
+from vault.ops import disposition
+from vault.ops.retention import Disposition, RetentionPolicy
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
-from vault import audit, cases, disposition, principals
-from vault.access import Action, Principal, Role
+from vault.access import audit, principals
+from vault.access.visibility import EvidenceQuery, count_evidence, get_evidence, list_evidence
+from vault.cases import links as cases
 from vault.errors import EvaultError, NotFound
-from vault.labels import Caveat, Label, Level
-from vault.retention import RetentionPolicy
-from vault.visibility import EvidenceQuery, count_evidence, get_evidence, list_evidence
+from vault.ops import disposition
+from vault.ops.retention import RetentionPolicy
+from vault.policy.decide import Action, Principal, Role
+from vault.policy.labels import Caveat, Label, Level
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 PRIVACY = frozenset({Caveat.PERSONAL_PRIVACY})

@@ -1,10 +1,10 @@
-"""The pure fold of access-state entries (``vault.access_replay``), no database."""
+"""The pure fold of access-state entries (``vault.access.replay``), no database."""
 
 from __future__ import annotations
 
 import pytest
 
-from vault.access_replay import AccessMirror, opened
+from vault.access.replay import AccessMirror, opened
 from vault.ledger import make_entry
 from vault.ledger.entry import PreparedEntry
 

@@ -24,17 +24,19 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault
 from vault_fixtures import TEST_MAC
 
-from vault import access_state, audit, cases, principals, tokens
-from vault.access import Action, Role
-from vault.access_state import AccessState
+from vault.access import audit, principals, tokens
+from vault.access import state as access_state
+from vault.access.principals import PrincipalSpec
+from vault.access.state import AccessState
+from vault.access.visibility import get_evidence, list_evidence
+from vault.cases import links as cases
 from vault.db import Database
 from vault.errors import Unauthenticated
-from vault.hostmac import RowTampered
-from vault.labels import Label, Level
 from vault.ledger import Ledger
+from vault.ledger.hostmac import RowTampered
 from vault.metrics import INTEGRITY_FAILURES
-from vault.principals import PrincipalSpec
-from vault.visibility import get_evidence, list_evidence
+from vault.policy.decide import Action, Role
+from vault.policy.labels import Label, Level
 
 ROLES = ["app", "superuser"]
 

@@ -13,12 +13,12 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, open_vault
 
-from vault import principals, tokens
-from vault.access import Role
+from vault.access import principals, tokens
 from vault.db import Database
 from vault.errors import Unauthenticated
-from vault.labels import Level
 from vault.ledger import Ledger
+from vault.policy.decide import Role
+from vault.policy.labels import Level
 
 SPEC = principals.PrincipalSpec("carol", frozenset({Role.REVIEWER}), Level.INTERNAL)
 

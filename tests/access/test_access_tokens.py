@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, open_vault
 
-from vault import principals, tokens
-from vault.access import Role
+from vault.access import principals, tokens
 from vault.errors import BadRequest, Forbidden, Unauthenticated
-from vault.labels import Level
+from vault.policy.decide import Role
+from vault.policy.labels import Level
 
 SPEC = principals.PrincipalSpec("alice", frozenset({Role.REVIEWER}), Level.CONFIDENTIAL)
 

@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
-from vault import audit, cases
-from vault.access import Action, Principal, Role, Target, decide, effective_label, rendition_label
-from vault.errors import BadRequest
-from vault.labels import Caveat, Label, Level
-from vault.visibility import (
+from vault.access import audit
+from vault.access.visibility import (
     Args,
     EvidenceQuery,
     EvidenceSummary,
@@ -23,6 +20,18 @@ from vault.visibility import (
     list_evidence,
     rendition_filter,
 )
+from vault.cases import links as cases
+from vault.errors import BadRequest
+from vault.policy.decide import (
+    Action,
+    Principal,
+    Role,
+    Target,
+    decide,
+    effective_label,
+    rendition_label,
+)
+from vault.policy.labels import Caveat, Label, Level
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 OFFICERS = [None, "o1", "o2", "o3"]

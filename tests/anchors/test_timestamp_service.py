@@ -1,4 +1,4 @@
-"""The time-stamper (vault.timestamps) on real PostgreSQL against OpenSSL's TSA on loopback.
+"""The time-stamper (vault.anchors.timestamps) on real PostgreSQL against OpenSSL's TSA on loopback.
 
 Every signed checkpoint gets a verified token; a TSA that is down or hangs delays nothing else
 and its tokens catch up; a token that does not verify is never stored; the table is
@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 from tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
 from vault_fixtures import open_vault
 
-from vault.config_anchors import AnchorsConfig
+from vault.anchors.config import AnchorsConfig
+from vault.anchors.timestamps import Timestamper, anchored_checkpoint, timestamp_of
 from vault.ledger import Ledger, make_entry
-from vault.timestamps import Timestamper, anchored_checkpoint, timestamp_of
 from verify.errors import VerificationError
 from verify.timestamp import ImprintMismatch, load_tsa_certs, verify_timestamp
 

@@ -29,10 +29,11 @@ from service_fixtures import Service, free_port, running_service
 
 from api.config import load
 from api.runtime import open_runtime
-from vault import cases, principals, tokens
-from vault.access import Role
+from vault.access import principals, tokens
+from vault.cases import links as cases
 from vault.db import with_database
-from vault.labels import Caveat, Label, Level
+from vault.policy.decide import Role
+from vault.policy.labels import Caveat, Label, Level
 
 ALL_CAVEATS = frozenset(Caveat)
 

@@ -21,9 +21,9 @@ from http_fixtures import World, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
-from vault import principals, tokens
-from vault.access import Role
-from vault.labels import Level
+from vault.access import principals, tokens
+from vault.policy.decide import Role
+from vault.policy.labels import Level
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -266,7 +266,11 @@ def test_bug_while_recording_a_decision_is_not_reported_as_an_outage(world: Worl
 def test_no_assert_guards_production_paths() -> None:
     """``python -O`` strips asserts: checks after authorization must be real ones."""
     found = []
-    for path in [*ROOT.glob("api/*.py"), ROOT / "vault/audit.py", ROOT / "vault/cases.py"]:
+    for path in [
+        *ROOT.glob("api/*.py"),
+        ROOT / "vault/access/audit.py",
+        ROOT / "vault/cases/links.py",
+    ]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Assert):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")

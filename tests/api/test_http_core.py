@@ -18,7 +18,7 @@ from http_fixtures import World, make_video, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
-from vault import principals, tokens
+from vault.access import principals, tokens
 from verify.checkpoint import open_checkpoint
 from verify.note import parse_vkey
 
@@ -447,7 +447,7 @@ def test_unauthenticated_challenge_and_request_ids(world: World) -> None:
 
 
 def test_revoked_or_disabled_refused_by_the_running_service_at_once(world: World) -> None:
-    """The service caches authenticated tokens (``vault.tokens.TokenCache``); a revocation or
+    """The service caches authenticated tokens (``vault.access.tokens.TokenCache``); a revocation or
     a disabled principal committed by ANOTHER process (here: this test) is refused by the very
     next request, well within any cache TTL (the NOTIFY from the changing transaction)."""
     w = world

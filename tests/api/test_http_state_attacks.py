@@ -13,7 +13,7 @@ from http_fixtures import seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
-from vault import principals
+from vault.access import principals
 
 
 def _sql(dsn: str, *statements: str) -> None:

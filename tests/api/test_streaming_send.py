@@ -17,7 +17,7 @@ from api.streaming import send_content
 
 
 class FileObject:
-    """Like ``vault.content.PlainObject``: offers ``fileno`` (the sendfile path)."""
+    """Like ``vault.storage.content.PlainObject``: offers ``fileno`` (the sendfile path)."""
 
     def __init__(self, path: Path) -> None:
         self._f = path.open("rb", buffering=0)

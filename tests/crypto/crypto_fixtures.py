@@ -14,17 +14,18 @@ from typing import Any
 from ingest.acquire import Acquirer
 from ingest.config import DockConfig
 from ingest.quarantine import Quarantine
-from vault import access_state, principals
-from vault.access import Principal, Role
+from vault.access import principals
+from vault.access import state as access_state
 from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
-from vault.content import Readable
 from vault.db import Database, open_database
-from vault.hostmac import HostMac
 from vault.jobs import JobRunner
-from vault.keystore_db import insert_key
-from vault.labels import Caveat, Level
 from vault.ledger import Ledger
-from vault.storage import Storage, open_storage
+from vault.ledger.hostmac import HostMac
+from vault.policy.decide import Principal, Role
+from vault.policy.labels import Caveat, Level
+from vault.storage.content import Readable
+from vault.storage.keystore_db import insert_key
+from vault.storage.storage import Storage, open_storage
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

@@ -22,7 +22,7 @@ from crypto_fixtures import (
 
 from ingest.acquire import Deferred, Receipt
 from vault.errors import IntegrityError, Unavailable
-from vault.sealing import HEADER_SIZE, TAG_SIZE
+from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 
 NAME = "DEV01_OFF123_20260101120000.mp4"
 

@@ -26,10 +26,10 @@ from crypto_fixtures import (
 from ingest.acquire import Receipt
 from ingest.config import MediaConfig
 from ingest.mediajobs import MediaJobs
-from vault import cases
-from vault.export import export_case
-from vault.labels import Label
-from vault.reseal import Resealer
+from vault.cases import links as cases
+from vault.policy.labels import Label
+from vault.review.export import export_case
+from vault.storage.reseal import Resealer
 from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")

@@ -10,7 +10,7 @@ import pytest
 from crypto_fixtures import CHUNK, Env, open_env, plaintext, read_all
 
 from vault.errors import IntegrityError
-from vault.sealing import HEADER_SIZE, TAG_SIZE
+from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 
 STRIDE = CHUNK + TAG_SIZE
 

@@ -24,11 +24,11 @@ from crypto_fixtures import (
 )
 
 from ingest.acquire import Receipt
-from vault import cases
+from vault.cases import links as cases
 from vault.errors import Forbidden
-from vault.hostmac import RowTampered
-from vault.labels import Label
-from vault.reseal import Resealer, enqueue_seal
+from vault.ledger.hostmac import RowTampered
+from vault.policy.labels import Label
+from vault.storage.reseal import Resealer, enqueue_seal
 
 NAMES = [f"DEV01_OFF123_2026010112{m:02d}00.mp4" for m in range(6)]
 

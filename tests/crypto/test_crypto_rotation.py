@@ -14,8 +14,8 @@ from pathlib import Path
 
 from crypto_fixtures import CHUNK, NAME_FMT, admin, open_env, plaintext, read_all
 
-from vault.kek import FileKekStore
-from vault.keystore_db import insert_key, kek_usage, rotate_keys
+from vault.storage.kek import FileKekStore
+from vault.storage.keystore_db import insert_key, kek_usage, rotate_keys
 
 
 async def test_rotation_under_load_then_old_key_destroyed(pg_dsn: str, tmp_path: Path) -> None:

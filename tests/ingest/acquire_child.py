@@ -25,11 +25,11 @@ from ingest.dockfs import walk
 from ingest.quarantine import Quarantine
 from ingest.receipts import Receipt
 from ingest.watcher import ignored
-from vault.blobstore import BlobStore
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
-from vault.hostmac import HostMac
 from vault.ledger import Ledger
+from vault.ledger.hostmac import HostMac
+from vault.storage.blobstore import BlobStore
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

@@ -13,12 +13,12 @@ from typing import Any
 from ingest.acquire import Acquirer
 from ingest.config import DockConfig
 from ingest.quarantine import Quarantine
-from vault import access_state
-from vault.blobstore import BlobStore, WriteFault
+from vault.access import state as access_state
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
-from vault.hostmac import HostMac
 from vault.ledger import Ledger
+from vault.ledger.hostmac import HostMac
+from vault.storage.blobstore import BlobStore, WriteFault
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from ingest.config import MediaConfig
 from ingest.mediajobs import MediaJobs
-from vault.blobstore import BlobStore
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
-from vault.hostmac import HostMac
 from vault.jobs import JobRunner, claim
 from vault.ledger import Ledger
+from vault.ledger.hostmac import HostMac
+from vault.storage.blobstore import BlobStore
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

@@ -24,15 +24,17 @@ from vault_fixtures import ADMIN, TEST_MAC
 from ingest.acquire import Receipt
 from ingest.config import MediaConfig
 from ingest.mediajobs import MediaJobs
-from vault import cases, disposition, serving
 from vault import evidence as evrows
-from vault.access import Action, Role
-from vault.audit import TAMPERED_REASON
+from vault.access import serving
+from vault.access.audit import TAMPERED_REASON
+from vault.cases import links as cases
 from vault.errors import NotFound
-from vault.hostmac import RowTampered
 from vault.jobs import JobRunner
-from vault.labels import Label, Level
-from vault.retention import RetentionPolicy
+from vault.ledger.hostmac import RowTampered
+from vault.ops import disposition
+from vault.ops.retention import RetentionPolicy
+from vault.policy.decide import Action, Role
+from vault.policy.labels import Label, Level
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

@@ -17,14 +17,15 @@ from acquire_fixtures import dock, open_acquirer
 from ingest.acquire import Receipt
 from ingest.config import MediaConfig
 from ingest.mediajobs import PROCESS, MediaJobs
-from vault import cases, principals
-from vault.access import Role
-from vault.content import PlainContentStore
+from vault.access import principals
+from vault.cases import links as cases
 from vault.errors import Forbidden
-from vault.export import export_case
 from vault.jobs import JobRunner
-from vault.labels import Level
+from vault.policy.decide import Role
+from vault.policy.labels import Level
+from vault.review.export import export_case
 from vault.statecheck import fsck_state
+from vault.storage.content import PlainContentStore
 from verify.package_checks import verify_package
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
@@ -203,6 +204,6 @@ class _Admin:
 
 
 def _label(text: str):  # type: ignore[no-untyped-def]
-    from vault.labels import Label
+    from vault.policy.labels import Label
 
     return Label.parse(text)

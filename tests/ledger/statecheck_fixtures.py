@@ -18,13 +18,15 @@ from acquire_fixtures import Env, dock, open_acquirer
 from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
-from vault import cases, disposition, principals, tokens
 from vault import evidence as evrows
-from vault.access import Role
+from vault.access import principals, tokens
+from vault.cases import links as cases
 from vault.db import Conn
-from vault.labels import Caveat, Label, Level
 from vault.ledger import make_entry
-from vault.retention import RetentionPolicy
+from vault.ops import disposition
+from vault.ops.retention import RetentionPolicy
+from vault.policy.decide import Role
+from vault.policy.labels import Caveat, Label, Level
 from vault.statecheck import Finding, StateReport
 
 __all__ = ["Env", "World", "build", "dock", "named", "open_acquirer"]

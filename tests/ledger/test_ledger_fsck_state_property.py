@@ -28,9 +28,11 @@ from statecheck_fixtures import (
 )
 from vault_fixtures import ADMIN
 
-from vault import cases, disposition, principals, tokens
+from vault.access import principals, tokens
+from vault.cases import links as cases
 from vault.errors import EvaultError
-from vault.labels import Caveat, Label, Level
+from vault.ops import disposition
+from vault.policy.labels import Caveat, Label, Level
 from vault.statecheck import fsck_state
 from vault.statecheck.replay import TABLE_KEYS
 

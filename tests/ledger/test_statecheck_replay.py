@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from vault.labels import Label, Level
 from vault.ledger import PreparedEntry, make_entry
+from vault.policy.labels import Label, Level
 from vault.statecheck import OpeningRow, compare, replay
 from vault.statecheck.compare import normal
 from vault.statecheck.replay import EITHER, NOT_RECORDED, DerivedState, Replayer

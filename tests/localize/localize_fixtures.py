@@ -22,9 +22,9 @@ from api.runtime import Runtime, open_runtime
 from ingest.acquire import Acquirer, Receipt
 from ingest.mediajobs import MediaJobs
 from ingest.quarantine import Quarantine
-from vault.blobstore import BlobStore
-from vault.content import PlainContentStore
 from vault.jobs import JobRunner
+from vault.storage.blobstore import BlobStore
+from vault.storage.content import PlainContentStore
 
 SECONDS = 7
 #: Lossless remuxes of the original into every container a recording arrives in.

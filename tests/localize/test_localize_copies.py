@@ -17,11 +17,12 @@ from localize_fixtures import REMUXES, init_data, make_recordings, vault_with
 
 from ingest.localize import Localization, localize, original_from_package, original_from_vault
 from ingest.media import Limits, Tools
-from vault import cases, principals
-from vault.access import Role
+from vault.access import principals
+from vault.cases import links as cases
 from vault.errors import IntegrityError, NotFound
-from vault.export import export_case
-from vault.labels import Label, Level
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
+from vault.review.export import export_case
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 SEG = 1000

@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 from ops_fixtures import evault, running_service
 
-from vault import backupfmt as fmt
 from vault.db import with_database
 from vault.errors import IntegrityError
+from vault.ops import backupfmt as fmt
 from verify.checkpoint import open_checkpoint
 from verify.merkle import verify_consistency
 from verify.note import parse_vkey

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from vault.blobstore import BlobStore
-from vault.content import PlainObject
-from vault.export import _write
+from vault.review.export import _write
+from vault.storage.blobstore import BlobStore
+from vault.storage.content import PlainObject
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
 
 from vault import evidence as evrows
-from vault.blobstore import BlobStore
 from vault.db import Conn
-from vault.labels import Label
 from vault.ledger import Ledger, make_entry
+from vault.policy.labels import Label
+from vault.storage.blobstore import BlobStore
 
 
 def put_blob(store: BlobStore, data: bytes) -> str:

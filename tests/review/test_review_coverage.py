@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault.config_events import DEFAULT_RECORDING_REQUIRED
-from vault.coverage import (
+from vault.errors import BadRequest
+from vault.review.coverage import (
     Footage,
     Step,
     complement,
@@ -19,7 +20,6 @@ from vault.coverage import (
     parse_steps,
     place,
 )
-from vault.errors import BadRequest
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

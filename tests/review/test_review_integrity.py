@@ -11,14 +11,14 @@ import asyncpg
 import pytest
 from review_fixtures import ADMIN, add_evidence, open_vault, person, tamper
 
-from vault import cases
 from vault import evidence as evrows
-from vault.access import Role
-from vault.blobstore import BlobStore
-from vault.content import PlainContentStore
+from vault.cases import links as cases
 from vault.errors import NotFound
-from vault.integrity_report import TAMPERED, integrity_report
-from vault.labels import Label, Level
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
+from vault.review.integrity_report import TAMPERED, integrity_report
+from vault.storage.blobstore import BlobStore
+from vault.storage.content import PlainContentStore
 from verify.canonical import canonical_json
 from verify.checkpoint import open_checkpoint
 from verify.merkle import leaf_hash, verify_inclusion

@@ -9,10 +9,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
 from crypto_fixtures import CHUNK, admin, dock, legal_reviewer, open_env, plaintext
 
-from vault import cases
-from vault.integrity_report import integrity_report
-from vault.keystore_db import key_for
-from vault.labels import Label, Level
+from vault.cases import links as cases
+from vault.policy.labels import Label, Level
+from vault.review.integrity_report import integrity_report
+from vault.storage.keystore_db import key_for
 
 
 async def test_attack_flipped_byte_in_sealed_original_is_one_failed_item_of_the_report(

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from review_fixtures import ADMIN, add_evidence, open_vault
 
-from vault import audit, cases
-from vault.blobstore import BlobStore
-from vault.content import PlainContentStore
-from vault.integrity_report import integrity_report
-from vault.labels import Label, Level
+from vault.access import audit
+from vault.cases import links as cases
+from vault.policy.labels import Label, Level
+from vault.review.integrity_report import integrity_report
+from vault.storage.blobstore import BlobStore
+from vault.storage.content import PlainContentStore
 
 INTERNAL, CONFIDENTIAL, SECRET = (
     Label(lv) for lv in (Level.INTERNAL, Level.CONFIDENTIAL, Level.SECRET)

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from review_fixtures import ADMIN, add_evidence, open_vault
 
-from vault import audit, cases
-from vault.access import Action
+from vault.access import audit
+from vault.cases import links as cases
 from vault.errors import BadRequest
-from vault.labels import Label, Level
-from vault.statistics import _LEDGER, year_bounds, year_statistics
+from vault.policy.decide import Action
+from vault.policy.labels import Label, Level
+from vault.review.statistics import _LEDGER, year_bounds, year_statistics
 
 
 async def test_counts_of_one_year(pg_dsn: str, tmp_path: Path) -> None:

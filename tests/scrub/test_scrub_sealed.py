@@ -12,11 +12,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
 from crypto_fixtures import CHUNK, Env, dock, open_env, plaintext
 
-from vault.keystore_db import key_for
 from vault.ledger import make_entry
-from vault.scrub import run_scrub
-from vault.scrubmodel import MAX_OBJECTS_LISTED, Finding, ScrubConfig, ScrubReport
-from vault.sealing import HEADER_SIZE
+from vault.ops.scrub import run_scrub
+from vault.ops.scrubmodel import MAX_OBJECTS_LISTED, Finding, ScrubConfig, ScrubReport
+from vault.storage.keystore_db import key_for
+from vault.storage.sealing import HEADER_SIZE
 from verify.canonical import MAX_ENTRY_BYTES
 
 FAST = ScrubConfig(rate_mb_s=0.0)

@@ -23,15 +23,15 @@ from vault_fixtures import ADMIN
 
 from ingest.acquire import Receipt
 from vault import evidence as evrows
-from vault import principals, tokens
-from vault.access import Role
-from vault.content import PlainContentStore
+from vault.access import principals, tokens
 from vault.db import Conn
-from vault.labels import INTERNAL_LABEL, Level
 from vault.ledger import make_entry
-from vault.scrub import SCRUB_LOCK, ScrubBusy, due, run_scrub
-from vault.scrubmodel import ScrubConfig
-from vault.scrubsched import ScrubScheduler
+from vault.ops.scrub import SCRUB_LOCK, ScrubBusy, due, run_scrub
+from vault.ops.scrubmodel import ScrubConfig
+from vault.ops.scrubsched import ScrubScheduler
+from vault.policy.decide import Role
+from vault.policy.labels import INTERNAL_LABEL, Level
+from vault.storage.content import PlainContentStore
 
 FAST = ScrubConfig(rate_mb_s=0.0)
 

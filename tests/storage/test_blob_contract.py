@@ -1,4 +1,4 @@
-"""The blob store contract (``vault.blobcontract``) on both backends: the file store, and the S3
+"""The blob store contract (``vault.storage.blobcontract``) on both backends: the file store, and the S3
 store on a real single-node Ceph (``ceph_fixture``); then what only Object Lock gives: a locked
 version cannot be deleted nor its retention shortened through the S3 API, by anyone holding the
 credentials, and a changed object (a new version, a delete marker) is caught by ``verify``."""
@@ -18,13 +18,13 @@ import pytest
 from botocore.exceptions import ClientError
 from ceph_fixture import CephCluster
 
-from vault.blobcontract import Blobs, FileBlobs
-from vault.blobstore import BlobStore
 from vault.config import S3StoreConfig
 from vault.errors import ConfigError, Conflict, IntegrityError, NotFound, TooLarge
-from vault.s3client import S3Credentials, error_code, load_credentials, open_client
-from vault.s3store import S3BlobStore, key_of
-from vault.s3upload import send_object
+from vault.storage.blobcontract import Blobs, FileBlobs
+from vault.storage.blobstore import BlobStore
+from vault.storage.s3client import S3Credentials, error_code, load_credentials, open_client
+from vault.storage.s3store import S3BlobStore, key_of
+from vault.storage.s3upload import send_object
 
 PART = 5 * 1024 * 1024  # the smallest part S3 allows: multipart tests stay small
 
@@ -319,7 +319,7 @@ def test_s3_backend_is_refused_by_the_service_until_it_uses_it(tmp_path: Path) -
     """Never a silent fallback: a configuration asking for S3 must not store on local disk."""
     from api.config import Config
     from vault.config import StoreConfig
-    from vault.storage import open_storage
+    from vault.storage.storage import open_storage
 
     cfg = Config(data=tmp_path, store=StoreConfig(backend="s3"))
     with pytest.raises(ConfigError, match="not used by acquisition"):

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from ceph_fixture import CephCluster
 from test_blob_contract import PART, chunks, creds, new_bucket, read_all, s3_config
 
-from vault.s3client import error_code, open_client
-from vault.s3store import S3BlobStore, key_of
+from vault.storage.s3client import error_code, open_client
+from vault.storage.s3store import S3BlobStore, key_of
 
 
 async def test_attack_locks_hold_after_every_daemon_is_killed(

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault.access import (
+from vault.errors import Forbidden, NotFound
+from vault.policy.decide import (
     ADMIN_FOOTAGE_HINT,
     INACTIVE_REASON,
     NOT_FOUND,
@@ -28,8 +29,7 @@ from vault.access import (
     rendition_label,
     visible,
 )
-from vault.errors import Forbidden, NotFound
-from vault.labels import PUBLIC_LABEL, Caveat, Label, Level
+from vault.policy.labels import PUBLIC_LABEL, Caveat, Label, Level
 
 T = TypeVar("T")
 KINDS: list[TargetKind] = ["evidence", "rendition", "case", "ledger", "system", "dock"]

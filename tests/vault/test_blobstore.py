@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vault.blobstore import BlobStore, StoredBlob
 from vault.errors import BadRequest, IntegrityError, NotFound, TooLarge, Unavailable
+from vault.storage.blobstore import BlobStore, StoredBlob
 
 CHUNK = 4096
 

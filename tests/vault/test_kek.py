@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vault import kek as kek_mod
 from vault.errors import ConfigError, Conflict, IntegrityError, Unavailable
-from vault.kek import WRAPPED_SIZE, CommandKekStore, FileKekStore, Kek, new_kek_id
+from vault.storage import kek as kek_mod
+from vault.storage.kek import WRAPPED_SIZE, CommandKekStore, FileKekStore, Kek, new_kek_id
 
 DEK = os.urandom(32)
 OID = os.urandom(16)

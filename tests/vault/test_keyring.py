@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from vault.errors import ConfigError, Conflict, IntegrityError
-from vault.kek import FileKekStore
-from vault.keyring import (
+from vault.storage.kek import FileKekStore
+from vault.storage.keyring import (
     ObjectKey,
     Rewrapped,
     WrappedKey,
@@ -24,7 +24,7 @@ from vault.keyring import (
     unwrap,
     wrap,
 )
-from vault.sealing import SealedReader, seal_stream
+from vault.storage.sealing import SealedReader, seal_stream
 
 
 class MemoryRows:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vault.errors import BadRequest
-from vault.labels import INTERNAL_LABEL, PUBLIC_LABEL, Caveat, Label, Level
+from vault.policy.labels import INTERNAL_LABEL, PUBLIC_LABEL, Caveat, Label, Level
 
 labels = st.builds(
     Label, st.sampled_from(list(Level)), st.frozensets(st.sampled_from(list(Caveat)))

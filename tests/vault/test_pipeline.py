@@ -1,4 +1,4 @@
-"""``vault.pipeline.ahead``: the source's items and errors, in order, with a bounded lead, and a
+"""``vault.storage.pipeline.ahead``: the source's items and errors, in order, with a bounded lead, and a
 worker that stops and closes its source when the consumer goes away; and the sealed reader's
 large reads through it (where a worker decrypts ahead) keep the attack guarantees."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from vault.errors import IntegrityError
-from vault.pipeline import ahead
-from vault.sealing import AHEAD_BATCHES, HEADER_SIZE, TAG_SIZE, SealedReader, seal_stream
+from vault.storage.pipeline import ahead
+from vault.storage.sealing import AHEAD_BATCHES, HEADER_SIZE, TAG_SIZE, SealedReader, seal_stream
 
 C = 4096
 DEK = bytes(range(32))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vault.prefetch import ReadAhead
-from vault.sealing import SealedReader, seal_stream
+from vault.storage.prefetch import ReadAhead
+from vault.storage.sealing import SealedReader, seal_stream
 
 MIB = 1 << 20
 

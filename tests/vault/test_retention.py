@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vault.errors import ConfigError
-from vault.retention import (
+from vault.ops.retention import (
     Disposition,
     RetentionItem,
     RetentionPolicy,

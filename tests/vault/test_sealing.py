@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault.errors import IntegrityError
-from vault.sealing import (
+from vault.storage.sealing import (
     HEADER_SIZE,
     TAG_SIZE,
     SealedReader,

@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from vault.labels import Label
+from vault.policy.labels import Label
 
 Row: TypeAlias = "asyncpg.Record | Mapping[str, Any]"
 """A stored row as the driver returns it, or a dict of the same names."""

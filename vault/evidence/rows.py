@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from vault.access import rendition_label
 from vault.db import Conn, Db
 from vault.errors import IntegrityError, NotFound
 from vault.events import emit
@@ -33,9 +32,10 @@ from vault.evidence.model import (
     evidence_values,
     rendition_values,
 )
-from vault.hostmac import HostMac, RowTampered
-from vault.labels import Caveat, Label, Level
+from vault.ledger.hostmac import HostMac, RowTampered
 from vault.metrics import INTEGRITY_FAILURES
+from vault.policy.decide import rendition_label
+from vault.policy.labels import Caveat, Label, Level
 
 log = logging.getLogger("evault.evidence")
 

@@ -3,9 +3,9 @@
 --
 -- This table is also THE record of which objects are sealed: content whose SHA-256 has a row
 -- here is stored encrypted at <store>/sealed/sha256/<2 hex>/<2 hex>/<sha256>.<object id hex>
--- and read only through it; content without a row is plain at objects/sha256/... (vault.storage).
+-- and read only through it; content without a row is plain at objects/sha256/... (vault.storage.storage).
 -- A copy of this table reveals nothing: a wrapped key opens only with its KEK, and only for the
--- object id and plaintext SHA-256 it is bound to (vault.keyring).
+-- object id and plaintext SHA-256 it is bound to (vault.storage.keyring).
 --
 -- Rows are written in the same transaction as what makes the object live (the evidence or
 -- rendition row, or a re-encryption after a label was raised); key rotation replaces

@@ -3,8 +3,8 @@
 -- (kind, idx) index cost about as much backend CPU per entry as the primary key itself.
 --
 -- Nothing needs a full (kind, idx) index: the only lookups by kind are of the rare `scrub`
--- entries (vault.scrub), served by a partial index that other kinds never enter, and the
--- yearly statistics (vault.statistics), which filter `accessed`/`denied` entries by
+-- entries (vault.ops.scrub), served by a partial index that other kinds never enter, and the
+-- yearly statistics (vault.review.statistics), which filter `accessed`/`denied` entries by
 -- `created_at`: a BRIN index on created_at (entries are appended in time order) serves that
 -- range far better than an index on kind did, for a few bytes per 128 pages.
 --

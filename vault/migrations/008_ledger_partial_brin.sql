@@ -1,5 +1,5 @@
 -- Cheaper appends, continued (issue 2). Migration 007 indexed every entry's created_at with a
--- BRIN index for the yearly statistics (vault.statistics), which only ever read `accessed` and
+-- BRIN index for the yearly statistics (vault.review.statistics), which only ever read `accessed` and
 -- `denied` entries. Measured with a binary COPY of 1M entries on the embedded server, that
 -- index cost 0.10-0.17 µs of backend CPU per entry, about a sixth of an append's database work,
 -- for every kind of entry.

@@ -1,4 +1,4 @@
--- Row tags on the rows that decide access (vault/access_state.py): each row carries
+-- Row tags on the rows that decide access (vault/access/state.py): each row carries
 -- HMAC(host key; table, key, bound values, index of the ledger entry that set it). The host key
 -- never enters PostgreSQL, so a row inserted or changed in SQL does not verify and is never used.
 -- Rows written before this migration have no tag and fail closed until re-tagged.

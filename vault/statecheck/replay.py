@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from vault.errors import BadRequest
-from vault.labels import Label, Level
+from vault.policy.labels import Label, Level
 from verify.canonical import COMMITMENT_DOMAIN, SALT_SIZE, check_opening, parse_canonical
 from verify.errors import VerificationError
 
@@ -339,7 +339,7 @@ def _set_label(state: DerivedState, table: str, target: str, label: Label, idx: 
 
 def _labelled(state: DerivedState, e: Entry) -> None:
     """``labelled``: the target's label is the entry's; a label set on evidence raises its
-    renditions to dominate it (as ``vault.cases.set_label`` does, under the same entry). An
+    renditions to dominate it (as ``vault.cases.links.set_label`` does, under the same entry). An
     entry marked ``effective`` records the label a link or a case's label enforces on an item,
     not a stored one: it changes no row."""
     b = e.body

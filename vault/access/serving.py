@@ -1,0 +1,122 @@
+"""Which bytes may be served: the content served is the content logged (DESIGN §3, §5, §7).
+
+Guarantees:
+
+- Bytes are served only for a row that verifies (``vault.evidence``): the original's or
+  rendition's SHA-256 comes from the same verified row the access decision was made on, and the
+  source row of a rendition is verified too. A row that does not verify is refused with a
+  ``denied`` entry (``audit.TAMPERED_REASON``), the alarm, and ``RowTampered`` (HTTP 422).
+- Evidence that scrub found failing (``integrity`` ``mismatch`` or ``missing``), and its
+  renditions, are refused after the access decision (so nothing is revealed to a caller who may
+  not see the item): a ``denied`` entry whose reason names the failure, then
+  :class:`IntegrityRefused` naming it. A principal holding ``auditor`` or ``admin`` who is
+  granted the action and asks explicitly (``override=True``) gets it; the ``accessed`` entry
+  then carries ``integrity_override`` with the failure it overrode.
+- Every outcome is recorded before anything is opened (``audit.guard``/``audit.record``).
+"""
+
+from __future__ import annotations
+
+from vault import evidence as evrows
+from vault.access import audit
+from vault.db import Db
+from vault.errors import IntegrityError
+from vault.ledger import LedgerWriter
+from vault.ledger.hostmac import RowTampered
+from vault.policy.decide import NOT_FOUND, Action, Principal, Role, Target, TargetKind, decide
+
+__all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]
+
+OVERRIDE_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})
+"""Roles that may fetch content of evidence that failed its integrity check, when they ask."""
+
+
+class IntegrityRefused(IntegrityError):
+    """The evidence failed its last integrity check (scrub): its content is not served. An
+    auditor or admin may fetch it for investigation with ``integrity_override=true``."""
+
+    slug = "integrity-failed"
+    title = "The content failed its integrity check"
+
+
+async def _decide(
+    ledger: LedgerWriter,
+    principal: Principal,
+    action: Action,
+    kind: TargetKind,
+    target_id: str,
+    target: Target | None,
+    integrity: str,
+    override: bool,
+) -> None:
+    decision = NOT_FOUND if target is None else decide(principal, action, target)
+    extra = None
+    if decision.allowed and integrity != "ok":
+        if override and principal.roles & OVERRIDE_ROLES:
+            extra = {"integrity_override": integrity}
+        else:
+            reason = f"integrity: the evidence failed its integrity check ({integrity})"
+            await audit.record(ledger, principal, action, kind, target_id, False, reason)
+            raise IntegrityRefused(
+                f"the evidence failed its integrity check ({integrity}); its content is not"
+                " served. An auditor or admin may fetch it with integrity_override=true"
+            )
+    await audit.guard(ledger, principal, action, kind, target_id, target, extra=extra)
+
+
+async def _refuse_tampered(
+    ledger: LedgerWriter, principal: Principal, action: Action, kind: TargetKind, target_id: str
+) -> None:
+    await audit.record(ledger, principal, action, kind, target_id, False, audit.TAMPERED_REASON)
+
+
+async def evidence_bytes(
+    db: Db,
+    ledger: LedgerWriter,
+    principal: Principal,
+    action: Action,
+    evidence_id: str,
+    *,
+    override: bool = False,
+) -> evrows.Evidence:
+    """Decide and record ``action`` (stream, download) on an original; return its verified row,
+    whose ``sha256`` names the only bytes that may be served for it."""
+    try:
+        row = await evrows.load_evidence(db, ledger.mac, evidence_id, where="content")
+    except RowTampered:
+        await _refuse_tampered(ledger, principal, action, "evidence", evidence_id)
+        raise
+    found = None if row is None else await audit.target_of(db, row)
+    integrity = "ok" if row is None else row.integrity
+    await _decide(ledger, principal, action, "evidence", evidence_id, found, integrity, override)
+    assert row is not None  # guard raised NotFound otherwise
+    return row
+
+
+async def rendition_bytes(
+    db: Db,
+    ledger: LedgerWriter,
+    principal: Principal,
+    action: Action,
+    rendition_id: str,
+    *,
+    override: bool = False,
+) -> tuple[evrows.Rendition, evrows.Evidence]:
+    """As ``evidence_bytes`` for a rendition: (its verified row, its source's verified row)."""
+    try:
+        row = await evrows.load_rendition(db, ledger.mac, rendition_id, where="content")
+        source = (
+            None
+            if row is None
+            else await evrows.load_evidence(db, ledger.mac, row.evidence_id, where="content")
+        )
+    except RowTampered:
+        await _refuse_tampered(ledger, principal, action, "rendition", rendition_id)
+        raise
+    found = None
+    if row is not None and source is not None:
+        found = audit.rendition_target_of(row, await audit.target_of(db, source, "rendition"))
+    integrity = "ok" if source is None else source.integrity
+    await _decide(ledger, principal, action, "rendition", rendition_id, found, integrity, override)
+    assert row is not None and source is not None
+    return row, source

@@ -1,0 +1,593 @@
+"""The SQL side of access control: visibility filters, targets, and the evidence queries.
+
+Guarantees:
+
+- ``evidence_filter``, ``rendition_filter`` and ``case_filter`` produce a WHERE fragment that is
+  true for a row exactly when ``access.decide(principal, action, target)`` allows it, where the
+  target is what ``audit.evidence_target`` / ``rendition_target`` / ``case_target`` build for it:
+  clearance ≥ the effective level, effective caveats ⊆ the principal's, and a role from
+  ``ROLE_GRANTS`` whose scope is met (case-independent, an assigned case among the CURRENT links,
+  or the recording officer). The scopes are read from ``ROLE_GRANTS``, not restated. An evidence
+  item's effective label is the join of its own label and every currently linked case's label
+  (``access.effective_label``); a rendition's is the join of that and its own label.
+- Current links are computed from the append-only link history (the newest row per case and
+  evidence decides), so no deleted row can hide or forge a link.
+- ``list_evidence`` / ``count_evidence`` apply the filter inside SQL: pages, counts, cursors and
+  filters (by case, officer, device, dock, time range, label, status) never reveal an item the
+  caller may not list; filtering by a case the caller may not see yields nothing, like an
+  unknown case. Pages use keyset pagination on (acquired_at, id).
+- The database is not trusted to apply those filters honestly: each page's items are re-decided
+  in Python from their whole link history and their cases' rows, every one verified
+  (``link_state``, one query per page); an item whose rows do not verify is left out (alarm
+  raised), and one the verified state does not let the caller list is dropped. The cursor still
+  follows the rows the statement returned. Counts are not re-checked.
+- ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
+  raises ``NotFound`` identically for a missing and an invisible item.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from vault import evidence as evrows
+from vault.access import state as access_state
+from vault.db import Db
+from vault.errors import BadRequest, IntegrityError, NotFound
+from vault.ledger import LedgerWriter
+from vault.ledger.hostmac import HostMac, RowTampered
+from vault.policy.decide import (
+    ACTION_KINDS,
+    ROLE_GRANTS,
+    Action,
+    Principal,
+    Scope,
+    Target,
+    TargetKind,
+    effective_label,
+    visible,
+)
+from vault.policy.labels import Caveat, Label, Level
+
+MAX_PAGE = 1000
+
+
+class Args:
+    """Positional SQL parameters: ``args(value)`` appends a value and returns its ``$n``."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def current(h: str) -> str:
+    """Predicate on a ``case_evidence_history`` row ``h``: it is a link that still holds."""
+    return (
+        f"{h}.action = 'linked' AND NOT EXISTS (SELECT 1 FROM case_evidence_history {h}_n"  # noqa: S608
+        f" WHERE {h}_n.case_id = {h}.case_id AND {h}_n.evidence_id = {h}.evidence_id"
+        f" AND {h}_n.ledger_idx > {h}.ledger_idx)"
+    )
+
+
+CURRENT_LINKS = (
+    "SELECT h.case_id, h.evidence_id, h.ledger_idx, h.at, h.principal_id"  # noqa: S608
+    f" FROM case_evidence_history h WHERE {current('h')}"
+)
+"""The current links, as a subquery."""
+
+
+def scopes(p: Principal, action: Action, kind: TargetKind) -> frozenset[Scope]:
+    """The scopes under which the principal's roles grant ``action`` on ``kind``."""
+    if not p.active or kind not in ACTION_KINDS.get(action, frozenset()):
+        return frozenset()
+    return frozenset(ROLE_GRANTS[r][action] for r in p.roles if action in ROLE_GRANTS.get(r, {}))
+
+
+def _caveats(p: Principal) -> list[str]:
+    return sorted(c.value for c in p.caveats)
+
+
+def _cleared(p: Principal, level: str, caveats: str, args: Args) -> str:
+    return f"({level} <= {args(int(p.clearance))} AND {caveats} <@ {args(_caveats(p))}::text[])"
+
+
+def evidence_filter(
+    p: Principal,
+    e: str,
+    args: Args,
+    action: Action = Action.LIST,
+    kind: TargetKind = "evidence",
+    blocked: str | None = None,
+) -> str:
+    """WHERE fragment on ``evidence`` row ``e``: decide(p, action, its target) allows it.
+
+    ``blocked``: an SQL expression the caller computed over ``e``'s current links, true when
+    one of their cases' labels is above ``p`` (``_links_lateral``); by default the fragment
+    finds that out itself."""
+    granted = scopes(p, action, kind)
+    if not granted:
+        return "FALSE"
+    clr, cav = args(int(p.clearance)), args(_caveats(p))
+    above = (
+        f"NOT EXISTS (SELECT 1 FROM case_evidence_history vh JOIN cases vc"  # noqa: S608
+        f" ON vc.id = vh.case_id WHERE vh.evidence_id = {e}.id AND {current('vh')}"
+        f" AND (vc.label_level > {clr} OR NOT vc.label_caveats <@ {cav}::text[]))"
+        if blocked is None
+        else f"{blocked} IS NOT TRUE"
+    )
+    cleared = f"{e}.label_level <= {clr} AND {e}.label_caveats <@ {cav}::text[] AND {above}"
+    recorder = p.officer_id is not None and bool(
+        granted & {Scope.NEED_TO_KNOW, Scope.OWN_RECORDING}
+    )
+    need: list[str] = []
+    if Scope.ANY in granted:
+        need.append("TRUE")
+    if recorder:
+        need.append(f"{e}.officer_id = {args(p.officer_id)}")
+    if Scope.NEED_TO_KNOW in granted and p.cases:
+        need.append(
+            f"EXISTS (SELECT 1 FROM case_evidence_history nh WHERE nh.evidence_id = {e}.id"  # noqa: S608
+            f" AND nh.case_id = ANY({args(sorted(p.cases))}::text[]) AND {current('nh')})"
+        )
+    return f"({cleared} AND ({' OR '.join(need) or 'FALSE'}))"
+
+
+def rendition_filter(p: Principal, r: str, e: str, args: Args, action: Action = Action.LIST) -> str:
+    """WHERE fragment on ``renditions`` row ``r`` joined to its ``evidence`` row ``e``."""
+    if not scopes(p, action, "rendition"):
+        return "FALSE"
+    own = _cleared(p, f"{r}.label_level", f"{r}.label_caveats", args)
+    return f"({own} AND {evidence_filter(p, e, args, action, 'rendition')})"
+
+
+def case_filter(p: Principal, c: str, args: Args, action: Action = Action.LIST) -> str:
+    """WHERE fragment on ``cases`` row ``c``: decide(p, action, its target) allows it."""
+    granted = scopes(p, action, "case")
+    if not granted:
+        return "FALSE"
+    need: list[str] = []
+    if Scope.ANY in granted:
+        need.append("TRUE")
+    if Scope.NEED_TO_KNOW in granted and p.cases:
+        need.append(f"{c}.id = ANY({args(sorted(p.cases))}::text[])")
+    cleared = _cleared(p, f"{c}.label_level", f"{c}.label_caveats", args)
+    return f"({cleared} AND ({' OR '.join(need) or 'FALSE'}))"
+
+
+# -- targets: what decide() is asked about ---------------------------------------------------
+
+
+_LABELS: dict[tuple[int, tuple[str, ...]], Label] = {}  # labels are immutable: memoised
+
+
+def label_of(level: int, caveats: Iterable[str]) -> Label:
+    """A stored label; IntegrityError if the row holds something no label can be."""
+    key = (level, tuple(caveats))
+    label = _LABELS.get(key)
+    if label is None:
+        try:
+            label = Label(Level(level), frozenset(Caveat(c) for c in key[1]))
+        except ValueError as exc:
+            raise IntegrityError("a stored label is invalid") from exc
+        if len(_LABELS) < 1024:  # only valid labels are kept, a handful in practice
+            _LABELS[key] = label
+    return label
+
+
+def as_uuid(text: str) -> uuid.UUID | None:
+    """The UUID ``text`` names, or None (an id that cannot exist)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+_LINK_ROWS = (
+    "SELECT h.ledger_idx, h.case_id, h.evidence_id, h.action, h.principal_id, h.tag,"
+    " c.title, c.label_level, c.label_caveats, c.ledger_idx AS case_idx, c.tag AS case_tag"
+    " FROM case_evidence_history h LEFT JOIN cases c ON c.id = h.case_id"
+    " WHERE h.evidence_id = ANY($1::uuid[]) ORDER BY h.ledger_idx"
+)
+
+
+async def link_state(
+    db: Db, evidence_ids: list[uuid.UUID]
+) -> tuple[dict[uuid.UUID, dict[str, Label]], dict[uuid.UUID, RowTampered]]:
+    """For each evidence id, its currently linked cases and their labels, decided in Python
+    from the whole link history of those items and their cases' rows, every one verified
+    (``access_state``): the database cannot add, hide or relabel a link by a row it made.
+    Items with a row that does not verify are in the second mapping instead (alarm raised)."""
+    state = await access_state.ready(db)
+    rows = await db.fetch(_LINK_ROWS, evidence_ids)
+    newest: dict[tuple[uuid.UUID, str], asyncpg.Record] = {}
+    bad: dict[uuid.UUID, RowTampered] = {}
+    cases: dict[str, RowTampered | None] = {}
+    for r in rows:
+        eid, case_id = r["evidence_id"], r["case_id"]
+        try:
+            state.check("case_evidence_history", r)
+        except RowTampered as exc:
+            await state.alarm(exc)
+            bad.setdefault(eid, exc)
+            continue
+        newest[(eid, case_id)] = r  # rows come oldest first
+        if case_id not in cases:
+            cases[case_id] = await _case_problem(state, r)
+    out: dict[uuid.UUID, dict[str, Label]] = {i: {} for i in evidence_ids}
+    for (eid, case_id), r in newest.items():
+        problem = cases[case_id]
+        if problem is not None:
+            bad.setdefault(eid, problem)
+        elif r["action"] == "linked":
+            out[eid][case_id] = label_of(r["label_level"], r["label_caveats"])
+    for eid in bad:
+        out.pop(eid, None)
+    return out, bad
+
+
+async def _case_problem(state: access_state.AccessState, r: asyncpg.Record) -> RowTampered | None:
+    """Why the case row joined to link row ``r`` cannot be used (alarm raised), or None."""
+    case = {
+        "id": r["case_id"],
+        "title": r["title"],
+        "label_level": r["label_level"],
+        "label_caveats": r["label_caveats"],
+        "ledger_idx": r["case_idx"],
+        "tag": r["case_tag"],
+    }
+    try:
+        if r["case_idx"] is None:
+            raise RowTampered("cases", (r["case_id"],), "a linked case has no row")
+        state.check("cases", case)
+    except RowTampered as exc:
+        await state.alarm(exc)
+        return exc
+    return None
+
+
+async def linked_cases(db: Db, evidence_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Label]]:
+    """For each evidence id, its currently linked cases and their labels (``link_state``);
+    ``RowTampered`` if a row any of them depends on does not verify."""
+    out, bad = await link_state(db, evidence_ids)
+    for exc in bad.values():
+        raise exc
+    return out
+
+
+# -- evidence queries ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceQuery:
+    """Filters; every one narrows the caller's visible evidence, none widens it."""
+
+    case_id: str | None = None
+    officer_id: str | None = None
+    device_id: str | None = None
+    dock_id: str | None = None
+    acquired_from: datetime | None = None  # inclusive
+    acquired_to: datetime | None = None  # exclusive
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+    level: Level | None = None  # effective level equals
+    caveats: frozenset[Caveat] = field(default_factory=frozenset)  # effective caveats include
+    status: str | None = None  # media_status
+    disposed: bool | None = None
+    unlinked: bool = False  # linked to no case the caller may see (its ``cases`` is empty)
+
+
+class EvidenceSummary(NamedTuple):
+    """What a caller allowed to list an item sees of it (``cases``: only the visible ones).
+    Immutable; a named tuple because pages build many (a third of a frozen dataclass's cost)."""
+
+    id: str
+    sha256: str
+    size: int
+    file_name: str
+    dock_id: str | None
+    device_id: str | None
+    officer_id: str | None
+    recorded_at: datetime | None
+    acquired_at: datetime
+    label: Label
+    category: str
+    media_status: str
+    disposed_at: datetime | None
+    cases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page. ``tampered``: ids of rows left out because they do not verify (the alarm was
+    raised for each); for integrity reports, never shown to a caller as items."""
+
+    items: list[EvidenceSummary]
+    next_cursor: str | None
+    tampered: tuple[str, ...] = ()
+
+
+_PLAIN_COLUMNS = (
+    "e.id, e.sha256, e.size, e.file_name, e.dock_id, e.device_id, e.officer_id, e.recorded_at,"
+    " e.acquired_at, e.label_level, e.label_caveats, e.category, e.media_status, e.disposed_at"
+)
+_LINKED = (
+    "FROM case_evidence_history lh JOIN cases lc ON lc.id = lh.case_id"
+    f" WHERE lh.evidence_id = e.id AND {current('lh')}"
+)
+_LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
+_TAGGED = "e.ledger_idx, e.extension, e.tag, e.state_idx"
+"""The rest of what verifying ``evidence e``'s row tag needs (vault.evidence), after the links."""
+_COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links, {_TAGGED}"
+"""Everything a summary needs of ``evidence e``, its current links included (one statement)."""
+_LABEL_AT = EvidenceSummary._fields.index("label")  # where level and caveats are selected
+_LINKS_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
+
+
+def _links_lateral(p: Principal, args: Args) -> str:
+    """``e``'s current links as ``l.links`` and ``l.blocked`` (one of their cases' labels is
+    above ``p``), computed once per row for both the filter and the summary."""
+    clr, cav = args(int(p.clearance)), args(_caveats(p))
+    return (
+        f"CROSS JOIN LATERAL (SELECT array_agg({_LINK}) AS links,"
+        f" bool_or(lc.label_level > {clr} OR NOT lc.label_caveats <@ {cav}::text[]) AS blocked"
+        f" {_LINKED}) l"
+    )
+
+
+def _eff_cases(e: str) -> str:
+    return (
+        f"FROM case_evidence_history fh JOIN cases fc ON fc.id = fh.case_id"
+        f" WHERE fh.evidence_id = {e}.id AND {current('fh')}"
+    )
+
+
+def _where(p: Principal, q: EvidenceQuery, args: Args, blocked: str | None = None) -> str:
+    conds = [evidence_filter(p, "e", args, blocked=blocked)]
+    if q.case_id is not None:
+        c = args(q.case_id)
+        conds.append(
+            f"EXISTS (SELECT 1 FROM case_evidence_history qh WHERE qh.evidence_id = e.id"  # noqa: S608
+            f" AND qh.case_id = {c} AND {current('qh')})"
+            f" AND EXISTS (SELECT 1 FROM cases qc WHERE qc.id = {c}"
+            f" AND {case_filter(p, 'qc', args)})"
+        )
+    if q.unlinked:  # judged on the cases the caller sees, so a hidden case's link is not told
+        conds.append(
+            "NOT EXISTS (SELECT 1 FROM case_evidence_history uh JOIN cases uc ON uc.id ="  # noqa: S608
+            f" uh.case_id WHERE uh.evidence_id = e.id AND {current('uh')}"
+            f" AND {case_filter(p, 'uc', args)})"
+        )
+    for column, value in (
+        ("officer_id", q.officer_id),
+        ("device_id", q.device_id),
+        ("dock_id", q.dock_id),
+        ("media_status", q.status),
+    ):
+        if value is not None:
+            conds.append(f"e.{column} = {args(value)}")
+    for column, op, instant in (
+        ("acquired_at", ">=", q.acquired_from),
+        ("acquired_at", "<", q.acquired_to),
+        ("recorded_at", ">=", q.recorded_from),
+        ("recorded_at", "<", q.recorded_to),
+    ):
+        if instant is not None:
+            conds.append(f"e.{column} {op} {args(instant)}")
+    if q.level is not None:
+        conds.append(
+            f"GREATEST(e.label_level, (SELECT max(fc.label_level) {_eff_cases('e')}))"
+            f" = {args(int(q.level))}"
+        )
+    for caveat in sorted(q.caveats, key=lambda c: c.value):
+        cv = args(caveat.value)
+        conds.append(
+            f"({cv} = ANY(e.label_caveats) OR EXISTS"
+            f" (SELECT 1 {_eff_cases('e')} AND {cv} = ANY(fc.label_caveats)))"
+        )
+    if q.disposed is not None:
+        conds.append(f"e.disposed_at IS {'NOT ' if q.disposed else ''}NULL")
+    return " AND ".join(conds)
+
+
+def encode_cursor(acquired_at: datetime, evidence_id: str) -> str:
+    raw = json.dumps([acquired_at.isoformat(), evidence_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (acquired_at, id) a cursor names; BadRequest for anything malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, eid = json.loads(raw)
+        instant = datetime.fromisoformat(when)
+        if instant.tzinfo is None:
+            raise ValueError("naive time")
+        return instant, uuid.UUID(eid)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor: pass back the next_cursor of a previous page") from exc
+
+
+def _summaries(p: Principal, rows: Sequence[Sequence[Any]]) -> list[EvidenceSummary]:
+    """Rows selected with ``_COLUMNS`` (their ``links`` column: the current links) as
+    summaries showing only the linked cases the principal may see."""
+    out = []
+    # Per call: the rows of one page share cases and labels; each distinct (own label, links)
+    # is decided once: its effective label and the linked cases the principal may see.
+    derived: dict[tuple[object, ...], tuple[Label, tuple[str, ...]]] = {}
+    for row in rows:
+        # _PLAIN_COLUMNS are EvidenceSummary's fields in order, the label as two columns
+        # (level, caveats), and then come the links.
+        level, caveats = row[_LABEL_AT : _LABEL_AT + 2]
+        links = row[_LINKS_AT]
+        key = (level, tuple(caveats), *[(c, lv, tuple(cv)) for c, lv, cv in links or ()])
+        found = derived.get(key)
+        if found is None:
+            found = derived[key] = _derive(p, label_of(level, caveats), links or ())
+        label, shown = found
+        out.append(
+            EvidenceSummary._make(
+                (str(row[0]), *row[1:_LABEL_AT], label, *row[_LABEL_AT + 2 : _LINKS_AT], shown)
+            )
+        )
+    return out
+
+
+def _derive(
+    p: Principal, own: Label, links: Iterable[asyncpg.Record]
+) -> tuple[Label, tuple[str, ...]]:
+    """An item's effective label and the linked cases ``p`` may see (sorted)."""
+    cases = {c: label_of(level, caveats) for c, level, caveats in links}
+    label = effective_label(own, cases.values())
+    shown = sorted(c for c, lab in cases.items() if visible(p, Target("case", lab, frozenset({c}))))
+    return label, tuple(shown)
+
+
+def list_query(
+    principal: Principal,
+    query: EvidenceQuery | None = None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[str, list[object]]:
+    """The one statement ``list_evidence`` runs (fetching ``limit + 1`` rows), and its values."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    args = Args()
+    lateral = _links_lateral(principal, args)
+    where = _where(principal, query or EvidenceQuery(), args, blocked="l.blocked")
+    if cursor is not None:
+        after, after_id = decode_cursor(cursor)
+        where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
+    sql = (
+        f"SELECT {_PLAIN_COLUMNS}, l.links, {_TAGGED} FROM evidence e {lateral} WHERE {where}"  # noqa: S608
+        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}"
+    )
+    return sql, args.values
+
+
+async def list_evidence(
+    db: Db,
+    principal: Principal,
+    query: EvidenceQuery | None = None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    mac: HostMac,
+) -> Page:
+    """One page of the evidence the principal may list, ordered by (acquired_at, id): one
+    statement, the items' current links included. A row whose tag does not verify
+    (``vault.evidence``) is left out of the page and raises the alarm: a listing never shows a
+    forged value, and a label lowered in the database does not reveal anything."""
+    sql, values = list_query(principal, query, limit=limit, cursor=cursor)
+    rows = await db.fetch(sql, *values)
+    page = rows[:limit]
+    good = await evrows.check_page(db, mac, page)
+    items = _summaries(principal, await _recheck(db, principal, list(good), query))
+    tampered: tuple[str, ...] = ()
+    if len(good) < len(page):
+        kept = {r["id"] for r in good}
+        tampered = tuple(str(r["id"]) for r in page if r["id"] not in kept)
+    more = len(rows) > limit
+    last = page[-1] if page else None
+    after = encode_cursor(last["acquired_at"], str(last["id"])) if more and last else None
+    return Page(items, after, tampered)
+
+
+async def _recheck(
+    db: Db, p: Principal, rows: list[asyncpg.Record], query: EvidenceQuery | None
+) -> list[Sequence[object]]:
+    """The page's rows that the verified link state (``link_state``: one query per page)
+    still lets ``p`` list, with their links as verified; the SQL filter decided on rows the
+    database could have forged, so its answer is only a candidate."""
+    if not rows:
+        return []
+    links, bad = await link_state(db, [r["id"] for r in rows])
+    case_id = None if query is None else query.case_id
+    decided: dict[tuple[object, ...], bool] = {}
+    out: list[Sequence[object]] = []
+    for r in rows:
+        if r["id"] in bad:
+            continue
+        cases = links[r["id"]]
+        if case_id is not None and case_id not in cases:
+            continue
+        level, caveats = r[_LABEL_AT : _LABEL_AT + 2]
+        verified = tuple(
+            (c, int(lab.level), sorted(x.value for x in lab.caveats))
+            for c, lab in sorted(cases.items())
+        )
+        key = (
+            level,
+            tuple(caveats),
+            r["officer_id"],
+            case_id,
+            *[(c, lv, tuple(cv)) for c, lv, cv in verified],
+        )
+        ok = decided.get(key)
+        if ok is None:
+            own = label_of(level, caveats)
+            target = Target(
+                "evidence", effective_label(own, cases.values()), frozenset(cases), r["officer_id"]
+            )
+            ok = visible(p, target) and (
+                case_id is None or visible(p, Target("case", cases[case_id], frozenset({case_id})))
+            )
+            decided[key] = ok
+        if ok:
+            out.append((*r[:_LINKS_AT], verified))
+    return out
+
+
+async def count_evidence(db: Db, principal: Principal, query: EvidenceQuery | None = None) -> int:
+    """How many items ``list_evidence`` would return over all pages."""
+    args = Args()
+    where = _where(principal, query or EvidenceQuery(), args)
+    count: int = await db.fetchval(f"SELECT count(*) FROM evidence e WHERE {where}", *args.values)  # noqa: S608
+    return count
+
+
+async def get_evidence(
+    db: Db, ledger: LedgerWriter, principal: Principal, evidence_id: str
+) -> EvidenceSummary:
+    """Read one item's metadata (an audited ``read_metadata`` decision); NotFound identically
+    for missing and invisible."""
+    from vault.access.audit import authorize  # audit loads targets through this module
+
+    await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
+    try:
+        evrows.check_evidence(ledger.mac, rows[0])
+    except RowTampered as exc:  # changed since the decision: still never shown
+        await evrows.alarm(db, exc, "read")
+        raise
+    found = _summaries(principal, await _recheck(db, principal, list(rows), None))
+    if not found:  # changed since the decision: as if it were not there
+        raise NotFound()
+    return found[0]
+
+
+async def visible_renditions(
+    db: Db, mac: HostMac, principal: Principal, evidence_id: str
+) -> list[evrows.Rendition]:
+    """The renditions of an item that ``principal`` may list, oldest first, each verified (one
+    that does not verify is left out and raises the alarm)."""
+    args = Args()
+    args(evidence_id)
+    rows = await db.fetch(
+        f"SELECT {evrows.rendition_columns('r')} FROM renditions r JOIN evidence e"  # noqa: S608
+        " ON e.id = r.evidence_id WHERE r.evidence_id = $1::uuid AND"
+        f" {rendition_filter(principal, 'r', 'e', args)} ORDER BY r.created_at, r.id",
+        *args.values,
+    )
+    return [evrows.rendition_of(r) for r in await evrows.check_page(db, mac, rows, "renditions")]

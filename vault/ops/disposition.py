@@ -1,0 +1,325 @@
+"""The retention job: legal holds, categories, and disposal of footage whose period is over.
+
+Guarantees:
+
+- ``report`` and ``run`` build the same plan with ``retention.plan`` from the same inputs
+  (acquired_at, category, number of CURRENT case links, active legal holds on the evidence or on
+  any case it was ever linked to, already disposed), over the evidence the acting principal may
+  list; so for a given actor and ``now``, ``run`` disposes exactly what ``report`` lists.
+- For each item to dispose, ``run`` first appends a ``disposed`` entry (evidence id, SHA-256 of
+  the original and of its renditions: the hashes stay in the ledger for ever) and, in the same
+  transaction and under the ledger's lock, re-checks that the item is still in no case, on no
+  hold and not disposed; only after that entry is committed does it call ``remove_blob`` for each
+  hash, and then sets ``evidence.disposed_at``. A failure between the two leaves the item
+  pending; the next run finishes it without a second entry.
+- Each run ends with one ``retention`` entry summarising it. Holds and category changes are
+  ``retention`` entries too. Running, holding and categorising need ``administer`` (the job) or
+  ``label`` on the target (holds, categories); refusals are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vault import evidence as evrows
+from vault.access import audit
+from vault.access.audit import authorize
+from vault.access.principals import require_admin
+from vault.access.visibility import Args, current, evidence_filter
+from vault.db import Conn, Db
+from vault.errors import BadRequest, Conflict, EvaultError, NotFound
+from vault.ledger import LedgerWriter, make_entry
+from vault.ledger.hostmac import HostMac
+from vault.ops.retention import Disposition, RetentionItem, RetentionPolicy, plan
+from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
+
+__all__ = [
+    "RunResult",
+    "gather",
+    "place_hold",
+    "release_hold",
+    "report",
+    "run",
+    "set_category",
+]
+
+RemoveBlob = Callable[[str], object]
+"""Removes one stored object by SHA-256 (e.g. ``BlobStore.remove``); called in a thread."""
+
+
+class _StateChanged(ValueError):
+    """Raised inside a ledger effect when the item may no longer be disposed of."""
+
+
+_ON_HOLD = (
+    "EXISTS (SELECT 1 FROM legal_holds lh WHERE lh.released_at IS NULL AND (lh.evidence_id = {e}"
+    " OR lh.case_id IN (SELECT hh.case_id FROM case_evidence_history hh"
+    " WHERE hh.evidence_id = {e})))"
+)
+_CASE_COUNT = (
+    "(SELECT count(*) FROM case_evidence_history ch WHERE ch.evidence_id = {e} AND "  # noqa: S608
+    + current("ch")
+    + ")"
+)
+
+
+async def gather(db: Db, actor: Principal, *, mac: HostMac) -> list[RetentionItem]:
+    """What retention needs to know about every item the actor may list. Acquisition time and
+    category come from rows that verify (``vault.evidence``); an item whose row does not is
+    left out (never disposed of on a forged date or category) and raises the alarm."""
+    args = Args()
+    rows = await db.fetch(
+        f"SELECT {evrows.evidence_columns()},"  # noqa: S608
+        f" {_CASE_COUNT.format(e='e.id')} AS case_count, {_ON_HOLD.format(e='e.id')} AS on_hold,"
+        " (e.disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
+        " WHERE d.evidence_id = e.id)) AS gone"
+        f" FROM evidence e WHERE {evidence_filter(actor, 'e', args)} ORDER BY e.acquired_at, e.id",
+        *args.values,
+    )
+    return [
+        RetentionItem(
+            evidence_id=str(r["id"]),
+            acquired_at=r["acquired_at"],
+            category=r["category"],
+            case_count=r["case_count"],
+            on_hold=r["on_hold"],
+            disposed=r["gone"],
+        )
+        for r in await evrows.check_page(db, mac, rows)
+    ]
+
+
+async def report(
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    policy: RetentionPolicy,
+    now: datetime | None = None,
+) -> list[Disposition]:
+    """The plan ``run`` would carry out now (a dry run: nothing is changed or recorded)."""
+    await require_admin(ledger, actor, "retention")
+    return plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
+
+
+@dataclass
+class RunResult:
+    plan: list[Disposition]
+    disposed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (evidence id, why)
+    pending: list[str] = field(default_factory=list)  # entry appended, blob removal failed
+    summary_idx: int | None = None
+
+
+async def _finish(
+    db: Db, mac: HostMac, evidence_id: uuid.UUID, hashes: Sequence[str], remove: RemoveBlob
+) -> bool:
+    """Remove the blobs of a recorded disposal, then mark it done; False if removal failed."""
+    try:
+        for sha in hashes:
+            await asyncio.to_thread(remove, sha)
+    except (OSError, EvaultError):
+        return False
+    await evrows.finish_disposal(db, mac, evidence_id)
+    return True
+
+
+async def _hashes(db: Db, mac: HostMac, evidence_id: uuid.UUID) -> tuple[str, list[str]]:
+    row = await evrows.load_evidence(db, mac, evidence_id, where="disposal")
+    if row is None:
+        raise NotFound(f"no evidence {evidence_id}")
+    sha = row.sha256
+    # Only hashes from rows that verify: a forged hash must never get another item's blob
+    # removed (a rendition row that does not verify is left, and raises the alarm).
+    renditions = await evrows.renditions_of(db, mac, evidence_id)
+    return sha, sorted({r.sha256 for r in renditions})
+
+
+async def _dispose(
+    db: Db, ledger: LedgerWriter, actor: Principal, d: Disposition, remove: RemoveBlob
+) -> bool | None:
+    """Record, then remove. None: not disposed (state changed); False: recorded, pending."""
+    eid = uuid.UUID(d.evidence_id)
+    sha, renditions = await _hashes(db, ledger.mac, eid)
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await conn.execute("SELECT 1 FROM evidence WHERE id = $1 FOR UPDATE", eid)
+        row = await conn.fetchrow(
+            f"SELECT {_CASE_COUNT.format(e='$1')} AS n, {_ON_HOLD.format(e='$1')} AS held,"  # noqa: S608
+            " EXISTS (SELECT 1 FROM dispositions WHERE evidence_id = $1) AS gone",
+            eid,
+        )
+        if row is None or row["n"] or row["held"] or row["gone"]:
+            raise _StateChanged("linked, held or disposed meanwhile")
+        await conn.execute(
+            "INSERT INTO dispositions (evidence_id, ledger_idx, sha256) VALUES ($1, $2, $3)",
+            eid,
+            indexes[0],
+            sha,
+        )
+        await audit.add_refs(conn, [(indexes[0], "evidence", str(eid))])
+
+    entry = make_entry(
+        "disposed",
+        {"evidence_id": str(eid), "sha256": sha, "renditions": renditions, "reason": d.reason},
+        {"by": actor.id},
+    )
+    try:
+        await ledger.append([entry], effect=effect)
+    except _StateChanged:
+        return None
+    return await _finish(db, ledger.mac, eid, [sha, *renditions], remove)
+
+
+async def run(
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    policy: RetentionPolicy,
+    remove_blob: RemoveBlob,
+    now: datetime | None = None,
+) -> RunResult:
+    """Carry out the retention plan (see the module docstring for the order of things)."""
+    await require_admin(ledger, actor, "retention")
+    pending = await db.fetch(
+        "SELECT d.evidence_id FROM dispositions d JOIN evidence e ON e.id = d.evidence_id"
+        " WHERE e.disposed_at IS NULL ORDER BY d.ledger_idx"
+    )
+    result = RunResult(plan=[])
+    for p in pending:
+        sha, renditions = await _hashes(db, ledger.mac, p["evidence_id"])
+        if not await _finish(db, ledger.mac, p["evidence_id"], [sha, *renditions], remove_blob):
+            result.pending.append(str(p["evidence_id"]))
+    result.plan = plan(await gather(db, actor, mac=ledger.mac), policy, now or datetime.now(UTC))
+    for d in result.plan:
+        if d.action != "dispose":
+            continue
+        done = await _dispose(db, ledger, actor, d, remove_blob)
+        if done is None:
+            result.skipped.append((d.evidence_id, "linked, held or disposed meanwhile"))
+        elif done:
+            result.disposed.append(d.evidence_id)
+        else:
+            result.pending.append(d.evidence_id)
+    summary = make_entry(
+        "retention",
+        {
+            "op": "run",
+            "disposed": len(result.disposed),
+            "kept": sum(1 for d in result.plan if d.action == "keep"),
+            "skipped": len(result.skipped),
+            "pending": len(result.pending),
+            "policy": {
+                "ordinary_days": policy.ordinary_days,
+                "important_days": policy.important_days,
+            },
+        },
+        {"by": actor.id},
+    )
+    (result.summary_idx,) = await ledger.append([summary])
+    return result
+
+
+# -- holds and categories --------------------------------------------------------------------
+
+
+async def place_hold(
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    *,
+    evidence_id: str | None = None,
+    case_id: str | None = None,
+    reason: str,
+) -> int:
+    """Put an evidence item, or every item ever linked to a case, on legal hold; return the
+    hold's id. Needs ``label`` on the target."""
+    if (evidence_id is None) == (case_id is None):
+        raise BadRequest("a hold is on exactly one of an evidence item or a case")
+    if not 0 < len(reason) <= 2000:
+        raise BadRequest("hold reason: 1 to 2000 characters")
+    kind: TargetKind = "case" if case_id is not None else "evidence"
+    target_id = case_id if case_id is not None else str(evidence_id)
+    await authorize(db, ledger, actor, Action.LABEL, kind, target_id)
+    hold_id: list[int] = []
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        hid = await conn.fetchval(
+            "INSERT INTO legal_holds (evidence_id, case_id, reason, placed_by, placed_idx)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            None if evidence_id is None else uuid.UUID(evidence_id),
+            case_id,
+            reason,
+            actor.id,
+            indexes[0],
+        )
+        hold_id.append(hid)
+        await audit.add_refs(conn, [(indexes[0], kind, target_id)])
+
+    fields: dict[str, object] = {"op": "hold-placed"}
+    secrets: dict[str, object] = {"reason": reason, "by": actor.id}
+    if case_id is not None:
+        secrets["case"] = case_id
+    else:
+        fields["evidence_id"] = target_id
+    await ledger.append([make_entry("retention", fields, secrets)], effect=effect)
+    return hold_id[0]
+
+
+async def release_hold(db: Db, ledger: LedgerWriter, actor: Principal, hold_id: int) -> int:
+    """Release a hold (it stays on record with its release entry)."""
+    row = await db.fetchrow(
+        "SELECT evidence_id, case_id, placed_idx, released_at FROM legal_holds WHERE id = $1",
+        hold_id,
+    )
+    if row is None:
+        raise NotFound(not_found_detail("hold"))
+    kind: TargetKind = "case" if row["case_id"] is not None else "evidence"
+    target_id = row["case_id"] if row["case_id"] is not None else str(row["evidence_id"])
+    await authorize(db, ledger, actor, Action.LABEL, kind, target_id)
+    if row["released_at"] is not None:
+        raise Conflict("the hold was already released")
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        status = await conn.execute(
+            "UPDATE legal_holds SET released_at = now(), released_idx = $2"
+            " WHERE id = $1 AND released_at IS NULL",
+            hold_id,
+            indexes[0],
+        )
+        if status != "UPDATE 1":
+            raise _StateChanged("the hold was already released")
+        await audit.add_refs(conn, [(indexes[0], kind, target_id)])
+
+    entry = make_entry(
+        "retention", {"op": "hold-released", "placed": row["placed_idx"]}, {"by": actor.id}
+    )
+    try:
+        (idx,) = await ledger.append([entry], effect=effect)
+    except _StateChanged as exc:
+        raise Conflict(str(exc)) from None
+    return idx
+
+
+async def set_category(
+    db: Db, ledger: LedgerWriter, actor: Principal, evidence_id: str, category: str
+) -> int:
+    """Mark evidence ``important`` (kept permanently by default) or ``ordinary``."""
+    if category not in ("ordinary", "important"):
+        raise BadRequest("category must be ordinary or important")
+    await authorize(db, ledger, actor, Action.LABEL, "evidence", evidence_id)
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await evrows.set_category(conn, ledger.mac, uuid.UUID(evidence_id), category, indexes[0])
+        await audit.add_refs(conn, [(indexes[0], "evidence", evidence_id)])
+
+    entry = make_entry(
+        "retention",
+        {"op": "category", "evidence_id": evidence_id, "category": category},
+        {"by": actor.id},
+    )
+    (idx,) = await ledger.append([entry], effect=effect)
+    return idx

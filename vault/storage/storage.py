@@ -1,0 +1,262 @@
+"""Opening the vault's storage: ONE factory, and the sealing-aware read path (issue 9).
+
+``open_storage(cfg, db)`` is how every part of the service (API, acquisition, media jobs,
+export, CLI) gets its ``BlobStore``, its ``ContentStore`` and its ``Sealer``; nothing else
+constructs them, so whether an object is sealed is decided in one place:
+
+* content whose SHA-256 has a row in ``object_keys`` is sealed: its live object is
+  ``sealed/sha256/../<sha256>.<object id>`` (the row names the object id), read through
+  ``vault.storage.sealing.SealedReader`` with the data key unwrapped by its KEK; any other content
+  is the plain ``objects/sha256/../<sha256>`` as before. Both are addressed by the PLAINTEXT
+  SHA-256.
+
+Guarantees of ``SealingContentStore``:
+
+* Reads of sealed objects return authenticated plaintext only: a flipped bit, a truncated or
+  extended object, swapped chunks, a chunk or header from another object, a row bound to
+  another object all raise ``IntegrityError`` (at open or at the first bad chunk), never wrong
+  bytes. Range reads decrypt only the chunks they overlap.
+* A reader racing a re-encryption or a key rotation sees a consistent object: the key row is
+  re-read once if the plain object vanished (re-encrypted meanwhile) or the row's KEK was just
+  retired (re-wrapped meanwhile).
+* ``as_file()`` of a sealed object decrypts to a new 0600 file in a new 0700 folder made with
+  ``mkdtemp`` (never a pre-existing or guessable path), both removed when the ``with`` ends.
+  The folder is on ``/dev/shm`` (RAM) when it exists and has room for the object plus 256 MiB,
+  so plaintext of classified footage does not land on the vault's disk; otherwise, or when
+  ``keys.plaintext_scratch`` names a folder, there (a warning says so). tmpfs pages can be
+  swapped: run with encrypted swap or none. Use ``file_of`` from async code: decrypting a
+  large object is done in a worker thread.
+* Unwrapping and opening run in a worker thread; the event loop never waits on key files,
+  key commands or decryption of a whole object.
+
+``Storage.settle`` is called after an acquisition or a rendition is recorded; it removes the
+copy that lost: a sealed object whose key row was not stored (the content was held already), or
+a plain copy of content that is held sealed, so classified content is never left plain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import BinaryIO, NamedTuple, Protocol
+
+from vault.config import KeysConfig, StoreConfig
+from vault.db import Db
+from vault.errors import ConfigError, IntegrityError, NotFound
+from vault.storage.blobstore import BlobStore, StoredBlob
+from vault.storage.content import PlainObject, Readable
+from vault.storage.kek import CommandKekStore, FileKekStore, KekStore
+from vault.storage.keyring import ObjectKey, unwrap
+from vault.storage.keystore_db import key_for
+from vault.storage.sealing import SealedReader, sealed_size
+from vault.storage.sealwrite import SealedBlob, Sealer
+
+__all__ = [
+    "PlaintextScratch",
+    "SealedObject",
+    "SealingContentStore",
+    "Storage",
+    "StorageConfig",
+    "file_of",
+    "open_kek_store",
+    "open_storage",
+]
+
+log = logging.getLogger("evault.storage")
+
+SHM = Path("/dev/shm")  # noqa: S108 - a RAM file system; private folders made with mkdtemp
+SHM_HEADROOM = 256 << 20
+
+
+class PlaintextScratch:
+    """Where decrypted temporary copies go (module docstring)."""
+
+    def __init__(self, configured: str = "") -> None:
+        self.configured = Path(configured) if configured else None
+
+    def base_for(self, size: int) -> Path:
+        """The folder to create a private scratch folder in, for ``size`` plaintext bytes."""
+        if self.configured is not None:
+            return self.configured
+        try:
+            st = os.statvfs(SHM)
+            room = st.f_bavail * st.f_frsize >= size + SHM_HEADROOM
+            if room and SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK):
+                return SHM
+        except OSError:
+            pass
+        fallback = Path(tempfile.gettempdir())
+        log.warning(
+            "plaintext scratch: /dev/shm is missing or too small for %d bytes; decrypting to "
+            "%s (set keys.plaintext_scratch to a RAM or encrypted folder)",
+            size,
+            fallback,
+        )
+        return fallback
+
+    @contextmanager
+    def folder(self, size: int) -> Iterator[Path]:
+        """A new private (0700) folder for ``size`` plaintext bytes, removed afterwards."""
+        path = Path(tempfile.mkdtemp(prefix="evault-plain-", dir=self.base_for(size)))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class SealedObject:
+    """An open sealed object: ``Readable`` over ``SealedReader`` (one consumer at a time)."""
+
+    def __init__(self, f: BinaryIO, reader: SealedReader, scratch: PlaintextScratch) -> None:
+        self._f = f
+        self._reader = reader
+        self._scratch = scratch
+        self.size = reader.size
+        self._reads: list[Iterator[bytes]] = []
+
+    def read_range(self, start: int, end: int) -> Iterator[bytes]:
+        reads = self._reader.read_range(start, end)
+        self._reads.append(reads)
+        return reads
+
+    @contextmanager
+    def as_file(self) -> Iterator[Path]:
+        with self._scratch.folder(self.size) as folder:
+            path = folder / "plaintext"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for piece in self._reader.read_all():
+                    out.write(piece)
+            yield path
+
+    def close(self) -> None:
+        """Close the file, after any read still open (a client gone mid-stream): no worker
+        reading ahead (``vault.storage.pipeline``) touches the file once it is closed."""
+        for reads in self._reads:
+            reads.close()  # type: ignore[attr-defined]
+        self._reads.clear()
+        self._f.close()
+
+
+def _open_sealed(
+    blobs: BlobStore, keks: KekStore, key: ObjectKey, scratch: PlaintextScratch
+) -> SealedObject:
+    dek = unwrap(keks, key.wrapped, key.object_id, key.sha256)
+    f = blobs.open_sealed(key.sha256, key.object_id)
+    try:
+        reader = SealedReader(dek, f)
+        if reader.object_id != key.object_id:
+            raise IntegrityError(f"sealed object {key.sha256} has a foreign header")
+        return SealedObject(f, reader, scratch)
+    except BaseException:
+        f.close()
+        raise
+
+
+class SealingContentStore:
+    """The ``ContentStore`` of the service: sealed objects decrypted, plain ones as they are."""
+
+    def __init__(self, blobs: BlobStore, keks: KekStore, db: Db, scratch: PlaintextScratch) -> None:
+        self.blobs = blobs
+        self.keks = keks
+        self.db = db
+        self.scratch = scratch
+
+    async def key(self, sha256: str) -> ObjectKey | None:
+        """The live sealed object's key row, or None when this content is stored plain."""
+        return await key_for(self.db, sha256)
+
+    async def is_sealed(self, sha256: str) -> bool:
+        return await self.key(sha256) is not None
+
+    async def open(self, sha256: str) -> Readable:
+        """The object, or ``NotFound``; see the module docstring for races."""
+        for attempt in (1, 2):
+            key = await self.key(sha256)
+            try:
+                if key is None:
+                    return await asyncio.to_thread(PlainObject, self.blobs, sha256)
+                return await asyncio.to_thread(
+                    _open_sealed, self.blobs, self.keks, key, self.scratch
+                )
+            except (NotFound, ConfigError):
+                if attempt == 2 or (key is not None and await self.key(sha256) == key):
+                    raise
+        raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def file_of(obj: Readable) -> AsyncIterator[Path]:
+    """``obj.as_file()`` entered and left in a worker thread, for async callers."""
+    cm = obj.as_file()
+    path = await asyncio.to_thread(cm.__enter__)
+    try:
+        yield path
+    finally:
+        await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
+class StorageConfig(Protocol):
+    """What the storage factory reads from the whole configuration."""
+
+    @property
+    def store(self) -> StoreConfig: ...
+    @property
+    def keys(self) -> KeysConfig: ...
+    def path(self, p: Path) -> Path: ...
+
+
+class Storage(NamedTuple):
+    """The vault's storage: unpacks as ``blobs, content, sealer``."""
+
+    blobs: BlobStore
+    content: SealingContentStore
+    sealer: Sealer
+
+    async def settle(self, blob: StoredBlob) -> None:
+        """After ``blob`` was recorded (acquired, re-offered, or a rendition): remove the copy
+        that lost (module docstring). Call only once the record committed."""
+        live = await self.content.key(blob.sha256)
+        if isinstance(blob, SealedBlob):
+            if live is None or live.object_id != blob.key.object_id:
+                await asyncio.to_thread(self.blobs.remove_sealed, blob.sha256, blob.key.object_id)
+        elif live is not None:
+            await asyncio.to_thread(self.blobs.remove_plain, blob.sha256)
+
+
+def open_kek_store(keys: KeysConfig, path: PathResolver) -> KekStore:
+    """The key command when configured, else the key folder (resolved against the data dir)."""
+    if keys.kek_command:
+        return CommandKekStore(keys.kek_command)
+    return FileKekStore(path(keys.kek_dir))
+
+
+class PathResolver(Protocol):
+    def __call__(self, p: Path, /) -> Path: ...
+
+
+def open_storage(cfg: StorageConfig, db: Db) -> Storage:
+    """The one factory (module docstring). ``db``: a pool (or connection) for key rows.
+    ``ConfigError`` for a chunk size that is not a power of two from 4 KiB to 4 MiB, and for
+    ``store.backend = "s3"`` until the service's parts use ``vault.storage.s3store`` (never a silent
+    fallback to the file store)."""
+    if cfg.store.backend != "file":
+        raise ConfigError(
+            f"store.backend = {cfg.store.backend!r}: the S3 blob store (vault.storage.s3store) is "
+            'not used by acquisition, content, scrub and backup yet; set store.backend = "file"'
+        )
+    try:
+        sealed_size(0, cfg.keys.chunk_size)
+    except ValueError as exc:
+        raise ConfigError(f"keys.chunk_size: {exc}") from None
+    blobs = BlobStore(cfg.path(cfg.store.root))
+    keks = open_kek_store(cfg.keys, cfg.path)
+    scratch = PlaintextScratch(cfg.keys.plaintext_scratch)
+    sealer = Sealer(blobs, keks, cfg.keys.chunk_size)
+    return Storage(blobs, SealingContentStore(blobs, keks, db, scratch), sealer)
