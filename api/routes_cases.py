@@ -33,7 +33,7 @@ from api.routes_evidence import int_param, summary_json
 from api.routes_jobs import json_object
 from vault.access import audit
 from vault.access.audit import authorize, case_row, case_target
-from vault.access.visibility import label_of
+from vault.access.filters import label_of
 from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.policy.decide import ROLE_GRANTS, Action

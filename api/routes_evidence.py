@@ -33,15 +33,15 @@ from api.keys import READ_GATE, READ_POOL, RUNTIME
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
 from vault import evidence as evrows
-from vault.access.serving import evidence_bytes, rendition_bytes
-from vault.access.visibility import (
+from vault.access.filters import label_of
+from vault.access.listing import (
     EvidenceQuery,
     EvidenceSummary,
     get_evidence,
-    label_of,
     list_evidence,
     visible_renditions,
 )
+from vault.access.serving import evidence_bytes, rendition_bytes
 from vault.errors import BadRequest, NotFound
 from vault.policy.decide import Action
 from vault.policy.labels import Caveat, Label, Level

@@ -61,7 +61,7 @@ from ingest.media.probe import probe_limits
 from ingest.metrics import DOCK_UNPROCESSABLE
 from vault import evidence as evrows
 from vault.access import audit
-from vault.access.visibility import label_of
+from vault.access.filters import label_of
 from vault.db import Conn
 from vault.events import emit
 from vault.jobs import Job, JobFailed

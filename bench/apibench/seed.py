@@ -32,7 +32,7 @@ from apibench.common import (
 )
 from vault.access import principals, tokens
 from vault.access import state as access_state
-from vault.access.visibility import EvidenceQuery, list_query
+from vault.access.listing import EvidenceQuery, list_query
 from vault.db import Conn
 from vault.evidence.model import evidence_values
 from vault.ledger import Ledger, Opening, PreparedEntry

@@ -12,8 +12,8 @@ from vault_fixtures import TEST_MAC
 
 from vault.access import adopt as access_adopt
 from vault.access import principals, tokens
+from vault.access.listing import list_evidence
 from vault.access.principals import PrincipalSpec
-from vault.access.visibility import list_evidence
 from vault.cases import links as cases
 from vault.errors import Conflict, NotFound, Unauthenticated
 from vault.policy.decide import Role

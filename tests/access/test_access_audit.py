@@ -14,7 +14,7 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault, person
 
 from vault.access import audit
-from vault.access.visibility import get_evidence
+from vault.access.listing import get_evidence
 from vault.cases import links as cases
 from vault.config import LedgerConfig
 from vault.errors import Forbidden, NotFound, Unavailable

@@ -17,7 +17,7 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
 from vault.access import audit, principals
-from vault.access.visibility import EvidenceQuery, count_evidence, get_evidence, list_evidence
+from vault.access.listing import EvidenceQuery, count_evidence, get_evidence, list_evidence
 from vault.cases import links as cases
 from vault.errors import EvaultError, NotFound
 from vault.ops import disposition

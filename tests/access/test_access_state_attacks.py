@@ -26,9 +26,9 @@ from vault_fixtures import TEST_MAC
 
 from vault.access import audit, principals, tokens
 from vault.access import state as access_state
+from vault.access.listing import get_evidence, list_evidence
 from vault.access.principals import PrincipalSpec
 from vault.access.state import AccessState
-from vault.access.visibility import get_evidence, list_evidence
 from vault.cases import links as cases
 from vault.db import Database
 from vault.errors import Unauthenticated

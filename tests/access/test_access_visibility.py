@@ -11,15 +11,8 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
 from vault.access import audit
-from vault.access.visibility import (
-    Args,
-    EvidenceQuery,
-    EvidenceSummary,
-    count_evidence,
-    evidence_filter,
-    list_evidence,
-    rendition_filter,
-)
+from vault.access.filters import Args, evidence_filter, rendition_filter
+from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence
 from vault.cases import links as cases
 from vault.errors import BadRequest
 from vault.policy.decide import (

@@ -41,7 +41,7 @@ import asyncpg
 
 from vault import evidence as evrows
 from vault.access import state as access_state
-from vault.access.visibility import label_of, linked_cases
+from vault.access.filters import label_of, linked_cases
 from vault.db import Conn, Db, is_outage
 from vault.errors import BadRequest, Forbidden, NotFound, Unavailable
 from vault.ledger import LedgerWriter, make_entry

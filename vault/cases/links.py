@@ -44,18 +44,9 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.access import state as access_state
 from vault.access.audit import authorize, case_row
+from vault.access.filters import Args, case_filter, current, label_of, linked_cases
+from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence
 from vault.access.principals import notify_auth_change
-from vault.access.visibility import (
-    Args,
-    EvidenceQuery,
-    EvidenceSummary,
-    case_filter,
-    count_evidence,
-    current,
-    label_of,
-    linked_cases,
-    list_evidence,
-)
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.events import emit

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from vault import evidence as evrows
 from vault.access import audit
 from vault.access.audit import authorize
+from vault.access.filters import Args, current, evidence_filter
 from vault.access.principals import require_admin
-from vault.access.visibility import Args, current, evidence_filter
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, NotFound
 from vault.ledger import LedgerWriter, make_entry

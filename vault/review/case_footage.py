@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault import evidence as evrows
-from vault.access.visibility import EvidenceQuery, EvidenceSummary, list_evidence
+from vault.access.listing import EvidenceQuery, EvidenceSummary, list_evidence
 from vault.db import Db
 from vault.ledger.hostmac import HostMac
 from vault.policy.decide import Principal

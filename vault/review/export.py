@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from vault import evidence as evrows
 from vault.access import audit
-from vault.access.visibility import EvidenceQuery, list_evidence
+from vault.access.listing import EvidenceQuery, list_evidence
 from vault.anchors.timestamps import anchored_checkpoint, stated_time, wait_anchored
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.ledger import Ledger, make_entry

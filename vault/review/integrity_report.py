@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from vault import evidence as evrows
 from vault.access import audit
-from vault.access.visibility import EvidenceQuery, list_evidence
+from vault.access.listing import EvidenceQuery, list_evidence
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
 from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339

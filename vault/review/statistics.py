@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vault.access.visibility import CURRENT_LINKS
+from vault.access.filters import CURRENT_LINKS
 from vault.db import Db
 from vault.errors import BadRequest, ConfigError
 

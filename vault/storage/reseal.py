@@ -32,7 +32,7 @@ from itertools import islice
 from typing import Any
 
 from vault import evidence as evrows
-from vault.access.visibility import label_of, linked_cases
+from vault.access.filters import label_of, linked_cases
 from vault.db import Db
 from vault.errors import IntegrityError, NotFound
 from vault.jobs import Job, enqueue
