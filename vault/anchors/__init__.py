@@ -1,1 +1,5 @@
-"""anchors"""
+"""Anchors: outside parties that vouch for the log (RFC 3161 time-stamps of checkpoints).
+
+Owns ``ledger_timestamps`` (append-only). Guarantee: never in the way of checkpointing; a token
+is stored only after it verifies for its checkpoint.
+"""
