@@ -25,8 +25,8 @@ from typing import Any
 
 from api.config import CONFIG_NAME, Config, default_toml, find_config_file, load
 from vault.errors import ConfigError, Conflict
-from vault.ledger.hostmac import HostMac, load_mac_key
-from vault.ledger.keys import load_signer
+from vault.keys.hostmac import HostMac, load_mac_key
+from vault.keys.signing import load_signer
 from vault.ops import backupfmt as fmt
 from vault.ops.backup import BackupSource, backup
 from vault.ops.restore import RestoreTarget, read_manifest, restore, verifier_of

@@ -44,7 +44,7 @@ from vault import evidence as evrows
 from vault.access import principals, tokens
 from vault.cases import links as cases
 from vault.errors import ConfigError, NotFound, Unavailable
-from vault.ledger.keys import load_signer
+from vault.keys.signing import load_signer
 from vault.policy.decide import Principal, Role
 from vault.policy.labels import Label, Level
 from vault.review.export import export_case

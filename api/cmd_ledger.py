@@ -128,7 +128,7 @@ async def consistency(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def vkey(args: argparse.Namespace, cfg: Config) -> int:
-    from vault.ledger.keys import load_signer, recorded_vkey
+    from vault.keys.signing import load_signer, recorded_vkey
 
     path = cfg.path(cfg.ledger.key_file)
     print(recorded_vkey(path) or load_signer(path).vkey)

@@ -23,8 +23,8 @@ from api.configdoc import config_reference
 from api.keys import ALL_PARTS, RUNTIME
 from vault.access import principals, tokens
 from vault.errors import ConfigError
-from vault.ledger.hostmac import create_mac_key
-from vault.ledger.keys import create_signing_key, vkey_path
+from vault.keys.hostmac import create_mac_key
+from vault.keys.signing import create_signing_key, vkey_path
 
 log = logging.getLogger("evault.serve")
 

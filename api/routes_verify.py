@@ -36,7 +36,7 @@ from api.streaming import body_chunks
 from vault import evidence as evrows
 from vault.access.audit import TAMPERED_REASON, authorize, record, target_of
 from vault.errors import BadRequest, Forbidden, NotFound, TooLarge
-from vault.ledger.hostmac import RowTampered
+from vault.keys.hostmac import RowTampered
 from vault.policy.decide import ROLE_GRANTS, Action, decide
 
 __all__ = ["routes"]

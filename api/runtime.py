@@ -11,9 +11,9 @@ from api.config import Config
 from vault.access import principals
 from vault.access import state as access_state
 from vault.db import Database, open_database
+from vault.keys.hostmac import HostMac, load_mac_key
+from vault.keys.signing import load_signer
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac, load_mac_key
-from vault.ledger.keys import load_signer
 from vault.storage.storage import Storage, open_storage
 from verify.note import Signer
 

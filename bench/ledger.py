@@ -47,8 +47,8 @@ import asyncpg  # noqa: E402
 
 from vault.config import DatabaseConfig, LedgerConfig  # noqa: E402
 from vault.db import EmbeddedServer, open_database, with_database  # noqa: E402
+from vault.keys.hostmac import HostMac  # noqa: E402
 from vault.ledger import Ledger, PreparedEntry, make_entry  # noqa: E402
-from vault.ledger.hostmac import HostMac  # noqa: E402
 from vault.ledger.tiles import inclusion_proof  # noqa: E402
 from verify.note import Signer  # noqa: E402
 

@@ -44,9 +44,9 @@ from vault.db import Conn
 from vault.errors import BadRequest
 from vault.events import emit
 from vault.jobs import enqueue
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
-from vault.ledger.hostmac import HostMac
 from vault.policy.labels import Label
 from vault.storage.blobstore import StoredBlob
 from vault.storage.keystore_db import insert_key

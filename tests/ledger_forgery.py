@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from vault.db import Conn
-from vault.ledger.hostmac import HostMac
+from vault.keys.hostmac import HostMac
 from vault.ledger.tiles import fetch_tiles, read_state
 from vault.ledger.tree import TreeEdge
 from verify.canonical import canonical_json

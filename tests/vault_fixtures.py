@@ -9,8 +9,8 @@ from pathlib import Path
 from vault.access import state as access_state
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, Db, open_database
+from vault.keys.hostmac import HostMac, load_mac_key
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac, load_mac_key
 from vault.policy.decide import Principal, Role
 from vault.policy.labels import Caveat, Label, Level
 from verify.note import Signer

@@ -18,8 +18,8 @@ from vault.access.listing import get_evidence
 from vault.cases import links as cases
 from vault.config import LedgerConfig
 from vault.errors import Forbidden, NotFound, Unavailable
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, PreparedEntry
-from vault.ledger.hostmac import HostMac
 from vault.policy.decide import Action, Role
 from vault.policy.labels import Label, Level
 from verify.canonical import check_opening

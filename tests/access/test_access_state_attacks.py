@@ -32,8 +32,8 @@ from vault.access.state import AccessState
 from vault.cases import links as cases
 from vault.db import Database
 from vault.errors import Unauthenticated
+from vault.keys.hostmac import RowTampered
 from vault.ledger import Ledger
-from vault.ledger.hostmac import RowTampered
 from vault.metrics import INTEGRITY_FAILURES
 from vault.policy.decide import Action, Role
 from vault.policy.labels import Label, Level

@@ -28,7 +28,7 @@ from tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from http_fixtures import World, seeded_service
 
-from vault.ledger.keys import load_signer
+from vault.keys.signing import load_signer
 from verify import package as pkg
 from verify.timestamp import (
     checkpoint_imprint,

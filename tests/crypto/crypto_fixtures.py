@@ -19,8 +19,8 @@ from vault.access import state as access_state
 from vault.config import DatabaseConfig, KeysConfig, LedgerConfig, StoreConfig
 from vault.db import Database, open_database
 from vault.jobs import JobRunner
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac
 from vault.policy.decide import Principal, Role
 from vault.policy.labels import Caveat, Level
 from vault.storage.content import Readable

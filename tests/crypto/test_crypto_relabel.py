@@ -26,7 +26,7 @@ from crypto_fixtures import (
 from ingest.acquire import Receipt
 from vault.cases import links as cases
 from vault.errors import Forbidden
-from vault.ledger.hostmac import RowTampered
+from vault.keys.hostmac import RowTampered
 from vault.policy.labels import Label
 from vault.storage.reseal import Resealer, enqueue_seal
 

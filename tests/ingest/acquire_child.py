@@ -27,8 +27,8 @@ from ingest.receipts import Receipt
 from ingest.watcher import ignored
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac
 from vault.storage.blobstore import BlobStore
 from verify.note import Signer
 

@@ -16,8 +16,8 @@ from ingest.quarantine import Quarantine
 from vault.access import state as access_state
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac
 from vault.storage.blobstore import BlobStore, WriteFault
 from verify.note import Signer
 

@@ -11,8 +11,8 @@ from ingest.mediajobs import MediaJobs
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
 from vault.jobs import JobRunner, claim
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac
 from vault.storage.blobstore import BlobStore
 from verify.note import Signer
 

@@ -30,7 +30,7 @@ from vault.access.audit import TAMPERED_REASON
 from vault.cases import links as cases
 from vault.errors import NotFound
 from vault.jobs import JobRunner
-from vault.ledger.hostmac import RowTampered
+from vault.keys.hostmac import RowTampered
 from vault.ops import disposition
 from vault.ops.retention import RetentionPolicy
 from vault.policy.decide import Action, Role

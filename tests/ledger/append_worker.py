@@ -8,9 +8,9 @@ from pathlib import Path
 
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
+from vault.keys.hostmac import HostMac
+from vault.keys.signing import load_signer
 from vault.ledger import Ledger, make_entry
-from vault.ledger.hostmac import HostMac
-from vault.ledger.keys import load_signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
 

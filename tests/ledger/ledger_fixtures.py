@@ -8,8 +8,8 @@ from pathlib import Path
 
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import Database, open_database
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
-from vault.ledger.hostmac import HostMac
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)

@@ -15,10 +15,10 @@ from ledger_forgery import connect_as, delete_batch_rows, forge_appended_entry, 
 from prometheus_client import REGISTRY
 
 from vault.errors import LedgerCorrupt, LedgerUnauthenticated
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, batches, make_entry
 from vault.ledger.batches import authenticate
 from vault.ledger.fsck import FsckReport, fsck
-from vault.ledger.hostmac import HostMac
 from vault.ledger.tiles import read_state
 from verify.note import Signer
 

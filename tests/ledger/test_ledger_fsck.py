@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 from ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
 
+from vault.keys.signing import create_signing_key
 from vault.ledger import make_entry
 from vault.ledger.fsck import fsck
-from vault.ledger.keys import create_signing_key
 from vault.ledger.tiles import consistency_proof
 from verify.checkpoint import open_checkpoint
 from verify.merkle import verify_consistency

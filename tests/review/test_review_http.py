@@ -26,7 +26,7 @@ from http_fixtures import World, seeded_service
 from vault_fixtures import retag
 
 from api.config import default_toml
-from vault.ledger.hostmac import load_mac_key
+from vault.keys.hostmac import load_mac_key
 from verify.note import parse_vkey
 from verify.report_note import verify_report_response
 

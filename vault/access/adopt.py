@@ -25,8 +25,8 @@ from typing import Any
 from vault.access import state as access_state
 from vault.db import Conn
 from vault.errors import Conflict
+from vault.keys.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
-from vault.ledger.hostmac import HostMac
 
 __all__ = ["ADOPTED", "adopt"]
 

@@ -44,8 +44,8 @@ from vault.access import state as access_state
 from vault.access.filters import label_of, linked_cases
 from vault.db import Conn, Db, is_outage
 from vault.errors import BadRequest, Forbidden, NotFound, Unavailable
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter, make_entry
-from vault.ledger.hostmac import HostMac, RowTampered
 from vault.ledger.sequencer import Effect
 from vault.policy.decide import (
     NOT_FOUND,

@@ -24,7 +24,7 @@ import asyncpg
 from vault.access import state as access_state
 from vault.db import Db
 from vault.errors import IntegrityError
-from vault.ledger.hostmac import RowTampered
+from vault.keys.hostmac import RowTampered
 from vault.policy.decide import (
     ACTION_KINDS,
     ROLE_GRANTS,

@@ -43,8 +43,8 @@ from vault.access.filters import (
 )
 from vault.db import Db
 from vault.errors import BadRequest, NotFound
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter
-from vault.ledger.hostmac import HostMac, RowTampered
 from vault.policy.decide import (
     Action,
     Principal,

@@ -37,8 +37,8 @@ from vault.access import audit
 from vault.access import state as access_state
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
+from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter, make_entry
-from vault.ledger.hostmac import RowTampered
 from vault.policy.decide import Action, Principal, Role, Target, decide, not_found_detail
 from vault.policy.labels import PUBLIC_LABEL, Caveat, Label, Level
 

@@ -21,8 +21,8 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.db import Db
 from vault.errors import IntegrityError
+from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
-from vault.ledger.hostmac import RowTampered
 from vault.policy.decide import NOT_FOUND, Action, Principal, Role, Target, TargetKind, decide
 
 __all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]

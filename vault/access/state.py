@@ -51,8 +51,8 @@ from vault.access.replay import KINDS, OPENED_FIELDS, AccessMirror, opened
 from vault.db import Db
 from vault.errors import IntegrityError
 from vault.events import emit
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger.entry import PreparedEntry
-from vault.ledger.hostmac import HostMac, RowTampered
 from vault.metrics import INTEGRITY_FAILURES
 
 __all__ = [

@@ -51,9 +51,9 @@ from vault.access import principals
 from vault.access import state as access_state
 from vault.db import Conn, Db
 from vault.errors import BadRequest, NotFound, Unauthenticated
+from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.entry import rfc3339
-from vault.ledger.hostmac import RowTampered
 from vault.policy.decide import Principal, not_found_detail
 
 __all__ = [

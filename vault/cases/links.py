@@ -50,8 +50,8 @@ from vault.access.principals import notify_auth_change
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.events import emit
+from vault.keys.hostmac import HostMac
 from vault.ledger import LedgerWriter, PreparedEntry, make_entry
-from vault.ledger.hostmac import HostMac
 from vault.policy.decide import (
     Action,
     Principal,

@@ -1,7 +1,7 @@
 """Evidence and renditions: the component that owns the ``evidence`` and ``renditions`` tables.
 
 The database is not trusted (DESIGN §7). Every row here carries a row tag
-(``vault.ledger.hostmac.HostMac.row``) over its bound values and ``state_idx``, the index of the
+(``vault.keys.hostmac.HostMac.row``) over its bound values and ``state_idx``, the index of the
 newest ledger entry that set them. Other layers read and write these tables only through this
 package.
 
@@ -17,7 +17,7 @@ Guarantees:
   so a trigger that rewrites a row on its way in yields a row that does not verify.
 - **Reads** that decide access or serve bytes (``load_evidence``, ``load_rendition``,
   ``by_sha256``, ``check_page``) verify every row they return; a row that does not verify raises
-  :class:`vault.ledger.hostmac.RowTampered` (an ``IntegrityError``, HTTP 422) — or, in a listing, is
+  :class:`vault.keys.hostmac.RowTampered` (an ``IntegrityError``, HTTP 422) — or, in a listing, is
   left out — and raises the alarm (``alarm``): ``evault_integrity_failures{source="state"}``,
   an error log line and, once per tampered state and process, an ``integrity.failure`` event.
   No tampered value is ever returned.

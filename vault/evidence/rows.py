@@ -32,7 +32,7 @@ from vault.evidence.model import (
     evidence_values,
     rendition_values,
 )
-from vault.ledger.hostmac import HostMac, RowTampered
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.metrics import INTEGRITY_FAILURES
 from vault.policy.decide import rendition_label
 from vault.policy.labels import Caveat, Label, Level

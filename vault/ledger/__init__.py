@@ -15,9 +15,9 @@ import asyncpg
 
 from vault.config import LedgerConfig
 from vault.errors import BadRequest, NotFound
+from vault.keys.hostmac import HostMac
 from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
-from vault.ledger.hostmac import HostMac
 from vault.ledger.sequencer import Effect, Sequencer
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from verify.note import Signer, Verifier

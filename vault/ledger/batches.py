@@ -21,7 +21,7 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt, LedgerUnauthenticated
-from vault.ledger.hostmac import HostMac
+from vault.keys.hostmac import HostMac
 
 # The batch rows starting in [$1, $2), in order: a bounded span of entries per query.
 _SPAN_SQL = (

@@ -39,9 +39,9 @@ import asyncpg
 from vault.db import Conn
 from vault.errors import LedgerCorrupt, LedgerUnauthenticated
 from vault.events import emit
+from vault.keys.hostmac import HostMac
 from vault.ledger.batches import authenticate
 from vault.ledger.entry import rfc3339
-from vault.ledger.hostmac import HostMac
 from vault.ledger.tiles import consistency_proof, read_state, root_at
 from vault.metrics import (
     CHECKPOINT_FAILURES,

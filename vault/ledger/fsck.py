@@ -26,8 +26,8 @@ from pathlib import Path
 import asyncpg
 
 from vault.db import Conn
+from vault.keys.hostmac import HostMac
 from vault.ledger.batches import Batch, stream_batches
-from vault.ledger.hostmac import HostMac
 from vault.ledger.tiles import read_state
 from vault.ledger.tree import TreeEdge
 from verify.canonical import check_opening, parse_canonical

@@ -43,8 +43,8 @@ import asyncpg
 
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
+from vault.keys.hostmac import HostMac
 from vault.ledger.entry import PreparedEntry
-from vault.ledger.hostmac import HostMac
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
 from vault.metrics import (

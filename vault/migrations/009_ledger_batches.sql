@@ -2,7 +2,7 @@
 -- commits leaves one row here, written in the batch's own transaction: its first index, its
 -- entry count, the tree it leaves (size, root), the batch's concatenated 32-byte leaf hashes,
 -- and ``tag``, an HMAC by the host's MAC key (keys/ledger.mac, never in PostgreSQL) over all of
--- them (vault/ledger/hostmac.py, HostMac.batch). Nobody without that key can make a row that verifies:
+-- them (vault/keys/hostmac.py, HostMac.batch). Nobody without that key can make a row that verifies:
 -- the checkpointer signs a tree only if the batches since the last signed checkpoint are
 -- contiguous, each tag verifies and the last one leaves exactly that tree; fsck compares every
 -- entry's leaf hash with its batch's and names the first entry that differs or lies outside

@@ -32,8 +32,8 @@ from vault.access.filters import Args, current, evidence_filter
 from vault.access.principals import require_admin
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, NotFound
+from vault.keys.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
-from vault.ledger.hostmac import HostMac
 from vault.ops.retention import Disposition, RetentionItem, RetentionPolicy, plan
 from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
 

@@ -67,10 +67,10 @@ from vault.access import audit
 from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
 from vault.events import emit
+from vault.keys.hostmac import RowTampered
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.fsck import fsck
-from vault.ledger.hostmac import RowTampered
 from vault.metrics import INTEGRITY_FAILURES
 from vault.ops.scrubmodel import (
     MAX_LISTED,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from vault import evidence as evrows
 from vault.access.listing import EvidenceQuery, EvidenceSummary, list_evidence
 from vault.db import Db
-from vault.ledger.hostmac import HostMac
+from vault.keys.hostmac import HostMac
 from vault.policy.decide import Principal
 from vault.review.coverage import Footage, place
 

@@ -52,9 +52,9 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.access.listing import EvidenceQuery, list_evidence
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339
-from vault.ledger.hostmac import HostMac, RowTampered
 from vault.ledger.tiles import inclusion_proof
 from vault.metrics import INTEGRITY_FAILURES
 from vault.policy.decide import NOT_FOUND, Action, Principal, Target, TargetKind, decide, visible

@@ -36,7 +36,7 @@ from vault.access.filters import label_of, linked_cases
 from vault.db import Db
 from vault.errors import IntegrityError, NotFound
 from vault.jobs import Job, enqueue
-from vault.ledger.hostmac import HostMac, RowTampered
+from vault.keys.hostmac import HostMac, RowTampered
 from vault.policy.decide import effective_label
 from vault.policy.labels import Label
 from vault.storage.keyring import unwrap
