@@ -25,7 +25,6 @@ import enum
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vault.errors import ConfigError, IntegrityError
+from vault.keys.files import create_once
 
 SECRET_BYTES = 32
 _BATCH_LABEL = b"evidence-vault batch authenticator v1"
@@ -154,29 +154,8 @@ class HostMac:
 
 def create_mac_key(path: Path) -> tuple[HostMac, bool]:
     """Return (mac, created): the key at ``path``, generated there if absent (never replaced)."""
-    if path.exists():
-        return load_mac_key(path), False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    secret = secrets.token_bytes(SECRET_BYTES)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (secret.hex() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if a key appeared meanwhile: never replace one
-    except FileExistsError:
-        return load_mac_key(path), False
-    finally:
-        tmp.unlink()
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return HostMac(secret), True
+    created = create_once(path, secrets.token_bytes(SECRET_BYTES).hex() + "\n")
+    return load_mac_key(path), created
 
 
 def load_mac_key(path: Path) -> HostMac:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from vault.errors import ConfigError
+from vault.keys.files import create_once
 from verify.errors import MalformedError
 from verify.note import Signer, parse_vkey
 
@@ -64,29 +65,8 @@ def create_signing_key(path: Path, origin: str) -> tuple[Signer, bool]:
 
 
 def _create_signing_key(path: Path, origin: str) -> tuple[Signer, bool]:
-    if path.exists():
-        return load_signer(path), False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    signer = Signer.generate(origin)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (signer.to_skey() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if a key appeared meanwhile: never replace one
-    except FileExistsError:
-        return load_signer(path), False
-    finally:
-        tmp.unlink()
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return signer, True
+    created = create_once(path, Signer.generate(origin).to_skey() + "\n")
+    return load_signer(path), created
 
 
 def load_signer(path: Path) -> Signer:
