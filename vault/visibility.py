@@ -20,7 +20,8 @@ Guarantees:
   in Python from their whole link history and their cases' rows, every one verified
   (``link_state``, one query per page); an item whose rows do not verify is left out (alarm
   raised), and one the verified state does not let the caller list is dropped. The cursor still
-  follows the rows the statement returned. Counts are not re-checked.
+  follows the rows the statement returned. ``count_evidence`` counts exactly the items such
+  pages would show (the same statement and re-check, streamed): a forged row changes no count.
 - ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
   raises ``NotFound`` identically for a missing and an invisible item.
 """
@@ -208,6 +209,18 @@ async def link_state(
     from the whole link history of those items and their cases' rows, every one verified
     (``access_state``): the database cannot add, hide or relabel a link by a row it made.
     Items with a row that does not verify are in the second mapping instead (alarm raised)."""
+    out, _ever, bad = await link_history(db, evidence_ids)
+    return out, bad
+
+
+async def link_history(
+    db: Db, evidence_ids: list[uuid.UUID]
+) -> tuple[
+    dict[uuid.UUID, dict[str, Label]], dict[uuid.UUID, frozenset[str]], dict[uuid.UUID, RowTampered]
+]:
+    """``link_state`` and, per item, every case it was ever linked to (verified link rows
+    only): what a legal hold on a case reaches. Items with a row that does not verify are in
+    the third mapping only."""
     state = await access_state.ready(db)
     rows = await db.fetch(_LINK_ROWS, evidence_ids)
     newest: dict[tuple[uuid.UUID, str], asyncpg.Record] = {}
@@ -225,15 +238,19 @@ async def link_state(
         if case_id not in cases:
             cases[case_id] = await _case_problem(state, r)
     out: dict[uuid.UUID, dict[str, Label]] = {i: {} for i in evidence_ids}
+    ever: dict[uuid.UUID, set[str]] = {i: set() for i in evidence_ids}
     for (eid, case_id), r in newest.items():
         problem = cases[case_id]
         if problem is not None:
             bad.setdefault(eid, problem)
-        elif r["action"] == "linked":
+            continue
+        ever[eid].add(case_id)
+        if r["action"] == "linked":
             out[eid][case_id] = label_of(r["label_level"], r["label_caveats"])
     for eid in bad:
         out.pop(eid, None)
-    return out, bad
+        ever.pop(eid, None)
+    return out, {i: frozenset(c) for i, c in ever.items()}, bad
 
 
 async def _case_problem(state: access_state.AccessState, r: asyncpg.Record) -> RowTampered | None:
@@ -549,12 +566,30 @@ async def _recheck(
     return out
 
 
-async def count_evidence(db: Db, principal: Principal, query: EvidenceQuery | None = None) -> int:
-    """How many items ``list_evidence`` would return over all pages."""
-    args = Args()
-    where = _where(principal, query or EvidenceQuery(), args)
-    count: int = await db.fetchval(f"SELECT count(*) FROM evidence e WHERE {where}", *args.values)  # noqa: S608
-    return count
+async def count_evidence(
+    db: Db,
+    principal: Principal,
+    query: EvidenceQuery | None = None,
+    *,
+    mac: HostMac | None = None,
+) -> int:
+    """How many items ``list_evidence`` would return over all pages: the same statement's
+    candidates, streamed in pages of ``MAX_PAGE`` and kept only where their rows verify and the
+    verified link state lets the caller list them (``check_page``, ``_recheck``). A row forged,
+    edited or linked in the database changes no count. ``mac``: the host key (by default the
+    installed access state's)."""
+    key = mac if mac is not None else access_state.current().mac
+    total, cursor = 0, None
+    while True:
+        sql, values = list_query(principal, query, limit=MAX_PAGE, cursor=cursor)
+        rows = await db.fetch(sql, *values)
+        page = rows[:MAX_PAGE]
+        good = await evrows.check_page(db, key, page)
+        total += len(await _recheck(db, principal, list(good), query))
+        if len(rows) <= MAX_PAGE:
+            return total
+        last = page[-1]
+        cursor = encode_cursor(last["acquired_at"], str(last["id"]))
 
 
 async def get_evidence(
@@ -580,14 +615,19 @@ async def get_evidence(
 async def visible_renditions(
     db: Db, mac: HostMac, principal: Principal, evidence_id: str
 ) -> list[evrows.Rendition]:
-    """The renditions of an item that ``principal`` may list, oldest first, each verified (one
-    that does not verify is left out and raises the alarm)."""
-    args = Args()
-    args(evidence_id)
-    rows = await db.fetch(
-        f"SELECT {evrows.rendition_columns('r')} FROM renditions r JOIN evidence e"  # noqa: S608
-        " ON e.id = r.evidence_id WHERE r.evidence_id = $1::uuid AND"
-        f" {rendition_filter(principal, 'r', 'e', args)} ORDER BY r.created_at, r.id",
-        *args.values,
-    )
-    return [evrows.rendition_of(r) for r in await evrows.check_page(db, mac, rows, "renditions")]
+    """The renditions of an item that ``principal`` may list, oldest first, decided in Python on
+    verified rows only: each rendition row (one that does not verify is left out and raises the
+    alarm), the item's row and its link state (``RowTampered`` if either does not verify)."""
+    from vault.audit import evidence_target, rendition_target_of  # audit imports this module
+
+    eid = as_uuid(evidence_id)
+    if eid is None or not scopes(principal, Action.LIST, "rendition"):
+        return []
+    source = await evidence_target(db, str(eid), "rendition", mac=mac)
+    if source is None:
+        return []
+    return [
+        r
+        for r in await evrows.renditions_of(db, mac, eid)
+        if visible(principal, rendition_target_of(r, source))
+    ]
