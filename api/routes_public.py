@@ -16,7 +16,7 @@ from aiohttp import web
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import define, json_response, operation, query
-from vault.access import audit
+from vault.policy.decide import audit
 from vault.errors import BadRequest, Forbidden
 from vault.policy.decide import Action, Target, decide
 from vault.policy.labels import PUBLIC_LABEL
@@ -98,5 +98,5 @@ async def statistics_route(request: web.Request) -> web.Response:
         )
         if not decision.allowed:  # the route's existence is no secret: 403, never 404
             raise Forbidden("statistics need role case_system, auditor or admin")
-    stats = await year_statistics(rt.db.pool, int(raw), publicity.timezone)
+    stats = await year_statistics(rt.db.pool, int(raw), publicity.timezone, mac=rt.ledger.mac)
     return web.json_response(stats.to_json())

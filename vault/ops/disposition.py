@@ -15,6 +15,13 @@ Guarantees:
 - Each run ends with one ``retention`` entry summarising it. Holds and category changes are
   ``retention`` entries too. Running, holding and categorising need ``administer`` (the job) or
   ``label`` on the target (holds, categories); refusals are recorded.
+- The database is not trusted (DESIGN §7): the plan and the re-check before each disposal
+  decide on verified rows only. Acquisition time and category come from evidence rows whose tag
+  verifies, the links from the verified link history (``visibility.link_history``), and the
+  holds from the ledger's own ``retention`` entries (placed minus released; a case hold's case
+  is the opened commitment), never from ``legal_holds`` rows. An item with a row that does not
+  verify is left out of the plan (never disposed of) and raises the alarm; a link or hold row
+  forged, edited or deleted in the database neither keeps nor frees an item.
 """
 
 from __future__ import annotations
@@ -25,17 +32,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vault import evidence as evrows
 from vault.access import audit
+from vault import evidence as evrows
+from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
+from vault.access.replay import opened
 from vault.access.audit import authorize
-from vault.access.filters import Args, current, evidence_filter
-from vault.access.principals import require_admin
 from vault.db import Conn, Db
-from vault.errors import BadRequest, Conflict, EvaultError, NotFound
+from vault.errors import BadRequest, Conflict, EvaultError, IntegrityError, NotFound
 from vault.keys.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
+from vault.access.principals import require_admin
 from vault.ops.retention import Disposition, RetentionItem, RetentionPolicy, plan
-from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
+from vault.access.visibility import Args, evidence_filter, link_history
 
 __all__ = [
     "RunResult",
@@ -55,42 +63,84 @@ class _StateChanged(ValueError):
     """Raised inside a ledger effect when the item may no longer be disposed of."""
 
 
-_ON_HOLD = (
-    "EXISTS (SELECT 1 FROM legal_holds lh WHERE lh.released_at IS NULL AND (lh.evidence_id = {e}"
-    " OR lh.case_id IN (SELECT hh.case_id FROM case_evidence_history hh"
-    " WHERE hh.evidence_id = {e})))"
+_HOLD_ENTRIES = (
+    "SELECT e.idx, e.data, array_agg(o.field) FILTER (WHERE o.field IS NOT NULL) AS fields,"
+    " array_agg(o.salt) FILTER (WHERE o.field IS NOT NULL) AS salts,"
+    " array_agg(o.value) FILTER (WHERE o.field IS NOT NULL) AS vals"
+    " FROM ledger_entries e LEFT JOIN ledger_openings o ON o.idx = e.idx AND o.field = 'case'"
+    " WHERE e.kind = 'retention' AND (position('\"op\":\"hold-placed\"'::bytea IN e.data) > 0"
+    ' OR position(\'"op":"hold-released"\'::bytea IN e.data) > 0)'
+    " GROUP BY e.idx ORDER BY e.idx"
 )
-_CASE_COUNT = (
-    "(SELECT count(*) FROM case_evidence_history ch WHERE ch.evidence_id = {e} AND "  # noqa: S608
-    + current("ch")
-    + ")"
-)
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The active legal holds as the ledger records them: on evidence ids, on case ids."""
+
+    evidence: frozenset[str]
+    cases: frozenset[str]
+
+    def holds(self, evidence_id: str, ever_linked: frozenset[str]) -> bool:
+        return evidence_id in self.evidence or not self.cases.isdisjoint(ever_linked)
+
+
+async def ledger_holds(db: Db) -> Holds:
+    """Fold the ledger's hold entries (placed, then released by index); IntegrityError if one
+    does not open (a hold that cannot be read must not be taken as absent)."""
+    placed: dict[int, tuple[str, str]] = {}
+    for r in await db.fetch(_HOLD_ENTRIES):
+        openings = zip(r["fields"] or (), r["salts"] or (), r["vals"] or (), strict=True)
+        try:
+            body, values = opened(bytes(r["data"]), openings)
+        except ValueError as exc:
+            raise IntegrityError(f"hold entry {r['idx']} does not open: {exc}") from exc
+        if body.get("op") == "hold-released":
+            placed.pop(int(body.get("placed", -1)), None)
+        elif isinstance(body.get("evidence_id"), str):
+            placed[r["idx"]] = ("evidence", body["evidence_id"])
+        elif isinstance(values.get("case"), str):
+            placed[r["idx"]] = ("case", values["case"])
+        else:
+            raise IntegrityError(f"hold entry {r['idx']} names no target")
+    return Holds(
+        frozenset(t for k, t in placed.values() if k == "evidence"),
+        frozenset(t for k, t in placed.values() if k == "case"),
+    )
 
 
 async def gather(db: Db, actor: Principal, *, mac: HostMac) -> list[RetentionItem]:
-    """What retention needs to know about every item the actor may list. Acquisition time and
-    category come from rows that verify (``vault.evidence``); an item whose row does not is
-    left out (never disposed of on a forged date or category) and raises the alarm."""
+    """What retention needs to know about every item the actor may list, from verified rows
+    only (module docstring); an item with a row that does not verify is left out (never
+    disposed of on a forged date, category, link or hold) and raises the alarm."""
     args = Args()
     rows = await db.fetch(
         f"SELECT {evrows.evidence_columns()},"  # noqa: S608
-        f" {_CASE_COUNT.format(e='e.id')} AS case_count, {_ON_HOLD.format(e='e.id')} AS on_hold,"
         " (e.disposed_at IS NOT NULL OR EXISTS (SELECT 1 FROM dispositions d"
         " WHERE d.evidence_id = e.id)) AS gone"
         f" FROM evidence e WHERE {evidence_filter(actor, 'e', args)} ORDER BY e.acquired_at, e.id",
         *args.values,
     )
-    return [
-        RetentionItem(
-            evidence_id=str(r["id"]),
-            acquired_at=r["acquired_at"],
-            category=r["category"],
-            case_count=r["case_count"],
-            on_hold=r["on_hold"],
-            disposed=r["gone"],
-        )
-        for r in await evrows.check_page(db, mac, rows)
-    ]
+    good = await evrows.check_page(db, mac, rows)
+    holds = await ledger_holds(db)
+    out: list[RetentionItem] = []
+    for start in range(0, len(good), 1000):
+        chunk = good[start : start + 1000]
+        current, ever, _bad = await link_history(db, [r["id"] for r in chunk])
+        for r in chunk:
+            if r["id"] not in current:
+                continue  # a link or case row of it does not verify (alarm raised)
+            out.append(
+                RetentionItem(
+                    evidence_id=str(r["id"]),
+                    acquired_at=r["acquired_at"],
+                    category=r["category"],
+                    case_count=len(current[r["id"]]),
+                    on_hold=holds.holds(str(r["id"]), ever[r["id"]]),
+                    disposed=r["gone"],
+                )
+            )
+    return out
 
 
 async def report(
@@ -147,12 +197,12 @@ async def _dispose(
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await conn.execute("SELECT 1 FROM evidence WHERE id = $1 FOR UPDATE", eid)
-        row = await conn.fetchrow(
-            f"SELECT {_CASE_COUNT.format(e='$1')} AS n, {_ON_HOLD.format(e='$1')} AS held,"  # noqa: S608
-            " EXISTS (SELECT 1 FROM dispositions WHERE evidence_id = $1) AS gone",
-            eid,
+        current, ever, _bad = await link_history(conn, [eid])
+        held = eid not in current or (await ledger_holds(conn)).holds(str(eid), ever[eid])
+        gone = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM dispositions WHERE evidence_id = $1)", eid
         )
-        if row is None or row["n"] or row["held"] or row["gone"]:
+        if held or current[eid] or gone:
             raise _StateChanged("linked, held or disposed meanwhile")
         await conn.execute(
             "INSERT INTO dispositions (evidence_id, ledger_idx, sha256) VALUES ($1, $2, $3)",
