@@ -16,7 +16,7 @@ from aiohttp import web
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import define, json_response, operation, query
-from vault.policy.decide import audit
+from vault.access import audit
 from vault.errors import BadRequest, Forbidden
 from vault.policy.decide import Action, Target, decide
 from vault.policy.labels import PUBLIC_LABEL

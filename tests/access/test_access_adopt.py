@@ -10,23 +10,18 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 from vault_fixtures import TEST_MAC
 
-from vault.access import adopt as access_adopt
-
-from vault.cases import links as cases
-
-from vault.ops import disposition
-
-from vault.access import principals
-
-from vault.access import tokens
 from vault import evidence as evrows
-from vault.policy.decide import Role
+from vault.access import adopt as access_adopt
+from vault.access import principals, tokens
+from vault.access.listing import get_evidence, list_evidence
+from vault.access.principals import PrincipalSpec
+from vault.cases import links as cases
 from vault.errors import Conflict, NotFound, Unauthenticated
 from vault.keys.hostmac import RowTampered
+from vault.ops import disposition
+from vault.policy.decide import Role
 from vault.policy.labels import Label, Level
-from vault.access.principals import PrincipalSpec
 from vault.statecheck import fsck_state
-from vault.access.visibility import get_evidence, list_evidence
 
 TABLES = ("principals", "tokens", "principal_cases", "cases", "case_evidence_history")
 

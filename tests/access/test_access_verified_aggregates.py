@@ -16,15 +16,14 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault, person
 
+from vault.access.listing import EvidenceQuery, count_evidence, list_evidence, visible_renditions
 from vault.cases import links as cases
-
-from vault.ops import disposition
-from vault.policy.decide import Role
 from vault.keys.hostmac import RowTampered
-from vault.policy.labels import Label, Level
+from vault.ops import disposition
 from vault.ops.retention import RetentionPolicy
+from vault.policy.decide import Role
+from vault.policy.labels import Label, Level
 from vault.review.statistics import year_statistics
-from vault.access.visibility import EvidenceQuery, count_evidence, list_evidence, visible_renditions
 
 ROLES = ["evault_app", "superuser"]
 TABLES = ("evidence", "renditions", "case_evidence_history", "legal_holds", "cases")

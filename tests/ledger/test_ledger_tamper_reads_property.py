@@ -32,17 +32,13 @@ from statecheck_fixtures import Env, dock, named, open_acquirer
 from test_ledger_fsck_state_property import EDITS, OPS, _operate
 from vault_fixtures import ADMIN
 
-from vault.access import audit
-
-from vault.access import principals
-
-from vault.access import tokens
 from vault import evidence as evrows
-from vault.policy.decide import Principal
+from vault.access import audit, principals, tokens
+from vault.access.listing import get_evidence, list_evidence
 from vault.errors import IntegrityError, NotFound, Unauthenticated
+from vault.policy.decide import Principal
 from vault.statecheck import fsck_state
 from vault.statecheck.replay import TABLE_KEYS
-from vault.access.visibility import get_evidence, list_evidence
 
 TABLES = ("evidence", "renditions", "cases", "case_evidence_history", "principal_cases")
 TABLES += ("principals", "tokens")

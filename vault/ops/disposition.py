@@ -32,18 +32,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vault.access import audit
 from vault import evidence as evrows
-from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
-from vault.access.replay import opened
+from vault.access import audit
 from vault.access.audit import authorize
+from vault.access.filters import Args, evidence_filter, link_history
+from vault.access.principals import require_admin
+from vault.access.replay import opened
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, IntegrityError, NotFound
 from vault.keys.hostmac import HostMac
 from vault.ledger import LedgerWriter, make_entry
-from vault.access.principals import require_admin
 from vault.ops.retention import Disposition, RetentionItem, RetentionPolicy, plan
-from vault.access.visibility import Args, evidence_filter, link_history
+from vault.policy.decide import Action, Principal, TargetKind, not_found_detail
 
 __all__ = [
     "RunResult",

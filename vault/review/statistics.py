@@ -31,12 +31,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vault.access import state as access_state
 from vault import evidence as evrows
+from vault.access import state as access_state
+from vault.access.filters import link_state
 from vault.db import Db
 from vault.errors import BadRequest, ConfigError
 from vault.keys.hostmac import HostMac
-from vault.access.visibility import link_state
 
 __all__ = ["FIRST_YEAR", "LAST_YEAR", "YearStatistics", "year_bounds", "year_statistics"]
 
