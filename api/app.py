@@ -128,7 +128,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     app.add_routes(routes_ledger.routes)
     app.add_routes(routes_anchors.routes)
     app.add_routes(metrics.routes)
-    # HTTP API (issue 6): content store and push acquirer, then the routes; the OpenAPI
+    # HTTP API: content store and push acquirer, then the routes; the OpenAPI
     # document is built at startup and refuses to start with an undocumented route.
     app.cleanup_ctx.append(routes_evidence.content_ctx)
     app.cleanup_ctx.append(routes_docks.acquirer_ctx)
@@ -141,12 +141,12 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
         routes_exports,
     ):
         app.add_routes(module.routes)
-    # Legal review, publicity and event delivery (issue 6).
+    # Legal review, publicity and event delivery.
     app.cleanup_ctx.append(routes_review.dispatch_ctx)
     app.add_routes(routes_review.routes)
     app.add_routes(routes_public.routes)
     app.add_routes(routes_meta.routes)  # /v1/me, /v1/review/step-types
-    console.setup(app)  # reviewer console (issue 10): /console/, static, CSP headers
+    console.setup(app)  # reviewer console: /console/, static, CSP headers
     openapi.setup(app)
     setup_access_log()
     return app

@@ -33,7 +33,7 @@ concurrent acquisition of the same content that already found it stored. Such or
 harmless (content-addressed, never served without an evidence row) and left for a collector.
 Parsing media is not done here: bytes that fail to parse are still the evidence.
 
-Encryption at rest (issue 9): when the label on arrival (the dock's, raised by a sidecar label:
+Encryption at rest: when the label on arrival (the dock's, raised by a sidecar label:
 ``ingest.record.arrival_label``) needs encryption, or a sidecar label is unusable, step 3 seals
 instead of copying (``vault.storage.sealwrite.Sealer``): the content is encrypted before its first
 byte is written to the vault, so plaintext never touches the vault's disk. Without a ``storage``

@@ -1,4 +1,4 @@
-"""The reviewer console (issue 10): a static, framework-free web page served by the API process.
+"""The reviewer console: a static, framework-free web page served by the API process.
 
 Guarantees:
 

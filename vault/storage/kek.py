@@ -1,4 +1,4 @@
-"""Key-encryption keys (KEKs): where they live and how they wrap data keys (issue 9).
+"""Key-encryption keys (KEKs): where they live and how they wrap data keys.
 
 A KEK is 32 random bytes with an id such as ``kek-20261126-1a2b3c4d``. KEKs are kept outside the
 database and the blob store, so a copy of either (or of their backups) reveals no content.

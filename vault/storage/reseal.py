@@ -1,4 +1,4 @@
-"""Re-encryption when a label rises, and decryption when an admin asks (DESIGN §5, issue 9).
+"""Re-encryption when a label rises, and decryption when an admin asks (DESIGN §5).
 
 A label change (``vault.cases.links.set_label``) or a link to a classified case
 (``vault.cases.links.link``) enqueues a ``vault.seal`` job in the same transaction as its ledger

@@ -1,4 +1,4 @@
-"""Sealed objects: AES-256-GCM in fixed-size chunks, readable by range (DESIGN §5, issue 9).
+"""Sealed objects: AES-256-GCM in fixed-size chunks, readable by range (DESIGN §5).
 
 This docstring is the format's specification.
 

@@ -1,4 +1,4 @@
-"""Opening the vault's storage: ONE factory, and the sealing-aware read path (issue 9).
+"""Opening the vault's storage: ONE factory, and the sealing-aware read path.
 
 ``open_storage(cfg, db)`` is how every part of the service (API, acquisition, media jobs,
 export, CLI) gets its ``BlobStore``, its ``ContentStore`` and its ``Sealer``; nothing else
