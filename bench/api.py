@@ -60,9 +60,11 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import api.cli  # noqa: F401  (binds the real packages before this folder returns, last:
-import vault  # noqa: F401  CLI no longer imports at start-up)
-import verify  # noqa: F401  bench/verify.py would otherwise shadow `verify`, which the lazy
+# Bind the real packages before this folder returns (last) to sys.path: bench/verify.py would
+# otherwise shadow `verify`, which the lazy CLI no longer imports at start-up.
+import api.cli  # noqa: F401
+import vault  # noqa: F401
+import verify  # noqa: F401
 
 sys.path.append(str(_HERE))  # for apibench/
 
