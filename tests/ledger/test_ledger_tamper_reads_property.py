@@ -13,6 +13,9 @@ One database serves every example (history accumulates); each edit is committed 
 the service's pool), then the row is put back as it was and the next example starts from a
 state ``fsck --state`` finds clean. Deleting a link-history row is left out of (b): a deleted
 row has no tag to fail, and only ``fsck --state``'s replay finds it (``vault.access.state``).
+So is moving one to another item or case (editing its ``evidence_id`` or ``case_id``): for the
+item or case it was moved to the row fails its tag, but for the one it left it is a deletion
+(found by this test on the DSN path; a known gap of the online checks, caught by fsck).
 """
 
 from __future__ import annotations
@@ -209,7 +212,8 @@ async def _example(
             await asyncio.sleep(0)
 
 
-_COLUMNS = [(t, c) for t in TABLES for c in EDITS[t]] + [
+_MOVES = {("case_evidence_history", "evidence_id"), ("case_evidence_history", "case_id")}
+_COLUMNS = [(t, c) for t in TABLES for c in EDITS[t] if (t, c) not in _MOVES] + [
     (t, "*") for t in TABLES if t != "case_evidence_history"
 ]
 EDIT = st.tuples(
