@@ -28,6 +28,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from verify.terminal import columns as _columns
+
 # Every top-level command: its module and one-line help (what `evault --help` shows without
 # importing any command module).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,22 +76,6 @@ Handler = Callable[[argparse.Namespace, Any], Any]
 
 _CONFIG_HELP = "configuration file (default: $EVAULT_CONFIG or <data>/evault.toml)"
 _DATA_HELP = "data directory (default: $EVAULT_DATA or ./data)"
-
-
-def _columns() -> int:
-    """The terminal's width as ``shutil.get_terminal_size`` finds it, without importing shutil
-    (argparse's formatter would, and with it bz2 and lzma: a tenth of a short command's
-    start-up)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 80
 
 
 class _Parser(argparse.ArgumentParser):

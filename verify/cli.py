@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from verify.errors import MalformedError
 from verify.report import EXIT_USAGE, VERDICT_LINES
+from verify.terminal import columns as _columns
 
 if TYPE_CHECKING:
     from verify.note import Verifier
@@ -72,21 +73,6 @@ The key must come from a trusted source (not from the package): a vkey looks lik
 
 class _UsageError(Exception):
     pass
-
-
-def _columns() -> int:
-    """The terminal width as ``shutil.get_terminal_size`` finds it, without importing shutil
-    (argparse's formatter would, with bz2 and lzma, only for this)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 80
 
 
 class _Parser(argparse.ArgumentParser):
