@@ -256,6 +256,33 @@ def _aware(when: datetime | None) -> datetime | None:
     return when.replace(tzinfo=UTC)
 
 
+async def _insert_tagged(
+    conn: Conn,
+    mac: HostMac,
+    table: str,
+    row_id: uuid.UUID,
+    values: dict[str, object],
+    extra_json: tuple[str, str],
+    idx: int,
+) -> None:
+    """Insert row ``row_id`` of ``table`` with its bound ``values``, one unbound JSON column
+    (``extra_json``: name, text), its tag over the bound values and ``state_idx`` = ``idx``."""
+    tag = mac.row(table, [row_id], values, idx)
+    json_name, json_text = extra_json
+    names = ["id", *values, json_name, "tag", "state_idx"]
+    marks = ", ".join(
+        f"${i}" + ("::jsonb" if n == json_name else "") for i, n in enumerate(names, 1)
+    )
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
+        row_id,
+        *values.values(),
+        json_text,
+        tag,
+        idx,
+    )
+
+
 async def insert_evidence(conn: Conn, mac: HostMac, new: NewEvidence, idx: int) -> None:
     """Record an acquisition with its ``acquired`` entry ``idx`` (inside that entry's effect).
     A second row for the same content raises ``asyncpg.UniqueViolationError``."""
@@ -274,19 +301,7 @@ async def insert_evidence(conn: Conn, mac: HostMac, new: NewEvidence, idx: int) 
         "category": new.category,
         "disposed_at": None,
     }
-    tag = mac.row(EVIDENCE_TABLE, [new.id], values, idx)
-    names = ["id", *values, "metadata", "tag", "state_idx"]
-    marks = ", ".join(
-        f"${i}" + ("::jsonb" if n == "metadata" else "") for i, n in enumerate(names, 1)
-    )
-    await conn.execute(
-        f"INSERT INTO evidence ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
-        new.id,
-        *values.values(),
-        new.metadata,
-        tag,
-        idx,
-    )
+    await _insert_tagged(conn, mac, EVIDENCE_TABLE, new.id, values, ("metadata", new.metadata), idx)
 
 
 async def insert_rendition(conn: Conn, mac: HostMac, new: NewRendition, idx: int) -> Label:
@@ -311,19 +326,7 @@ async def insert_rendition(conn: Conn, mac: HostMac, new: NewRendition, idx: int
         "ledger_idx": idx,
         **_label_values(label),
     }
-    tag = mac.row(RENDITION_TABLE, [new.id], values, idx)
-    names = ["id", *values, "params", "tag", "state_idx"]
-    marks = ", ".join(
-        f"${i}" + ("::jsonb" if n == "params" else "") for i, n in enumerate(names, 1)
-    )
-    await conn.execute(
-        f"INSERT INTO renditions ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
-        new.id,
-        *values.values(),
-        new.params,
-        tag,
-        idx,
-    )
+    await _insert_tagged(conn, mac, RENDITION_TABLE, new.id, values, ("params", new.params), idx)
     return label
 
 
