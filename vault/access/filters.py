@@ -2,7 +2,7 @@
 
 Guarantees:
 
-- ``evidence_filter``, ``rendition_filter`` and ``case_filter`` produce a WHERE fragment that is
+- ``evidence_filter`` and ``case_filter`` produce a WHERE fragment that is
   true for a row exactly when ``access.decide(principal, action, target)`` allows it, where the
   target is what ``audit.evidence_target`` / ``rendition_target`` / ``case_target`` build for it:
   clearance ≥ the effective level, effective caveats ⊆ the principal's, and a role from
@@ -119,14 +119,6 @@ def evidence_filter(
             f" AND nh.case_id = ANY({args(sorted(p.cases))}::text[]) AND {current('nh')})"
         )
     return f"({cleared} AND ({' OR '.join(need) or 'FALSE'}))"
-
-
-def rendition_filter(p: Principal, r: str, e: str, args: Args, action: Action = Action.LIST) -> str:
-    """WHERE fragment on ``renditions`` row ``r`` joined to its ``evidence`` row ``e``."""
-    if not scopes(p, action, "rendition"):
-        return "FALSE"
-    own = _cleared(p, f"{r}.label_level", f"{r}.label_caveats", args)
-    return f"({own} AND {evidence_filter(p, e, args, action, 'rendition')})"
 
 
 def case_filter(p: Principal, c: str, args: Args, action: Action = Action.LIST) -> str:
