@@ -17,6 +17,8 @@ Kinds (recognised from the content, never from the file name):
   cover its ledger index. A receipt carries no inclusion proof, so that the entry at that index
   records this file is NOT checked, and the report says so and how to check it; given the entry
   (``--entry``), its kind, evidence id, SHA-256 and size are compared with the receipt's.
+  Given an SM2 key (``--sm2-key``), its checkpoint must carry that key's SM2 cosignature
+  (:mod:`verify.package_sm2`).
 
 Guarantees: :attr:`ArtefactReport.verdict` follows :class:`verify.report.PackageReport`'s rule
 (``ok`` only without a ``wrong-key``, ``tampered`` or ``malformed`` finding; exit codes from
@@ -37,6 +39,7 @@ from verify.encoding import b64encode
 from verify.errors import MalformedError, VerificationError, WrongKeyError
 from verify.merkle import leaf_hash, verify_inclusion
 from verify.note import Verifier
+from verify.package_sm2 import Sm2Key, check_sm2
 from verify.report import EXIT_CODES, SEVERITIES, VERDICT_LINES, Finding
 from verify.report_note import verify_report_response
 from verify.tlogproof import HEADER as TLOG_PROOF_HEADER
@@ -138,10 +141,16 @@ def kind_of(data: bytes) -> str | None:
 
 
 def check_artefact(
-    path: str, data: bytes, verifier: Verifier, *, entry: bytes | None = None
+    path: str,
+    data: bytes,
+    verifier: Verifier,
+    *,
+    entry: bytes | None = None,
+    sm2: Sm2Key | None = None,
 ) -> ArtefactReport:
-    """Check ``data`` (the artefact read from ``path``); see the module docstring. Raises
-    :class:`NeedsEntry` for a tlog-proof without ``entry``, ValueError if no kind matches."""
+    """Check ``data`` (the artefact read from ``path``); see the module docstring. With ``sm2``
+    a receipt's checkpoint must carry that key's SM2 cosignature. Raises :class:`NeedsEntry`
+    for a tlog-proof without ``entry``, ValueError if no kind matches."""
     kind = kind_of(data)
     if kind is None:
         raise ValueError("not an artefact of evidence-vault")
@@ -156,7 +165,11 @@ def check_artefact(
             )
         _tlog_proof(report, data, entry, verifier)
     else:
-        _receipt(report, data, verifier, entry)
+        _receipt(report, data, verifier, entry, sm2)
+    if sm2 is not None and kind != "receipt":
+        report.not_checked.append(
+            f"an SM2 cosignature (--sm2-key): a {kind} is not checked for one"
+        )
     return report
 
 
@@ -267,7 +280,13 @@ def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Ver
         report.add("malformed", "malformed", "entry", f"the entry is not canonical JSON: {exc}")
 
 
-def _receipt(report: ArtefactReport, data: bytes, verifier: Verifier, entry: bytes | None) -> None:
+def _receipt(
+    report: ArtefactReport,
+    data: bytes,
+    verifier: Verifier,
+    entry: bytes | None,
+    sm2: Sm2Key | None = None,
+) -> None:
     doc = json.loads(data)
     doc = doc["receipt"] if isinstance(doc.get("receipt"), dict) else doc
     bad = [k for k, t in _RECEIPT_FIELDS.items() if type(doc.get(k)) is not t]
@@ -284,6 +303,10 @@ def _receipt(report: ArtefactReport, data: bytes, verifier: Verifier, entry: byt
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"its checkpoint (tree size {cp.size}) is signed by the trusted key")
+    got = None if sm2 is None else check_sm2(doc["checkpoint"], sm2, "receipt.checkpoint", report)
+    if got is not None:
+        report.facts["sm2"] = got
+        report.checked.append(f"its checkpoint is cosigned by the SM2 key {got['fingerprint']}")
     if cp.size <= index:
         report.add(
             "proof-index",
