@@ -113,6 +113,7 @@ def sm3(data: bytes) -> bytes:
 
 
 def _add(p1: Point, p2: Point) -> Point:
+    """Affine addition (used once per verification, to precompute G + P)."""
     if p1 is None:
         return p2
     if p2 is None:
@@ -128,21 +129,65 @@ def _add(p1: Point, p2: Point) -> Point:
     return x3, (lam * (x1 - x3) - y1) % P
 
 
-def _mul(k: int, pt: Point) -> Point:
-    result: Point = None
-    while k:
-        if k & 1:
-            result = _add(result, pt)
-        pt = _add(pt, pt)
-        k >>= 1
-    return result
+_Jac = tuple[int, int, int]  # Jacobian (X, Y, Z): x = X/Z^2, y = Y/Z^3; Z = 0 is infinity
+
+
+def _jdouble(pt: _Jac) -> _Jac:
+    """Doubling with a = -3 (dbl-2001-b)."""
+    x, y, z = pt
+    if z == 0 or y == 0:
+        return (1, 1, 0)
+    delta, gamma = z * z % P, y * y % P
+    beta = x * gamma % P
+    alpha = 3 * (x - delta) * (x + delta) % P
+    x3 = (alpha * alpha - 8 * beta) % P
+    z3 = ((y + z) ** 2 - gamma - delta) % P
+    return x3, (alpha * (4 * beta - x3) - 8 * gamma * gamma) % P, z3
+
+
+def _jadd(pt: _Jac, q: tuple[int, int]) -> _Jac:
+    """Jacobian + affine (madd-2007-bl)."""
+    x1, y1, z1 = pt
+    if z1 == 0:
+        return q[0], q[1], 1
+    z1z1 = z1 * z1 % P
+    h = (q[0] * z1z1 - x1) % P
+    r = 2 * (q[1] * z1 * z1z1 - y1) % P
+    if h == 0:
+        return _jdouble(pt) if r == 0 else (1, 1, 0)
+    hh = h * h % P
+    i = 4 * hh % P
+    j, v = h * i % P, x1 * i % P
+    x3 = (r * r - j - 2 * v) % P
+    return x3, (r * (v - x3) - 2 * y1 * j) % P, ((z1 + h) ** 2 - z1z1 - hh) % P
+
+
+def _mul_add(k1: int, p1: tuple[int, int], k2: int, p2: tuple[int, int]) -> Point:
+    """``k1·p1 + k2·p2`` (Shamir's trick, Jacobian coordinates), affine."""
+    both = _add(p1, p2)
+    acc: _Jac = (1, 1, 0)
+    for bit in range(max(k1.bit_length(), k2.bit_length()) - 1, -1, -1):
+        acc = _jdouble(acc)
+        b1, b2 = (k1 >> bit) & 1, (k2 >> bit) & 1
+        if b1 and b2:
+            acc = _jadd(acc, both) if both is not None else acc
+        elif b1:
+            acc = _jadd(acc, p1)
+        elif b2:
+            acc = _jadd(acc, p2)
+    x, y, z = acc
+    if z == 0:
+        return None
+    zi = pow(z, -1, P)
+    zi2 = zi * zi % P
+    return x * zi2 % P, y * zi2 * zi % P
 
 
 def scalar_mult_base(d: int) -> tuple[int, int]:
     """``d·G``, the public point of private key ``d`` (not constant time: for keys at rest)."""
     if not 1 <= d < N - 1:
         raise MalformedError("SM2 private key out of range [1, n-2]")
-    pt = _mul(d, (GX, GY))
+    pt = _mul_add(d, (GX, GY), 0, (GX, GY))
     assert pt is not None
     return pt
 
@@ -185,7 +230,7 @@ def verify(
     t = (r + s) % N
     if t == 0:
         return False
-    pt = _add(_mul(s, (GX, GY)), _mul(t, pub))
+    pt = _mul_add(s, (GX, GY), t, pub)
     return pt is not None and (e + pt[0]) % N == r
 
 

@@ -188,3 +188,30 @@ def test_without_gmssl_the_service_says_what_to_install(
     monkeypatch.setitem(sys.modules, "gmssl_pyx", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"evidence-vault\[sm2\]"):
         load_cosigner(AnchorsConfig(sm2_key="k"), tmp_path / "k", None, "t.example/log")
+
+
+def _affine_mul(k: int, pt: tuple[int, int]) -> sm2.Point:
+    """The textbook double-and-add in affine coordinates: a reference for the fast path."""
+    acc: sm2.Point = None
+    cur: sm2.Point = pt
+    while k:
+        if k & 1:
+            acc = sm2._add(acc, cur)
+        cur = sm2._add(cur, cur)
+        k >>= 1
+    return acc
+
+
+def test_jacobian_shamir_agrees_with_affine_reference() -> None:
+    import secrets
+
+    g = (sm2.GX, sm2.GY)
+    neg_g = (sm2.GX, sm2.P - sm2.GY)
+    for _ in range(20):
+        a, b = secrets.randbelow(sm2.N), secrets.randbelow(sm2.N)
+        q = _affine_mul(secrets.randbelow(sm2.N - 2) + 1, g)
+        assert q is not None
+        assert sm2._mul_add(a, g, b, q) == sm2._add(_affine_mul(a, g), _affine_mul(b, q))
+    assert sm2._mul_add(7, g, 7, neg_g) is None  # 7G - 7G
+    assert sm2._mul_add(3, g, sm2.N - 3, g) is None
+    assert sm2._mul_add(1, g, 1, g) == _affine_mul(2, g)

@@ -243,7 +243,7 @@ class Checkpointer:
             note = sign_note(body, self._signer)
             for cosigner in self._cosigners:
                 try:
-                    note = cosigner.cosign(note)
+                    note = await asyncio.to_thread(cosigner.cosign, note)
                 except RuntimeError as exc:
                     log.error("checkpoint %d not cosigned by %s: %s", size, cosigner.name, exc)
             await asyncio.to_thread(append_checkpoint_log, self._log_path, note)
