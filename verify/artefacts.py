@@ -17,8 +17,9 @@ Kinds (recognised from the content, never from the file name):
   cover its ledger index. A receipt carries no inclusion proof, so that the entry at that index
   records this file is NOT checked, and the report says so and how to check it; given the entry
   (``--entry``), its kind, evidence id, SHA-256 and size are compared with the receipt's.
-  Given an SM2 key (``--sm2-key``), its checkpoint must carry that key's SM2 cosignature
-  (:mod:`verify.package_sm2`).
+
+Given an SM2 key (``--sm2-key``), the checkpoint of each kind must carry that key's SM2
+cosignature (:mod:`verify.package_sm2`).
 
 Guarantees: :attr:`ArtefactReport.verdict` follows :class:`verify.report.PackageReport`'s rule
 (``ok`` only without a ``wrong-key``, ``tampered`` or ``malformed`` finding; exit codes from
@@ -156,21 +157,25 @@ def check_artefact(
         raise ValueError("not an artefact of evidence-vault")
     report = ArtefactReport(path, kind)
     if kind == "integrity-report":
-        _integrity_report(report, data, verifier)
+        _integrity_report(report, data, verifier, sm2)
     elif kind == "tlog-proof":
         if entry is None:
             raise NeedsEntry(
                 "a tlog-proof proves one ledger entry: give the entry's exact bytes with "
                 "--entry FILE (e.g. `evault ledger entry N > FILE`)"
             )
-        _tlog_proof(report, data, entry, verifier)
+        _tlog_proof(report, data, entry, verifier, sm2)
     else:
         _receipt(report, data, verifier, entry, sm2)
-    if sm2 is not None and kind != "receipt":
-        report.not_checked.append(
-            f"an SM2 cosignature (--sm2-key): a {kind} is not checked for one"
-        )
     return report
+
+
+def _check_sm2(report: ArtefactReport, note: str, sm2: Sm2Key | None, where: str) -> None:
+    """With ``--sm2-key``: the checkpoint ``note`` must carry that key's SM2 cosignature."""
+    got = None if sm2 is None else check_sm2(note, sm2, where, report)
+    if got is not None:
+        report.facts["sm2"] = got
+        report.checked.append(f"its checkpoint is cosigned by the SM2 key {got['fingerprint']}")
 
 
 def _checkpoint_facts(report: ArtefactReport, cp: Checkpoint) -> None:
@@ -181,7 +186,9 @@ def _checkpoint_facts(report: ArtefactReport, cp: Checkpoint) -> None:
     }
 
 
-def _integrity_report(report: ArtefactReport, data: bytes, verifier: Verifier) -> None:
+def _integrity_report(
+    report: ArtefactReport, data: bytes, verifier: Verifier, sm2: Sm2Key | None
+) -> None:
     try:
         body = verify_report_response(data, verifier)
     except VerificationError as exc:
@@ -208,6 +215,7 @@ def _integrity_report(report: ArtefactReport, data: bytes, verifier: Verifier) -
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"its checkpoint (tree size {cp.size}) is signed by the trusted key")
+    _check_sm2(report, note, sm2, "log.checkpoint")
     items = body.get("evidence") or []
     proven = 0
     for n, item in enumerate(items if isinstance(items, list) else []):
@@ -254,7 +262,9 @@ def _report_item(report: ArtefactReport, item: Any, cp: Checkpoint, where: str) 
     return True
 
 
-def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Verifier) -> None:
+def _tlog_proof(
+    report: ArtefactReport, data: bytes, entry: bytes, verifier: Verifier, sm2: Sm2Key | None
+) -> None:
     try:
         proof = parse_tlog_proof(data)
     except MalformedError as exc:
@@ -268,6 +278,7 @@ def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Ver
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"the checkpoint (tree size {cp.size}) is signed by the trusted key")
+    _check_sm2(report, proof.checkpoint, sm2, "tlog-proof checkpoint")
     report.checked.append(
         f"the entry given is leaf {proof.index} of that tree, byte for byte (RFC 6962 inclusion)"
     )
@@ -303,10 +314,7 @@ def _receipt(
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"its checkpoint (tree size {cp.size}) is signed by the trusted key")
-    got = None if sm2 is None else check_sm2(doc["checkpoint"], sm2, "receipt.checkpoint", report)
-    if got is not None:
-        report.facts["sm2"] = got
-        report.checked.append(f"its checkpoint is cosigned by the SM2 key {got['fingerprint']}")
+    _check_sm2(report, doc["checkpoint"], sm2, "receipt.checkpoint")
     if cp.size <= index:
         report.add(
             "proof-index",

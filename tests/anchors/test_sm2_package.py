@@ -134,3 +134,15 @@ def test_unreadable_sm2_key_is_a_usage_error_in_one_line(world: Cosigned) -> Non
     assert code == 4 and out.count("\n") == 1 and "--sm2-key" in out, out
     code, out = evault_verify(world, world.package, "--sm2-key", world.tmp / "absent.pem")
     assert code == 4 and "Traceback" not in out, out
+
+
+def test_integrity_report_checkpoint_is_checked_for_the_sm2_cosignature(world: Cosigned) -> None:
+    r = world.w.call("GET", "/v1/cases/C1/integrity-report", who="legal")
+    assert r.status == 200, r.body
+    saved = world.tmp / "integrity-report.json"
+    saved.write_bytes(r.body)
+    code, out = evault_verify(world, saved, "--sm2-key", world.pki.cert)
+    assert code == 0 and "cosigned by the SM2 key" in out, out
+    impostor = make_sm2_key(world.tmp / "impostor2", "impostor2")
+    code, out = evault_verify(world, saved, "--sm2-key", impostor.pub)
+    assert code == 2 and "no SM2 cosignature by the key given" in out, out
