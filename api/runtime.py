@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from api.config import Config
 from vault.access import principals
 from vault.access import state as access_state
+from vault.anchors.sm2 import Sm2Cosigner, load_cosigner
 from vault.db import Database, open_database
 from vault.keys.hostmac import HostMac, load_mac_key
 from vault.keys.signing import load_signer
@@ -35,14 +37,25 @@ class Runtime:
         return open_storage(self.cfg, self.db.pool)
 
 
+def sm2_cosigners(cfg: Config) -> tuple[Sm2Cosigner, ...]:
+    """The SM2 cosigner of ``[anchors]``, if ``sm2_key`` is set (ConfigError if unusable)."""
+    a = cfg.anchors
+    if not a.sm2_key:
+        return ()
+    cert = cfg.path(Path(a.sm2_cert)) if a.sm2_cert else None
+    return (load_cosigner(a, cfg.path(Path(a.sm2_key)), cert, cfg.ledger.origin),)
+
+
 @asynccontextmanager
 async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterator[Runtime]:
     """Open the database and ledger, create the configured principals that are missing; with
     ``background``, also sign checkpoints as the tree grows."""
     signer = load_signer(cfg.path(cfg.ledger.key_file))
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
+    cosigners = sm2_cosigners(cfg)
     async with open_database(cfg.database, cfg.data) as db:
-        ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log), mac=mac)
+        log_path = cfg.path(cfg.ledger.checkpoints_log)
+        ledger = Ledger(db.pool, signer, cfg.ledger, log_path, mac=mac, cosigners=cosigners)
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))
         try:

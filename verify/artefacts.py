@@ -18,6 +18,9 @@ Kinds (recognised from the content, never from the file name):
   records this file is NOT checked, and the report says so and how to check it; given the entry
   (``--entry``), its kind, evidence id, SHA-256 and size are compared with the receipt's.
 
+Given an SM2 key (``--sm2-key``), the checkpoint of each kind must carry that key's SM2
+cosignature (:mod:`verify.package_sm2`).
+
 Guarantees: :attr:`ArtefactReport.verdict` follows :class:`verify.report.PackageReport`'s rule
 (``ok`` only without a ``wrong-key``, ``tampered`` or ``malformed`` finding; exit codes from
 :data:`verify.report.EXIT_CODES`); :attr:`ArtefactReport.checked` lists what held and
@@ -37,6 +40,7 @@ from verify.encoding import b64encode
 from verify.errors import MalformedError, VerificationError, WrongKeyError
 from verify.merkle import leaf_hash, verify_inclusion
 from verify.note import Verifier
+from verify.package_sm2 import Sm2Key, check_sm2
 from verify.report import EXIT_CODES, SEVERITIES, VERDICT_LINES, Finding
 from verify.report_note import verify_report_response
 from verify.tlogproof import HEADER as TLOG_PROOF_HEADER
@@ -138,26 +142,40 @@ def kind_of(data: bytes) -> str | None:
 
 
 def check_artefact(
-    path: str, data: bytes, verifier: Verifier, *, entry: bytes | None = None
+    path: str,
+    data: bytes,
+    verifier: Verifier,
+    *,
+    entry: bytes | None = None,
+    sm2: Sm2Key | None = None,
 ) -> ArtefactReport:
-    """Check ``data`` (the artefact read from ``path``); see the module docstring. Raises
-    :class:`NeedsEntry` for a tlog-proof without ``entry``, ValueError if no kind matches."""
+    """Check ``data`` (the artefact read from ``path``); see the module docstring. With ``sm2``
+    a receipt's checkpoint must carry that key's SM2 cosignature. Raises :class:`NeedsEntry`
+    for a tlog-proof without ``entry``, ValueError if no kind matches."""
     kind = kind_of(data)
     if kind is None:
         raise ValueError("not an artefact of evidence-vault")
     report = ArtefactReport(path, kind)
     if kind == "integrity-report":
-        _integrity_report(report, data, verifier)
+        _integrity_report(report, data, verifier, sm2)
     elif kind == "tlog-proof":
         if entry is None:
             raise NeedsEntry(
                 "a tlog-proof proves one ledger entry: give the entry's exact bytes with "
                 "--entry FILE (e.g. `evault ledger entry N > FILE`)"
             )
-        _tlog_proof(report, data, entry, verifier)
+        _tlog_proof(report, data, entry, verifier, sm2)
     else:
-        _receipt(report, data, verifier, entry)
+        _receipt(report, data, verifier, entry, sm2)
     return report
+
+
+def _check_sm2(report: ArtefactReport, note: str, sm2: Sm2Key | None, where: str) -> None:
+    """With ``--sm2-key``: the checkpoint ``note`` must carry that key's SM2 cosignature."""
+    got = None if sm2 is None else check_sm2(note, sm2, where, report)
+    if got is not None:
+        report.facts["sm2"] = got
+        report.checked.append(f"its checkpoint is cosigned by the SM2 key {got['fingerprint']}")
 
 
 def _checkpoint_facts(report: ArtefactReport, cp: Checkpoint) -> None:
@@ -168,7 +186,9 @@ def _checkpoint_facts(report: ArtefactReport, cp: Checkpoint) -> None:
     }
 
 
-def _integrity_report(report: ArtefactReport, data: bytes, verifier: Verifier) -> None:
+def _integrity_report(
+    report: ArtefactReport, data: bytes, verifier: Verifier, sm2: Sm2Key | None
+) -> None:
     try:
         body = verify_report_response(data, verifier)
     except VerificationError as exc:
@@ -195,6 +215,7 @@ def _integrity_report(report: ArtefactReport, data: bytes, verifier: Verifier) -
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"its checkpoint (tree size {cp.size}) is signed by the trusted key")
+    _check_sm2(report, note, sm2, "log.checkpoint")
     items = body.get("evidence") or []
     proven = 0
     for n, item in enumerate(items if isinstance(items, list) else []):
@@ -241,7 +262,9 @@ def _report_item(report: ArtefactReport, item: Any, cp: Checkpoint, where: str) 
     return True
 
 
-def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Verifier) -> None:
+def _tlog_proof(
+    report: ArtefactReport, data: bytes, entry: bytes, verifier: Verifier, sm2: Sm2Key | None
+) -> None:
     try:
         proof = parse_tlog_proof(data)
     except MalformedError as exc:
@@ -255,6 +278,7 @@ def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Ver
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"the checkpoint (tree size {cp.size}) is signed by the trusted key")
+    _check_sm2(report, proof.checkpoint, sm2, "tlog-proof checkpoint")
     report.checked.append(
         f"the entry given is leaf {proof.index} of that tree, byte for byte (RFC 6962 inclusion)"
     )
@@ -267,7 +291,13 @@ def _tlog_proof(report: ArtefactReport, data: bytes, entry: bytes, verifier: Ver
         report.add("malformed", "malformed", "entry", f"the entry is not canonical JSON: {exc}")
 
 
-def _receipt(report: ArtefactReport, data: bytes, verifier: Verifier, entry: bytes | None) -> None:
+def _receipt(
+    report: ArtefactReport,
+    data: bytes,
+    verifier: Verifier,
+    entry: bytes | None,
+    sm2: Sm2Key | None = None,
+) -> None:
     doc = json.loads(data)
     doc = doc["receipt"] if isinstance(doc.get("receipt"), dict) else doc
     bad = [k for k, t in _RECEIPT_FIELDS.items() if type(doc.get(k)) is not t]
@@ -284,6 +314,7 @@ def _receipt(report: ArtefactReport, data: bytes, verifier: Verifier, entry: byt
         return
     _checkpoint_facts(report, cp)
     report.checked.append(f"its checkpoint (tree size {cp.size}) is signed by the trusted key")
+    _check_sm2(report, doc["checkpoint"], sm2, "receipt.checkpoint")
     if cp.size <= index:
         report.add(
             "proof-index",

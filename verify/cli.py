@@ -11,6 +11,9 @@ Guarantees:
   report response, a ``c2sp.org/tlog-proof@v1`` (with ``--entry``, the exact bytes of the entry
   it proves) and a dock receipt are recognised and checked (:mod:`verify.artefacts`, which says
   what each check covers and what a receipt cannot show); anything else is MALFORMED.
+* With ``--sm2-key`` the checkpoint of a package or receipt must carry a valid SM2 cosignature
+  by that key (:mod:`verify.package_sm2`), checked in pure Python (:mod:`verify.sm2`): SM2
+  needs no library here.
 * The trusted key comes only from ``--vkey`` or ``--vkey-file``; an artefact's own copy of a
   key is only compared with it.
 * With ``--json`` stdout holds exactly one JSON document (:meth:`PackageReport.to_json` or
@@ -40,6 +43,7 @@ from verify.terminal import columns as _columns
 
 if TYPE_CHECKING:
     from verify.note import Verifier
+    from verify.package_sm2 import Sm2Key
 
 __all__ = ["EXIT_MISSING_DEPENDENCY", "main"]
 
@@ -53,8 +57,8 @@ exit status:
   2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key)
   3  MALFORMED   格式无效  not a package or artefact in the exact format, or a needed proof is
                           missing
-  4  usage or I/O error (bad arguments, unreadable key, --since, --entry, --tsa-ca or FILE
-     path)
+  4  usage or I/O error (bad arguments, unreadable key, --since, --entry, --tsa-ca,
+     --sm2-key or FILE path)
   5  a library evault-verify needs is missing (install it: python3 -m pip install cryptography)
 
 FILE may be:
@@ -123,6 +127,19 @@ def _parser() -> argparse.ArgumentParser:
         help="PEM file of the time-stamping authority's CA: check the checkpoint's RFC 3161 "
         "time-stamp against it and print the attested time",
     )
+    p.add_argument(
+        "--sm2-key",
+        type=Path,
+        metavar="FILE",
+        help="PEM file of the SM2 public key or certificate (from the bureau's CA): require the "
+        "checkpoint's SM2 cosignature (GM/T 0003, SM3) by it",
+    )
+    p.add_argument(
+        "--sm2-id",
+        default="1234567812345678",
+        metavar="ID",
+        help="the SM2 signer's user ID (default: GM/T 0009's 1234567812345678)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
     return p
 
@@ -158,6 +175,27 @@ def _key(args: argparse.Namespace) -> Verifier:
         return parse_vkey(text)
     except MalformedError as exc:
         raise _UsageError(f"the trusted key is not a valid vkey: {exc}") from exc
+
+
+class _Sm2KeyError(Exception):
+    pass
+
+
+def _sm2_key(args: argparse.Namespace) -> Sm2Key | None:
+    """The SM2 key of ``--sm2-key`` (pure Python: no library needed), or None."""
+    from verify.package_sm2 import Sm2Key
+    from verify.sm2 import load_public_key
+
+    if args.sm2_key is None:
+        return None
+    try:
+        public = load_public_key(args.sm2_key.read_bytes())
+    except MalformedError as exc:
+        raise _Sm2KeyError(str(exc)) from exc
+    user_id = args.sm2_id.encode("utf-8")
+    if not user_id or len(user_id) > 8191:
+        raise _UsageError("--sm2-id must be 1 to 8191 bytes")
+    return Sm2Key(public, user_id)
 
 
 def _missing(exc: ModuleNotFoundError) -> int:
@@ -207,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tsa_ca = load_tsa_certs(args.tsa_ca.read_bytes()) if args.tsa_ca is not None else None
         if tsa_ca == ():
             raise _UsageError(f"{args.tsa_ca}: no certificate in it")
+        sm2 = _sm2_key(args)
     except ModuleNotFoundError as exc:
         return _missing(exc)
     except _UsageError as exc:
@@ -217,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except MalformedError as exc:
         print(f"evault-verify: error: --tsa-ca: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _Sm2KeyError as exc:
+        print(f"evault-verify: error: --sm2-key {args.sm2_key}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     import zipfile
 
@@ -233,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if data is not None and artefacts.kind_of(data) is not None:
         try:
-            art = artefacts.check_artefact(str(path), data, verifier, entry=entry)
+            art = artefacts.check_artefact(str(path), data, verifier, entry=entry, sm2=sm2)
         except artefacts.NeedsEntry as exc:
             print(f"evault-verify: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -244,16 +286,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _emit(artefacts.render_artefact_text(art))
         return art.exit_code
-    return _package(args, verifier, since, tsa_ca)
+    return _package(args, verifier, since, tsa_ca, sm2)
 
 
-def _package(args: argparse.Namespace, verifier: Verifier, since: str | None, tsa_ca: Any) -> int:
+def _package(
+    args: argparse.Namespace, verifier: Verifier, since: str | None, tsa_ca: Any, sm2: Any
+) -> int:
     from verify.package_checks import verify_package as check
     from verify.report import render_text
 
     progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
     try:
-        report = check(args.package, verifier, since=since, progress=progress, tsa_ca=tsa_ca)
+        report = check(
+            args.package, verifier, since=since, progress=progress, tsa_ca=tsa_ca, sm2=sm2
+        )
     except OSError as exc:
         print(f"evault-verify: error: cannot open the package: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -48,6 +48,7 @@ from verify.package import (
     opening_path,
     proof_path,
 )
+from verify.package_sm2 import Sm2Key, check_sm2
 from verify.package_timestamp import check_timestamp
 from verify.report import EntryResult, FileResult, OpeningResult, PackageReport
 from verify.tlogproof import TlogProof, parse_tlog_proof
@@ -100,9 +101,11 @@ class _Checks:
         verifier: Verifier,
         r: PackageReport,
         tsa_ca: tuple[x509.Certificate, ...] | None = None,
+        sm2: Sm2Key | None = None,
     ) -> None:
         self.src, self.v, self.r, self.bad = src, verifier, r, r.add
         self.tsa_ca = tsa_ca
+        self.sm2 = sm2
         self.cp: Checkpoint | None = None
         self.cp_text = ""
         self.entries: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
@@ -158,6 +161,8 @@ class _Checks:
         if (data := self.read(CHECKPOINT_PATH, missing=M)) is None:
             return
         self.cp_text = data.decode("utf-8", "replace")
+        if self.sm2 is not None:
+            self.r.sm2 = check_sm2(data, self.sm2, CHECKPOINT_PATH, self.r)
         try:
             self.cp = open_checkpoint(data, self.v)
             self.r.checkpoint_trusted = True
@@ -384,10 +389,11 @@ def run_checks(
     since: str | None,
     progress: Callable[[int, int], None] | None,
     tsa_ca: tuple[x509.Certificate, ...] | None = None,
+    sm2: Sm2Key | None = None,
 ) -> None:
     """Fill ``report`` with everything that does (not) hold in ``src``; used by
     :func:`verify.package.verify_package`."""
-    _Checks(src, verifier, report, tsa_ca).run(since, progress)
+    _Checks(src, verifier, report, tsa_ca, sm2).run(since, progress)
 
 
 def verify_package(
@@ -397,12 +403,14 @@ def verify_package(
     since: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     tsa_ca: tuple[x509.Certificate, ...] | None = None,
+    sm2: Sm2Key | None = None,
 ) -> PackageReport:
     """Verify the package at ``path`` (a folder or a zip) against the trusted ``verifier``.
 
     ``since`` is the text of a checkpoint note seen before; ``progress(done, total)`` is
     called with hashed byte counts, possibly from worker threads; ``tsa_ca`` are the CA
-    certificates the package's time-stamp must chain to (None: not checked). Raises
+    certificates the package's time-stamp must chain to (None: not checked); ``sm2`` the SM2
+    key whose cosignature the checkpoint must carry (None: not checked). Raises
     :class:`OSError` only if ``path`` cannot be opened at all; everything else becomes a
     finding of the report.
     """
@@ -421,7 +429,7 @@ def verify_package(
         )
         return report
     try:
-        run_checks(src, verifier, report, since, progress, tsa_ca)
+        run_checks(src, verifier, report, since, progress, tsa_ca, sm2)
     finally:
         if src.zip is not None:
             src.zip.close()

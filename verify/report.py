@@ -24,7 +24,7 @@ for manifest.json, manifest.sig, vkey, checkpoint), ``unlisted``, ``manifest-edi
 ``checkpoint-mismatch``, ``proof-index``, ``proof-checkpoint``, ``inclusion``,
 ``opening-mismatch``, ``opening-unknown-field``, ``file-size``, ``file-hash``,
 ``file-unrecorded``, ``since-older``, ``since-fork`` (tampered); the ``timestamp-*`` codes
-of :mod:`verify.package_timestamp`.
+of :mod:`verify.package_timestamp`; the ``sm2-*`` codes of :mod:`verify.package_sm2`.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ class PackageReport:
     since_ok: bool | None = None
     bytes_hashed: int = 0
     timestamp: dict[str, Any] | None = None  # the checkpoint's RFC 3161 time-stamp, if any
+    sm2: dict[str, Any] | None = None  # the checkpoint's SM2 cosignature, once checked
 
     def add(self, code: str, severity: str, where: str, message: str) -> None:
         """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
@@ -189,6 +190,7 @@ class PackageReport:
             "exported_at": self.exported_at,
             "since": {"size": self.since_size, "ok": self.since_ok},
             "timestamp": self.timestamp,
+            "sm2": self.sm2,
             "counts": self.counts,
             "findings": [asdict(f) for f in self.findings],
             "files": [asdict(f) | {"ok": f.ok} for f in self.files],
@@ -218,6 +220,11 @@ def render_text(r: PackageReport) -> str:
         t = r.timestamp
         how = "checked ✓ against --tsa-ca" if t["checked"] else "NOT checked (no --tsa-ca)"
         out.append(f"time     {t['time']} by {t['tsa']}  RFC 3161 time-stamp {how}")
+    if r.sm2 is not None:
+        out.append(
+            f"sm2      cosigned by {r.sm2['key_name']}  key {r.sm2['fingerprint'][:16]}…"
+            "  SM2 signature checked ✓ against --sm2-key"
+        )
     if r.case_id is not None:
         out.append(f"case     {r.case_id}  label {r.case_label}")
         out.append(f"exported by {r.exported_by} at {r.exported_at}")

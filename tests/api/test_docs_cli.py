@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from api.cli import build_parser
@@ -41,3 +42,19 @@ def test_fsck_state_is_an_option_and_in_the_readme() -> None:
     options = {o for a in fsck._actions for o in a.option_strings}
     assert {"--state", "--json"} <= options
     assert "`evault ledger fsck --state [--json]`" in readme
+
+
+def test_every_evault_verify_option_is_documented() -> None:
+    from verify.cli import _parser
+
+    docs = (ROOT / "README.md").read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").glob("*.md"))
+    )
+    options = {o for a in _parser()._actions for o in a.option_strings if o.startswith("--")}
+    assert {"--sm2-key", "--sm2-id", "--tsa-ca"} <= options
+    fences = re.findall(r"```.*?```", docs, re.S)  # options are written as code
+    spans = fences + re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", docs, flags=re.S))
+    missing = sorted(
+        o for o in options - {"--help"} if not any(re.search(rf"{o}\b(?!-)", c) for c in spans)
+    )
+    assert not missing, f"evault-verify options missing from README.md and docs/: {missing}"

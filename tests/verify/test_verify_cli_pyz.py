@@ -14,6 +14,7 @@ Skipped, with the reason, when a venv cannot be made.
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import json
 import os
@@ -192,3 +193,56 @@ def test_pyz_without_cryptography_says_what_to_install(
     assert proc.returncode == 5, proc.stderr  # not 1: that would read as TAMPERED
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "pip install cryptography" in proc.stderr
+
+
+def _sm2_cosigned_receipt(root: Path, d: int) -> tuple[Path, str]:
+    """A receipt whose checkpoint carries an SM2 line by private key ``d``, signed here with the
+    GM/T 0003.2 formulas (a test-only signer: the service signs with GmSSL)."""
+    import secrets
+
+    from verify import sm2
+    from verify.checkpoint import Checkpoint, format_checkpoint
+    from verify.note import sign_note
+
+    signer = Signer(ORIGIN, b"\x07" * 32)
+    note = sign_note(format_checkpoint(Checkpoint(ORIGIN, 3, b"\x01" * 32)), signer)
+    text = note[: note.rindex("\n\n") + 1].encode()
+    pub = sm2.scalar_mult_base(d)
+    e = int.from_bytes(sm2.sm3(sm2.za(pub) + text), "big")
+    k = secrets.randbelow(sm2.N - 2) + 1
+    r = (e + sm2.scalar_mult_base(k)[0]) % sm2.N
+    s = pow(1 + d, -1, sm2.N) * (k - r * d) % sm2.N
+    name = f"{ORIGIN}/sm2"
+    sig = base64.b64encode(sm2.key_id(name, pub) + sm2.encode_signature(r, s)).decode()
+    receipt = {
+        "checkpoint": f"{note}— {name} {sig}\n",
+        "ledger_index": 1,
+        "sha256": "00" * 32,
+        "size": 1,
+        "evidence_id": "e1",
+        "kind": "acquired",
+    }
+    path = root / "r.evault-receipt.json"
+    path.write_text(json.dumps(receipt))
+    return path, signer.vkey
+
+
+def test_pyz_checks_an_sm2_cosignature_with_cryptography_alone(
+    pyz: Path, fresh_python: Path, tmp_path: Path
+) -> None:
+    from verify import sm2
+
+    receipt, vkey = _sm2_cosigned_receipt(tmp_path, 0x1234567)
+    for name, d, want in (("right", 0x1234567, 0), ("other", 0x7654321, 2)):
+        pem = tmp_path / f"{name}.pem"
+        b64 = base64.encodebytes(sm2.spki_der(sm2.scalar_mult_base(d))).decode()
+        pem.write_text(f"-----BEGIN PUBLIC KEY-----\n{b64}-----END PUBLIC KEY-----\n")
+        argv = [str(receipt), "--vkey", vkey, "--sm2-key", str(pem)]
+        proc = subprocess.run(
+            [str(fresh_python), str(pyz), *argv], capture_output=True, text=True, env=_env()
+        )
+        assert proc.returncode == want, (name, proc.stdout, proc.stderr)
+        if want == 0:
+            assert "cosigned by the SM2 key" in proc.stdout
+        else:
+            assert "no SM2 cosignature by the key given" in proc.stdout

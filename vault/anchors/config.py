@@ -1,9 +1,11 @@
 """Configuration of the anchors that vouch for the log from outside the service: ``[anchors]``.
 
-Today: an RFC 3161 time-stamping authority (``vault.anchors.timestamps``). Empty ``tsa_url`` turns
-it off. :func:`check_anchors` refuses at load what the time-stamper could not honour: a URL that is
-not http(s), or a TSA without the CA certificates its tokens must chain to (a token is stored
-only after it verified against them).
+An RFC 3161 time-stamping authority (``vault.anchors.timestamps``; empty ``tsa_url`` turns it off)
+and an SM2 cosigning key (``vault.anchors.sm2``; empty ``sm2_key`` turns it off).
+:func:`check_anchors` refuses at load what they could not honour: a URL that is not http(s), a
+TSA without the CA certificates its tokens must chain to (a token is stored only after it
+verified against them), an SM2 certificate or user ID without a key, or a key name a note
+cannot carry.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from urllib.parse import urlsplit
 
 from vault.errors import ConfigError
 from vault.settings import setting
+from verify.note import is_valid_key_name
 
 
 @dataclass(frozen=True)
 class AnchorsConfig:
-    """[anchors]: outside parties that vouch for the log (RFC 3161 time-stamps)."""
+    """[anchors]: outside parties that vouch for the log (RFC 3161 time-stamps, SM2)."""
 
     tsa_url: str = setting(
         "",
@@ -59,6 +62,32 @@ class AnchorsConfig:
         maximum=3600.0,
     )
 
+    sm2_key: str = setting(
+        "",
+        "PEM file of an SM2 private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`, not "
+        "encrypted; from the bureau's CA): each signed checkpoint gets an extra note signature "
+        "line, SM2 with SM3 (GM/T 0003), checked by `evault-verify --sm2-key`. Needs the "
+        "optional extra `evidence-vault[sm2]`. Empty: off.",
+    )
+    sm2_cert: str = setting(
+        "",
+        "PEM file of the certificate (or public key) of sm2_key: the service refuses to start "
+        "if it is not that key's. Give it to verifiers as `evault-verify --sm2-key`.",
+    )
+    sm2_user_id: str = setting(
+        "1234567812345678",
+        "The signer's user ID in Z_A (GM/T 0003.2); GM/T 0009's default unless the bureau's CA "
+        "says otherwise (then give it to `evault-verify --sm2-id`).",
+    )
+    sm2_key_name: str = setting(
+        "",
+        "Key name on the SM2 signature line; empty: `<ledger.origin>/sm2`.",
+    )
+
+    @property
+    def sm2_enabled(self) -> bool:
+        return bool(self.sm2_key)
+
     @property
     def tsa_enabled(self) -> bool:
         return bool(self.tsa_url)
@@ -70,7 +99,16 @@ class AnchorsConfig:
 
 
 def check_anchors(cfg: AnchorsConfig, source: str) -> None:
-    """Raise ConfigError naming ``source`` for a TSA the time-stamper could not use."""
+    """Raise ConfigError naming ``source`` for a TSA or an SM2 key that could not be used."""
+    if cfg.sm2_cert and not cfg.sm2_key:
+        raise ConfigError(f"{source}: anchors.sm2_cert is set but anchors.sm2_key is not")
+    if cfg.sm2_key_name and not is_valid_key_name(cfg.sm2_key_name):
+        raise ConfigError(
+            f"{source}: anchors.sm2_key_name {cfg.sm2_key_name!r} is not a note key name "
+            "(no spaces, no '+')"
+        )
+    if not cfg.sm2_user_id or len(cfg.sm2_user_id.encode()) > 8191:
+        raise ConfigError(f"{source}: anchors.sm2_user_id must be 1 to 8191 bytes")
     if not cfg.tsa_url:
         return
     if urlsplit(cfg.tsa_url).scheme not in ("http", "https"):

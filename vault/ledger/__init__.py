@@ -16,7 +16,7 @@ import asyncpg
 from vault.config import LedgerConfig
 from vault.errors import BadRequest, NotFound
 from vault.keys.hostmac import HostMac
-from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
+from vault.ledger.checkpointer import Checkpointer, Cosigner, SignedCheckpoint, latest_checkpoint
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
 from vault.ledger.sequencer import Effect, Sequencer
 from vault.ledger.tiles import consistency_proof, inclusion_proof
@@ -25,6 +25,7 @@ from verify.tiles import encode_entry_bundle
 from verify.tlogproof import TlogProof, format_tlog_proof
 
 __all__ = [
+    "Cosigner",
     "Ledger",
     "LedgerReader",
     "LedgerWriter",
@@ -89,13 +90,21 @@ class Ledger:
         log_path: Path,
         *,
         mac: HostMac,
+        cosigners: Sequence[Cosigner] = (),
     ) -> None:
         self.pool = pool
         self.signer = signer
         self.mac = mac
         self.log_path = log_path
+        self.cosigners = tuple(cosigners)
         self.checkpointer = Checkpointer(
-            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval, mac=mac
+            pool,
+            signer,
+            cfg.origin,
+            log_path,
+            cfg.checkpoint_interval,
+            mac=mac,
+            cosigners=self.cosigners,
         )
         self.sequencer = Sequencer(
             pool,

@@ -18,6 +18,9 @@ Guarantees:
 - Every checkpoint signed is first appended (and fsynced) to ``checkpoints.log`` outside the
   database, then kept in ``ledger_checkpoints``. A line in the file without a row is benign (a
   crash between the two); a row without a line is what an insider's forgery looks like.
+- Cosigners (the optional SM2 key of ``[anchors]``) each add a signature line to the note
+  before it is written anywhere; one that fails is logged and its line left out: a cosigner
+  never stops checkpoints.
 - One signer at a time across processes (an advisory lock); a size already checkpointed by this
   key is not signed again.
 """
@@ -30,9 +33,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 
@@ -60,6 +65,19 @@ CHECKPOINT_LOCK = 0x6576636B  # "evck"
 BASE_CANDIDATES = 16
 
 log = logging.getLogger("evault.ledger")
+
+
+class Cosigner(Protocol):
+    """Adds its own signature line to a signed note (``vault.anchors.sm2``)."""
+
+    @property
+    def name(self) -> str:
+        """The key name on its line."""
+        ...
+
+    def cosign(self, note: str) -> str:
+        """The note with one more signature line; RuntimeError if it cannot sign."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -101,9 +119,11 @@ class Checkpointer:
         interval: float,
         *,
         mac: HostMac,
+        cosigners: Sequence[Cosigner] = (),
     ) -> None:
         self._pool = pool
         self._signer = signer
+        self._cosigners = tuple(cosigners)
         self._mac = mac
         self._origin = origin
         self._log_path = log_path
@@ -221,6 +241,11 @@ class Checkpointer:
                     ) from exc
             body = format_checkpoint(Checkpoint(self._origin, size, root))
             note = sign_note(body, self._signer)
+            for cosigner in self._cosigners:
+                try:
+                    note = await asyncio.to_thread(cosigner.cosign, note)
+                except RuntimeError as exc:
+                    log.error("checkpoint %d not cosigned by %s: %s", size, cosigner.name, exc)
             await asyncio.to_thread(append_checkpoint_log, self._log_path, note)
             await conn.execute(
                 "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2, $3)",

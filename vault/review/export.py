@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from vault import evidence as evrows
 from vault.access import audit
 from vault.access.listing import EvidenceQuery, list_evidence
+from vault.anchors.sm2 import Sm2Cosigner
 from vault.anchors.timestamps import anchored_checkpoint, stated_time, wait_anchored
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.keys.hostmac import HostMac
@@ -44,6 +45,7 @@ from vault.review.report_html import DEFAULT_TIMEZONE, ReportItem, render_report
 from vault.storage.content import ContentStore, Readable
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint
+from verify.note import parse_note
 from verify.package import (
     CHECKPOINT_PATH,
     MANIFEST_PATH,
@@ -150,6 +152,7 @@ async def export_case(
         items=plan.items,
         timezone=timezone,
         timestamp=None if stamped is None else stated_time(stamped.token),
+        sm2=_sm2_state(ledger, cp.note),
     ).encode()
     manifest = Manifest(
         origin=checkpoint.origin,
@@ -188,6 +191,16 @@ async def export_case(
     )
     (idx,) = await ledger.append([entry], effect=_refs(case_id))
     return ExportResult(out, digest, idx, len(blobs), len(plan.entries), plan.skipped)
+
+
+def _sm2_state(ledger: Ledger, note: str) -> tuple[bool, str, str] | None:
+    """(cosigned, key name, fingerprint) of the service's SM2 key on ``note``, if it has one."""
+    for c in ledger.cosigners:
+        if isinstance(c, Sm2Cosigner):
+            lines = parse_note(note).signatures
+            cosigned = any((s.name, s.key_id) == (c.name, c.key_id) for s in lines)
+            return cosigned, c.name, c.fingerprint
+    return None
 
 
 def _refs(case_id: str) -> Any:

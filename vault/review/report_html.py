@@ -121,6 +121,23 @@ def _timestamp_row(timestamp: tuple[str, str] | None) -> str:
     )
 
 
+def _sm2_row(sm2: tuple[bool, str, str] | None) -> str:
+    if sm2 is None:
+        return ""
+    cosigned, name, fingerprint = sm2
+    if not cosigned:
+        return (
+            "<tr><th>SM2 联署 SM2 cosignature</th><td>否 No: 此检查点无 SM2 签名 "
+            f"(key <code>{_e(name)}</code>)。This checkpoint carries no SM2 signature.</td></tr>\n"
+        )
+    return (
+        f"<tr><th>SM2 联署 SM2 cosignature</th><td>是 Yes — <code>{_e(name)}</code>, "
+        f"公钥指纹 key fingerprint (SHA-256) <code>{_e(fingerprint)}</code><br>"
+        "用 <code>evault-verify --sm2-key SM2-CERT.pem</code> 核验。"
+        " Check with <code>evault-verify --sm2-key SM2-CERT.pem</code>.</td></tr>\n"
+    )
+
+
 def render_report(
     *,
     case_id: str,
@@ -133,10 +150,12 @@ def render_report(
     items: list[ReportItem],
     timezone: str = DEFAULT_TIMEZONE,
     timestamp: tuple[str, str] | None = None,
+    sm2: tuple[bool, str, str] | None = None,
 ) -> str:
     """The whole report as one self-contained HTML page (no scripts, no external assets);
     times in ``timezone`` with their offset, the root in base64 (module docstring);
-    ``timestamp``: the (time, TSA name) the checkpoint's RFC 3161 token states, if any."""
+    ``timestamp``: the (time, TSA name) the checkpoint's RFC 3161 token states, if any;
+    ``sm2``: (cosigned, key name, key fingerprint) when the service has an SM2 key."""
     tz = zone(timezone)
     exported = datetime.fromisoformat(exported_at.replace("Z", "+00:00"))
     zone_label = _e(_zone_label(tz, exported))
@@ -182,7 +201,7 @@ text-align:left;vertical-align:top}}code{{word-break:break-all}}</style></head><
 <tr><th>时区 Time zone</th><td>{zone_label}</td></tr>
 <tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root (base64, as evault-verify prints
 it) <code>{_e(b64encode(root_hash).decode())}</code></td></tr>
-{_timestamp_row(timestamp)}</table>
+{_timestamp_row(timestamp)}{_sm2_row(sm2)}</table>
 <h2>如何独立验证 How to verify independently</h2>
 <p>从可信渠道（而非本包）获得日志公钥，然后运行：<br>
 Obtain the log's public key through a trusted channel (not from this package), then run:</p>
