@@ -382,8 +382,9 @@ def granted_actions(principal: Principal) -> frozenset[Action]:
 
 
 def visible(principal: Principal, target: Target) -> bool:
-    """Whether ``target`` may appear in the principal's listings, counts and searches."""
-    return decide(principal, Action.LIST, target).allowed
+    """Whether ``target`` may appear in the principal's listings, counts and searches
+    (``decide(principal, LIST, target).allowed``, without building a denial's reasons)."""
+    return principal.active and _granted(principal, Action.LIST, target)
 
 
 def effective_label(evidence_label: Label, case_labels: Iterable[Label]) -> Label:
