@@ -61,6 +61,12 @@ def register(sub: Any) -> None:
         p = _add(gs, name, f"{name} a case (need-to-know)", func)
         p.add_argument("id")
         p.add_argument("case")
+    p = gs.choices["assign"]
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="assign even though the principal is not cleared for the case's label (warns)",
+    )
 
     group = sub.add_parser("token", help="bearer tokens for the API")
     gs = group.add_subparsers(dest="token_command", metavar="SUBCOMMAND", required=True)
@@ -172,8 +178,16 @@ async def principal_enable(args: argparse.Namespace, cfg: Config) -> int:
 
 async def principal_assign(args: argparse.Namespace, cfg: Config) -> int:
     async with _acting(cfg, args) as (rt, actor):
-        await principals.assign(rt.db.pool, rt.ledger, actor, args.id, args.case)
+        gap = None
+        if args.force:
+            gap = await principals.clearance_gap(rt.db.pool, actor, args.id, args.case)
+        await principals.assign(rt.db.pool, rt.ledger, actor, args.id, args.case, force=args.force)
     print(f"assigned {args.id} to {args.case}")
+    if gap is not None:
+        warning = gap.removesuffix(" or pass --force")
+        print(
+            f"warning: forced: {warning}; until then it sees nothing of the case", file=sys.stderr
+        )
     return 0
 
 
@@ -216,8 +230,13 @@ async def case_add(args: argparse.Namespace, cfg: Config) -> int:
 
 async def case_link(args: argparse.Namespace, cfg: Config) -> int:
     async with _acting(cfg, args) as (rt, actor):
-        idx = await cases.link(rt.db.pool, rt.ledger, actor, args.case, args.evidence)
-    print(f"linked {args.evidence} to {args.case} (ledger entry {idx})")
+        done = await cases.link_reporting(rt.db.pool, rt.ledger, actor, args.case, args.evidence)
+    print(f"linked {args.evidence} to {args.case} (ledger entry {done.index})")
+    if done.raised:
+        print(
+            f"label raised from {done.previous} to {done.label}: readers cleared for"
+            f" {done.previous} but not {done.label} no longer see {args.evidence}, in any case"
+        )
     return 0
 
 

@@ -77,6 +77,15 @@ class ServiceConfig:
         minimum=0,
         maximum=60,
     )
+    playback_session_seconds: int = setting(
+        300,
+        "Range requests of one playback (same principal, item and action `stream`) share one "
+        "`accessed` ledger entry while each comes within this many seconds of the one before; "
+        "each is still decided on its own. Kept in memory: a restart opens a new session. "
+        "0: one entry per request.",
+        minimum=0,
+        maximum=3600,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
+
+from api.keys import RUNTIME
+from vault.db import is_outage
+from vault.metrics import LEDGER_ENTRIES
+
+LOG_SIZE_TIMEOUT = 2.0
 
 REQUEST_SECONDS = Histogram(
     "evault_http_request_seconds",
@@ -48,8 +55,23 @@ async def metrics_middleware(
         child.observe(time.perf_counter() - start)
 
 
+async def _read_log_size(request: web.Request) -> None:
+    """``evault_ledger_entries_total`` describes the log, not this process's appends: read its
+    size now (one row), keeping the last value if the database does not answer in time."""
+    rt = request.app.get(RUNTIME)
+    if rt is None:
+        return
+    try:
+        async with asyncio.timeout(LOG_SIZE_TIMEOUT):
+            LEDGER_ENTRIES.observe(await rt.ledger.size())
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Every metric of this process in the Prometheus text format."""
+    await _read_log_size(request)
     body = generate_latest()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

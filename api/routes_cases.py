@@ -15,7 +15,9 @@ Guarantees (the rules themselves live in ``vault.cases.links`` and ``vault.polic
 - ``GET /v1/cases`` lists only cases the caller may list; ``GET /v1/cases/{id}`` is an audited
   ``read_metadata`` and shows only the case's evidence the caller may list.
 - Linking and unlinking need ``link`` on both the case and the evidence; each is one ledger
-  entry with its history row; repeating one is 409 (the history is never rewritten).
+  entry with its history row; repeating one is 409 (the history is never rewritten). A link
+  that raises the evidence's effective label (the case's label is above it) says so in the
+  response (``label_raised``: from, to), beside the ``labelled`` entry that records it.
 """
 
 from __future__ import annotations
@@ -216,7 +218,9 @@ def _evidence_id(value: object) -> str:
     params=[CASE_ID],
     request=json_body(LINK_REQUEST, "the evidence to link"),
     responses={
-        201: json_response(S.LINK_RESULT, "linked (a ledger entry)"),
+        201: json_response(
+            S.LINK_RESULT, "linked (a ledger entry); label_raised: the link raised its label"
+        ),
         400: "malformed body",
         403: "linking is not granted",
         404: "no such case or evidence",
@@ -229,12 +233,16 @@ async def link(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     case_id = request.match_info["id"]
     eid = _evidence_id((await json_object(request)).get("evidence_id"))
-    idx = await cases.link(rt.db.pool, rt.ledger, principal, case_id, eid)
+    done = await cases.link_reporting(rt.db.pool, rt.ledger, principal, case_id, eid)
+    raised = None
+    if done.raised:
+        raised = {"from": done.previous.to_json(), "to": done.label.to_json()}
     body = {
         "case_id": case_id,
         "evidence_id": str(uuid.UUID(eid)),
-        "ledger_index": idx,
+        "ledger_index": done.index,
         "linked": True,
+        "label_raised": raised,
     }
     return web.json_response(body, status=201)
 

@@ -10,7 +10,9 @@ Guarantees:
   the request id).
 - Content (``/v1/evidence/{id}/content``, ``/v1/renditions/{id}/content``) is decided and
   recorded in the ledger (``stream``, or ``download`` with ``?download=true``) BEFORE the object
-  is opened or a byte is sent; if the decision cannot be recorded the request fails (503).
+  is opened or a byte is sent; if the decision cannot be recorded the request fails (503). The
+  Range requests of one playback share the ``accessed`` entry of its first request
+  (``vault.access.sessions``, ``service.playback_session_seconds``); each is still decided.
   Bytes are read only through ``vault.storage.content.ContentStore`` (plain or sealed objects
   alike); Range, ETag and If-None-Match follow ``api.streaming``.
 - The bytes served are those of the verified row the decision was made on
@@ -42,6 +44,7 @@ from vault.access.listing import (
     visible_renditions,
 )
 from vault.access.serving import evidence_bytes, rendition_bytes
+from vault.access.sessions import PlaybackSessions
 from vault.errors import BadRequest, NotFound
 from vault.policy.decide import Action
 from vault.policy.labels import Caveat, Label, Level
@@ -50,6 +53,7 @@ from vault.storage.content import ContentStore
 __all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
 
 CONTENT: web.AppKey[ContentStore] = web.AppKey("content_store", ContentStore)
+SESSIONS: web.AppKey[PlaybackSessions] = web.AppKey("playback_sessions", PlaybackSessions)
 
 routes = web.RouteTableDef()
 
@@ -76,6 +80,7 @@ async def content_ctx(app: web.Application) -> AsyncIterator[None]:
     """The content store every HTTP read goes through."""
     rt = app[RUNTIME]
     app[CONTENT] = rt.storage.content  # plain and sealed objects alike
+    app[SESSIONS] = PlaybackSessions(rt.cfg.service.playback_session_seconds)
     yield
 
 
@@ -331,7 +336,15 @@ async def evidence_content(request: web.Request) -> web.StreamResponse:
     action, kind = _action(request)
     eid = request.match_info["id"]
     override = _flag(request.query, "integrity_override")
-    row = await evidence_bytes(rt.db.pool, rt.ledger, principal, action, eid, override=override)
+    row = await evidence_bytes(
+        rt.db.pool,
+        rt.ledger,
+        principal,
+        action,
+        eid,
+        override=override,
+        sessions=request.app.get(SESSIONS),
+    )
     obj = await _open(request, row.sha256)
     ext = (row.extension or "").lower()
     return await send_content(
@@ -360,7 +373,13 @@ async def rendition_content(request: web.Request) -> web.StreamResponse:
     rid = request.match_info["id"]
     override = _flag(request.query, "integrity_override")
     row, _source = await rendition_bytes(
-        rt.db.pool, rt.ledger, principal, action, rid, override=override
+        rt.db.pool,
+        rt.ledger,
+        principal,
+        action,
+        rid,
+        override=override,
+        sessions=request.app.get(SESSIONS),
     )
     obj = await _open(request, row.sha256)
     ext = {v: k for k, v in MEDIA_TYPES.items()}.get(row.media_type, "bin")

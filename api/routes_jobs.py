@@ -11,9 +11,9 @@ Guarantees:
   in the job's payload.
 - ``GET /v1/jobs/{id}`` shows a clip job only to its requester or to a principal allowed
   ``read_metadata`` on its evidence (that decision is audited); anyone else, and any job id
-  that is not a clip job, gets the same 404 and leaves the same ``denied`` entry. The clip
-  itself is then a rendition, read through ``/v1/renditions/{id}/content`` under its own
-  decision.
+  that is not a clip job, gets the same 404 and leaves a ``denied`` entry (with the real
+  reason). The clip itself is then a rendition, read through ``/v1/renditions/{id}/content``
+  under its own decision.
 """
 
 from __future__ import annotations
@@ -141,9 +141,9 @@ async def get_job(request: web.Request) -> web.Response:
     row = await job_status(rt.db.pool, int(raw), CLIP)
     payload = {} if row is None else (S.load_json(row["payload"]) or {})
     if row is None or payload.get("requested_by") != principal.id:
-        # A missing job is a denied read of nothing, recorded like the denied read of someone
-        # else's job: the same 404 and the same ledger entry (public fields: action, target
-        # kind, reason; the target is a salted commitment), so the ledger is no oracle either.
+        # A missing job is a denied read of nothing, answered like the denied read of someone
+        # else's job: the same 404. The ledger entry's reason is the real one (no such
+        # evidence, or why the item is hidden); the target is a salted commitment.
         eid = None if row is None else str(payload.get("evidence_id"))
         found = None if eid is None else await evidence_target(rt.db.pool, eid, mac=rt.ledger.mac)
         try:

@@ -93,7 +93,7 @@ async def statistics_route(request: web.Request) -> web.Response:
             "system",
             "statistics",
             decision.allowed,
-            decision.reason,
+            decision.recorded,
             refs=[],
         )
         if not decision.allowed:  # the route's existence is no secret: 403, never 404

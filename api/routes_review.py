@@ -351,7 +351,7 @@ async def deliveries_route(request: web.Request) -> web.Response:
             "system",
             "event-deliveries",
             False,
-            decision.reason,
+            decision.recorded,
             refs=[],
         )
         raise Forbidden("the delivery history needs role admin")

@@ -191,6 +191,16 @@ LINK_RESULT = define(
             "evidence_id": UUID,
             "ledger_index": INDEX,
             "linked": {"type": "boolean"},
+            "label_raised": nullable(
+                {
+                    "type": "object",
+                    "description": "linking raised the evidence's effective label to the "
+                    "case's: principals cleared for `from` but not `to` no longer see it, in "
+                    "any case (a `labelled` ledger entry records it); null when it did not",
+                    "required": ["from", "to"],
+                    "properties": {"from": LABEL, "to": LABEL},
+                }
+            ),
         },
     },
 )

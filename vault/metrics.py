@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
 
-LEDGER_ENTRIES = Counter("evault_ledger_entries", "Ledger entries appended by this process.")
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import REGISTRY, CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class LogEntries(Collector):
+    """``evault_ledger_entries_total``: the entries the log holds (its tree size), whoever
+    appended them, as last read: after each of this process's commits (``observe``) and at
+    every scrape from the database (``api.metrics``), so appends by another process (a CLI
+    command, another service process) show at the next scrape. A counter: the log only grows;
+    never lowered by a stale read. No sample until the size was first read."""
+
+    NAME = "evault_ledger_entries"
+    DOC = "Entries in the ledger (its tree size), whichever process appended them."
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+
+    def observe(self, size: int) -> None:
+        if self.size is None or size > self.size:
+            self.size = size
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.NAME, self.DOC)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.NAME, self.DOC, value=self.size)
+
+
+LEDGER_ENTRIES = LogEntries()
+REGISTRY.register(LEDGER_ENTRIES)
 LEDGER_BATCH = Histogram(
     "evault_ledger_batch_entries",
     "Entries per group-commit transaction.",

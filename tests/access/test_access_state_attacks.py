@@ -78,7 +78,7 @@ async def reviewer(
     spec = PrincipalSpec(pid, frozenset({Role.REVIEWER}), clearance)
     await principals.add(db.pool, ledger, ADMIN, spec)
     for case in assigned:
-        await principals.assign(db.pool, ledger, ADMIN, pid, case)
+        await principals.assign(db.pool, ledger, ADMIN, pid, case, force=True)  # maybe below
     return await principals.load(db.pool, pid)
 
 

@@ -157,7 +157,10 @@ def seeded_console(admin_dsn: str, tmp: Path, *, media: bool = True) -> Iterator
             )
             calls = [("token", "create", who) for who in ("admin", "reviewer", "legal")]
             calls += [
-                ("principal", "assign", p, c) for p in ("reviewer", "legal") for c in ("C1", "CS")
+                ("principal", "assign", "reviewer", "C1"),
+                ("principal", "assign", "reviewer", "CS", "--force"),  # below its label on purpose
+                ("principal", "assign", "legal", "C1"),
+                ("principal", "assign", "legal", "CS"),
             ]
             out = _cli(svc, *calls, ("ledger", "vkey"))
             tokens = {w: out[i].strip() for i, w in enumerate(("admin", "reviewer", "legal"))}

@@ -190,3 +190,33 @@ def test_unlinked_footage_is_reachable(page: Any, world: Seeded) -> None:
     page.evaluate("() => { window.location.hash = '#/unlinked'; }")
     page.wait_for_selector("#unlinked-none")
     assert page.errors == []
+
+
+def test_a_link_that_raised_the_label_is_announced(page: Any, world: Seeded) -> None:
+    # E2 was internal; linking it to the secret case CS raised it (console_fixtures)
+    sign_in(page, world, "legal", f"#/evidence/{world.e2}")
+    page.wait_for_selector("video[data-loaded='1']")  # one playback: one access entry
+    notice = page.wait_for_selector("p.label-raised")
+    text = notice.inner_text()
+    assert "CS" in text and "内部" in text and "机密" in text, text
+    assert "无法再看到" in text
+    # the playback's access is one row, marked as the session's; come back to read it
+    page.evaluate("() => { window.location.hash = '#/cases'; }")
+    page.wait_for_selector("#case-table")
+    page.evaluate(f"() => {{ window.location.hash = '#/evidence/{world.e2}'; }}")
+    page.wait_for_selector("table.timeline")
+    sessions = page.locator("table.timeline span.session").all_inner_texts()
+    assert sessions and all("播放会话" in s for s in sessions), sessions
+    # the ledger's real denial reasons read in Chinese too
+    reasons = page.evaluate(
+        """async () => {
+            const m = await import('/console/static/i18n.js');
+            return [m.reason('clearance internal below label secret+personal_privacy'),
+                    m.reason('not assigned to any of its cases'),
+                    m.reason('no such evidence')];
+        }"""
+    )
+    assert reasons[0] == "密级许可为内部，低于密级机密 · 个人隐私", reasons
+    assert reasons[1] == "未分配到其所属的任何案件"
+    assert reasons[2].startswith("不存在此")
+    assert page.errors == []

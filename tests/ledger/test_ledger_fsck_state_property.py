@@ -161,8 +161,10 @@ async def _operate(env: Env, op: str, i: int, j: int) -> None:
         elif op == "principal" or not ps:
             await principal(env, f"p{n}", officer=f"O{n}" if i % 2 else None)
         elif op in ("assign", "unassign"):
-            f = principals.assign if op == "assign" else principals.unassign
-            await f(pool, ledger, ADMIN, _pick(ps, i), f"K{j % 4}")
+            if op == "assign":  # forced: any principal, whatever the case's label
+                await principals.assign(pool, ledger, ADMIN, _pick(ps, i), f"K{j % 4}", force=True)
+            else:
+                await principals.unassign(pool, ledger, ADMIN, _pick(ps, i), f"K{j % 4}")
         elif op in ("disable", "enable"):
             f = principals.disable if op == "disable" else principals.enable
             await f(pool, ledger, ADMIN, _pick(ps, i))

@@ -12,6 +12,7 @@ Contract, by module:
   before anything is served, the audit trail;
 - ``filters`` (SQL visibility filters, the verified link state) and ``listing`` (evidence
   queries, each page re-decided on verified rows);
-- ``serving``: bytes only for the verified row a decision was made on;
+- ``serving``: bytes only for the verified row a decision was made on; ``sessions``: the
+  Range requests of one playback share one ``accessed`` entry (each still decided);
 - ``adopt``: tagging the rows an upgrade finds, once.
 """

@@ -48,7 +48,6 @@ from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter, make_entry
 from vault.ledger.sequencer import Effect
 from vault.policy.decide import (
-    NOT_FOUND,
     NOT_FOUND_REASON,
     ROLE_GRANTS,
     Action,
@@ -57,6 +56,7 @@ from vault.policy.decide import (
     Scope,
     Target,
     TargetKind,
+    absent,
     decide,
     effective_label,
     rendition_label,
@@ -168,7 +168,7 @@ async def guard(
 ) -> Decision:
     """Decide, record, then return the allowing decision or raise (see the module docstring).
     ``target`` is None when nothing of that kind and id exists."""
-    decision = NOT_FOUND if target is None else decide(principal, action, target)
+    decision = absent(target_kind) if target is None else decide(principal, action, target)
     if action in CONTENT_ACTIONS or (not decision.allowed and action is not Action.LIST):
         await record(
             ledger,
@@ -177,7 +177,7 @@ async def guard(
             target_kind,
             target_id,
             decision.allowed,
-            decision.reason,
+            decision.recorded,
             refs=refs,
             wait=wait,
             extra=extra,

@@ -8,6 +8,9 @@ Guarantees:
 - Only a principal allowed to ``administer`` the system may add, disable or enable principals,
   and it may not grant a clearance or caveat it does not hold itself. Assigning a case needs
   ``administer`` or ``link`` on that case. Refusals are recorded as ``denied`` entries.
+- Assigning a case to a principal whose clearance (level and caveats) does not dominate the
+  case's label is refused (``ClearanceGap``, naming both and what to do) unless forced: such
+  need-to-know could never be used, every item answering "Not found".
 - ``load`` returns the ``access.Principal`` (with its current case assignments) or raises
   ``NotFound``; ``seed`` creates configured principals that do not exist yet and never changes
   existing ones.
@@ -45,12 +48,14 @@ from vault.policy.labels import PUBLIC_LABEL, Caveat, Label, Level
 __all__ = [
     "AUTH_CHANNEL",
     "SYSTEM",
+    "ClearanceGap",
     "PrincipalRecord",
     "PrincipalSpec",
     "SeedLike",
     "add",
     "assign",
     "auth_changed_locally",
+    "clearance_gap",
     "disable",
     "enable",
     "list_principals",
@@ -154,7 +159,9 @@ async def require_admin(ledger: LedgerWriter, actor: Principal, what: str) -> No
     """Raise Forbidden (recorded as ``denied``) unless the actor may administer the system."""
     decision = decide(actor, Action.ADMINISTER, SYSTEM)
     if not decision.allowed:
-        await audit.record(ledger, actor, Action.ADMINISTER, "system", what, False, decision.reason)
+        await audit.record(
+            ledger, actor, Action.ADMINISTER, "system", what, False, decision.recorded
+        )
         raise Forbidden(f"{what} requires the admin role")
 
 
@@ -390,14 +397,58 @@ async def _may_assign(ledger: LedgerWriter, db: Db, actor: Principal, case_id: s
     await audit.authorize(db, ledger, actor, Action.LINK, "case", case_id)
 
 
+class ClearanceGap(Conflict):
+    """Assigning a case to a principal not cleared for its label: the assignment would give
+    need-to-know it can never use (every item of the case would answer "Not found")."""
+
+    slug = "clearance-gap"
+
+
+async def clearance_gap(db: Db, actor: Principal, principal_id: str, case_id: str) -> str | None:
+    """Why assigning ``case_id`` to ``principal_id`` would be of no use, or None: the
+    principal's clearance (level and caveats) does not dominate the case's label. The label is
+    named only to an actor who may list the case. None for a case not registered (yet)."""
+    case = await audit.case_row(db, case_id)
+    if case is None:
+        return None
+    label = Label(Level(case["label_level"]), frozenset(Caveat(c) for c in case["label_caveats"]))
+    who = await load(db, principal_id)
+    cleared = Label(who.clearance, who.caveats)
+    if cleared.dominates(label):
+        return None
+    role = sorted(who.roles)[0].value if who.roles else "principal"
+    needed = (
+        f"case {case_id} is {label}"
+        if decide(actor, Action.LIST, Target("case", label, frozenset({case_id}))).allowed
+        else f"case {case_id}'s label is above it"
+    )
+    return (
+        f"{role} {principal_id} is cleared for {cleared}; {needed}: add a principal cleared "
+        f"for it (`evault principal add ID --role {role} --clearance {label.level.slug}"
+        + "".join(f" --caveat {c.value}" for c in label.sorted_caveats)
+        + "`) or pass --force"
+    )
+
+
 async def _assignment(
-    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, case_id: str, on: bool
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    principal_id: str,
+    case_id: str,
+    on: bool,
+    *,
+    force: bool = False,
 ) -> int:
     await _may_assign(ledger, db, actor, case_id)
     if not await db.fetchval("SELECT 1 FROM principals WHERE id = $1", principal_id):
         raise NotFound(not_found_detail("principal"))
     if not 0 < len(case_id) <= 128:
         raise BadRequest("case id: 1 to 128 characters")
+    if on and not force:
+        gap = await clearance_gap(db, actor, principal_id, case_id)
+        if gap is not None:
+            raise ClearanceGap(gap)
 
     state = access_state.current()
 
@@ -438,10 +489,17 @@ async def _assignment(
 
 
 async def assign(
-    db: Db, ledger: LedgerWriter, actor: Principal, principal_id: str, case_id: str
+    db: Db,
+    ledger: LedgerWriter,
+    actor: Principal,
+    principal_id: str,
+    case_id: str,
+    *,
+    force: bool = False,
 ) -> int:
-    """Give the principal need-to-know for the case."""
-    return await _assignment(db, ledger, actor, principal_id, case_id, True)
+    """Give the principal need-to-know for the case. ``ClearanceGap`` (409) if its clearance
+    does not dominate the case's label (``clearance_gap``), unless ``force``."""
+    return await _assignment(db, ledger, actor, principal_id, case_id, True, force=force)
 
 
 async def unassign(

@@ -12,18 +12,21 @@ Guarantees:
   :class:`IntegrityRefused` naming it. A principal holding ``auditor`` or ``admin`` who is
   granted the action and asks explicitly (``override=True``) gets it; the ``accessed`` entry
   then carries ``integrity_override`` with the failure it overrode.
-- Every outcome is recorded before anything is opened (``audit.guard``/``audit.record``).
+- Every outcome is recorded before anything is opened (``audit.guard``/``audit.record``). With
+  ``sessions`` (``vault.access.sessions``), the allowed ``stream`` requests of one playback
+  share the entry its first request wrote; each is still decided on its own.
 """
 
 from __future__ import annotations
 
 from vault import evidence as evrows
 from vault.access import audit
+from vault.access.sessions import PlaybackSessions
 from vault.db import Db
 from vault.errors import IntegrityError
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
-from vault.policy.decide import NOT_FOUND, Action, Principal, Role, Target, TargetKind, decide
+from vault.policy.decide import Action, Principal, Role, Target, TargetKind, absent, decide
 
 __all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]
 
@@ -48,20 +51,34 @@ async def _decide(
     target: Target | None,
     integrity: str,
     override: bool,
+    sessions: PlaybackSessions | None,
 ) -> None:
-    decision = NOT_FOUND if target is None else decide(principal, action, target)
+    decision = absent(kind) if target is None else decide(principal, action, target)
     extra = None
     if decision.allowed and integrity != "ok":
         if override and principal.roles & OVERRIDE_ROLES:
             extra = {"integrity_override": integrity}
         else:
             reason = f"integrity: the evidence failed its integrity check ({integrity})"
+            if sessions is not None:
+                sessions.end(sessions.key(principal, action, kind, target_id))
             await audit.record(ledger, principal, action, kind, target_id, False, reason)
             raise IntegrityRefused(
                 f"the evidence failed its integrity check ({integrity}); its content is not"
                 " served. An auditor or admin may fetch it with integrity_override=true"
             )
-    await audit.guard(ledger, principal, action, kind, target_id, target, extra=extra)
+    if sessions is None or extra is not None or not sessions.applies(action):
+        await audit.guard(ledger, principal, action, kind, target_id, target, extra=extra)
+        return
+    key = sessions.key(principal, action, kind, target_id)
+    if not decision.allowed:  # every denial is recorded, and ends the session
+        sessions.end(key)
+        await audit.guard(ledger, principal, action, kind, target_id, target)
+        return
+    opening = {"session_seconds": sessions.idle}
+    await sessions.enter(
+        key, lambda: audit.guard(ledger, principal, action, kind, target_id, target, extra=opening)
+    )
 
 
 async def _refuse_tampered(
@@ -78,6 +95,7 @@ async def evidence_bytes(
     evidence_id: str,
     *,
     override: bool = False,
+    sessions: PlaybackSessions | None = None,
 ) -> evrows.Evidence:
     """Decide and record ``action`` (stream, download) on an original; return its verified row,
     whose ``sha256`` names the only bytes that may be served for it."""
@@ -88,7 +106,9 @@ async def evidence_bytes(
         raise
     found = None if row is None else await audit.target_of(db, row)
     integrity = "ok" if row is None else row.integrity
-    await _decide(ledger, principal, action, "evidence", evidence_id, found, integrity, override)
+    await _decide(
+        ledger, principal, action, "evidence", evidence_id, found, integrity, override, sessions
+    )
     assert row is not None  # guard raised NotFound otherwise
     return row
 
@@ -101,6 +121,7 @@ async def rendition_bytes(
     rendition_id: str,
     *,
     override: bool = False,
+    sessions: PlaybackSessions | None = None,
 ) -> tuple[evrows.Rendition, evrows.Evidence]:
     """As ``evidence_bytes`` for a rendition: (its verified row, its source's verified row)."""
     try:
@@ -117,6 +138,8 @@ async def rendition_bytes(
     if row is not None and source is not None:
         found = audit.rendition_target_of(row, await audit.target_of(db, source, "rendition"))
     integrity = "ok" if source is None else source.integrity
-    await _decide(ledger, principal, action, "rendition", rendition_id, found, integrity, override)
+    await _decide(
+        ledger, principal, action, "rendition", rendition_id, found, integrity, override, sessions
+    )
     assert row is not None and source is not None
     return row, source

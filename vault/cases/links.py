@@ -28,6 +28,8 @@ Guarantees:
   (``target_kind`` evidence, ``"effective": true``, ``cause``, ``previous`` and ``label``; the
   case committed), indexed under the item so its trail and custody timeline show it. If the
   labels changed between planning and appending, nothing is written (Conflict).
+  ``link_reporting`` also returns the label before and after, so the CLI and the API say at
+  once that a link raised it (readers below the new label lose the item in every case).
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ from vault.storage.reseal import enqueue_seal
 __all__ = [
     "CaseDetail",
     "CaseSummary",
+    "LinkResult",
     "create",
     "link",
+    "link_reporting",
     "list_cases",
     "retitle",
     "set_label",
@@ -200,9 +204,25 @@ async def _linked_now(conn: Conn, case_id: str, evidence_id: uuid.UUID) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class LinkResult:
+    """What a link or unlink did: its entry, and the evidence's effective label before and
+    after (equal when the case's label did not move it)."""
+
+    index: int
+    previous: Label
+    label: Label
+
+    @property
+    def raised(self) -> bool:
+        """The effective label went up: readers cleared for the old one but not the new one
+        no longer see the item, in any case (a ``labelled`` entry says so in the ledger)."""
+        return self.label != self.previous and self.label.dominates(self.previous)
+
+
 async def _link(
     db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, evidence_id: str, on: bool
-) -> int:
+) -> LinkResult:
     await authorize(db, ledger, actor, Action.LINK, "evidence", evidence_id)
     await authorize(db, ledger, actor, Action.LINK, "case", case_id)
     eid = uuid.UUID(evidence_id)
@@ -262,7 +282,7 @@ async def _link(
         (idx, *_) = await ledger.append(entries, effect=effect)
     except _StateChanged as exc:
         raise Conflict(f"evidence {eid} not changed: {exc}") from None
-    return idx
+    return LinkResult(idx, before[eid], after[eid])
 
 
 async def _label_parts(
@@ -326,6 +346,13 @@ async def link(
     db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, evidence_id: str
 ) -> int:
     """Link evidence to a case; Conflict if it is already linked or was disposed of."""
+    return (await link_reporting(db, ledger, actor, case_id, evidence_id)).index
+
+
+async def link_reporting(
+    db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, evidence_id: str
+) -> LinkResult:
+    """``link``, saying whether it raised the evidence's effective label (``LinkResult``)."""
     return await _link(db, ledger, actor, case_id, evidence_id, True)
 
 
@@ -333,7 +360,7 @@ async def unlink(
     db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, evidence_id: str
 ) -> int:
     """Unlink evidence from a case (the history keeps the link); Conflict if not linked."""
-    return await _link(db, ledger, actor, case_id, evidence_id, False)
+    return (await _link(db, ledger, actor, case_id, evidence_id, False)).index
 
 
 @dataclass(frozen=True)

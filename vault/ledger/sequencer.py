@@ -508,7 +508,7 @@ class Sequencer:
         if self._edge is None or done.edge.size > self._edge.size:
             self._edge = done.edge
         appended = len(done.datas)
-        LEDGER_ENTRIES.inc(appended)
+        LEDGER_ENTRIES.observe(done.edge.size)
         LEDGER_BATCH.observe(appended)
         LEDGER_SIZE.set(done.edge.size)
         if self._on_commit is not None:

@@ -47,7 +47,14 @@ What to do about a denial: ``Decision.hint`` (only on those same listable-target
 built from nothing but the principal and the action) says how to get access — an admin asking
 for footage is told to create a reviewer, assign the case and issue a token; others whom to ask
 and for what. The hint goes into the error the caller sees (``raise_if_denied``), never into the
-ledger's ``denied`` entry, which records ``reason`` alone.
+ledger's ``denied`` entry.
+
+What the ledger records: ``Decision.recorded`` — the reason itself, except for a target hidden
+behind ``NOT_FOUND``, where it is the real one (``clearance internal below label secret``,
+``caveat personal_privacy not held``, ``not assigned to any of its cases``, ``no role grants
+list``: ``hidden_reason``). It names the target's label, which anyone who may read the entry
+(its trail is filtered by what the reader may list) is cleared for; the caller still sees only
+``NOT_FOUND_REASON``.
 
 Pure: no I/O, no state.
 """
@@ -76,9 +83,11 @@ __all__ = [
     "Scope",
     "Target",
     "TargetKind",
+    "absent",
     "decide",
     "effective_label",
     "granted_actions",
+    "hidden_reason",
     "not_found_detail",
     "rendition_label",
     "visible",
@@ -211,6 +220,13 @@ class Decision:
     reason: str
     hint: str = field(default="", compare=False)
     """What to do about the denial, for the caller's error only (see the module docstring)."""
+    why: str = field(default="", compare=False)
+    """The real reason of a ``NOT_FOUND`` denial, for the ledger only (never the caller)."""
+
+    @property
+    def recorded(self) -> str:
+        """The reason a ``denied`` entry records (see the module docstring)."""
+        return self.why or self.reason
 
     def raise_if_denied(self, kind: str | None = None) -> None:
         """Raise ``NotFound`` for invisible targets (naming their ``kind`` when given, exactly as
@@ -249,6 +265,12 @@ def not_found_detail(kind: str | None) -> str:
     whether the thing exists, so it leaks nothing."""
     noun = _NOUNS.get(kind or "")
     return NOT_FOUND_REASON if noun is None else f"{NOT_FOUND_REASON}: no such {noun}"
+
+
+def absent(kind: str | None) -> Decision:
+    """``NOT_FOUND`` for a target that does not exist, its ledger reason saying so."""
+    noun = _NOUNS.get(kind or "", kind or "target")
+    return Decision(False, NOT_FOUND_REASON, why=f"no such {noun}")
 
 
 INACTIVE_REASON = "principal is inactive"
@@ -329,7 +351,26 @@ def decide(principal: Principal, action: Action, target: Target) -> Decision:
         return Decision(True, _ALLOWED)
     if action is not Action.LIST and _granted(principal, Action.LIST, target):
         return _why_not(principal, action, target)
-    return NOT_FOUND
+    return Decision(False, NOT_FOUND_REASON, why=hidden_reason(principal, target))
+
+
+def hidden_reason(principal: Principal, target: Target) -> str:
+    """Why ``target`` is hidden from the principal (``LIST`` not granted): the first gap of
+    clearance, caveats, role and need-to-know. For the ledger, never for the caller."""
+    if target.kind not in ACTION_KINDS[Action.LIST]:  # pragma: no cover - every kind is listable
+        return f"list does not apply to a {target.kind}"
+    if principal.clearance < target.label.level:
+        return f"clearance {principal.clearance.slug} below label {target.label}"
+    missing = sorted(c.value for c in target.label.caveats - principal.caveats)
+    if missing:
+        return f"caveat {'+'.join(missing)} not held (label {target.label})"
+    if not any(Action.LIST in ROLE_GRANTS.get(role, {}) for role in principal.roles):
+        return "no role grants list"
+    if target.kind == "dock":
+        return "not one of its docks"
+    if target.kind in _RECORDINGS:
+        return "not assigned to any of its cases, nor its recording officer"
+    return "not assigned to any of its cases"
 
 
 def granted_actions(principal: Principal) -> frozenset[Action]:
@@ -341,8 +382,9 @@ def granted_actions(principal: Principal) -> frozenset[Action]:
 
 
 def visible(principal: Principal, target: Target) -> bool:
-    """Whether ``target`` may appear in the principal's listings, counts and searches."""
-    return decide(principal, Action.LIST, target).allowed
+    """Whether ``target`` may appear in the principal's listings, counts and searches
+    (``decide(principal, LIST, target).allowed``, without building a denial's reasons)."""
+    return principal.active and _granted(principal, Action.LIST, target)
 
 
 def effective_label(evidence_label: Label, case_labels: Iterable[Label]) -> Label:

@@ -57,7 +57,7 @@ from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import inclusion_proof
 from vault.metrics import INTEGRITY_FAILURES
-from vault.policy.decide import NOT_FOUND, Action, Principal, Target, TargetKind, decide, visible
+from vault.policy.decide import Action, Principal, Target, TargetKind, absent, decide, visible
 from vault.storage.content import ContentStore, Readable
 from verify.canonical import canonical_json, parse_canonical
 from verify.checkpoint import Checkpoint, open_checkpoint
@@ -99,11 +99,18 @@ async def integrity_report(
     """Check and report on ``case_id`` for ``actor`` (see the module docstring)."""
     db = ledger.pool
     case = await audit.case_target(db, case_id)
-    decision = NOT_FOUND if case is None else decide(actor, Action.READ_METADATA, case)
+    decision = absent("case") if case is None else decide(actor, Action.READ_METADATA, case)
     ids, tampered = await _visible_ids(ledger, actor, case_id) if decision.allowed else ([], [])
     refs = [("case", case_id), *(("evidence", e) for e in ids)]
     audit_idx = await audit.record(
-        ledger, actor, Action.VERIFY, "case", case_id, decision.allowed, decision.reason, refs=refs
+        ledger,
+        actor,
+        Action.VERIFY,
+        "case",
+        case_id,
+        decision.allowed,
+        decision.recorded,
+        refs=refs,
     )
     decision.raise_if_denied()
     rows = await _rows(ledger, ids)

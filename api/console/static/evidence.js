@@ -13,7 +13,7 @@ import {ApiError, api, apiBlob, apiText, me} from './api.js';
 import {clear, dl, h, saveBlob, shortHex} from './dom.js';
 import {bytes, duration, labelBadge, t, tv, when} from './i18n.js';
 import {durationMs, integrityStatus, mediaStatus, posterImage, rendition} from './media.js';
-import {timelineSource, timelineTable} from './timeline.js';
+import {raisedNotices, timelineSource, timelineTable} from './timeline.js';
 
 const AUTO_LOAD_BYTES = 256 * 1024 * 1024;
 
@@ -134,7 +134,8 @@ function timeline(d, ctx) {
   holder.append(h('p', {class: 'help'}, t('loading')));
   timelineSource(d.cases[0])().then((map) => {
     if (!ctx.alive()) return;
-    clear(holder).append(timelineTable(map.get(d.id) || [], t('evidence.timeline.caption', {case: d.cases[0]})));
+    const entries = map.get(d.id) || [];
+    clear(holder).append(...raisedNotices(entries), timelineTable(entries, t('evidence.timeline.caption', {case: d.cases[0]})));
   }, (err) => {
     if (ctx.alive()) clear(holder).append(h('p', {class: 'error'}, t('error.generic', {status: err.status ?? '?', detail: err.message})));
   });

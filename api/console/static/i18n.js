@@ -59,6 +59,13 @@ const REASONS = [
   [/^principal is inactive$/, () => t('reason.inactive')],
   [/^reading ledger entries requires role .+$/, () => t('reason.entries')],
   [/^Not found: no such (.+)$/, (m) => t('reason.notfound', {what: tv('target', m[1])})],
+  // the real reasons of `denied` ledger entries (vault/policy/decide.py hidden_reason, absent)
+  [/^clearance ([a-z_]+) below label ([a-z_+]+)$/, (m) => t('reason.below', {clearance: tv('level', m[1]), label: labelText(m[2])})],
+  [/^caveat ([a-z_+]+) not held \(label ([a-z_+]+)\)$/, (m) => t('reason.caveat', {caveat: m[1].split('+').map((c) => tv('caveat', c)).join('、'), label: labelText(m[2])})],
+  [/^not assigned to any of its cases, nor its recording officer$/, () => t('reason.unassigned.recording')],
+  [/^not assigned to any of its cases$/, () => t('reason.unassigned')],
+  [/^no role grants list$/, () => t('reason.norole')],
+  [/^no such (.+)$/, (m) => t('reason.nosuch', {what: tv('target', m[1])})],
   [/^Not found$/, () => t('reason.notfound.any')],
 ];
 const HINTS = [
@@ -172,6 +179,12 @@ export function bytes(n) {
   }
   const num = new Intl.NumberFormat(locale(), {maximumFractionDigits: i ? 1 : 0}).format(v);
   return `${num} ${units[i]}`;
+}
+
+/** A label in its short form (`secret+personal_privacy`) as text in the current language. */
+export function labelText(short) {
+  const [level, ...caveats] = String(short).split('+');
+  return [tv('level', level), ...caveats.map((c) => tv('caveat', c))].join(' · ');
 }
 
 /** A label {level, caveats} as a badge. */

@@ -4,9 +4,10 @@
 
 import {api} from './api.js';
 import {h, shortHex, table} from './dom.js';
-import {labelBadge, t, tv, when} from './i18n.js';
+import {labelBadge, reason, t, tv, when} from './i18n.js';
 
 const DETAIL_KEYS = ['action', 'rendition', 'target_kind', 'reason', 'dock', 'status', 'level', 'cause'];
+const ORDER = ['public', 'internal', 'confidential', 'secret', 'top_secret'];
 const HASH_KEYS = ['sha256', 'output_sha256'];
 
 function details(entry) {
@@ -15,8 +16,12 @@ function details(entry) {
   for (const key of DETAIL_KEYS) {
     const v = f[key];
     if (typeof v === 'string' || typeof v === 'number') {
-      out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: ${tv(`tl.${key}`, v)}`));
+      const text = key === 'reason' ? reason(String(v)) : tv(`tl.${key}`, v);
+      out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: ${text}`));
     }
+  }
+  if (typeof f.session_seconds === 'number') {  // one access for a whole playback session
+    out.push(h('span', {class: 'kv session'}, t('tl.session', {seconds: f.session_seconds})));
   }
   if (f.label && typeof f.label === 'object') {  // a label change: previous → new
     const change = [`${tv('tl.key', 'label')}: `];
@@ -59,4 +64,26 @@ export function timelineSource(caseId) {
     }
     return pending;
   };
+}
+
+/** Whether label `to` is above `from` (level up, or caveats added). */
+function above(to, from) {
+  const level = ORDER.indexOf(to.level) - ORDER.indexOf(from.level);
+  const added = (to.caveats || []).some((c) => !(from.caveats || []).includes(c));
+  return level > 0 || (level === 0 && added);
+}
+
+/** Notices for the links that raised the item's effective label (`labelled` entries with
+ * `effective` and cause `linked`): readers below the new label lost the item in every case. */
+export function raisedNotices(entries) {
+  const out = [];
+  for (const e of entries || []) {
+    const f = e.fields || {};
+    if (e.kind !== 'labelled' || !f.effective || f.cause !== 'linked') continue;
+    if (!f.label || !f.previous || !above(f.label, f.previous)) continue;
+    out.push(h('p', {class: 'notice label-raised', role: 'status'},
+      t('tl.raised.before', {case: e.opened?.case || '—', index: e.index}), ' ', labelBadge(f.previous),
+      ' → ', labelBadge(f.label), ' ', t('tl.raised.after')));
+  }
+  return out;
 }
