@@ -19,8 +19,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-import asyncpg
-
 from vault.access import state as access_state
 from vault.db import Db
 from vault.errors import IntegrityError
@@ -163,12 +161,45 @@ def as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
+_LINK_FIELDS = (
+    "ledger_idx",
+    "case_id",
+    "evidence_id",
+    "action",
+    "principal_id",
+    "tag",
+    "title",
+    "label_level",
+    "label_caveats",
+    "case_idx",
+    "case_tag",
+)
+"""What verifying one link row and its case's row needs, in the order ``_LINK_VALUES`` gives."""
+_LINK_VALUES = (
+    "h.ledger_idx, h.case_id, h.evidence_id, h.action, h.principal_id, h.tag,"
+    " c.title, c.label_level, c.label_caveats, c.ledger_idx, c.tag"
+)
+_LINK_FROM = "FROM case_evidence_history h LEFT JOIN cases c ON c.id = h.case_id"
 _LINK_ROWS = (
-    "SELECT h.ledger_idx, h.case_id, h.evidence_id, h.action, h.principal_id, h.tag,"
-    " c.title, c.label_level, c.label_caveats, c.ledger_idx AS case_idx, c.tag AS case_tag"
-    " FROM case_evidence_history h LEFT JOIN cases c ON c.id = h.case_id"
+    f"SELECT {_LINK_VALUES} {_LINK_FROM}"
     " WHERE h.evidence_id = ANY($1::uuid[]) ORDER BY h.ledger_idx"
 )
+
+LinkHistory = tuple[
+    dict[uuid.UUID, dict[str, Label]], dict[uuid.UUID, frozenset[str]], dict[uuid.UUID, RowTampered]
+]
+"""Per item: its current links with their cases' labels; every case it was ever linked to;
+and, instead of both, why a row it depends on does not verify."""
+
+
+def history_column(e: str) -> str:
+    """An SQL expression for the whole link history of ``evidence {e}`` with its cases' rows
+    (an array of records, oldest first), for ``fold_history``: one statement can then select
+    an item and all that deciding on it needs."""
+    return (
+        f"ARRAY(SELECT ROW({_LINK_VALUES})"
+        f" {_LINK_FROM} WHERE h.evidence_id = {e}.id ORDER BY h.ledger_idx)"
+    )
 
 
 async def link_state(
@@ -182,17 +213,32 @@ async def link_state(
     return out, bad
 
 
-async def link_history(
-    db: Db, evidence_ids: list[uuid.UUID]
-) -> tuple[
-    dict[uuid.UUID, dict[str, Label]], dict[uuid.UUID, frozenset[str]], dict[uuid.UUID, RowTampered]
-]:
+async def link_history(db: Db, ids: list[uuid.UUID]) -> LinkHistory:
     """``link_state`` and, per item, every case it was ever linked to (verified link rows
     only): what a legal hold on a case reaches. Items with a row that does not verify are in
     the third mapping only."""
     state = await access_state.ready(db)
-    rows = await db.fetch(_LINK_ROWS, evidence_ids)
-    newest: dict[tuple[uuid.UUID, str], asyncpg.Record] = {}
+    rows = [dict(zip(_LINK_FIELDS, r, strict=True)) for r in await db.fetch(_LINK_ROWS, ids)]
+    return await _fold(state, rows, ids)
+
+
+async def fold_history(
+    db: Db, histories: dict[uuid.UUID, Iterable[Iterable[object]]]
+) -> LinkHistory:
+    """``link_history`` of the items whose ``history_column`` was selected (item id → that
+    column's value): the same decision, without another query."""
+    state = await access_state.ready(db)
+    rows = [dict(zip(_LINK_FIELDS, r, strict=True)) for h in histories.values() for r in h]
+    return await _fold(state, rows, list(histories))
+
+
+async def _fold(
+    state: access_state.AccessState,
+    rows: Iterable[access_state.Row],
+    evidence_ids: list[uuid.UUID],
+) -> LinkHistory:
+    """The link history of ``evidence_ids`` from their link rows (oldest first per item)."""
+    newest: dict[tuple[uuid.UUID, str], access_state.Row] = {}
     bad: dict[uuid.UUID, RowTampered] = {}
     cases: dict[str, RowTampered | None] = {}
     for r in rows:
@@ -222,7 +268,7 @@ async def link_history(
     return out, {i: frozenset(c) for i, c in ever.items()}, bad
 
 
-async def _case_problem(state: access_state.AccessState, r: asyncpg.Record) -> RowTampered | None:
+async def _case_problem(state: access_state.AccessState, r: access_state.Row) -> RowTampered | None:
     """Why the case row joined to link row ``r`` cannot be used (alarm raised), or None."""
     case = {
         "id": r["case_id"],

@@ -8,10 +8,11 @@ Guarantees:
   unknown case. Pages use keyset pagination on (acquired_at, id).
 - The database is not trusted to apply those filters honestly: each page's items are re-decided
   in Python from their whole link history and their cases' rows, every one verified
-  (``link_state``, one query per page); an item whose rows do not verify is left out (alarm
-  raised), and one the verified state does not let the caller list is dropped. The cursor still
-  follows the rows the statement returned. ``count_evidence`` counts exactly the items such
-  pages would show (the same statement and re-check, streamed): a forged row changes no count.
+  (``filters.fold_history``; the same statement selects them); an item whose rows do not
+  verify is left out (alarm raised), and one the verified state does not let the caller list
+  is dropped. The cursor still follows the rows the statement returned. ``count_evidence``
+  counts exactly the items such pages would show (the same statement and re-check, streamed):
+  a forged row changes no count.
 - ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
   raises ``NotFound`` identically for a missing and an invisible item.
 """
@@ -40,8 +41,9 @@ from vault.access.filters import (
     case_filter,
     current,
     evidence_filter,
+    fold_history,
+    history_column,
     label_of,
-    link_state,
     scopes,
 )
 from vault.db import Db
@@ -107,29 +109,36 @@ class Page:
     tampered: tuple[str, ...] = ()
 
 
-_PLAIN_COLUMNS = (
-    "e.id, e.sha256, e.size, e.file_name, e.dock_id, e.device_id, e.officer_id, e.recorded_at,"
-    " e.acquired_at, e.label_level, e.label_caveats, e.category, e.media_status, e.disposed_at"
+_PLAIN = (
+    *("id", "sha256", "size", "file_name", "dock_id", "device_id", "officer_id", "recorded_at"),
+    *("acquired_at", "label_level", "label_caveats", "category", "media_status", "disposed_at"),
 )
+"""The columns of ``EvidenceSummary``'s fields in order (the label as level and caveats)."""
 _LINKED = (
     "FROM case_evidence_history lh JOIN cases lc ON lc.id = lh.case_id"
     f" WHERE lh.evidence_id = e.id AND {current('lh')}"
 )
-_LINK = "ROW(lc.id, lc.label_level, lc.label_caveats)"
-_TAGGED = "e.ledger_idx, e.extension, e.tag, e.state_idx"
-"""The rest of what verifying ``evidence e``'s row tag needs (vault.evidence), after the links."""
-_COLUMNS = f"{_PLAIN_COLUMNS}, ARRAY(SELECT {_LINK} {_LINKED}) AS links, {_TAGGED}"
-"""Everything a summary needs of ``evidence e``, its current links included (one statement)."""
+_TAGGED = ("ledger_idx", "extension", "tag", "state_idx")
+"""The rest of what verifying an evidence row's tag needs (vault.evidence), after the history."""
 _LABEL_AT = EvidenceSummary._fields.index("label")  # where level and caveats are selected
-_LINKS_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
+_HISTORY_AT = len(EvidenceSummary._fields)  # one more column than fields: the label is two
+
+
+def _columns(e: str) -> str:
+    """Everything a summary needs of ``evidence {e}`` and deciding on it takes: its plain
+    columns, its whole link history with the linked cases' rows (``filters.history_column``)
+    and its tag's columns, in one statement."""
+    plain = ", ".join(f"{e}.{c}" for c in _PLAIN)
+    tagged = ", ".join(f"{e}.{c}" for c in _TAGGED)
+    return f"{plain}, {history_column(e)} AS history, {tagged}"
 
 
 def _links_lateral(p: Principal, args: Args) -> str:
-    """``e``'s current links as ``l.links`` and ``l.blocked`` (one of their cases' labels is
-    above ``p``), computed once per row for both the filter and the summary."""
+    """``l.blocked`` for ``e``: one of its currently linked cases' labels is above ``p``
+    (computed once per row, for the filter)."""
     clr, cav = args(int(p.clearance)), args(_caveats(p))
     return (
-        f"CROSS JOIN LATERAL (SELECT array_agg({_LINK}) AS links,"
+        "CROSS JOIN LATERAL (SELECT"
         f" bool_or(lc.label_level > {clr} OR NOT lc.label_caveats <@ {cav}::text[]) AS blocked"
         f" {_LINKED}) l"
     )
@@ -209,17 +218,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def _summaries(p: Principal, rows: Sequence[Sequence[Any]]) -> list[EvidenceSummary]:
-    """Rows selected with ``_COLUMNS`` (their ``links`` column: the current links) as
+    """Rows from ``_recheck`` (their history column replaced by the verified current links) as
     summaries showing only the linked cases the principal may see."""
     out = []
     # Per call: the rows of one page share cases and labels; each distinct (own label, links)
     # is decided once: its effective label and the linked cases the principal may see.
     derived: dict[tuple[object, ...], tuple[Label, tuple[str, ...]]] = {}
     for row in rows:
-        # _PLAIN_COLUMNS are EvidenceSummary's fields in order, the label as two columns
+        # _PLAIN are EvidenceSummary's fields in order, the label as two columns
         # (level, caveats), and then come the links.
         level, caveats = row[_LABEL_AT : _LABEL_AT + 2]
-        links = row[_LINKS_AT]
+        links = row[_HISTORY_AT]
         key = (level, tuple(caveats), *[(c, lv, tuple(cv)) for c, lv, cv in links or ()])
         found = derived.get(key)
         if found is None:
@@ -227,7 +236,7 @@ def _summaries(p: Principal, rows: Sequence[Sequence[Any]]) -> list[EvidenceSumm
         label, shown = found
         out.append(
             EvidenceSummary._make(
-                (str(row[0]), *row[1:_LABEL_AT], label, *row[_LABEL_AT + 2 : _LINKS_AT], shown)
+                (str(row[0]), *row[1:_LABEL_AT], label, *row[_LABEL_AT + 2 : _HISTORY_AT], shown)
             )
         )
     return out
@@ -259,9 +268,10 @@ def list_query(
     if cursor is not None:
         after, after_id = decode_cursor(cursor)
         where += f" AND (e.acquired_at, e.id) > ({args(after)}, {args(after_id)}::uuid)"
+    # The candidates first (LIMIT), then their histories: only the page's rows get one.
     sql = (
-        f"SELECT {_PLAIN_COLUMNS}, l.links, {_TAGGED} FROM evidence e {lateral} WHERE {where}"  # noqa: S608
-        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}"
+        f"SELECT {_columns('q')} FROM (SELECT e.* FROM evidence e {lateral} WHERE {where}"  # noqa: S608
+        f" ORDER BY e.acquired_at, e.id LIMIT {args(limit + 1)}) q ORDER BY q.acquired_at, q.id"
     )
     return sql, args.values
 
@@ -297,12 +307,13 @@ async def list_evidence(
 async def _recheck(
     db: Db, p: Principal, rows: list[asyncpg.Record], query: EvidenceQuery | None
 ) -> list[Sequence[object]]:
-    """The page's rows that the verified link state (``link_state``: one query per page)
-    still lets ``p`` list, with their links as verified; the SQL filter decided on rows the
-    database could have forged, so its answer is only a candidate."""
+    """The page's rows that the verified link state (``fold_history`` of their history column)
+    still lets ``p`` list, with their current links as verified in place of that column; the
+    SQL filter decided on rows the database could have forged, so its answer is only a
+    candidate."""
     if not rows:
         return []
-    links, bad = await link_state(db, [r["id"] for r in rows])
+    links, _ever, bad = await fold_history(db, {r["id"]: r[_HISTORY_AT] for r in rows})
     case_id = None if query is None else query.case_id
     decided: dict[tuple[object, ...], bool] = {}
     out: list[Sequence[object]] = []
@@ -335,7 +346,7 @@ async def _recheck(
             )
             decided[key] = ok
         if ok:
-            out.append((*r[:_LINKS_AT], verified))
+            out.append((*r[:_HISTORY_AT], verified))
     return out
 
 
@@ -371,7 +382,7 @@ async def get_evidence(
     """Read one item's metadata (an audited ``read_metadata`` decision); NotFound identically
     for missing and invisible."""
     await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
-    rows = await db.fetch(f"SELECT {_COLUMNS} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
+    rows = await db.fetch(f"SELECT {_columns('e')} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
     try:
         evrows.check_evidence(ledger.mac, rows[0])
     except RowTampered as exc:  # changed since the decision: still never shown

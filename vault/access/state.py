@@ -139,7 +139,6 @@ _COLUMNS = {
     "case_evidence_history": ("ledger_idx", "case_id", "evidence_id", "action", "principal_id"),
 }  # fmt: skip
 """Per table, every column ``TABLES`` reads: a row equal in all of them has the same tag."""
-_VERIFIED_MAX = 1 << 16
 _KEYS = {
     "principals": ("id",),
     "tokens": ("id",),
@@ -184,7 +183,6 @@ class AccessState:
         self._refreshed_at = self._started_at = 0.0
         self._lock = asyncio.Lock()
         self._announced: set[tuple[str, tuple[str, ...]]] = set()
-        self._verified: dict[bytes, tuple[object, ...]] = {}  # tag -> the columns it verified
         self.failures = 0
 
     # -- the mirror ----------------------------------------------------------------------
@@ -269,16 +267,8 @@ class AccessState:
     def check(self, table: str, row: Row) -> None:
         """Return if ``row`` of ``table`` verifies and is current; raise ``RowTampered``.
         A tag verified before for exactly the same column values is not computed again."""
-        tag = row["tag"]
         raw = (table, *[row[c] for c in _COLUMNS[table]])
-        if tag is None or self._verified.get(bytes(tag)) != raw:
-            key, values, idx = TABLES[table](row)
-            if idx is None:
-                raise RowTampered(table, key, "it names no ledger entry")
-            self.mac.check_row(tag, table, key, values, int(idx))
-            if len(self._verified) >= _VERIFIED_MAX:
-                self._verified.clear()
-            self._verified[bytes(tag)] = raw
+        self.mac.check_row_memo(row["tag"], raw, lambda: (table, *TABLES[table](row)))
         if table == "case_evidence_history":
             return  # link rows are never rewritten: nothing to roll back to
         skey = tuple(str(row[c]) for c in _KEYS[table])

@@ -60,13 +60,23 @@ def rendition_columns(alias: str = "r") -> str:
 
 def check_evidence(mac: HostMac, row: Row) -> None:
     """Raise RowTampered unless ``row`` (with the bound columns, ``tag``, ``state_idx``)
-    carries the tag of its values."""
-    mac.check_row(row["tag"], EVIDENCE_TABLE, [row["id"]], evidence_values(row), row["state_idx"])
+    carries the tag of its values (a tag verified before for equal values is not hashed again)."""
+    raw = (EVIDENCE_TABLE, row["id"], row["state_idx"], *[row[c] for c in EVIDENCE_BOUND])
+    mac.check_row_memo(
+        row["tag"],
+        raw,
+        lambda: (EVIDENCE_TABLE, [row["id"]], evidence_values(row), row["state_idx"]),
+    )
 
 
 def check_rendition(mac: HostMac, row: Row) -> None:
     """Raise RowTampered unless the rendition ``row`` carries the tag of its values."""
-    mac.check_row(row["tag"], RENDITION_TABLE, [row["id"]], rendition_values(row), row["state_idx"])
+    raw = (RENDITION_TABLE, row["id"], row["state_idx"], *[row[c] for c in RENDITION_BOUND])
+    mac.check_row_memo(
+        row["tag"],
+        raw,
+        lambda: (RENDITION_TABLE, [row["id"]], rendition_values(row), row["state_idx"]),
+    )
 
 
 def evidence_of(row: Row) -> Evidence:
