@@ -20,7 +20,14 @@ from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
 from vault.anchors.config import AnchorsConfig, check_anchors
-from vault.config import DatabaseConfig, ExportConfig, KeysConfig, LedgerConfig, StoreConfig
+from vault.config import (
+    DatabaseConfig,
+    ExportConfig,
+    KeysConfig,
+    LedgerConfig,
+    StoreConfig,
+    zone,
+)
 from vault.config_events import (
     EventsConfig,
     PublicityConfig,
@@ -30,7 +37,6 @@ from vault.config_events import (
 )
 from vault.errors import ConfigError
 from vault.ops.scrubmodel import ScrubConfig
-from vault.review.report_html import zone
 from vault.settings import build, describe, setting, to_toml_value
 
 CONFIG_NAME = "evault.toml"

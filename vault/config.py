@@ -6,8 +6,11 @@ Paths that are relative are resolved against the data directory by the loader in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vault.errors import ConfigError
 from vault.settings import setting
 
 
@@ -185,12 +188,23 @@ class KeysConfig:
     )
 
 
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def zone(name: str) -> tzinfo:
+    """The IANA zone ``name``; ConfigError naming ``export.timezone`` when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"export.timezone: unknown time zone {name!r}") from exc
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """[export]: case packages (``evault export``, ``POST /v1/cases/{id}/exports``)."""
 
     timezone: str = setting(
-        "Asia/Shanghai",
+        DEFAULT_TIMEZONE,
         "IANA time zone in which a package's report.html shows times (with their UTC offset); "
         "the signed entries and manifest keep UTC.",
     )

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from vault.errors import ConfigError
 from vault.settings import setting
-from verify.note import is_valid_key_name
 
 
 @dataclass(frozen=True)
@@ -102,11 +101,14 @@ def check_anchors(cfg: AnchorsConfig, source: str) -> None:
     """Raise ConfigError naming ``source`` for a TSA or an SM2 key that could not be used."""
     if cfg.sm2_cert and not cfg.sm2_key:
         raise ConfigError(f"{source}: anchors.sm2_cert is set but anchors.sm2_key is not")
-    if cfg.sm2_key_name and not is_valid_key_name(cfg.sm2_key_name):
-        raise ConfigError(
-            f"{source}: anchors.sm2_key_name {cfg.sm2_key_name!r} is not a note key name "
-            "(no spaces, no '+')"
-        )
+    if cfg.sm2_key_name:
+        from verify.note import is_valid_key_name  # only when set: CLI start-up stays light
+
+        if not is_valid_key_name(cfg.sm2_key_name):
+            raise ConfigError(
+                f"{source}: anchors.sm2_key_name {cfg.sm2_key_name!r} is not a note key name "
+                "(no spaces, no '+')"
+            )
     if not cfg.sm2_user_id or len(cfg.sm2_user_id.encode()) > 8191:
         raise ConfigError(f"{source}: anchors.sm2_user_id must be 1 to 8191 bytes")
     if not cfg.tsa_url:

@@ -35,13 +35,14 @@ from vault.access import audit
 from vault.access.listing import EvidenceQuery, list_evidence
 from vault.anchors.sm2 import Sm2Cosigner
 from vault.anchors.timestamps import anchored_checkpoint, stated_time, wait_anchored
+from vault.config import DEFAULT_TIMEZONE
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.policy.decide import Action, Principal
-from vault.review.report_html import DEFAULT_TIMEZONE, ReportItem, render_report
+from vault.review.report_html import ReportItem, render_report
 from vault.storage.content import ContentStore, Readable
 from verify.canonical import parse_canonical
 from verify.checkpoint import open_checkpoint

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from vault.access import principals
+from vault.config import DEFAULT_TIMEZONE
 from vault.errors import Forbidden, NotFound
 from vault.jobs import Handler, Job, JobFailed
 from vault.ledger import Ledger
 from vault.review.export import RENDITION_KINDS, export_case
-from vault.review.report_html import DEFAULT_TIMEZONE
 from vault.storage.content import ContentStore
 
 EXPORT = "export.case"

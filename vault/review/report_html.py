@@ -15,11 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vault.errors import ConfigError
-
-DEFAULT_TIMEZONE = "Asia/Shanghai"
+from vault.config import DEFAULT_TIMEZONE, zone
 
 _KIND_ZH = {
     "acquired": "采集入库",
@@ -62,14 +59,6 @@ class ReportItem:
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def zone(name: str) -> tzinfo:
-    """The IANA zone ``name``; ConfigError naming ``export.timezone`` when there is none."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"export.timezone: unknown time zone {name!r}") from exc
 
 
 def _when(t: datetime | None, tz: tzinfo) -> str:
