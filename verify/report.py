@@ -24,7 +24,8 @@ for manifest.json, manifest.sig, vkey, checkpoint), ``unlisted``, ``manifest-edi
 ``checkpoint-mismatch``, ``proof-index``, ``proof-checkpoint``, ``inclusion``,
 ``opening-mismatch``, ``opening-unknown-field``, ``file-size``, ``file-hash``,
 ``file-unrecorded``, ``since-older``, ``since-fork`` (tampered); the ``timestamp-*`` codes
-of :mod:`verify.package_timestamp`.
+of :mod:`verify.package_timestamp`; the ``cosignature*`` codes of
+:mod:`verify.package_witness`.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class PackageReport:
     since_ok: bool | None = None
     bytes_hashed: int = 0
     timestamp: dict[str, Any] | None = None  # the checkpoint's RFC 3161 time-stamp, if any
+    witnesses: list[dict[str, Any]] = field(default_factory=list)  # who cosigned the checkpoint
 
     def add(self, code: str, severity: str, where: str, message: str) -> None:
         """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
@@ -189,6 +191,7 @@ class PackageReport:
             "exported_at": self.exported_at,
             "since": {"size": self.since_size, "ok": self.since_ok},
             "timestamp": self.timestamp,
+            "witnesses": self.witnesses,
             "counts": self.counts,
             "findings": [asdict(f) for f in self.findings],
             "files": [asdict(f) | {"ok": f.ok} for f in self.files],
@@ -218,6 +221,11 @@ def render_text(r: PackageReport) -> str:
         t = r.timestamp
         how = "checked ✓ against --tsa-ca" if t["checked"] else "NOT checked (no --tsa-ca)"
         out.append(f"time     {t['time']} by {t['tsa']}  RFC 3161 time-stamp {how}")
+    for w in r.witnesses:
+        if w["checked"]:
+            out.append(f"witness  {w['name']} cosigned at {w['time']}  checked ✓ against --witness")
+        else:
+            out.append(f"witness  {w['name']}  cosignature NOT checked (no --witness)")
     if r.case_id is not None:
         out.append(f"case     {r.case_id}  label {r.case_label}")
         out.append(f"exported by {r.exported_by} at {r.exported_at}")
