@@ -12,7 +12,8 @@ Finding codes: ``cosignatures-invalid`` (malformed: the file cannot be read as s
 lines); ``cosignatures-edited`` (the file differs from the manifest's hash),
 ``cosignature-invalid`` (a given witness's line does not verify for this checkpoint: edited,
 or for another checkpoint) (tampered); ``cosignatures-threshold`` (fewer than N given
-witnesses cosigned) (wrong-key); ``cosignatures-unchecked`` (info).
+witnesses cosigned: wrong-key, or tampered when a given witness's line did not verify);
+``cosignatures-unchecked`` (info).
 """
 
 from __future__ import annotations
@@ -95,4 +96,5 @@ def check_witnesses(
             f"{len(found.valid)} of the {len(keys)} witnesses given cosigned the checkpoint "
             f"({got}); --witness-threshold requires {threshold}"
         )
-        r.add("cosignatures-threshold", W, where, msg)
+        # short because a given witness's line was edited: that is the verdict, not a wrong key
+        r.add("cosignatures-threshold", T if found.invalid else W, where, msg)
