@@ -161,7 +161,9 @@ def pair(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     tmp = tmp_path_factory.mktemp("witnessed")
     dbs = [asyncio.run(_create_db(pg_admin_dsn)) for _ in range(2)]
     try:
-        na, nb = (prepare(n, with_database(pg_admin_dsn, d), tmp) for n, d in zip("ab", dbs))
+        na, nb = (
+            prepare(n, with_database(pg_admin_dsn, d), tmp) for n, d in zip("ab", dbs, strict=True)
+        )
         witness_each_other(na, nb)
         witness_each_other(nb, na)
         with ExitStack() as stack:
