@@ -196,6 +196,8 @@ def test_package_carries_the_neighbours_cosignature(pair: Pair) -> None:
     (sig,) = signature_lines(body, lines)
     verify_cosignature(sig, body, parse_cosigner_vkey(pair.nb.witness_vkey))
     assert "b.test/ledger/witness" in (pair.package / "report.html").read_text()
+    listed = evault(pair.na.data, pair.na.env, "witness", "cosignatures")
+    assert f"\tb.test/ledger/witness+{sig.key_id.hex()}\t" in listed
 
 
 def test_verifies_with_the_witness_and_threshold_1(pair: Pair) -> None:

@@ -55,7 +55,7 @@ from verify.cosignature import Cosigner, signature_lines, verify_cosignature
 from verify.encoding import parse_decimal
 from verify.errors import MalformedError, ProofError, SignatureError, WrongKeyError
 from verify.merkle import verify_consistency
-from verify.note import Verifier, verify_note
+from verify.note import Verifier, parse_note, verify_note
 
 __all__ = ["Witness", "WitnessConflict", "load_cosigner", "parse_request"]
 
@@ -195,23 +195,23 @@ class Witness:
         self._logs = dict(logs)
         self._state_file = state_file
 
-    def _open(self, req: Request) -> Checkpoint:
+    def _open(self, req: Request) -> tuple[Checkpoint, str]:
+        """The checkpoint and its note body, once signed by the trusted key of its origin."""
         try:
-            cp = parse_checkpoint(req.note.partition("\n\n")[0] + "\n")
+            text = parse_note(req.note).text
+            cp = parse_checkpoint(text)
         except MalformedError as exc:
-            raise BadRequest(f"add-checkpoint: not a checkpoint: {exc}") from exc
+            raise BadRequest(f"add-checkpoint: not a signed checkpoint: {exc}") from exc
         verifier = self._logs.get(cp.origin)
         if verifier is None:
             raise NotFound(f"this witness does not witness the log {cp.origin!r}")
         try:
             verify_note(req.note, verifier)
-        except MalformedError as exc:
-            raise BadRequest(f"add-checkpoint: not a signed note: {exc}") from exc
         except (WrongKeyError, SignatureError) as exc:
             raise Forbidden(f"no valid signature by the key of {cp.origin!r}: {exc}") from exc
         if req.old > cp.size:
             raise BadRequest(f"old size {req.old} exceeds the checkpoint's size {cp.size}")
-        return cp
+        return cp, text
 
     async def _state(self, conn: Conn, origin: str) -> tuple[int, bytes]:
         """(size, root) last cosigned for ``origin`` ((0, b"") if never), after checking the
@@ -270,8 +270,7 @@ class Witness:
     async def add_checkpoint(self, body: bytes) -> str:
         """Check and cosign one add-checkpoint request; returns the cosignature line(s)."""
         req = parse_request(body)
-        cp = self._open(req)
-        text = req.note.partition("\n\n")[0] + "\n"
+        cp, text = self._open(req)
         refusal: tuple[str, str] | None = None
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
