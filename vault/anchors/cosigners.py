@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge
 from vault.anchors.config import AnchorsConfig
 from vault.anchors.witness_config import WitnessPeer
 from vault.db import Conn, Db
+from vault.errors import EvaultError
 from vault.ledger import SignedCheckpoint
 from vault.ledger.tiles import consistency_proof
 from verify.cosignature import CosignerKey, signature_lines, verify_cosignature
@@ -235,7 +236,7 @@ class Cosigners:
                     await conn.execute(
                         "SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS, peer.label
                     )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, EvaultError) as exc:
             raise WitnessFailed("database", f"database: {exc!r}") from exc
 
     async def _due(self, conn: Conn, peer: _Peer) -> list[SignedCheckpoint]:
