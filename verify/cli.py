@@ -274,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if data is not None and artefacts.kind_of(data) is not None:
+        if witnesses[0] is not None:
+            print(
+                "evault-verify: error: --witness checks a package's cosignatures; "
+                f"{path} is not a package",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         try:
             art = artefacts.check_artefact(str(path), data, verifier, entry=entry)
         except artefacts.NeedsEntry as exc:

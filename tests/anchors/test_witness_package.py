@@ -248,6 +248,10 @@ def test_usage_errors_for_witness_flags(pair: Pair) -> None:
         pair, pair.package, "--witness", pair.nb.witness_vkey, "--witness-threshold", "2"
     )
     assert code == 4 and "between 1 and the 1" in out
+    proof = pair.tmp / "entry0.tlog-proof"
+    proof.write_text(evault(pair.na.data, pair.na.env, "ledger", "proof", "0"))
+    code, out = evault_verify(pair, proof, "--witness", pair.nb.witness_vkey)
+    assert code == 4 and "is not a package" in out
 
 
 def test_the_other_direction_b_is_witnessed_by_a(pair: Pair) -> None:

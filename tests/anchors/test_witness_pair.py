@@ -247,3 +247,22 @@ async def test_a_witness_that_is_down_delays_nothing_else(pair: tuple[Log, Log])
         assert sample("evault_anchor_witness_lag_seconds", witness="b") == 0
     finally:
         await client.stop()
+
+
+async def test_client_reproves_from_the_size_a_409_names(pair: tuple[Log, Log]) -> None:
+    a, b = pair  # b witnesses a; it cosigned size n before a's client stored anything
+    n = await a.grow(3)
+    assert (await post(b.url, request_body(0, [], await latest_note(a))))[0] == 200
+    m = await a.grow(4)
+    client = Cosigners(a.ledger.pool, anchors(b.peer()))
+    client.start()  # submits m with old 0, learns n from the 409, proves n -> m
+    try:
+
+        async def cosigned() -> bool:
+            return bool(await cosignatures_of(a.ledger.pool, m))
+
+        await wait_until("the cosignature after the 409", cosigned, limit=10.0)
+    finally:
+        await client.stop()
+    assert await b.ledger.pool.fetchval("SELECT max(size) FROM witness_cosigned") == m
+    assert sample("evault_anchor_witness_refusals_total", witness="b", reason="fork") == 0
