@@ -253,6 +253,7 @@ async def test_client_reproves_from_the_size_a_409_names(pair: tuple[Log, Log]) 
     a, b = pair  # b witnesses a; it cosigned size n before a's client stored anything
     n = await a.grow(3)
     assert (await post(b.url, request_body(0, [], await latest_note(a))))[0] == 200
+    assert await b.ledger.pool.fetchval("SELECT max(size) FROM witness_cosigned") == n
     m = await a.grow(4)
     client = Cosigners(a.ledger.pool, anchors(b.peer()))
     client.start()  # submits m with old 0, learns n from the 409, proves n -> m
