@@ -27,6 +27,7 @@ from api import (
     routes_public,
     routes_review,
     routes_verify,
+    routes_witness,
 )
 from api.accesslog import access_log_middleware, setup_access_log
 from api.auth import auth_header_middleware
@@ -78,6 +79,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             exports_dir,
             cfg.export.timezone,
             timestamp_wait=cfg.anchors.export_wait,
+            witnesses=cfg.anchors.witness_export,
         ),
     }
     runner = JobRunner(
@@ -125,8 +127,10 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(scrub_ctx)
     app.cleanup_ctx.append(routes_anchors.anchors_ctx)  # RFC 3161 time-stamps, if configured
+    app.cleanup_ctx.append(routes_witness.witness_ctx)  # witness and witness client, if configured
     app.add_routes(routes_ledger.routes)
     app.add_routes(routes_anchors.routes)
+    app.add_routes(routes_witness.routes)
     app.add_routes(metrics.routes)
     # HTTP API: content store and push acquirer, then the routes; the OpenAPI
     # document is built at startup and refuses to start with an undocumented route.

@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "api.cmd_anchors",
         "list the checkpoints' RFC 3161 time-stamps; --check verifies every one",
     ),
+    "witness": ("api.cmd_witness", "witness key (cosignature/v1 vkey) and cosignatures"),
     "principal": ("api.cmd_access", "people, docks and modules that may act"),
     "token": ("api.cmd_access", "bearer tokens for the API"),
     "case": ("api.cmd_access", "cases and their evidence"),

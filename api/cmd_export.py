@@ -48,7 +48,7 @@ async def export(args: argparse.Namespace, cfg: Config) -> int:
         result = await export_case(
             rt.ledger, content, actor, args.case, args.out,
             renditions=kinds, as_zip=args.zip, since=since, timezone=cfg.export.timezone,
-            timestamp_wait=cfg.anchors.export_wait,
+            timestamp_wait=cfg.anchors.export_wait, witnesses=cfg.anchors.witness_export,
         )  # fmt: skip
     print(f"wrote {result.path}: {result.files} files, {result.entries} ledger entries")
     print(f"manifest sha256 {result.manifest_sha256} (ledger entry {result.exported_index})")

@@ -20,6 +20,12 @@ from typing import Any
 
 from ingest.config import DockConfig, MediaConfig
 from vault.anchors.config import AnchorsConfig, check_anchors
+from vault.anchors.witness_config import (
+    WitnessConfig,
+    WitnessedLog,
+    WitnessPeer,
+    check_witness_config,
+)
 from vault.config import (
     DatabaseConfig,
     ExportConfig,
@@ -126,6 +132,7 @@ class Config:
     scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
     export: ExportConfig = setting(factory=ExportConfig, doc="Case packages.")
     anchors: AnchorsConfig = setting(factory=AnchorsConfig, doc="Outside anchors (RFC 3161).")
+    witness: WitnessConfig = setting(factory=WitnessConfig, doc="Witnessing other logs.")
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -145,6 +152,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "scrub": ScrubConfig,
     "export": ExportConfig,
     "anchors": AnchorsConfig,
+    "witness": WitnessConfig,
 }
 _SECTIONS = set(_SECTION_TYPES)
 _NESTED_TABLES = {  # tables inside a section, reachable as EVAULT_<SECTION>_<TABLE>_<KEY>
@@ -213,6 +221,7 @@ def load(
     zone(cfg.export.timezone)  # ConfigError naming the key, at start rather than at export
     check_subscribers(cfg.subscribers, str(path))
     check_anchors(cfg.anchors, str(path))
+    check_witness_config(cfg.anchors.witnesses, cfg.witness, str(path))
     return cfg
 
 
@@ -270,14 +279,26 @@ def default_toml() -> str:
         "# " + line for line in ["[[subscribers]]", *_documented_keys(SubscriberConfig, sub)]
     )
     lines.append("")
+    peer = WitnessPeer(
+        name="neighbour", url="https://witness.example.org", vkey="witness.example.org/w+…"
+    )
+    lines.append("# Witnesses this log submits its checkpoints to (none by default), e.g.:")
+    lines.extend(
+        "# " + line for line in ["[[anchors.witnesses]]", *_documented_keys(WitnessPeer, peer)]
+    )
+    lines.append("")
+    log = WitnessedLog(origin="neighbour.example.org/ledger", vkey="neighbour.example.org/…")
+    lines.append("# Logs this service witnesses when witness.enabled (none by default), e.g.:")
+    lines.extend("# " + line for line in ["[[witness.logs]]", *_documented_keys(WitnessedLog, log)])
+    lines.append("")
     return "\n".join(lines)
 
 
 def _documented_keys(cls: Any, instance: Any) -> list[str]:
     out = []
     for doc in describe(cls):
-        if "." in doc.key:  # a nested table's key: written in its own [section.table]
-            continue
+        if "." in doc.key or doc.type.startswith("list of tables"):
+            continue  # a nested table's key: written in its own [section.table] / [[...]]
         bounds = f" ({doc.bounds})" if doc.bounds else ""
         out.append(f"# {doc.doc}{bounds}")
         out.append(f"{doc.key} = {to_toml_value(getattr(instance, doc.key))}")

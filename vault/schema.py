@@ -17,5 +17,8 @@ APPEND_ONLY_TABLES: frozenset[str] = frozenset(
         "dispositions",
         "ledger_refs",
         "ledger_timestamps",
+        "ledger_cosignatures",
+        "witness_cosigned",
+        "witness_refusals",
     }
 )

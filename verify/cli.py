@@ -54,11 +54,12 @@ EPILOG = """\
 exit status:
   0  VERIFIED    验证通过  every signature, proof, commitment and file hash holds
   1  TAMPERED    已被篡改  something differs from what the log recorded (named in the report)
-  2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key)
+  2  WRONG KEY   密钥不符  not signed by the key given (or the package carries another key),
+                          or fewer than --witness-threshold of the --witness keys cosigned
   3  MALFORMED   格式无效  not a package or artefact in the exact format, or a needed proof is
                           missing
   4  usage or I/O error (bad arguments, unreadable key, --since, --entry, --tsa-ca,
-     --sm2-key or FILE path)
+     --sm2-key, --witness or FILE path)
   5  a library evault-verify needs is missing (install it: python3 -m pip install cryptography)
 
 FILE may be:
@@ -140,8 +141,48 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="the SM2 signer's user ID (default: GM/T 0009's 1234567812345678)",
     )
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="a trusted witness's cosignature/v1 vkey (name+keyid+base64(0x04||key)); "
+        "repeat for each witness",
+    )
+    p.add_argument(
+        "--witness-threshold",
+        type=int,
+        metavar="N",
+        help="how many distinct --witness keys must have cosigned the package's checkpoint "
+        "(default 1 when --witness is given)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
     return p
+
+
+def _witnesses(args: argparse.Namespace) -> tuple[Any, int]:
+    """(trusted witness keys or None, threshold) from --witness and --witness-threshold."""
+    from verify.cosignature import parse_cosigner_vkey
+
+    n = args.witness_threshold
+    if not args.witness:
+        if n is not None:
+            raise _UsageError("--witness-threshold needs at least one --witness VKEY")
+        return None, 0
+    keys = []
+    for text in args.witness:
+        try:
+            keys.append(parse_cosigner_vkey(text))
+        except MalformedError as exc:
+            raise _UsageError(f"--witness {text!r}: {exc}") from exc
+    if len({(k.name, k.key_id) for k in keys}) != len(keys):
+        raise _UsageError("--witness: the same witness key is given twice")
+    n = 1 if n is None else n
+    if not 1 <= n <= len(keys):
+        raise _UsageError(
+            f"--witness-threshold {n}: must be between 1 and the {len(keys)} --witness keys given"
+        )
+    return keys, n
 
 
 class _Progress:
@@ -242,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from verify.timestamp import load_tsa_certs
 
         verifier = _key(args)
+        witnesses = _witnesses(args)
         tsa_ca = load_tsa_certs(args.tsa_ca.read_bytes()) if args.tsa_ca is not None else None
         if tsa_ca == ():
             raise _UsageError(f"{args.tsa_ca}: no certificate in it")
@@ -274,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evault-verify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if data is not None and artefacts.kind_of(data) is not None:
+        if witnesses[0] is not None:
+            print(
+                "evault-verify: error: --witness checks a package's cosignatures; "
+                f"{path} is not a package",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         try:
             art = artefacts.check_artefact(str(path), data, verifier, entry=entry, sm2=sm2)
         except artefacts.NeedsEntry as exc:
@@ -286,11 +335,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _emit(artefacts.render_artefact_text(art))
         return art.exit_code
-    return _package(args, verifier, since, tsa_ca, sm2)
+    return _package(args, verifier, since, tsa_ca, sm2, witnesses)
 
 
 def _package(
-    args: argparse.Namespace, verifier: Verifier, since: str | None, tsa_ca: Any, sm2: Any
+    args: argparse.Namespace,
+    verifier: Verifier,
+    since: str | None,
+    tsa_ca: Any,
+    sm2: Any,
+    witnesses: tuple[Any, int],
 ) -> int:
     from verify.package_checks import verify_package as check
     from verify.report import render_text
@@ -298,7 +352,14 @@ def _package(
     progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
     try:
         report = check(
-            args.package, verifier, since=since, progress=progress, tsa_ca=tsa_ca, sm2=sm2
+            args.package,
+            verifier,
+            since=since,
+            progress=progress,
+            tsa_ca=tsa_ca,
+            sm2=sm2,
+            witnesses=witnesses[0],
+            witness_threshold=witnesses[1],
         )
     except OSError as exc:
         print(f"evault-verify: error: cannot open the package: {exc}", file=sys.stderr)

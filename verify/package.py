@@ -14,6 +14,8 @@ A package is a folder, or a zip of its members (at the root, or all in one folde
     report.html              optional, for people (hash and size in the manifest)
     timestamp.tsr            optional; RFC 3161 TimeStampResp (DER) of the checkpoint: its
                              message imprint is SHA-256 of the checkpoint note's body
+    cosignatures             optional; witnesses' cosignature/v1 note signature lines on the
+                             checkpoint (verify.cosignature)
 
 ``<i>``/``<m>`` are decimals without leading zeros. Nothing else may be in a package. The
 manifest object has exactly the keys ``format`` (:data:`FORMAT`), ``origin``, ``case``
@@ -59,7 +61,8 @@ from verify.merkle import HASH_SIZE
 from verify.note import Signer, Verifier, sign_note
 
 __all__ = [
-    "CHECKPOINT_PATH", "FILE_KINDS", "FORMAT", "MANIFEST_PATH", "MANIFEST_SIG_HEADER",
+    "CHECKPOINT_PATH", "COSIGNATURES_PATH", "FILE_KINDS", "FORMAT", "MANIFEST_PATH",
+    "MANIFEST_SIG_HEADER",
     "MANIFEST_SIG_PATH", "REPORT_PATH", "TIMESTAMP_PATH", "VKEY_PATH", "Manifest",
     "PackageFile", "Source", "consistency_path", "entry_path", "format_consistency_proof",
     "format_openings", "manifest_bytes", "manifest_sig_text", "opening_path",
@@ -70,6 +73,7 @@ __all__ = [
 FORMAT = "evidence-vault-package/1"
 MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH = "manifest.json", "manifest.sig", "vkey"
 CHECKPOINT_PATH, REPORT_PATH, TIMESTAMP_PATH = "checkpoint", "report.html", "timestamp.tsr"
+COSIGNATURES_PATH = "cosignatures"
 MANIFEST_SIG_HEADER = "evidence-vault package manifest v1"
 FILE_KINDS = frozenset({"original", "proxy", "poster", "clip", "fingerprint"})
 MAX_MANIFEST_BYTES = 64 << 20
@@ -127,6 +131,7 @@ class Manifest:
     report: tuple[str, str, int] | None = None
     consistency: tuple[int, ...] = ()
     timestamp: tuple[str, str, int] | None = None  # (path, sha256, size) of timestamp.tsr
+    cosignatures: tuple[str, str, int] | None = None  # (path, sha256, size) of cosignatures
 
 
 def manifest_bytes(m: Manifest) -> bytes:
@@ -145,6 +150,8 @@ def manifest_bytes(m: Manifest) -> bytes:
         obj["report"] = dict(zip(("path", "sha256", "size"), m.report, strict=True))
     if m.timestamp is not None:
         obj["timestamp"] = dict(zip(("path", "sha256", "size"), m.timestamp, strict=True))
+    if m.cosignatures is not None:
+        obj["cosignatures"] = dict(zip(("path", "sha256", "size"), m.cosignatures, strict=True))
     if m.consistency:
         obj["consistency"] = [
             {"from_size": s, "proof_path": consistency_path(s)} for s in m.consistency
@@ -182,7 +189,7 @@ def parse_manifest(data: bytes) -> Manifest:
         parse_canonical(data, max_bytes=MAX_MANIFEST_BYTES),
         {"format", "origin", "case", "exported_by", "exported_at", "checkpoint_size"}
         | {"entries", "files"},
-        {"report", "consistency", "timestamp"},
+        {"report", "consistency", "timestamp", "cosignatures"},
         "manifest",
     )
     if o["format"] != FORMAT:
@@ -228,6 +235,16 @@ def parse_manifest(data: bytes) -> Manifest:
             _str(t["sha256"], "timestamp.sha256", _HEX64),
             _int(t["size"], "size"),
         )
+    cosigs = None
+    if "cosignatures" in o:
+        c = _keys(o["cosignatures"], {"path", "sha256", "size"}, set(), "manifest cosignatures")
+        if c["path"] != COSIGNATURES_PATH:
+            raise MalformedError(f"manifest cosignatures path is not {COSIGNATURES_PATH!r}")
+        cosigs = (
+            COSIGNATURES_PATH,
+            _str(c["sha256"], "cosignatures.sha256", _HEX64),
+            _int(c["size"], "size"),
+        )
     cons: list[int] = []
     if not isinstance(o.get("consistency", []), list):
         raise MalformedError("manifest consistency is not a list")
@@ -252,6 +269,7 @@ def parse_manifest(data: bytes) -> Manifest:
         report,
         tuple(cons),
         stamp,
+        cosigs,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from cryptography import x509
 from verify import package as pkg
 from verify.canonical import check_opening, parse_canonical
 from verify.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from verify.cosignature import CosignerKey
 from verify.encoding import b64encode
 from verify.errors import (
     CommitmentError,
@@ -36,6 +37,7 @@ from verify.merkle import leaf_hash, verify_consistency, verify_inclusion
 from verify.note import Verifier, parse_note, parse_vkey, verify_note
 from verify.package import (
     CHECKPOINT_PATH,
+    COSIGNATURES_PATH,
     MANIFEST_PATH,
     MANIFEST_SIG_PATH,
     MAX_SMALL_BYTES,
@@ -50,6 +52,7 @@ from verify.package import (
 )
 from verify.package_sm2 import Sm2Key, check_sm2
 from verify.package_timestamp import check_timestamp
+from verify.package_witness import check_witnesses
 from verify.report import EntryResult, FileResult, OpeningResult, PackageReport
 from verify.tlogproof import TlogProof, parse_tlog_proof
 
@@ -102,10 +105,12 @@ class _Checks:
         r: PackageReport,
         tsa_ca: tuple[x509.Certificate, ...] | None = None,
         sm2: Sm2Key | None = None,
+        witnesses: tuple[Sequence[CosignerKey] | None, int] = (None, 0),
     ) -> None:
         self.src, self.v, self.r, self.bad = src, verifier, r, r.add
         self.tsa_ca = tsa_ca
         self.sm2 = sm2
+        self.witnesses = witnesses
         self.cp: Checkpoint | None = None
         self.cp_text = ""
         self.entries: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
@@ -133,6 +138,7 @@ class _Checks:
         self.check_openings(m)
         self.check_since(m, since)
         check_timestamp(self.read, m, self.cp_text, self.tsa_ca, self.r)
+        check_witnesses(self.read, m, self.cp_text, *self.witnesses, self.r)
         self.check_files(m, progress)
         expected = {MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH, CHECKPOINT_PATH}
         expected |= {f.path for f in m.files} | {consistency_path(s) for s in m.consistency}
@@ -142,6 +148,8 @@ class _Checks:
             expected.add(m.report[0])
         if m.timestamp is not None:
             expected.add(TIMESTAMP_PATH)
+        if m.cosignatures is not None:
+            expected.add(COSIGNATURES_PATH)
         for name in sorted(self.src.sizes.keys() - expected):
             self.bad("unlisted", T, name, f"{name} is in the package but not in its manifest")
 
@@ -390,10 +398,11 @@ def run_checks(
     progress: Callable[[int, int], None] | None,
     tsa_ca: tuple[x509.Certificate, ...] | None = None,
     sm2: Sm2Key | None = None,
+    witnesses: tuple[Sequence[CosignerKey] | None, int] = (None, 0),
 ) -> None:
     """Fill ``report`` with everything that does (not) hold in ``src``; used by
     :func:`verify.package.verify_package`."""
-    _Checks(src, verifier, report, tsa_ca, sm2).run(since, progress)
+    _Checks(src, verifier, report, tsa_ca, sm2, witnesses).run(since, progress)
 
 
 def verify_package(
@@ -404,13 +413,16 @@ def verify_package(
     progress: Callable[[int, int], None] | None = None,
     tsa_ca: tuple[x509.Certificate, ...] | None = None,
     sm2: Sm2Key | None = None,
+    witnesses: Sequence[CosignerKey] | None = None,
+    witness_threshold: int = 0,
 ) -> PackageReport:
     """Verify the package at ``path`` (a folder or a zip) against the trusted ``verifier``.
 
     ``since`` is the text of a checkpoint note seen before; ``progress(done, total)`` is
     called with hashed byte counts, possibly from worker threads; ``tsa_ca`` are the CA
     certificates the package's time-stamp must chain to (None: not checked); ``sm2`` the SM2
-    key whose cosignature the checkpoint must carry (None: not checked). Raises
+    key whose cosignature the checkpoint must carry (None: not checked); ``witnesses`` the
+    trusted witness keys of which ``witness_threshold`` must have cosigned. Raises
     :class:`OSError` only if ``path`` cannot be opened at all; everything else becomes a
     finding of the report.
     """
@@ -429,7 +441,9 @@ def verify_package(
         )
         return report
     try:
-        run_checks(src, verifier, report, since, progress, tsa_ca, sm2)
+        run_checks(
+            src, verifier, report, since, progress, tsa_ca, sm2, (witnesses, witness_threshold)
+        )
     finally:
         if src.zip is not None:
             src.zip.close()

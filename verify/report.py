@@ -24,7 +24,8 @@ for manifest.json, manifest.sig, vkey, checkpoint), ``unlisted``, ``manifest-edi
 ``checkpoint-mismatch``, ``proof-index``, ``proof-checkpoint``, ``inclusion``,
 ``opening-mismatch``, ``opening-unknown-field``, ``file-size``, ``file-hash``,
 ``file-unrecorded``, ``since-older``, ``since-fork`` (tampered); the ``timestamp-*`` codes
-of :mod:`verify.package_timestamp`; the ``sm2-*`` codes of :mod:`verify.package_sm2`.
+of :mod:`verify.package_timestamp`; the ``sm2-*`` codes of :mod:`verify.package_sm2`; the
+``cosignature*`` codes of :mod:`verify.package_witness`.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class PackageReport:
     bytes_hashed: int = 0
     timestamp: dict[str, Any] | None = None  # the checkpoint's RFC 3161 time-stamp, if any
     sm2: dict[str, Any] | None = None  # the checkpoint's SM2 cosignature, once checked
+    witnesses: list[dict[str, Any]] = field(default_factory=list)  # who cosigned the checkpoint
 
     def add(self, code: str, severity: str, where: str, message: str) -> None:
         """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
@@ -191,6 +193,7 @@ class PackageReport:
             "since": {"size": self.since_size, "ok": self.since_ok},
             "timestamp": self.timestamp,
             "sm2": self.sm2,
+            "witnesses": self.witnesses,
             "counts": self.counts,
             "findings": [asdict(f) for f in self.findings],
             "files": [asdict(f) | {"ok": f.ok} for f in self.files],
@@ -225,6 +228,11 @@ def render_text(r: PackageReport) -> str:
             f"sm2      cosigned by {r.sm2['key_name']}  key {r.sm2['fingerprint'][:16]}…"
             "  SM2 signature checked ✓ against --sm2-key"
         )
+    for w in r.witnesses:
+        if w["checked"]:
+            out.append(f"witness  {w['name']} cosigned at {w['time']}  checked ✓ against --witness")
+        else:
+            out.append(f"witness  {w['name']}  cosignature NOT checked (no --witness)")
     if r.case_id is not None:
         out.append(f"case     {r.case_id}  label {r.case_label}")
         out.append(f"exported by {r.exported_by} at {r.exported_at}")

@@ -105,6 +105,8 @@ def test_rules_fire_on_sample_series(tmp_path: Path) -> None:
         (f'evault_disk_free_bytes{{{a},volume="data"}}', "50x40"),
         (f'evault_disk_total_bytes{{{a},volume="data"}}', "100x40"),
         (f"evault_anchor_timestamp_lag_seconds{{{a}}}", "0x5 4000x35"),
+        (f'evault_anchor_witness_lag_seconds{{{a},witness="w1"}}', "0x5 1000x35"),
+        (f'evault_anchor_witness_refusals_total{{{a},witness="w1",reason="fork"}}', "0x30 1x10"),
     ]
     base = {"job": "evidence-vault", "instance": "a"}
     cases = [
@@ -115,6 +117,14 @@ def test_rules_fire_on_sample_series(tmp_path: Path) -> None:
         (15, "EvaultMediaFailuresRising", []),
         (5, "EvaultTimestampsBehind", []),
         (20, "EvaultTimestampsBehind", [{"severity": "warning", "job": "evidence-vault"}]),
+        (3, "EvaultWitnessBehind", []),
+        (
+            15,
+            "EvaultWitnessBehind",
+            [{"severity": "warning", "job": "evidence-vault", "witness": "w1"}],
+        ),
+        (20, "EvaultWitnessRefused", []),
+        (32, "EvaultWitnessRefused", [{"severity": "critical", "job": "evidence-vault"}]),
     ]
     test = {
         "rule_files": [str(tmp_path / "rules.json")],

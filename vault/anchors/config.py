@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from vault.anchors.witness_config import WitnessPeer
 from vault.errors import ConfigError
 from vault.settings import setting
 
@@ -87,9 +88,40 @@ class AnchorsConfig:
     def sm2_enabled(self) -> bool:
         return bool(self.sm2_key)
 
+    witnesses: tuple[WitnessPeer, ...] = setting(
+        factory=tuple,
+        doc="Witnesses (C2SP tlog-witness) each new signed checkpoint is submitted to, with a "
+        "consistency proof; their cosignatures are stored, served and exported.",
+    )
+    witness_timeout: float = setting(
+        5.0, "Seconds one request to a witness may take.", minimum=0.1, maximum=300.0
+    )
+    witness_retry_seconds: float = setting(
+        1.0,
+        "First wait after a witness failed; doubled after each further failure up to "
+        "witness_retry_max_seconds. Nothing else waits for a witness.",
+        minimum=0.01,
+        maximum=3600.0,
+    )
+    witness_retry_max_seconds: float = setting(
+        300.0, "Longest wait between attempts while a witness fails.", minimum=0.01, maximum=86400.0
+    )
+    witness_export_wait: float = setting(
+        5.0,
+        "Seconds an export waits for witnesses' cosignatures of its checkpoint; past that the "
+        "package goes with those collected (possibly none).",
+        minimum=0.0,
+        maximum=3600.0,
+    )
+
     @property
     def tsa_enabled(self) -> bool:
         return bool(self.tsa_url)
+
+    @property
+    def witness_export(self) -> tuple[int, float]:
+        """(witnesses configured, seconds an export waits for their cosignatures)."""
+        return len(self.witnesses), self.witness_export_wait
 
     @property
     def export_wait(self) -> float:

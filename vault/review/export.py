@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from vault import evidence as evrows
 from vault.access import audit
 from vault.access.listing import EvidenceQuery, list_evidence
+from vault.anchors.cosigners import wait_cosignatures
 from vault.anchors.sm2 import Sm2Cosigner
 from vault.anchors.timestamps import anchored_checkpoint, stated_time, wait_anchored
 from vault.config import DEFAULT_TIMEZONE
@@ -49,6 +50,7 @@ from verify.checkpoint import open_checkpoint
 from verify.note import parse_note
 from verify.package import (
     CHECKPOINT_PATH,
+    COSIGNATURES_PATH,
     MANIFEST_PATH,
     MANIFEST_SIG_PATH,
     REPORT_PATH,
@@ -105,10 +107,12 @@ async def export_case(
     since: str | None = None,
     timezone: str = DEFAULT_TIMEZONE,
     timestamp_wait: float = 0.0,
+    witnesses: tuple[int, float] = (0, 0.0),
 ) -> ExportResult:
     """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``);
     ``report.html`` shows times in ``timezone`` (``export.timezone``); ``timestamp_wait``:
-    seconds to wait for a time-stamped checkpoint covering the entries."""
+    seconds to wait for a time-stamped checkpoint covering the entries; ``witnesses``: (how
+    many witnesses are configured, seconds to wait for their cosignatures of the checkpoint)."""
     bad = sorted(set(renditions) - set(RENDITION_KINDS))
     if bad:
         raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
@@ -140,6 +144,9 @@ async def export_case(
                     await consistency_proof(conn, old.size, cp.size)
                 )
     members = await _members(ledger, plan, cp.note, cp.size)
+    cosigs = "".join(await wait_cosignatures(db, cp.size, *witnesses)) if witnesses[0] else ""
+    if cosigs:
+        members[COSIGNATURES_PATH] = cosigs.encode()
     for size, proof in consistency.items():
         members[consistency_path(size)] = proof
     report = render_report(
@@ -154,6 +161,7 @@ async def export_case(
         timezone=timezone,
         timestamp=None if stamped is None else stated_time(stamped.token),
         sm2=_sm2_state(ledger, cp.note),
+        witnesses=tuple(line[2:].split(" ")[0] for line in cosigs.splitlines()),
     ).encode()
     manifest = Manifest(
         origin=checkpoint.origin,
@@ -169,6 +177,9 @@ async def export_case(
         timestamp=None
         if stamped is None
         else (TIMESTAMP_PATH, hashlib.sha256(stamped.token).hexdigest(), len(stamped.token)),
+        cosignatures=None
+        if not cosigs
+        else (COSIGNATURES_PATH, hashlib.sha256(cosigs.encode()).hexdigest(), len(cosigs.encode())),
     )
     mbytes = manifest_bytes(manifest)
     members[MANIFEST_PATH] = mbytes

@@ -35,9 +35,10 @@ def export_handler(
     timezone: str = DEFAULT_TIMEZONE,
     *,
     timestamp_wait: float = 0.0,
+    witnesses: tuple[int, float] = (0, 0.0),
 ) -> Handler:
     """The job handler for ``EXPORT`` jobs (payload: case_id, requested_by, renditions);
-    reports show times in ``timezone``; ``timestamp_wait`` as for
+    reports show times in ``timezone``; ``timestamp_wait`` and ``witnesses`` as for
     :func:`vault.review.export.export_case`."""
 
     async def run(job: Job) -> Mapping[str, Any]:
@@ -56,6 +57,7 @@ def export_handler(
                 as_zip=True,
                 timezone=timezone,
                 timestamp_wait=timestamp_wait,
+                witnesses=witnesses,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

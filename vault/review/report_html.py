@@ -127,6 +127,18 @@ def _sm2_row(sm2: tuple[bool, str, str] | None) -> str:
     )
 
 
+def _witness_row(witnesses: tuple[str, ...]) -> str:
+    if not witnesses:
+        return ""
+    names = ", ".join(f"<code>{_e(w)}</code>" for w in witnesses)
+    return (
+        f"<tr><th>见证 Witnesses (cosignature/v1)</th><td>{names}<br>"
+        "这些见证方已联署该检查点；用 <code>evault-verify --witness VKEY --witness-threshold N"
+        "</code> 核验。 These witnesses cosigned the checkpoint; check with <code>evault-verify "
+        "--witness VKEY --witness-threshold N</code> (cosignatures).</td></tr>\n"
+    )
+
+
 def render_report(
     *,
     case_id: str,
@@ -140,11 +152,13 @@ def render_report(
     timezone: str = DEFAULT_TIMEZONE,
     timestamp: tuple[str, str] | None = None,
     sm2: tuple[bool, str, str] | None = None,
+    witnesses: tuple[str, ...] = (),
 ) -> str:
     """The whole report as one self-contained HTML page (no scripts, no external assets);
     times in ``timezone`` with their offset, the root in base64 (module docstring);
     ``timestamp``: the (time, TSA name) the checkpoint's RFC 3161 token states, if any;
-    ``sm2``: (cosigned, key name, key fingerprint) when the service has an SM2 key."""
+    ``sm2``: (cosigned, key name, key fingerprint) when the service has an SM2 key;
+    ``witnesses``: the names of the witnesses whose cosignatures the package carries."""
     tz = zone(timezone)
     exported = datetime.fromisoformat(exported_at.replace("Z", "+00:00"))
     zone_label = _e(_zone_label(tz, exported))
@@ -190,7 +204,7 @@ text-align:left;vertical-align:top}}code{{word-break:break-all}}</style></head><
 <tr><th>时区 Time zone</th><td>{zone_label}</td></tr>
 <tr><th>检查点 Checkpoint</th><td>size {checkpoint_size}, root (base64, as evault-verify prints
 it) <code>{_e(b64encode(root_hash).decode())}</code></td></tr>
-{_timestamp_row(timestamp)}{_sm2_row(sm2)}</table>
+{_timestamp_row(timestamp)}{_sm2_row(sm2)}{_witness_row(witnesses)}</table>
 <h2>如何独立验证 How to verify independently</h2>
 <p>从可信渠道（而非本包）获得日志公钥，然后运行：<br>
 Obtain the log's public key through a trusted channel (not from this package), then run:</p>
