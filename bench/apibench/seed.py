@@ -352,7 +352,10 @@ async def seed(cfg: Config, args: argparse.Namespace, tmp: Path) -> dict[str, ob
         links = link_chunks(seed_bytes, args.evidence, args.cases, base, span)
         out["links"] = await pump(ledger, links)
         out["t_links"] = time.perf_counter() - t
-        assigned = sorted({secrets.randbelow(args.cases) for _ in range(50)})
+        # cases the reviewer (cleared for internal) may be assigned to: assignment below a
+        # case's label is refused
+        cleared = [c for c in range(args.cases) if case_label(c) == INTERNAL]
+        assigned = sorted({cleared[secrets.randbelow(len(cleared))] for _ in range(50)})
         for c in assigned:
             await principals.assign(db, ledger, admin, REVIEWER, case_id(c))
         out["reviewer_cases"] = [case_id(c) for c in assigned]
