@@ -7,8 +7,10 @@ Guarantees:
   ``Forbidden``. Content actions (read metadata, stream, download, export, verify) are recorded
   whether allowed or denied; other actions are recorded when denied (``list`` never: listings are
   filtered, not refused). If the entry cannot be appended, the action fails: fail closed. The
-  database being down or the append taking over ``wait`` seconds (default ``RECORD_TIMEOUT``) is
-  ``Unavailable``; any other failure propagates as itself (a bug is not an outage).
+  database being down or the append not written within ``wait`` seconds (default
+  ``RECORD_TIMEOUT``) is ``Unavailable``, and then no entry is committed later either (the
+  ledger's ``within``): an answer of 503 leaves no ``accessed`` entry behind. Any other failure
+  propagates as itself (a bug is not an outage).
 - An entry never holds the principal id or the target id in clear: both are salted commitments
   (fields ``principal`` and ``target``); the action, the target kind and, for denials, the
   reason (which never reveals anything above the caller's clearance, see ``access``) are public.
@@ -142,9 +144,12 @@ async def record(
     )
     if refs is None:
         refs = [(target_kind, target_id)]
+    within = RECORD_TIMEOUT if wait is None else wait
     try:
-        async with asyncio.timeout(RECORD_TIMEOUT if wait is None else wait):
-            (idx,) = await ledger.append([entry], effect=_refs_effect(refs))
+        # The ledger gives up ``within`` without ever committing the entry afterwards; the outer
+        # bound is for a COMMIT that does not answer (its outcome then unknown).
+        async with asyncio.timeout(2 * within):
+            (idx,) = await ledger.append([entry], effect=_refs_effect(refs), within=within)
     except Exception as exc:
         if not is_outage(exc):  # a bug is not an outage: it propagates as itself
             raise

@@ -20,10 +20,19 @@ from __future__ import annotations
 from vault import evidence as evrows
 from vault.access import audit
 from vault.db import Db
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, NotFound
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
-from vault.policy.decide import NOT_FOUND, Action, Principal, Role, Target, TargetKind, decide
+from vault.policy.decide import (
+    NOT_FOUND,
+    NOT_FOUND_REASON,
+    Action,
+    Principal,
+    Role,
+    Target,
+    TargetKind,
+    decide,
+)
 
 __all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]
 
@@ -89,7 +98,8 @@ async def evidence_bytes(
     found = None if row is None else await audit.target_of(db, row)
     integrity = "ok" if row is None else row.integrity
     await _decide(ledger, principal, action, "evidence", evidence_id, found, integrity, override)
-    assert row is not None  # guard raised NotFound otherwise
+    if row is None:  # guard raised NotFound for it already; never go on without one
+        raise NotFound(NOT_FOUND_REASON)
     return row
 
 
@@ -118,5 +128,6 @@ async def rendition_bytes(
         found = audit.rendition_target_of(row, await audit.target_of(db, source, "rendition"))
     integrity = "ok" if source is None else source.integrity
     await _decide(ledger, principal, action, "rendition", rendition_id, found, integrity, override)
-    assert row is not None and source is not None
+    if row is None or source is None:  # guard raised NotFound for it already
+        raise NotFound(NOT_FOUND_REASON)
     return row, source
