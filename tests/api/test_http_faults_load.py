@@ -49,7 +49,8 @@ class Answer:
 
 @dataclass
 class Load:
-    """THREADS clients asking for metadata and content of the items in turn, until stopped."""
+    """THREADS clients asking for the items' metadata and content and a case's details in
+    turn, until stopped."""
 
     world: World
     eids: list[str]
@@ -65,11 +66,13 @@ class Load:
         while not self.stop.is_set():
             n += 1
             eid = self.eids[n % len(self.eids)]
-            action, path = (
-                ("read_metadata", f"/v1/evidence/{eid}")
-                if n % 2
-                else ("stream", f"/v1/evidence/{eid}/content")
-            )
+            action, path = [
+                ("read_metadata", f"/v1/evidence/{eid}"),
+                ("stream", f"/v1/evidence/{eid}/content"),
+                ("read_metadata", "/v1/cases/C1"),
+            ][n % 3]
+            if path == "/v1/cases/C1":
+                eid = "C1"
             phase = self.phase
             conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
             try:
