@@ -124,7 +124,9 @@ async def put_case(request: web.Request) -> web.Response:
     title = body.get("title")
     if not isinstance(title, str):
         raise BadRequest("title: a string is required")
-    label = None if body.get("label") is None else Label.from_wire(body["label"], "label")
+    if "label" in body and body["label"] is None:  # the schema has no null label
+        raise BadRequest("label: give a label, or leave it out for the default")
+    label = None if "label" not in body else Label.from_wire(body["label"], "label")
     if await case_target(pool, case_id) is None:
         await cases.create(pool, rt.ledger, principal, case_id, title, label or INTERNAL_LABEL)
         return web.json_response(await _case_json(request, case_id), status=201)

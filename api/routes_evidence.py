@@ -39,7 +39,7 @@ from vault.access.filters import label_of
 from vault.access.listing import (
     EvidenceQuery,
     EvidenceSummary,
-    get_evidence,
+    get_evidence_with,
     list_evidence,
     visible_renditions,
 )
@@ -241,11 +241,18 @@ async def get_item(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
-    summary = await get_evidence(rt.db.pool, rt.ledger, principal, eid)
-    row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, summary.id)
-    if row is None:  # gone since it was authorized
-        raise NotFound()
-    renditions = await visible_renditions(rt.db.pool, rt.ledger.mac, principal, summary.id)
+    pool, mac = rt.db.pool, rt.ledger.mac
+
+    async def details(
+        summary: EvidenceSummary,
+    ) -> tuple[evrows.Evidence, list[evrows.Rendition]] | None:
+        row = await evrows.load_evidence(pool, mac, summary.id)
+        if row is None:  # gone since it was decided on
+            return None
+        return row, await visible_renditions(pool, mac, principal, summary.id)
+
+    # Everything read before the entry: a read failing leaves no ``accessed`` entry behind.
+    summary, (row, renditions) = await get_evidence_with(pool, rt.ledger, principal, eid, details)
     body = summary_json(summary)
     body.update(
         ledger_index=row.ledger_idx,

@@ -46,6 +46,8 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _TEXT = {"text/plain": S.STRING}
 _MAX_SIZE = (1 << 62) - 1
 _SIZE = {"type": "integer", "minimum": 0, "maximum": _MAX_SIZE}
+# RFC 9162 defines no consistency proof from or to an empty tree.
+_PROOF_SIZE = {"type": "integer", "minimum": 1, "maximum": _MAX_SIZE}
 
 VERIFY_RESULT = define(
     "VerifyResult",
@@ -222,13 +224,13 @@ async def proof(request: web.Request) -> web.Response:
     tags=["ledger"],
     auth=False,
     params=[
-        query("old", "older tree size", _SIZE, required=True),
-        query("new", "newer tree size", _SIZE, required=True),
+        query("old", "older tree size", _PROOF_SIZE, required=True),
+        query("new", "newer tree size (at least old)", _PROOF_SIZE, required=True),
     ],
     responses={
         200: json_response(CONSISTENCY, "RFC 9162 proof, base64 hashes"),
-        400: "old or new missing or not an integer; old = 0 (RFC 9162 defines no proof from an "
-        "empty tree) or old > new",
+        400: "old or new missing, not an integer or 0 (RFC 9162 defines no proof from an "
+        "empty tree), or old > new",
         404: "new exceeds the current tree size",
     },
 )
@@ -236,6 +238,7 @@ async def consistency(request: web.Request) -> web.Response:
     """RFC 9162 consistency proof from tree size ``old`` to ``new`` (base64 hashes)."""
     if "old" not in request.query or "new" not in request.query:
         raise BadRequest("old and new are required")
+    # 0 passes here so that the ledger's answer names the empty tree (the schema says >= 1).
     old = int_param(request.query, "old", 0, 0, _MAX_SIZE)
     new = int_param(request.query, "new", 0, 0, _MAX_SIZE)
     hashes = await request.app[RUNTIME].ledger.consistency(old, new)

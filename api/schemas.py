@@ -6,6 +6,7 @@ schema is a bug (the Schemathesis test checks this against the running service).
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -49,7 +50,15 @@ LABEL = define(
     },
 )
 
-_LABEL_SHORT = f"^({'|'.join(lv.slug for lv in Level)})(\\+({'|'.join(c.value for c in Caveat)}))*$"
+# Each caveat at most once, in any order: every ordering of every subset, spelled out (JSON
+# Schema patterns have no back-references; there are few caveats).
+_CAVEAT_RUNS = sorted(
+    "".join(f"\\+{c.value}" for c in run)
+    for k in range(1, len(Caveat) + 1)
+    for run in itertools.permutations(Caveat, k)
+)
+_LABEL_SHORT = f"^({'|'.join(lv.slug for lv in Level)})({'|'.join(_CAVEAT_RUNS)})?$"
+
 LABEL_INPUT = define(
     "LabelInput",
     {

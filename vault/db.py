@@ -65,9 +65,11 @@ OUTAGES: tuple[type[BaseException], ...] = (
 
 def is_outage(exc: BaseException) -> bool:
     """``exc`` means the database is down or the pool closed under the caller (shutdown), not a
-    bug: one of ``OUTAGES``, or asyncpg's InterfaceError about a closed connection or pool (its
-    other InterfaceErrors are misuse, i.e. bugs)."""
-    if isinstance(exc, OUTAGES):
+    bug: one of ``OUTAGES``, asyncpg's InterfaceError about a closed connection or pool (its
+    other InterfaceErrors are misuse, i.e. bugs), or asyncpg's InternalClientError (its protocol
+    state confused: raised when a connection the server is ending goes back to the pool, e.g.
+    "cannot switch to state 15; another operation (2) is in progress" on a fast shutdown)."""
+    if isinstance(exc, (*OUTAGES, asyncpg.InternalClientError)):
         return True
     return isinstance(exc, asyncpg.InterfaceError) and (
         "closed" in str(exc) or "closing" in str(exc)

@@ -135,7 +135,12 @@ class FailingLedger:
         self.calls = 0
 
     async def append(
-        self, entries: Sequence[PreparedEntry], *, effect: Any = None, wait_checkpoint: bool = False
+        self,
+        entries: Sequence[PreparedEntry],
+        *,
+        effect: Any = None,
+        wait_checkpoint: bool = False,
+        within: float | None = None,
     ) -> list[int]:
         self.calls += 1
         raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
@@ -145,7 +150,12 @@ class StuckLedger:
     mac = TEST_MAC
 
     async def append(
-        self, entries: Sequence[PreparedEntry], *, effect: Any = None, wait_checkpoint: bool = False
+        self,
+        entries: Sequence[PreparedEntry],
+        *,
+        effect: Any = None,
+        wait_checkpoint: bool = False,
+        within: float | None = None,
     ) -> list[int]:
         await asyncio.sleep(3600)
         return []

@@ -189,8 +189,15 @@ def test_case_routes_per_role(world: World) -> None:
         "C1",
         "CS",
     }
-    for bad in (b"", b"[]", b'{"title": 5}', b'{"title": "t", "label": "secret+"}'):
-        assert w.call("PUT", "/v1/cases/C3", who="casesys", body=bad).status == 400
+    for bad in (
+        b"",
+        b"[]",
+        b'{"title": 5}',
+        b'{"title": "t", "label": "secret+"}',
+        b'{"title": "t", "label": null}',  # not in the schema: no silent default
+        b'{"title": "t", "label": "secret+personal_privacy+personal_privacy"}',
+    ):
+        assert w.call("PUT", "/v1/cases/C3", who="casesys", body=bad).status == 400, bad
 
 
 def test_case_label_as_short_form_or_object(world: World) -> None:

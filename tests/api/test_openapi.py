@@ -1,12 +1,10 @@
-"""The OpenAPI 3.1 document covers every route, validates, and the running service conforms to
-it under Schemathesis (no server error, documented statuses, content types and schemas)."""
+"""The OpenAPI 3.1 document covers every route and validates (the running service's conformance
+to it under Schemathesis: test_openapi_fuzz.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,19 +14,6 @@ from http_fixtures import World, seeded_service
 from api.app import make_app
 from api.config import load
 from api.openapi import MissingOperation, _openapi_path, build, operation
-
-# Bounded so the whole module stays well under 90 s on 2 cores.
-MAX_EXAMPLES = 25
-CHECKS = ",".join(
-    [
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-        "unsupported_method",
-    ]
-)
 
 
 @pytest.fixture(scope="module")
@@ -85,41 +70,3 @@ def test_undocumented_route_fails_loudly() -> None:
     app.router.add_post("/b", undocumented)
     with pytest.raises(MissingOperation, match="POST /b"):
         build(app)
-
-
-@pytest.mark.parametrize("who", ["admin", "reviewer"])
-def test_schemathesis_conformance(world: World, who: str) -> None:
-    pytest.importorskip(
-        "schemathesis", reason="schemathesis is not installed (pip install -e .[dev])"
-    )
-    seed = os.environ.get("EVAULT_SCHEMATHESIS_SEED", "20261126")
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
-        "run",
-        world.svc.url + "/openapi.json",
-        "-H",
-        f"Authorization: Bearer {world.tokens[who]}",
-        "--max-examples",
-        str(MAX_EXAMPLES),
-        "--checks",
-        CHECKS,
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--request-timeout",
-        "20",
-        "--no-shrink",
-        "--seed",
-        seed,
-        # One worker: with several, hypothesis' lambda descriptions call ast.parse from
-        # threads, which trips a CPython 3.11 bug ("AST constructor recursion depth mismatch").
-        "--workers",
-        "1",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=world.svc.env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-8000:]
-    assert "passed" in out
-    # And the service is still healthy afterwards.
-    assert world.call("GET", "/readyz").status == 200

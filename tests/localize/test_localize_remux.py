@@ -68,3 +68,19 @@ async def test_copy_lacking_the_priming_is_not_called_reencoded(
     assert "RE-ENCODED" not in text and "none identical" not in text, text
     assert "audio: identical except 00:00.000–00:01.000" in text
     assert "lacks the original's first 1024 samples" in text
+
+
+@pytest.mark.parametrize("ext", ["mov", "mkv", "ts"])
+async def test_attack_remux_of_a_camera_mp4_is_not_called_reencoded(
+    tmp_path: Path, ext: str
+) -> None:
+    """A body camera's H.264/AAC MP4 (AAC priming trimmed by its edit list) remuxed losslessly
+    into each container a copy arrives in: never "re-encoded", and its video identical."""
+    mp4, copy = tmp_path / "camera.mp4", tmp_path / f"copy.{ext}"
+    ffmpeg(*_SRC, str(mp4))
+    ffmpeg("-i", str(mp4), "-c", "copy", str(copy))
+    got = await against(mp4, copy)
+    text = got.text()
+    assert got.comparison.exact_video is True, text
+    assert "re-encoded" not in text.lower() and "none identical" not in text, text
+    assert got.comparison.verdict in ("identical", "similar"), text

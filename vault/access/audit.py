@@ -7,15 +7,18 @@ Guarantees:
   ``Forbidden``. Content actions (read metadata, stream, download, export, verify) are recorded
   whether allowed or denied; other actions are recorded when denied (``list`` never: listings are
   filtered, not refused). If the entry cannot be appended, the action fails: fail closed. The
-  database being down or the append taking over ``wait`` seconds (default ``RECORD_TIMEOUT``) is
-  ``Unavailable``; any other failure propagates as itself (a bug is not an outage).
+  database being down or the append not written within ``wait`` seconds (default
+  ``RECORD_TIMEOUT``) is ``Unavailable``, and then no entry is committed later either (the
+  ledger's ``within``): an answer of 503 leaves no ``accessed`` entry behind. Any other failure
+  propagates as itself (a bug is not an outage).
 - An entry never holds the principal id or the target id in clear: both are salted commitments
   (fields ``principal`` and ``target``); the action, the target kind and, for denials, the
   reason (which never reveals anything above the caller's clearance, see ``access``) are public.
 - ``evidence_target`` / ``rendition_target`` / ``case_target`` build the ``access.Target`` of a
   stored item with its effective label (the item's own joined with every current case's, and
   for a rendition also its source's) and current cases; None when there is no such item.
-  ``authorize`` = load the target + ``guard``.
+  ``authorize`` = load the target + ``guard``; ``authorize_then`` reads what the answer needs
+  between the decision and its entry, so a request that fails on a read leaves no entry.
 - ``guard_entries`` decides reading raw ledger entries (entry bundles): ``read_metadata`` on
   the whole ledger (:data:`LEDGER_ENTRIES`: no case, labelled top_secret with every caveat,
   since entries name the ids, labels and hashes of every item at every label), so only a role
@@ -33,9 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -72,6 +75,7 @@ __all__ = [
     "TrailEntry",
     "add_refs",
     "authorize",
+    "authorize_then",
     "case_row",
     "case_target",
     "evidence_target",
@@ -95,6 +99,7 @@ TAMPERED_REASON = "integrity: the stored state does not verify"
 """The reason of a ``denied`` entry for a decision refused because a row it depends on does not
 verify (evidence, renditions, cases, links, principals: ``vault.evidence``, ``access_state``)."""
 MAX_ID = 256
+_T = TypeVar("_T")
 
 
 async def add_refs(conn: Conn, refs: Iterable[tuple[int, str, str]]) -> None:
@@ -142,9 +147,12 @@ async def record(
     )
     if refs is None:
         refs = [(target_kind, target_id)]
+    within = RECORD_TIMEOUT if wait is None else wait
     try:
-        async with asyncio.timeout(RECORD_TIMEOUT if wait is None else wait):
-            (idx,) = await ledger.append([entry], effect=_refs_effect(refs))
+        # The ledger gives up ``within`` without ever committing the entry afterwards; the outer
+        # bound is for a COMMIT that does not answer (its outcome then unknown).
+        async with asyncio.timeout(2 * within):
+            (idx,) = await ledger.append([entry], effect=_refs_effect(refs), within=within)
     except Exception as exc:
         if not is_outage(exc):  # a bug is not an outage: it propagates as itself
             raise
@@ -301,6 +309,37 @@ async def authorize(
     if found is None:  # guard raises NotFound for a missing target; never go on without one
         raise NotFound(NOT_FOUND_REASON)
     return found
+
+
+async def authorize_then(
+    db: Db,
+    ledger: LedgerWriter,
+    principal: Principal,
+    action: Action,
+    kind: TargetKind,
+    target_id: str,
+    serve: Callable[[Target], Awaitable[_T | None]],
+) -> _T:
+    """``authorize``, with what the answer needs read between the decision and its entry:
+    ``serve`` runs only if the decision allows, and the entry is appended only once it has
+    returned, so a read failing (an outage, a row gone: ``serve`` returns None) leaves no
+    ``accessed`` entry for an answer that was never given. The entry still comes before
+    anything is answered. A row ``serve`` finds not verifying is a recorded refusal, as in
+    ``load_target``."""
+    found = await load_target(db, ledger, principal, action, kind, target_id)
+    value = None
+    if found is not None and decide(principal, action, found).allowed:
+        try:
+            value = await serve(found)
+        except RowTampered:
+            await record(ledger, principal, action, kind, target_id, False, TAMPERED_REASON)
+            raise
+        if value is None:  # changed since the decision: as if it were not there
+            found = None
+    await guard(ledger, principal, action, kind, target_id, found)
+    if value is None:  # guard raised NotFound already; never go on without it
+        raise NotFound(NOT_FOUND_REASON)
+    return value
 
 
 async def load_target(

@@ -13,8 +13,9 @@ Guarantees:
   is dropped. The cursor still follows the rows the statement returned. ``count_evidence``
   counts exactly the items such pages would show (the same statement and re-check, streamed):
   a forged row changes no count.
-- ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
-  raises ``NotFound`` identically for a missing and an invisible item.
+- ``get_evidence`` decides through ``audit.authorize_then`` (recorded in the ledger once what the
+  answer needs is read; fails closed) and raises ``NotFound`` identically for a missing and an
+  invisible item.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
 from vault import evidence as evrows
 from vault.access import state as access_state
-from vault.access.audit import authorize
+from vault.access.audit import authorize_then
 from vault.access.filters import (
     MAX_PAGE,
     Args,
@@ -47,7 +48,7 @@ from vault.access.filters import (
     scopes,
 )
 from vault.db import Db
-from vault.errors import BadRequest, NotFound
+from vault.errors import BadRequest
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter
 from vault.policy.decide import (
@@ -58,6 +59,8 @@ from vault.policy.decide import (
     visible,
 )
 from vault.policy.labels import Caveat, Label, Level
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -381,17 +384,44 @@ async def get_evidence(
 ) -> EvidenceSummary:
     """Read one item's metadata (an audited ``read_metadata`` decision); NotFound identically
     for missing and invisible."""
-    await authorize(db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id)
-    rows = await db.fetch(f"SELECT {_columns('e')} FROM evidence e WHERE e.id = $1", evidence_id)  # noqa: S608
-    try:
-        evrows.check_evidence(ledger.mac, rows[0])
-    except RowTampered as exc:  # changed since the decision: still never shown
-        await evrows.alarm(db, exc, "read")
-        raise
-    found = _summaries(principal, await _recheck(db, principal, list(rows), None))
-    if not found:  # changed since the decision: as if it were not there
-        raise NotFound()
-    return found[0]
+
+    async def nothing(_summary: EvidenceSummary) -> bool:
+        return True
+
+    return (await get_evidence_with(db, ledger, principal, evidence_id, nothing))[0]
+
+
+async def get_evidence_with(
+    db: Db,
+    ledger: LedgerWriter,
+    principal: Principal,
+    evidence_id: str,
+    then: Callable[[EvidenceSummary], Awaitable[_T | None]],
+) -> tuple[EvidenceSummary, _T]:
+    """``get_evidence``, with ``then`` reading what else the answer needs from the summary
+    before the decision's entry is appended (``audit.authorize_then``): a read that fails
+    leaves no ``accessed`` entry behind, and ``then`` returning None (gone meanwhile) is
+    ``NotFound``. (summary, what ``then`` returned)."""
+
+    async def serve(_target: Target) -> tuple[EvidenceSummary, _T] | None:
+        sql = f"SELECT {_columns('e')} FROM evidence e WHERE e.id = $1"  # noqa: S608
+        rows = await db.fetch(sql, evidence_id)
+        if not rows:
+            return None
+        try:
+            evrows.check_evidence(ledger.mac, rows[0])
+        except RowTampered as exc:  # changed since the decision: still never shown
+            await evrows.alarm(db, exc, "read")
+            raise
+        found = _summaries(principal, await _recheck(db, principal, list(rows), None))
+        if not found:  # changed since the decision: as if it were not there
+            return None
+        extra = await then(found[0])
+        return None if extra is None else (found[0], extra)
+
+    return await authorize_then(
+        db, ledger, principal, Action.READ_METADATA, "evidence", evidence_id, serve
+    )
 
 
 async def visible_renditions(

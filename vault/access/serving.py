@@ -23,10 +23,19 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.access.sessions import PlaybackSessions
 from vault.db import Db
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, NotFound
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
-from vault.policy.decide import Action, Principal, Role, Target, TargetKind, absent, decide
+from vault.policy.decide import (
+    NOT_FOUND_REASON,
+    Action,
+    Principal,
+    Role,
+    Target,
+    TargetKind,
+    absent,
+    decide,
+)
 
 __all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]
 
@@ -109,7 +118,8 @@ async def evidence_bytes(
     await _decide(
         ledger, principal, action, "evidence", evidence_id, found, integrity, override, sessions
     )
-    assert row is not None  # guard raised NotFound otherwise
+    if row is None:  # guard raised NotFound for it already; never go on without one
+        raise NotFound(NOT_FOUND_REASON)
     return row
 
 
@@ -141,5 +151,6 @@ async def rendition_bytes(
     await _decide(
         ledger, principal, action, "rendition", rendition_id, found, integrity, override, sessions
     )
-    assert row is not None and source is not None
+    if row is None or source is None:  # guard raised NotFound for it already
+        raise NotFound(NOT_FOUND_REASON)
     return row, source

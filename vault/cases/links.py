@@ -45,7 +45,7 @@ import asyncpg
 from vault import evidence as evrows
 from vault.access import audit
 from vault.access import state as access_state
-from vault.access.audit import authorize, case_row
+from vault.access.audit import authorize, authorize_then, case_row
 from vault.access.filters import Args, case_filter, current, label_of, linked_cases
 from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence
 from vault.access.principals import notify_auth_change
@@ -377,22 +377,26 @@ class CaseDetail:
 async def show(
     db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, *, limit: int = 100
 ) -> CaseDetail:
-    """A case's metadata and its evidence visible to the reader (an audited read)."""
-    await authorize(db, ledger, actor, Action.READ_METADATA, "case", case_id)
-    row = await case_row(db, case_id)
-    if row is None:  # authorize raised NotFound for a missing case; gone since
-        raise NotFound()
-    query = EvidenceQuery(case_id=case_id)
-    page = await list_evidence(db, actor, query, limit=limit, mac=ledger.mac)
-    return CaseDetail(
-        id=case_id,
-        title=row["title"],
-        label=label_of(row["label_level"], row["label_caveats"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        evidence_count=await count_evidence(db, actor, query),
-        evidence=page.items,
-    )
+    """A case's metadata and its evidence visible to the reader (an audited read; its entry
+    appended once everything is read: ``audit.authorize_then``)."""
+
+    async def serve(_target: Target) -> CaseDetail | None:
+        row = await case_row(db, case_id)
+        if row is None:  # gone since the decision
+            return None
+        query = EvidenceQuery(case_id=case_id)
+        page = await list_evidence(db, actor, query, limit=limit, mac=ledger.mac)
+        return CaseDetail(
+            id=case_id,
+            title=row["title"],
+            label=label_of(row["label_level"], row["label_caveats"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            evidence_count=await count_evidence(db, actor, query),
+            evidence=page.items,
+        )
+
+    return await authorize_then(db, ledger, actor, Action.READ_METADATA, "case", case_id, serve)
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,16 @@ class LedgerWriter(Protocol):
         *,
         effect: Effect | None = None,
         wait_checkpoint: bool = False,
+        within: float | None = None,
     ) -> list[int]:
         """Append entries; return their consecutive indexes.
 
         Returns only once the entries are durable in PostgreSQL, with ``effect`` (if any) run in
         the same transaction; with ``wait_checkpoint``, only once a signed checkpoint covers them.
-        Raises and commits nothing if the effect or the database fails.
+        Raises and commits nothing if the effect or the database fails. With ``within`` (seconds):
+        TimeoutError, and nothing ever committed, if the entries are not written by then (a
+        transaction already writing them is waited for until it commits or aborts, which it does
+        by that time but for its COMMIT).
         """
         ...
 
@@ -140,8 +144,9 @@ class Ledger:
         *,
         effect: Effect | None = None,
         wait_checkpoint: bool = False,
+        within: float | None = None,
     ) -> list[int]:
-        indexes = await self.sequencer.append(entries, effect)
+        indexes = await self.sequencer.append(entries, effect, within=within)
         if wait_checkpoint and indexes:
             if self._checkpoint_task is None:
                 await self.checkpointer.checkpoint()

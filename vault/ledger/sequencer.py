@@ -13,6 +13,12 @@ Guarantees:
   per batch, computed where the batch is prepared, on the tree it is prepared on). Entries that
   did not come through a sequencer holding the host key lie outside every authenticated batch:
   the checkpointer never signs them and fsck names them (see checkpointer.py, fsck.py).
+- An append ``within`` a time either returns its indexes or raises, and then nothing of it is
+  ever committed: not yet in a transaction when the time is up, it is withdrawn (TimeoutError);
+  in one, that transaction's outcome decides, and its statements are bounded by what remained of
+  the time (a statement timeout, and the same bound in the client for a server that does not
+  answer), so it aborts rather than committing long after the caller gave up. Only a COMMIT
+  itself is waited for: its outcome is the answer.
 
 Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
 Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
@@ -124,9 +130,43 @@ class _Order:
 class _Request:
     entries: Sequence[PreparedEntry]
     effect: Effect | None
+    deadline: float | None = None  # event loop time; None: no limit
     future: asyncio.Future[list[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    claimed: bool = False  # taken into a transaction: its outcome is the answer
+    withdrawn: bool = False  # the caller gave up before that: never written
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done() and not self.withdrawn:
+            self.future.set_exception(exc)
+
+
+# Beyond a batch's deadline, the client-side bound on its statements (the server's own statement
+# timeout normally ends them first).
+_CLIENT_SLACK = 1.0
+
+
+def _claim(
+    batch: list[_Request], prepared: _Prepared | None, now: float
+) -> tuple[list[_Request], _Prepared | None]:
+    """The requests of ``batch`` still wanted, now claimed for a transaction; the others are
+    withdrawn or past their deadline (TimeoutError) and dropped, and with them ``prepared``,
+    which holds their entries."""
+    live = []
+    for req in batch:
+        if req.withdrawn or req.future.done():
+            continue
+        if req.deadline is not None and req.deadline <= now:
+            req.fail(TimeoutError("the ledger append was not written in time"))
+            continue
+        req.claimed = True
+        live.append(req)
+    return live, (prepared if len(live) == len(batch) else None)
+
+
+def _deadline(batch: Sequence[_Request]) -> float | None:
+    return min((r.deadline for r in batch if r.deadline is not None), default=None)
 
 
 @dataclass
@@ -293,9 +333,14 @@ class Sequencer:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def append(
-        self, entries: Sequence[PreparedEntry], effect: Effect | None = None
+        self,
+        entries: Sequence[PreparedEntry],
+        effect: Effect | None = None,
+        *,
+        within: float | None = None,
     ) -> list[int]:
-        """Append ``entries`` durably; return their indexes."""
+        """Append ``entries`` durably; return their indexes. ``within`` seconds: TimeoutError,
+        and nothing of it committed, if not written by then (see the module docstring)."""
         if not entries:
             return []
         if not self._tasks or any(t.done() for t in self._tasks):
@@ -307,21 +352,29 @@ class Sequencer:
                 asyncio.create_task(self._prepare_loop(), name="ledger-preparer"),
                 asyncio.create_task(self._commit_loop(), name="ledger-sequencer"),
             ]
-        req = _Request(entries, effect)
+        loop = asyncio.get_running_loop()
+        req = _Request(entries, effect, None if within is None else loop.time() + within)
         self._queue.put_nowait(req)
-        return await req.future
+        try:
+            async with asyncio.timeout_at(req.deadline):
+                return await asyncio.shield(req.future)
+        except TimeoutError:
+            if not req.claimed:
+                raise
+            # In a transaction bounded by the same deadline: its outcome is the answer.
+            return await req.future
+        finally:
+            if not req.claimed:
+                req.withdrawn = True  # never to be written
 
     async def close(self) -> None:
         await self._stop()
         closed = RuntimeError("ledger closed before the entry was appended")
         while not self._pipe.empty():
             for req in self._pipe.get_nowait()[0]:
-                if not req.future.done():
-                    req.future.set_exception(closed)
+                req.fail(closed)
         while not self._queue.empty():
-            req = self._queue.get_nowait()
-            if not req.future.done():
-                req.future.set_exception(closed)
+            self._queue.get_nowait().fail(closed)
         self._inflight = 0
         self._idle.set()
 
@@ -385,8 +438,7 @@ class Sequencer:
                 await self._pipe.put((batch, prepared))
             except asyncio.CancelledError:
                 for req in batch:
-                    if not req.future.done():
-                        req.future.set_exception(RuntimeError("ledger closed during the append"))
+                    req.fail(RuntimeError("ledger closed during the append"))
                 raise
 
     async def _commit_loop(self) -> None:
@@ -440,6 +492,9 @@ class Sequencer:
         try:
             attempt = 0
             while True:
+                batch, prepared = _claim(batch, prepared, asyncio.get_running_loop().time())
+                if not batch:
+                    return
                 try:
                     done = await self._commit(batch, prepared, order)
                     break
@@ -455,16 +510,14 @@ class Sequencer:
                     prepared, order = None, None
         except asyncio.CancelledError:
             for req in batch:
-                if not req.future.done():
-                    req.future.set_exception(RuntimeError("ledger closed during the append"))
+                req.fail(RuntimeError("ledger closed during the append"))
             raise
         except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
             # State unknown: forget both edges; the next batch reloads under the lock.
             self._edge = None
             self._drop_speculation()
             if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
+                batch[0].fail(exc)
                 return
             log.warning(
                 "ledger batch of %d calls failed (%s); retrying one by one", len(batch), exc
@@ -560,27 +613,50 @@ class Sequencer:
         self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
     ) -> _Prepared:
         copied = order is not None and await order.early(prepared)
-        async with self._pool.acquire() as conn, conn.transaction():
-            if copied:
-                assert prepared is not None and prepared.copy is not None
-                try:
-                    await _copy_entries(conn, prepared.copy)
-                    p = await self._advance(conn, batch, prepared, copied=True)
-                except (_Stale, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as e:
-                    # Prepared on a tree that is not the committed one (another process appended,
-                    # or the transaction before failed): the early entries are rolled back.
-                    LEDGER_EARLY_WRITES.labels("stale").inc()
-                    raise _Stale from e
-                LEDGER_EARLY_WRITES.labels("applied").inc()
-            else:
-                p = await self._advance(conn, batch, prepared)
-            if order is not None:
-                order.advanced_with(p)
-            if p.copy is not None and not copied:
-                await _copy_entries(conn, p.copy)
-            if p.openings:
-                await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
-            for req, indexes in zip(batch, p.results, strict=True):
-                if req.effect is not None:
-                    await req.effect(conn, indexes)
+        deadline = _deadline(batch)
+        loop = asyncio.get_running_loop()
+        wait = None if deadline is None else deadline - loop.time()
+        if wait is not None and wait <= 0:  # spent waiting for the transaction before
+            raise TimeoutError("the ledger append was not written in time")
+        # The statements (not the COMMIT, whose outcome is the answer) end by the deadline.
+        bound = None if deadline is None else deadline + _CLIENT_SLACK
+        async with self._pool.acquire(timeout=wait) as conn, conn.transaction():
+            async with asyncio.timeout_at(bound):
+                return await self._write(conn, batch, prepared, order, copied, wait)
+
+    async def _write(
+        self,
+        conn: Conn,
+        batch: list[_Request],
+        prepared: _Prepared | None,
+        order: _Order | None,
+        copied: bool,
+        wait: float | None,
+    ) -> _Prepared:
+        """The statements of one append transaction (see ``_transaction``)."""
+        if wait is not None:
+            limit = f"{max(1, int(wait * 1000))}ms"
+            await conn.execute("SELECT set_config('statement_timeout', $1, true)", limit)
+        if copied:
+            assert prepared is not None and prepared.copy is not None
+            try:
+                await _copy_entries(conn, prepared.copy)
+                p = await self._advance(conn, batch, prepared, copied=True)
+            except (_Stale, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as e:
+                # Prepared on a tree that is not the committed one (another process appended,
+                # or the transaction before failed): the early entries are rolled back.
+                LEDGER_EARLY_WRITES.labels("stale").inc()
+                raise _Stale from e
+            LEDGER_EARLY_WRITES.labels("applied").inc()
+        else:
+            p = await self._advance(conn, batch, prepared)
+        if order is not None:
+            order.advanced_with(p)
+        if p.copy is not None and not copied:
+            await _copy_entries(conn, p.copy)
+        if p.openings:
+            await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
+        for req, indexes in zip(batch, p.results, strict=True):
+            if req.effect is not None:
+                await req.effect(conn, indexes)
         return p
