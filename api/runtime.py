@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
+import asyncpg
+
 from api.config import Config
 from vault.access import principals
 from vault.access import state as access_state
@@ -42,7 +44,14 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
     signer = load_signer(cfg.path(cfg.ledger.key_file))
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     async with open_database(cfg.database, cfg.data) as db:
-        ledger = Ledger(db.pool, signer, cfg.ledger, cfg.path(cfg.ledger.checkpoints_log), mac=mac)
+        ledger = Ledger(
+            db.pool,
+            signer,
+            cfg.ledger,
+            cfg.path(cfg.ledger.checkpoints_log),
+            mac=mac,
+            connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
+        )
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))
         try:

@@ -16,7 +16,12 @@ import asyncpg
 from vault.config import LedgerConfig
 from vault.errors import BadRequest, NotFound
 from vault.keys.hostmac import HostMac
-from vault.ledger.checkpointer import Checkpointer, SignedCheckpoint, latest_checkpoint
+from vault.ledger.checkpointer import (
+    Checkpointer,
+    Connect,
+    SignedCheckpoint,
+    latest_checkpoint,
+)
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
 from vault.ledger.sequencer import Effect, Sequencer
 from vault.ledger.tiles import consistency_proof, inclusion_proof
@@ -89,13 +94,16 @@ class Ledger:
         log_path: Path,
         *,
         mac: HostMac,
+        connect: Connect | None = None,
     ) -> None:
         self.pool = pool
         self.signer = signer
         self.mac = mac
         self.log_path = log_path
+        # With ``connect`` (sessions of its own on the same database), the checkpointer signs
+        # what every process appends, one process at a time (vault/ledger/checkpointer.py).
         self.checkpointer = Checkpointer(
-            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval, mac=mac
+            pool, signer, cfg.origin, log_path, cfg.checkpoint_interval, mac=mac, connect=connect
         )
         self.sequencer = Sequencer(
             pool,
