@@ -8,6 +8,7 @@ would have); the subprocess version is tests/api/test_multinode.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,6 +23,7 @@ from vault.db import open_database
 from vault.errors import LedgerCorrupt
 from vault.ledger import Ledger, make_entry
 from vault.ledger.checkpointer import LEADER_LOCK, latest_checkpoint
+from vault.ledger.fsck import fsck
 from verify.note import Signer
 
 SIGNER = Signer.generate(ORIGIN)  # one log key, shared by every node
@@ -82,6 +84,15 @@ async def test_one_leader_signs_what_another_process_appended(pg_dsn: str, tmp_p
         t0 = time.monotonic()
         await follower.append([make_entry("note", {"text": "wait"})], wait_checkpoint=True)
         assert time.monotonic() - t0 < 0.8
+        # Each node's checkpoints.log witnesses every stored checkpoint: its own, and those the
+        # other signed (copied once verified), so fsck is clean on either.
+        await asyncio.sleep(0.3)
+        for x in (a, b):
+            async with x.pool.acquire() as conn:
+                report = await fsck(conn, x.verifier, x.log_path, TEST_MAC)
+            assert report.ok, report.problems
+        lines = [json.loads(line) for line in follower.log_path.read_text().splitlines()]
+        assert lines and all(line.get("copied") for line in lines)
 
 
 async def test_a_dead_leader_hands_over_at_once(pg_dsn: str, tmp_path: Path) -> None:

@@ -201,8 +201,10 @@ class Checkpointer:
         self._poll = poll
         self._leading = False
         self._waiters: set[asyncio.Future[None]] = set()
-        self._logged = -2  # the largest size in checkpoints.log; -2: not read yet
-        self._copying = asyncio.Lock()
+        # Copying others' checkpoints into checkpoints.log: the largest size looked at (None:
+        # not read from the file yet), and the sizes this process signed (not copied again).
+        self._copied: int | None = None
+        self._own: set[int] = set()
         self._signer = signer
         self._mac = mac
         self._origin = origin
@@ -350,7 +352,7 @@ class Checkpointer:
             body = format_checkpoint(Checkpoint(self._origin, size, root))
             note = sign_note(body, self._signer)
             await asyncio.to_thread(append_checkpoint_log, self._log_path, note)
-            self._logged = max(self._logged, size)
+            self._own.add(size)
             # Stored only above every stored size: the latest checkpoint never goes back.
             stored = await conn.execute(
                 "INSERT INTO ledger_checkpoints (size, root, note) SELECT $1, $2, $3"
@@ -400,6 +402,11 @@ class Checkpointer:
             self._grown.set()  # look at the start: entries may wait from before
             await self._sign_loop(None)
             return
+        # Where checkpoints.log stands before this process signs anything: what the database
+        # holds beyond it, signed elsewhere, is copied.
+        self._copied = await asyncio.to_thread(
+            last_logged_size, self._log_path, self._signer.verifier
+        )
         listener = asyncio.create_task(self._listen(), name="checkpointer-listener")
         try:
             attempt = 0
@@ -467,7 +474,7 @@ class Checkpointer:
             try:
                 if not await db.fetchval("SELECT size > 0 FROM ledger_state"):
                     continue  # nothing to sign yet
-                await self.checkpoint(conn)
+                await (self.checkpoint() if conn is None else self.checkpoint(conn))
             except LedgerCorrupt:
                 # Nothing was signed; the alarm was raised (and logged, naming the entry).
                 CHECKPOINT_FAILURES.inc()
@@ -526,35 +533,28 @@ class Checkpointer:
             await asyncio.sleep(backoff(attempt, 0.1, 5.0))
 
     async def _copy_stored(self, conn: Conn) -> None:
-        """Append to checkpoints.log, in size order, the stored checkpoints larger than its
-        last one whose signature verifies with the log key (signed by another process; a row
-        that does not verify is fsck's to report, never copied)."""
-        async with self._copying:
-            if self._logged == -2:
-                self._logged = await asyncio.to_thread(
-                    last_logged_size, self._log_path, self._signer.verifier
-                )
-            after = self._logged
-            while True:
-                rows = await conn.fetch(
-                    "SELECT size, note FROM ledger_checkpoints WHERE size > $1"
-                    " ORDER BY size LIMIT $2",
-                    after,
-                    COPY_BATCH,
-                )
-                notes = []
-                for row in rows:
-                    after = max(after, row["size"])
-                    try:
-                        cp = open_checkpoint(row["note"], self._signer.verifier)
-                    except VerificationError:
-                        continue
-                    if cp.size == row["size"] and cp.size > self._logged:
-                        notes.append(row["note"])
-                        self._logged = cp.size
-                for note in notes:
-                    await asyncio.to_thread(
-                        append_checkpoint_log, self._log_path, note, copied=True
-                    )
-                if len(rows) < COPY_BATCH:
-                    return
+        """Append to checkpoints.log, in size order, the stored checkpoints beyond those
+        already looked at that this process did not sign, once each signature verifies with
+        the log key (a row that does not verify is fsck's to report, never copied)."""
+        assert self._copied is not None
+        while True:
+            rows = await conn.fetch(
+                "SELECT size, note FROM ledger_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+                self._copied,
+                COPY_BATCH,
+            )
+            notes = []
+            for row in rows:
+                try:
+                    cp = open_checkpoint(row["note"], self._signer.verifier)
+                except VerificationError:
+                    continue
+                if cp.size == row["size"] and cp.size not in self._own:
+                    notes.append(row["note"])
+            for note in notes:
+                await asyncio.to_thread(append_checkpoint_log, self._log_path, note, copied=True)
+            if rows:
+                self._copied = max(self._copied, max(r["size"] for r in rows))
+                self._own = {n for n in self._own if n > self._copied}
+            if len(rows) < COPY_BATCH:
+                return
