@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from http_fixtures import _create_db, _drop_db, make_video
 from service_fixtures import free_port
 
 from vault.db import with_database
+from vault.ops import backupfmt as fmt
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -353,6 +355,19 @@ def test_two_nodes_one_log(cluster: tuple[Node, Node, str], tmp_path: Path) -> N
         fsck = node.evault("ledger", "fsck")
         assert re.search(r"^ok: \d+ entries", fsck, re.M), fsck
 
+    # A backup taken on a node that was down while the other signed: its checkpoints.log copy
+    # must still hold every checkpoint of its dump (the backup appends the ones it lacks).
+    a.stop()
+    b.evault("case", "add", "C10", "--title", "after node a stopped")
+    time.sleep(0.8)
+    out = a.evault("backup", "--out", str(tmp_path / "backup"))
+    assert "PROBLEM" not in out, out
+    logged = {
+        json.loads(line)["note"]
+        for line in (tmp_path / "backup" / fmt.CHECKPOINTS).read_text().splitlines()
+    }
+    assert set(asyncio.run(_notes(dsn))) <= logged
+
     lat = sorted(obs.latencies(first, end))
     assert lat, "no entries observed"
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -393,6 +408,14 @@ async def _when_some_acquired(
             "SELECT count(*) FROM evidence WHERE sha256 = ANY($1::text[])", list(shas)
         )
         return int(n), {r["id"] for r in held}
+    finally:
+        await conn.close()
+
+
+async def _notes(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r["note"] for r in await conn.fetch("SELECT note FROM ledger_checkpoints")]
     finally:
         await conn.close()
 
