@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import socket
@@ -63,8 +64,11 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
     cfg = rt.cfg
     storage = rt.storage
-    scratch = cfg.path(cfg.store.root) / "scratch"
-    # Scratch holds only half-made renditions of jobs that will be retried: safe to clear.
+    # This node's own scratch folder: nodes sharing a store root (a shared file system) each
+    # clear only theirs. It holds only half-made renditions of jobs that will be retried (a
+    # job's lease outlives its worker): safe to clear at start.
+    node = f"{socket.gethostname()}:{cfg.data.resolve()}"
+    scratch = cfg.path(cfg.store.root) / "scratch" / hashlib.sha256(node.encode()).hexdigest()[:16]
     await asyncio.to_thread(shutil.rmtree, scratch, True)
     await asyncio.to_thread(scratch.mkdir, 0o700, True, True)
     media = MediaJobs(rt.ledger, storage.blobs, cfg.media, scratch, storage=storage)
@@ -100,8 +104,8 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     """The HTTP service for ``cfg`` running ``parts``; opening and closing in cleanup contexts.
 
-    Every process serves /healthz, /readyz, /metrics and the ledger read paths, and signs
-    checkpoints as its appends grow the tree (signers are serialised by PostgreSQL).
+    Every process serves /healthz, /readyz, /metrics and the ledger read paths; one process
+    on the database at a time (the leader) signs checkpoints of what any process appends.
     """
     app = web.Application(
         middlewares=[

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import asyncpg
+
 from api.config import Config
 from vault.access import principals
 from vault.access import state as access_state
@@ -54,8 +56,15 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     cosigners = sm2_cosigners(cfg)
     async with open_database(cfg.database, cfg.data) as db:
-        log_path = cfg.path(cfg.ledger.checkpoints_log)
-        ledger = Ledger(db.pool, signer, cfg.ledger, log_path, mac=mac, cosigners=cosigners)
+        ledger = Ledger(
+            db.pool,
+            signer,
+            cfg.ledger,
+            cfg.path(cfg.ledger.checkpoints_log),
+            mac=mac,
+            cosigners=cosigners,
+            connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
+        )
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))
         try:

@@ -7,6 +7,11 @@ Guarantees:
   taken over cannot complete or fail the job any more (its write changes nothing).
 - A failed attempt is retried after an exponential backoff until ``max_attempts``; then the job
   is ``failed`` with its reason, and it never blocks other jobs.
+- Any number of processes, on any number of hosts, may run workers on one queue. A job whose
+  worker died (its process or host; nothing is heard of it) is taken by another worker once its
+  lease expires, as a new attempt; a job whose workers died ``max_attempts`` times is failed
+  when it is next taken, without running it again (a job that kills its worker cannot keep
+  every node busy for ever).
 - ``enqueue`` takes a connection, so a job can be created in the same transaction as what makes
   it necessary (an evidence row and its ledger entry); a ``dedupe_key`` makes enqueueing
   idempotent.
@@ -224,6 +229,15 @@ class JobRunner:
         job = await claim(self._pool, list(self._handlers), self._worker, self._lease)
         if job is None:
             return False
+        if job.attempt > job.max_attempts:  # taken over after every attempt's lease lapsed
+            await fail(
+                self._pool,
+                job,
+                f"abandoned: its worker stopped without finishing {job.max_attempts} times "
+                "(the lease lapsed each time)",
+                permanent=True,
+            )
+            return True
         beat = asyncio.create_task(self._heartbeat(job))
         try:
             result = await self._handlers[job.kind](job)

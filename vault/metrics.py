@@ -63,6 +63,11 @@ CHECKPOINTS_STOPPED = Gauge(
     "1 while this process refuses to sign checkpoints (entries not authenticated by the host"
     " key, or the tree disagrees with its tiles or checkpoints), else 0.",
 )
+CHECKPOINT_LEADER = Gauge(
+    "evault_ledger_checkpoint_leader",
+    "1 while this process is the one that signs checkpoints for every process on the database"
+    " (it holds the leader lock), else 0.",
+)
 INTEGRITY_FAILURES = Counter(
     "evault_integrity_failures",
     "Integrity failures detected (fsck, scrub, reads, checkpointer).",

@@ -63,6 +63,27 @@ async def test_expired_lease_is_taken_over_and_the_old_worker_is_fenced(db: Data
     assert row is not None and row["status"] == "done" and '"fast"' in row["result"]
 
 
+async def test_job_whose_workers_keep_dying_is_failed_not_run_again(db: Database) -> None:
+    """A poison job that kills every worker taking it (as a node crash would) is retaken after
+    each lease, up to max_attempts; then it is failed without running once more."""
+    async with db.pool.acquire() as conn:
+        await enqueue(conn, "poison", {}, max_attempts=2)
+    for _ in range(2):  # two workers take it and die: their leases lapse
+        assert await claim(db.pool, ["poison"], "doomed", 0.1) is not None
+        await asyncio.sleep(0.2)
+    ran: list[int] = []
+
+    async def poison(job: Job) -> dict[str, Any]:
+        ran.append(job.id)
+        return {}
+
+    runner = JobRunner(db.pool, {"poison": poison}, worker="w", concurrency=1, lease=30)
+    assert await runner.run_once() is True
+    row = await db.pool.fetchrow("SELECT status, attempts, last_error FROM jobs")
+    assert row is not None and row["status"] == "failed" and row["attempts"] == 3
+    assert "stopped without finishing 2 times" in row["last_error"] and ran == []
+
+
 async def test_failures_retry_with_backoff_then_fail_for_good(db: Database) -> None:
     async with db.pool.acquire() as conn:
         await enqueue(conn, "k", {}, max_attempts=2)

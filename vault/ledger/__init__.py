@@ -16,7 +16,13 @@ import asyncpg
 from vault.config import LedgerConfig
 from vault.errors import BadRequest, NotFound
 from vault.keys.hostmac import HostMac
-from vault.ledger.checkpointer import Checkpointer, Cosigner, SignedCheckpoint, latest_checkpoint
+from vault.ledger.checkpointer import (
+    Checkpointer,
+    Connect,
+    Cosigner,
+    SignedCheckpoint,
+    latest_checkpoint,
+)
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
 from vault.ledger.sequencer import Effect, Sequencer
 from vault.ledger.tiles import consistency_proof, inclusion_proof
@@ -95,12 +101,15 @@ class Ledger:
         *,
         mac: HostMac,
         cosigners: Sequence[Cosigner] = (),
+        connect: Connect | None = None,
     ) -> None:
         self.pool = pool
         self.signer = signer
         self.mac = mac
         self.log_path = log_path
         self.cosigners = tuple(cosigners)
+        # With ``connect`` (sessions of its own on the same database), the checkpointer signs
+        # what every process appends, one process at a time (vault/ledger/checkpointer.py).
         self.checkpointer = Checkpointer(
             pool,
             signer,
@@ -109,6 +118,7 @@ class Ledger:
             cfg.checkpoint_interval,
             mac=mac,
             cosigners=self.cosigners,
+            connect=connect,
         )
         self.sequencer = Sequencer(
             pool,

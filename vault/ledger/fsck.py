@@ -19,6 +19,7 @@ row is missing), or the checkpoint that disagrees.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from verify.merkle import HASH_SIZE, leaf_hash
 from verify.note import Verifier
 
 CHUNK = 10_000
+# Time given to a checkpoint stored by another node to reach this node's checkpoints.log.
+LOG_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -187,6 +190,11 @@ async def fsck(
             report.bad(f"{where}: {exc}")
             continue
         wanted.setdefault(cp.size, []).append((where, cp))
+    if db_notes - log_notes:
+        # Another process's checkpoint stored a moment ago may still be on its way into this
+        # node's log (its checkpointer copies each one it verifies): look once more.
+        await asyncio.sleep(LOG_GRACE_SECONDS)
+        log_notes |= {note for _n, note in _read_log(log_path, FsckReport())}
     for note in sorted(db_notes - log_notes):
         report.bad(
             f"a checkpoint in the database is not in {log_path.name}: {note.splitlines()[1:2]}"

@@ -5,9 +5,11 @@ Order, and why it is consistent:
 1. A session lock on the checkpointer's advisory lock stops any checkpoint from being signed.
 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot. Every checkpoint committed
    before the lock is in it, and none can be signed until the lock is released.
-3. ``checkpoints.log`` is copied while the lock is held: it holds exactly the checkpoints of the
-   snapshot (plus benign lines of a signer that crashed before its row committed, all for sizes
-   the snapshot's tree already has), so ``fsck`` of the restored ledger agrees with it.
+3. ``checkpoints.log`` is copied while the lock is held, after the snapshot's checkpoints
+   another node signed and this node's log lacks are appended to it: it holds exactly the
+   checkpoints of the snapshot (plus benign lines of a signer that crashed before its row
+   committed, all for sizes the snapshot's tree already has), so ``fsck`` of the restored
+   ledger agrees with it.
 4. The lock is released; ``pg_dump --snapshot`` dumps exactly that snapshot (one snapshot for
    every table: the dump is transactionally consistent) while the service keeps running.
 5. Blobs are copied after the snapshot. A blob is durable before its evidence row commits
@@ -41,7 +43,7 @@ import asyncpg
 from vault.config import DatabaseConfig
 from vault.db import EmbeddedServer
 from vault.errors import Conflict, IntegrityError, Unavailable
-from vault.ledger.checkpointer import CHECKPOINT_LOCK
+from vault.ledger.checkpointer import CHECKPOINT_LOCK, append_checkpoint_log
 from vault.ledger.entry import rfc3339
 from vault.metrics import INTEGRITY_FAILURES
 from vault.ops import backupfmt as fmt
@@ -172,6 +174,7 @@ async def _dump(
         try:
             await tr.start()
             snap = await _read_snapshot(conn)
+            await _witness_snapshot(conn, src.checkpoints_log, src.verifier)
             log_bytes = await asyncio.to_thread(_read_optional, src.checkpoints_log)
         finally:
             await lock.execute("SELECT pg_advisory_unlock($1)", CHECKPOINT_LOCK)
@@ -206,6 +209,30 @@ async def _read_snapshot(conn: asyncpg.Connection[asyncpg.Record]) -> _Snapshot:
         server_major=num // 10000,
         server_version=str(await conn.fetchval("SHOW server_version")),
     )
+
+
+async def _witness_snapshot(
+    conn: asyncpg.Connection[asyncpg.Record], log_path: Path, verifier: Verifier
+) -> None:
+    """With several nodes, a checkpoint another node stored while this one was down, or a
+    moment before the lock, may not be in this node's ``checkpoints.log`` (its checkpointer
+    copies each one as it is stored, and catches up at start): append the snapshot's
+    checkpoints the log lacks, each once it verifies, so the backup's log holds every checkpoint
+    of its dump."""
+    logged = set()
+    for line in (await asyncio.to_thread(_read_optional, log_path)).splitlines():
+        try:
+            logged.add(str(json.loads(line)["note"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # reported by _check_log
+    for row in await conn.fetch("SELECT note FROM ledger_checkpoints ORDER BY size"):
+        if row["note"] in logged:
+            continue
+        try:
+            open_checkpoint(row["note"], verifier)
+        except VerificationError:
+            continue  # not copied: the backup reports what does not verify
+        await asyncio.to_thread(append_checkpoint_log, log_path, row["note"], copied=True)
 
 
 def _read_optional(path: Path) -> bytes:
