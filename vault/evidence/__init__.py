@@ -69,6 +69,7 @@ from vault.evidence.working import (
     media_states,
     probes,
     record_offer,
+    rendition_of_job,
     set_media_status,
     set_probe,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "record_offer",
     "rendition_columns",
     "rendition_of",
+    "rendition_of_job",
     "rendition_rows",
     "renditions_of",
     "set_category",

@@ -25,6 +25,7 @@ KINDS = frozenset(
         "reoffered",
         "quarantined",
         "derived",
+        "redacted",
         "linked",
         "unlinked",
         "labelled",

@@ -25,6 +25,7 @@ _KIND_ZH = {
     "acquired": "采集入库",
     "reoffered": "重复提交",
     "derived": "生成衍生文件",
+    "redacted": "生成脱敏副本",
     "linked": "关联案件",
     "unlinked": "解除关联",
     "labelled": "密级变更",
@@ -38,6 +39,7 @@ _FILE_ZH = {
     "proxy": "播放代理",
     "poster": "封面",
     "clip": "片段",
+    "redacted": "脱敏副本",
     "fingerprint": "指纹",
 }
 

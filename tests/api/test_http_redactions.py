@@ -1,0 +1,153 @@
+"""Redacted copies over real HTTP, a real worker, real ffmpeg and PostgreSQL.
+
+A reviewer asks for a redacted copy of a linked recording; the worker renders it; the copy is a
+``redacted`` rendition whose ``redacted`` ledger entry names the original's ``acquired`` entry,
+the spec's hash, the exact ffmpeg arguments and version and the copy's hash; the original is
+untouched and ``fsck --state`` finds the tables agreeing with the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from http_fixtures import World, seeded_service
+
+from api.config import load
+from api.runtime import open_runtime
+from vault.redaction.spec import parse_spec, spec_sha256
+
+SPEC = {
+    "version": 1,
+    "effect": "pixelate",
+    "boxes": [
+        {
+            "label": "bystander",
+            "keyframes": [
+                {"t_ms": 0, "x": 10, "y": 10, "w": 40, "h": 30},
+                {"t_ms": 1500, "x": 100, "y": 60, "w": 40, "h": 30},
+            ],
+        }
+    ],
+    "mute_ranges": [{"start_ms": 500, "end_ms": 1000}],
+}
+
+
+def _video(path: Path) -> bytes:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2",
+         "-f", "lavfi", "-i", "sine=d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-shortest", str(path)],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return path.read_bytes()
+
+
+def _wait(w: World, location: str, who: str, done: tuple[str, ...]) -> dict[str, object]:
+    deadline = time.monotonic() + 90
+    while True:
+        job = w.call("GET", location, who=who).json()
+        if job.get("status") in done or time.monotonic() > deadline:
+            return dict(job)
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("redact-http")
+    with seeded_service(pg_admin_dsn, tmp / "data") as w:
+        data = _video(tmp / "v.mp4")
+        r = w.upload("dock1", "v.mp4", data)
+        assert r.status == 201, r.body
+        w.evidence["v"] = r.json()
+        w.content["v"] = data
+        ev = str(r.json()["evidence_id"])
+        body = json.dumps({"evidence_id": ev}).encode()
+        assert w.call("POST", "/v1/cases/C1/evidence", who="casesys", body=body).status == 201
+        deadline = time.monotonic() + 90
+        while w.call("GET", f"/v1/evidence/{ev}", who="reviewer").json().get("probe") is None:
+            assert time.monotonic() < deadline, "never probed"
+            time.sleep(0.3)
+        yield w
+
+
+def _entry(w: World, index: int) -> dict[str, object]:
+    async def read() -> bytes:
+        cfg = load(None, str(w.svc.data), environ=w.svc.env)
+        async with open_runtime(cfg) as rt:
+            return await rt.ledger.entry(index)
+
+    return dict(json.loads(asyncio.run(read())))
+
+
+def test_a_bad_spec_is_a_400_naming_each_field(world: World) -> None:
+    ev = str(world.evidence["v"]["evidence_id"])
+    bad = json.loads(json.dumps(SPEC))
+    bad["boxes"][0]["keyframes"][1]["x"] = 130  # 130 + 40 > 160: outside the picture
+    bad["mute_ranges"][0]["end_ms"] = 9000  # past the 2 s recording
+    r = world.call("POST", f"/v1/evidence/{ev}/redactions", who="reviewer",
+                   body=json.dumps(bad).encode())  # fmt: skip
+    problem = r.problem()
+    assert r.status == 400 and problem["type"].endswith("/invalid-redaction-spec")
+    fields = {e["field"]: e["detail"] for e in problem["errors"]}
+    assert "frame width 160" in fields["boxes[0].keyframes[1].x"]
+    assert "beyond the duration" in fields["mute_ranges[0].end_ms"]
+
+
+def test_only_reviewers_and_legal_reviewers_may_ask(world: World) -> None:
+    ev = str(world.evidence["v"]["evidence_id"])
+    body = json.dumps(SPEC).encode()
+    for who in ("admin", "casesys", "officer"):
+        r = world.call("POST", f"/v1/evidence/{ev}/redactions", who=who, body=body)
+        assert r.status in (403, 404), (who, r.status, r.body)
+    assert world.call("POST", f"/v1/evidence/{ev}/redactions", who="dock1", body=body).status in (
+        403,
+        404,
+    )
+    absent = "00000000-0000-4000-8000-000000000000"
+    r = world.call("POST", f"/v1/evidence/{absent}/redactions", who="reviewer", body=body)
+    assert r.status == 404
+
+
+def test_redacted_copy_is_recorded_with_its_chain(world: World) -> None:
+    w = world
+    ev = str(w.evidence["v"]["evidence_id"])
+    r = w.call("POST", f"/v1/evidence/{ev}/redactions", who="reviewer",
+               body=json.dumps(SPEC).encode())  # fmt: skip
+    assert r.status == 202, r.body
+    location = r.headers["location"]
+    assert location.startswith("/v1/redactions/")
+    want_hash = spec_sha256(parse_spec(SPEC))
+    assert r.json()["spec_sha256"] == want_hash
+    job = _wait(w, location, "reviewer", ("done", "failed"))
+    assert job["status"] == "done", job
+    assert w.call("GET", location, who="legal").status == 200  # may read the evidence
+    assert w.call("GET", location, who="dock1").status == 404
+    copy = w.call("GET", str(job["rendition"]), who="reviewer")
+    assert copy.status == 200 and copy.headers["content-type"] == "video/mp4"
+    original = w.call("GET", f"/v1/evidence/{ev}/content", who="legal")
+    assert original.body == w.content["v"]  # the original is untouched
+    detail = w.call("GET", f"/v1/evidence/{ev}", who="reviewer").json()
+    (rendition,) = [x for x in detail["renditions"] if x["id"] == job["rendition_id"]]
+    assert rendition["kind"] == "redacted" and rendition["label"] == detail["label"]
+    assert rendition["sha256"] == hashlib.sha256(copy.body).hexdigest()
+    entry = _entry(w, int(rendition["ledger_index"]))
+    assert entry["kind"] == "redacted" and entry["rendition"] == "redacted"
+    assert entry["original_entry"] == detail["ledger_index"]
+    assert entry["input_sha256"] == w.evidence["v"]["sha256"]
+    assert entry["output_sha256"] == rendition["sha256"]
+    assert entry["spec_sha256"] == want_hash and entry["spec_version"] == 1
+    args = entry["args"]
+    assert isinstance(args, list) and "-filter_complex" in args and "{input}" in args
+    assert str(entry["ffmpeg"])[:1].isdigit()
+    acquired = _entry(w, int(detail["ledger_index"]))
+    assert acquired["kind"] == "acquired" and acquired["sha256"] == entry["input_sha256"]
+    # the tables agree with the ledger, the redacted copy's row included
+    assert w.svc.evault("ledger", "fsck", "--state").returncode == 0
