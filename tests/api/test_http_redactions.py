@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,40 @@ def test_redacted_copy_is_recorded_with_its_chain(world: World) -> None:
     assert acquired["kind"] == "acquired" and acquired["sha256"] == entry["input_sha256"]
     # the tables agree with the ledger, the redacted copy's row included
     assert w.svc.evault("ledger", "fsck", "--state").returncode == 0
+
+
+def test_a_package_of_the_redacted_copy_alone_verifies_offline(
+    world: World, tmp_path: Path
+) -> None:
+    w = world
+    ev = str(w.evidence["v"]["evidence_id"])
+    r = w.call("POST", f"/v1/evidence/{ev}/redactions", who="legal",
+               body=json.dumps(SPEC).encode())  # fmt: skip
+    job = _wait(w, r.headers["location"], "legal", ("done", "failed"))
+    assert job["status"] == "done", job
+    out = tmp_path / "shared"
+    w.svc.evault("export", "C1", "--out", str(out), "--renditions", "redacted",
+                 "--no-originals", "--as", "legal")  # fmt: skip
+    vkey = w.svc.evault("ledger", "vkey").stdout.strip()
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    kinds = {f["kind"] for f in manifest["files"]}
+    assert kinds == {"redacted", "redaction-spec"}  # no original, no other rendition
+    assert not any(f["sha256"] == w.evidence["v"]["sha256"] for f in manifest["files"])
+    done = subprocess.run(
+        [sys.executable, "-m", "verify", str(out), "--vkey", vkey],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "NOT included" in done.stdout
+    # the same package with the copy's bytes altered is rejected, naming the attack
+    copy = next(f for f in manifest["files"] if f["kind"] == "redacted")
+    target = out / copy["path"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    bad = subprocess.run(
+        [sys.executable, "-m", "verify", str(out), "--vkey", vkey, "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    codes = {f["code"] for f in json.loads(bad.stdout)["findings"]}
+    assert bad.returncode != 0 and "redacted-copy-tampered" in codes

@@ -56,6 +56,7 @@ def export_handler(
                 as_zip=True,
                 timezone=timezone,
                 timestamp_wait=timestamp_wait,
+                originals=job.payload.get("originals", True) is not False,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

@@ -40,6 +40,7 @@ _FILE_ZH = {
     "poster": "封面",
     "clip": "片段",
     "redacted": "脱敏副本",
+    "redaction-spec": "脱敏规格",
     "fingerprint": "指纹",
 }
 
