@@ -14,6 +14,9 @@ Guarantees:
   to a principal allowed ``read_metadata`` on its evidence (audited), exactly like a clip job;
   when done it names the ``redacted`` rendition, read through ``/v1/renditions/{id}/content``
   under that rendition's own label.
+- ``POST /v1/renditions/{id}/release`` (``{"label": ...}``): a legal reviewer releases a
+  redacted copy at a label (``vault.redaction.release``): 201 with the ``released`` rendition,
+  whose own label then decides who may read it, within the original's cases.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from vault.access.audit import authorize
 from vault.errors import Conflict, Forbidden
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Role
+from vault.policy.labels import Label
+from vault.redaction.release import release_copy
 from vault.redaction.spec import Frame, parse_spec, spec_bytes, spec_json
 from vault.review.case_footage import probed_frame
 
@@ -156,3 +161,53 @@ async def get_redaction(request: web.Request) -> web.Response:
     """Status of a redaction job and, when done, its redacted copy."""
     row = await visible_job(request, REDACT)
     return web.json_response(_job_json(row))
+
+
+RELEASE_REQUEST = define(
+    "ReleaseRequest",
+    {"type": "object", "required": ["label"], "properties": {"label": S.LABEL_INPUT}},
+)
+RELEASED = define(
+    "ReleasedCopy",
+    {
+        "type": "object",
+        "required": ["rendition_id", "label", "ledger_index", "content"],
+        "properties": {
+            "rendition_id": S.UUID,
+            "label": S.LABEL,
+            "ledger_index": S.INDEX,
+            "content": S.STRING,
+        },
+    },
+)
+
+
+@routes.post("/v1/renditions/{id}/release")
+@operation(
+    "Release a redacted copy at a label",
+    tags=["evidence"],
+    params=[path("id", "id of a redacted copy (a rendition of kind redacted)")],
+    request=json_body(RELEASE_REQUEST, "the label the copy is released at"),
+    responses={
+        201: json_response(RELEASED, "released: a rendition of kind released"),
+        400: "malformed label, or not a redacted copy",
+        403: "not a legal reviewer, or a label above the caller's clearance",
+        404: "no such rendition",
+    },
+)
+async def release(request: web.Request) -> web.Response:
+    """A legal reviewer's release of a redacted copy at a (lower) label; its own entry."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    body = await json_object(request)
+    label = Label.from_wire(body.get("label"), "label")
+    done = await release_copy(rt.ledger, principal, request.match_info["id"], label)
+    return web.json_response(
+        {
+            "rendition_id": str(done.rendition_id),
+            "label": done.label.to_json(),
+            "ledger_index": done.ledger_idx,
+            "content": f"/v1/renditions/{done.rendition_id}/content",
+        },
+        status=201,
+    )

@@ -99,7 +99,7 @@ RENDITION = define(
             "id": UUID,
             "kind": {
                 "type": "string",
-                "enum": ["proxy", "poster", "clip", "fingerprint", "redacted"],
+                "enum": ["proxy", "poster", "clip", "fingerprint", "redacted", "released"],
             },
             "sha256": SHA256,
             "size": {"type": "integer", "minimum": 0},

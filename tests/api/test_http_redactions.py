@@ -189,3 +189,45 @@ def test_a_package_of_the_redacted_copy_alone_verifies_offline(
     )  # fmt: skip
     codes = {f["code"] for f in json.loads(bad.stdout)["findings"]}
     assert bad.returncode != 0 and "redacted-copy-tampered" in codes
+
+
+def test_a_legal_reviewer_releases_a_copy_below_its_originals_label(world: World) -> None:
+    """Linked to the secret case, the original and its redacted copy are hidden from the
+    reviewer (cleared for internal); the legal reviewer's release at internal makes the copy,
+    and only the copy, readable to them, as its own ledger entry."""
+    w = world
+    ev = str(w.evidence["v"]["evidence_id"])
+    r = w.call("POST", f"/v1/evidence/{ev}/redactions", who="legal",
+               body=json.dumps(SPEC).encode())  # fmt: skip
+    job = _wait(w, r.headers["location"], "legal", ("done", "failed"))
+    assert job["status"] == "done", job
+    copy_id = str(job["rendition_id"])
+    body = json.dumps({"evidence_id": ev}).encode()
+    assert w.call("POST", "/v1/cases/CS/evidence", who="admin", body=body).status == 201
+    assert w.call("GET", f"/v1/renditions/{copy_id}/content", who="reviewer").status == 404
+    assert w.call("GET", f"/v1/evidence/{ev}/content", who="reviewer").status == 404
+    internal = json.dumps({"label": "internal"}).encode()
+    # a reviewer may not release; a legal reviewer may not release above their clearance
+    assert w.call("POST", f"/v1/renditions/{copy_id}/release", who="reviewer",
+                  body=internal).status in (403, 404)  # fmt: skip
+    too_high = json.dumps({"label": "top_secret"}).encode()
+    assert w.call("POST", f"/v1/renditions/{copy_id}/release", who="legal",
+                  body=too_high).status == 403  # fmt: skip
+    r = w.call("POST", f"/v1/renditions/{copy_id}/release", who="legal", body=internal)
+    assert r.status == 201, r.body
+    released = r.json()
+    got = w.call("GET", released["content"], who="reviewer")
+    assert got.status == 200
+    copy = w.call("GET", f"/v1/renditions/{copy_id}/content", who="legal")
+    assert got.body == copy.body  # the same bytes, released
+    # the original and the unreleased copy stay hidden from the reviewer
+    assert w.call("GET", f"/v1/evidence/{ev}/content", who="reviewer").status == 404
+    assert w.call("GET", f"/v1/renditions/{copy_id}/content", who="reviewer").status == 404
+    # a released copy is not released again, and the original is no redacted copy
+    assert w.call("POST", f"/v1/renditions/{released['rendition_id']}/release", who="legal",
+                  body=internal).status == 400  # fmt: skip
+    entry = _entry(w, int(released["ledger_index"]))
+    assert entry["kind"] == "released" and entry["copy"] == copy_id
+    assert entry["label"] == "internal" and str(entry["previous"]).startswith("secret")
+    assert "by" in dict(entry["commitments"])  # type: ignore[arg-type]
+    assert w.svc.evault("ledger", "fsck", "--state").returncode == 0

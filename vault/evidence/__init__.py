@@ -36,6 +36,7 @@ from vault.evidence.model import (
     Rendition,
 )
 from vault.evidence.rows import (
+    RELEASED,
     alarm,
     by_sha256,
     check_evidence,
@@ -76,6 +77,7 @@ from vault.evidence.working import (
 
 __all__ = [
     "EVIDENCE_BOUND",
+    "RELEASED",
     "RENDITION_BOUND",
     "Evidence",
     "NewEvidence",

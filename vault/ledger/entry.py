@@ -26,6 +26,7 @@ KINDS = frozenset(
         "quarantined",
         "derived",
         "redacted",
+        "released",
         "linked",
         "unlinked",
         "labelled",
