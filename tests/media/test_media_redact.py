@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import FFMPEG, ffmpeg
+from media_tools import FFMPEG, ffmpeg, ffprobe_json
 
 from ingest.media import probe
 from ingest.media.redact import make_redacted
@@ -186,3 +187,27 @@ def test_a_box_outside_the_recordings_picture_is_refused_before_ffmpeg_runs(
     assert "frame width 320" in fields["boxes[0].keyframes[0].x"]
     assert "beyond the duration" in fields["boxes[0].keyframes[1].t_ms"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_boxes_are_in_the_upright_picture_of_a_rotated_recording(
+    sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    src = sample("portrait_rotated.mp4")  # 320x240 pixels shown upright as 240x320
+    spec = {
+        "version": 1,
+        "effect": "solid",
+        "boxes": [{"keyframes": [
+            {"t_ms": 0, "x": 180, "y": 260, "w": 40, "h": 40},
+            {"t_ms": 2000, "x": 180, "y": 260, "w": 40, "h": 40},
+        ]}],
+    }  # fmt: skip
+    out = redact(src, tmp_path, spec)
+    stream = ffprobe_json(out)["streams"][0]
+    assert isinstance(stream, dict) and (stream["width"], stream["height"]) == (240, 320)
+    raw = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(out), "-frames:v", "1", "-f", "rawvideo",
+         "-pix_fmt", "gray", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    inside = [raw[y * 240 + x] for y in range(265, 295) for x in range(185, 215)]
+    assert max(inside) < 20  # black where the box is, in upright coordinates
