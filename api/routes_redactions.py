@@ -14,6 +14,10 @@ Guarantees:
   to a principal allowed ``read_metadata`` on its evidence (audited), exactly like a clip job;
   when done it names the ``redacted`` rendition, read through ``/v1/renditions/{id}/content``
   under that rendition's own label.
+- ``POST /v1/evidence/{id}/redaction-suggestions`` → 202 and a job (``GET
+  /v1/redaction-suggestions/{job}``, visible as a redaction job is) whose result lists suggested
+  face and plate box tracks (``ingest.media.suggest``), ready to edit into a spec; same roles and
+  decision as a redaction. 503 when the detector is not installed.
 - ``POST /v1/renditions/{id}/release`` (``{"label": ...}``): a legal reviewer releases a
   redacted copy at a label (``vault.redaction.release``): 201 with the ``released`` rendition,
   whose own label then decides who may read it, within the original's cases.
@@ -33,9 +37,10 @@ from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from api.routes_jobs import visible_job
-from ingest.redactjobs import REDACT
+from ingest.media.suggest import available
+from ingest.redactjobs import REDACT, SUGGEST
 from vault.access.audit import authorize
-from vault.errors import Conflict, Forbidden
+from vault.errors import Conflict, Forbidden, Unavailable
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Role
 from vault.policy.labels import Label
@@ -211,3 +216,83 @@ async def release(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+SUGGESTIONS = define(
+    "RedactionSuggestionJob",
+    {
+        "type": "object",
+        "required": ["id", "kind", "status", "evidence_id"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["redaction-suggestions"]},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "evidence_id": S.UUID,
+            "boxes": {
+                "type": "array",
+                "description": "suggested box tracks, as in a redaction spec's boxes",
+                "items": {"type": "object"},
+            },
+            "error": S.nullable(S.STRING),
+        },
+    },
+)
+
+
+def _suggestions_json(row: Any) -> dict[str, Any]:
+    payload = S.load_json(row["payload"]) or {}
+    result = S.load_json(row["result"]) or {}
+    return {
+        "id": row["id"],
+        "kind": "redaction-suggestions",
+        "status": row["status"],
+        "evidence_id": str(payload.get("evidence_id")),
+        "boxes": result.get("boxes", []) if isinstance(result, dict) else [],
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+
+
+@routes.post("/v1/evidence/{id}/redaction-suggestions")
+@operation(
+    "Suggest faces and number plates to redact",
+    tags=["evidence"],
+    params=[path("id", "evidence id")],
+    responses={
+        202: json_response(SUGGESTIONS, "queued; poll the Location", {"Location": S.STRING}),
+        403: "visible, but the caller is no reviewer or legal reviewer, or may not stream it",
+        404: "no such evidence",
+        503: "the detector (opencv-python-headless, the 'detect' extra) is not installed",
+    },
+)
+async def request_suggestions(request: web.Request) -> web.Response:
+    """Queue a search of the original for faces and plates; 202 with the job."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
+    if not principal.roles & _REQUESTERS:
+        raise Forbidden("suggestions are for a reviewer or legal reviewer preparing a redaction")
+    if not available():
+        raise Unavailable(
+            "face and plate suggestions need opencv-python-headless (the 'detect' extra)"
+        )
+    payload = {"evidence_id": str(uuid.UUID(eid)), "requested_by": principal.id}
+    job_id = await enqueue(rt.db.pool, SUGGEST, payload)
+    if job_id is None:
+        raise Conflict("the job was not queued; retry")
+    row = await job_status(rt.db.pool, job_id)
+    location = f"/v1/redaction-suggestions/{job_id}"
+    return web.json_response(_suggestions_json(row), status=202, headers={"Location": location})
+
+
+@routes.get("/v1/redaction-suggestions/{id}")
+@operation(
+    "A redaction-suggestion job",
+    tags=["evidence"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={200: json_response(SUGGESTIONS, "the job"), 404: "no such job (or not yours)"},
+)
+async def get_suggestions(request: web.Request) -> web.Response:
+    """Status of a suggestion job and, when done, the suggested box tracks."""
+    row = await visible_job(request, SUGGEST)
+    return web.json_response(_suggestions_json(row))

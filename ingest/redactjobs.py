@@ -14,6 +14,10 @@ stored write-once, sealed when its source is protected):
   ``spec_sha256`` (SHA-256 of the spec's canonical JSON) and ``spec_version``.
 - The rendition's ``params`` keep the job id, the requester and the canonical spec, so a retried
   job records once and the spec can be shown and packaged with the copy.
+- ``media.suggest`` jobs search the original for faces and number plates
+  (``ingest.media.suggest``) and return the suggested box tracks as the job's result; nothing
+  is stored or recorded (a suggestion is not evidence until a reviewer submits it as a spec).
+  Without the detector installed the job fails at once, saying which package is missing.
 """
 
 from __future__ import annotations
@@ -27,15 +31,17 @@ from typing import Any
 
 from ingest.media import MediaError, probe
 from ingest.media.redact import make_redacted
+from ingest.media.suggest import suggest
 from ingest.mediajobs import MEDIA_JOBS, MEDIA_SECONDS, MediaJobs, _Source
 from vault import evidence as evrows
 from vault.jobs import Job, JobFailed
 from vault.redaction.spec import InvalidSpec, parse_spec, spec_json, spec_sha256
 from vault.storage.storage import file_of
 
-__all__ = ["REDACT", "RedactJobs"]
+__all__ = ["REDACT", "SUGGEST", "RedactJobs"]
 
 REDACT = "media.redact"
+SUGGEST = "media.suggest"
 KIND = "redacted"
 
 
@@ -43,7 +49,24 @@ class RedactJobs(MediaJobs):
     """The ``media.redact`` handler (constructed like :class:`~ingest.mediajobs.MediaJobs`)."""
 
     def handlers(self) -> dict[str, Any]:
-        return {REDACT: self.redact}
+        return {REDACT: self.redact, SUGGEST: self.suggest}
+
+    async def suggest(self, job: Job) -> Mapping[str, Any]:
+        """Suggested face and plate box tracks of the original (see module)."""
+        src = await self._source(str(job.payload["evidence_id"]))
+        if src is None:
+            raise JobFailed("the evidence does not exist or was disposed of")
+        obj = await self._content.open(src.sha256)
+        try:
+            async with file_of(obj) as path:
+                info = await probe(path, tools=self._tools, limits=self._probe_limits)
+                boxes = await suggest(path, info, tools=self._tools, limits=self._limits)
+        except MediaError as exc:
+            raise JobFailed(f"suggestions: {exc.reason}") from exc
+        finally:
+            obj.close()
+        MEDIA_JOBS.labels(SUGGEST, "ready").inc()
+        return {"boxes": boxes}
 
     async def redact(self, job: Job) -> Mapping[str, Any]:
         """Render and record the redacted copy the job asks for (see module)."""

@@ -22,6 +22,7 @@ from http_fixtures import World, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
+from ingest.media.suggest import available
 from vault.redaction.spec import parse_spec, spec_sha256
 
 SPEC = {
@@ -191,8 +192,26 @@ def test_a_package_of_the_redacted_copy_alone_verifies_offline(
     assert bad.returncode != 0 and "redacted-copy-tampered" in codes
 
 
+def test_suggestions_are_a_job_for_reviewers_or_a_503_without_the_detector(world: World) -> None:
+    w = world
+    ev = str(w.evidence["v"]["evidence_id"])
+    path = f"/v1/evidence/{ev}/redaction-suggestions"
+    assert w.call("POST", path, who="casesys").status == 403
+    r = w.call("POST", path, who="reviewer")
+    if not available():  # the service runs with this interpreter's packages
+        assert r.status == 503 and "detect" in r.problem()["detail"]
+        return
+    assert r.status == 202, r.body
+    job = _wait(w, r.headers["location"], "reviewer", ("done", "failed"))
+    assert job["status"] == "done", job
+    assert isinstance(job["boxes"], list)  # a test pattern: nothing to suggest, or a valid track
+    parse_spec({"version": 1, "boxes": job["boxes"], "mute_ranges": [
+        {"start_ms": 0, "end_ms": 1}]})  # fmt: skip
+    assert w.call("GET", str(r.headers["location"]), who="dock1").status == 404
+
+
 def test_a_legal_reviewer_releases_a_copy_below_its_originals_label(world: World) -> None:
-    """Linked to the secret case, the original and its redacted copy are hidden from the
+    """(Last: it links the recording to the secret case.) Linked to the secret case, the original and its redacted copy are hidden from the
     reviewer (cleared for internal); the legal reviewer's release at internal makes the copy,
     and only the copy, readable to them, as its own ledger entry."""
     w = world
