@@ -96,6 +96,7 @@ bench: $(STAMP) ffmpeg wrk ceph
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py
+	$(BIN)/python bench/redaction.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/api.py

@@ -26,6 +26,7 @@ from api import (
     routes_ledger,
     routes_meta,
     routes_public,
+    routes_redactions,
     routes_review,
     routes_verify,
     routes_witness,
@@ -38,6 +39,7 @@ from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.readpath import read_ctx
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
+from ingest.redactjobs import RedactJobs
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
 from vault.jobs import JobRunner
 from vault.review.exportjobs import EXPORT, export_handler
@@ -74,8 +76,10 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     media = MediaJobs(rt.ledger, storage.blobs, cfg.media, scratch, storage=storage)
     exports_dir = cfg.path(routes_exports.EXPORTS_DIR)
     await asyncio.to_thread(exports_dir.mkdir, 0o700, True, True)
+    redact = RedactJobs(rt.ledger, storage.blobs, cfg.media, scratch, storage=storage)
     handlers = {
         **media.handlers(),
+        **redact.handlers(),
         **Resealer(storage, rt.db.pool, mac=rt.mac).handlers(),
         EXPORT: export_handler(
             rt.ledger,
@@ -144,6 +148,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
         routes_docks,
         routes_evidence,
         routes_jobs,
+        routes_redactions,
         routes_cases,
         routes_verify,
         routes_exports,

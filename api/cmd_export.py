@@ -31,6 +31,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--zip", action="store_true", help="write one zip file instead of a folder")
     p.add_argument(
+        "--no-originals",
+        dest="originals",
+        action="store_false",
+        help="leave the originals out (with --renditions redacted: share redacted copies only)",
+    )
+    p.add_argument(
         "--since",
         type=Path,
         help="a checkpoint the reviewer already holds: include a consistency proof from it",
@@ -49,6 +55,7 @@ async def export(args: argparse.Namespace, cfg: Config) -> int:
             rt.ledger, content, actor, args.case, args.out,
             renditions=kinds, as_zip=args.zip, since=since, timezone=cfg.export.timezone,
             timestamp_wait=cfg.anchors.export_wait, witnesses=cfg.anchors.witness_export,
+            originals=args.originals,
         )  # fmt: skip
     print(f"wrote {result.path}: {result.files} files, {result.entries} ledger entries")
     print(f"manifest sha256 {result.manifest_sha256} (ledger entry {result.exported_index})")

@@ -7,6 +7,8 @@ Guarantees:
   with theirs; the database being down (``vault.db.is_outage``: refused, lost, shutting down,
   out of resources) as ``Unavailable`` (503); any other exception as a 500 whose detail
   reveals nothing, logged once with its traceback and the request id.
+- An error carrying per-field ``errors`` (``vault.redaction.spec.InvalidSpec``) lists them in an
+  ``errors`` member (RFC 9457 extension): ``[{"field": ..., "detail": ...}]``.
 - Every 503 carries ``Retry-After``: the client retries, nothing was changed.
 - An error after a response has started (a stream failing midway) cannot become a problem: it
   is logged and re-raised, so aiohttp drops the connection and the client sees a short body
@@ -37,8 +39,16 @@ RETRY_AFTER = "5"  # seconds: a restarting database is usually back within a few
 _STARTED = "evault.response_started"
 
 
-def problem(status: int, title: str, detail: str, type_uri: str, request_id: str) -> web.Response:
-    body = {
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    type_uri: str,
+    request_id: str,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    body: dict[str, object] = {
+        **(extra or {}),
         "type": type_uri,
         "title": title,
         "status": status,
@@ -104,7 +114,11 @@ def setup(app: web.Application) -> None:
 def _evault_problem(exc: EvaultError, rid: str, log_it: bool = True) -> web.Response:
     if exc.status >= 500 and log_it:
         log.error("request %s failed: %s", rid, exc.detail)
-    response = problem(exc.status, exc.title, exc.detail, exc.type_uri, rid)
+    errors = getattr(exc, "errors", None)  # per-field errors (a redaction spec's, say)
+    extra: dict[str, object] | None = None
+    if isinstance(errors, tuple):
+        extra = {"errors": [{"field": f, "detail": d} for f, d in errors]}
+    response = problem(exc.status, exc.title, exc.detail, exc.type_uri, rid, extra)
     if exc.status == 503:
         response.headers["Retry-After"] = RETRY_AFTER
     return response

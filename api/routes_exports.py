@@ -46,7 +46,11 @@ EXPORT_REQUEST = define(
                 "type": "array",
                 "items": {"type": "string", "enum": list(RENDITION_KINDS)},
                 "uniqueItems": True,
-            }
+            },
+            "originals": {
+                "type": "boolean",
+                "description": "false: leave the originals out (share redacted copies only)",
+            },
         },
     },
 )
@@ -123,8 +127,17 @@ async def request_export(request: web.Request) -> web.Response:
     kinds = body.get("renditions", [])
     if not isinstance(kinds, list) or not all(k in RENDITION_KINDS for k in kinds):
         raise BadRequest(f"renditions: a list drawn from {list(RENDITION_KINDS)}")
+    originals = body.get("originals", True)
+    if not isinstance(originals, bool) or not (originals or kinds):
+        raise BadRequest("originals: true or false; without originals, name renditions")
     await authorize(rt.db.pool, rt.ledger, principal, Action.EXPORT, "case", case_id)
-    payload = {"case_id": case_id, "requested_by": principal.id, "renditions": sorted(set(kinds))}
+    payload: dict[str, Any] = {
+        "case_id": case_id,
+        "requested_by": principal.id,
+        "renditions": sorted(set(kinds)),
+    }
+    if not originals:
+        payload["originals"] = False
     job_id = await enqueue(rt.db.pool, EXPORT, payload, dedupe_key=f"export:{uuid.uuid4()}")
     if job_id is None:  # only a dedupe key can make enqueue insert nothing
         raise Conflict("the job was not queued; retry")

@@ -133,12 +133,19 @@ async def request_clip(request: web.Request) -> web.Response:
 )
 async def get_job(request: web.Request) -> web.Response:
     """Status of a clip job and, when done, its rendition."""
+    return web.json_response(_job_json(await visible_job(request, CLIP)))
+
+
+async def visible_job(request: web.Request, kind: str) -> Any:
+    """The status row of the job of ``kind`` named by the path's ``id``, if the caller asked
+    for it or may read its evidence's metadata; otherwise the same 404 (and ``denied`` entry)
+    as for a job that does not exist."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise NotFound(not_found_detail("job"))
-    row = await job_status(rt.db.pool, int(raw), CLIP)
+    row = await job_status(rt.db.pool, int(raw), kind)
     payload = {} if row is None else (S.load_json(row["payload"]) or {})
     if row is None or payload.get("requested_by") != principal.id:
         # A missing job is a denied read of nothing, answered like the denied read of someone
@@ -160,4 +167,4 @@ async def get_job(request: web.Request) -> web.Response:
             raise NotFound(not_found_detail("job")) from None
     if row is None:  # guard raised NotFound for it already
         raise NotFound(not_found_detail("job"))
-    return web.json_response(_job_json(row))
+    return row

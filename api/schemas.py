@@ -106,7 +106,10 @@ RENDITION = define(
         "required": ["id", "kind", "sha256", "size", "media_type", "label", "content"],
         "properties": {
             "id": UUID,
-            "kind": {"type": "string", "enum": ["proxy", "poster", "clip", "fingerprint"]},
+            "kind": {
+                "type": "string",
+                "enum": ["proxy", "poster", "clip", "fingerprint", "redacted", "released"],
+            },
             "sha256": SHA256,
             "size": {"type": "integer", "minimum": 0},
             "media_type": STRING,

@@ -99,6 +99,7 @@ class _Source:
     label_level: int
     label_caveats: list[str]
     protect: bool = False  # renditions are sealed and made on the plaintext scratch
+    ledger_idx: int = 0  # the original's ``acquired`` entry
 
 
 class MediaJobs:
@@ -141,7 +142,7 @@ class MediaJobs:
                 label and label.needs_encryption
             )
         src = _Source(row.id, row.sha256, row.label_level, list(row.label_caveats))
-        return dataclasses.replace(src, protect=protect)
+        return dataclasses.replace(src, protect=protect, ledger_idx=row.ledger_idx)
 
     async def _set_status(self, eid: uuid.UUID, status: str, reason: str | None = None) -> None:
         await evrows.set_media_status(self._ledger.pool, eid, status, reason)
@@ -258,12 +259,7 @@ class MediaJobs:
         kind: str,
         params: dict[str, Any] | None = None,
     ) -> str | None:
-        scratch = self._scratch
-        if src.protect and self._storage is not None:
-            scratch = self._storage.content.scratch.base_for(0)
-        work = Path(
-            await asyncio.to_thread(tempfile.mkdtemp, prefix=f"evault-{kind}-", dir=scratch)
-        )
+        work = await self._workdir(src, kind)
         started = time.perf_counter()
         try:
             extra: dict[str, Any] = {}
@@ -291,6 +287,15 @@ class MediaJobs:
         MEDIA_SECONDS.labels(kind).observe(time.perf_counter() - started)
         return rid
 
+    async def _workdir(self, src: _Source, kind: str) -> Path:
+        """A fresh private folder for making one rendition (on the plaintext scratch for a
+        protected source); the caller removes it."""
+        scratch = self._scratch
+        if src.protect and self._storage is not None:
+            scratch = self._storage.content.scratch.base_for(0)
+        made = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"evault-{kind}-", dir=scratch)
+        return Path(made)
+
     async def _record(
         self,
         src: _Source,
@@ -299,6 +304,7 @@ class MediaJobs:
         r: Rendition,
         extra: dict[str, Any],
         params: dict[str, Any],
+        entry_kind: str = "derived",
     ) -> str | None:
         fd = os.open(r.path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
@@ -353,7 +359,7 @@ class MediaJobs:
 
         recorded = True
         try:
-            await self._ledger.append([make_entry("derived", fields)], effect=effect)
+            await self._ledger.append([make_entry(entry_kind, fields)], effect=effect)
         except asyncpg.UniqueViolationError:
             recorded = False  # recorded meanwhile by a worker that took the job over
         if self._storage is not None:  # committed or rolled back: remove the copy that lost

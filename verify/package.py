@@ -31,6 +31,14 @@ with ``sha256`` and ``size`` equal to the file's; a rendition by a ``derived`` e
 ``rendition`` (the rendition kind), ``output_size`` or ``input_sha256`` (checked against the
 original of the same evidence in the package), they must agree too.
 
+A redacted copy (kind ``redacted``) is recorded by a ``redacted`` entry (the fields of a
+``derived`` one, plus ``original_entry`` and ``spec_sha256``); a package may carry it without
+its original. Its ``original_entry`` must be listed too, be an ``acquired`` entry of the same
+evidence whose ``sha256`` is the copy's ``input_sha256``, and be proven like every entry. A
+``redaction-spec`` file (the spec's canonical JSON) is listed with the ``redacted`` entry of
+its copy, whose ``spec_sha256`` must be its hash. The report says plainly when an original is
+not included.
+
 Guarantees of :func:`verify.package_checks.verify_package`: the verdict is ``ok`` only if every
 signature is by the *given* key, every listed entry is proven in the checkpoint at its own
 index, every disclosed opening matches, every listed file exists with the listed size and
@@ -75,7 +83,9 @@ MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH = "manifest.json", "manifest.sig", "
 CHECKPOINT_PATH, REPORT_PATH, TIMESTAMP_PATH = "checkpoint", "report.html", "timestamp.tsr"
 COSIGNATURES_PATH = "cosignatures"
 MANIFEST_SIG_HEADER = "evidence-vault package manifest v1"
-FILE_KINDS = frozenset({"original", "proxy", "poster", "clip", "fingerprint"})
+FILE_KINDS = frozenset(
+    {"original", "proxy", "poster", "clip", "fingerprint", "redacted", "redaction-spec"}
+)
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_SMALL_BYTES = 16 << 20  # any other non-`files/` member
 READ_CHUNK = 1 << 20  # fits in L2 next to the hash state: faster than bigger blocks

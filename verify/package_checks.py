@@ -50,6 +50,7 @@ from verify.package import (
     opening_path,
     proof_path,
 )
+from verify.package_redacted import REDACTION_KINDS, check_redacted, unrecorded_redaction
 from verify.package_sm2 import Sm2Key, check_sm2
 from verify.package_timestamp import check_timestamp
 from verify.package_witness import check_witnesses
@@ -140,6 +141,7 @@ class _Checks:
         check_timestamp(self.read, m, self.cp_text, self.tsa_ca, self.r)
         check_witnesses(self.read, m, self.cp_text, *self.witnesses, self.r)
         self.check_files(m, progress)
+        check_redacted(m, self.entries, self.r)
         expected = {MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH, CHECKPOINT_PATH}
         expected |= {f.path for f in m.files} | {consistency_path(s) for s in m.consistency}
         for i in m.entries:
@@ -374,6 +376,8 @@ class _Checks:
 
 def _unrecorded(f: pkg.PackageFile, e: dict[str, Any], original: str | None) -> str | None:
     """Why entry ``e`` does not record file ``f``, or None if it does."""
+    if f.kind in REDACTION_KINDS:
+        return unrecorded_redaction(f, e, original)
     rendition = f.kind != "original"
     want: dict[str, object] = {"kind": "derived" if rendition else "acquired"}
     want["output_sha256" if rendition else "sha256"] = f.sha256

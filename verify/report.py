@@ -265,6 +265,12 @@ def render_text(r: PackageReport) -> str:
             else:
                 value = json.dumps(o.value, ensure_ascii=False)
                 out.append(f"  {_mark(o.status == 'ok')} entry {o.index} {o.field} = {value}")
+    notes = [f for f in r.findings if f.code == "original-not-included"]
+    if notes:
+        out.append("")
+        out.append(f"notes ({len(notes)})  说明")
+        for n in notes:
+            out.append(f"  · {n.message}")
     problems = [f for f in r.findings if f.severity != "info"]
     if problems:
         out.append("")

@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -115,8 +115,7 @@ async def _render(
     checks: Sequence[Check],
 ) -> tuple[Path, tuple[str, ...]]:
     """Run ffmpeg into a hidden part file, run ``checks`` on it, then rename it into place."""
-    final = Path(dst_dir) / f"{name}.{ext}"
-    part = Path(dst_dir) / f".{name}.{secrets.token_hex(4)}.part"
+    final, part = part_path(dst_dir, name, ext)
     argv = [
         tools.ffmpeg,
         *GLOBAL_ARGS,
@@ -128,16 +127,30 @@ async def _render(
         str(limits.threads),
         file_url(part),
     ]
-    try:
+    async with finish_part(part, final):
         result = await run(argv, limits=limits)
         for check in checks:
             await check(part)
+    return final, result.argv
+
+
+def part_path(dst_dir: str | os.PathLike[str], name: str, ext: str) -> tuple[Path, Path]:
+    """(final path, hidden part path) of output ``name.ext`` in ``dst_dir``."""
+    final = Path(dst_dir) / f"{name}.{ext}"
+    return final, Path(dst_dir) / f".{name}.{secrets.token_hex(4)}.part"
+
+
+@contextlib.asynccontextmanager
+async def finish_part(part: Path, final: Path) -> AsyncIterator[None]:
+    """Around writing and checking ``part``: on success make it 0600 and rename it to ``final``;
+    whatever happens, leave no part file behind."""
+    try:
+        yield
         await asyncio.to_thread(part.chmod, 0o600)
         await asyncio.to_thread(os.replace, part, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(part.unlink)
-    return final, result.argv
 
 
 async def _validate(

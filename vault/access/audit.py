@@ -251,6 +251,8 @@ async def rendition_target(db: Db, rendition_id: str, *, mac: HostMac) -> Target
 def rendition_target_of(row: evrows.Rendition, source: Target) -> Target:
     """The target for a verified rendition row whose source's target is ``source``."""
     own = label_of(row.label_level, row.label_caveats)
+    if row.kind == evrows.RELEASED:  # a released redacted copy: the legal reviewer's label
+        return Target("rendition", own, source.cases, source.officer_id)
     return Target("rendition", rendition_label(source.label, own), source.cases, source.officer_id)
 
 

@@ -36,6 +36,7 @@ from vault.evidence.model import (
     Rendition,
 )
 from vault.evidence.rows import (
+    RELEASED,
     alarm,
     by_sha256,
     check_evidence,
@@ -69,12 +70,14 @@ from vault.evidence.working import (
     media_states,
     probes,
     record_offer,
+    rendition_of_job,
     set_media_status,
     set_probe,
 )
 
 __all__ = [
     "EVIDENCE_BOUND",
+    "RELEASED",
     "RENDITION_BOUND",
     "Evidence",
     "NewEvidence",
@@ -107,6 +110,7 @@ __all__ = [
     "record_offer",
     "rendition_columns",
     "rendition_of",
+    "rendition_of_job",
     "rendition_rows",
     "renditions_of",
     "set_category",

@@ -39,6 +39,10 @@ from vault.policy.labels import Caveat, Label, Level
 
 log = logging.getLogger("evault.evidence")
 
+#: The kind of a released redacted copy: its own label decides access, not joined with its
+#: source's (``vault.redaction.release``).
+RELEASED = "released"
+
 _EV_COLUMNS = ("id", *EVIDENCE_BOUND, "tag", "state_idx", *EVIDENCE_WORKING)
 _RD_COLUMNS = ("id", *RENDITION_BOUND, "tag", "state_idx", *RENDITION_WORKING)
 _ANNOUNCED: set[tuple[str, tuple[str, ...]]] = set()
@@ -327,6 +331,8 @@ async def insert_rendition(conn: Conn, mac: HostMac, new: NewRendition, idx: int
         raise NotFound(f"evidence {new.evidence_id} does not exist")
     check_evidence(mac, source)
     label = rendition_label(_label(source["label_level"], source["label_caveats"]), new.label)
+    if new.kind == RELEASED:  # a legal reviewer's release: the label decided, lower or not
+        label = new.label
     values: dict[str, object] = {
         "evidence_id": new.evidence_id,
         "kind": new.kind,

@@ -102,10 +102,16 @@ async def has_rendition(db: Db, evidence_id: uuid.UUID, kind: str) -> bool:
 
 async def clip_of_job(db: Db, evidence_id: uuid.UUID, job: str) -> uuid.UUID | None:
     """The clip already recorded for clip job ``job``, if any (a retried job records once)."""
+    return await rendition_of_job(db, evidence_id, "clip", job)
+
+
+async def rendition_of_job(db: Db, evidence_id: uuid.UUID, kind: str, job: str) -> uuid.UUID | None:
+    """The rendition of ``kind`` already recorded for job ``job``, if any (clips and redacted
+    copies: a retried job records once)."""
     rid: uuid.UUID | None = await db.fetchval(
-        "SELECT id FROM renditions WHERE evidence_id = $1 AND kind = 'clip'"
-        " AND params->>'job' = $2",
+        "SELECT id FROM renditions WHERE evidence_id = $1 AND kind = $2 AND params->>'job' = $3",
         evidence_id,
+        kind,
         job,
     )
     return rid

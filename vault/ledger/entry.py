@@ -25,6 +25,8 @@ KINDS = frozenset(
         "reoffered",
         "quarantined",
         "derived",
+        "redacted",
+        "released",
         "linked",
         "unlinked",
         "labelled",

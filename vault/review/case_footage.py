@@ -74,6 +74,22 @@ def _duration(probe: object) -> int | None:
     return ms if type(ms) is int and ms > 0 else None
 
 
+async def probed_frame(db: Db, evidence_id: str) -> tuple[int | None, int | None, int | None]:
+    """(upright width, upright height, duration in ms) of one item from its probe, each None
+    while unknown. Decides nothing: call it only after the caller was authorised on the item."""
+    probe = await db.fetchval(
+        "SELECT probe FROM evidence WHERE id = $1::uuid", uuid.UUID(evidence_id)
+    )
+    info = json.loads(probe) if isinstance(probe, str) else probe
+    if not isinstance(info, dict):
+        return None, None, None
+    w, h = info.get("width"), info.get("height")
+    w, h = (w if type(w) is int else None), (h if type(h) is int else None)
+    if info.get("rotation") in (90, 270):
+        w, h = h, w
+    return w, h, _duration(probe)
+
+
 async def probed_duration_ms(db: Db, evidence_id: str) -> int | None:
     """The probed duration of one item in ms, or None while unknown (not probed yet, or not
     probeable). Decides nothing: call it only after the caller was authorised on the item."""

@@ -45,7 +45,7 @@ from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.policy.decide import Action, Principal
 from vault.review.report_html import ReportItem, render_report
 from vault.storage.content import ContentStore, Readable
-from verify.canonical import parse_canonical
+from verify.canonical import canonical_json, parse_canonical
 from verify.checkpoint import open_checkpoint
 from verify.note import parse_note
 from verify.package import (
@@ -70,8 +70,8 @@ from verify.package import (
 )
 from verify.tlogproof import TlogProof, format_tlog_proof
 
-RENDITION_KINDS = ("proxy", "poster", "clip", "fingerprint")
-_EXT = {"proxy": "mp4", "poster": "jpg", "clip": "mp4", "fingerprint": "json"}
+RENDITION_KINDS = ("proxy", "poster", "clip", "fingerprint", "redacted")
+_EXT = {"proxy": "mp4", "poster": "jpg", "clip": "mp4", "fingerprint": "json", "redacted": "mp4"}
 
 
 @dataclass
@@ -93,6 +93,7 @@ class _Plan:
     files: list[tuple[PackageFile, str]] = field(default_factory=list)  # (file, blob sha256)
     items: list[ReportItem] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    inline: dict[str, bytes] = field(default_factory=dict)  # files made here (redaction specs)
 
 
 async def export_case(
@@ -108,11 +109,15 @@ async def export_case(
     timezone: str = DEFAULT_TIMEZONE,
     timestamp_wait: float = 0.0,
     witnesses: tuple[int, float] = (0, 0.0),
+    originals: bool = True,
 ) -> ExportResult:
     """Write the package for ``case_id`` to ``out`` (a folder, or a zip with ``as_zip``);
     ``report.html`` shows times in ``timezone`` (``export.timezone``); ``timestamp_wait``:
     seconds to wait for a time-stamped checkpoint covering the entries; ``witnesses``: (how
-    many witnesses are configured, seconds to wait for their cosignatures of the checkpoint)."""
+    many witnesses are configured, seconds to wait for their cosignatures of the checkpoint).
+    ``originals=False`` leaves the originals' bytes out (their ``acquired`` entries stay,
+    proven): a package of redacted copies only, each with its spec, for sharing without the
+    footage itself."""
     bad = sorted(set(renditions) - set(RENDITION_KINDS))
     if bad:
         raise BadRequest(f"unknown rendition kinds {bad}; choose from {list(RENDITION_KINDS)}")
@@ -120,7 +125,9 @@ async def export_case(
         raise Conflict(f"{out} exists: a package is never written over anything")
     db = ledger.pool
     case = await audit.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
-    plan = await _plan(ledger, actor, case_id, renditions)
+    if not originals and not renditions:
+        raise BadRequest("a package without originals needs renditions (e.g. redacted)")
+    plan = await _plan(ledger, actor, case_id, renditions, originals)
     last = max(plan.entries, default=0)
     # The newest checkpoint with an RFC 3161 time-stamp, when one covers every entry (and
     # --since); else the latest checkpoint, without a time-stamp.
@@ -187,9 +194,10 @@ async def export_case(
     members[VKEY_PATH] = vkey_file_text(ledger.verifier).encode()
     members[CHECKPOINT_PATH] = cp.note.encode()
     members[REPORT_PATH] = report
+    members.update(plan.inline)
     if stamped is not None:
         members[TIMESTAMP_PATH] = stamped.token
-    blobs = {f.path: await content.open(sha) for f, sha in plan.files}
+    blobs = {f.path: await content.open(sha) for f, sha in plan.files if f.path not in plan.inline}
     try:
         await asyncio.to_thread(_write, out, members, blobs, as_zip)
     finally:
@@ -222,7 +230,9 @@ def _refs(case_id: str) -> Any:
     return effect
 
 
-async def _plan(ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[str]) -> _Plan:
+async def _plan(
+    ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[str], originals: bool = True
+) -> _Plan:
     db = ledger.pool
     plan = _Plan()
     cursor: str | None = None
@@ -238,14 +248,20 @@ async def _plan(ledger: Ledger, actor: Principal, case_id: str, kinds: Sequence[
                 continue
             except NotFound:
                 continue
-            await _plan_item(db, ledger.mac, plan, item.id, case_id, kinds)
+            await _plan_item(db, ledger.mac, plan, item.id, case_id, kinds, originals)
         if page.next_cursor is None:
             return plan
         cursor = page.next_cursor
 
 
 async def _plan_item(
-    db: Any, mac: HostMac, plan: _Plan, evidence_id: str, case_id: str, kinds: Sequence[str]
+    db: Any,
+    mac: HostMac,
+    plan: _Plan,
+    evidence_id: str,
+    case_id: str,
+    kinds: Sequence[str],
+    originals: bool = True,
 ) -> None:
     row = await evrows.load_evidence(db, mac, evidence_id, where="export")
     if row is None:
@@ -253,27 +269,31 @@ async def _plan_item(
     plan.entries.add(row.ledger_idx)
     plan.disclosed.add(row.ledger_idx)
     ext = (row.extension or "bin").lower() if (row.extension or "").isalnum() else "bin"
-    plan.files.append(
-        (
-            PackageFile(
-                f"files/{row.sha256}.{ext[:16]}",
+    if originals:
+        plan.files.append(
+            (
+                PackageFile(
+                    f"files/{row.sha256}.{ext[:16]}",
+                    row.sha256,
+                    row.size,
+                    "original",
+                    evidence_id,
+                    row.ledger_idx,
+                ),
                 row.sha256,
-                row.size,
-                "original",
-                evidence_id,
-                row.ledger_idx,
-            ),
-            row.sha256,
+            )
         )
-    )
     for r in await evrows.renditions_of(db, mac, row.id, kinds):
         plan.entries.add(r.ledger_idx)
-        path = f"files/{r.sha256}.{_EXT[r.kind]}"
+        kind_ext = "m4a" if r.media_type == "audio/mp4" else _EXT[r.kind]
+        path = f"files/{r.sha256}.{kind_ext}"
         if any(f.path == path for f, _ in plan.files):
             continue
         plan.files.append(
             (PackageFile(path, r.sha256, r.size, r.kind, evidence_id, r.ledger_idx), r.sha256)
         )
+        if r.kind == "redacted":
+            _plan_spec(plan, r, evidence_id)
     custody = await db.fetch(
         "SELECT ledger_idx FROM ledger_refs WHERE ref_kind = 'evidence' AND ref_id = $1"
         " UNION SELECT ledger_idx FROM evidence_offers WHERE evidence_id = $1::uuid",
@@ -306,6 +326,23 @@ async def _plan_item(
             ],
         )
     )
+
+
+def _plan_spec(plan: _Plan, r: evrows.Rendition, evidence_id: str) -> None:
+    """The redaction spec that made copy ``r`` (its canonical JSON, kept in the rendition's
+    params), listed with the copy's ``redacted`` entry."""
+    params = json.loads(r.params) if isinstance(r.params, str) else r.params
+    spec = params.get("spec") if isinstance(params, dict) else None
+    if not isinstance(spec, dict):
+        return  # a copy without its spec: the package carries the copy alone
+    data = canonical_json(spec)
+    sha = hashlib.sha256(data).hexdigest()
+    path = f"files/{sha}.json"
+    if path in plan.inline:
+        return
+    plan.inline[path] = data
+    entry = PackageFile(path, sha, len(data), "redaction-spec", evidence_id, r.ledger_idx)
+    plan.files.append((entry, sha))
 
 
 async def _members(ledger: Ledger, plan: _Plan, note: str, size: int) -> dict[str, bytes]:

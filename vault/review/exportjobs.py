@@ -58,6 +58,7 @@ def export_handler(
                 timezone=timezone,
                 timestamp_wait=timestamp_wait,
                 witnesses=witnesses,
+                originals=job.payload.get("originals", True) is not False,
             )
         except (NotFound, Forbidden) as exc:
             raise JobFailed(exc.detail) from exc

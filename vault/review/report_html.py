@@ -22,6 +22,7 @@ _KIND_ZH = {
     "acquired": "采集入库",
     "reoffered": "重复提交",
     "derived": "生成衍生文件",
+    "redacted": "生成脱敏副本",
     "linked": "关联案件",
     "unlinked": "解除关联",
     "labelled": "密级变更",
@@ -35,6 +36,8 @@ _FILE_ZH = {
     "proxy": "播放代理",
     "poster": "封面",
     "clip": "片段",
+    "redacted": "脱敏副本",
+    "redaction-spec": "脱敏规格",
     "fingerprint": "指纹",
 }
 

@@ -494,6 +494,8 @@ def _principal(state: DerivedState, e: Entry) -> None:
 HANDLERS: dict[str, Handler] = {
     "acquired": _acquired,
     "derived": _derived,
+    "redacted": _derived,  # a redacted copy is a rendition recorded with more fields
+    "released": _derived,  # a released copy: a rendition whose entry carries its label
     "labelled": _labelled,
     "linked": _link,
     "unlinked": _link,

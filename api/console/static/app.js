@@ -6,6 +6,7 @@ import {applyStatic, getLang, loadLanguages, setLang, t, zoneName} from './i18n.
 import {renderCase} from './case.js';
 import {renderCases} from './cases.js';
 import {renderEvidence} from './evidence.js';
+import {renderRedact} from './redact.js';
 import {renderIntegrity} from './integrity.js';
 import {renderSignIn} from './signin.js';
 import {renderUnlinked} from './unlinked.js';
@@ -23,6 +24,7 @@ const ROUTES = [
   [/^#\/cases\/([^/]+)$/, 'cases', () => renderCase],
   [/^#\/cases\/([^/]+)\/integrity$/, 'cases', () => renderIntegrity],
   [/^#\/evidence\/([^/]+)$/, 'cases', () => renderEvidence],
+  [/^#\/evidence\/([^/]+)\/redact$/, 'cases', () => renderRedact],
   [/^#\/unlinked$/, 'unlinked', () => renderUnlinked],
   [/^#\/verify$/, 'verify', () => renderVerify],
 ];

@@ -120,7 +120,8 @@ function downloads(d, may) {
     const blob = await apiBlob(`/v1/evidence/${d.id}/content?download=true`);
     saveBlob(blob, d.extension ? `${d.sha256}.${d.extension}` : d.sha256);
   }));
-  const offered = [may.has('verify') ? proof : null, may.has('download') ? original : null].filter(Boolean);
+  const redact = h('a', {href: `#/evidence/${encodeURIComponent(d.id)}/redact`, class: 'button secondary', id: 'redact-link'}, t('evidence.redact'));
+  const offered = [may.has('verify') ? proof : null, may.has('download') ? original : null, may.has('stream') ? redact : null].filter(Boolean);
   if (!offered.length) msg.textContent = t('evidence.nodownload');
   return h('div', {class: 'downloads'}, offered.length ? h('p', {class: 'actions'}, offered) : null, msg);
 }

@@ -1,0 +1,298 @@
+"""Redacted copies on request: ``POST /v1/evidence/{id}/redactions`` → 202 and a job to poll.
+
+Guarantees:
+
+- Only reviewers and legal reviewers may ask (403 naming the roles for anyone else who can
+  see the item), and the request is an audited ``stream`` decision on the evidence made before
+  anything is queued: missing and invisible evidence are the same 404.
+- The spec (``docs/redaction.md``) is validated at once: against the probed picture size and
+  duration when the item is probed, else on its own (the worker checks it against the probe
+  then, and fails the job naming the fields). A bad spec is a 400 whose problem+json lists every
+  field at fault (``errors``).
+- The job is a PostgreSQL job (``ingest.redactjobs.REDACT``): a worker in any process renders
+  it and a crash loses nothing. ``GET /v1/redactions/{job}`` shows it only to its requester or
+  to a principal allowed ``read_metadata`` on its evidence (audited), exactly like a clip job;
+  when done it names the ``redacted`` rendition, read through ``/v1/renditions/{id}/content``
+  under that rendition's own label.
+- ``POST /v1/evidence/{id}/redaction-suggestions`` → 202 and a job (``GET
+  /v1/redaction-suggestions/{job}``, visible as a redaction job is) whose result lists suggested
+  face and plate box tracks (``ingest.media.suggest``), ready to edit into a spec; same roles and
+  decision as a redaction. 503 when the detector is not installed.
+- ``POST /v1/renditions/{id}/release`` (``{"label": ...}``): a legal reviewer releases a
+  redacted copy at a label (``vault.redaction.release``): 201 with the ``released`` rendition,
+  whose own label then decides who may read it, within the original's cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from api import schemas as S
+from api.auth import principal_of
+from api.jsonbody import json_object
+from api.keys import RUNTIME
+from api.openapi import define, json_body, json_response, operation, path
+from api.routes_jobs import visible_job
+from ingest.media.suggest import available
+from ingest.redactjobs import REDACT, SUGGEST
+from vault.access.audit import authorize
+from vault.errors import Conflict, Forbidden, Unavailable
+from vault.jobs import enqueue, job_status
+from vault.policy.decide import Action, Role
+from vault.policy.labels import Label
+from vault.redaction.release import release_copy
+from vault.redaction.spec import Frame, parse_spec, spec_bytes, spec_json
+from vault.review.case_footage import probed_frame
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_REQUESTERS = frozenset({Role.REVIEWER, Role.LEGAL_REVIEWER})
+
+SPEC = define(
+    "RedactionSpec",
+    {
+        "type": "object",
+        "description": "a redaction spec, version 1 (docs/redaction.md)",
+        "required": ["version"],
+        "properties": {
+            "version": {"type": "integer", "enum": [1]},
+            "effect": {"type": "string", "enum": ["blur", "pixelate", "solid"]},
+            "boxes": {"type": "array", "maxItems": 32, "items": {"type": "object"}},
+            "frame_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
+            "mute_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
+        },
+    },
+)
+
+JOB = define(
+    "RedactionJob",
+    {
+        "type": "object",
+        "required": ["id", "kind", "status", "evidence_id", "spec_sha256"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["redaction"]},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "evidence_id": S.UUID,
+            "spec_sha256": S.SHA256,
+            "spec": SPEC,
+            "attempts": {"type": "integer"},
+            "created_at": S.DATE_TIME,
+            "updated_at": S.DATE_TIME,
+            "rendition_id": S.nullable(S.UUID),
+            "rendition": S.nullable(S.STRING),
+            "error": S.nullable(S.STRING),
+        },
+    },
+)
+
+
+def _job_json(row: Any) -> dict[str, Any]:
+    payload = S.load_json(row["payload"]) or {}
+    result = S.load_json(row["result"]) or {}
+    rid = result.get("rendition_id") if isinstance(result, dict) else None
+    return {
+        "id": row["id"],
+        "kind": "redaction",
+        "status": row["status"],
+        "evidence_id": str(payload.get("evidence_id")),
+        "spec_sha256": payload.get("spec_sha256"),
+        "spec": payload.get("spec"),
+        "attempts": row["attempts"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "rendition_id": rid,
+        "rendition": None if rid is None else f"/v1/renditions/{rid}/content",
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+
+
+@routes.post("/v1/evidence/{id}/redactions")
+@operation(
+    "Request a redacted copy",
+    tags=["evidence"],
+    params=[path("id", "evidence id")],
+    request=json_body(SPEC, "what to hide: boxes over time, full-frame ranges, mute ranges"),
+    responses={
+        202: json_response(JOB, "queued; poll the Location", {"Location": S.STRING}),
+        400: "malformed spec: problem+json with `errors`, each naming its field",
+        403: "visible, but the caller is no reviewer or legal reviewer, or may not stream it",
+        404: "no such evidence",
+    },
+)
+async def request_redaction(request: web.Request) -> web.Response:
+    """Queue a redacted copy of the original per the spec; 202 with the job."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    body = await json_object(request)
+    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
+    if not principal.roles & _REQUESTERS:
+        raise Forbidden(
+            "redacted copies are requested by a reviewer or legal reviewer; ask one assigned"
+            " to the case"
+        )
+    width, height, duration = await probed_frame(rt.db.pool, eid)
+    spec = parse_spec(body, Frame(width, height, duration))
+    canonical = spec_bytes(spec)
+    payload = {
+        "evidence_id": str(uuid.UUID(eid)),
+        "spec": spec_json(spec),
+        "spec_sha256": hashlib.sha256(canonical).hexdigest(),
+        "requested_by": principal.id,
+    }
+    job_id = await enqueue(rt.db.pool, REDACT, payload)
+    if job_id is None:  # only a dedupe key can make enqueue insert nothing
+        raise Conflict("the job was not queued; retry")
+    row = await job_status(rt.db.pool, job_id)
+    location = f"/v1/redactions/{job_id}"
+    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+
+
+@routes.get("/v1/redactions/{id}")
+@operation(
+    "A redaction job",
+    tags=["evidence"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={200: json_response(JOB, "the job"), 404: "no such job (or not yours)"},
+)
+async def get_redaction(request: web.Request) -> web.Response:
+    """Status of a redaction job and, when done, its redacted copy."""
+    row = await visible_job(request, REDACT)
+    return web.json_response(_job_json(row))
+
+
+RELEASE_REQUEST = define(
+    "ReleaseRequest",
+    {"type": "object", "required": ["label"], "properties": {"label": S.LABEL_INPUT}},
+)
+RELEASED = define(
+    "ReleasedCopy",
+    {
+        "type": "object",
+        "required": ["rendition_id", "label", "ledger_index", "content"],
+        "properties": {
+            "rendition_id": S.UUID,
+            "label": S.LABEL,
+            "ledger_index": S.INDEX,
+            "content": S.STRING,
+        },
+    },
+)
+
+
+@routes.post("/v1/renditions/{id}/release")
+@operation(
+    "Release a redacted copy at a label",
+    tags=["evidence"],
+    params=[path("id", "id of a redacted copy (a rendition of kind redacted)")],
+    request=json_body(RELEASE_REQUEST, "the label the copy is released at"),
+    responses={
+        201: json_response(RELEASED, "released: a rendition of kind released"),
+        400: "malformed label, or not a redacted copy",
+        403: "not a legal reviewer, or a label above the caller's clearance",
+        404: "no such rendition",
+    },
+)
+async def release(request: web.Request) -> web.Response:
+    """A legal reviewer's release of a redacted copy at a (lower) label; its own entry."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    body = await json_object(request)
+    label = Label.from_wire(body.get("label"), "label")
+    done = await release_copy(rt.ledger, principal, request.match_info["id"], label)
+    return web.json_response(
+        {
+            "rendition_id": str(done.rendition_id),
+            "label": done.label.to_json(),
+            "ledger_index": done.ledger_idx,
+            "content": f"/v1/renditions/{done.rendition_id}/content",
+        },
+        status=201,
+    )
+
+
+SUGGESTIONS = define(
+    "RedactionSuggestionJob",
+    {
+        "type": "object",
+        "required": ["id", "kind", "status", "evidence_id"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["redaction-suggestions"]},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "evidence_id": S.UUID,
+            "boxes": {
+                "type": "array",
+                "description": "suggested box tracks, as in a redaction spec's boxes",
+                "items": {"type": "object"},
+            },
+            "error": S.nullable(S.STRING),
+        },
+    },
+)
+
+
+def _suggestions_json(row: Any) -> dict[str, Any]:
+    payload = S.load_json(row["payload"]) or {}
+    result = S.load_json(row["result"]) or {}
+    return {
+        "id": row["id"],
+        "kind": "redaction-suggestions",
+        "status": row["status"],
+        "evidence_id": str(payload.get("evidence_id")),
+        "boxes": result.get("boxes", []) if isinstance(result, dict) else [],
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+
+
+@routes.post("/v1/evidence/{id}/redaction-suggestions")
+@operation(
+    "Suggest faces and number plates to redact",
+    tags=["evidence"],
+    params=[path("id", "evidence id")],
+    responses={
+        202: json_response(SUGGESTIONS, "queued; poll the Location", {"Location": S.STRING}),
+        403: "visible, but the caller is no reviewer or legal reviewer, or may not stream it",
+        404: "no such evidence",
+        503: "the detector (opencv-python-headless, the 'detect' extra) is not installed",
+    },
+)
+async def request_suggestions(request: web.Request) -> web.Response:
+    """Queue a search of the original for faces and plates; 202 with the job."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    eid = request.match_info["id"]
+    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
+    if not principal.roles & _REQUESTERS:
+        raise Forbidden("suggestions are for a reviewer or legal reviewer preparing a redaction")
+    if not available():
+        raise Unavailable(
+            "face and plate suggestions need opencv-python-headless (the 'detect' extra)"
+        )
+    payload = {"evidence_id": str(uuid.UUID(eid)), "requested_by": principal.id}
+    job_id = await enqueue(rt.db.pool, SUGGEST, payload)
+    if job_id is None:
+        raise Conflict("the job was not queued; retry")
+    row = await job_status(rt.db.pool, job_id)
+    location = f"/v1/redaction-suggestions/{job_id}"
+    return web.json_response(_suggestions_json(row), status=202, headers={"Location": location})
+
+
+@routes.get("/v1/redaction-suggestions/{id}")
+@operation(
+    "A redaction-suggestion job",
+    tags=["evidence"],
+    params=[path("id", "job id", {"type": "integer", "minimum": 1})],
+    responses={200: json_response(SUGGESTIONS, "the job"), 404: "no such job (or not yours)"},
+)
+async def get_suggestions(request: web.Request) -> web.Response:
+    """Status of a suggestion job and, when done, the suggested box tracks."""
+    row = await visible_job(request, SUGGEST)
+    return web.json_response(_suggestions_json(row))

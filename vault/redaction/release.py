@@ -1,0 +1,100 @@
+"""Releasing a redacted copy at a lower label: a legal reviewer's decision, its own entry.
+
+A redacted copy starts with its original's label, and access to it is decided on that label
+joined with its original's effective label (cases included), like every rendition: until it is
+released it is never more visible than the original.
+
+Guarantees of :func:`release_copy`:
+
+* Only a principal holding the ``legal_reviewer`` role may release, after an audited ``label``
+  decision on the copy (so only one who may see it); the label given may not be above the
+  releaser's own clearance and caveats.
+* Only a ``redacted`` copy is released (anything else is a 400).
+* The release is a new rendition of kind ``released`` with the copy's bytes (same SHA-256, no
+  new object) and the decided label, recorded by its own ``released`` ledger entry in the same
+  transaction: ``copy`` (the redacted rendition) and ``copy_entry`` (its ``redacted`` entry),
+  the label and the copy's label before, and who decided (a commitment). Access to a released
+  copy is decided on its own label (``vault.access.audit.rendition_target_of``), still within
+  its original's cases (need to know is not released). The kind is bound in the row's tag, so a
+  database edit cannot make an unreleased copy released; ``fsck --state`` replays the entry.
+* The redacted copy itself and the original are not changed. Raising the original's own label
+  later raises its released copies too (as every rendition), never the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from vault import evidence as evrows
+from vault.access import audit
+from vault.access.filters import label_of
+from vault.db import Conn
+from vault.errors import BadRequest, Forbidden
+from vault.ledger import Ledger, make_entry
+from vault.policy.decide import Action, Principal, Role
+from vault.policy.labels import Label
+
+__all__ = ["Released", "release_copy"]
+
+
+@dataclass(frozen=True)
+class Released:
+    """A released copy: its rendition id, label and ``released`` entry."""
+
+    rendition_id: uuid.UUID
+    label: Label
+    ledger_idx: int
+
+
+async def release_copy(ledger: Ledger, actor: Principal, copy_id: str, label: Label) -> Released:
+    """Release the redacted copy ``copy_id`` at ``label`` (see module)."""
+    db = ledger.pool
+    if Role.LEGAL_REVIEWER not in actor.roles:
+        raise Forbidden("releasing a redacted copy is a legal reviewer's decision")
+    target = await audit.authorize(db, ledger, actor, Action.LABEL, "rendition", copy_id)
+    if not Label(actor.clearance, actor.caveats).dominates(label):
+        raise Forbidden("you may not set a label above your own clearance and caveats")
+    row = await evrows.load_rendition(db, ledger.mac, copy_id, where="release")
+    if row is None or row.kind != "redacted":
+        raise BadRequest("only a redacted copy (a rendition of kind redacted) is released")
+    rid = uuid.uuid4()
+    fields = {
+        "evidence_id": str(row.evidence_id),
+        "rendition": evrows.RELEASED,
+        "rendition_id": str(rid),
+        "copy": str(row.id),
+        "copy_entry": row.ledger_idx,
+        "output_sha256": row.sha256,
+        "output_size": row.size,
+        "media_type": row.media_type,
+        "label": str(label),
+        "previous": str(target.label),
+        "previous_own": str(label_of(row.label_level, row.label_caveats)),
+    }
+    new = evrows.NewRendition(
+        id=rid,
+        evidence_id=row.evidence_id,
+        kind=evrows.RELEASED,
+        sha256=row.sha256,
+        size=row.size,
+        media_type=row.media_type,
+        label=label,
+        params=json.dumps({"copy": str(row.id)}),
+    )
+
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await evrows.insert_rendition(conn, ledger.mac, new, indexes[0])
+        await audit.add_refs(
+            conn,
+            [
+                (indexes[0], "evidence", str(row.evidence_id)),
+                (indexes[0], "rendition", str(row.id)),
+                (indexes[0], "rendition", str(rid)),
+            ],
+        )
+
+    entry = make_entry("released", fields, {"by": actor.id})
+    (idx,) = await ledger.append([entry], effect=effect)
+    return Released(rid, label, idx)
