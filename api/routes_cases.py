@@ -230,6 +230,7 @@ async def link(request: web.Request) -> web.Response:
     case_id = request.match_info["id"]
     eid = _evidence_id((await json_object(request)).get("evidence_id"))
     idx = await cases.link(rt.db.pool, rt.ledger, principal, case_id, eid)
+    await rt.extend_locks(eid)
     body = {
         "case_id": case_id,
         "evidence_id": str(uuid.UUID(eid)),

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from prometheus_client import Counter, Histogram
@@ -66,6 +66,7 @@ from vault.db import Conn
 from vault.events import emit
 from vault.jobs import Job, JobFailed
 from vault.ledger import Ledger, make_entry
+from vault.storage.backend import ObjectStore
 from vault.storage.blobstore import BlobStore, StoredBlob
 from vault.storage.content import ContentStore, PlainContentStore
 from vault.storage.keystore_db import insert_key
@@ -107,7 +108,7 @@ class MediaJobs:
     def __init__(
         self,
         ledger: Ledger,
-        store: BlobStore,
+        store: ObjectStore,
         cfg: MediaConfig,
         scratch: Path,
         *,
@@ -118,7 +119,11 @@ class MediaJobs:
         self._ledger = ledger
         self._store = store
         self._storage = storage
-        self._content: ContentStore = storage.content if storage else PlainContentStore(store)
+        if storage is None and not isinstance(store, BlobStore):
+            raise TypeError("media jobs on the S3 store need its storage (open_storage)")
+        self._content: ContentStore = (
+            storage.content if storage is not None else PlainContentStore(cast(BlobStore, store))
+        )
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)

@@ -69,7 +69,7 @@ from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, regroup, send_obj
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["S3BlobStore", "S3Object", "key_of"]
+__all__ = ["S3BlobStore", "S3Object", "key_of", "sealed_key_of"]
 
 READ_CHUNK = 1 << 20
 MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
@@ -79,6 +79,15 @@ def key_of(sha256: str) -> str:
     """The key of the object with this digest. ``BadRequest`` if not a SHA-256 hex digest."""
     h = _digest(sha256)
     return f"objects/sha256/{h[:2]}/{h[2:4]}/{h}"
+
+
+def sealed_key_of(sha256: str, object_id: bytes) -> str:
+    """The key of a sealed object: plaintext digest and header object id, as in the file store's
+    ``sealed/`` tree (``vault.storage.blobstore``)."""
+    h = _digest(sha256)
+    if len(object_id) != 16:
+        raise BadRequest("a sealed object id is 16 bytes")
+    return f"sealed/sha256/{h[:2]}/{h[2:4]}/{h}.{object_id.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,22 +263,58 @@ class S3BlobStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def read(
-        self, sha256: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The original's bytes ``[start, end)`` (to the end if ``end`` is None), streamed with
         one ranged GET. Bytes are not re-verified. ``NotFound`` if absent; ``BadRequest`` for a
         range outside the object."""
-        key = key_of(sha256)
+        return self.read_key(key_of(sha256), start, end)
+
+    async def read_key(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """``read`` of the original version under any key of this store (plain or sealed)."""
         version = await self._original(key)
         if version is None:
-            raise NotFound(f"no stored object {_digest(sha256)}")
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
         try:
             async for chunk in self._get(key, version, start, end):
                 yield chunk
         except NotFound:
             self._originals.pop(key, None)  # disposed of by another process
             raise
+
+    async def size_of(self, key: str) -> int:
+        """The size of the original version under ``key``. ``NotFound`` if absent."""
+        version = await self._original(key)
+        if version is None:
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
+        return int((await self._head(key, version))["ContentLength"])
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key (with at least one version or delete marker) starting with ``prefix``."""
+        found: set[str] = set()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with unavailable("listing keys"):
+            while True:
+                page = await self._s3.list_object_versions(**kwargs)
+                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    found.add(str(v.get("Key")))
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["KeyMarker"] = page.get("NextKeyMarker")
+                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+        return sorted(found)
+
+    async def foreign_versions(self, key: str) -> str | None:
+        """Why the key holds more than its original (a later version: someone overwrote it; a
+        delete marker: someone deleted it), or None. Reads ignore both (they read the original
+        version); scrub reports them through this."""
+        versions, markers = await self._versions(key)
+        if markers:
+            return f"{len(markers)} delete marker(s) over the original"
+        if len(versions) > 1:
+            return f"{len(versions) - 1} later version(s) written over the original"
+        return None
 
     async def _get(
         self, key: str, version: str, start: int = 0, end: int | None = None
@@ -349,10 +394,13 @@ class S3BlobStore:
     async def extend_retention(self, sha256: str, until: datetime) -> datetime:
         """Make the original's COMPLIANCE lock last at least until ``until``; never shortens
         (an earlier ``until`` changes nothing). Returns the retain-until date now in force."""
-        key = key_of(sha256)
+        return await self.extend_key(key_of(sha256), until)
+
+    async def extend_key(self, key: str, until: datetime) -> datetime:
+        """``extend_retention`` for any key of this store (plain or sealed)."""
         version = await self._original(key)
         if version is None:
-            raise NotFound(f"no stored object {_digest(sha256)}")
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
         return await self._extend(key, version, _retain_date(until))
 
     async def _extend(self, key: str, version: str, until: datetime) -> datetime:
@@ -374,7 +422,10 @@ class S3BlobStore:
     async def remove(self, sha256: str) -> bool:
         """Delete every version under the key (disposal, once retention has expired).
         ``Conflict`` while a version is still locked; False if nothing was there."""
-        key = key_of(sha256)
+        return await self.remove_key(key_of(sha256))
+
+    async def remove_key(self, key: str) -> bool:
+        """``remove`` for any key of this store (plain or sealed)."""
         versions, markers = await self._versions(key)
         if not versions and not markers:
             return False
@@ -419,6 +470,31 @@ class S3BlobStore:
 
         return await self._upload(
             digest, parts(), until, "the source changed while stored", md5s=md5s
+        )
+
+    async def put_sealed_file(self, fd: int, key: str, *, retain_until: datetime) -> S3Object:
+        """Store the sealed (ciphertext) file open at ``fd`` as the new key ``key``
+        (``sealed_key_of``: a fresh object id, never written before), with the same checks as
+        ``put_file``; the returned digest is the ciphertext's."""
+        until = _retain_date(retain_until)
+        size = os.fstat(fd).st_size
+        part = self._part_for(size)
+        digest, size, md5s = await asyncio.to_thread(hash_fd, fd, part, None)
+        if await self._original(key) is not None:
+            raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
+
+        async def parts() -> AsyncIterator[bytes]:
+            offset = 0
+            while offset < size:
+                n = min(part, size - offset)
+                data = await asyncio.to_thread(os.pread, fd, n, offset)
+                if len(data) != n:
+                    raise IntegrityError("the sealed file changed while it was stored")
+                offset += n
+                yield data
+
+        return await self._upload(
+            digest, parts(), until, "the sealed file changed while stored", md5s=md5s, key=key
         )
 
     async def put_stream(
@@ -493,10 +569,12 @@ class S3BlobStore:
         mismatch: str,
         *,
         md5s: list[str] | None = None,
+        key: str | None = None,
     ) -> S3Object:
         """Send ``parts`` as the object of ``digest`` (``vault.storage.s3upload``), lock it,
-        confirm."""
-        key = key_of(digest)
+        confirm. ``key``: another key than the digest's (a sealed object, whose bytes are
+        ciphertext hashing to ``digest``)."""
+        key = key or key_of(digest)
         version, size, multipart = await send_object(
             self._s3,
             self.bucket,

@@ -1,0 +1,218 @@
+"""The service on the S3 store (``store.backend = "s3"``), on a real single-node Ceph: a dock file
+goes into the bucket with COMPLIANCE Object Lock before it is released; content is read back with
+ranged GETs; classified footage reaches the bucket as ciphertext only; a version written over an
+object through the S3 API is never served and scrub flags it; a link extends the lock; a retention
+run disposes of nothing still locked; backup and restore keep the objects in the bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ceph_fixture import CephCluster
+from test_blob_contract import creds, new_bucket, s3_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
+from crypto_fixtures import MARK, Env, admin, dock, open_env, plaintext
+
+from ingest.acquire import Receipt
+from vault.cases import links as cases
+from vault.config import StoreConfig
+from vault.errors import ConfigError
+from vault.ops import objectlock
+from vault.ops.scrub import run_scrub
+from vault.ops.scrubmodel import ScrubConfig
+from vault.policy.labels import Label, Level
+from vault.storage.content import ContentStore
+from vault.storage.keystore_db import key_for
+from vault.storage.s3blobs import S3Blobs
+from vault.storage.s3client import open_client
+from vault.storage.s3store import key_of, sealed_key_of
+from vault.storage.storage import file_of, open_objects
+
+NAME = "DEV01_OFF123_2026010112{:02d}00.mp4"
+FAST = ScrubConfig(rate_mb_s=0.0)
+HOLD_DAYS = 400
+
+
+@pytest.fixture
+def s3_env(ceph: CephCluster, monkeypatch: pytest.MonkeyPatch) -> StoreConfig:
+    """A ``[store]`` on a new bucket of the Ceph fixture, credentials from the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ceph.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ceph.secret_key)
+    s3 = s3_config(ceph, new_bucket(), create_bucket=True, retain_days=2, hold_days=HOLD_DAYS)
+    return StoreConfig(backend="s3", s3=s3)
+
+
+@pytest.fixture
+async def raw(ceph: CephCluster) -> AsyncIterator[Any]:
+    """A plain S3 client with the service's credentials: what an insider holding them can do."""
+    async with open_client(s3_config(ceph, "unused"), creds(ceph)) as client:
+        yield client
+
+
+async def acquire(env: Env, data: bytes, i: int = 0, dock_id: str = "dock-01") -> Receipt:
+    d = env.acq.docks[dock_id]
+    path = d.path / NAME.format(i)
+    path.write_bytes(data)
+    got = await env.acq.acquire_path(d, path)
+    assert isinstance(got, Receipt), got
+    return got
+
+
+async def read(content: ContentStore, sha: str, start: int = 0, end: int | None = None) -> bytes:
+    """Read as the service does: the object opened on the loop, its bytes pulled in a thread."""
+    obj = await content.open(sha)
+    try:
+        stop = obj.size if end is None else end
+        return await asyncio.to_thread(lambda: b"".join(obj.read_range(start, stop)))
+    finally:
+        obj.close()
+
+
+def local_objects(tmp: Path) -> list[Path]:
+    """Object files under the local store root (none may exist on the S3 backend)."""
+    root = tmp / "vault"
+    return [p for t in ("objects", "sealed") for p in (root / t).rglob("*") if p.is_file()]
+
+
+async def test_dock_file_goes_into_the_bucket_locked_before_it_is_released(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any
+) -> None:
+    d = dock(tmp_path, label="internal", release="delete")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        assert isinstance(env.storage.blobs, S3Blobs)
+        data = os.urandom(12 * 1024 * 1024 + 5)  # a multipart upload (5 MiB parts)
+        before = datetime.now(UTC)
+        receipt = await acquire(env, data)
+        sha = hashlib.sha256(data).hexdigest()
+        assert receipt.sha256 == sha
+        assert not (d.path / NAME.format(0)).exists(), "released (deleted) after the PUT"
+        head = await raw.head_object(Bucket=s3_env.s3.bucket, Key=key_of(sha))
+        assert head["ContentLength"] == len(data)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] >= before + timedelta(days=2, seconds=-5)
+        assert local_objects(tmp_path) == [], "nothing is kept on the local disk"
+        # the same content offered again is a re-offer: still one object version
+        await acquire(env, data, 1)
+        versions = await raw.list_object_versions(Bucket=s3_env.s3.bucket, Prefix=key_of(sha))
+        assert len(versions["Versions"]) == 1
+        rows = await env.rows("SELECT sha256 FROM evidence")
+        assert [r["sha256"] for r in rows] == [sha]
+
+
+async def test_content_range_reads_come_from_the_bucket(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig
+) -> None:
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        sha = (await acquire(env, data)).sha256
+        obj = await env.storage.content.open(sha)
+        assert obj.size == len(data)
+        assert not hasattr(obj, "fileno"), "streamed through read_range, not sendfile"
+        for start, end in [(0, 1), (1000, 1_500_000), (len(data) - 9, len(data)), (5, 5)]:
+            assert await read(env.storage.content, sha, start, end) == data[start:end]
+        async with file_of(obj) as path:  # what a media job hands to ffmpeg
+            assert path.read_bytes() == data
+        # a reader that stops early (a client gone mid-stream) is closed on the loop
+        chunks = obj.read_range(0, obj.size)
+        assert await asyncio.to_thread(next, chunks)
+        obj.close()
+
+
+async def test_classified_footage_reaches_the_bucket_as_ciphertext_only(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any
+) -> None:
+    d = dock(tmp_path, label="secret")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        data = plaintext(2 * 1024 * 1024 + 300)
+        sha = (await acquire(env, data)).sha256
+        key = await key_for(env.db.pool, sha)
+        assert key is not None, "sealed on arrival"
+        bucket = s3_env.s3.bucket
+        listed = await raw.list_object_versions(Bucket=bucket)
+        assert [v["Key"] for v in listed["Versions"]] == [sealed_key_of(sha, key.object_id)]
+        got = await raw.get_object(Bucket=bucket, Key=sealed_key_of(sha, key.object_id))
+        stored = await got["Body"].read()
+        assert MARK not in stored and data[:4096] not in stored
+        assert local_objects(tmp_path) == []
+        assert list((tmp_path / "vault" / "tmp").iterdir()) == [], "local ciphertext removed"
+        assert await read(env.storage.content, sha) == data
+        assert await read(env.storage.content, sha, 4000, 70_000) == data[4000:70_000]
+
+
+async def test_attack_new_version_over_an_object_is_never_served_and_scrub_flags_it(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any
+) -> None:
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        data, other = os.urandom(70_000), os.urandom(70_000)
+        sha = (await acquire(env, data)).sha256
+        clean = await run_scrub(env.ledger, env.storage.content, FAST, mode="full")
+        assert clean.failed_objects == 0 and clean.objects_ok == 1
+        # an insider with the credentials PUTs other bytes over the key: a new version
+        await raw.put_object(Bucket=s3_env.s3.bucket, Key=key_of(sha), Body=other)
+        assert await read(env.storage.content, sha) == data
+        report = await run_scrub(env.ledger, env.storage.content, FAST, mode="full")
+        assert report.failed_objects == 1
+        row = await env.db.pool.fetchrow("SELECT integrity FROM evidence")
+        assert row is not None and row["integrity"] == "mismatch"
+
+
+async def test_link_extends_the_lock_and_disposal_waits_for_it(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any
+) -> None:
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        data = os.urandom(10_000)
+        receipt = await acquire(env, data)
+        bucket, key = s3_env.s3.bucket, key_of(receipt.sha256)
+        first = (await raw.head_object(Bucket=bucket, Key=key))["ObjectLockRetainUntilDate"]
+        boss = await admin(env)
+        await cases.create(env.db.pool, env.ledger, boss, "C1", "case", Label(Level.INTERNAL))
+        await cases.link(env.db.pool, env.ledger, boss, "C1", receipt.evidence_id)
+        covered = await objectlock.extend_item(
+            env.storage.blobs, env.db.pool, env.ledger.mac, receipt.evidence_id,
+            hold_days=HOLD_DAYS,
+        )  # fmt: skip
+        assert covered == 1
+        after = (await raw.head_object(Bucket=bucket, Key=key))["ObjectLockRetainUntilDate"]
+        assert after > first
+        assert after >= datetime.now(UTC) + timedelta(days=HOLD_DAYS - 1)
+        # an unlinked, expired item: its `disposed` entry is written, the removal waits
+        await cases.unlink(env.db.pool, env.ledger, boss, "C1", receipt.evidence_id)
+        from vault.ops import disposition
+        from vault.ops.retention import RetentionPolicy
+
+        later = datetime.now(UTC) + timedelta(days=200)
+        result = await disposition.run(
+            env.db.pool, env.ledger, boss, RetentionPolicy(ordinary_days=1),
+            env.storage.blobs.remove, now=later,
+        )  # fmt: skip
+        assert result.pending == [receipt.evidence_id] and result.disposed == []
+        assert len(await env.entries("disposed")) == 1
+        head = await raw.head_object(Bucket=bucket, Key=key)
+        assert head["ContentLength"] == len(data), "still locked: still there"
+
+
+async def test_bucket_without_object_lock_stops_the_start(
+    ceph: CephCluster, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ceph.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ceph.secret_key)
+    bucket = new_bucket()
+    await raw.create_bucket(Bucket=bucket)
+    from crypto_fixtures import Cfg
+
+    cfg = Cfg(tmp_path, store=StoreConfig(backend="s3", s3=s3_config(ceph, bucket)))
+    with pytest.raises(ConfigError, match="has no Object Lock"):
+        async with open_objects(cfg):
+            pass
