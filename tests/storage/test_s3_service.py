@@ -216,3 +216,24 @@ async def test_bucket_without_object_lock_stops_the_start(
     with pytest.raises(ConfigError, match="has no Object Lock"):
         async with open_objects(cfg):
             pass
+
+
+async def test_concurrent_acquisitions_do_not_starve_the_worker_threads(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig
+) -> None:
+    """Acquisitions wait for the S3 store in worker threads; the store's own blocking work must
+    not queue behind them (with two worker threads and six files, it would wait for ever)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        paths = []
+        for i in range(6):
+            paths.append(d.path / NAME.format(i))
+            paths[-1].write_bytes(os.urandom(100_000 + i))
+        got = await asyncio.wait_for(
+            asyncio.gather(*(env.acq.acquire_path(d, p) for p in paths)), timeout=120
+        )
+        assert all(isinstance(r, Receipt) for r in got), got
+        assert len(await env.rows("SELECT id FROM evidence")) == 6

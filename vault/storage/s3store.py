@@ -33,7 +33,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import tempfile
@@ -64,7 +63,7 @@ from vault.storage.s3client import (
     open_client,
     unavailable,
 )
-from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, regroup, send_object
+from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, offload, regroup, send_object
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -290,6 +289,16 @@ class S3BlobStore:
             raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
         return int((await self._head(key, version))["ContentLength"])
 
+    async def original_of(self, key: str) -> tuple[str, int] | None:
+        """(version id, size) of the original version under ``key``; None if there is none."""
+        version = await self._original(key)
+        if version is None:
+            return None
+        try:
+            return version, int((await self._head(key, version))["ContentLength"])
+        except NotFound:
+            return None
+
     async def keys(self, prefix: str) -> list[str]:
         """Every key (with at least one version or delete marker) starting with ``prefix``."""
         found: set[str] = set()
@@ -343,7 +352,7 @@ class S3BlobStore:
         hasher = hashlib.sha256()
         async for chunk in self._get(key, version):
             if len(chunk) > 65536:
-                await asyncio.to_thread(hasher.update, chunk)
+                await offload(hasher.update, chunk)
             else:
                 hasher.update(chunk)
         return hasher.hexdigest()
@@ -453,7 +462,7 @@ class S3BlobStore:
         until = _retain_date(retain_until)
         st = check_source(fd, max_bytes)
         part = self._part_for(st.st_size)
-        digest, size, md5s = await asyncio.to_thread(hash_fd, fd, part, max_bytes)
+        digest, size, md5s = await offload(hash_fd, fd, part, max_bytes)
         existing = await self._existing(digest, until)
         if existing is not None:
             return existing
@@ -462,7 +471,7 @@ class S3BlobStore:
             offset = 0
             while offset < size:
                 n = min(part, size - offset)
-                data = await asyncio.to_thread(os.pread, fd, n, offset)
+                data = await offload(os.pread, fd, n, offset)
                 if len(data) != n:
                     raise IntegrityError("the source changed while it was stored")
                 offset += n
@@ -479,7 +488,7 @@ class S3BlobStore:
         until = _retain_date(retain_until)
         size = os.fstat(fd).st_size
         part = self._part_for(size)
-        digest, size, md5s = await asyncio.to_thread(hash_fd, fd, part, None)
+        digest, size, md5s = await offload(hash_fd, fd, part, None)
         if await self._original(key) is not None:
             raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
 
@@ -487,7 +496,7 @@ class S3BlobStore:
             offset = 0
             while offset < size:
                 n = min(part, size - offset)
-                data = await asyncio.to_thread(os.pread, fd, n, offset)
+                data = await offload(os.pread, fd, n, offset)
                 if len(data) != n:
                     raise IntegrityError("the sealed file changed while it was stored")
                 offset += n
@@ -544,8 +553,8 @@ class S3BlobStore:
     ) -> S3Object:
         with tempfile.TemporaryFile(dir=self._spool) as spool:
             async for chunk in limit(chunks, max_bytes):
-                await asyncio.to_thread(spool.write, chunk)
-            await asyncio.to_thread(spool.flush)
+                await offload(spool.write, chunk)
+            await offload(spool.flush)
             return await self.put_file(spool.fileno(), retain_until=until, max_bytes=max_bytes)
 
     async def _existing(self, digest: str, until: datetime) -> S3Object | None:
