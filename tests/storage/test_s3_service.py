@@ -237,3 +237,39 @@ async def test_concurrent_acquisitions_do_not_starve_the_worker_threads(
         )
         assert all(isinstance(r, Receipt) for r in got), got
         assert len(await env.rows("SELECT id FROM evidence")) == 6
+
+
+async def test_disposal_deletes_the_versions_once_the_lock_expired_after_the_entry(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any
+) -> None:
+    """Order: the `disposed` entry first; the removal is refused while the lock holds (the item
+    stays pending, one entry); a later run deletes every version and finishes it."""
+    from dataclasses import replace
+
+    from vault.ops import disposition
+    from vault.ops.retention import RetentionPolicy
+
+    bucket = new_bucket()  # Object Lock without a default retention: the write's date rules
+    await raw.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store = replace(s3_env, s3=replace(s3_env.s3, bucket=bucket, create_bucket=False))
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=store) as env:
+        blobs = env.storage.blobs
+        assert isinstance(blobs, S3Blobs)
+        blobs.retain_for = timedelta(seconds=4)  # as if retain_days had passed
+        receipt = await acquire(env, os.urandom(20_000))
+        boss = await admin(env)
+        policy, later = RetentionPolicy(ordinary_days=1), datetime.now(UTC) + timedelta(days=2)
+        first = await disposition.run(env.db.pool, env.ledger, boss, policy, blobs.remove,
+                                      now=later)  # fmt: skip
+        assert first.pending == [receipt.evidence_id], "locked: the removal waits"
+        assert (await raw.head_object(Bucket=bucket, Key=key_of(receipt.sha256)))["ContentLength"]
+        await asyncio.sleep(6)
+        second = await disposition.run(env.db.pool, env.ledger, boss, policy, blobs.remove,
+                                       now=later)  # fmt: skip
+        assert second.pending == []
+        listed = await raw.list_object_versions(Bucket=bucket)
+        assert listed.get("Versions", []) == [] and listed.get("DeleteMarkers", []) == []
+        assert len(await env.entries("disposed")) == 1
+        row = await env.db.pool.fetchrow("SELECT disposed_at FROM evidence")
+        assert row is not None and row["disposed_at"] is not None

@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -91,7 +91,7 @@ class S3Blobs:
             raise RuntimeError("S3Blobs: a blocking call on the event loop (use a worker thread)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def iterate(self, chunks: AsyncIterator[bytes]) -> Iterator[bytes]:
+    def iterate(self, chunks: AsyncIterator[bytes]) -> Generator[bytes]:
         """An async iterator consumed from a worker thread, one chunk per call to the loop."""
         agen = cast(Any, chunks)
         try:
@@ -229,16 +229,19 @@ class S3PlainObject:
             raise ValueError(f"range {start}-{end} outside 0-{self.size}")
         if start == end:
             return iter(())
-        reads = self._checked(self._blobs.iterate(self._blobs.s3.read_key(self._key, start, end)),
-                              end - start)  # fmt: skip
+        chunks = self._blobs.iterate(self._blobs.s3.read_key(self._key, start, end))
+        reads = self._checked(chunks, end - start)
         self._reads.append(reads)
         return reads
 
-    def _checked(self, chunks: Iterator[bytes], want: int) -> Iterator[bytes]:
+    def _checked(self, chunks: Generator[bytes], want: int) -> Iterator[bytes]:
         got = 0
-        for chunk in chunks:
-            got += len(chunk)
-            yield chunk
+        try:
+            for chunk in chunks:
+                got += len(chunk)
+                yield chunk
+        finally:
+            chunks.close()  # releases the GET
         if got != want:
             raise IntegrityError(f"object {PurePosixPath(self._key).name} is shorter than recorded")
 

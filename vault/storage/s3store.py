@@ -56,6 +56,7 @@ from vault.errors import (
 )
 from vault.storage.blobcopy import check_source
 from vault.storage.blobstore import _digest
+from vault.storage.s3bucket import check_bucket
 from vault.storage.s3client import (
     S3Credentials,
     error_code,
@@ -156,65 +157,38 @@ class S3BlobStore:
     # -- the bucket ---------------------------------------------------------------------------
 
     async def check_bucket(self, *, create: bool = False, default_days: int = 1) -> None:
-        """The bucket must exist with Object Lock enabled (``ConfigError`` naming what is
-        wrong). With ``create``, a missing bucket is created with Object Lock and a COMPLIANCE
-        default retention of ``default_days``."""
-        got: dict[str, Any] = {}
-        with unavailable("reading the bucket's Object Lock configuration"):
-            try:
-                got = dict(await self._s3.get_object_lock_configuration(Bucket=self.bucket))
-            except ClientError as exc:
-                code = error_code(exc)
-                if code == "NoSuchBucket" and create:
-                    await self._create_bucket(default_days)
-                    return
-                if code == "NoSuchBucket":
-                    raise ConfigError(
-                        f"store.s3: bucket {self.bucket!r} does not exist (create it with "
-                        "Object Lock, or set store.s3.create_bucket = true)"
-                    ) from None
-                if code != "ObjectLockConfigurationNotFoundError":
-                    raise
-        enabled = got.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
-        if enabled != "Enabled":
-            raise ConfigError(
-                f"store.s3: bucket {self.bucket!r} has no Object Lock: originals there could be "
-                "deleted or overwritten. Use a bucket created with Object Lock enabled."
-            )
-
-    async def _create_bucket(self, default_days: int) -> None:
-        with unavailable("creating the bucket"):
-            try:
-                await self._s3.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
-            except ClientError as exc:
-                if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
-            await self._s3.put_object_lock_configuration(
-                Bucket=self.bucket,
-                ObjectLockConfiguration={
-                    "ObjectLockEnabled": "Enabled",
-                    "Rule": {"DefaultRetention": {"Mode": COMPLIANCE, "Days": default_days}},
-                },
-            )
+        """The bucket must exist with Object Lock enabled (``vault.storage.s3bucket``)."""
+        await check_bucket(self._s3, self.bucket, create=create, default_days=default_days)
 
     # -- lookup -------------------------------------------------------------------------------
 
-    async def _versions(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(versions oldest first, delete markers) under exactly ``key``."""
+    async def _list(self, prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(versions, delete markers) of every key starting with ``prefix``."""
         versions: list[dict[str, Any]] = []
         markers: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
-        with unavailable("listing an object's versions"):
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with unavailable("listing object versions"):
             while True:
                 page = await self._s3.list_object_versions(**kwargs)
-                versions += [dict(v) for v in page.get("Versions", []) if v.get("Key") == key]
-                markers += [dict(m) for m in page.get("DeleteMarkers", []) if m.get("Key") == key]
+                versions += [dict(v) for v in page.get("Versions", [])]
+                markers += [dict(m) for m in page.get("DeleteMarkers", [])]
                 if not page.get("IsTruncated"):
                     break
                 kwargs["KeyMarker"] = page.get("NextKeyMarker")
                 kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
-        versions.sort(key=lambda v: v["LastModified"])
         return versions, markers
+
+    async def _versions(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(versions oldest first, delete markers) under exactly ``key``."""
+        listed, marked = await self._list(key)
+        versions = [v for v in listed if v.get("Key") == key]
+        versions.sort(key=lambda v: v["LastModified"])
+        return versions, [m for m in marked if m.get("Key") == key]
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key (with at least one version or delete marker) starting with ``prefix``."""
+        versions, markers = await self._list(prefix)
+        return sorted({str(v.get("Key")) for v in [*versions, *markers]})
 
     async def _original(self, key: str) -> str | None:
         """The version id of the oldest version under ``key`` (None if there is none)."""
@@ -298,21 +272,6 @@ class S3BlobStore:
             return version, int((await self._head(key, version))["ContentLength"])
         except NotFound:
             return None
-
-    async def keys(self, prefix: str) -> list[str]:
-        """Every key (with at least one version or delete marker) starting with ``prefix``."""
-        found: set[str] = set()
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        with unavailable("listing keys"):
-            while True:
-                page = await self._s3.list_object_versions(**kwargs)
-                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                    found.add(str(v.get("Key")))
-                if not page.get("IsTruncated"):
-                    break
-                kwargs["KeyMarker"] = page.get("NextKeyMarker")
-                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
-        return sorted(found)
 
     async def foreign_versions(self, key: str) -> str | None:
         """Why the key holds more than its original (a later version: someone overwrote it; a
