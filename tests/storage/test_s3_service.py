@@ -273,3 +273,30 @@ async def test_disposal_deletes_the_versions_once_the_lock_expired_after_the_ent
         assert len(await env.entries("disposed")) == 1
         row = await env.db.pool.fetchrow("SELECT disposed_at FROM evidence")
         assert row is not None and row["disposed_at"] is not None
+
+
+async def test_case_export_reads_plain_and_sealed_objects_from_the_bucket(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig
+) -> None:
+    from crypto_fixtures import legal_reviewer
+
+    from vault.review.export import export_case
+    from verify.package_checks import verify_package
+
+    plain_dock, secret_dock = dock(tmp_path, "dock-01", "internal"), dock(tmp_path, "dock-02")
+    async with open_env(pg_dsn, tmp_path, [plain_dock, secret_dock], store=s3_env) as env:
+        plain, secret = os.urandom(300_000), plaintext(200_000)
+        got = [await acquire(env, plain, 0), await acquire(env, secret, 1, "dock-02")]
+        assert await key_for(env.db.pool, got[1].sha256) is not None, "sealed"
+        boss = await admin(env)
+        await cases.create(env.db.pool, env.ledger, boss, "C1", "case", Label(Level.SECRET))
+        for r in got:
+            await cases.link(env.db.pool, env.ledger, boss, "C1", r.evidence_id)
+        reviewer = await legal_reviewer(env, boss, "C1")
+        pkg = tmp_path / "pkg"
+        result = await export_case(env.ledger, env.storage.content, reviewer, "C1", pkg)
+        assert result.files == 2
+        report = verify_package(pkg, env.ledger.verifier)
+        assert report.verdict == "ok", [f.message for f in report.findings]
+        for r, data in zip(got, [plain, secret], strict=True):
+            assert next((pkg / "files").glob(f"{r.sha256}.*")).read_bytes() == data
