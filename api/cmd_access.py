@@ -289,9 +289,7 @@ async def retention_run(args: argparse.Namespace, cfg: Config) -> int:
         store = rt.storage.blobs
         policy = _policy(args)
         result = await disposition.run(rt.db.pool, rt.ledger, actor, policy, store.remove)
-        locked = await objectlock.refresh(
-            store, rt.db.pool, rt.mac, actor, policy, hold_days=cfg.store.s3.hold_days
-        )
+        locked = await objectlock.refresh(store, rt.db.pool, rt.mac, actor, policy)
     if locked:
         print(f"Object Lock brought up to the rules on {locked} objects", file=sys.stderr)
     for eid in result.disposed:

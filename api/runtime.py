@@ -45,13 +45,7 @@ class Runtime:
         """After a link committed: extend the item's Object Locks (``vault.ops.objectlock``;
         nothing on the file store). A failure is logged: the next retention run repairs it."""
         try:
-            await objectlock.extend_item(
-                self.storage.blobs,
-                self.db.pool,
-                self.mac,
-                evidence_id,
-                hold_days=self.cfg.store.s3.hold_days,
-            )
+            await objectlock.extend_item(self.storage.blobs, self.db.pool, self.mac, evidence_id)
         except EvaultError as exc:
             log.warning("Object Lock of %s not extended (the next retention run will): %s",
                         evidence_id, exc)  # fmt: skip

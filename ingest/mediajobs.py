@@ -63,9 +63,11 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.access.filters import label_of
 from vault.db import Conn
+from vault.errors import EvaultError
 from vault.events import emit
 from vault.jobs import Job, JobFailed
 from vault.ledger import Ledger, make_entry
+from vault.ops import objectlock
 from vault.storage.backend import ObjectStore
 from vault.storage.blobstore import BlobStore, StoredBlob
 from vault.storage.content import ContentStore, PlainContentStore
@@ -363,7 +365,21 @@ class MediaJobs:
             recorded = False  # recorded meanwhile by a worker that took the job over
         if self._storage is not None:  # committed or rolled back: remove the copy that lost
             await self._storage.settle(blob)
+            if recorded:
+                await self._lock(src.evidence_id, blob.sha256)
         return str(rid) if recorded else None
+
+    async def _lock(self, evidence_id: uuid.UUID, sha256: str) -> None:
+        """On the S3 store: a rendition of a linked item is locked like its original
+        (``vault.ops.objectlock``); a failure leaves it to the next retention run."""
+        assert self._storage is not None
+        try:
+            await objectlock.lock_rendition(
+                self._storage.blobs, self._ledger.pool, evidence_id, sha256
+            )
+        except EvaultError as exc:
+            log.warning("rendition %s: Object Lock not extended (retention run will): %s",
+                        sha256, exc)  # fmt: skip
 
 
 def _fingerprint_fields(fp: Fingerprint) -> dict[str, Any]:

@@ -131,22 +131,23 @@ async def test_renditions_are_made_from_and_stored_in_the_bucket(
 async def test_link_extends_the_lock_of_the_original_and_its_renditions(
     world: tuple[World, str, bytes], raw: Any
 ) -> None:
-    """The original was linked right after its upload (the fixture): its lock moved from
-    ``retain_days`` (2) to ``hold_days`` ahead; renditions made after the link (locked for
-    ``retain_days`` at their write) get theirs from ``evault retention run``, which brings every
-    lock up to the rules."""
+    """The item was linked right after its upload (the fixture): its original's lock moved from
+    ``retain_days`` (2) to ``hold_days`` ahead, and its renditions, made before the link or
+    after it, got the same; ``evault retention run`` keeps them there."""
     w, bucket, data = world
     made = renditions(w)
-    sha = hashlib.sha256(data).hexdigest()
+    shas = [hashlib.sha256(data).hexdigest(), *(r["sha256"] for r in made)]
+
+    async def locks() -> list[datetime]:
+        heads = [await raw.head_object(Bucket=bucket, Key=key_of(sha)) for sha in shas]
+        return [h["ObjectLockRetainUntilDate"] for h in heads]
+
     want = datetime.now(UTC) + timedelta(days=HOLD_DAYS - 1)
-    head = await raw.head_object(Bucket=bucket, Key=key_of(sha))
-    assert head["ObjectLockRetainUntilDate"] >= want
+    got = await locks()
+    assert all(until >= want for until in got), list(zip(shas, got, strict=True))
     run = w.svc.evault("retention", "run", "--as", "admin")
     assert "Object Lock brought up to the rules" in run.stderr, run.stderr
-    want = datetime.now(UTC) + timedelta(days=HOLD_DAYS - 1)
-    for sha in [hashlib.sha256(data).hexdigest(), *(r["sha256"] for r in made)]:
-        head = await raw.head_object(Bucket=bucket, Key=key_of(sha))
-        assert head["ObjectLockRetainUntilDate"] >= want, sha
+    assert all(until >= want for until in await locks())
 
 
 async def test_attack_version_written_over_the_original_is_flagged_by_evault_scrub(

@@ -180,9 +180,8 @@ async def test_link_extends_the_lock_and_disposal_waits_for_it(
         await cases.create(env.db.pool, env.ledger, boss, "C1", "case", Label(Level.INTERNAL))
         await cases.link(env.db.pool, env.ledger, boss, "C1", receipt.evidence_id)
         covered = await objectlock.extend_item(
-            env.storage.blobs, env.db.pool, env.ledger.mac, receipt.evidence_id,
-            hold_days=HOLD_DAYS,
-        )  # fmt: skip
+            env.storage.blobs, env.db.pool, env.ledger.mac, receipt.evidence_id
+        )
         assert covered == 1
         after = (await raw.head_object(Bucket=bucket, Key=key))["ObjectLockRetainUntilDate"]
         assert after > first

@@ -5,6 +5,7 @@ rules keep an item longer (never shortened: S3 refuses that to everyone).
 * ``extend_item``: a link to a case extends the locks of the item's original and renditions (every
   stored form, plain and sealed) to ``now + store.s3.hold_days``. Callers run it after the link
   committed; a failure is logged and repaired by the next retention run.
+* ``lock_rendition``: a rendition made for an item linked to a case gets the same at once.
 * ``refresh``: each ``evault retention run`` brings every item's locks up to its rule: the end of
   its period (``retention.expires_at``), and at least ``now + hold_days`` while it is linked, held,
   or kept permanently. Items disposed of are skipped.
@@ -19,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from vault import evidence as evrows
+from vault.access.filters import linked_cases
 from vault.db import Db
 from vault.keys.hostmac import HostMac
 from vault.ops.disposition import gather
@@ -49,18 +51,31 @@ async def extend_item(
     mac: HostMac,
     evidence_id: uuid.UUID | str,
     *,
-    hold_days: int,
     now: datetime | None = None,
 ) -> int:
     """Lock the item's objects until ``now + hold_days`` at least; how many objects that
     covered (0 on the file store)."""
     if not isinstance(blobs, S3Blobs):
         return 0
-    until = (now or datetime.now(UTC)) + timedelta(days=hold_days)
+    until = (now or datetime.now(UTC)) + blobs.hold_for
     done = 0
     for sha in await _hashes(db, mac, uuid.UUID(str(evidence_id))):
         done += await asyncio.to_thread(blobs.extend, sha, until)
     return done
+
+
+async def lock_rendition(
+    blobs: ObjectStore, db: Db, evidence_id: uuid.UUID, sha256: str, *, now: datetime | None = None
+) -> int:
+    """After a rendition of ``evidence_id`` was recorded: if the item is linked to a case, lock
+    the rendition ``hold_days`` ahead like its original (0 objects otherwise, and on the file
+    store)."""
+    if not isinstance(blobs, S3Blobs) or not (await linked_cases(db, [evidence_id])).get(
+        evidence_id
+    ):
+        return 0
+    until = (now or datetime.now(UTC)) + blobs.hold_for
+    return await asyncio.to_thread(blobs.extend, sha256, until)
 
 
 async def refresh(
@@ -70,7 +85,6 @@ async def refresh(
     actor: Principal,
     policy: RetentionPolicy,
     *,
-    hold_days: int,
     now: datetime | None = None,
 ) -> int:
     """Bring every listed item's locks up to its rule (module docstring); objects covered."""
@@ -83,7 +97,7 @@ async def refresh(
             continue
         until = expires_at(item, policy)
         if until is None or item.case_count or item.on_hold:
-            until = max(until or now, now + timedelta(days=hold_days))
+            until = max(until or now, now + blobs.hold_for)
         if until <= now:
             continue  # its period is over: the lock is left to expire
         for sha in await _hashes(db, mac, uuid.UUID(item.evidence_id)):

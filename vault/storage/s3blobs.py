@@ -65,11 +65,15 @@ class S3Blobs:
         tmp_dir: Path,
         *,
         retain_for: timedelta,
+        hold_for: timedelta,
     ) -> None:
+        """``retain_for``: the lock of every write; ``hold_for``: how far ahead the locks of an
+        item kept by a link, hold or permanent rule are held (``vault.ops.objectlock``)."""
         self.s3 = store
         self._loop = loop
         self._tmp = tmp_dir
         self.retain_for = retain_for
+        self.hold_for = hold_for
         with unavailable("creating the local temp folder"):
             mkdirs([tmp_dir.parent, tmp_dir])
 

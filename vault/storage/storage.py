@@ -289,6 +289,7 @@ async def open_objects(cfg: StorageConfig) -> AsyncIterator[ObjectStore | None]:
             asyncio.get_running_loop(),
             tmp,
             retain_for=timedelta(days=cfg.store.s3.retain_days),
+            hold_for=timedelta(days=cfg.store.s3.hold_days),
         )
 
 
