@@ -299,3 +299,31 @@ async def test_case_export_reads_plain_and_sealed_objects_from_the_bucket(
         assert report.verdict == "ok", [f.message for f in report.findings]
         for r, data in zip(got, [plain, secret], strict=True):
             assert next((pkg / "files").glob(f"{r.sha256}.*")).read_bytes() == data
+
+
+async def test_label_raise_seals_into_the_bucket_and_keeps_the_locked_plain_version(
+    pg_dsn: str, tmp_path: Path, s3_env: StoreConfig, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-encryption on S3: the sealed copy is written and reads switch to it; the plain
+    version cannot be deleted before its lock expires (WORM): it is kept, named in a warning,
+    and the job finishes instead of failing for ever."""
+    from crypto_fixtures import TEST_MAC, drain
+
+    from vault.storage.reseal import Resealer
+
+    d = dock(tmp_path, label="internal")
+    async with open_env(pg_dsn, tmp_path, [d], store=s3_env) as env:
+        data = plaintext(300_000)
+        r = await acquire(env, data)
+        boss = await admin(env)
+        await cases.create(env.db.pool, env.ledger, boss, "CS", "case", Label(Level.SECRET))
+        await cases.link(env.db.pool, env.ledger, boss, "CS", r.evidence_id)  # queues sealing
+        assert await drain(env, Resealer(env.storage, env.db.pool, mac=TEST_MAC).handlers()) == 1
+        key = await key_for(env.db.pool, r.sha256)
+        assert key is not None, "sealed"
+        bucket = s3_env.s3.bucket
+        got = await raw.get_object(Bucket=bucket, Key=sealed_key_of(r.sha256, key.object_id))
+        assert MARK not in await got["Body"].read()
+        assert await read(env.storage.content, r.sha256) == data
+        assert (await raw.head_object(Bucket=bucket, Key=key_of(r.sha256)))["ContentLength"]
+        assert "kept until its Object Lock expires" in caplog.text
