@@ -231,6 +231,7 @@ async def case_add(args: argparse.Namespace, cfg: Config) -> int:
 async def case_link(args: argparse.Namespace, cfg: Config) -> int:
     async with _acting(cfg, args) as (rt, actor):
         done = await cases.link_reporting(rt.db.pool, rt.ledger, actor, args.case, args.evidence)
+        await rt.extend_locks(args.evidence)
     print(f"linked {args.evidence} to {args.case} (ledger entry {done.index})")
     if done.raised:
         print(
@@ -301,11 +302,15 @@ async def retention_report(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def retention_run(args: argparse.Namespace, cfg: Config) -> int:
-    from vault.storage.blobstore import BlobStore
+    from vault.ops import objectlock
 
-    store = BlobStore(cfg.path(cfg.store.root))
     async with _acting(cfg, args) as (rt, actor):
-        result = await disposition.run(rt.db.pool, rt.ledger, actor, _policy(args), store.remove)
+        store = rt.storage.blobs
+        policy = _policy(args)
+        result = await disposition.run(rt.db.pool, rt.ledger, actor, policy, store.remove)
+        locked = await objectlock.refresh(store, rt.db.pool, rt.mac, actor, policy)
+    if locked:
+        print(f"Object Lock brought up to the rules on {locked} objects", file=sys.stderr)
     for eid in result.disposed:
         print(f"{eid}\tdisposed")
     for eid, why in result.skipped:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import os
 import sys
@@ -30,6 +31,8 @@ from vault.keys.signing import load_signer
 from vault.ops import backupfmt as fmt
 from vault.ops.backup import BackupSource, backup
 from vault.ops.restore import RestoreTarget, read_manifest, restore, verifier_of
+from vault.storage.s3blobs import S3Blobs
+from vault.storage.storage import open_objects
 from verify.note import Signer
 
 
@@ -92,14 +95,17 @@ async def cmd_backup(args: argparse.Namespace, cfg: Config) -> int:
         config_file=config_file,
         verifier=signer.verifier,
     )
-    result = await backup(
-        src,
-        args.out.resolve(),
-        sealed_key=sealed,
-        sealed_mac_key=sealed_mac,
-        link=not args.copy,
-        progress=_say,
-    )
+    async with open_objects(cfg) as objects:
+        if isinstance(objects, S3Blobs):
+            src = dataclasses.replace(src, bucket=objects.s3)
+        result = await backup(
+            src,
+            args.out.resolve(),
+            sealed_key=sealed,
+            sealed_mac_key=sealed_mac,
+            link=not args.copy,
+            progress=_say,
+        )
     print(
         f"backup {result.path}: ledger size {result.ledger_size} (last checkpoint "
         f"{result.checkpoint_size}), {result.objects} objects, {result.bytes} bytes "
@@ -193,7 +199,10 @@ def _make_folders(cfg: Config) -> None:
 
 async def cmd_restore(args: argparse.Namespace, _cfg: None) -> int:
     backup_dir, cfg, target, key, mac_key = await asyncio.to_thread(_prepare_restore, args)
-    result = await restore(backup_dir, target, signing_key=key, mac_key=mac_key, progress=_say)
+    async with open_objects(cfg) as objects:
+        if isinstance(objects, S3Blobs):
+            target = dataclasses.replace(target, bucket=objects.s3)
+        result = await restore(backup_dir, target, signing_key=key, mac_key=mac_key, progress=_say)
     await asyncio.to_thread(_make_folders, cfg)
     fsck = result.fsck
     for problem in ([] if fsck is None else fsck.problems) + result.problems:

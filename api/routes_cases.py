@@ -236,6 +236,7 @@ async def link(request: web.Request) -> web.Response:
     case_id = request.match_info["id"]
     eid = _evidence_id((await json_object(request)).get("evidence_id"))
     done = await cases.link_reporting(rt.db.pool, rt.ledger, principal, case_id, eid)
+    await rt.extend_locks(eid)
     raised = None
     if done.raised:
         raised = {"from": done.previous.to_json(), "to": done.label.to_json()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,11 +16,16 @@ from vault.access import principals
 from vault.access import state as access_state
 from vault.anchors.sm2 import Sm2Cosigner, load_cosigner
 from vault.db import Database, open_database
+from vault.errors import EvaultError
 from vault.keys.hostmac import HostMac, load_mac_key
 from vault.keys.signing import load_signer
 from vault.ledger import Ledger
-from vault.storage.storage import Storage, open_storage
+from vault.ops import objectlock
+from vault.storage.backend import ObjectStore
+from vault.storage.storage import Storage, open_objects, open_storage
 from verify.note import Signer
+
+log = logging.getLogger("evault.storage")
 
 
 @dataclass
@@ -31,12 +37,22 @@ class Runtime:
     signer: Signer
     mac: HostMac
     ledger: Ledger
+    objects: ObjectStore | None = None  # the S3 store, connected at start (None: file store)
 
     @cached_property
     def storage(self) -> Storage:
         """The process's one storage (blob store, sealed reads, sealer), opened on first use:
         every part of the process shares it."""
-        return open_storage(self.cfg, self.db.pool)
+        return open_storage(self.cfg, self.db.pool, self.objects)
+
+    async def extend_locks(self, evidence_id: str) -> None:
+        """After a link committed: extend the item's Object Locks (``vault.ops.objectlock``;
+        nothing on the file store). A failure is logged: the next retention run repairs it."""
+        try:
+            await objectlock.extend_item(self.storage.blobs, self.db.pool, self.mac, evidence_id)
+        except EvaultError as exc:
+            log.warning("Object Lock of %s not extended (the next retention run will): %s",
+                        evidence_id, exc)  # fmt: skip
 
 
 def sm2_cosigners(cfg: Config) -> tuple[Sm2Cosigner, ...]:
@@ -51,11 +67,12 @@ def sm2_cosigners(cfg: Config) -> tuple[Sm2Cosigner, ...]:
 @asynccontextmanager
 async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterator[Runtime]:
     """Open the database and ledger, create the configured principals that are missing; with
-    ``background``, also sign checkpoints as the tree grows."""
+    ``background``, also sign checkpoints as the tree grows. With ``store.backend = "s3"`` the
+    bucket is connected and checked first: one without Object Lock stops everything here."""
     signer = load_signer(cfg.path(cfg.ledger.key_file))
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     cosigners = sm2_cosigners(cfg)
-    async with open_database(cfg.database, cfg.data) as db:
+    async with open_objects(cfg) as objects, open_database(cfg.database, cfg.data) as db:
         ledger = Ledger(
             db.pool,
             signer,
@@ -71,7 +88,7 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
             await principals.seed(db.pool, ledger, cfg.principals)
             if background:
                 ledger.start()
-            yield Runtime(cfg=cfg, db=db, signer=signer, mac=mac, ledger=ledger)
+            yield Runtime(cfg=cfg, db=db, signer=signer, mac=mac, ledger=ledger, objects=objects)
         finally:
             access_state.uninstall(state)
             await ledger.close()

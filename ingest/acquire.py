@@ -77,7 +77,8 @@ from vault.errors import (
 )
 from vault.ledger import Ledger
 from vault.policy.labels import Label
-from vault.storage.blobstore import BlobStore, StoredBlob
+from vault.storage.backend import ObjectStore
+from vault.storage.blobstore import StoredBlob
 from vault.storage.sealwrite import SealedBlob, Sealer
 from vault.storage.storage import Storage
 from verify.note import Verifier
@@ -135,7 +136,7 @@ class Acquirer:
 
     def __init__(
         self,
-        store: BlobStore,
+        store: ObjectStore,
         ledger: Ledger,
         quarantine: Quarantine,
         docks: Sequence[DockConfig],

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from prometheus_client import Counter, Histogram
@@ -63,9 +63,12 @@ from vault import evidence as evrows
 from vault.access import audit
 from vault.access.filters import label_of
 from vault.db import Conn
+from vault.errors import EvaultError
 from vault.events import emit
 from vault.jobs import Job, JobFailed
 from vault.ledger import Ledger, make_entry
+from vault.ops import objectlock
+from vault.storage.backend import ObjectStore
 from vault.storage.blobstore import BlobStore, StoredBlob
 from vault.storage.content import ContentStore, PlainContentStore
 from vault.storage.keystore_db import insert_key
@@ -108,7 +111,7 @@ class MediaJobs:
     def __init__(
         self,
         ledger: Ledger,
-        store: BlobStore,
+        store: ObjectStore,
         cfg: MediaConfig,
         scratch: Path,
         *,
@@ -119,7 +122,11 @@ class MediaJobs:
         self._ledger = ledger
         self._store = store
         self._storage = storage
-        self._content: ContentStore = storage.content if storage else PlainContentStore(store)
+        if storage is None and not isinstance(store, BlobStore):
+            raise TypeError("media jobs on the S3 store need its storage (open_storage)")
+        self._content: ContentStore = (
+            storage.content if storage is not None else PlainContentStore(cast(BlobStore, store))
+        )
         self._cfg = cfg
         self._scratch = scratch
         self._tools = Tools(ffmpeg=cfg.ffmpeg, ffprobe=cfg.ffprobe)
@@ -364,7 +371,21 @@ class MediaJobs:
             recorded = False  # recorded meanwhile by a worker that took the job over
         if self._storage is not None:  # committed or rolled back: remove the copy that lost
             await self._storage.settle(blob)
+            if recorded:
+                await self._lock(src.evidence_id, blob.sha256)
         return str(rid) if recorded else None
+
+    async def _lock(self, evidence_id: uuid.UUID, sha256: str) -> None:
+        """On the S3 store: a rendition of a linked item is locked like its original
+        (``vault.ops.objectlock``); a failure leaves it to the next retention run."""
+        assert self._storage is not None
+        try:
+            await objectlock.lock_rendition(
+                self._storage.blobs, self._ledger.pool, evidence_id, sha256
+            )
+        except EvaultError as exc:
+            log.warning("rendition %s: Object Lock not extended (retention run will): %s",
+                        sha256, exc)  # fmt: skip
 
 
 def _fingerprint_fields(fp: Fingerprint) -> dict[str, Any]:

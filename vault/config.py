@@ -131,6 +131,23 @@ class S3StoreConfig:
         minimum=1,
         maximum=36500,
     )
+    retain_days: int = setting(
+        183,
+        "Days every object written (original, rendition, sealed copy) is locked in COMPLIANCE "
+        "mode from its write. Set it to the retention policy's ordinary period (`evault "
+        "retention run --ordinary-days`): a shorter lock leaves the rest of the period to the "
+        "database alone, a longer one only delays disposal.",
+        minimum=1,
+        maximum=36500,
+    )
+    hold_days: int = setting(
+        365,
+        "While an item is linked to a case, on legal hold, important or kept permanently, its "
+        "objects' locks are kept at least this many days ahead: extended on each link and on "
+        "each `evault retention run`, never shortened.",
+        minimum=1,
+        maximum=36500,
+    )
     part_size: int = setting(
         8 * 1024 * 1024,
         "Bytes per part of a multipart upload (also the single-PUT limit), raised for an object "

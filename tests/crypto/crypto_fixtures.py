@@ -23,9 +23,10 @@ from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger
 from vault.policy.decide import Principal, Role
 from vault.policy.labels import Caveat, Level
+from vault.storage.backend import ObjectStore
 from vault.storage.content import Readable
 from vault.storage.keystore_db import insert_key
-from vault.storage.storage import Storage, open_storage
+from vault.storage.storage import Storage, open_objects, open_storage
 from verify.note import Signer
 
 TEST_MAC = HostMac(bytes([7]) * 32)  # the test suite's host secret (every process)
@@ -56,6 +57,7 @@ class Env:
     storage: Storage
     acq: Acquirer
     tmp: Path
+    objects: ObjectStore | None = None  # the S3 store, when the test runs on one
 
     async def rows(self, sql: str, *args: Any) -> list[Any]:
         return list(await self.db.pool.fetch(sql, *args))
@@ -66,7 +68,7 @@ class Env:
 
     def reopen(self) -> Storage:
         """A fresh storage (new KEK store: nothing cached) on the same data."""
-        return open_storage(self.cfg, self.db.pool)
+        return open_storage(self.cfg, self.db.pool, self.objects)
 
     async def seal(self, data: bytes) -> str:
         """Store ``data`` sealed with its key row, as an acquisition would."""
@@ -113,16 +115,22 @@ async def read_all(obj: Readable, start: int = 0, end: int | None = None) -> byt
 
 @asynccontextmanager
 async def open_env(
-    dsn: str, tmp: Path, docks: list[DockConfig], *, with_storage: bool = True
+    dsn: str,
+    tmp: Path,
+    docks: list[DockConfig],
+    *,
+    with_storage: bool = True,
+    store: StoreConfig | None = None,
 ) -> AsyncIterator[Env]:
-    async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
+    """``store``: another blob store than the file store under ``tmp`` (an S3 bucket)."""
+    cfg = Cfg(tmp, store=store or StoreConfig())
+    async with open_objects(cfg) as objects, open_database(DatabaseConfig(dsn=dsn), tmp) as db:
         ledger_cfg = LedgerConfig(origin=ORIGIN, checkpoint_interval=0.0)
         ledger = Ledger(
             db.pool, Signer.generate(ORIGIN), ledger_cfg, tmp / "checkpoints.log", mac=TEST_MAC
         )
         state = access_state.install(access_state.AccessState(TEST_MAC, db.pool))
-        cfg = Cfg(tmp)
-        storage = open_storage(cfg, db.pool)
+        storage = open_storage(cfg, db.pool, objects)
         quarantine = Quarantine(tmp / "quarantine", ledger)
         acq = Acquirer(
             storage.blobs,
@@ -133,7 +141,7 @@ async def open_env(
             storage=storage if with_storage else None,
         )
         try:
-            yield Env(db, ledger, cfg, storage, acq, tmp)
+            yield Env(db, ledger, cfg, storage, acq, tmp, objects)
         finally:
             access_state.uninstall(state)
             await ledger.close()

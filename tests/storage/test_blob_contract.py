@@ -315,14 +315,14 @@ def test_credentials_come_from_file_then_environment(tmp_path: Path) -> None:
         load_credentials(S3StoreConfig(), {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "absent")})
 
 
-def test_s3_backend_is_refused_by_the_service_until_it_uses_it(tmp_path: Path) -> None:
+def test_s3_backend_without_its_bucket_opened_is_refused(tmp_path: Path) -> None:
     """Never a silent fallback: a configuration asking for S3 must not store on local disk."""
     from api.config import Config
     from vault.config import StoreConfig
     from vault.storage.storage import open_storage
 
     cfg = Config(data=tmp_path, store=StoreConfig(backend="s3"))
-    with pytest.raises(ConfigError, match="not used by acquisition"):
+    with pytest.raises(ConfigError, match="bucket was not opened"):
         open_storage(cfg, None)  # type: ignore[arg-type]
 
 

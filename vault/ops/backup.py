@@ -18,6 +18,10 @@ Order, and why it is consistent:
    snapshot's references are then checked against what was copied.
 6. ``manifest.json`` is written last, with the hash of every other file.
 
+With the S3 store (``source.bucket``) step 5 copies the quarantine only: the objects stay in their
+Object Lock bucket and ``bucket-objects.jsonl`` records each referenced one's original version
+and size (``vault.ops.backupbucket``).
+
 Guarantees: a backup folder with a manifest is complete and every byte in it is covered by a
 hash in the manifest; the signing key and the host MAC key are included only when asked, and
 then only encrypted (``vault.ops.backupfmt``). A damaged object (bytes not matching its address) is
@@ -47,6 +51,8 @@ from vault.ledger.checkpointer import CHECKPOINT_LOCK, append_checkpoint_log
 from vault.ledger.entry import rfc3339
 from vault.metrics import INTEGRITY_FAILURES
 from vault.ops import backupfmt as fmt
+from vault.ops.backupbucket import record_bucket_objects
+from vault.storage.s3store import S3BlobStore
 from verify.checkpoint import open_checkpoint
 from verify.errors import VerificationError
 from verify.note import Verifier
@@ -65,6 +71,7 @@ class BackupSource:
     checkpoints_log: Path
     config_file: Path | None
     verifier: Verifier
+    bucket: S3BlobStore | None = None  # the S3 store: objects stay there (module docstring)
 
 
 @dataclass
@@ -143,13 +150,18 @@ async def backup(
             snap, tool, needed = await _dump(src, out, dsn, lock, result, progress)
         finally:
             await lock.close()
-        progress("copying the blob store")
+        progress("copying the blob store" if src.bucket is None else "copying the quarantine")
         copied = await asyncio.to_thread(_copy_trees, src, out, link, result)
     finally:
         if server is not None:
             await server.stop()
-    have = {c.path for c in copied}
-    result.missing = sorted(rel for rel in needed if rel not in have)
+    if src.bucket is None:
+        have = {c.path for c in copied}
+        result.missing = sorted(rel for rel in needed if rel not in have)
+    else:
+        progress(f"listing the {len(set(needed))} referenced objects in the bucket")
+        result.missing = await record_bucket_objects(src.bucket, needed, out)
+        result.objects = len(set(needed)) - len(result.missing)
     keys = {fmt.KEY: sealed_key, fmt.MAC_KEY: sealed_mac_key}
     await asyncio.to_thread(_finish, src, out, snap, tool, copied, keys, result)
     return result
@@ -287,7 +299,8 @@ async def _pg_dump(dsn: str, snap: _Snapshot, dest: Path) -> str:
 
 def _copy_trees(src: BackupSource, out: Path, link: bool, result: BackupResult) -> list[fmt.Copied]:
     jobs: list[tuple[Path, Path, str]] = []
-    roots = [(src.store_root / t, False) for t in fmt.STORE_TREES] + [(src.quarantine, True)]
+    trees = fmt.STORE_TREES if src.bucket is None else ()
+    roots = [(src.store_root / t, False) for t in trees] + [(src.quarantine, True)]
     for root, rename in roots:
         for path, rel in fmt.walk_files(root):
             if rename:  # the quarantine folder may have any name: store it as quarantine/
@@ -339,7 +352,8 @@ def _finish(
     for name, sealed in keys.items():
         if sealed is not None:
             fmt.write_durable(out / name, sealed)
-    names = [fmt.DUMP, fmt.CHECKPOINTS, fmt.FILES, fmt.CONFIG, fmt.KEY, fmt.MAC_KEY]
+    names = [fmt.DUMP, fmt.CHECKPOINTS, fmt.FILES, fmt.BUCKET_OBJECTS, fmt.CONFIG, fmt.KEY]
+    names.append(fmt.MAC_KEY)
     manifest: dict[str, Any] = {
         "format": fmt.FORMAT,
         "created": rfc3339(datetime.now(UTC)),
@@ -349,7 +363,8 @@ def _finish(
         "database": {"dump": tool, "format": "custom", "server_version": snap.server_version},
         "ledger": {"size": snap.size, "root": snap.root.hex(), "checkpoint": snap.checkpoint},
         "files": {n: fmt.describe_file(out / n) for n in names if (out / n).exists()},
-        "objects": {"count": result.objects, "bytes": result.bytes, "linked": result.linked},
+        "objects": {"count": result.objects, "bytes": result.bytes, "linked": result.linked}
+        | ({} if src.bucket is None else {"bucket": src.bucket.bucket}),
         "damaged": result.damaged,
         "missing": result.missing,
         "problems": result.log_problems,

@@ -63,6 +63,7 @@ DUMP = "database.dump"
 CHECKPOINTS = "checkpoints.log"
 CONFIG = "evault.toml"
 FILES = "files.jsonl"
+BUCKET_OBJECTS = "bucket-objects.jsonl"  # S3 store: the objects kept in the bucket, not copied
 KEY = "signing-key.enc"
 MAC_KEY = "mac-key.enc"
 OBJECTS = "objects"

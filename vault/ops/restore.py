@@ -21,6 +21,9 @@ Guarantees:
   the database's checkpoints and the restored ``checkpoints.log``, that the latest checkpoint is
   the one recorded in the manifest, and that every object the database references is present
   and hashes to its address. ``RestoreResult.ok`` only when all of it holds.
+* A backup of the S3 store (its manifest names the bucket) is restored only onto a target
+  configured on that bucket (``ConfigError`` otherwise); its objects are not copied but checked
+  in the bucket against ``bucket-objects.jsonl`` (``vault.ops.backupbucket``).
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ import asyncpg
 
 from vault.config import DatabaseConfig
 from vault.db import open_database, with_database
-from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
+from vault.errors import ConfigError, Conflict, IntegrityError, NotFound, Unavailable
 from vault.ledger.fsck import FsckReport, fsck
 from vault.ops import backupfmt as fmt
 from vault.ops.backup import owner_dsn
+from vault.ops.backupbucket import check_bucket_objects
 from vault.storage.blobstore import BlobStore
+from vault.storage.s3store import S3BlobStore
 from verify.note import Verifier, parse_vkey
 
 Progress = Callable[[str], None]
@@ -59,6 +64,7 @@ class RestoreTarget:
     checkpoints_log: Path
     key_file: Path
     mac_key_file: Path | None = None
+    bucket: S3BlobStore | None = None  # the S3 store the backup's objects are in
 
 
 @dataclass
@@ -216,6 +222,12 @@ async def restore(
         raise ValueError("a MAC key to restore needs target.mac_key_file")
     manifest = await asyncio.to_thread(read_manifest, backup)
     verifier = verifier_of(manifest)
+    bucket = manifest["objects"].get("bucket")
+    if bucket is not None and (target.bucket is None or target.bucket.bucket != bucket):
+        raise ConfigError(
+            f"this backup's objects are in the S3 bucket {bucket!r}: restore with store.backend "
+            f'= "s3" and store.s3.bucket = "{bucket}"'
+        )
     files = await asyncio.to_thread(_file_list, backup)
     await asyncio.to_thread(check_target, target, signing_key is not None, mac_key is not None)
     result = RestoreResult()
@@ -239,7 +251,7 @@ async def restore(
             await asyncio.to_thread(fmt.write_durable, target.mac_key_file, mac_key)
             result.mac_key_restored = True
         progress("checking the restored ledger and blobs")
-        await _check(target, manifest, verifier, result)
+        await _check(target, manifest, verifier, result, backup)
     finally:
         if server is not None:
             await server.stop()
@@ -247,7 +259,11 @@ async def restore(
 
 
 async def _check(
-    target: RestoreTarget, manifest: dict[str, Any], verifier: Verifier, result: RestoreResult
+    target: RestoreTarget,
+    manifest: dict[str, Any],
+    verifier: Verifier,
+    result: RestoreResult,
+    backup: Path,
 ) -> None:
     async with open_database(target.database, target.data_dir) as db, db.pool.acquire() as conn:
         result.fsck = await fsck(conn, verifier, target.checkpoints_log)
@@ -265,6 +281,10 @@ async def _check(
             f"the ledger has {result.ledger_size} entries, the manifest says "
             f"{manifest['ledger']['size']}"
         )
+    if target.bucket is not None:
+        result.bad_objects.extend(await check_bucket_objects(target.bucket, backup, needed))
+        result.objects = len(set(needed))
+        return
     store = BlobStore(target.store_root)
 
     def verify_all() -> list[str]:

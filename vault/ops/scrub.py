@@ -12,7 +12,10 @@ Guarantees:
   ``missing``; other bytes, another size, or an object the store refuses as damaged
   (``IntegrityError``: a sealed chunk failing AES-GCM authentication, a foreign or damaged
   header, an impossible length — whether found when opening or while reading) is ``mismatch``;
-  an I/O error (EIO, EACCES, a directory in the object's place…) is ``unreadable``.
+  an I/O error (EIO, EACCES, a directory in the object's place…) is ``unreadable``. On a store
+  that keeps versions (S3 with Object Lock), reads use the object's original version, and an
+  object whose key also holds a later version or a delete marker (written through the S3 API
+  over the original) is ``mismatch`` too, with the store's reason.
 - A failing object is a finding, never the end of the run: it is logged and recorded naming
   the evidence id and the object (``original`` or the rendition kind and id, its SHA-256, the
   status and the store's reason), and the run goes on to the next object; every object of the
@@ -298,6 +301,9 @@ class _Run:
         else:
             try:
                 status, reason = await self._hash(readable, obj)
+                foreign = await self.content.foreign_versions(obj.sha256)
+                if status == "ok" and foreign is not None:
+                    status, reason = "mismatch", foreign
             except IntegrityError as exc:
                 status, reason = "mismatch", exc.detail
             except (Unavailable, OSError) as exc:

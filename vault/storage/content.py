@@ -48,6 +48,12 @@ class ContentStore(Protocol):
         """The object, or NotFound."""
         ...
 
+    async def foreign_versions(self, sha256: str) -> str | None:
+        """What was written over the object besides its original bytes (a store that keeps
+        versions, such as an S3 bucket with Object Lock: a later version, a delete marker),
+        which reads never serve; None when nothing was, or the store keeps no versions."""
+        ...
+
 
 class PlainObject:
     """A stored object kept in plain."""
@@ -91,3 +97,7 @@ class PlainContentStore:
 
     async def open(self, sha256: str) -> Readable:
         return PlainObject(self.blobs, sha256)
+
+    async def foreign_versions(self, sha256: str) -> str | None:
+        """None: a file keeps no versions (scrub re-hashes the file itself)."""
+        return None

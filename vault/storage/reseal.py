@@ -43,7 +43,7 @@ from vault.storage.keyring import unwrap
 from vault.storage.keystore_db import delete_key, insert_key
 from vault.storage.sealing import SealedReader
 from vault.storage.sealwrite import SealedBlob
-from vault.storage.storage import Storage
+from vault.storage.storage import Storage, open_plain
 
 __all__ = ["SEAL", "Resealer", "enqueue_seal", "evidence_label"]
 
@@ -183,8 +183,11 @@ class Resealer:
     def _seal_plain(self, sha256: str) -> SealedBlob:
         """Seal the plain object and verify the result by decrypting and hashing all of it."""
         storage = self.storage
-        with storage.blobs.open(sha256) as f:
-            blob = storage.sealer.seal_file(f.fileno())
+        plain = open_plain(storage.blobs, sha256, storage.content.scratch)
+        try:
+            blob = storage.sealer.seal_chunks(plain.read_range(0, plain.size))
+        finally:
+            plain.close()
         try:
             if blob.sha256 != sha256:
                 raise IntegrityError(f"plain object {sha256} does not match its address")

@@ -33,7 +33,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import tempfile
@@ -57,6 +56,7 @@ from vault.errors import (
 )
 from vault.storage.blobcopy import check_source
 from vault.storage.blobstore import _digest
+from vault.storage.s3bucket import check_bucket
 from vault.storage.s3client import (
     S3Credentials,
     error_code,
@@ -64,12 +64,12 @@ from vault.storage.s3client import (
     open_client,
     unavailable,
 )
-from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, regroup, send_object
+from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, offload, regroup, send_object
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["S3BlobStore", "S3Object", "key_of"]
+__all__ = ["S3BlobStore", "S3Object", "key_of", "sealed_key_of"]
 
 READ_CHUNK = 1 << 20
 MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
@@ -79,6 +79,15 @@ def key_of(sha256: str) -> str:
     """The key of the object with this digest. ``BadRequest`` if not a SHA-256 hex digest."""
     h = _digest(sha256)
     return f"objects/sha256/{h[:2]}/{h[2:4]}/{h}"
+
+
+def sealed_key_of(sha256: str, object_id: bytes) -> str:
+    """The key of a sealed object: plaintext digest and header object id, as in the file store's
+    ``sealed/`` tree (``vault.storage.blobstore``)."""
+    h = _digest(sha256)
+    if len(object_id) != 16:
+        raise BadRequest("a sealed object id is 16 bytes")
+    return f"sealed/sha256/{h[:2]}/{h[2:4]}/{h}.{object_id.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,65 +157,38 @@ class S3BlobStore:
     # -- the bucket ---------------------------------------------------------------------------
 
     async def check_bucket(self, *, create: bool = False, default_days: int = 1) -> None:
-        """The bucket must exist with Object Lock enabled (``ConfigError`` naming what is
-        wrong). With ``create``, a missing bucket is created with Object Lock and a COMPLIANCE
-        default retention of ``default_days``."""
-        got: dict[str, Any] = {}
-        with unavailable("reading the bucket's Object Lock configuration"):
-            try:
-                got = dict(await self._s3.get_object_lock_configuration(Bucket=self.bucket))
-            except ClientError as exc:
-                code = error_code(exc)
-                if code == "NoSuchBucket" and create:
-                    await self._create_bucket(default_days)
-                    return
-                if code == "NoSuchBucket":
-                    raise ConfigError(
-                        f"store.s3: bucket {self.bucket!r} does not exist (create it with "
-                        "Object Lock, or set store.s3.create_bucket = true)"
-                    ) from None
-                if code != "ObjectLockConfigurationNotFoundError":
-                    raise
-        enabled = got.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
-        if enabled != "Enabled":
-            raise ConfigError(
-                f"store.s3: bucket {self.bucket!r} has no Object Lock: originals there could be "
-                "deleted or overwritten. Use a bucket created with Object Lock enabled."
-            )
-
-    async def _create_bucket(self, default_days: int) -> None:
-        with unavailable("creating the bucket"):
-            try:
-                await self._s3.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
-            except ClientError as exc:
-                if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
-            await self._s3.put_object_lock_configuration(
-                Bucket=self.bucket,
-                ObjectLockConfiguration={
-                    "ObjectLockEnabled": "Enabled",
-                    "Rule": {"DefaultRetention": {"Mode": COMPLIANCE, "Days": default_days}},
-                },
-            )
+        """The bucket must exist with Object Lock enabled (``vault.storage.s3bucket``)."""
+        await check_bucket(self._s3, self.bucket, create=create, default_days=default_days)
 
     # -- lookup -------------------------------------------------------------------------------
 
-    async def _versions(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(versions oldest first, delete markers) under exactly ``key``."""
+    async def _list(self, prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(versions, delete markers) of every key starting with ``prefix``."""
         versions: list[dict[str, Any]] = []
         markers: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
-        with unavailable("listing an object's versions"):
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with unavailable("listing object versions"):
             while True:
                 page = await self._s3.list_object_versions(**kwargs)
-                versions += [dict(v) for v in page.get("Versions", []) if v.get("Key") == key]
-                markers += [dict(m) for m in page.get("DeleteMarkers", []) if m.get("Key") == key]
+                versions += [dict(v) for v in page.get("Versions", [])]
+                markers += [dict(m) for m in page.get("DeleteMarkers", [])]
                 if not page.get("IsTruncated"):
                     break
                 kwargs["KeyMarker"] = page.get("NextKeyMarker")
                 kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
-        versions.sort(key=lambda v: v["LastModified"])
         return versions, markers
+
+    async def _versions(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(versions oldest first, delete markers) under exactly ``key``."""
+        listed, marked = await self._list(key)
+        versions = [v for v in listed if v.get("Key") == key]
+        versions.sort(key=lambda v: v["LastModified"])
+        return versions, [m for m in marked if m.get("Key") == key]
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key (with at least one version or delete marker) starting with ``prefix``."""
+        versions, markers = await self._list(prefix)
+        return sorted({str(v.get("Key")) for v in [*versions, *markers]})
 
     async def _original(self, key: str) -> str | None:
         """The version id of the oldest version under ``key`` (None if there is none)."""
@@ -254,22 +236,53 @@ class S3BlobStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def read(
-        self, sha256: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The original's bytes ``[start, end)`` (to the end if ``end`` is None), streamed with
         one ranged GET. Bytes are not re-verified. ``NotFound`` if absent; ``BadRequest`` for a
         range outside the object."""
-        key = key_of(sha256)
+        return self.read_key(key_of(sha256), start, end)
+
+    async def read_key(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """``read`` of the original version under any key of this store (plain or sealed)."""
         version = await self._original(key)
         if version is None:
-            raise NotFound(f"no stored object {_digest(sha256)}")
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
         try:
             async for chunk in self._get(key, version, start, end):
                 yield chunk
         except NotFound:
             self._originals.pop(key, None)  # disposed of by another process
             raise
+
+    async def size_of(self, key: str) -> int:
+        """The size of the original version under ``key``. ``NotFound`` if absent."""
+        version = await self._original(key)
+        if version is None:
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
+        return int((await self._head(key, version))["ContentLength"])
+
+    async def original_of(self, key: str) -> tuple[str, int] | None:
+        """(version id, size) of the original version under ``key``; None if there is none."""
+        version = await self._original(key)
+        if version is None:
+            return None
+        try:
+            return version, int((await self._head(key, version))["ContentLength"])
+        except NotFound:
+            return None
+
+    async def foreign_versions(self, key: str) -> str | None:
+        """Why the key holds more than its original (a later version: someone overwrote it; a
+        delete marker: someone deleted it), or None. Reads ignore both (they read the original
+        version); scrub reports them through this."""
+        versions, markers = await self._versions(key)
+        if markers:
+            return f"{len(markers)} delete marker(s) over the original"
+        if len(versions) > 1:
+            return f"{len(versions) - 1} later version(s) written over the original"
+        return None
 
     async def _get(
         self, key: str, version: str, start: int = 0, end: int | None = None
@@ -298,7 +311,7 @@ class S3BlobStore:
         hasher = hashlib.sha256()
         async for chunk in self._get(key, version):
             if len(chunk) > 65536:
-                await asyncio.to_thread(hasher.update, chunk)
+                await offload(hasher.update, chunk)
             else:
                 hasher.update(chunk)
         return hasher.hexdigest()
@@ -349,10 +362,13 @@ class S3BlobStore:
     async def extend_retention(self, sha256: str, until: datetime) -> datetime:
         """Make the original's COMPLIANCE lock last at least until ``until``; never shortens
         (an earlier ``until`` changes nothing). Returns the retain-until date now in force."""
-        key = key_of(sha256)
+        return await self.extend_key(key_of(sha256), until)
+
+    async def extend_key(self, key: str, until: datetime) -> datetime:
+        """``extend_retention`` for any key of this store (plain or sealed)."""
         version = await self._original(key)
         if version is None:
-            raise NotFound(f"no stored object {_digest(sha256)}")
+            raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
         return await self._extend(key, version, _retain_date(until))
 
     async def _extend(self, key: str, version: str, until: datetime) -> datetime:
@@ -374,7 +390,10 @@ class S3BlobStore:
     async def remove(self, sha256: str) -> bool:
         """Delete every version under the key (disposal, once retention has expired).
         ``Conflict`` while a version is still locked; False if nothing was there."""
-        key = key_of(sha256)
+        return await self.remove_key(key_of(sha256))
+
+    async def remove_key(self, key: str) -> bool:
+        """``remove`` for any key of this store (plain or sealed)."""
         versions, markers = await self._versions(key)
         if not versions and not markers:
             return False
@@ -402,7 +421,7 @@ class S3BlobStore:
         until = _retain_date(retain_until)
         st = check_source(fd, max_bytes)
         part = self._part_for(st.st_size)
-        digest, size, md5s = await asyncio.to_thread(hash_fd, fd, part, max_bytes)
+        digest, size, md5s = await offload(hash_fd, fd, part, max_bytes)
         existing = await self._existing(digest, until)
         if existing is not None:
             return existing
@@ -411,7 +430,7 @@ class S3BlobStore:
             offset = 0
             while offset < size:
                 n = min(part, size - offset)
-                data = await asyncio.to_thread(os.pread, fd, n, offset)
+                data = await offload(os.pread, fd, n, offset)
                 if len(data) != n:
                     raise IntegrityError("the source changed while it was stored")
                 offset += n
@@ -419,6 +438,31 @@ class S3BlobStore:
 
         return await self._upload(
             digest, parts(), until, "the source changed while stored", md5s=md5s
+        )
+
+    async def put_sealed_file(self, fd: int, key: str, *, retain_until: datetime) -> S3Object:
+        """Store the sealed (ciphertext) file open at ``fd`` as the new key ``key``
+        (``sealed_key_of``: a fresh object id, never written before), with the same checks as
+        ``put_file``; the returned digest is the ciphertext's."""
+        until = _retain_date(retain_until)
+        size = os.fstat(fd).st_size
+        part = self._part_for(size)
+        digest, size, md5s = await offload(hash_fd, fd, part, None)
+        if await self._original(key) is not None:
+            raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
+
+        async def parts() -> AsyncIterator[bytes]:
+            offset = 0
+            while offset < size:
+                n = min(part, size - offset)
+                data = await offload(os.pread, fd, n, offset)
+                if len(data) != n:
+                    raise IntegrityError("the sealed file changed while it was stored")
+                offset += n
+                yield data
+
+        return await self._upload(
+            digest, parts(), until, "the sealed file changed while stored", md5s=md5s, key=key
         )
 
     async def put_stream(
@@ -468,8 +512,8 @@ class S3BlobStore:
     ) -> S3Object:
         with tempfile.TemporaryFile(dir=self._spool) as spool:
             async for chunk in limit(chunks, max_bytes):
-                await asyncio.to_thread(spool.write, chunk)
-            await asyncio.to_thread(spool.flush)
+                await offload(spool.write, chunk)
+            await offload(spool.flush)
             return await self.put_file(spool.fileno(), retain_until=until, max_bytes=max_bytes)
 
     async def _existing(self, digest: str, until: datetime) -> S3Object | None:
@@ -493,10 +537,12 @@ class S3BlobStore:
         mismatch: str,
         *,
         md5s: list[str] | None = None,
+        key: str | None = None,
     ) -> S3Object:
         """Send ``parts`` as the object of ``digest`` (``vault.storage.s3upload``), lock it,
-        confirm."""
-        key = key_of(digest)
+        confirm. ``key``: another key than the digest's (a sealed object, whose bytes are
+        ciphertext hashing to ``digest``)."""
+        key = key or key_of(digest)
         version, size, multipart = await send_object(
             self._s3,
             self.bucket,

@@ -16,7 +16,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -26,11 +26,22 @@ from vault.storage.s3client import error_code, unavailable
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["COMPLIANCE", "INFLIGHT", "hash_fd", "limit", "regroup", "send_object"]
+__all__ = ["COMPLIANCE", "INFLIGHT", "hash_fd", "limit", "offload", "regroup", "send_object"]
 
 INFLIGHT = 2  # parts uploading at once per upload (memory: about INFLIGHT + 1 parts)
 READ_CHUNK = 1 << 20
 COMPLIANCE: Final = "COMPLIANCE"
+T = TypeVar("T")
+
+# The S3 store's blocking work (hashing, reading a source) runs here, never on the loop's default
+# executor: the service calls the store from default-executor threads that wait for it
+# (``vault.storage.s3blobs``), and work queued behind them there could wait for ever.
+_WORK = ThreadPoolExecutor(8, thread_name_prefix="s3-work")
+
+
+async def offload(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` on the S3 store's own worker threads."""
+    return await asyncio.get_running_loop().run_in_executor(_WORK, func, *args)
 
 
 async def send_object(
@@ -222,7 +233,7 @@ async def _hash_part(hasher: Any, data: bytes, md5: str | None = None) -> str:
             hasher.update(data)
         return md5 if md5 is not None else _md5_b64(data)
 
-    return await asyncio.to_thread(work) if len(data) > 65536 else work()
+    return await offload(work) if len(data) > 65536 else work()
 
 
 async def limit(chunks: AsyncIterator[bytes], max_bytes: int | None) -> AsyncIterator[bytes]:

@@ -4,7 +4,8 @@
 source once, hashes the plaintext and seals it (``vault.storage.sealing.SealWriter``, a fresh
 random data key per object) in the same pass, and writes only ciphertext to the store's ``tmp/``;
 the temp file is fsynced, made 0400 and linked into ``sealed/`` under a new name (``BlobStore``'s
-layout).
+layout), or, on the S3 store, uploaded as that key with Object Lock and removed
+(``vault.storage.s3blobs``): the bucket only ever receives ciphertext.
 
 Guarantees:
 
@@ -36,8 +37,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from vault.errors import IntegrityError, TooLarge
+from vault.storage.backend import ObjectStore
 from vault.storage.blobcopy import TempFile, check_source, unavailable
-from vault.storage.blobstore import BlobStore, StoredBlob
+from vault.storage.blobstore import StoredBlob
 from vault.storage.kek import FileKekStore, Kek, KekStore
 from vault.storage.keyring import ObjectKey, new_data_key, wrap
 from vault.storage.sealing import DEFAULT_CHUNK_SIZE, SealedReader, SealWriter
@@ -84,10 +86,10 @@ def _pread_full(fd: int, buf: bytearray, offset: int) -> int:
 
 
 class Sealer:
-    """Seals content into a ``BlobStore``'s ``sealed/`` area (module docstring). Thread-safe."""
+    """Seals content into a blob store's sealed objects (module docstring). Thread-safe."""
 
     def __init__(
-        self, blobs: BlobStore, keks: KekStore, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self, blobs: ObjectStore, keks: KekStore, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> None:
         self.blobs = blobs
         self.keks = keks
@@ -121,7 +123,10 @@ class Sealer:
             wrap(self.current_kek(), dek, result.object_id, result.sha256),
         )
         path = self.blobs.commit_sealed(tmp, result.sha256, result.object_id)
-        with unavailable("reading a sealed object back"), open(path, "rb") as f:
+        with (
+            unavailable("reading a sealed object back"),
+            self.blobs.open_sealed(result.sha256, result.object_id) as f,
+        ):
             if SealedReader(dek, f).size != result.size:
                 raise IntegrityError("sealed object reads back with another size")
         return SealedBlob(result.sha256, result.size, path, False, key, self.chunk_size)

@@ -29,6 +29,12 @@ Guarantees of ``SealingContentStore``:
 * Unwrapping and opening run in a worker thread; the event loop never waits on key files,
   key commands or decryption of a whole object.
 
+The blob store is the file store (``store.backend = "file"``) or an S3 bucket with Object Lock
+(``"s3"``, ``vault.storage.s3blobs``): ``open_objects`` connects to the bucket (refusing one
+without Object Lock) and ``open_storage`` builds the same ``Storage`` over either. On S3 plain
+objects are read with ranged GETs of their original version, sealed ones through a seekable view
+of their ciphertext, and ``foreign_versions`` tells scrub what was written over an object.
+
 ``Storage.settle`` is called after an acquisition or a rendition is recorded; it removes the
 copy that lost: a sealed object whose key row was not stored (the content was held already), or
 a plain copy of content that is held sealed, so classified content is never left plain.
@@ -43,17 +49,21 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
 from vault.config import KeysConfig, StoreConfig
 from vault.db import Db
 from vault.errors import ConfigError, IntegrityError, NotFound
+from vault.storage.backend import ObjectStore
 from vault.storage.blobstore import BlobStore, StoredBlob
 from vault.storage.content import PlainObject, Readable
 from vault.storage.kek import CommandKekStore, FileKekStore, KekStore
 from vault.storage.keyring import ObjectKey, unwrap
 from vault.storage.keystore_db import key_for
+from vault.storage.s3blobs import S3Blobs
+from vault.storage.s3store import S3BlobStore
 from vault.storage.sealing import SealedReader, sealed_size
 from vault.storage.sealwrite import SealedBlob, Sealer
 
@@ -65,6 +75,8 @@ __all__ = [
     "StorageConfig",
     "file_of",
     "open_kek_store",
+    "open_objects",
+    "open_plain",
     "open_storage",
 ]
 
@@ -144,8 +156,17 @@ class SealedObject:
         self._f.close()
 
 
+def open_plain(blobs: ObjectStore, sha256: str, scratch: PlaintextScratch) -> Readable:
+    """The plain object ``sha256`` of either store (blocking). ``NotFound`` if absent."""
+    if isinstance(blobs, S3Blobs):
+        return blobs.open_plain(sha256, scratch.base_for)
+    if isinstance(blobs, BlobStore):
+        return PlainObject(blobs, sha256)
+    raise TypeError(f"not a blob store: {blobs!r}")
+
+
 def _open_sealed(
-    blobs: BlobStore, keks: KekStore, key: ObjectKey, scratch: PlaintextScratch
+    blobs: ObjectStore, keks: KekStore, key: ObjectKey, scratch: PlaintextScratch
 ) -> SealedObject:
     dek = unwrap(keks, key.wrapped, key.object_id, key.sha256)
     f = blobs.open_sealed(key.sha256, key.object_id)
@@ -162,7 +183,9 @@ def _open_sealed(
 class SealingContentStore:
     """The ``ContentStore`` of the service: sealed objects decrypted, plain ones as they are."""
 
-    def __init__(self, blobs: BlobStore, keks: KekStore, db: Db, scratch: PlaintextScratch) -> None:
+    def __init__(
+        self, blobs: ObjectStore, keks: KekStore, db: Db, scratch: PlaintextScratch
+    ) -> None:
         self.blobs = blobs
         self.keks = keks
         self.db = db
@@ -181,7 +204,7 @@ class SealingContentStore:
             key = await self.key(sha256)
             try:
                 if key is None:
-                    return await asyncio.to_thread(PlainObject, self.blobs, sha256)
+                    return await asyncio.to_thread(open_plain, self.blobs, sha256, self.scratch)
                 return await asyncio.to_thread(
                     _open_sealed, self.blobs, self.keks, key, self.scratch
                 )
@@ -189,6 +212,16 @@ class SealingContentStore:
                 if attempt == 2 or (key is not None and await self.key(sha256) == key):
                     raise
         raise AssertionError("unreachable")
+
+    async def foreign_versions(self, sha256: str) -> str | None:
+        """On S3: what was written over the object's live key besides its original (a later
+        version, a delete marker), which reads ignore and scrub reports; None on the file
+        store (whose files scrub re-hashes in place)."""
+        if not isinstance(self.blobs, S3Blobs):
+            return None
+        key = await self.key(sha256)
+        oid = None if key is None else key.object_id
+        return await asyncio.to_thread(self.blobs.foreign_versions, sha256, oid)
 
 
 @asynccontextmanager
@@ -215,7 +248,7 @@ class StorageConfig(Protocol):
 class Storage(NamedTuple):
     """The vault's storage: unpacks as ``blobs, content, sealer``."""
 
-    blobs: BlobStore
+    blobs: ObjectStore
     content: SealingContentStore
     sealer: Sealer
 
@@ -241,21 +274,36 @@ class PathResolver(Protocol):
     def __call__(self, p: Path, /) -> Path: ...
 
 
-def open_storage(cfg: StorageConfig, db: Db) -> Storage:
-    """The one factory (module docstring). ``db``: a pool (or connection) for key rows.
-    ``ConfigError`` for a chunk size that is not a power of two from 4 KiB to 4 MiB, and for
-    ``store.backend = "s3"`` until the service's parts use ``vault.storage.s3store`` (never a silent
-    fallback to the file store)."""
-    if cfg.store.backend != "file":
-        raise ConfigError(
-            f"store.backend = {cfg.store.backend!r}: the S3 blob store (vault.storage.s3store) is "
-            'not used by acquisition, content, scrub and backup yet; set store.backend = "file"'
+@asynccontextmanager
+async def open_objects(cfg: StorageConfig) -> AsyncIterator[ObjectStore | None]:
+    """The S3 store when ``store.backend = "s3"`` (connected, its bucket checked: ``ConfigError``
+    for a bucket without Object Lock, or a missing one unless ``store.s3.create_bucket``), bound
+    to the running loop; None for the file store (``open_storage`` makes it)."""
+    if cfg.store.backend != "s3":
+        yield None
+        return
+    tmp = cfg.path(cfg.store.root) / "tmp"
+    async with S3BlobStore.open(cfg.store.s3, spool_dir=tmp) as s3:
+        yield S3Blobs(
+            s3,
+            asyncio.get_running_loop(),
+            tmp,
+            retain_for=timedelta(days=cfg.store.s3.retain_days),
+            hold_for=timedelta(days=cfg.store.s3.hold_days),
         )
+
+
+def open_storage(cfg: StorageConfig, db: Db, objects: ObjectStore | None = None) -> Storage:
+    """The one factory (module docstring). ``db``: a pool (or connection) for key rows;
+    ``objects``: the store ``open_objects`` opened (required for ``store.backend = "s3"``).
+    ``ConfigError`` for a chunk size that is not a power of two from 4 KiB to 4 MiB."""
+    if cfg.store.backend == "s3" and objects is None:
+        raise ConfigError('store.backend = "s3": the bucket was not opened (open_objects)')
     try:
         sealed_size(0, cfg.keys.chunk_size)
     except ValueError as exc:
         raise ConfigError(f"keys.chunk_size: {exc}") from None
-    blobs = BlobStore(cfg.path(cfg.store.root))
+    blobs = objects if objects is not None else BlobStore(cfg.path(cfg.store.root))
     keks = open_kek_store(cfg.keys, cfg.path)
     scratch = PlaintextScratch(cfg.keys.plaintext_scratch)
     sealer = Sealer(blobs, keks, cfg.keys.chunk_size)
