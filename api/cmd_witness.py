@@ -16,7 +16,7 @@ from api.config import Config
 
 
 def register(sub: Any) -> None:
-    witness = sub.add_parser("witness", help="witness key and cosignatures")
+    witness = sub.add_parser("witness", help="witness key (cosignature/v1 vkey) and cosignatures")
     wsub = witness.add_subparsers(dest="witness_command", metavar="SUBCOMMAND", required=True)
     p = wsub.add_parser("vkey", help="print the witness key's vkey (created once if absent)")
     p.set_defaults(func=vkey)
