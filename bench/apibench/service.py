@@ -84,13 +84,13 @@ async def postmaster_pid(dsn: str) -> int | None:
     """The PID of the PostgreSQL server behind ``dsn`` when it runs on this machine (the
     parent of our backend), so only its processes are counted; None when it cannot be seen."""
     conn = await asyncpg.connect(dsn)
-    try:
+    try:  # read while the backend lives: it exits with the connection
         backend = await conn.fetchval("SELECT pg_backend_pid()")
+        with contextlib.suppress(OSError, ValueError):
+            stat = Path(f"/proc/{backend}/stat").read_text()
+            return int(stat[stat.rindex(")") + 2 :].split()[1])
     finally:
         await conn.close()
-    with contextlib.suppress(OSError, ValueError):
-        stat = Path(f"/proc/{backend}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2 :].split()[1])
     return None
 
 
