@@ -26,7 +26,10 @@ re-encryption stores it). Then three comparisons, each against its peer started 
    ``apibench/receiver.py``: a plain socket server that reads the request head, receives the
    body, hashes it with SHA-256 and writes it with O_DIRECT (plain writes where refused), then
    fsync, into the same data directory. hashlib SHA-256 over the same bytes is printed as the
-   limit of any upload that hashes.
+   limit of any upload that hashes. With ``--rgw`` (the default; skipped, and said so, where
+   Ceph is not installed: ``make ceph``), the same PUT also goes to the radosgw of the tests'
+   single-node Ceph (``tests/storage/ceph_fixture.py``), presigned, as the object store a
+   bureau would otherwise upload to. Each round uses new bytes (the vault dedups content).
 
 Every comparison ends in ``target NAME: VALUE (GOAL) met|MISSED`` lines.
 
@@ -82,6 +85,7 @@ from apibench.peers import (
     pgbench_script,
     process_tree,
     reaped_cpu,
+    rgw,
     run_pgbench,
     tree_cpu,
 )
@@ -288,27 +292,49 @@ async def statement_rows(
 
 
 async def upload_vs_bare(
-    args: argparse.Namespace, url: str, pid: int, token: str, folder: Path
+    args: argparse.Namespace, url: str, pid: int, token: str, folder: Path, tmp: Path
 ) -> list[str]:
     size = args.upload_mib * MIB
-    svc: list[dict[str, float]] = []
-    bare: list[dict[str, float]] = []
+    runs: dict[str, list[dict[str, float]]] = {"service": [], "bare": [], "rgw": []}
     hash_rate = 0.0
-    with bare_receiver(folder) as (bare_url, bare_pid):
-        meter = Meter({"service": lambda: tree_cpu([pid]), "bare": lambda: tree_cpu([bare_pid])})
+    with contextlib.ExitStack() as stack:
+        bare_url, bare_pid = stack.enter_context(bare_receiver(folder))
+        presign, ceph_pids = None, []
+        rgw_error = "not asked for (--rgw)"
+        if args.rgw:
+            try:
+                presign, ceph_pids = stack.enter_context(rgw(tmp / "ceph"))
+            except Exception as exc:  # the comparison is optional: say why it is missing
+                rgw_error = f"Ceph did not start: {exc}"[:300]
+        meter = Meter(
+            {
+                "service": lambda: tree_cpu([pid]),
+                "bare": lambda: tree_cpu([bare_pid]),
+                "rgw": lambda: tree_cpu(ceph_pids),
+            }
+        )
         for _ in range(args.rounds):  # alternately; new bytes each round (the vault dedups)
             block = upload_block()
             digest, rate = sha256_rate(size, block)
             hash_rate = max(hash_rate, rate)
-            meter.start()
-            got = await put(bare_url, "/upload", {"X-Content-SHA256": digest}, size, block)
-            bare.append({**got, **meter.stop()})
-            headers = {"Authorization": f"Bearer {token}", "X-Content-SHA256": digest}
-            meter.start()
-            got = await put(url, dock_target(), headers, size, block)
-            svc.append({**got, **meter.stop()})
-    s = max(svc, key=lambda x: x["rate"])
-    b = max(bare, key=lambda x: x["rate"])
+            sides: list[tuple[str, str, str, dict[str, str], int]] = [
+                ("bare", bare_url, "/upload", {"X-Content-SHA256": digest}, 201),
+                (
+                    "service",
+                    url,
+                    dock_target(),
+                    {"Authorization": f"Bearer {token}", "X-Content-SHA256": digest},
+                    201,
+                ),
+            ]
+            if presign is not None:
+                sides.append(("rgw", "", presign(), {}, 200))
+            for side, base, where, headers, expect in sides:
+                meter.start()
+                got = await put(base, where, headers, size, block, expect)
+                runs[side].append({**got, **meter.stop()})
+    best = {side: max(r, key=lambda x: x["rate"]) for side, r in runs.items() if r}
+    s, b = best["service"], best["bare"]
     gib = size / GIB
     ratio = s["rate"] / b["rate"]
     print(
@@ -316,11 +342,24 @@ async def upload_vs_bare(
         f"MiB/s (after the last byte {s['tail'] * 1000:,.0f} ms), bare receiver "
         f"{b['rate'] / MIB:,.0f} MiB/s (after the last byte {b['tail'] * 1000:,.0f} ms); "
         f"hashlib SHA-256 alone {hash_rate / MIB:,.0f} MiB/s (service {s['rate'] / hash_rate:.0%}"
-        f" of it)\n    CPU per GiB: service {s['service'] / gib:.2f} s, bare receiver "
-        f"{b['bare'] / gib:.2f} s (client {s['clients'] / gib:.2f} / {b['clients'] / gib:.2f} s)",
+        f" of it, the bare receiver {b['rate'] / hash_rate:.0%})\n    CPU per GiB: service "
+        f"{s['service'] / gib:.2f} s, bare receiver {b['bare'] / gib:.2f} s (client "
+        f"{s['clients'] / gib:.2f} / {b['clients'] / gib:.2f} s)",
         flush=True,
     )
-    return [target("upload vs bare receiver", f"{ratio:.0%}", ">= 80%", ratio >= 0.8)]
+    lines = [target("upload vs bare receiver", f"{ratio:.0%}", ">= 80%", ratio >= 0.8)]
+    if "rgw" in best:
+        r = best["rgw"]
+        print(
+            f"  the same PUT to Ceph RGW (presigned, single-node cluster of the tests): "
+            f"{r['rate'] / MIB:,.0f} MiB/s, Ceph's daemons {r['rgw'] / gib:.2f} CPU-s per GiB",
+            flush=True,
+        )
+        x = s["rate"] / r["rate"]
+        lines.append(target("upload vs Ceph RGW PUT", f"{x:.2f}x", ">= 2x", x >= 2))
+    else:
+        print(f"  Ceph RGW: {rgw_error}", flush=True)
+    return lines
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -368,7 +407,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[str]:
             if "list" in args.only:
                 lines += await list_vs_pgbench(args, cfg, dsn, url, pid, token, tmp)
             if "upload" in args.only:
-                lines += await upload_vs_bare(args, url, pid, str(s[DOCK_PRINCIPAL]), data)
+                lines += await upload_vs_bare(args, url, pid, str(s[DOCK_PRINCIPAL]), data, tmp)
         return lines
     finally:
         if server is not None:
@@ -394,6 +433,12 @@ def main() -> None:
     ap.add_argument("--upload-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=2, help="alternating runs per side (best kept)")
     ap.add_argument("--only", default="range,list,upload", help="comparisons to run")
+    ap.add_argument(
+        "--rgw",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also PUT to the tests' single-node Ceph RGW (skipped, said so, without Ceph)",
+    )
     ap.add_argument("--parts", default="api,ingest", help="evault serve --only")
     ap.add_argument(
         "--dsn", help="use this server (a fresh database in it) instead of an embedded one"

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from apibench.common import pct
@@ -234,3 +234,49 @@ def bare_receiver(folder: Path) -> Iterator[tuple[str, int]]:
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- Ceph RGW (optional) ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def rgw(folder: Path) -> Iterator[tuple[Callable[[], str], list[int]]]:
+    """The tests' single-node Ceph (``tests/storage/ceph_fixture.py``: one monitor, one
+    bluestore OSD, radosgw) started in ``folder``; yields a function returning a new presigned
+    PUT URL (path style, SigV4, unsigned payload: the same plain HTTP PUT as the other sides)
+    into a bucket made for the bench, and the PIDs of Ceph's daemons. ``RuntimeError`` when
+    Ceph is not installed."""
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "tests" / "storage"))
+    from ceph_fixture import missing, start  # type: ignore[import-not-found]
+
+    reason = missing()
+    if reason:
+        raise RuntimeError(reason)
+    ceph = start(folder)
+    try:
+        import botocore.session
+        from botocore.config import Config as BotoConfig
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=ceph.endpoint,
+            region_name=ceph.region,
+            aws_access_key_id=ceph.access_key,
+            aws_secret_access_key=ceph.secret_key,
+            config=BotoConfig(
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                request_checksum_calculation="when_required",
+            ),
+        )
+        bucket = "bench-upload"
+        client.create_bucket(Bucket=bucket)
+        keys = iter(range(1 << 30))
+
+        def url() -> str:
+            params = {"Bucket": bucket, "Key": f"upload-{next(keys)}"}
+            return str(client.generate_presigned_url("put_object", Params=params, ExpiresIn=3600))
+
+        yield url, [proc.pid for proc in ceph.procs.values()]
+    finally:
+        ceph.stop()
