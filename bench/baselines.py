@@ -340,7 +340,8 @@ async def upload_vs_bare(
     print(
         f"  upload, {args.upload_mib} MiB PUT to the answer: service {s['rate'] / MIB:,.0f} "
         f"MiB/s (after the last byte {s['tail'] * 1000:,.0f} ms), bare receiver "
-        f"{b['rate'] / MIB:,.0f} MiB/s (after the last byte {b['tail'] * 1000:,.0f} ms); "
+        f"{b['rate'] / MIB:,.0f} MiB/s (after the last byte {b['tail'] * 1000:,.0f} ms, "
+        f"{b['o_direct']:.0%} of the bytes written with O_DIRECT); "
         f"hashlib SHA-256 alone {hash_rate / MIB:,.0f} MiB/s (service {s['rate'] / hash_rate:.0%}"
         f" of it, the bare receiver {b['rate'] / hash_rate:.0%})\n    CPU per GiB: service "
         f"{s['service'] / gib:.2f} s, bare receiver {b['bare'] / gib:.2f} s (client "

@@ -314,11 +314,15 @@ async def put(
             answer = await r.read()
         done = time.perf_counter()
     ok = r.status == expect
+    out = {"rate": size / (done - t), "tail": done - sent_all}
     if ok and expect == 201:
-        ok = json.loads(answer).get("sha256") == headers["X-Content-SHA256"]
+        receipt = json.loads(answer)
+        ok = receipt.get("sha256") == headers["X-Content-SHA256"]
+        if "o_direct_bytes" in receipt:  # the bare receiver's
+            out["o_direct"] = receipt["o_direct_bytes"] / size
     if not ok:
         raise RuntimeError(f"upload to {url}{target} failed: {r.status} {answer[:500]!r}")
-    return {"rate": size / (done - t), "tail": done - sent_all}
+    return out
 
 
 _SEQ = iter(range(1, 1 << 30))

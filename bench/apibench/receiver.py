@@ -34,6 +34,7 @@ class _Writer:
 
     def __init__(self, path: str) -> None:
         self.direct = True
+        self.direct_bytes = 0
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
         except OSError:
@@ -51,7 +52,9 @@ class _Writer:
         done = 0
         while done < aligned:
             try:
-                done += os.write(self.fd, view[done:aligned])
+                n = os.write(self.fd, view[done:aligned])
+                done += n
+                self.direct_bytes += n
             except OSError:  # O_DIRECT refused at the first write: plain writes from here on
                 self._plain()
                 break
@@ -129,7 +132,9 @@ def _receive(conn: socket.socket, folder: str, n: int) -> None:
     os.unlink(path)
     if failed:
         raise failed[0]
-    body = json.dumps({"sha256": h.hexdigest(), "size": got, "o_direct": out.direct}).encode()
+    body = json.dumps(
+        {"sha256": h.hexdigest(), "size": got, "o_direct_bytes": out.direct_bytes}
+    ).encode()
     conn.sendall(
         b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
