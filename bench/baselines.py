@@ -222,7 +222,7 @@ async def list_vs_pgbench(
     def postgres() -> float:
         # live processes, plus what the postmaster's exited children spent (pgbench's backends
         # end with its connections, before the meter stops)
-        return pg._postgres() + (reaped_cpu(postmaster) if postmaster else 0.0)
+        return pg.postgres() + (reaped_cpu(postmaster) if postmaster else 0.0)
 
     meter = Meter({"service": lambda: tree_cpu([pid]), "postgres": postgres})
     svc: list[dict[str, float]] = []
@@ -300,7 +300,7 @@ async def upload_vs_bare(
     with contextlib.ExitStack() as stack:
         bare_url, bare_pid = stack.enter_context(bare_receiver(folder))
         presign, ceph_pids = None, []
-        rgw_error = "not asked for (--rgw)"
+        rgw_error = "skipped (--no-rgw)"
         if args.rgw:
             try:
                 presign, ceph_pids = stack.enter_context(rgw(tmp / "ceph"))

@@ -105,7 +105,8 @@ class Cpu:
         self.postmaster = postmaster
         self._t0: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
-    def _postgres(self) -> float:
+    def postgres(self) -> float:
+        """CPU seconds so far of PostgreSQL's live processes (those of ``postmaster``)."""
         pg = 0.0
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit():
@@ -123,7 +124,7 @@ class Cpu:
         service = _cpu_of(Path(f"/proc/{self.pid}/stat").read_text())
         me = os.times()
         clients = me.user + me.system + me.children_user + me.children_system
-        return time.perf_counter(), service, self._postgres(), clients
+        return time.perf_counter(), service, self.postgres(), clients
 
     def start(self) -> None:
         self._t0 = self._now()
