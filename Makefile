@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench verifier install ffmpeg wrk chromium promtool ceph clean
+.PHONY: run test lint format bench verifier install ffmpeg wrk nginx chromium promtool ceph clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -30,6 +30,15 @@ wrk:
 	  echo "installing wrk from the system's packages"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; \
+	fi
+
+# nginx (the static file server bench/baselines.py streams the same Range requests from) where
+# it is missing; the bench starts its own, on a free loopback port with a temporary config.
+nginx:
+	@if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then \
+	  echo "installing nginx from the system's packages"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; \
 	fi
 
 # Chromium (and a CJK font, for readable screenshots) from the system's packages where missing:
@@ -92,7 +101,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Each benchmark prints ratios against a baseline measured in the same run.
-bench: $(STAMP) ffmpeg wrk ceph
+bench: $(STAMP) ffmpeg wrk nginx ceph
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/acquire.py
 	$(BIN)/python bench/media.py
@@ -100,6 +109,7 @@ bench: $(STAMP) ffmpeg wrk ceph
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/s3.py
 

@@ -2,8 +2,8 @@
 
 ``asyncpg``'s pool hands connections out through an ``asyncio.Queue``, which lets a newly
 arriving acquirer take a connection released for a woken waiter; the waiter then queues again
-at the back. Under a closed-loop load (64 clients, 8 connections) that is what stretched the
-list route's 99th percentile to about four times its median. ``FairGate`` admits at most
+at the back. Under a closed-loop load (many clients, few connections) that stretches the
+list route's 99th percentile far past its median (docs/performance.md). ``FairGate`` admits at most
 ``size`` holders and hands a released slot straight to the oldest waiter, so with ``size`` equal
 to the pool's ``max_size`` the pool itself never makes anyone wait.
 

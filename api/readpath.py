@@ -4,7 +4,7 @@ Guarantees:
 
 - ``READ_POOL`` is a second, small asyncpg pool for single read-only statements on the hottest
   route (listing evidence; token lookups stay on the main pool: the token cache answers most,
-  and the upload route measured ~0.7 s more service CPU per 512 MiB with them here).
+  and with them on this pool the upload route cost more service CPU: docs/performance.md).
   Its sessions are ``default_transaction_read_only`` (PostgreSQL refuses any write through it)
   and act as the app role. It skips asyncpg's reset
   query on release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — one more
@@ -13,9 +13,9 @@ Guarantees:
   Its idle connections are kept (no inactivity timer, which asyncpg re-arms on each release).
   Statements on it pass ``READ_GATE`` first (``api.fairgate``: ``database.read_concurrency``
   slots, at most one per connection, granted in arrival order), so under load requests get
-  connections first come, first served. On the 2-core bench with the embedded server, 4
-  statements in flight served ~15% more lists per second than 8, with less PostgreSQL CPU
-  per statement (8 backends contend with the service for the cores).
+  connections first come, first served. The default slot count is small on purpose: on a
+  host where PostgreSQL and the service share the cores, more backends in flight contend with
+  the service for them and serve fewer lists per second (docs/performance.md).
 - ``TOKEN_CACHE`` is this process's ``vault.access.tokens.TokenCache``, following
   ``NOTIFY evault_auth`` on its own connection (``vault.access.tokens.follow_changes``); while that
   connection is down the cache is bypassed. See ``vault.access.tokens`` for what it guarantees.

@@ -30,14 +30,19 @@ node; the media part would start a full scrub pass and the fsck over the seeded 
    clients (threads, each a keep-alive connection reading with ``recv_into`` a 4 MiB buffer;
    one range is first checked against the file through aiohttp), ``--range-passes`` times over
    the object, against two baselines in the same run: one thread reading the same file from
-   the page cache (1 MiB ``readinto``: the issue's target, 70% of it) and the transport floor,
+   the page cache (1 MiB ``readinto``) and the transport floor,
    the same ranges from a bare ``os.sendfile`` loop (``apibench/floor.py``) to the same client
-   over loopback: what moving the bytes through TCP on this machine costs at all;
+   over loopback: what moving the bytes through TCP on this machine costs at all (information:
+   the target is against nginx, in ``bench/baselines.py``);
 3. a ``--upload-mib`` dock upload (``PUT /v1/docks/dock-01/files/...`` with X-Content-SHA256,
-   until the receipt) against hashlib SHA-256 of the same bytes in the same run, and, as
-   information, against writing the same bytes to the data directory's filesystem and fsyncing
-   (a durable upload cannot beat the disk);
+   until the receipt) against hashlib SHA-256 of the same bytes in the same run, and against
+   writing the same bytes to the data directory's filesystem and fsyncing (a durable upload
+   cannot beat the disk); information: the targets are against a bare receiver and Ceph RGW,
+   in ``bench/baselines.py``;
 4. peak RSS (VmHWM) of the service process.
+
+It ends with ``target NAME: VALUE (GOAL) met|MISSED`` lines for the list latency and the peak
+RSS.
 
 For each phase the CPU time of the service process, of PostgreSQL's processes (its server's
 own) and of the clients (this process and its children: threads, wrk) is printed too: on a
@@ -101,7 +106,7 @@ from vault.db import EmbeddedServer, with_database
 
 
 def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+    return "met" if ok else "MISSED"
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
@@ -207,7 +212,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             verdict(lst["p99"] <= 0.025 and not lst["errors"]),
         ),
         (
-            f"  same, reviewer (need-to-know, {len(rev_cases)} cases)",
+            f"  list, reviewer (need-to-know, {len(rev_cases)} cases)",
             f"p50 {rev['p50'] * ms:.1f} ms, p99 {rev['p99'] * ms:.1f} ms, "
             f"{rev['rate']:,.0f} req/s, {rev['errors']} errors",
             "p99 <= 25 ms",
@@ -223,8 +228,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"Range streaming, {args.range_clients} clients x {args.range_chunk_mib} MiB ranges",
             f"{rng['rate'] / MIB:,.0f} MiB/s vs page cache {base_read / MIB:,.0f} MiB/s = "
             f"{rng['rate'] / base_read:.0%} ({rng['errors']} errors)",
-            ">= 70%",
-            verdict(rng["rate"] >= 0.7 * base_read and not rng["errors"]),
+            "(info)",  # the target is against nginx: bench/baselines.py
+            "",
         ),
         (
             "  vs the transport floor (bare sendfile, same client)",
@@ -238,8 +243,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"dock upload, {args.upload_mib} MiB PUT to receipt",
             f"{up['rate'] / MIB:,.0f} MiB/s vs hashlib SHA-256 {up['hash_rate'] / MIB:,.0f} MiB/s"
             f" = {up['rate'] / up['hash_rate']:.0%}",
-            ">= 60%",
-            verdict(up["rate"] >= 0.6 * up["hash_rate"]),
+            "(info)",  # the targets are against a bare receiver and RGW: bench/baselines.py
+            "",
         ),
         (
             "  vs the disk's durable write (same bytes, write + fsync, same filesystem)",
@@ -267,6 +272,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     print(f"  {'measure':<{width}}  {'result':<{vwidth}}  {'target':<12}  verdict")
     for name, value, target, ok in rows:
         print(f"  {name:<{width}}  {value:<{vwidth}}  {target:<12}  {ok}")
+    print()
+    for name, value, target, ok in rows:
+        if ok:
+            print(f"target {name.strip()}: {value} ({target}) {ok}")
 
 
 def main() -> None:

@@ -152,7 +152,7 @@ class S3StoreConfig:
         8 * 1024 * 1024,
         "Bytes per part of a multipart upload (also the single-PUT limit), raised for an object "
         "that would need over 10,000 parts. Two parts are in flight per upload: memory per "
-        "upload is several times this (measured: about 70 MB for 8 MiB).",
+        "upload is several times this (docs/performance.md has a measurement).",
         minimum=5 * 1024 * 1024,
         maximum=512 * 1024 * 1024,
     )

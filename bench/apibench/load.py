@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import yarl
 
 from apibench.common import DOCK, MIB, pct
 
@@ -265,17 +266,33 @@ def durable_write(folder: Path, size: int, block: memoryview) -> float:
         os.unlink(name)
 
 
-async def upload(url: str, token: str, size: int, folder: Path) -> dict[str, float]:
-    """hashlib over the body, then the PUT until its receipt; ``tail``: from the last body
-    byte handed to the connection to the receipt (fsync, rename, ledger entry, checkpoint);
-    ``disk_rate``: ``durable_write`` of the same bytes into ``folder``, after the upload."""
-    block = memoryview(hashlib.shake_256(secrets.token_bytes(16)).digest(64 * MIB))
+def upload_block() -> memoryview:
+    """64 MiB of random bytes that ``upload_chunks`` cuts the body from."""
+    return memoryview(hashlib.shake_256(secrets.token_bytes(16)).digest(64 * MIB))
+
+
+def sha256_rate(size: int, block: memoryview) -> tuple[str, float]:
+    """(hex digest, bytes/s) of hashlib SHA-256 over the upload body alone."""
     t = time.perf_counter()
     h = hashlib.sha256()
     for c in upload_chunks(size, block):
         h.update(c)
-    digest = h.hexdigest()
-    hash_rate = size / (time.perf_counter() - t)
+    return h.hexdigest(), size / (time.perf_counter() - t)
+
+
+async def put(
+    url: str,
+    target: str,
+    headers: dict[str, str],
+    size: int,
+    block: memoryview,
+    expect: int = 201,
+) -> dict[str, float]:
+    """One PUT of the upload body through aiohttp until the answer (``expect``; for 201, the
+    receipt, whose ``sha256`` is checked against ``X-Content-SHA256``); ``rate``: bytes/s to
+    the answer; ``tail``: from the last body byte handed to the connection to the answer.
+    ``target`` is a path under ``url``, or with ``url`` empty an absolute URL sent as it is
+    (a presigned one: its query must not be re-encoded)."""
     sent_all = 0.0
 
     async def body() -> AsyncIterator[bytes]:
@@ -284,25 +301,46 @@ async def upload(url: str, token: str, size: int, folder: Path) -> dict[str, flo
             yield bytes(c)
         sent_all = time.perf_counter()
 
-    name = f"DSJ-BENCH_OFF99999_{datetime.now(UTC):%Y%m%d%H%M%S}.mp4"
     headers = {
-        "Authorization": f"Bearer {token}",
-        "X-Content-SHA256": digest,
+        **headers,
         "Content-Length": str(size),
         "Content-Type": "application/octet-stream",
     }
     timeout = aiohttp.ClientTimeout(total=3600)
-    async with aiohttp.ClientSession(url, timeout=timeout) as s:
+    where: str | yarl.URL = target if url else yarl.URL(target, encoded=True)
+    async with aiohttp.ClientSession(url or None, timeout=timeout) as s:
         t = time.perf_counter()
-        async with s.put(f"/v1/docks/{DOCK}/files/{name}", data=body(), headers=headers) as r:
-            receipt = await r.json(content_type=None)
+        async with s.put(where, data=body(), headers=headers) as r:
+            answer = await r.read()
         done = time.perf_counter()
-    if r.status != 201 or receipt.get("sha256") != digest:
-        raise RuntimeError(f"upload failed: {r.status} {receipt}")
+    ok = r.status == expect
+    out = {"rate": size / (done - t), "tail": done - sent_all}
+    if ok and expect == 201:
+        receipt = json.loads(answer)
+        ok = receipt.get("sha256") == headers["X-Content-SHA256"]
+        if "o_direct_bytes" in receipt:  # the bare receiver's
+            out["o_direct"] = receipt["o_direct_bytes"] / size
+    if not ok:
+        raise RuntimeError(f"upload to {url}{target} failed: {r.status} {answer[:500]!r}")
+    return out
+
+
+_SEQ = iter(range(1, 1 << 30))
+
+
+def dock_target() -> str:
+    """A new file name in the bench's dock, as a body camera names its files."""
+    stamp = f"{datetime.now(UTC):%Y%m%d%H%M%S}"
+    return f"/v1/docks/{DOCK}/files/DSJ-BENCH_OFF99999_{stamp}_{next(_SEQ)}.mp4"
+
+
+async def upload(url: str, token: str, size: int, folder: Path) -> dict[str, float]:
+    """hashlib over the body, then the PUT until its receipt; ``tail``: from the last body
+    byte handed to the connection to the receipt (fsync, rename, ledger entry, checkpoint);
+    ``disk_rate``: ``durable_write`` of the same bytes into ``folder``, after the upload."""
+    block = upload_block()
+    digest, hash_rate = sha256_rate(size, block)
+    headers = {"Authorization": f"Bearer {token}", "X-Content-SHA256": digest}
+    got = await put(url, dock_target(), headers, size, block)
     disk_rate = await asyncio.to_thread(durable_write, folder, size, block)
-    return {
-        "rate": size / (done - t),
-        "hash_rate": hash_rate,
-        "tail": done - sent_all,
-        "disk_rate": disk_rate,
-    }
+    return {**got, "hash_rate": hash_rate, "disk_rate": disk_rate}

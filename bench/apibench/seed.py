@@ -40,6 +40,7 @@ from vault.ledger.entry import ENTRY_VERSION, rfc3339
 from vault.policy.decide import Role
 from vault.policy.labels import Label, Level
 from vault.storage.blobstore import BlobStore
+from vault.storage.reseal import Resealer
 from verify.canonical import COMMITMENT_DOMAIN, check_opening, parse_canonical
 
 # -- seeding ---------------------------------------------------------------------------------
@@ -308,14 +309,39 @@ async def store_object(cfg: Config, ledger: Ledger, tmp: Path, size: int) -> tup
     finally:
         os.close(fd)
     source.unlink()
+    eid = await record_object(ledger, blob.sha256, blob.size, INTERNAL)
+    return str(eid), str(blob.path)
+
+
+async def record_object(ledger: Ledger, sha256: str, size: int, label: Label) -> uuid.UUID:
+    """The ``acquired`` entry and evidence row of a stored object; its evidence id."""
     eid = uuid.uuid4()
-    e, row, offer = acquisition(0, eid, blob.sha256, blob.size, 1, datetime.now(UTC), INTERNAL)
+    e, row, offer = acquisition(0, eid, sha256, size, 1, datetime.now(UTC), label)
     await append_bulk(
         ledger,
         [e],
         [("evidence", EVIDENCE_COLUMNS, [row]), ("evidence_offers", OFFER_COLUMNS, [offer])],
     )
-    return str(eid), str(blob.path)
+    return eid
+
+
+async def store_sealed_object(cfg: Config, tmp: Path, size: int) -> tuple[str, str]:
+    """A ``size``-byte confidential object, stored sealed (encrypted at rest, as re-encryption
+    stores it) and recorded as evidence; (evidence id, path of a plaintext copy of it)."""
+    source = tmp / "sealed-source.mp4"
+    await asyncio.to_thread(write_random_file, source, size)
+    async with open_runtime(cfg) as rt:
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            blob = await asyncio.to_thread(rt.storage.blobs.ingest_file, fd)
+        finally:
+            os.close(fd)
+        eid = await record_object(rt.ledger, blob.sha256, blob.size, CONFIDENTIAL)
+        sealer = Resealer(rt.storage, rt.db.pool, mac=rt.mac)
+        if not await sealer.seal_object(blob.sha256):
+            raise RuntimeError("the confidential object was not sealed")
+        await rt.ledger.checkpoint()
+    return str(eid), str(source)
 
 
 async def seed(cfg: Config, args: argparse.Namespace, tmp: Path) -> dict[str, object]:

@@ -84,13 +84,13 @@ async def postmaster_pid(dsn: str) -> int | None:
     """The PID of the PostgreSQL server behind ``dsn`` when it runs on this machine (the
     parent of our backend), so only its processes are counted; None when it cannot be seen."""
     conn = await asyncpg.connect(dsn)
-    try:
+    try:  # read while the backend lives: it exits with the connection
         backend = await conn.fetchval("SELECT pg_backend_pid()")
+        with contextlib.suppress(OSError, ValueError):
+            stat = Path(f"/proc/{backend}/stat").read_text()
+            return int(stat[stat.rindex(")") + 2 :].split()[1])
     finally:
         await conn.close()
-    with contextlib.suppress(OSError, ValueError):
-        stat = Path(f"/proc/{backend}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2 :].split()[1])
     return None
 
 
@@ -105,7 +105,8 @@ class Cpu:
         self.postmaster = postmaster
         self._t0: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
-    def _postgres(self) -> float:
+    def postgres(self) -> float:
+        """CPU seconds so far of PostgreSQL's live processes (those of ``postmaster``)."""
         pg = 0.0
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit():
@@ -123,7 +124,7 @@ class Cpu:
         service = _cpu_of(Path(f"/proc/{self.pid}/stat").read_text())
         me = os.times()
         clients = me.user + me.system + me.children_user + me.children_system
-        return time.perf_counter(), service, self._postgres(), clients
+        return time.perf_counter(), service, self.postgres(), clients
 
     def start(self) -> None:
         self._t0 = self._now()
