@@ -33,8 +33,11 @@ def _naive_segments(src: Path, info: ProbeInfo) -> list[tuple[bytes, bytes]]:
     video: list[bytes] = []
     if info.video_index is not None:
         raw = _naive(
-            ["-noautorotate", "-i", str(src), "-map", f"0:{info.video_index}"]
-            + ["-fps_mode", "passthrough", "-pix_fmt", str(info.pix_fmt), "-f", "rawvideo", "-"]
+            [
+                *("-noautorotate", "-i", str(src), "-map", f"0:{info.video_index}"),
+                *("-fps_mode", "passthrough", "-pix_fmt", str(info.pix_fmt)),
+                *("-f", "rawvideo", "-"),
+            ]
         )
         size = (info.width or 0) * (info.height or 0) * 3 // 2  # yuv420p
         digests = [hashlib.sha256(raw[i : i + size]).digest() for i in range(0, len(raw), size)]
