@@ -55,9 +55,9 @@ from ingest.media import (
     make_fingerprint,
     make_poster,
     make_proxy,
+    make_renditions,
     probe,
 )
-from ingest.media.onepass import make_renditions
 from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe_limits
 from ingest.metrics import DOCK_UNPROCESSABLE
