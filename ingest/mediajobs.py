@@ -13,15 +13,16 @@ Guarantees:
   folder on /dev/shm (``vault.storage.storage.PlaintextScratch``), never on the vault's disk. A
   rendition stored plain while its source's label rose meanwhile gets re-encryption queued in that
   transaction.
-- Which renditions a file gets is decided by ``ingest.media.plan.plan_renditions`` from its
-  probe (audio gets no poster). Each is made on its own: one that fails does not stop the
-  others. The evidence ends ``ready`` (every planned rendition made), ``partial`` (some made;
-  ``media_reason`` lists each failed rendition with its own reason, ``kind: reason`` joined
-  by ``; ``) or ``unprocessable`` (the probe failed, or every rendition did; the reason says
-  which; logged as a warning and counted in ``evault_dock_unprocessable_total{dock,reason}``,
-  reason ``probe`` or ``renditions``). The original is kept whatever happens and the job
-  completes (it never blocks the queue); ``media.ready`` is emitted for ready and partial
-  (the latter naming what failed). ffmpeg itself missing or broken is a retryable failure instead.
+- Which renditions a file gets is decided by ``ingest.media.plan.plan_renditions`` from its probe
+  (audio gets no poster). Those not recorded yet are made from one decode of the original
+  (``ingest.media.onepass``), each checked and recorded on its own: one that fails does not stop
+  the others. The evidence ends ``ready`` (every planned rendition made), ``partial`` (some made;
+  ``media_reason`` lists each failed rendition with its own reason, ``kind: reason`` joined by
+  ``; ``) or ``unprocessable`` (the probe failed, or every rendition did; the reason says which;
+  logged as a warning and counted in ``evault_dock_unprocessable_total{dock,reason}``, reason
+  ``probe`` or ``renditions``). The original is kept whatever happens and the job completes (it
+  never blocks the queue); ``media.ready`` is emitted for ready and partial (the latter naming
+  what failed). ffmpeg itself missing or broken is a retryable failure instead.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ingest.media import (
     make_fingerprint,
     make_poster,
     make_proxy,
+    make_renditions,
     probe,
 )
 from ingest.media.plan import plan_renditions
@@ -188,11 +190,16 @@ class MediaJobs:
             return {"status": "unprocessable", "reason": exc.reason}
         await evrows.set_probe(self._ledger.pool, src.evidence_id, _json(info.to_json()))
         made: list[str] = []
-        failed: dict[str, str] = {}
+        todo: list[str] = []
         for kind in plan_renditions(info):
-            if await self._recorded(src.evidence_id, kind):
-                made.append(kind)
-                continue
+            (made if await self._recorded(src.evidence_id, kind) else todo).append(kind)
+        failed: dict[str, str] = {}
+        if len(todo) >= 2:  # one decode for all of them
+            done, why = await self._render_together(src, path, info, todo)
+            made += done
+            failed.update(why)
+            todo = []
+        for kind in todo:
             try:
                 await self._render(src, path, info, kind)
             except MediaError as exc:  # this rendition only: the others are still made
@@ -302,6 +309,43 @@ class MediaJobs:
             scratch = self._storage.content.scratch.base_for(0)
         made = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"evault-{kind}-", dir=scratch)
         return Path(made)
+
+    async def _render_together(
+        self, src: _Source, path: Path, info: ProbeInfo, kinds: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Make ``kinds`` from one decode (``ingest.media.onepass``) and record each that was
+        made; returns (made, failed with reasons), in ``kinds`` order."""
+        work = await self._workdir(src, "renditions")
+        started = time.perf_counter()
+        made: list[str] = []
+        failed: dict[str, str] = {}
+        try:
+            out = await make_renditions(
+                path,
+                work,
+                info,
+                kinds=kinds,
+                max_height=self._cfg.proxy_height,
+                segment_ms=self._cfg.segment_ms,
+                tools=self._tools,
+                limits=self._limits,
+            )
+            for kind in kinds:
+                if kind in out.failed or kind not in out.made:
+                    failed[kind] = out.failed[kind].reason if kind in out.failed else "not made"
+                    RENDITION_FAILURES.labels(kind).inc()
+                    continue
+                extra: dict[str, Any] = {}
+                if kind == "fingerprint" and out.fingerprint is not None:
+                    extra = _fingerprint_fields(out.fingerprint)
+                await self._record(src, path, kind, out.made[kind], extra, {})
+                made.append(kind)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+        MEDIA_SECONDS.labels("shared" if out.shared else "separate").observe(
+            time.perf_counter() - started
+        )
+        return made, failed
 
     async def _record(
         self,

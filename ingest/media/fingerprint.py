@@ -38,6 +38,8 @@ import asyncio
 import os
 import re
 import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.media.errors import MediaError
@@ -72,7 +74,8 @@ __all__ = [
 ]
 
 ENVELOPE_RATE = 8000
-_ROTATE = {90: "transpose=cclock,", 180: "hflip,vflip,", 270: "transpose=clock,"}
+#: Filters (each ending in a comma) that turn decoded pixels upright, by probed rotation.
+UPRIGHT = {90: "transpose=cclock,", 180: "hflip,vflip,", 270: "transpose=clock,"}
 GRID_FILTER = "scale=240:135:flags=neighbor,scale=16:9:flags=area,format=gray"
 #: Pixel formats whose frames go out as YUV4MPEG2 (see module); others as ``rawvideo``.
 Y4M_PIX_FMTS = frozenset({"gray", "yuv420p", "yuv422p", "yuv444p"})
@@ -117,12 +120,14 @@ async def _exact_frame_size(
 
 
 def _video_args(
-    info: ProbeInfo, per_video: list[str], first_sink: int
+    info: ProbeInfo, per_video: list[str], first_sink: int, taps: Sequence[str] = ()
 ) -> tuple[list[str], list[str]]:
-    """Graph parts and outputs: exact frames, upright luma grids, grid timestamps."""
-    rotate = _ROTATE.get(info.rotation, "")
+    """Graph parts and outputs: exact frames, upright luma grids, grid timestamps; ``taps``
+    name further copies of the decoded frames (labels without brackets) for other outputs."""
+    rotate = UPRIGHT.get(info.rotation, "")
+    more = "".join(f"[{t}]" for t in taps)
     graph = [
-        f"[0:{info.video_index}]split=2[ve][vt]",
+        f"[0:{info.video_index}]split={2 + len(taps)}[ve][vt]{more}",
         f"[vt]{rotate}{GRID_FILTER},split=2[g1][g2]",
     ]
     exact = ["-pix_fmt", str(info.pix_fmt), "-s", f"{info.width}x{info.height}"]
@@ -204,18 +209,50 @@ def _reference(info: ProbeInfo, original: Fingerprint | None) -> list[tuple[byte
     return [(s.audio_sha256, s.samples) for s in original.segments]
 
 
-async def _fingerprint(
+@dataclass
+class FingerprintParts:
+    """What the fingerprint adds to one ffmpeg run: filter graph parts (``;``-joined into
+    ``-filter_complex``), outputs writing to sinks ``first_sink``… and their consumers, and
+    the global arguments and input options it needs. Call :meth:`finish` once the run has
+    ended without error."""
+
+    graph: list[str]
+    outputs: list[str]
+    sinks: list[Consumer]
+    global_args: list[str]
+    before_input: list[str]
+    version: str
+    _done: Callable[[], tuple[Fingerprint, int]]
+
+    def finish(self) -> tuple[Fingerprint, int]:
+        """The fingerprint and the audio shift (see :func:`fingerprint_copy`)."""
+        return self._done()
+
+
+def fingerprint_limits(info: ProbeInfo, base: Limits | None = None) -> Limits:
+    """Limits of a fingerprint run: ``base`` with a wall time of 60 s + 4 x the duration."""
+    return (base or Limits()).with_wall(60.0 + 4.0 * (info.duration_ms or 0) / 1000)
+
+
+async def fingerprint_parts(
     src: str | os.PathLike[str],
     info: ProbeInfo,
     segment_ms: int,
     tools: Tools,
-    limits: Limits | None,
+    limits: Limits,
+    *,
     align_to: Fingerprint | None = None,
-) -> tuple[Fingerprint, tuple[str, ...], int]:
+    first_sink: int = 0,
+    video_taps: Sequence[str] = (),
+) -> FingerprintParts:
+    """The fingerprint's share of an ffmpeg run over ``src`` (see module and
+    :class:`FingerprintParts`). Raises :class:`MediaError` when nothing can be fingerprinted.
+
+    ``video_taps`` (labels) are further outputs of the split of the decoded video, for other
+    renditions made in the same run; they exist only when the fingerprint has video.
+    """
     if segment_ms < 100:
         raise ValueError("segment_ms must be at least 100")
-    if limits is None:
-        limits = Limits(wall_s=60.0 + 4.0 * (info.duration_ms or 0) / 1000)
     version = await asyncio.to_thread(ffmpeg_version, tools)
     global_extra, per_video = _passthrough(version)
     declared = info.duration_ms or MAX_DURATION_S * 1000
@@ -237,7 +274,7 @@ async def _fingerprint(
         digests = (Y4MFrameDigests if y4m else FrameDigests)(size, video.add_digest)
         grids = Chunks(GRID_CELLS, video.add_grid)
         finishers += [digests, grids, times]
-        g, o = _video_args(info, per_video, first_sink=len(sinks))
+        g, o = _video_args(info, per_video, first_sink + len(sinks), video_taps)
         graph += g
         outputs += o
         sinks += [digests, grids, times]
@@ -246,7 +283,7 @@ async def _fingerprint(
     envelope = Envelope(ENVELOPE_RATE * ENVELOPE_MS // 1000)
     if info.audio_index is not None and info.sample_rate and info.channels:
         audio = AudioSegments(info.sample_rate, info.channels, segment_ms, max_segments)
-        g, o = _audio_args(info, first_sink=len(sinks))
+        g, o = _audio_args(info, first_sink=first_sink + len(sinks))
         graph += g
         outputs += o
         if align_to is not None:
@@ -257,26 +294,43 @@ async def _fingerprint(
             sinks += [audio, envelope]
     if not sinks:
         raise MediaError("nothing to fingerprint: no usable audio or video stream")
+
+    def done() -> tuple[Fingerprint, int]:
+        for part in finishers:
+            part.finish()
+        video_parts_done = video.finish() if video is not None else []
+        audio_parts = audio.finish() if audio is not None else []
+        if video is not None and not video_parts_done:
+            raise MediaError("video stream has no decodable frame")
+        rms = envelope.finish()
+        fp = _assemble(info, segment_ms, video, video_parts_done, audio, audio_parts, rms, version)
+        return fp, aligned.shift if aligned is not None else 0
+
+    return FingerprintParts(graph, outputs, sinks, global_extra, ["-noautorotate"], version, done)
+
+
+async def _fingerprint(
+    src: str | os.PathLike[str],
+    info: ProbeInfo,
+    segment_ms: int,
+    tools: Tools,
+    limits: Limits | None,
+    align_to: Fingerprint | None = None,
+) -> tuple[Fingerprint, tuple[str, ...], int]:
+    limits = limits or fingerprint_limits(info)
+    parts = await fingerprint_parts(src, info, segment_ms, tools, limits, align_to=align_to)
     argv = [
         tools.ffmpeg,
         *GLOBAL_ARGS,
-        *global_extra,
+        *parts.global_args,
         *("-filter_complex_threads", "1"),
-        *input_args(src, demuxer=info.demuxer, threads=limits.threads, before=["-noautorotate"]),
-        *("-filter_complex", ";".join(graph)),
-        *outputs,
+        *input_args(src, demuxer=info.demuxer, threads=limits.threads, before=parts.before_input),
+        *("-filter_complex", ";".join(parts.graph)),
+        *parts.outputs,
     ]
-    result = await run(argv, limits=limits, sinks=sinks)
-    for part in finishers:
-        part.finish()
-    video_parts_done = video.finish() if video is not None else []
-    audio_parts = audio.finish() if audio is not None else []
-    if video is not None and not video_parts_done:
-        raise MediaError("video stream has no decodable frame")
-    fp = _assemble(
-        info, segment_ms, video, video_parts_done, audio, audio_parts, envelope.finish(), version
-    )
-    return fp, result.argv, aligned.shift if aligned is not None else 0
+    result = await run(argv, limits=limits, sinks=parts.sinks)
+    fp, shift = parts.finish()
+    return fp, result.argv, shift
 
 
 def _assemble(
@@ -339,6 +393,19 @@ async def make_fingerprint(
     """:func:`fingerprint`, written to ``dst_dir/fingerprint.json`` (canonical, mode 0600)."""
     tools = tools or Tools()
     fp, argv, _ = await _fingerprint(src, info, segment_ms, tools, limits)
+    return await write_fingerprint(fp, dst_dir, argv), fp
+
+
+async def write_fingerprint(
+    fp: Fingerprint,
+    dst_dir: str | os.PathLike[str],
+    argv: tuple[str, ...],
+    *,
+    method: str = "decode",
+    outputs: tuple[tuple[str, str], ...] = (),
+) -> Rendition:
+    """Write ``fp`` to ``dst_dir/fingerprint.json`` (canonical, mode 0600) as a rendition made
+    by ``argv`` (``outputs``: see :class:`~ingest.media.render.Rendition`)."""
     final = Path(dst_dir) / "fingerprint.json"
     part = Path(dst_dir) / f".fingerprint.{secrets.token_hex(4)}.part"
     data = fp.to_bytes()
@@ -350,5 +417,5 @@ async def make_fingerprint(
         part.replace(final)
 
     await asyncio.to_thread(write)
-    rendition = Rendition(final, "fingerprint", argv, fp.ffmpeg, "application/json", "decode")
-    return rendition, fp
+    media_type = "application/json"
+    return Rendition(final, "fingerprint", argv, fp.ffmpeg, media_type, method, outputs)

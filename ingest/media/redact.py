@@ -38,7 +38,13 @@ from ingest.media.redactplan import (
     mute_frame_samples,
     patches,
 )
-from ingest.media.render import Rendition, _validate, default_timeout, finish_part, part_path
+from ingest.media.render import (
+    Rendition,
+    _validate,
+    default_timeout,
+    finish_part,
+    part_and_final,
+)
 from ingest.media.sandbox import Limits, run
 from ingest.media.tools import Tools, ffmpeg_version
 from vault.redaction.spec import Frame, InvalidSpec, Spec, parse_spec, spec_json
@@ -136,7 +142,7 @@ async def make_redacted(
     wall = timeout if timeout is not None else default_timeout("clip", info.duration_ms)
     limits = (limits or Limits()).with_wall(wall)
     ext = "mp4" if info.video_index is not None else "m4a"
-    final, part = part_path(dst_dir, "redacted", ext)
+    part, final = part_and_final(dst_dir, "redacted", ext)
     argv = redaction_argv(src, file_url(part), spec, info, tools, limits.threads)
     check = partial(_validate, source=info, tools=tools, limits=limits, expect_video=info.has_video)
     async with finish_part(part, final):

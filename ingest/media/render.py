@@ -48,12 +48,18 @@ from ingest.media.sandbox import Limits, run
 from ingest.media.tools import Tools, ffmpeg_version
 
 __all__ = [
+    "Check",
+    "NoPicture",
     "Rendition",
     "default_timeout",
     "ffmpeg_version",
     "make_clip",
     "make_poster",
     "make_proxy",
+    "part_and_final",
+    "place",
+    "poster_check",
+    "proxy_checks",
 ]
 
 # wall seconds = base + per_second * declared duration, by kind of work
@@ -70,7 +76,12 @@ _TIMEOUTS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class Rendition:
-    """A validated derived file. ``args`` is the exact argv (argv[0] resolved) that made it."""
+    """A validated derived file. ``args`` is the exact argv (argv[0] resolved) that made it.
+
+    ``outputs`` maps the output URLs in ``args`` to the placeholders :meth:`portable_args`
+    puts in their place (``{output}`` for this rendition's own, ``{poster}``… for the others
+    of a run that made several); empty means the last argument is the only output.
+    """
 
     path: Path
     kind: str
@@ -78,12 +89,12 @@ class Rendition:
     ffmpeg_version: str
     media_type: str
     method: str = ""
+    outputs: tuple[tuple[str, str], ...] = ()
 
     def portable_args(self, source: str | os.PathLike[str]) -> list[str]:
-        """``args`` with the input and output URLs replaced by ``{input}`` and ``{output}``."""
+        """``args`` with the input and output URLs replaced by ``{input}``, ``{output}``…"""
         names = {file_url(source): "{input}"}
-        out = self.args[-1]
-        names[out] = "{output}"
+        names.update(self.outputs or ((self.args[-1], "{output}"),))
         return [names.get(a, a) for a in self.args]
 
 
@@ -115,7 +126,7 @@ async def _render(
     checks: Sequence[Check],
 ) -> tuple[Path, tuple[str, ...]]:
     """Run ffmpeg into a hidden part file, run ``checks`` on it, then rename it into place."""
-    final, part = part_path(dst_dir, name, ext)
+    part, final = part_and_final(dst_dir, name, ext)
     argv = [
         tools.ffmpeg,
         *GLOBAL_ARGS,
@@ -134,10 +145,18 @@ async def _render(
     return final, result.argv
 
 
-def part_path(dst_dir: str | os.PathLike[str], name: str, ext: str) -> tuple[Path, Path]:
-    """(final path, hidden part path) of output ``name.ext`` in ``dst_dir``."""
+def part_and_final(dst_dir: str | os.PathLike[str], name: str, ext: str) -> tuple[Path, Path]:
+    """(hidden part file, final name) of a rendition written into ``dst_dir``."""
     final = Path(dst_dir) / f"{name}.{ext}"
-    return final, Path(dst_dir) / f".{name}.{secrets.token_hex(4)}.part"
+    return Path(dst_dir) / f".{name}.{secrets.token_hex(4)}.part", final
+
+
+async def place(part: Path, final: Path, checks: Sequence[Check]) -> None:
+    """Run ``checks`` on ``part`` (written already), then make it private and rename it to
+    ``final``; the part file is gone afterwards whatever happened."""
+    async with finish_part(part, final):
+        for check in checks:
+            await check(part)
 
 
 @contextlib.asynccontextmanager
@@ -151,6 +170,25 @@ async def finish_part(part: Path, final: Path) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(part.unlink)
+
+
+def proxy_checks(
+    info: ProbeInfo, has_video: bool, tools: Tools, limits: Limits, *, full_decode: bool = True
+) -> list[Check]:
+    """What a proxy must pass: ffprobe reads the expected streams; with ``full_decode``, every
+    frame decodes without an error."""
+    checks: list[Check] = [
+        partial(_validate, source=info, tools=tools, limits=limits, expect_video=has_video)
+    ]
+    if full_decode:
+        checks.append(partial(_decode_check, source=info, tools=tools, limits=limits))
+    return checks
+
+
+def poster_check(tools: Tools, limits: Limits, seek_ms: int) -> Check:
+    """What a poster must pass: one non-empty JPEG picture (else :class:`NoPicture` when
+    empty, :class:`MediaError` when not a JPEG)."""
+    return partial(_validate_jpeg, tools=tools, limits=limits, seek_ms=seek_ms)
 
 
 async def _validate(
@@ -209,11 +247,7 @@ async def make_proxy(
     plan = plan_proxy(info, max_height)
     wall = timeout if timeout is not None else default_timeout(plan.kind, info.duration_ms)
     limits = (limits or Limits()).with_wall(wall)
-    checks: list[Check] = [
-        partial(_validate, source=info, tools=tools, limits=limits, expect_video=plan.has_video)
-    ]
-    if full_decode:
-        checks.append(partial(_decode_check, source=info, tools=tools, limits=limits))
+    checks = proxy_checks(info, plan.has_video, tools, limits, full_decode=full_decode)
     path, argv = await _render(
         src,
         dst_dir,
@@ -239,8 +273,10 @@ async def make_poster(
     timeout: float | None = None,  # noqa: ASYNC109 - the child's wall limit, not ours
     tools: Tools | None = None,
     limits: Limits | None = None,
+    seek_ms: int | None = None,
 ) -> Rendition:
-    """An upright JPEG of the first frame at or after min(1 s, duration/2); video only.
+    """An upright JPEG of the first frame at or after min(1 s, duration/2) (or ``seek_ms``);
+    video only.
 
     The seek is output-side (see :func:`ingest.media.plan.plan_poster`). When no frame is
     decoded from there on (a declared duration longer than the pictures, say), the first
@@ -253,11 +289,11 @@ async def make_poster(
     limits = (limits or Limits()).with_wall(
         timeout if timeout is not None else default_timeout("poster", info.duration_ms)
     )
-    plan = plan_poster(info)
+    plan = plan_poster(info, seek_ms=seek_ms)
     method = "frame"
     try:
         path, argv = await _poster(src, dst_dir, info, plan, tools, limits)
-    except _NoPicture:
+    except NoPicture:
         if plan.seek_ms == 0:
             raise
         path, argv = await _poster(src, dst_dir, info, plan_poster(info, seek_ms=0), tools, limits)
@@ -266,7 +302,7 @@ async def make_poster(
     return Rendition(path, "poster", argv, version, plan.media_type, method)
 
 
-class _NoPicture(MediaError):
+class NoPicture(MediaError):
     """ffmpeg wrote no picture (no frame decoded from the seek time on)."""
 
 
@@ -288,13 +324,13 @@ async def _poster(
         output_args=plan.output_args,
         limits=limits,
         tools=tools,
-        checks=[partial(_validate_jpeg, tools=tools, limits=limits, seek_ms=plan.seek_ms)],
+        checks=[poster_check(tools, limits, plan.seek_ms)],
     )
 
 
 async def _validate_jpeg(path: Path, *, tools: Tools, limits: Limits, seek_ms: int) -> None:
     if (await asyncio.to_thread(path.stat)).st_size == 0:
-        raise _NoPicture(f"no video frame decoded from {ms_to_seconds(seek_ms)} s on")
+        raise NoPicture(f"no video frame decoded from {ms_to_seconds(seek_ms)} s on")
     argv = [
         tools.ffprobe,
         "-v",
