@@ -26,7 +26,7 @@ from http_fixtures import World, seeded_service
 from api.config import load
 from api.runtime import open_runtime
 from vault.access import principals, tokens
-from vault.access.audit import TAMPERED_REASON
+from vault.access.decisions import TAMPERED_REASON
 from vault.cases import links as cases
 from vault.policy.decide import Role
 from vault.policy.labels import Level

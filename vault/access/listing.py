@@ -13,7 +13,7 @@ Guarantees:
   is dropped. The cursor still follows the rows the statement returned. ``count_evidence``
   counts exactly the items such pages would show (the same statement and re-check, streamed):
   a forged row changes no count.
-- ``get_evidence`` decides through ``audit.authorize`` (recorded in the ledger; fails closed) and
+- ``get_evidence`` decides through ``targets.authorize`` (recorded in the ledger; fails closed) and
   raises ``NotFound`` identically for a missing and an invisible item.
 """
 
@@ -32,7 +32,6 @@ import asyncpg
 
 from vault import evidence as evrows
 from vault.access import state as access_state
-from vault.access.audit import authorize
 from vault.access.filters import (
     MAX_PAGE,
     Args,
@@ -46,6 +45,7 @@ from vault.access.filters import (
     label_of,
     scopes,
 )
+from vault.access.targets import authorize, evidence_target, rendition_target_of
 from vault.db import Db
 from vault.errors import BadRequest, NotFound
 from vault.keys.hostmac import HostMac, RowTampered
@@ -400,7 +400,6 @@ async def visible_renditions(
     """The renditions of an item that ``principal`` may list, oldest first, decided in Python on
     verified rows only: each rendition row (one that does not verify is left out and raises the
     alarm), the item's row and its link state (``RowTampered`` if either does not verify)."""
-    from vault.access.audit import evidence_target, rendition_target_of  # audit imports this module
 
     eid = as_uuid(evidence_id)
     if eid is None or not scopes(principal, Action.LIST, "rendition"):
