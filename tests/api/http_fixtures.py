@@ -221,6 +221,8 @@ class AppWorld:
     rt: Runtime
     dsn: str
     tokens: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> receipt
+    content: dict[str, bytes] = field(default_factory=dict)
 
     async def call(
         self,
