@@ -33,7 +33,6 @@ from api import (
 )
 from api.accesslog import access_log_middleware, setup_access_log
 from api.auth import auth_header_middleware
-from api.cmd_scrub import scrub_ctx
 from api.config import Config
 from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
 from api.readpath import read_ctx
@@ -42,6 +41,7 @@ from ingest.mediajobs import MediaJobs, default_concurrency
 from ingest.redactjobs import RedactJobs
 from ingest.service import cleanup_ctx as ingest_cleanup_ctx
 from vault.jobs import JobRunner
+from vault.ops.scrubsched import ScrubScheduler
 from vault.review.exportjobs import EXPORT, export_handler
 from vault.storage.reseal import Resealer
 
@@ -105,6 +105,22 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         await runner.stop()
 
 
+async def _scrub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup context: the scrub scheduler, in processes running the media part (they
+    have the blob store) when ``scrub.enabled``; append it after the runtime's context."""
+    rt = app[RUNTIME]
+    if "media" not in app[PARTS] or not rt.cfg.scrub.enabled:
+        yield
+        return
+    scheduler = ScrubScheduler(rt.ledger, rt.storage.content, rt.cfg.scrub)
+    scheduler.start()
+    app[READINESS]["scrub"] = lambda: "ok" if scheduler.alive() else "stopped"
+    try:
+        yield
+    finally:
+        await scheduler.stop()
+
+
 def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     """The HTTP service for ``cfg`` running ``parts``; opening and closing in cleanup contexts.
 
@@ -133,7 +149,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
         )
     )
     app.cleanup_ctx.append(_media_ctx)
-    app.cleanup_ctx.append(scrub_ctx)
+    app.cleanup_ctx.append(_scrub_ctx)
     app.cleanup_ctx.append(routes_anchors.anchors_ctx)  # RFC 3161 time-stamps, if configured
     app.cleanup_ctx.append(routes_witness.witness_ctx)  # witness and witness client, if configured
     app.add_routes(routes_ledger.routes)

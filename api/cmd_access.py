@@ -22,7 +22,7 @@ import asyncpg
 from api.config import Config
 from api.runtime import Runtime, open_runtime
 from vault.access import adopt as access_adopt
-from vault.access import audit, principals, tokens
+from vault.access import principals, tokens, trails
 from vault.cases import links as cases
 from vault.ops import disposition
 from vault.ops.retention import RetentionPolicy
@@ -272,7 +272,7 @@ async def adopt_access_state(args: argparse.Namespace, cfg: Config) -> int:
 
 async def audit_cmd(args: argparse.Namespace, cfg: Config) -> int:
     async with _acting(cfg, args) as (rt, actor), rt.db.pool.acquire() as conn:
-        entries = await audit.trail(
+        entries = await trails.trail(
             conn,
             rt.ledger,
             actor,

@@ -16,7 +16,7 @@ from typing import Any
 
 from api.config import Config
 from api.runtime import open_runtime
-from ingest.localize import (
+from ingest.forensics.localize import (
     Localization,
     Original,
     dumps,

@@ -19,36 +19,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
-
 from api.config import Config
-from api.keys import PARTS, READINESS, RUNTIME
 from api.runtime import open_runtime
 from vault.ops.scrub import ScrubBusy, run_scrub
 from vault.ops.scrubmodel import ScrubReport
-from vault.ops.scrubsched import ScrubScheduler
 
 EPILOG = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 EXIT_BUSY = 3
-
-
-async def scrub_ctx(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup context: the scrub scheduler, in processes running the media part (they
-    have the blob store) when ``scrub.enabled``; append it after the runtime's context."""
-    rt = app[RUNTIME]
-    if "media" not in app[PARTS] or not rt.cfg.scrub.enabled:
-        yield
-        return
-    scheduler = ScrubScheduler(rt.ledger, rt.storage.content, rt.cfg.scrub)
-    scheduler.start()
-    app[READINESS]["scrub"] = lambda: "ok" if scheduler.alive() else "stopped"
-    try:
-        yield
-    finally:
-        await scheduler.stop()
 
 
 def register(sub: Any) -> None:

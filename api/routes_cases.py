@@ -33,9 +33,9 @@ from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import int_param, summary_json
 from api.routes_jobs import json_object
-from vault.access import audit
-from vault.access.audit import authorize, case_row, case_target
+from vault.access import decisions
 from vault.access.filters import label_of
+from vault.access.targets import authorize, case_row, case_target
 from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.policy.decide import ROLE_GRANTS, Action
@@ -118,7 +118,7 @@ async def put_case(request: web.Request) -> web.Response:
     case_id = request.match_info["id"]
     if not any(Action.LINK in ROLE_GRANTS.get(role, {}) for role in principal.roles):
         # The role first: without one that may link, the answer never depends on the case.
-        await audit.record(rt.ledger, principal, Action.LINK, "case", case_id, False, _NO_ROLE)
+        await decisions.record(rt.ledger, principal, Action.LINK, "case", case_id, False, _NO_ROLE)
         raise Forbidden(_NO_ROLE)
     body = await json_object(request)
     title = body.get("title")

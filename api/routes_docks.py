@@ -5,7 +5,7 @@ Guarantees:
 - Authorised before a byte of the body is read: the caller must be allowed ``upload`` on the
   dock (``access.decide``: the ``dock`` role with the dock among its ``dock_ids``). An unknown
   dock and a dock the caller may not even list are the same 404; a principal that may list it
-  but not upload gets 403. Denials are recorded in the ledger (``audit.guard``).
+  but not upload gets 403. Denials are recorded in the ledger (``decisions.guard``).
 - ``X-Content-SHA256`` (64 hex digits) is required: 400 without it, before reading. A
   ``Content-Length`` over the limit (the dock's ``max_bytes``) is 413 before reading; a body
   that passes the limit while streaming is 413 at that point.
@@ -36,7 +36,7 @@ from api.openapi import binary_body, define, header, json_response, operation, p
 from api.streaming import body_chunks
 from ingest.acquire import Acquirer
 from ingest.service import open_acquirer
-from vault.access import audit
+from vault.access import decisions
 from vault.errors import BadRequest, NotFound, TooLarge
 from vault.policy.decide import Action, Target
 from vault.policy.labels import PUBLIC_LABEL
@@ -136,7 +136,7 @@ async def put_file(request: web.Request) -> web.Response:
     dock_id = request.match_info["dock"]
     dock = acquirer.docks.get(dock_id)
     found = None if dock is None else Target("dock", PUBLIC_LABEL, dock_id=dock_id)
-    await audit.guard(rt.ledger, principal, Action.UPLOAD, "dock", dock_id[:200], found)
+    await decisions.guard(rt.ledger, principal, Action.UPLOAD, "dock", dock_id[:200], found)
     if dock is None:  # guard raises NotFound for a missing dock; never proceed without one
         raise NotFound()
     expected = _expected_sha256(request)

@@ -25,7 +25,7 @@ from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import content_response, define, json_body, json_response, operation, path
 from api.routes_jobs import json_object
-from vault.access.audit import authorize
+from vault.access.targets import authorize
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, not_found_detail

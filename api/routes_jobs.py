@@ -29,7 +29,8 @@ from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
-from vault.access.audit import authorize, evidence_target, guard
+from vault.access.decisions import guard
+from vault.access.targets import authorize, evidence_target
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, not_found_detail

@@ -7,9 +7,10 @@ Guarantees:
   consistency check needs.
 - Entry bundles ``/ledger/tile/entries/<N>[.p/<W>]`` hold the entries themselves (evidence ids,
   labels, hashes, sizes, times of everything): they need a bearer token (401 without one) of a
-  principal ``vault.access.audit.guard_entries`` allows (403 otherwise, recorded as ``denied``), and
-  are served ``private`` so no shared cache hands them to anyone else. The token is checked
-  before the path is even parsed, so an anonymous caller learns nothing, not even which exist.
+  principal ``vault.access.decisions.guard_entries`` allows (403 otherwise, recorded as
+  ``denied``), and are served ``private`` so no shared cache hands them to anyone else. The
+  token is checked before the path is even parsed, so an anonymous caller learns nothing, not
+  even which exist.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 from api.auth import principal_of
 from api.keys import READINESS, RUNTIME
 from api.problems import RETRY_AFTER
-from vault.access.audit import guard_entries
+from vault.access.decisions import guard_entries
 from vault.db import is_outage
 from vault.errors import NotFound
 from verify.errors import MalformedError

@@ -16,7 +16,7 @@ from aiohttp import web
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import define, json_response, operation, query
-from vault.access import audit
+from vault.access import decisions
 from vault.errors import BadRequest, Forbidden
 from vault.policy.decide import Action, Target, decide
 from vault.policy.labels import PUBLIC_LABEL
@@ -86,7 +86,7 @@ async def statistics_route(request: web.Request) -> web.Response:
     if not publicity.public_statistics:
         principal = await principal_of(request)
         decision = decide(principal, Action.READ_METADATA, Target("system", PUBLIC_LABEL))
-        await audit.record(
+        await decisions.record(
             rt.ledger,
             principal,
             Action.READ_METADATA,

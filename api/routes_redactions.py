@@ -39,7 +39,7 @@ from api.openapi import define, json_body, json_response, operation, path
 from api.routes_jobs import visible_job
 from ingest.media.suggest import available
 from ingest.redactjobs import REDACT, SUGGEST
-from vault.access.audit import authorize
+from vault.access.targets import authorize
 from vault.errors import Conflict, Forbidden, Unavailable
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Role

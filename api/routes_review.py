@@ -33,7 +33,7 @@ from api.keys import PARTS, READINESS, RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import CONTENT, int_param
 from api.routes_jobs import json_object
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.config_events import subscriber_secret
 from vault.dispatch import Dispatcher, delivery_history
 from vault.errors import BadRequest, Forbidden, NotFound
@@ -278,7 +278,7 @@ async def coverage_route(request: web.Request) -> web.Response:
     case_id = case_id_of(request)
     steps, match = parse_steps(await json_object(request))
     pool = rt.db.pool
-    await audit.authorize(pool, rt.ledger, principal, Action.READ_METADATA, "case", case_id)
+    await targets.authorize(pool, rt.ledger, principal, Action.READ_METADATA, "case", case_id)
     found = await case_footage(pool, principal, case_id, mac=rt.ledger.mac)
     required = rt.cfg.review.recording_required
     report = coverage(steps, found.placed, required, match_officer=match)
@@ -344,7 +344,7 @@ async def deliveries_route(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     decision = decide(principal, Action.ADMINISTER, Target("system", PUBLIC_LABEL))
     if not decision.allowed:  # recorded like every refused action; 403: the route is no secret
-        await audit.record(
+        await decisions.record(
             rt.ledger,
             principal,
             Action.ADMINISTER,

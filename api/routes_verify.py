@@ -34,7 +34,8 @@ from api.openapi import content_response, define, json_response, operation, path
 from api.routes_evidence import int_param
 from api.streaming import body_chunks
 from vault import evidence as evrows
-from vault.access.audit import TAMPERED_REASON, authorize, record, target_of
+from vault.access.decisions import TAMPERED_REASON, record
+from vault.access.targets import authorize, target_of
 from vault.errors import BadRequest, Forbidden, NotFound, TooLarge
 from vault.keys.hostmac import RowTampered
 from vault.policy.decide import ROLE_GRANTS, Action, decide

@@ -62,7 +62,7 @@ from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe_limits
 from ingest.metrics import DOCK_UNPROCESSABLE
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions
 from vault.access.filters import label_of
 from vault.db import Conn
 from vault.errors import EvaultError
@@ -394,7 +394,7 @@ class MediaJobs:
 
         async def effect(conn: Conn, indexes: list[int]) -> None:
             await evrows.insert_rendition(conn, self._ledger.mac, new, indexes[0])
-            await audit.add_refs(
+            await decisions.add_refs(
                 conn,
                 [
                     (indexes[0], "evidence", str(src.evidence_id)),

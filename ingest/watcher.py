@@ -44,12 +44,14 @@ from ingest.dockfs import RELEASED, walk
 from ingest.quarantine import Quarantined
 from ingest.receipts import RECEIPT_SUFFIX, Receipt, SourceState
 from ingest.stability import Observation, StabilityTracker, marker_satisfied, open_for_writing
+from vault.retry import backoff
 
 __all__ = ["DockWatcher", "ignored"]
 
 log = logging.getLogger("evault.ingest")
 
 _RETRY_REASONS = {"store", "ledger", "receipt", "open", "error"}
+_FIRST_BACKOFF = 1.0
 _MAX_BACKOFF = 60.0
 
 
@@ -97,7 +99,7 @@ class DockWatcher:
         self._tracker: StabilityTracker[bytes] = StabilityTracker(dock.settle_seconds)
         self._pending: set[bytes] = set()
         self._settled: dict[bytes, SourceState] = {}  # taken-and-kept or left in place
-        self._retry: dict[bytes, tuple[float, float]] = {}  # path -> (not before, backoff)
+        self._retry: dict[bytes, tuple[float, int]] = {}  # path -> (not before, attempts)
         self._in_flight: dict[bytes, asyncio.Task[None]] = {}
         self._rescan_now = True
         self._observer: BaseObserver | None = None
@@ -189,7 +191,7 @@ class DockWatcher:
         paths = [
             p
             for p in self._pending
-            if p not in self._in_flight and self._retry.get(p, (0.0, 0.0))[0] <= now
+            if p not in self._in_flight and self._retry.get(p, (0.0, 0))[0] <= now
         ]
         stats = await asyncio.to_thread(_lstat_all, paths)
         now = time.monotonic()
@@ -243,8 +245,9 @@ class DockWatcher:
         self._tracker.forget(path)
         if isinstance(outcome, Deferred):
             if outcome.reason in _RETRY_REASONS:
-                backoff = min(self._retry.get(path, (0.0, 0.5))[1] * 2, _MAX_BACKOFF)
-                self._retry[path] = (time.monotonic() + backoff, backoff)
+                attempt = self._retry.get(path, (0.0, 0))[1] + 1
+                delay = backoff(attempt, _FIRST_BACKOFF, _MAX_BACKOFF)
+                self._retry[path] = (time.monotonic() + delay, attempt)
             log.info("dock %s: deferred (%s) %s", self.dock.id, outcome.reason, outcome.detail)
             return
         self._retry.pop(path, None)

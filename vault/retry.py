@@ -1,4 +1,5 @@
-"""The one exponential backoff of the service (database connects, jobs, event deliveries).
+"""The one exponential backoff of the service (database connects, jobs, event deliveries,
+time-stamp requests, deferred dock files).
 
 Guarantee: ``backoff(attempt, base, cap)`` is ``base * 2**(attempt - 1)`` for 1-based failed
 attempts, never more than ``cap``, never negative, and finite for every attempt number (the

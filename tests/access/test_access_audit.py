@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault, person
 
-from vault.access import audit
+from vault.access import decisions, targets, trails
 from vault.access.listing import get_evidence
 from vault.cases import links as cases
 from vault.config import LedgerConfig
@@ -89,10 +89,10 @@ async def test_scripted_session_is_fully_audited(pg_dsn: str, tmp_path: Path) ->
                 continue
             assert action is not None
             if error is None:
-                await audit.authorize(pool, ledger, who, action, "evidence", eid)
+                await targets.authorize(pool, ledger, who, action, "evidence", eid)
             else:
                 with pytest.raises(error):
-                    await audit.authorize(pool, ledger, who, action, "evidence", eid)
+                    await targets.authorize(pool, ledger, who, action, "evidence", eid)
             expected.append((who.id, action.value, "evidence", eid, error is None))
         assert await _decisions(pool) == expected
         # get_evidence and cases.show are audited reads too
@@ -104,7 +104,7 @@ async def test_scripted_session_is_fully_audited(pg_dsn: str, tmp_path: Path) ->
             ("reviewer-1", "read_metadata", "case", "K1", True),
         ]
         # the trail of a principal is found through the openings
-        trail = await audit.trail(pool, ledger, ADMIN, principal="officer-1")
+        trail = await trails.trail(pool, ledger, ADMIN, principal="officer-1")
         mine = [(e.kind, e.fields["action"]) for e in trail]
         assert mine == [
             ("accessed", "read_metadata"),
@@ -116,14 +116,14 @@ async def test_scripted_session_is_fully_audited(pg_dsn: str, tmp_path: Path) ->
         ]
         # an auditor below e2's level does not see the entry that names it
         low = person("aud", {Role.AUDITOR}, Level.INTERNAL, ())
-        assert len(await audit.trail(pool, ledger, low, principal="officer-1")) == 5
-        evidence_trail = await audit.trail(pool, ledger, ADMIN, evidence=e1)
+        assert len(await trails.trail(pool, ledger, low, principal="officer-1")) == 5
+        evidence_trail = await trails.trail(pool, ledger, ADMIN, evidence=e1)
         kinds = [e.kind for e in evidence_trail]
         assert kinds[0] == "acquired" and "linked" in kinds and kinds.count("accessed") >= 6
-        case_trail = await audit.trail(pool, ledger, ADMIN, case="K1")
+        case_trail = await trails.trail(pool, ledger, ADMIN, case="K1")
         assert [e.kind for e in case_trail][:3] == ["case", "linked", "accessed"]
         with pytest.raises(NotFound):  # a reviewer has no case-independent view of the ledger
-            await audit.trail(pool, ledger, REVIEWER, principal="officer-1")
+            await trails.trail(pool, ledger, REVIEWER, principal="officer-1")
 
 
 class FailingLedger:
@@ -164,7 +164,7 @@ class StuckLedger:
 async def test_content_requests_fail_closed_without_the_ledger(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "RECORD_TIMEOUT", 0.5)
+    monkeypatch.setattr(decisions, "RECORD_TIMEOUT", 0.5)
     async with open_vault(pg_dsn, tmp_path) as (ledger, db):
         pool = db.pool
         await cases.create(pool, ledger, ADMIN, "K1", "title", Label(Level.INTERNAL))
@@ -173,15 +173,15 @@ async def test_content_requests_fail_closed_without_the_ledger(
         before = await pool.fetchval("SELECT count(*) FROM ledger_entries")
         for action in (Action.READ_METADATA, Action.STREAM, Action.DOWNLOAD, Action.VERIFY):
             with pytest.raises(Unavailable):
-                await audit.authorize(pool, failing, OFFICER, action, "evidence", eid)
+                await targets.authorize(pool, failing, OFFICER, action, "evidence", eid)
         with pytest.raises(Unavailable):  # a denial that cannot be recorded fails closed too
-            await audit.authorize(pool, failing, OFFICER, Action.EXPORT, "evidence", eid)
+            await targets.authorize(pool, failing, OFFICER, Action.EXPORT, "evidence", eid)
         with pytest.raises(Unavailable):
             await get_evidence(pool, failing, OFFICER, eid)
         with pytest.raises(Unavailable):
             await cases.show(pool, failing, ADMIN, "K1")
         with pytest.raises(Unavailable):
-            await audit.authorize(pool, StuckLedger(), OFFICER, Action.STREAM, "evidence", eid)
+            await targets.authorize(pool, StuckLedger(), OFFICER, Action.STREAM, "evidence", eid)
         # a real ledger whose pool has gone away
         dead_pool = await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
         await dead_pool.close()
@@ -190,7 +190,7 @@ async def test_content_requests_fail_closed_without_the_ledger(
         )
         try:
             with pytest.raises(Unavailable):
-                await audit.authorize(pool, dead, OFFICER, Action.STREAM, "evidence", eid)
+                await targets.authorize(pool, dead, OFFICER, Action.STREAM, "evidence", eid)
         finally:
             # the sequencer task died on the closed pool (its append would hang without our
             # deadline); close() re-raises that task's error
@@ -199,5 +199,5 @@ async def test_content_requests_fail_closed_without_the_ledger(
         assert failing.calls == 7
         assert await pool.fetchval("SELECT count(*) FROM ledger_entries") == before
         # with the ledger back, the same request goes through and is recorded
-        await audit.authorize(pool, ledger, OFFICER, Action.STREAM, "evidence", eid)
+        await targets.authorize(pool, ledger, OFFICER, Action.STREAM, "evidence", eid)
         assert (await _decisions(pool))[-1] == ("officer-1", "stream", "evidence", eid, True)

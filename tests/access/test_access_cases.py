@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, entries, open_vault, person
 
-from vault.access import audit, principals
+from vault.access import principals, targets
 from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.policy.decide import Role
@@ -85,7 +85,7 @@ async def test_labels(pg_dsn: str, tmp_path: Path) -> None:
             await cases.set_label(pool, ledger, ADMIN, "ledger", eid, SECRET)
         # raising the evidence raises its renditions in the same transaction
         assert await cases.set_label(pool, ledger, legal, "evidence", eid, SECRET) == SECRET
-        r = await audit.rendition_target(pool, low_rendition, mac=ledger.mac)
+        r = await targets.rendition_target(pool, low_rendition, mac=ledger.mac)
         assert r is not None and r.label == SECRET
         stored = await pool.fetchval(
             "SELECT label_level FROM renditions WHERE id = $1::uuid", low_rendition
@@ -97,7 +97,7 @@ async def test_labels(pg_dsn: str, tmp_path: Path) -> None:
         assert got == Label(Level.SECRET, frozenset({Caveat.PERSONAL_PRIVACY}))
         # the case label raises evidence read through it
         await cases.set_label(pool, ledger, ADMIN, "case", "K1", Label(Level.TOP_SECRET))
-        t = await audit.evidence_target(pool, eid, mac=ledger.mac)
+        t = await targets.evidence_target(pool, eid, mac=ledger.mac)
         assert t is not None and t.label.level == Level.TOP_SECRET
         labelled = await entries(db, "labelled")
         assert [e["target_kind"] for e in labelled] == ["evidence", "rendition", "case", "evidence"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
-from vault.access import audit, principals
+from vault.access import principals, targets, trails
 from vault.access.listing import EvidenceQuery, count_evidence, get_evidence, list_evidence
 from vault.cases import links as cases
 from vault.errors import EvaultError, NotFound
@@ -97,17 +97,17 @@ async def test_no_trace_in_queries_errors_and_trails(pg_dsn: str, tmp_path: Path
             assert "K1" in {c.id for c in await cases.list_cases(pool, p)} or name == "unassigned"
             missing = {
                 "get": _raised(get_evidence(pool, ledger, p, nowhere)),
-                "stream": _raised(audit.authorize(pool, ledger, p, Action.STREAM, "evidence", nowhere)),
-                "rendition": _raised(audit.authorize(pool, ledger, p, Action.STREAM, "rendition", nowhere)),
+                "stream": _raised(targets.authorize(pool, ledger, p, Action.STREAM, "evidence", nowhere)),
+                "rendition": _raised(targets.authorize(pool, ledger, p, Action.STREAM, "rendition", nowhere)),
                 "label": _raised(cases.set_label(pool, ledger, p, "evidence", nowhere, SECRET)),
-                "trail": _raised(audit.trail(pool, ledger, p, evidence=nowhere)),
+                "trail": _raised(trails.trail(pool, ledger, p, evidence=nowhere)),
             }  # fmt: skip
             invisible = {
                 "get": _raised(get_evidence(pool, ledger, p, hidden)),
-                "stream": _raised(audit.authorize(pool, ledger, p, Action.STREAM, "evidence", hidden)),
-                "rendition": _raised(audit.authorize(pool, ledger, p, Action.STREAM, "rendition", rendition)),
+                "stream": _raised(targets.authorize(pool, ledger, p, Action.STREAM, "evidence", hidden)),
+                "rendition": _raised(targets.authorize(pool, ledger, p, Action.STREAM, "rendition", rendition)),
                 "label": _raised(cases.set_label(pool, ledger, p, "evidence", hidden, SECRET)),
-                "trail": _raised(audit.trail(pool, ledger, p, evidence=hidden)),
+                "trail": _raised(trails.trail(pool, ledger, p, evidence=hidden)),
             }  # fmt: skip
             for key in missing:
                 want = await missing[key]
@@ -138,7 +138,7 @@ async def test_no_trace_in_queries_errors_and_trails(pg_dsn: str, tmp_path: Path
         report = await disposition.report(pool, ledger, low_admin, RetentionPolicy())
         assert hidden not in {d.evidence_id for d in report}
         # the trail of the case, read by an auditor who may not see the item, omits it
-        trail = await audit.trail(pool, ledger, BLIND["below"], case="K1")
+        trail = await trails.trail(pool, ledger, BLIND["below"], case="K1")
         assert trail and all(e.fields.get("evidence_id") != hidden for e in trail)
         assert not any(hidden in json.dumps(e.opened) for e in trail)
 

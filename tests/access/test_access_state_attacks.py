@@ -24,7 +24,7 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault
 from vault_fixtures import TEST_MAC
 
-from vault.access import audit, principals, tokens
+from vault.access import decisions, principals, targets, tokens
 from vault.access import state as access_state
 from vault.access.listing import get_evidence, list_evidence
 from vault.access.principals import PrincipalSpec
@@ -111,7 +111,7 @@ async def test_attack_silent_declassification_is_refused(
             await get_evidence(pool, ledger, rv, eid)
         with pytest.raises(RowTampered):
             await cases.show(pool, ledger, rv, "K")
-        assert audit.TAMPERED_REASON in await denials(db)  # the decision asked is refused
+        assert decisions.TAMPERED_REASON in await denials(db)  # the decision asked is refused
         assert failures() > before
         assert await alarms(db, "cases") == 1  # announced once, however often it is read
 
@@ -141,7 +141,7 @@ async def test_attack_case_label_rolled_back_is_refused(
         for _ in range(2):  # online, then after a restart (the mirror replayed)
             assert (await list_evidence(pool, rv, mac=TEST_MAC)).items == []
             with pytest.raises(RowTampered):
-                await audit.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
+                await targets.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
             restart(db)
 
 
@@ -279,7 +279,7 @@ async def test_attack_forged_link_grants_no_need_to_know(
         assert [i.id for i in (await list_evidence(pool, rv, mac=TEST_MAC)).items] == [mine]
         for eid in (other, both):
             with pytest.raises(RowTampered):
-                await audit.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
+                await targets.authorize(pool, ledger, rv, Action.READ_METADATA, "evidence", eid)
         assert await alarms(db, "case_evidence_history") == 2
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
-from vault.access import audit
+from vault.access import targets
 from vault.access.filters import Args, evidence_filter
 from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence
 from vault.cases import links as cases
@@ -91,9 +91,9 @@ async def test_sql_filters_agree_with_decide(pg_dsn: str, tmp_path: Path) -> Non
             return Target("rendition", rendition_label(src.label, own), src.cases, src.officer_id)
 
         for eid in evidence:  # the Python loaders build the same targets
-            assert await audit.evidence_target(pool, eid, mac=ledger.mac) == ev_target(eid)
+            assert await targets.evidence_target(pool, eid, mac=ledger.mac) == ev_target(eid)
         for rid in renditions:
-            assert await audit.rendition_target(pool, rid, mac=ledger.mac) == rd_target(rid)
+            assert await targets.rendition_target(pool, rid, mac=ledger.mac) == rd_target(rid)
 
         checked = 0
         for i in range(80):
@@ -186,5 +186,5 @@ async def test_filters_and_cursor(pg_dsn: str, tmp_path: Path) -> None:
                 await list_evidence(pool, ADMIN, cursor=bad, mac=ledger.mac)
         with pytest.raises(BadRequest):
             await list_evidence(pool, ADMIN, limit=0, mac=ledger.mac)
-        assert await audit.evidence_target(pool, str(uuid.uuid4()), mac=ledger.mac) is None
-        assert await audit.evidence_target(pool, "not-a-uuid", mac=ledger.mac) is None
+        assert await targets.evidence_target(pool, str(uuid.uuid4()), mac=ledger.mac) is None
+        assert await targets.evidence_target(pool, "not-a-uuid", mac=ledger.mac) is None

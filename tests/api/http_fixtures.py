@@ -4,9 +4,12 @@ database; evidence is pushed through the real HTTP upload route."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import hashlib
 import http.client
+import io
 import ipaddress
 import json
 import os
@@ -17,18 +20,23 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from service_fixtures import Service, free_port, running_service
 
+from api.app import make_app
+from api.cmd_setup import cmd_init
 from api.config import load
-from api.runtime import open_runtime
+from api.keys import RUNTIME
+from api.runtime import Runtime, open_runtime
 from vault.access import principals, tokens
 from vault.cases import links as cases
 from vault.db import with_database
@@ -155,28 +163,33 @@ async def _drop_db(admin_dsn: str, name: str) -> None:
 async def seed_people(svc: Service) -> dict[str, str]:
     """Cases C1 (internal) and CS (secret), the PEOPLE, and a token for each and for admin."""
     cfg = load(None, str(svc.data), environ=svc.env)
-    out: dict[str, str] = {}
     async with open_runtime(cfg) as rt:
-        db, ledger = rt.db.pool, rt.ledger
-        admin = await principals.load(db, "admin")
-        await cases.create(db, ledger, admin, "C1", "Case one", Label(Level.INTERNAL))
-        await cases.create(db, ledger, admin, "CS", "Secret case", Label(Level.SECRET))
-        for pid, who in PEOPLE.items():
-            spec = principals.PrincipalSpec(
-                id=pid,
-                roles=frozenset(Role(r) for r in who.roles),
-                clearance=Level.parse(who.clearance),
-                caveats=who.caveats,
-                officer_id=who.officer_id,
-                dock_ids=frozenset(who.docks),
-            )
-            await principals.add(db, ledger, admin, spec)
-            for case in who.cases:
-                # forced: the reviewer and officer are assigned to CS below its label on purpose
-                await principals.assign(db, ledger, admin, pid, case, force=True)
-        for pid in [*PEOPLE, "admin"]:
-            issued = await tokens.create(db, ledger, admin, pid, timedelta(days=1))
-            out[pid] = issued.token
+        return await _seed(rt)
+
+
+async def _seed(rt: Runtime) -> dict[str, str]:
+    """Seed through ``rt``: see ``seed_people``."""
+    out: dict[str, str] = {}
+    db, ledger = rt.db.pool, rt.ledger
+    admin = await principals.load(db, "admin")
+    await cases.create(db, ledger, admin, "C1", "Case one", Label(Level.INTERNAL))
+    await cases.create(db, ledger, admin, "CS", "Secret case", Label(Level.SECRET))
+    for pid, who in PEOPLE.items():
+        spec = principals.PrincipalSpec(
+            id=pid,
+            roles=frozenset(Role(r) for r in who.roles),
+            clearance=Level.parse(who.clearance),
+            caveats=who.caveats,
+            officer_id=who.officer_id,
+            dock_ids=frozenset(who.docks),
+        )
+        await principals.add(db, ledger, admin, spec)
+        for case in who.cases:
+            # forced: the reviewer and officer are assigned to CS below its label on purpose
+            await principals.assign(db, ledger, admin, pid, case, force=True)
+    for pid in [*PEOPLE, "admin"]:
+        issued = await tokens.create(db, ledger, admin, pid, timedelta(days=1))
+        out[pid] = issued.token
     return out
 
 
@@ -193,6 +206,68 @@ def seeded_service(
             yield world
     finally:
         asyncio.run(_drop_db(pg_admin_dsn, name))
+
+
+# -- the same service in this process ------------------------------------------------------
+
+
+@dataclass
+class AppWorld:
+    """``World`` for a service in this process: ``make_app`` behind aiohttp's test client (real
+    HTTP on a loopback port). For tests where a separate process adds nothing: no signals, no
+    CLI, no crash or restart. ``rt`` is the app's own runtime; ``dsn`` its database."""
+
+    client: TestClient[web.Request, web.Application]
+    rt: Runtime
+    dsn: str
+    tokens: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> receipt
+    content: dict[str, bytes] = field(default_factory=dict)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        who: str | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Reply:
+        hdrs = dict(headers or {})
+        if who is not None:
+            hdrs["Authorization"] = f"Bearer {self.tokens[who]}"
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        async with self.client.request(method, path, data=body, headers=hdrs) as r:
+            data = await r.read()
+            return Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, data)
+
+    async def upload(
+        self, who: str, name: str, data: bytes, dock: str = "dock-01", **headers: str
+    ) -> Reply:
+        hdrs = {"X-Content-SHA256": hashlib.sha256(data).hexdigest(), **headers}
+        return await self.call(
+            "PUT", f"/v1/docks/{dock}/files/{name}", who=who, body=data, headers=hdrs
+        )
+
+
+@asynccontextmanager
+async def app_world(pg_admin_dsn: str, data: Path) -> AsyncIterator[AppWorld]:
+    """``seeded_service`` in this process: a fresh database, ``evault init``'s data folder,
+    the app with every part, PEOPLE and their tokens seeded through the app's runtime."""
+    name = await _create_db(pg_admin_dsn)
+    dsn = with_database(pg_admin_dsn, name)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cmd_init(argparse.Namespace(config=None, data=str(data)), None) == 0
+        cfg = load(None, str(data), environ={**os.environ, "EVAULT_DATABASE_DSN": dsn})
+        async with TestClient(TestServer(make_app(cfg))) as client:
+            world = AppWorld(client, client.app[RUNTIME], dsn)
+            world.tokens = await _seed(world.rt)
+            yield world
+    finally:
+        await _drop_db(pg_admin_dsn, name)
 
 
 # -- TLS with client certificates ----------------------------------------------------------

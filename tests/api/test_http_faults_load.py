@@ -28,7 +28,7 @@ from http_fixtures import World, seed_people
 from service_fixtures import running_service
 from test_http_db_down import _env, _pg_ctl, _postmaster
 
-from vault.access.audit import RECORD_TIMEOUT
+from vault.access.decisions import RECORD_TIMEOUT
 from vault.db import remove_stale_pidfile
 
 ITEMS = 3

@@ -1,5 +1,6 @@
-"""Tampered access state through the running service: a case's label lowered in SQL, and an
-assignment put back after its withdrawal by another process, are refused over HTTP."""
+"""Tampered access state through the running service: a case's label lowered in SQL (the app in
+this process), and an assignment put back after its withdrawal by another process (a real
+`evault serve`), are refused over HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 from pathlib import Path
 
 import asyncpg
-from http_fixtures import seeded_service
+from http_fixtures import app_world, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
@@ -28,30 +29,43 @@ def _sql(dsn: str, *statements: str) -> None:
     asyncio.run(run())
 
 
-def test_attack_silent_declassification_over_http(pg_admin_dsn: str, tmp_path: Path) -> None:
-    with seeded_service(pg_admin_dsn, tmp_path / "data") as w:
-        dsn = w.svc.env["EVAULT_DATABASE_DSN"]
-        r = w.upload("dock1", "secret.mp4", os.urandom(4000))
+def _state_failures(metrics: str) -> float:
+    """``evault_integrity_failures_total{source="state"}`` (0 before the first one)."""
+    for line in metrics.splitlines():
+        if line.startswith('evault_integrity_failures_total{source="state"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_attack_silent_declassification_over_http(pg_admin_dsn: str, tmp_path: Path) -> None:
+    """In this process (nothing here needs another one): the app behind aiohttp's test client."""
+    async with app_world(pg_admin_dsn, tmp_path / "data") as w:
+        r = await w.upload("dock1", "secret.mp4", os.urandom(4000))
         assert r.status == 201, r.body
         eid = str(r.json()["evidence_id"])
         body = json.dumps({"evidence_id": eid}).encode()
-        assert w.call("POST", "/v1/cases/CS/evidence", who="admin", body=body).status == 201
+        assert (await w.call("POST", "/v1/cases/CS/evidence", who="admin", body=body)).status == 201
 
-        def listed() -> set[str]:
-            r = w.call("GET", "/v1/evidence", who="reviewer")
+        async def listed() -> set[str]:
+            r = await w.call("GET", "/v1/evidence", who="reviewer")
             assert r.status == 200, r.body
             return {str(i["id"]) for i in r.json()["items"]}
 
-        assert eid not in listed()  # internal reviewer, secret case
-        assert w.call("GET", f"/v1/evidence/{eid}", who="reviewer").status == 404
+        assert eid not in await listed()  # internal reviewer, secret case
+        assert (await w.call("GET", f"/v1/evidence/{eid}", who="reviewer")).status == 404
+        before = _state_failures((await w.call("GET", "/metrics")).body.decode())
 
-        _sql(dsn, "UPDATE cases SET label_level = 0 WHERE id = 'CS'")
-        assert eid not in listed()
-        r = w.call("GET", f"/v1/evidence/{eid}", who="reviewer")
+        conn = await asyncpg.connect(w.dsn)
+        try:
+            await conn.execute("UPDATE cases SET label_level = 0 WHERE id = 'CS'")
+        finally:
+            await conn.close()
+        assert eid not in await listed()
+        r = await w.call("GET", f"/v1/evidence/{eid}", who="reviewer")
         assert r.status == 422 and r.problem()["type"].endswith("state-tampered"), r.body
-        assert w.call("GET", "/v1/cases/CS", who="reviewer").status == 422
-        metrics = w.call("GET", "/metrics").body.decode()
-        assert 'evault_integrity_failures_total{source="state"}' in metrics
+        assert (await w.call("GET", "/v1/cases/CS", who="reviewer")).status == 422
+        after = _state_failures((await w.call("GET", "/metrics")).body.decode())
+        assert after > before  # the alarm, not just a refusal
 
 
 def test_attack_rolled_back_assignment_over_http(pg_admin_dsn: str, tmp_path: Path) -> None:

@@ -1,62 +1,71 @@
 """Entry bundles are not public: anyone may follow the checkpoints and hash tiles, but the
 entries (evidence ids, labels, hashes, sizes, times of every item) need a token of a principal
-who may read the whole ledger."""
+who may read the whole ledger. The app runs in this process behind aiohttp's test client."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from http_fixtures import World, seeded_service
+import pytest_asyncio
+from http_fixtures import AppWorld, app_world
 
 from verify.merkle import leaf_hash
 from verify.tiles import decode_entry_bundle, entries_path, tile_path
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture(scope="module")
-def world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with seeded_service(pg_admin_dsn, tmp_path_factory.mktemp("entries") / "data") as w:
-        assert w.upload("dock1", "one.mp4", os.urandom(2000)).status == 201
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(
+    pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AppWorld]:
+    async with app_world(pg_admin_dsn, tmp_path_factory.mktemp("entries") / "data") as w:
+        assert (await w.upload("dock1", "one.mp4", os.urandom(2000))).status == 201
         yield w
 
 
-def size_of(world: World) -> int:
+async def size_of(world: AppWorld) -> int:
     """The stored tree's size now (tiles are served up to it; a checkpoint may lag)."""
-    r = world.call("GET", "/readyz")
+    r = await world.call("GET", "/readyz")
     assert r.status == 200
     size: int = r.json()["ledger_size"]
     return size
 
 
-def bundle_path(world: World) -> str:
+async def bundle_path(world: AppWorld) -> str:
     """The first entry bundle, partial (fewer than 256 entries are logged here)."""
-    size = size_of(world)
+    size = await size_of(world)
     assert 0 < size < 256
     return "/ledger/" + entries_path(0, size)
 
 
-def test_attack_anonymous_reader_counts_items_per_label_from_entry_bundles(world: World) -> None:
-    assert world.call("GET", "/ledger/checkpoint").status == 200  # public
-    size = size_of(world)
-    hashes = world.call("GET", "/ledger/" + tile_path(0, 0, size))
+async def test_attack_anonymous_reader_counts_items_per_label_from_entry_bundles(
+    world: AppWorld,
+) -> None:
+    assert (await world.call("GET", "/ledger/checkpoint")).status == 200  # public
+    size = await size_of(world)
+    hashes = await world.call("GET", "/ledger/" + tile_path(0, 0, size))
     assert hashes.status == 200 and len(hashes.body) == 32 * size  # hash tiles stay public
     assert "public" in hashes.headers["cache-control"]
-    for path in (bundle_path(world), "/ledger/tile/entries/000", "/ledger/tile/entries/x"):
-        r = world.call("GET", path)
+    for path in (await bundle_path(world), "/ledger/tile/entries/000", "/ledger/tile/entries/x"):
+        r = await world.call("GET", path)
         assert r.status == 401, (path, r.status)
         assert r.problem()["status"] == 401 and b"top_secret" not in r.body
         assert r.headers["www-authenticate"].startswith("Bearer")
-    bad = world.call("GET", bundle_path(world), headers={"Authorization": "Bearer evt_nope"})
+    bad = await world.call(
+        "GET", await bundle_path(world), headers={"Authorization": "Bearer evt_nope"}
+    )
     assert bad.status == 401
 
 
 @pytest.mark.parametrize("who", ["reviewer", "legal", "officer", "casesys", "dock1"])
-def test_attack_reviewer_without_ledger_clearance_reads_entry_bundles(
-    world: World, who: str
+async def test_attack_reviewer_without_ledger_clearance_reads_entry_bundles(
+    world: AppWorld, who: str
 ) -> None:
-    r = world.call("GET", bundle_path(world), who=who)
+    r = await world.call("GET", await bundle_path(world), who=who)
     assert r.status == 403, (who, r.status, r.body[:200])
     problem = r.problem()
     assert problem["status"] == 403 and "reading ledger entries requires" in problem["detail"]
@@ -64,17 +73,17 @@ def test_attack_reviewer_without_ledger_clearance_reads_entry_bundles(
 
 
 @pytest.mark.parametrize("who", ["auditor", "admin"])
-def test_auditor_and_admin_read_entry_bundles_that_match_the_public_tiles(
-    world: World, who: str
+async def test_auditor_and_admin_read_entry_bundles_that_match_the_public_tiles(
+    world: AppWorld, who: str
 ) -> None:
-    world.call("GET", bundle_path(world), who="reviewer")  # a refusal, recorded
-    path = bundle_path(world)
-    r = world.call("GET", path, who=who)
+    await world.call("GET", await bundle_path(world), who="reviewer")  # a refusal, recorded
+    path = await bundle_path(world)
+    r = await world.call("GET", path, who=who)
     assert r.status == 200, r.body[:300]
     assert r.headers["cache-control"].startswith("private")
     entries = decode_entry_bundle(r.body)
     size = len(entries)
-    tile = world.call("GET", "/ledger/" + tile_path(0, 0, size)).body
+    tile = (await world.call("GET", "/ledger/" + tile_path(0, 0, size))).body
     assert [leaf_hash(e) for e in entries] == [tile[i : i + 32] for i in range(0, len(tile), 32)]
     kinds = [json.loads(e)["kind"] for e in entries]
     assert "acquired" in kinds
@@ -84,11 +93,12 @@ def test_auditor_and_admin_read_entry_bundles_that_match_the_public_tiles(
     )
 
 
-def test_evidence_proof_stays_with_its_evidence(world: World) -> None:
+async def test_evidence_proof_stays_with_its_evidence(world: AppWorld) -> None:
     """The one route that returns an entry besides the bundles: the proof of an item, an
     audited verify decision on that item (the reviewer may not verify what it cannot see)."""
-    listing = world.call("GET", "/v1/evidence", who="auditor").json()
+    listing = (await world.call("GET", "/v1/evidence", who="auditor")).json()
     eid = listing["items"][0]["id"] if "items" in listing else listing[0]["id"]
-    assert world.call("GET", f"/v1/evidence/{eid}/proof").status == 401
-    assert world.call("GET", f"/v1/evidence/{eid}/proof", who="auditor").status == 200
-    assert world.call("GET", f"/v1/evidence/{eid}/proof", who="dock1").status in (403, 404)
+    assert (await world.call("GET", f"/v1/evidence/{eid}/proof")).status == 401
+    assert (await world.call("GET", f"/v1/evidence/{eid}/proof", who="auditor")).status == 200
+    proof = await world.call("GET", f"/v1/evidence/{eid}/proof", who="dock1")
+    assert proof.status in (403, 404)

@@ -1,9 +1,11 @@
 """The architecture rules are enforced by `make lint`, not by convention: each check fails on a
 planted violation (an upward import, a cycle through a lazy import, a third-party import in
-verify/, SQL in api/ or ingest/) and passes on the tree as it is."""
+verify/, a CLI command module imported outside the CLI, SQL in api/ or ingest/) and passes on
+the tree as it is."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -19,10 +21,21 @@ sys.path.insert(0, str(ROOT / "tools"))
 import check_sql  # noqa: E402
 
 
+def _protected_cli_modules() -> list[str]:
+    """The modules the ``cli-commands`` contract protects, as listed in ``.importlinter``."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".importlinter")
+    listed = config["importlinter:contract:cli-commands"]["protected_modules"]
+    return [m.strip() for m in listed.split() if m.strip()]
+
+
 def _tree(tmp: Path, files: dict[str, str]) -> Path:
     for pkg in ("verify", "vault", "ingest", "api"):
         (tmp / pkg).mkdir()
         (tmp / pkg / "__init__.py").write_text("")
+    # The contracts name real modules (the CLI and its commands): plant them empty.
+    for module in ["api.cli", *_protected_cli_modules()]:
+        (tmp / (module.replace(".", "/") + ".py")).write_text("")
     for name, text in files.items():
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_text(textwrap.dedent(text))
@@ -79,6 +92,25 @@ def test_third_party_import_in_verify_fails(tmp_path: Path) -> None:
     run = _lint_imports(_tree(tmp_path, {"verify/a.py": "import asyncpg\n"}))
     assert run.returncode == 1
     assert "verify/ needs only" in run.stdout and "BROKEN" in run.stdout
+
+
+def test_app_importing_a_cli_command_fails(tmp_path: Path) -> None:
+    files = {
+        "api/app.py": "def f():\n    from api.cmd_scrub import register  # lazy: still found\n"
+    }
+    run = _lint_imports(_tree(tmp_path, files))
+    assert run.returncode == 1
+    assert "CLI command modules" in run.stdout and "BROKEN" in run.stdout
+
+
+def test_cli_may_import_its_commands(tmp_path: Path) -> None:
+    run = _lint_imports(_tree(tmp_path, {"api/cli.py": "import api.cmd_scrub\n"}))
+    assert run.returncode == 0, run.stdout
+
+
+def test_every_cli_command_module_is_protected() -> None:
+    on_disk = sorted(f"api.{p.stem}" for p in (ROOT / "api").glob("cmd_*.py"))
+    assert sorted(_protected_cli_modules()) == on_disk
 
 
 def test_sql_outside_vault_is_found(tmp_path: Path) -> None:

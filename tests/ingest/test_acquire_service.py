@@ -25,6 +25,7 @@ def test_dropped_file_is_acquired_by_the_service(pg_dsn: str, tmp_path: Path) ->
     with running_service(data, pg_dsn) as svc:
         ready = json.loads(get(svc.url + "/readyz"))
         assert ready["checks"]["watchers"] == "ok"
+        assert ready["checks"]["scrub"] == "ok"  # the scheduled scrub runs in serve
         dock = data / "docks" / "dock-01"
         payload = os.urandom(200_000)
         (dock / (".incoming-" + NAME)).write_bytes(payload)

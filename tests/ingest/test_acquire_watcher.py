@@ -10,6 +10,7 @@ from pathlib import Path
 
 from acquire_fixtures import NAME, Env, dock, objects, open_acquirer, sha
 
+from ingest.acquire import Deferred
 from ingest.config import DockConfig
 from ingest.watcher import DockWatcher, ignored
 
@@ -94,3 +95,22 @@ def test_ignored_names() -> None:
     assert ignored(d, b"x.mp4.json") and ignored(d, b".evault-0123.tmp")
     assert not ignored(d, b"x.json") and not ignored(d, b"sub/x.mp4")
     assert not ignored(d, b"bad\n\xff.mp4")
+
+
+async def test_deferred_file_waits_longer_each_time_capped(pg_dsn: str, tmp_path: Path) -> None:
+    """A file deferred for a retryable reason (the store failing, say) is retried after 1, 2,
+    4 … s, never more than a minute apart (``vault.retry.backoff``); a file that went away is
+    not retried at all."""
+    d = dock(tmp_path)
+    path = os.fsencode(d.path / NAME)
+    async with open_acquirer(pg_dsn, tmp_path, [d]) as env:
+        watcher = DockWatcher(d, env.acq, asyncio.Semaphore(1))  # not started: no events
+        waits = []
+        for _ in range(9):
+            before = time.monotonic()
+            watcher._settle_outcome(path, Deferred("store", "disk full"))
+            waits.append(round(watcher._retry[path][0] - before))
+        assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+        gone = os.fsencode(d.path / "gone.mp4")
+        watcher._settle_outcome(gone, Deferred("gone"))
+        assert gone not in watcher._retry

@@ -26,7 +26,7 @@ from ingest.config import MediaConfig
 from ingest.mediajobs import MediaJobs
 from vault import evidence as evrows
 from vault.access import serving
-from vault.access.audit import TAMPERED_REASON
+from vault.access.decisions import TAMPERED_REASON
 from vault.cases import links as cases
 from vault.errors import NotFound
 from vault.jobs import JobRunner

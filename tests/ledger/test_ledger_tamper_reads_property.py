@@ -4,7 +4,7 @@ shown by a read: every read that would expose that row either refuses (``RowTamp
 ``NotFound``, ``Unauthenticated``) or answers what it answered before the edit.
 
 The reads: ``get_evidence`` and ``list_evidence`` (evidence, links, cases), ``load_evidence`` /
-``load_rendition`` and ``audit.target`` (evidence, renditions, cases), ``audit.case_row``
+``load_rendition`` and ``targets.target`` (evidence, renditions, cases), ``targets.case_row``
 (cases), ``tokens.authenticate`` (tokens) and ``principals.load`` (principals, assignments). A
 principal whose assignment row does not verify loses that case (fail closed): a principal read
 may show fewer cases than before, never another one.
@@ -36,7 +36,7 @@ from test_ledger_fsck_state_property import EDITS, OPS, _operate
 from vault_fixtures import ADMIN
 
 from vault import evidence as evrows
-from vault.access import audit, principals, tokens
+from vault.access import principals, targets, tokens
 from vault.access.listing import get_evidence, list_evidence
 from vault.errors import IntegrityError, NotFound, Unauthenticated
 from vault.policy.decide import Principal
@@ -68,16 +68,18 @@ async def _views(env: Env) -> dict[tuple[str, str], Any]:
     for eid in ev:
         out[("get_evidence", eid)] = await _read(get_evidence(pool, ledger, ADMIN, eid))
         out[("load_evidence", eid)] = await _read(evrows.load_evidence(pool, mac, eid))
-        out[("evidence_target", eid)] = await _read(audit.target(pool, "evidence", eid, mac=mac))
+        out[("evidence_target", eid)] = await _read(targets.target(pool, "evidence", eid, mac=mac))
     page = await list_evidence(pool, ADMIN, limit=1000, mac=mac)
     for item in page.items:
         out[("list_evidence", item.id)] = item
     for (rid,) in await pool.fetch("SELECT id::text FROM renditions ORDER BY id"):
         out[("load_rendition", rid)] = await _read(evrows.load_rendition(pool, mac, rid))
-        out[("rendition_target", rid)] = await _read(audit.target(pool, "rendition", rid, mac=mac))
+        out[("rendition_target", rid)] = await _read(
+            targets.target(pool, "rendition", rid, mac=mac)
+        )
     for (cid,) in await pool.fetch("SELECT id FROM cases ORDER BY id"):
-        out[("case_target", cid)] = await _read(audit.target(pool, "case", cid, mac=mac))
-        row = await _read(audit.case_row(pool, cid))
+        out[("case_target", cid)] = await _read(targets.target(pool, "case", cid, mac=mac))
+        row = await _read(targets.case_row(pool, cid))
         out[("case_row", cid)] = row if row == _REFUSAL else dict(row.items())
     for (pid,) in await pool.fetch("SELECT id FROM principals ORDER BY id"):
         out[("principal", pid)] = await _read(principals.load(pool, pid))

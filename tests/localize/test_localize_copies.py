@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from localize_fixtures import REMUXES, init_data, make_recordings, vault_with
 
-from ingest.localize import Localization, localize, original_from_package, original_from_vault
+from ingest.forensics.localize import (
+    Localization,
+    localize,
+    original_from_package,
+    original_from_vault,
+)
 from ingest.media import Limits, Tools
 from vault.access import principals
 from vault.cases import links as cases

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from localize_fixtures import ffmpeg
 
-from ingest.localize import Localization, Original, localize
+from ingest.forensics.localize import Localization, Original, localize
 from ingest.media import Limits, Tools, fingerprint, probe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")

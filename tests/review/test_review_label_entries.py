@@ -7,7 +7,7 @@ from pathlib import Path
 
 from review_fixtures import ADMIN, add_evidence, open_vault
 
-from vault.access import audit
+from vault.access import trails
 from vault.cases import links as cases
 from vault.policy.labels import Label, Level
 from vault.review.integrity_report import integrity_report
@@ -44,7 +44,7 @@ async def test_attack_label_change_without_entry_is_recorded(pg_dsn: str, tmp_pa
             ("unlinked", SECRET.to_json(), INTERNAL.to_json()),
         ]
         # the trail `evault audit --evidence` prints
-        trail = await audit.trail(pool, ledger, ADMIN, evidence=eid)
+        trail = await trails.trail(pool, ledger, ADMIN, evidence=eid)
         assert moves([{"kind": e.kind, **e.fields} for e in trail if e.kind == "labelled"]) == (
             expected
         )

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from review_fixtures import ADMIN, add_evidence, open_vault
 
-from vault.access import audit
+from vault.access import decisions
 from vault.cases import links as cases
 from vault.errors import BadRequest
 from vault.policy.decide import Action
@@ -38,10 +38,10 @@ async def test_counts_of_one_year(pg_dsn: str, tmp_path: Path) -> None:
         await cases.link(pool, ledger, ADMIN, "C3", e3)
         await cases.unlink(pool, ledger, ADMIN, "C3", e3)  # no longer C3's footage
         before = await year_statistics(pool, year, "Asia/Shanghai")
-        await audit.record(ledger, ADMIN, Action.VERIFY, "evidence", e1, True, "allowed")
-        await audit.record(ledger, ADMIN, Action.VERIFY, "case", "C1", True, "allowed")
-        await audit.record(ledger, ADMIN, Action.STREAM, "evidence", e1, True, "allowed")
-        await audit.record(ledger, ADMIN, Action.VERIFY, "evidence", e2, False, "nope")
+        await decisions.record(ledger, ADMIN, Action.VERIFY, "evidence", e1, True, "allowed")
+        await decisions.record(ledger, ADMIN, Action.VERIFY, "case", "C1", True, "allowed")
+        await decisions.record(ledger, ADMIN, Action.STREAM, "evidence", e1, True, "allowed")
+        await decisions.record(ledger, ADMIN, Action.VERIFY, "evidence", e2, False, "nope")
         stats = await year_statistics(pool, year, "Asia/Shanghai")
 
         assert stats.recordings == 4

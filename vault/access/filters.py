@@ -4,7 +4,7 @@ Guarantees:
 
 - ``evidence_filter`` and ``case_filter`` produce a WHERE fragment that is
   true for a row exactly when ``access.decide(principal, action, target)`` allows it, where the
-  target is what ``audit.evidence_target`` / ``rendition_target`` / ``case_target`` build for it:
+  target is what ``targets.evidence_target`` / ``rendition_target`` / ``case_target`` build for it:
   clearance ≥ the effective level, effective caveats ⊆ the principal's, and a role from
   ``ROLE_GRANTS`` whose scope is met (case-independent, an assigned case among the CURRENT links,
   or the recording officer). The scopes are read from ``ROLE_GRANTS``, not restated. An evidence

@@ -13,9 +13,9 @@ Guarantees:
   is dropped. The cursor still follows the rows the statement returned. ``count_evidence``
   counts exactly the items such pages would show (the same statement and re-check, streamed):
   a forged row changes no count.
-- ``get_evidence`` decides through ``audit.authorize_then`` (recorded in the ledger once what the
-  answer needs is read; fails closed) and raises ``NotFound`` identically for a missing and an
-  invisible item.
+- ``get_evidence`` decides through ``targets.authorize_then`` (recorded in the ledger once what
+  the answer needs is read; fails closed) and raises ``NotFound`` identically for a missing and
+  an invisible item.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import asyncpg
 
 from vault import evidence as evrows
 from vault.access import state as access_state
-from vault.access.audit import authorize_then
 from vault.access.filters import (
     MAX_PAGE,
     Args,
@@ -47,6 +46,7 @@ from vault.access.filters import (
     label_of,
     scopes,
 )
+from vault.access.targets import authorize_then, evidence_target, rendition_target_of
 from vault.db import Db
 from vault.errors import BadRequest
 from vault.keys.hostmac import HostMac, RowTampered
@@ -399,7 +399,7 @@ async def get_evidence_with(
     then: Callable[[EvidenceSummary], Awaitable[_T | None]],
 ) -> tuple[EvidenceSummary, _T]:
     """``get_evidence``, with ``then`` reading what else the answer needs from the summary
-    before the decision's entry is appended (``audit.authorize_then``): a read that fails
+    before the decision's entry is appended (``targets.authorize_then``): a read that fails
     leaves no ``accessed`` entry behind, and ``then`` returning None (gone meanwhile) is
     ``NotFound``. (summary, what ``then`` returned)."""
 
@@ -430,7 +430,6 @@ async def visible_renditions(
     """The renditions of an item that ``principal`` may list, oldest first, decided in Python on
     verified rows only: each rendition row (one that does not verify is left out and raises the
     alarm), the item's row and its link state (``RowTampered`` if either does not verify)."""
-    from vault.access.audit import evidence_target, rendition_target_of  # audit imports this module
 
     eid = as_uuid(evidence_id)
     if eid is None or not scopes(principal, Action.LIST, "rendition"):

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.access import state as access_state
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -159,7 +159,7 @@ async def require_admin(ledger: LedgerWriter, actor: Principal, what: str) -> No
     """Raise Forbidden (recorded as ``denied``) unless the actor may administer the system."""
     decision = decide(actor, Action.ADMINISTER, SYSTEM)
     if not decision.allowed:
-        await audit.record(
+        await decisions.record(
             ledger, actor, Action.ADMINISTER, "system", what, False, decision.recorded
         )
         raise Forbidden(f"{what} requires the admin role")
@@ -394,7 +394,7 @@ async def enable(db: Db, ledger: LedgerWriter, actor: Principal, principal_id: s
 async def _may_assign(ledger: LedgerWriter, db: Db, actor: Principal, case_id: str) -> None:
     if decide(actor, Action.ADMINISTER, SYSTEM).allowed:
         return
-    await audit.authorize(db, ledger, actor, Action.LINK, "case", case_id)
+    await targets.authorize(db, ledger, actor, Action.LINK, "case", case_id)
 
 
 class ClearanceGap(Conflict):
@@ -408,7 +408,7 @@ async def clearance_gap(db: Db, actor: Principal, principal_id: str, case_id: st
     """Why assigning ``case_id`` to ``principal_id`` would be of no use, or None: the
     principal's clearance (level and caveats) does not dominate the case's label. The label is
     named only to an actor who may list the case. None for a case not registered (yet)."""
-    case = await audit.case_row(db, case_id)
+    case = await targets.case_row(db, case_id)
     if case is None:
         return None
     label = Label(Level(case["label_level"]), frozenset(Caveat(c) for c in case["label_caveats"]))
@@ -470,7 +470,7 @@ async def _assignment(
                 principal_id,
                 case_id,
             )
-        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+        await decisions.add_refs(conn, [(indexes[0], "case", case_id)])
         await notify_auth_change(conn)
 
     entries = [

@@ -5,22 +5,23 @@ Guarantees:
 - Bytes are served only for a row that verifies (``vault.evidence``): the original's or
   rendition's SHA-256 comes from the same verified row the access decision was made on, and the
   source row of a rendition is verified too. A row that does not verify is refused with a
-  ``denied`` entry (``audit.TAMPERED_REASON``), the alarm, and ``RowTampered`` (HTTP 422).
+  ``denied`` entry (``decisions.TAMPERED_REASON``), the alarm, and ``RowTampered`` (HTTP 422).
 - Evidence that scrub found failing (``integrity`` ``mismatch`` or ``missing``), and its
   renditions, are refused after the access decision (so nothing is revealed to a caller who may
   not see the item): a ``denied`` entry whose reason names the failure, then
   :class:`IntegrityRefused` naming it. A principal holding ``auditor`` or ``admin`` who is
   granted the action and asks explicitly (``override=True``) gets it; the ``accessed`` entry
   then carries ``integrity_override`` with the failure it overrode.
-- Every outcome is recorded before anything is opened (``audit.guard``/``audit.record``). With
-  ``sessions`` (``vault.access.sessions``), the allowed ``stream`` requests of one playback
-  share the entry its first request wrote; each is still decided on its own.
+- Every outcome is recorded before anything is opened (``decisions.guard`` /
+  ``decisions.record``). With ``sessions`` (``vault.access.sessions``), the allowed ``stream``
+  requests of one playback share the entry its first request wrote; each is still decided on
+  its own.
 """
 
 from __future__ import annotations
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.access.sessions import PlaybackSessions
 from vault.db import Db
 from vault.errors import IntegrityError, NotFound
@@ -71,29 +72,32 @@ async def _decide(
             reason = f"integrity: the evidence failed its integrity check ({integrity})"
             if sessions is not None:
                 sessions.end(sessions.key(principal, action, kind, target_id))
-            await audit.record(ledger, principal, action, kind, target_id, False, reason)
+            await decisions.record(ledger, principal, action, kind, target_id, False, reason)
             raise IntegrityRefused(
                 f"the evidence failed its integrity check ({integrity}); its content is not"
                 " served. An auditor or admin may fetch it with integrity_override=true"
             )
     if sessions is None or extra is not None or not sessions.applies(action):
-        await audit.guard(ledger, principal, action, kind, target_id, target, extra=extra)
+        await decisions.guard(ledger, principal, action, kind, target_id, target, extra=extra)
         return
     key = sessions.key(principal, action, kind, target_id)
     if not decision.allowed:  # every denial is recorded, and ends the session
         sessions.end(key)
-        await audit.guard(ledger, principal, action, kind, target_id, target)
+        await decisions.guard(ledger, principal, action, kind, target_id, target)
         return
     opening = {"session_seconds": sessions.idle}
     await sessions.enter(
-        key, lambda: audit.guard(ledger, principal, action, kind, target_id, target, extra=opening)
+        key,
+        lambda: decisions.guard(ledger, principal, action, kind, target_id, target, extra=opening),
     )
 
 
 async def _refuse_tampered(
     ledger: LedgerWriter, principal: Principal, action: Action, kind: TargetKind, target_id: str
 ) -> None:
-    await audit.record(ledger, principal, action, kind, target_id, False, audit.TAMPERED_REASON)
+    await decisions.record(
+        ledger, principal, action, kind, target_id, False, decisions.TAMPERED_REASON
+    )
 
 
 async def evidence_bytes(
@@ -113,7 +117,7 @@ async def evidence_bytes(
     except RowTampered:
         await _refuse_tampered(ledger, principal, action, "evidence", evidence_id)
         raise
-    found = None if row is None else await audit.target_of(db, row)
+    found = None if row is None else await targets.target_of(db, row)
     integrity = "ok" if row is None else row.integrity
     await _decide(
         ledger, principal, action, "evidence", evidence_id, found, integrity, override, sessions
@@ -146,7 +150,7 @@ async def rendition_bytes(
         raise
     found = None
     if row is not None and source is not None:
-        found = audit.rendition_target_of(row, await audit.target_of(db, source, "rendition"))
+        found = targets.rendition_target_of(row, await targets.target_of(db, source, "rendition"))
     integrity = "ok" if source is None else source.integrity
     await _decide(
         ledger, principal, action, "rendition", rendition_id, found, integrity, override, sessions

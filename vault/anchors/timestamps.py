@@ -40,6 +40,7 @@ from vault.anchors.config import AnchorsConfig
 from vault.background import Background
 from vault.db import Conn, Db
 from vault.ledger import SignedCheckpoint
+from vault.retry import backoff
 from verify.checkpoint import open_checkpoint
 from verify.errors import VerificationError
 from verify.note import Verifier
@@ -312,9 +313,7 @@ class Timestamper:
     def backoff(self) -> float:
         """Seconds to wait after ``self.failures`` consecutive failures."""
         cfg = self._cfg
-        return float(
-            min(cfg.tsa_retry_max_seconds, cfg.tsa_retry_seconds * 2 ** (self.failures - 1))
-        )
+        return backoff(self.failures, cfg.tsa_retry_seconds, cfg.tsa_retry_max_seconds)
 
     async def _run(self) -> None:
         retry_at = 0.0

@@ -19,7 +19,7 @@ Guarantees:
   caveat), and a link to such a case, enqueue re-encryption in the same transaction. Lowering a
   label from above that threshold to below it is an ``admin`` decision; the content stays
   encrypted unless ``unseal=True`` asks for decryption (queued the same way).
-- Refusals go through ``audit.guard``: recorded, and invisible targets are ``NotFound``.
+- Refusals go through ``decisions.guard``: recorded, and invisible targets are ``NotFound``.
 - Case rows and link-history rows carry row tags (``vault.access.state``) computed in the
   transaction of their entry; a case row names the entry that last set it (created, retitled,
   labelled). Every read here that decides something verifies them first.
@@ -43,12 +43,12 @@ from typing import Any
 import asyncpg
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions
 from vault.access import state as access_state
-from vault.access.audit import authorize, authorize_then, case_row
 from vault.access.filters import Args, case_filter, current, label_of, linked_cases
 from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence
 from vault.access.principals import notify_auth_change
+from vault.access.targets import authorize, authorize_then, case_row
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.events import emit
@@ -107,7 +107,7 @@ async def create(
     """Register a case from the case system; Conflict if the id is already registered."""
     _check_case(case_id, title)
     _require_cleared(actor, label)
-    await audit.guard(
+    await decisions.guard(
         ledger, actor, Action.LINK, "case", case_id, Target("case", label, frozenset({case_id}))
     )
 
@@ -116,7 +116,7 @@ async def create(
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await _write_case(conn, state, case_id, title, label, indexes[0], insert=True)
         await _label_row(conn, indexes[0], "case", case_id, label, actor.id)
-        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+        await decisions.add_refs(conn, [(indexes[0], "case", case_id)])
 
     entries = [
         make_entry(
@@ -183,7 +183,7 @@ async def retitle(db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, 
             raise NotFound()
         label = label_of(row["label_level"], row["label_caveats"])
         await _write_case(conn, state, case_id, title, label, indexes[0])
-        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+        await decisions.add_refs(conn, [(indexes[0], "case", case_id)])
 
     entries = [
         make_entry("case", {"op": "retitled"}, {"case": case_id, "title": title, "by": actor.id})
@@ -267,7 +267,7 @@ async def _link(
         )
         refs = [(indexes[0], "case", case_id), (indexes[0], "evidence", str(eid))]
         refs += [(i, "evidence", str(eid)) for i in indexes[1:]]  # the label change
-        await audit.add_refs(conn, refs)
+        await decisions.add_refs(conn, refs)
         if on:
             case_label = await _stored_label(conn, "case", case_id)
             if case_label.needs_encryption:
@@ -378,7 +378,7 @@ async def show(
     db: Db, ledger: LedgerWriter, actor: Principal, case_id: str, *, limit: int = 100
 ) -> CaseDetail:
     """A case's metadata and its evidence visible to the reader (an audited read; its entry
-    appended once everything is read: ``audit.authorize_then``)."""
+    appended once everything is read: ``targets.authorize_then``)."""
 
     async def serve(_target: Target) -> CaseDetail | None:
         row = await case_row(db, case_id)
@@ -525,9 +525,9 @@ async def set_label(
             await evrows.set_label(conn, ledger.mac, kind, uuid.UUID(str(key)), stored, idx)
         for i, entry in zip(indexes[1:], more, strict=True):
             eid = json.loads(entry.data)["evidence"]
-            await audit.add_refs(conn, [(i, "evidence", eid), (i, "case", target_id)])
+            await decisions.add_refs(conn, [(i, "evidence", eid), (i, "case", target_id)])
         await _label_row(conn, idx, kind, target_id, stored, actor.id)
-        await audit.add_refs(conn, [(idx, kind, target_id)])
+        await decisions.add_refs(conn, [(idx, kind, target_id)])
         if kind == "evidence":
             await _raise_renditions(conn, ledger.mac, idx, key, stored, actor.id)
         if stored.needs_encryption:
@@ -573,4 +573,4 @@ async def _raise_renditions(
     evidence_id = uuid.UUID(str(evidence_id))
     for rid, raised in await evrows.raise_renditions(conn, mac, evidence_id, floor, idx):
         await _label_row(conn, idx, "rendition", str(rid), raised, by)
-        await audit.add_refs(conn, [(idx, "rendition", str(rid))])
+        await decisions.add_refs(conn, [(idx, "rendition", str(rid))])

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vault import evidence as evrows
-from vault.access import audit
-from vault.access.audit import authorize
+from vault.access import decisions
 from vault.access.filters import Args, evidence_filter, link_history
 from vault.access.principals import require_admin
 from vault.access.replay import opened
+from vault.access.targets import authorize
 from vault.db import Conn, Db
 from vault.errors import BadRequest, Conflict, EvaultError, IntegrityError, NotFound
 from vault.keys.hostmac import HostMac
@@ -210,7 +210,7 @@ async def _dispose(
             indexes[0],
             sha,
         )
-        await audit.add_refs(conn, [(indexes[0], "evidence", str(eid))])
+        await decisions.add_refs(conn, [(indexes[0], "evidence", str(eid))])
 
     entry = make_entry(
         "disposed",
@@ -307,7 +307,7 @@ async def place_hold(
             indexes[0],
         )
         hold_id.append(hid)
-        await audit.add_refs(conn, [(indexes[0], kind, target_id)])
+        await decisions.add_refs(conn, [(indexes[0], kind, target_id)])
 
     fields: dict[str, object] = {"op": "hold-placed"}
     secrets: dict[str, object] = {"reason": reason, "by": actor.id}
@@ -342,7 +342,7 @@ async def release_hold(db: Db, ledger: LedgerWriter, actor: Principal, hold_id: 
         )
         if status != "UPDATE 1":
             raise _StateChanged("the hold was already released")
-        await audit.add_refs(conn, [(indexes[0], kind, target_id)])
+        await decisions.add_refs(conn, [(indexes[0], kind, target_id)])
 
     entry = make_entry(
         "retention", {"op": "hold-released", "placed": row["placed_idx"]}, {"by": actor.id}
@@ -364,7 +364,7 @@ async def set_category(
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await evrows.set_category(conn, ledger.mac, uuid.UUID(evidence_id), category, indexes[0])
-        await audit.add_refs(conn, [(indexes[0], "evidence", evidence_id)])
+        await decisions.add_refs(conn, [(indexes[0], "evidence", evidence_id)])
 
     entry = make_entry(
         "retention",

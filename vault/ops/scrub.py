@@ -66,7 +66,7 @@ from typing import Any, Literal
 import asyncpg
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions
 from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound, Unavailable
 from vault.events import emit
@@ -397,7 +397,7 @@ class _Run:
         failing = {f.evidence_id for f in r.findings}
 
         async def refs(conn: Conn, indexes: list[int]) -> None:
-            await audit.add_refs(conn, [(indexes[0], "evidence", e) for e in sorted(failing)])
+            await decisions.add_refs(conn, [(indexes[0], "evidence", e) for e in sorted(failing)])
 
         (r.ledger_index,) = await self.ledger.append([entry], effect=refs)
 

@@ -14,7 +14,7 @@ Guarantees of :func:`release_copy`:
   new object) and the decided label, recorded by its own ``released`` ledger entry in the same
   transaction: ``copy`` (the redacted rendition) and ``copy_entry`` (its ``redacted`` entry),
   the label and the copy's label before, and who decided (a commitment). Access to a released
-  copy is decided on its own label (``vault.access.audit.rendition_target_of``), still within
+  copy is decided on its own label (``vault.access.targets.rendition_target_of``), still within
   its original's cases (need to know is not released). The kind is bound in the row's tag, so a
   database edit cannot make an unreleased copy released; ``fsck --state`` replays the entry.
 * The redacted copy itself and the original are not changed. Raising the original's own label
@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.access.filters import label_of
 from vault.db import Conn
 from vault.errors import BadRequest, Forbidden
@@ -53,7 +53,7 @@ async def release_copy(ledger: Ledger, actor: Principal, copy_id: str, label: La
     db = ledger.pool
     if Role.LEGAL_REVIEWER not in actor.roles:
         raise Forbidden("releasing a redacted copy is a legal reviewer's decision")
-    target = await audit.authorize(db, ledger, actor, Action.LABEL, "rendition", copy_id)
+    target = await targets.authorize(db, ledger, actor, Action.LABEL, "rendition", copy_id)
     if not Label(actor.clearance, actor.caveats).dominates(label):
         raise Forbidden("you may not set a label above your own clearance and caveats")
     row = await evrows.load_rendition(db, ledger.mac, copy_id, where="release")
@@ -86,7 +86,7 @@ async def release_copy(ledger: Ledger, actor: Principal, copy_id: str, label: La
 
     async def effect(conn: Conn, indexes: list[int]) -> None:
         await evrows.insert_rendition(conn, ledger.mac, new, indexes[0])
-        await audit.add_refs(
+        await decisions.add_refs(
             conn,
             [
                 (indexes[0], "evidence", str(row.evidence_id)),

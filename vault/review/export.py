@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.access.listing import EvidenceQuery, list_evidence
 from vault.anchors.cosigners import wait_cosignatures
 from vault.anchors.sm2 import Sm2Cosigner
@@ -124,7 +124,7 @@ async def export_case(
     if await asyncio.to_thread(os.path.lexists, out):
         raise Conflict(f"{out} exists: a package is never written over anything")
     db = ledger.pool
-    case = await audit.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
+    case = await targets.authorize(db, ledger, actor, Action.EXPORT, "case", case_id)
     if not originals and not renditions:
         raise BadRequest("a package without originals needs renditions (e.g. redacted)")
     plan = await _plan(ledger, actor, case_id, renditions, originals)
@@ -225,7 +225,7 @@ def _sm2_state(ledger: Ledger, note: str) -> tuple[bool, str, str] | None:
 
 def _refs(case_id: str) -> Any:
     async def effect(conn: Any, indexes: list[int]) -> None:
-        await audit.add_refs(conn, [(indexes[0], "case", case_id)])
+        await decisions.add_refs(conn, [(indexes[0], "case", case_id)])
 
     return effect
 
@@ -242,7 +242,7 @@ async def _plan(
         )
         for item in page.items:
             try:
-                await audit.authorize(db, ledger, actor, Action.EXPORT, "evidence", item.id)
+                await targets.authorize(db, ledger, actor, Action.EXPORT, "evidence", item.id)
             except Forbidden as exc:
                 plan.skipped.append(f"{item.id}: {exc.detail}")
                 continue

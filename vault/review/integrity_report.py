@@ -28,7 +28,7 @@ Guarantees:
   renditions (acquired, reoffered, derived, linked, unlinked, labelled, accessed, denied, scrub,
   disposed, ...), oldest first, with public fields and only the openings naming who acted
   (``principal``, ``by``) and which case (``case``); an entry that also names an evidence item,
-  rendition or case the caller may not list is left out (as in ``audit.trail``). Case exports
+  rendition or case the caller may not list is left out (as in ``trails.trail``). Case exports
   (``exported`` entries are about the case) are listed once for the case.
 - Verdict: ``ok`` only when every item's content is ``ok`` and its ledger check holds; otherwise
   ``failed`` with one reason per failure, naming the item. A case with no visible item is ``ok``
@@ -49,7 +49,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.access.listing import EvidenceQuery, list_evidence
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
 from vault.keys.hostmac import HostMac, RowTampered
@@ -98,11 +98,11 @@ async def integrity_report(
 ) -> SignedReport:
     """Check and report on ``case_id`` for ``actor`` (see the module docstring)."""
     db = ledger.pool
-    case = await audit.case_target(db, case_id)
+    case = await targets.case_target(db, case_id)
     decision = absent("case") if case is None else decide(actor, Action.READ_METADATA, case)
     ids, tampered = await _visible_ids(ledger, actor, case_id) if decision.allowed else ([], [])
     refs = [("case", case_id), *(("evidence", e) for e in ids)]
-    audit_idx = await audit.record(
+    audit_idx = await decisions.record(
         ledger,
         actor,
         Action.VERIFY,
@@ -345,7 +345,7 @@ async def _entries(
         ref: tuple[TargetKind, str] = (r["ref_kind"], r["ref_id"])
         if ref not in seen:
             try:
-                t: Target | None = await audit.target(db, *ref, mac=mac)
+                t: Target | None = await targets.target(db, *ref, mac=mac)
             except RowTampered:  # alarm raised; what the entry names stays hidden
                 seen[ref] = False
             else:

@@ -9,7 +9,7 @@ Guarantees:
 
 - From the vault, the acting principal must be allowed to ``verify`` the evidence (and the
   rendition, when its label is above the evidence's); the decision is recorded
-  (``audit.guard``) before anything is read, and a missing or invisible item is the same
+  (``decisions.guard``) before anything is read, and a missing or invisible item is the same
   ``NotFound``. The fingerprint is read through the ContentStore; its bytes must hash to the
   rendition's recorded SHA-256, which must be the ``output_sha256`` of its ``derived`` entry,
   whose ``fingerprint_root`` must be the fingerprint's own Merkle root — else IntegrityError.
@@ -48,7 +48,7 @@ from ingest.media import Comparison, Fingerprint, Limits, Tools, compare, probe
 from ingest.media.fingerprint import fingerprint_copy
 from ingest.media.probe import probe_limits
 from vault import evidence as evrows
-from vault.access import audit
+from vault.access import decisions, targets
 from vault.db import Db
 from vault.errors import BadRequest, IntegrityError, NotFound
 from vault.ledger import Ledger
@@ -256,7 +256,7 @@ async def original_from_vault(
     db: Db, ledger: Ledger, content: ContentStore, actor: Principal, evidence_id: str
 ) -> Original:
     """The evidence's recorded fingerprint, access-checked and verified (see module)."""
-    target = await audit.authorize(db, ledger, actor, Action.VERIFY, "evidence", evidence_id)
+    target = await targets.authorize(db, ledger, actor, Action.VERIFY, "evidence", evidence_id)
     source = await evrows.load_evidence(db, ledger.mac, evidence_id, where="localize")
     found = (
         []
@@ -268,9 +268,9 @@ async def original_from_vault(
         raise NotFound(f"evidence {evidence_id} has no fingerprint (media status: {status})")
     fpr = found[0]
     rid = str(fpr.id)
-    rendition = await audit.rendition_target(db, rid, mac=ledger.mac)
+    rendition = await targets.rendition_target(db, rid, mac=ledger.mac)
     if rendition is None or rendition.label != target.label:
-        await audit.guard(ledger, actor, Action.VERIFY, "rendition", rid, rendition)
+        await decisions.guard(ledger, actor, Action.VERIFY, "rendition", rid, rendition)
     obj = await content.open(fpr.sha256)
     try:
         data = b"".join(await asyncio.to_thread(lambda: list(obj.read_range(0, obj.size))))
