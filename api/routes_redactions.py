@@ -66,6 +66,7 @@ SPEC = define(
             "boxes": {"type": "array", "maxItems": 32, "items": {"type": "object"}},
             "frame_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
             "mute_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
+            "tone_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
         },
     },
 )

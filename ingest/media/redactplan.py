@@ -18,6 +18,8 @@ yuv420p first, see :data:`PREPARE`):
 * **Bounded graphs.** A track of ``k`` keyframes gives ``ceil((k-1) / MAX_INTERVALS)`` patches;
   each patch's position is one piecewise-linear expression of at most :data:`MAX_INTERVALS`
   pieces.
+* :func:`tone_expr` replaces every sample whose time falls in a tone range by the tone
+  (``TONE_HZ`` sine at ``TONE_AMPLITUDE`` of full scale) and keeps every other sample as it was.
 * :func:`mute_expr` enables muting on every audio frame that overlaps a mute range (frames of
   :func:`mute_frame_samples` samples, about 10 ms), so no sample in a range is left audible.
 """
@@ -29,7 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vault.redaction.spec import Effect, Keyframe, Range, Spec, Track
+from vault.redaction.spec import TONE_AMPLITUDE, TONE_HZ, Effect, Keyframe, Range, Spec, Track
 
 __all__ = [
     "MARGIN",
@@ -42,6 +44,7 @@ __all__ = [
     "mute_frame_samples",
     "patches",
     "seconds",
+    "tone_expr",
 ]
 
 MARGIN = 4
@@ -177,3 +180,10 @@ def mute_expr(ranges: Sequence[Range], sample_rate: int | None) -> str:
         start = math.floor((r.start_ms / 1000 - frame_s) * 1e6) / 1e6
         parts.append(f"gt(t,{_num(start)})*lt(t,{seconds(r.end_ms)})")
     return "+".join(parts)
+
+
+def tone_expr(ranges: Sequence[Range]) -> str:
+    """An ``aeval`` expression (for each channel ``ch``): the tone on ``ranges`` (both ends
+    included), the input sample ``val(ch)`` elsewhere."""
+    tone = f"{_num(TONE_AMPLITUDE)}*sin(2*PI*{TONE_HZ}*t)"
+    return f"if({enable_expr(ranges)},{tone},val(ch))"

@@ -7,7 +7,8 @@ A spec (``docs/redaction.md``) is a JSON object::
                 "keyframes": [{"t_ms": 0, "x": 40, "y": 30, "w": 64, "h": 64},
                               {"t_ms": 2000, "x": 140, "y": 30, "w": 64, "h": 64}]}],
      "frame_ranges": [{"start_ms": 2500, "end_ms": 3000}],
-     "mute_ranges": [{"start_ms": 1000, "end_ms": 1500}]}
+     "mute_ranges": [{"start_ms": 1000, "end_ms": 1500}],
+     "tone_ranges": [{"start_ms": 1600, "end_ms": 2000}]}
 
 Guarantees of :func:`parse_spec`:
 
@@ -20,12 +21,16 @@ Guarantees of :func:`parse_spec`:
   lies inside the frame, every time within ``[0, duration_ms]``.
 * Sizes are bounded (:data:`MAX_TRACKS` tracks, :data:`MAX_KEYFRAMES` keyframes per track,
   :data:`MAX_RANGES` ranges per list), so no spec can make an unbounded filter graph.
+* Mute and tone ranges never overlap each other (a stretch of sound is either silenced or
+  covered by the tone, not both).
 * Keyframe times strictly increase within a track (a track is at least two keyframes: a box
   standing still is two keyframes at the same place); ranges are non-empty and, within a list,
   neither overlap nor touch out of order (they must be sorted and disjoint).
 * A parsed :class:`Spec` has one canonical encoding (:func:`spec_bytes`, canonical JSON with
   defaults filled in) and so one hash (:func:`spec_sha256`), which the ``redacted`` ledger entry
-  records and ``evault-verify`` recomputes from the spec carried in a package.
+  records and ``evault-verify`` recomputes from the spec carried in a package. An empty
+  ``tone_ranges`` is left out of that encoding, so specs written before it existed keep their
+  hash.
 
 Between two keyframes a box moves and resizes linearly in time (:func:`box_at`); it is active
 from its first keyframe's time to its last's, both included.
@@ -49,6 +54,8 @@ __all__ = [
     "MAX_TRACKS",
     "MIN_BOX",
     "SPEC_VERSION",
+    "TONE_AMPLITUDE",
+    "TONE_HZ",
     "Box",
     "Frame",
     "InvalidSpec",
@@ -73,6 +80,8 @@ MIN_BOX = 8  # pixels, each side: smaller boxes cannot be blurred to any effect
 MAX_PIXELS = 16384  # any coordinate or time bound far beyond real recordings
 MAX_MS = 7 * 24 * 3600 * 1000
 MAX_LABEL = 64
+TONE_HZ = 1000  # the tone laid over a tone range: a 1 kHz sine ...
+TONE_AMPLITUDE = 0.1  # ... at a tenth of full scale (-20 dBFS) in every channel
 
 
 class InvalidSpec(BadRequest):
@@ -146,6 +155,11 @@ class Spec:
     frame_ranges: tuple[Range, ...] = ()
     mute_ranges: tuple[Range, ...] = ()
     version: int = SPEC_VERSION
+    tone_ranges: tuple[Range, ...] = ()
+
+    @property
+    def has_audio_work(self) -> bool:
+        return bool(self.mute_ranges or self.tone_ranges)
 
     @property
     def has_video_work(self) -> bool:
@@ -312,7 +326,7 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
     without it only the spec's own consistency is checked.
     """
     errs = _Errors()
-    allowed = ("version", "effect", "boxes", "frame_ranges", "mute_ranges")
+    allowed = ("version", "effect", "boxes", "frame_ranges", "mute_ranges", "tone_ranges")
     if not _keys(errs, raw, "", allowed):
         raise InvalidSpec(errs.items)
     assert isinstance(raw, dict)
@@ -325,8 +339,12 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
     ]
     frame_ranges = _ranges(errs, raw, "frame_ranges", frame)
     mute_ranges = _ranges(errs, raw, "mute_ranges", frame)
-    if not errs.items and not (tracks or frame_ranges or mute_ranges):
-        errs.add("boxes", "the spec hides nothing: give boxes, frame_ranges or mute_ranges")
+    tone_ranges = _ranges(errs, raw, "tone_ranges", frame)
+    _disjoint(errs, mute_ranges, tone_ranges)
+    if not errs.items and not (tracks or frame_ranges or mute_ranges or tone_ranges):
+        errs.add(
+            "boxes", "the spec hides nothing: give boxes, frame_ranges, mute_ranges or tone_ranges"
+        )
     if errs.items or effect is None:
         raise InvalidSpec(errs.items)
     return Spec(
@@ -334,7 +352,21 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
         tuple(t for t in tracks if t is not None),
         frame_ranges,
         mute_ranges,
+        tone_ranges=tone_ranges,
     )
+
+
+def _disjoint(errs: _Errors, mute: tuple[Range, ...], tone: tuple[Range, ...]) -> None:
+    """A tone range must not overlap a mute range: the sound is silenced or toned, not both."""
+    for i, t in enumerate(tone):
+        for m in mute:
+            if t.start_ms < m.end_ms and m.start_ms < t.end_ms:
+                errs.add(
+                    f"tone_ranges[{i}].start_ms",
+                    f"overlaps mute range {m.start_ms}-{m.end_ms} ms: a stretch of sound is"
+                    " either muted or toned",
+                )
+                break
 
 
 def spec_json(spec: Spec) -> dict[str, Any]:
@@ -343,7 +375,7 @@ def spec_json(spec: Spec) -> dict[str, Any]:
     def rng(r: Range) -> dict[str, int]:
         return {"start_ms": r.start_ms, "end_ms": r.end_ms}
 
-    return {
+    out: dict[str, Any] = {
         "version": spec.version,
         "effect": spec.effect,
         "boxes": [
@@ -359,6 +391,9 @@ def spec_json(spec: Spec) -> dict[str, Any]:
         "frame_ranges": [rng(r) for r in spec.frame_ranges],
         "mute_ranges": [rng(r) for r in spec.mute_ranges],
     }
+    if spec.tone_ranges:  # left out when empty: older specs keep their canonical bytes
+        out["tone_ranges"] = [rng(r) for r in spec.tone_ranges]
+    return out
 
 
 def spec_bytes(spec: Spec) -> bytes:
