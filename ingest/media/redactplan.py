@@ -15,6 +15,8 @@ yuv420p first, see :data:`PREPARE`):
   the chroma grid (down to even) can never uncover a pixel; clamped into the frame, which keeps
   the coverage because every box lies inside the frame. A box that shrinks is covered by a
   patch the size of its largest keyframe: redaction errs on hiding more, never less.
+* A per-frame track (``Track.hold``) is placed the same way, piecewise constant: at ``t`` the
+  patch covers the box of the latest frame at or before ``t``, as ``spec.box_at`` says.
 * **Bounded graphs.** A track of ``k`` keyframes gives ``ceil((k-1) / MAX_INTERVALS)`` patches;
   each patch's position is one piecewise-linear expression of at most :data:`MAX_INTERVALS`
   pieces.
@@ -89,10 +91,21 @@ def _num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _axis(frames: Sequence[Keyframe], pos: str, size: str, patch: int, limit: int) -> str:
-    """Piecewise-linear position of a ``patch``-wide rectangle covering each box (see module)."""
+def _axis(
+    frames: Sequence[Keyframe], pos: str, size: str, patch: int, limit: int, hold: bool = False
+) -> str:
+    """Piecewise-linear position of a ``patch``-wide rectangle covering each box (see module);
+    with ``hold``, piecewise constant: each box's place until the next one's time."""
     pieces: list[tuple[int, str]] = []
     slack = MARGIN // 2
+    if hold:
+        for a, b in itertools.pairwise(frames):
+            pieces.append((b.t_ms, _num(getattr(a, pos) + getattr(a, size) - patch + slack)))
+        last = frames[-1]
+        out = _num(getattr(last, pos) + getattr(last, size) - patch + slack)
+        for t_ms, expr in reversed(pieces):
+            out = f"if(lt(t,{seconds(t_ms)}),{expr},{out})"
+        return f"clip({out},0,{limit})"
     for a, b in itertools.pairwise(frames):
         ea = getattr(a, pos) + getattr(a, size)  # far edge at a
         eb = getattr(b, pos) + getattr(b, size)
@@ -123,8 +136,8 @@ def _track_patches(track: Track, width: int, height: int) -> list[Patch]:
                 chunk[-1].t_ms,
                 w,
                 h,
-                _axis(chunk, "x", "w", w, width - w),
-                _axis(chunk, "y", "h", h, height - h),
+                _axis(chunk, "x", "w", w, width - w, track.hold),
+                _axis(chunk, "y", "h", h, height - h, track.hold),
                 track.effect,
             )
         )

@@ -148,6 +148,20 @@ def test_pixels_inside_moving_boxes_differ_strongly_and_outside_match(
         assert outside < 2, (effect, i, outside)
 
 
+def test_a_per_frame_track_jumps_without_interpolation(checker: Path, tmp_path: Path) -> None:
+    a, b = {"x": 20, "y": 20, "w": 64, "h": 48}, {"x": 200, "y": 150, "w": 64, "h": 48}
+    frames = [{"t_ms": 0, **a}, {"t_ms": 1000, **b}, {"t_ms": 2000, **b}]
+    spec = {"version": 1, "effect": "solid", "boxes": [{"frames": frames}]}
+    out = redact(checker, tmp_path, spec)
+    before, after = grey_frames(checker), grey_frames(out)
+    for i, where in ((12, a), (24, a), (25, b), (40, b)):  # t = 0.48, 0.96, 1.0, 1.6 s
+        box = Box(**where)
+        inner = Box(box.x + 2, box.y + 2, box.w - 4, box.h - 4)
+        assert mean_diff(before[i], after[i], inner, invert=False) > 60, i
+        # nowhere else, in particular not half-way where interpolation would have put it
+        assert mean_diff(before[i], after[i], box, invert=True, pad=MARGIN // 2 + 16) < 2, i
+
+
 def test_muted_ranges_are_silent_and_the_rest_is_not(checker: Path, tmp_path: Path) -> None:
     spec = {"version": 1, "mute_ranges": [{"start_ms": 1000, "end_ms": 2000}]}
     out = redact(checker, tmp_path, spec)

@@ -19,7 +19,8 @@ Guarantees of :func:`parse_spec`:
   :data:`EFFECTS` are errors.
 * With ``frame`` given (the original's upright picture size and duration): every keyframe box
   lies inside the frame, every time within ``[0, duration_ms]``.
-* Sizes are bounded (:data:`MAX_TRACKS` tracks, :data:`MAX_KEYFRAMES` keyframes per track,
+* Sizes are bounded (:data:`MAX_TRACKS` tracks, :data:`MAX_KEYFRAMES` keyframes or
+  :data:`MAX_FRAMES` per-frame boxes per track, :data:`MAX_BOX_POINTS` of both in all,
   :data:`MAX_RANGES` ranges per list), so no spec can make an unbounded filter graph.
 * Mute and tone ranges never overlap each other (a stretch of sound is either silenced or
   covered by the tone, not both).
@@ -32,8 +33,10 @@ Guarantees of :func:`parse_spec`:
   ``tone_ranges`` is left out of that encoding, so specs written before it existed keep their
   hash.
 
-Between two keyframes a box moves and resizes linearly in time (:func:`box_at`); it is active
-from its first keyframe's time to its last's, both included.
+A track is given either as ``keyframes`` (between two, the box moves and resizes linearly in
+time) or as ``frames``, a box per frame time (each held, unmoved, until the next one's time: no
+interpolation); either way (:func:`box_at`) it is active from its first entry's time to its
+last's, both included.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from verify.canonical import canonical_json
 
 __all__ = [
     "EFFECTS",
+    "MAX_BOX_POINTS",
+    "MAX_FRAMES",
     "MAX_KEYFRAMES",
     "MAX_RANGES",
     "MAX_TRACKS",
@@ -75,6 +80,8 @@ Effect = Literal["blur", "pixelate", "solid"]
 EFFECTS: tuple[str, ...] = ("blur", "pixelate", "solid")
 MAX_TRACKS = 32
 MAX_KEYFRAMES = 256
+MAX_FRAMES = 1800  # per-frame boxes of one track: a minute at 30 frames a second
+MAX_BOX_POINTS = MAX_TRACKS * MAX_KEYFRAMES  # keyframes and per-frame boxes of all tracks
 MAX_RANGES = 64
 MIN_BOX = 8  # pixels, each side: smaller boxes cannot be blurred to any effect
 MAX_PIXELS = 16384  # any coordinate or time bound far beyond real recordings
@@ -132,6 +139,8 @@ class Track:
     keyframes: tuple[Keyframe, ...]
     effect: Effect
     label: str = ""
+    hold: bool = False
+    """Given as per-frame ``frames``: each box held until the next, not interpolated."""
 
     @property
     def start_ms(self) -> int:
@@ -263,31 +272,36 @@ def _keyframe(errs: _Errors, raw: object, path: str, frame: Frame | None) -> Key
 def _track(
     errs: _Errors, raw: object, path: str, default: Effect | None, frame: Frame | None
 ) -> Track | None:
-    if not _keys(errs, raw, path, ("keyframes", "effect", "label")):
+    if not _keys(errs, raw, path, ("keyframes", "frames", "effect", "label")):
         return None
     assert isinstance(raw, dict)
+    hold = "frames" in raw
+    key = "frames" if hold else "keyframes"
+    if hold and "keyframes" in raw:
+        errs.add(path, "give keyframes or frames, not both")
+        return None
     effect = default if "effect" not in raw else _effect(errs, raw["effect"], f"{path}.effect")
     label = raw.get("label", "")
     if not isinstance(label, str) or len(label) > MAX_LABEL or not label.isprintable():
         errs.add(f"{path}.label", f"must be printable text of at most {MAX_LABEL} characters")
         label = ""
     before = len(errs.items)
-    items = _list(errs, raw, "keyframes", path, MAX_KEYFRAMES)
-    if "keyframes" not in raw:
-        errs.add(f"{path}.keyframes", "required")
+    items = _list(errs, raw, key, path, MAX_FRAMES if hold else MAX_KEYFRAMES)
+    if key not in raw:
+        errs.add(f"{path}.keyframes", "required (or frames)")
     elif len(errs.items) == before and len(items) < 2:
-        errs.add(f"{path}.keyframes", "at least two keyframes (a still box: two at one place)")
-    frames = [_keyframe(errs, k, f"{path}.keyframes[{i}]", frame) for i, k in enumerate(items)]
+        errs.add(f"{path}.{key}", f"at least two {key} (a still box: two at one place)")
+    frames = [_keyframe(errs, k, f"{path}.{key}[{i}]", frame) for i, k in enumerate(items)]
     for i in range(1, len(frames)):
         a, b = frames[i - 1], frames[i]
         if a is not None and b is not None and b.t_ms <= a.t_ms:
             errs.add(
-                f"{path}.keyframes[{i}].t_ms",
-                f"{b.t_ms} is not after the previous keyframe's {a.t_ms}",
+                f"{path}.{key}[{i}].t_ms",
+                f"{b.t_ms} is not after the previous {key[:-1]}'s {a.t_ms}",
             )
     if len(errs.items) != before or effect is None or len(frames) < 2:
         return None
-    return Track(tuple(f for f in frames if f is not None), effect, label)
+    return Track(tuple(f for f in frames if f is not None), effect, label, hold)
 
 
 def _ranges(
@@ -337,6 +351,9 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
         _track(errs, t, f"boxes[{i}]", effect, frame)
         for i, t in enumerate(_list(errs, raw, "boxes", "", MAX_TRACKS))
     ]
+    points = sum(len(t.keyframes) for t in tracks if t is not None)
+    if points > MAX_BOX_POINTS:
+        errs.add("boxes", f"{points} keyframes and frames in all, at most {MAX_BOX_POINTS}")
     frame_ranges = _ranges(errs, raw, "frame_ranges", frame)
     mute_ranges = _ranges(errs, raw, "mute_ranges", frame)
     tone_ranges = _ranges(errs, raw, "tone_ranges", frame)
@@ -382,7 +399,7 @@ def spec_json(spec: Spec) -> dict[str, Any]:
             {
                 "label": t.label,
                 "effect": t.effect,
-                "keyframes": [
+                "frames" if t.hold else "keyframes": [
                     {"t_ms": k.t_ms, "x": k.x, "y": k.y, "w": k.w, "h": k.h} for k in t.keyframes
                 ],
             }
@@ -407,10 +424,13 @@ def spec_sha256(spec: Spec) -> str:
 
 
 def box_at(track: Track, t_ms: float) -> Box | None:
-    """The box of ``track`` at ``t_ms``: linear between keyframes; None outside the track."""
+    """The box of ``track`` at ``t_ms``: linear between keyframes, or the latest per-frame box
+    (held); None outside the track."""
     frames = track.keyframes
     if t_ms < frames[0].t_ms or t_ms > frames[-1].t_ms:
         return None
+    if track.hold:
+        return next(k.box for k in reversed(frames) if k.t_ms <= t_ms)
     for a, b in itertools.pairwise(frames):
         if a.t_ms <= t_ms <= b.t_ms:
             u = (t_ms - a.t_ms) / (b.t_ms - a.t_ms)
