@@ -324,5 +324,14 @@ def test_publicity_reads_only_copies_released_to_it(world: World) -> None:
                   body=internal).status in (403, 404)  # fmt: skip
     listed = w.call("GET", "/v1/evidence", who="pub")
     assert listed.status == 200 and ev not in listed.body.decode()
+    # it lists released copies only: this one (and the earlier release), never the copy itself
+    listed_copies = w.call("GET", "/v1/released", who="pub").json()["released"]
+    ids = {c["rendition_id"] for c in listed_copies}
+    assert released["rendition_id"] in ids and copy_id not in ids
+    detail = w.call("GET", f"/v1/evidence/{ev}", who="legal").json()
+    kinds = {r["id"]: r["kind"] for r in detail["renditions"]}
+    assert {kinds[i] for i in ids} == {"released"}
+    assert all(c["content"] == f"/v1/renditions/{c['rendition_id']}/content" for c in listed_copies)
     # need to know is not released: a publicity principal outside the cases sees nothing
     assert w.call("GET", released["content"], who="pub_elsewhere").status == 404
+    assert w.call("GET", "/v1/released", who="pub_elsewhere").json() == {"released": []}
