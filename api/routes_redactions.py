@@ -21,6 +21,8 @@ Guarantees:
 - ``POST /v1/renditions/{id}/release`` (``{"label": ...}``): a legal reviewer releases a
   redacted copy at a label (``vault.redaction.release``): 201 with the ``released`` rendition,
   whose own label then decides who may read it, within the original's cases.
+- ``GET /v1/released``: the released copies the caller may list (``visible_released``), newest
+  first; for the publicity role, the only things it can list at all.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ from api.openapi import define, json_body, json_response, operation, path
 from api.routes_jobs import visible_job
 from ingest.media.suggest import available
 from ingest.redactjobs import REDACT, SUGGEST
+from vault.access.filters import label_of
 from vault.access.targets import authorize
 from vault.errors import Conflict, Forbidden, Unavailable
 from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Role
 from vault.policy.labels import Label
-from vault.redaction.release import release_copy
+from vault.redaction.release import MAX_LISTED, release_copy, visible_released
 from vault.redaction.spec import Frame, parse_spec, spec_bytes, spec_json
 from vault.review.case_footage import probed_frame
 
@@ -66,6 +69,7 @@ SPEC = define(
             "boxes": {"type": "array", "maxItems": 32, "items": {"type": "object"}},
             "frame_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
             "mute_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
+            "tone_ranges": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
         },
     },
 )
@@ -215,6 +219,67 @@ async def release(request: web.Request) -> web.Response:
             "content": f"/v1/renditions/{done.rendition_id}/content",
         },
         status=201,
+    )
+
+
+RELEASED_LIST = define(
+    "ReleasedCopies",
+    {
+        "type": "object",
+        "required": ["released"],
+        "properties": {
+            "released": {
+                "type": "array",
+                "maxItems": MAX_LISTED,
+                "items": {
+                    "type": "object",
+                    "required": ["rendition_id", "evidence_id", "label", "sha256", "content"],
+                    "properties": {
+                        "rendition_id": S.UUID,
+                        "evidence_id": S.UUID,
+                        "label": S.LABEL,
+                        "sha256": S.STRING,
+                        "size": {"type": "integer"},
+                        "media_type": S.STRING,
+                        "created_at": S.STRING,
+                        "ledger_index": S.INDEX,
+                        "content": S.STRING,
+                    },
+                },
+            }
+        },
+    },
+)
+
+
+@routes.get("/v1/released")
+@operation(
+    "Released redacted copies the caller may list",
+    tags=["evidence"],
+    responses={200: json_response(RELEASED_LIST, "newest first, at most 1000")},
+)
+async def released(request: web.Request) -> web.Response:
+    """The released copies the caller may list (the publicity role's whole view)."""
+    principal = await principal_of(request)
+    rt = request.app[RUNTIME]
+    copies = await visible_released(rt.db.pool, rt.ledger.mac, principal)
+    return web.json_response(
+        {
+            "released": [
+                {
+                    "rendition_id": str(r.id),
+                    "evidence_id": str(r.evidence_id),
+                    "label": label_of(r.label_level, r.label_caveats).to_json(),
+                    "sha256": r.sha256,
+                    "size": r.size,
+                    "media_type": r.media_type,
+                    "created_at": r.created_at.isoformat(),
+                    "ledger_index": r.ledger_idx,
+                    "content": f"/v1/renditions/{r.id}/content",
+                }
+                for r in copies
+            ]
+        }
     )
 
 

@@ -8,7 +8,8 @@ version returned):
 * The filter graph is built through ffmpeg-python from :mod:`ingest.media.redactplan`: the
   picture padded to even size and made yuv420p, then each patch cut out, made unrecognisable
   and laid back while its box is active, then the full-frame ranges, all on the original's
-  upright pixels; audio frames overlapping a mute range multiplied by zero.
+  upright pixels; audio frames overlapping a mute range multiplied by zero, and samples in a
+  tone range replaced by the tone (``aeval``) in the same graph.
 * The spec is checked against the probed picture and duration first
   (``vault.redaction.spec.parse_spec`` with the frame): boxes outside the picture, times past
   the end, or boxes on a recording without video are :class:`~vault.redaction.spec.InvalidSpec`.
@@ -37,6 +38,7 @@ from ingest.media.redactplan import (
     mute_expr,
     mute_frame_samples,
     patches,
+    tone_expr,
 )
 from ingest.media.render import (
     Rendition,
@@ -71,8 +73,9 @@ def check_against(spec: Spec, info: ProbeInfo) -> Spec:
     if info.video_index is None and spec.has_video_work:
         field = "boxes" if spec.boxes else "frame_ranges"
         raise InvalidSpec([(field, "the recording has no video")])
-    if info.audio_index is None and spec.mute_ranges:
-        raise InvalidSpec([("mute_ranges", "the recording has no audio")])
+    if info.audio_index is None and spec.has_audio_work:
+        field = "mute_ranges" if spec.mute_ranges else "tone_ranges"
+        raise InvalidSpec([(field, "the recording has no audio")])
     return checked
 
 
@@ -95,11 +98,14 @@ def _video(stream: Any, spec: Spec, info: ProbeInfo) -> Any:
 
 
 def _audio(stream: Any, spec: Spec, info: ProbeInfo) -> Any:
-    if not spec.mute_ranges:
-        return stream
-    n = mute_frame_samples(info.sample_rate)
-    stream = stream.filter("asetnsamples", n=str(n), p="0")
-    return stream.filter("volume", volume="0", enable=mute_expr(spec.mute_ranges, info.sample_rate))
+    if spec.mute_ranges:
+        n = mute_frame_samples(info.sample_rate)
+        stream = stream.filter("asetnsamples", n=str(n), p="0")
+        enable = mute_expr(spec.mute_ranges, info.sample_rate)
+        stream = stream.filter("volume", volume="0", enable=enable)
+    if spec.tone_ranges:
+        stream = stream.filter("aeval", exprs=tone_expr(spec.tone_ranges), c="same")
+    return stream
 
 
 def redaction_argv(

@@ -15,9 +15,13 @@ yuv420p first, see :data:`PREPARE`):
   the chroma grid (down to even) can never uncover a pixel; clamped into the frame, which keeps
   the coverage because every box lies inside the frame. A box that shrinks is covered by a
   patch the size of its largest keyframe: redaction errs on hiding more, never less.
+* A per-frame track (``Track.hold``) is placed the same way, piecewise constant: at ``t`` the
+  patch covers the box of the latest frame at or before ``t``, as ``spec.box_at`` says.
 * **Bounded graphs.** A track of ``k`` keyframes gives ``ceil((k-1) / MAX_INTERVALS)`` patches;
   each patch's position is one piecewise-linear expression of at most :data:`MAX_INTERVALS`
   pieces.
+* :func:`tone_expr` replaces every sample whose time falls in a tone range by the tone
+  (``TONE_HZ`` sine at ``TONE_AMPLITUDE`` of full scale) and keeps every other sample as it was.
 * :func:`mute_expr` enables muting on every audio frame that overlaps a mute range (frames of
   :func:`mute_frame_samples` samples, about 10 ms), so no sample in a range is left audible.
 """
@@ -29,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vault.redaction.spec import Effect, Keyframe, Range, Spec, Track
+from vault.redaction.spec import TONE_AMPLITUDE, TONE_HZ, Effect, Keyframe, Range, Spec, Track
 
 __all__ = [
     "MARGIN",
@@ -42,6 +46,7 @@ __all__ = [
     "mute_frame_samples",
     "patches",
     "seconds",
+    "tone_expr",
 ]
 
 MARGIN = 4
@@ -86,10 +91,21 @@ def _num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _axis(frames: Sequence[Keyframe], pos: str, size: str, patch: int, limit: int) -> str:
-    """Piecewise-linear position of a ``patch``-wide rectangle covering each box (see module)."""
+def _axis(
+    frames: Sequence[Keyframe], pos: str, size: str, patch: int, limit: int, hold: bool = False
+) -> str:
+    """Piecewise-linear position of a ``patch``-wide rectangle covering each box (see module);
+    with ``hold``, piecewise constant: each box's place until the next one's time."""
     pieces: list[tuple[int, str]] = []
     slack = MARGIN // 2
+    if hold:
+        for a, b in itertools.pairwise(frames):
+            pieces.append((b.t_ms, _num(getattr(a, pos) + getattr(a, size) - patch + slack)))
+        last = frames[-1]
+        out = _num(getattr(last, pos) + getattr(last, size) - patch + slack)
+        for t_ms, expr in reversed(pieces):
+            out = f"if(lt(t,{seconds(t_ms)}),{expr},{out})"
+        return f"clip({out},0,{limit})"
     for a, b in itertools.pairwise(frames):
         ea = getattr(a, pos) + getattr(a, size)  # far edge at a
         eb = getattr(b, pos) + getattr(b, size)
@@ -120,8 +136,8 @@ def _track_patches(track: Track, width: int, height: int) -> list[Patch]:
                 chunk[-1].t_ms,
                 w,
                 h,
-                _axis(chunk, "x", "w", w, width - w),
-                _axis(chunk, "y", "h", h, height - h),
+                _axis(chunk, "x", "w", w, width - w, track.hold),
+                _axis(chunk, "y", "h", h, height - h, track.hold),
                 track.effect,
             )
         )
@@ -177,3 +193,10 @@ def mute_expr(ranges: Sequence[Range], sample_rate: int | None) -> str:
         start = math.floor((r.start_ms / 1000 - frame_s) * 1e6) / 1e6
         parts.append(f"gt(t,{_num(start)})*lt(t,{seconds(r.end_ms)})")
     return "+".join(parts)
+
+
+def tone_expr(ranges: Sequence[Range]) -> str:
+    """An ``aeval`` expression (for each channel ``ch``): the tone on ``ranges`` (both ends
+    included), the input sample ``val(ch)`` elsewhere."""
+    tone = f"{_num(TONE_AMPLITUDE)}*sin(2*PI*{TONE_HZ}*t)"
+    return f"if({enable_expr(ranges)},{tone},val(ch))"

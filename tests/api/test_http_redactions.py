@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_fixtures import World, seeded_service
+from http_fixtures import Reply, World, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
@@ -250,3 +250,88 @@ def test_a_legal_reviewer_releases_a_copy_below_its_originals_label(world: World
     assert entry["label"] == "internal" and str(entry["previous"]).startswith("secret")
     assert "by" in dict(entry["commitments"])  # type: ignore[arg-type]
     assert w.svc.evault("ledger", "fsck", "--state").returncode == 0
+
+
+def _add_publicity(w: World, pid: str, cases: tuple[str, ...]) -> None:
+    """A principal of role publicity, cleared for internal, assigned to ``cases``."""
+    from datetime import timedelta
+
+    from vault.access import principals, tokens
+    from vault.policy.decide import Role
+    from vault.policy.labels import Level
+
+    async def add() -> str:
+        cfg = load(None, str(w.svc.data), environ=w.svc.env)
+        async with open_runtime(cfg) as rt:
+            db, ledger = rt.db.pool, rt.ledger
+            admin = await principals.load(db, "admin")
+            spec = principals.PrincipalSpec(
+                id=pid, roles=frozenset({Role.PUBLICITY}), clearance=Level.INTERNAL
+            )
+            await principals.add(db, ledger, admin, spec)
+            for case in cases:
+                await principals.assign(db, ledger, admin, pid, case, force=True)
+            return (await tokens.create(db, ledger, admin, pid, timedelta(days=1))).token
+
+    w.tokens[pid] = asyncio.run(add())
+
+
+def _bare(r: Reply) -> dict[str, object]:
+    """A problem without its request id: what a caller can compare."""
+    return {k: v for k, v in r.problem().items() if k != "request_id"}
+
+
+def test_publicity_reads_only_copies_released_to_it(world: World) -> None:
+    """(After the release test: the recording is in the secret case CS.) A publicity principal
+    assigned to the cases reads the released copy, and gets the very Not found of a missing
+    rendition for the original, for the unreleased copy and for the item's metadata; one not
+    assigned to the cases does not get the released copy either (need to know is not released)."""
+    w = world
+    ev = str(w.evidence["v"]["evidence_id"])
+    _add_publicity(w, "pub", ("C1", "CS"))
+    _add_publicity(w, "pub_elsewhere", ("C9",))
+    r = w.call("POST", f"/v1/evidence/{ev}/redactions", who="legal",
+               body=json.dumps(SPEC).encode())  # fmt: skip
+    job = _wait(w, r.headers["location"], "legal", ("done", "failed"))
+    assert job["status"] == "done", job
+    copy_id = str(job["rendition_id"])
+    absent = w.call("GET", "/v1/renditions/00000000-0000-4000-8000-000000000000/content",
+                    who="pub")  # fmt: skip
+    assert absent.status == 404
+    unreleased = w.call("GET", f"/v1/renditions/{copy_id}/content", who="pub")
+    assert (unreleased.status, _bare(unreleased)) == (404, _bare(absent))  # no leak
+    internal = json.dumps({"label": "internal"}).encode()
+    r = w.call("POST", f"/v1/renditions/{copy_id}/release", who="legal", body=internal)
+    assert r.status == 201, r.body
+    released = r.json()
+    deadline = time.monotonic() + 10  # the service learns of the new principal within seconds
+    while (got := w.call("GET", released["content"], who="pub")).status != 200:
+        assert time.monotonic() < deadline, (got.status, got.body)
+        time.sleep(0.3)
+    assert got.body == w.call("GET", f"/v1/renditions/{copy_id}/content", who="legal").body
+    # never the original, never the unreleased copy, not even the item's metadata
+    missing_ev = w.call("GET", "/v1/evidence/00000000-0000-4000-8000-000000000000", who="pub")
+    assert missing_ev.status == 404
+    for path in (f"/v1/evidence/{ev}/content", f"/v1/evidence/{ev}"):
+        r = w.call("GET", path, who="pub")
+        assert r.status == 404 and _bare(r) == _bare(missing_ev), path
+    again = w.call("GET", f"/v1/renditions/{copy_id}/content", who="pub")
+    assert (again.status, _bare(again)) == (404, _bare(absent))
+    # nor may it ask for a copy, release one, or list evidence
+    assert w.call("POST", f"/v1/evidence/{ev}/redactions", who="pub",
+                  body=json.dumps(SPEC).encode()).status == 404  # fmt: skip
+    assert w.call("POST", f"/v1/renditions/{released['rendition_id']}/release", who="pub",
+                  body=internal).status in (403, 404)  # fmt: skip
+    listed = w.call("GET", "/v1/evidence", who="pub")
+    assert listed.status == 200 and ev not in listed.body.decode()
+    # it lists released copies only: this one (and the earlier release), never the copy itself
+    listed_copies = w.call("GET", "/v1/released", who="pub").json()["released"]
+    ids = {c["rendition_id"] for c in listed_copies}
+    assert released["rendition_id"] in ids and copy_id not in ids
+    detail = w.call("GET", f"/v1/evidence/{ev}", who="legal").json()
+    kinds = {r["id"]: r["kind"] for r in detail["renditions"]}
+    assert {kinds[i] for i in ids} == {"released"}
+    assert all(c["content"] == f"/v1/renditions/{c['rendition_id']}/content" for c in listed_copies)
+    # need to know is not released: a publicity principal outside the cases sees nothing
+    assert w.call("GET", released["content"], who="pub_elsewhere").status == 404
+    assert w.call("GET", "/v1/released", who="pub_elsewhere").json() == {"released": []}

@@ -111,6 +111,34 @@ def test_reviewer_draws_a_moving_box_marks_a_mute_and_gets_the_copy(
     assert job["rendition_id"] in {r["id"] for r in detail["renditions"] if r["kind"] == "redacted"}
 
 
+def test_reviewer_moves_a_box_by_dragging_it_and_marks_a_tone(page: Any, world: Seeded) -> None:
+    """A box shown at the current time is dragged, not redrawn: the moved box becomes a
+    keyframe of the same track at that time, its size kept; a tone range is marked too."""
+    page.evaluate("h => { window.location.hash = h; }", f"#/evidence/{world.e1}/redact")
+    page.wait_for_selector("#redact-video[data-loaded='1']")
+    _seek(page, 0.5)
+    _drag(page, 0.1, 0.1, 0.3, 0.35)  # drawn: about x 32-96, y 24-84
+    _seek(page, 2.0)  # the lone keyframe's box still shows here
+    _drag(page, 0.2, 0.2, 0.6, 0.5)  # grabbed inside it, moved by 40 % and 30 %
+    assert page.locator("#redact-tracks li").count() == 1  # moved, no new track
+    assert "2" in page.locator("#redact-tracks li").inner_text()
+    _seek(page, 1.0)
+    page.click("#redact-tone-start")
+    _seek(page, 1.5)
+    page.click("#redact-tone-end")
+    assert page.locator("#redact-tone-ranges li").count() == 1
+    page.click("#redact-submit")
+    page.wait_for_selector("#redact-result[data-state='done']", timeout=120_000)
+    job = _get(world, f"/v1/redactions/{page.locator('#redact-result').get_attribute('data-job')}")
+    (track,) = job["spec"]["boxes"]
+    first, last = track["keyframes"]
+    assert (first["t_ms"], last["t_ms"]) == (500, 2000)
+    assert (last["w"], last["h"]) == (first["w"], first["h"])  # moved, not resized
+    assert 120 <= last["x"] - first["x"] <= 136  # 40 % of 320 = 128
+    assert 64 <= last["y"] - first["y"] <= 80  # 30 % of 240 = 72
+    assert job["spec"]["tone_ranges"] == [{"start_ms": 1000, "end_ms": 1500}]
+
+
 def test_a_refused_spec_shows_each_field(page: Any, world: Seeded) -> None:
     page.evaluate("h => { window.location.hash = h; }", f"#/evidence/{world.e1}/redact")
     page.wait_for_selector("#redact-video[data-loaded='1']")

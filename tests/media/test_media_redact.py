@@ -7,7 +7,9 @@ grey frames and compared in Python; loudness is measured with ffmpeg's ``volumed
 
 from __future__ import annotations
 
+import array
 import asyncio
+import math
 import re
 import subprocess
 from collections.abc import Callable
@@ -146,6 +148,20 @@ def test_pixels_inside_moving_boxes_differ_strongly_and_outside_match(
         assert outside < 2, (effect, i, outside)
 
 
+def test_a_per_frame_track_jumps_without_interpolation(checker: Path, tmp_path: Path) -> None:
+    a, b = {"x": 20, "y": 20, "w": 64, "h": 48}, {"x": 200, "y": 150, "w": 64, "h": 48}
+    frames = [{"t_ms": 0, **a}, {"t_ms": 1000, **b}, {"t_ms": 2000, **b}]
+    spec = {"version": 1, "effect": "solid", "boxes": [{"frames": frames}]}
+    out = redact(checker, tmp_path, spec)
+    before, after = grey_frames(checker), grey_frames(out)
+    for i, where in ((12, a), (24, a), (25, b), (40, b)):  # t = 0.48, 0.96, 1.0, 1.6 s
+        box = Box(**where)
+        inner = Box(box.x + 2, box.y + 2, box.w - 4, box.h - 4)
+        assert mean_diff(before[i], after[i], inner, invert=False) > 60, i
+        # nowhere else, in particular not half-way where interpolation would have put it
+        assert mean_diff(before[i], after[i], box, invert=True, pad=MARGIN // 2 + 16) < 2, i
+
+
 def test_muted_ranges_are_silent_and_the_rest_is_not(checker: Path, tmp_path: Path) -> None:
     spec = {"version": 1, "mute_ranges": [{"start_ms": 1000, "end_ms": 2000}]}
     out = redact(checker, tmp_path, spec)
@@ -155,6 +171,54 @@ def test_muted_ranges_are_silent_and_the_rest_is_not(checker: Path, tmp_path: Pa
     assert max_volume(checker, 1.05, 0.9) > -20  # the original still has it, untouched
     before, after = grey_frames(checker), grey_frames(out)
     assert mean_diff(before[40], after[40], Box(0, 0, 0, 0), invert=True) < 3
+
+
+def samples(path: Path, start_s: float, length_s: float, rate: int = 8000) -> list[float]:
+    """Mono float samples of ``path``'s sound from ``start_s`` for ``length_s`` seconds."""
+    raw = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a:0", "-ss", str(start_s),
+         "-t", str(length_s), "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return list(array.array("f", raw))
+
+
+def power_at(xs: list[float], hz: float, rate: int = 8000) -> float:
+    """Mean power of ``xs`` at ``hz`` (Goertzel), as a fraction of the whole signal's power."""
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    s1 = s2 = 0.0
+    for x in xs:
+        s1, s2 = x + coeff * s1 - s2, s1
+    tone = (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / len(xs) ** 2
+    return tone / max(sum(x * x for x in xs) / len(xs), 1e-12)
+
+
+def test_tone_ranges_carry_the_tone_and_nothing_of_the_original(
+    checker: Path, tmp_path: Path
+) -> None:
+    spec = {"version": 1, "tone_ranges": [{"start_ms": 1000, "end_ms": 2000}]}
+    out = redact(checker, tmp_path, spec)
+    inside, original = samples(out, 1.1, 0.8), samples(checker, 1.1, 0.8)
+    assert power_at(inside, 1000) > 0.95  # the energy is the 1 kHz tone's ...
+    assert power_at(inside, 440) < 0.01  # ... and nothing is left of the original's 440 Hz
+    assert power_at(original, 440) > 0.95  # (which the original still has there, untouched)
+    assert -22 < max_volume(out, 1.1, 0.8) < -18  # at a moderate level: -20 dBFS
+    for start in (0.1, 2.1):  # the rest is the original's sound, within encoder noise
+        before, after = samples(checker, start, 0.8), samples(out, start, 0.8)
+        noise = sum((a - b) ** 2 for a, b in zip(before, after, strict=True))
+        assert noise / sum(a * a for a in before) < 0.01, start
+        assert power_at(after, 1000) < 0.01, start
+
+
+def test_a_tone_range_overlapping_a_mute_range_is_refused() -> None:
+    spec = {
+        "version": 1,
+        "mute_ranges": [{"start_ms": 1000, "end_ms": 2000}],
+        "tone_ranges": [{"start_ms": 0, "end_ms": 500}, {"start_ms": 1500, "end_ms": 2500}],
+    }
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(spec)
+    assert [f for f, _ in info.value.errors] == ["tone_ranges[1].start_ms"]
 
 
 def test_full_frame_ranges_hide_the_whole_picture_only_then(checker: Path, tmp_path: Path) -> None:

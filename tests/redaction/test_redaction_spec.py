@@ -12,6 +12,8 @@ import pytest
 from ingest.media.redactplan import MAX_INTERVALS, mute_expr, patches
 from vault.errors import BadRequest
 from vault.redaction.spec import (
+    MAX_BOX_POINTS,
+    MAX_FRAMES,
     MAX_KEYFRAMES,
     MAX_RANGES,
     MAX_TRACKS,
@@ -213,3 +215,67 @@ def test_mute_covers_every_audio_frame_that_overlaps_a_range() -> None:
     assert not on(0.08) and not on(0.2) and not on(0.25) and not on(0.5)
     first = parse_spec({"version": 1, "mute_ranges": [{"start_ms": 0, "end_ms": 5}]})
     assert "gt(t,-0.01)" in mute_expr(first.mute_ranges, 48000)
+
+
+def test_specs_without_tone_ranges_keep_their_canonical_bytes() -> None:
+    """Adding tone ranges and per-frame tracks to the format changed no existing spec's hash
+    (the value below is the hash of ``good()`` before either existed)."""
+    raw = spec_bytes(parse_spec(good()))
+    assert b"tone_ranges" not in raw and b'"frames"' not in raw
+    assert spec_sha256(parse_spec(good())) == (
+        "9eb8c53307e88786805a8b271f52ac31bb5c99c3b2926522e6dc8e4f53978259"
+    )
+    toned = good() | {"tone_ranges": [{"start_ms": 500, "end_ms": 900}]}
+    spec = parse_spec(toned, FRAME)
+    assert spec_sha256(spec) != spec_sha256(parse_spec(good()))
+    assert parse_spec(__import__("json").loads(spec_bytes(spec)), FRAME) == spec
+    too_long = good() | {"tone_ranges": [{"start_ms": 500, "end_ms": 9000}]}
+    assert "beyond the duration" in fields(too_long)["tone_ranges[0].end_ms"]
+
+
+def test_per_frame_tracks_hold_each_box_until_the_next() -> None:
+    raw = good()
+    raw["boxes"] = [{"frames": [kf(0), kf(40, x=200), kf(80, x=100)]}]
+    spec = parse_spec(raw, FRAME)
+    track = spec.boxes[0]
+    assert track.hold
+    at = box_at(track, 39)
+    assert at is not None and at.x == 10  # held, not on its way to 200
+    assert box_at(track, 40).x == 200 and box_at(track, 79).x == 200  # type: ignore[union-attr]
+    assert box_at(track, 80).x == 100 and box_at(track, 81) is None  # type: ignore[union-attr]
+    again = parse_spec(__import__("json").loads(spec_bytes(spec)), FRAME)
+    assert again == spec and b'"frames"' in spec_bytes(spec)
+    for t in range(0, 81, 5):  # every patch covers the held box at each time
+        box = box_at(track, t)
+        assert box is not None
+        cover = [p for p in patches(spec, 320, 240) if p.start_ms <= t <= p.end_ms]
+        assert cover, t
+        for p in cover[:1]:
+            x = eval_axis(p.x, t)
+            assert x <= box.x and box.x + box.w <= x + p.w, (t, x, box)
+
+
+def eval_axis(expr: str, t_ms: int) -> float:
+    """Evaluate a patch position expression (if/lt/clip/between only) at ``t_ms``."""
+    env = {
+        "t": t_ms / 1000,
+        "if": lambda c, a, b: a if c else b,
+        "lt": lambda a, b: float(a < b),
+        "clip": lambda v, lo, hi: max(lo, min(hi, v)),
+    }
+    return float(eval(expr.replace("if(", "if_("), {"if_": env["if"]} | env))
+
+
+def test_per_frame_tracks_are_bounded_and_named() -> None:
+    raw = good()
+    raw["boxes"] = [{"frames": [kf(t) for t in range(MAX_FRAMES + 1)]}]
+    assert "at most 1800" in fields(raw, None)["boxes[0].frames"]
+    raw["boxes"] = [{"frames": [kf(0), kf(40)], "keyframes": [kf(0), kf(40)]}]
+    assert "not both" in fields(raw)["boxes[0]"]
+    raw["boxes"] = [{"frames": [kf(0)]}]
+    assert "at least two" in fields(raw)["boxes[0].frames"]
+    raw["boxes"] = [{"frames": [kf(0), kf(40, x=300)]}]
+    assert "frame width 320" in fields(raw)["boxes[0].frames[1].x"]
+    many = [{"frames": [kf(t) for t in range(MAX_FRAMES)]} for _ in range(5)]
+    raw["boxes"] = many
+    assert f"at most {MAX_BOX_POINTS}" in fields(raw, None)["boxes"]

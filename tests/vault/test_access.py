@@ -67,6 +67,11 @@ def reference_allowed(p: Principal, action: str, t: Target) -> bool:
         if case in p.cases:
             assigned = True
     need_to_know = assigned or recorded_it
+    # "the publicity role reads only redacted copies released to it" (in its cases)
+    released_to_it = t.kind == "rendition" and t.released and assigned
+    publicity_reads = action in ("list", "read_metadata", "stream", "download")
+    if "publicity" in roles and released_to_it and publicity_reads:
+        return True
 
     if action == "upload":
         if t.kind != "dock":
@@ -155,6 +160,7 @@ target_st = st.builds(
     cases=subsets(CASES, max_size=2),
     officer_id=st.sampled_from(OFFICERS),
     dock_id=st.sampled_from([None, *DOCKS]),
+    released=st.booleans(),
 )
 
 
@@ -507,3 +513,29 @@ def test_effective_label_dominates_all(ev: Label, cases: list[Label]) -> None:
     eff = effective_label(ev, cases)
     assert eff.dominates(ev)
     assert all(eff.dominates(c) for c in cases)
+
+
+def released_copy(label: str = "internal", cases: frozenset[str] = frozenset({"c1"})) -> Target:
+    return Target("rendition", Label.parse(label), cases=cases, officer_id="o9", released=True)
+
+
+def test_publicity_reads_released_copies_in_its_cases_and_nothing_else() -> None:
+    pub = person(Role.PUBLICITY, clearance=Level.INTERNAL)
+    for action in (Action.LIST, Action.READ_METADATA, Action.STREAM, Action.DOWNLOAD):
+        assert decide(pub, action, released_copy()).allowed, action
+    assert decide(pub, Action.LABEL, released_copy()).reason == (
+        "role admin or legal_reviewer required for label"
+    )
+    unreleased = replace(released_copy(), released=False)
+    for hidden in (
+        evidence("internal"),  # the original
+        unreleased,  # a redacted copy not released
+        released_copy("secret"),  # released, but above its clearance
+        released_copy(cases=frozenset({"c2"})),  # released in a case it is not assigned to
+        Target("case", INTERNAL, cases=frozenset({"c1"})),
+    ):
+        _all_denied_as_not_found(pub, hidden)
+    assert decide(pub, Action.LIST, evidence("internal")).why == "not a released redacted copy"
+    # a reviewer denied a download is not told to become publicity
+    d = decide(person(Role.REVIEWER), Action.DOWNLOAD, unreleased)
+    assert "publicity" not in d.reason

@@ -88,7 +88,7 @@ def rendition_target_of(row: evrows.Rendition, source: Target) -> Target:
     """The target for a verified rendition row whose source's target is ``source``."""
     own = label_of(row.label_level, row.label_caveats)
     if row.kind == evrows.RELEASED:  # a released redacted copy: the legal reviewer's label
-        return Target("rendition", own, source.cases, source.officer_id)
+        return Target("rendition", own, source.cases, source.officer_id, released=True)
     return Target("rendition", rendition_label(source.label, own), source.cases, source.officer_id)
 
 

@@ -13,7 +13,10 @@
    - ``NEED_TO_KNOW``: assigned to one of the target's cases, or (evidence and renditions only)
      the officer who recorded it;
    - ``OWN_RECORDING``: (evidence and renditions only) the officer who recorded it;
-   - ``OWN_DOCK``: the target is a dock listed in the principal's ``dock_ids``.
+   - ``OWN_DOCK``: the target is a dock listed in the principal's ``dock_ids``;
+   - ``RELEASED``: the target is a released redacted copy (a rendition of kind ``released``,
+     its label the one a legal reviewer decided) and the principal is assigned to one of its
+     cases: never an original, never a copy not released.
 
 ROLE_GRANTS, the single source of truth (SQL visibility filters must agree with it):
 
@@ -27,6 +30,7 @@ legal_reviewer list, read_metadata, stream, download, export, verify, label: NEE
 case_system    list, read_metadata, stream, download, link: ANY
 auditor        list, read_metadata, verify: ANY
 admin          list, read_metadata, link, label, administer: ANY
+publicity      list, read_metadata, stream, download: RELEASED
 ============== ===================================================================
 
 Choices: ``case_system`` may not ``export``: a package names the person who exported it and
@@ -102,6 +106,7 @@ class Role(StrEnum):
     CASE_SYSTEM = "case_system"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    PUBLICITY = "publicity"
 
 
 class Action(StrEnum):
@@ -124,6 +129,7 @@ class Scope(Enum):
     NEED_TO_KNOW = "need_to_know"
     OWN_RECORDING = "own_recording"
     OWN_DOCK = "own_dock"
+    RELEASED = "released"
 
 
 TargetKind = Literal["evidence", "rendition", "case", "ledger", "system", "dock"]
@@ -182,6 +188,12 @@ ROLE_GRANTS: Mapping[Role, Mapping[Action, Scope]] = {
         _A.LABEL: Scope.ANY,
         _A.ADMINISTER: Scope.ANY,
     },
+    Role.PUBLICITY: {
+        _A.LIST: Scope.RELEASED,
+        _A.READ_METADATA: Scope.RELEASED,
+        _A.STREAM: Scope.RELEASED,
+        _A.DOWNLOAD: Scope.RELEASED,
+    },
 }
 """Role → action → scope: the single source of truth for who may do what."""
 
@@ -203,13 +215,15 @@ class Principal:
 @dataclass(frozen=True)
 class Target:
     """What is asked about. ``label`` must already be the effective label (see
-    ``effective_label`` and ``rendition_label``); ``officer_id`` is the recording officer."""
+    ``effective_label`` and ``rendition_label``); ``officer_id`` is the recording officer;
+    ``released``: a rendition of kind ``released`` (a redacted copy a legal reviewer released)."""
 
     kind: TargetKind
     label: Label
     cases: frozenset[str] = frozenset()
     officer_id: str | None = None
     dock_id: str | None = None
+    released: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,9 @@ def _scope_met(principal: Principal, scope: Scope, target: Target) -> bool:
         return recorder
     if scope is Scope.OWN_DOCK:
         return target.kind == "dock" and target.dock_id in principal.dock_ids
+    if scope is Scope.RELEASED:
+        released = target.kind == "rendition" and target.released
+        return released and not principal.cases.isdisjoint(target.cases)
     return False  # pragma: no cover - default deny for a scope added without a rule
 
 
@@ -325,7 +342,12 @@ def _why_not(principal: Principal, action: Action, target: Target) -> Decision:
     """The denial of an action on a target the principal can list: reason and hint."""
     if target.kind not in ACTION_KINDS.get(action, frozenset()):
         return Decision(False, f"{action.value} does not apply to a {target.kind}")
-    granting = sorted(role.value for role, grants in ROLE_GRANTS.items() if action in grants)
+    released = target.kind == "rendition" and target.released
+    granting = sorted(  # a role reaching released copies only is no answer for anything else
+        role.value
+        for role, grants in ROLE_GRANTS.items()
+        if action in grants and (released or grants[action] is not Scope.RELEASED)
+    )
     holding = [role for role in principal.roles if action in ROLE_GRANTS.get(role, {})]
     if not holding:
         reason = f"role {' or '.join(granting)} required for {action.value}"
@@ -335,6 +357,8 @@ def _why_not(principal: Principal, action: Action, target: Target) -> Decision:
     scopes = {ROLE_GRANTS[role][action] for role in holding}
     if scopes == {Scope.OWN_RECORDING}:
         return Decision(False, f"{action.value} is limited to the recording officer")
+    if scopes == {Scope.RELEASED}:  # pragma: no cover - a listable target is a released copy
+        return Decision(False, f"{action.value} is limited to released redacted copies")
     return Decision(
         False,
         f"{action.value} requires need-to-know: assignment to one of its cases",
@@ -366,6 +390,13 @@ def hidden_reason(principal: Principal, target: Target) -> str:
         return f"caveat {'+'.join(missing)} not held (label {target.label})"
     if not any(Action.LIST in ROLE_GRANTS.get(role, {}) for role in principal.roles):
         return "no role grants list"
+    listing = {
+        ROLE_GRANTS[r][Action.LIST]
+        for r in principal.roles
+        if Action.LIST in ROLE_GRANTS.get(r, {})
+    }
+    if listing == {Scope.RELEASED} and not (target.kind == "rendition" and target.released):
+        return "not a released redacted copy"
     if target.kind == "dock":
         return "not one of its docks"
     if target.kind in _RECORDINGS:

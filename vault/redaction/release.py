@@ -17,6 +17,11 @@ Guarantees of :func:`release_copy`:
   copy is decided on its own label (``vault.access.targets.rendition_target_of``), still within
   its original's cases (need to know is not released). The kind is bound in the row's tag, so a
   database edit cannot make an unreleased copy released; ``fsck --state`` replays the entry.
+* :func:`visible_released` lists the released copies a principal may list (the publicity
+  role's way to find what was released to it): each row verified, each decided by
+  ``decide(LIST)`` on its target; candidates narrowed in SQL to the principal's cases (or its
+  own recordings) unless a role lists case-independently; newest first, at most
+  :data:`MAX_LISTED`.
 * The redacted copy itself and the original are not changed. Raising the original's own label
   later raises its released copies too (as every rendition), never the other way round.
 """
@@ -29,14 +34,18 @@ from dataclasses import dataclass
 
 from vault import evidence as evrows
 from vault.access import decisions, targets
-from vault.access.filters import label_of
-from vault.db import Conn
+from vault.access.filters import CURRENT_LINKS, label_of, scopes
+from vault.db import Conn, Db
 from vault.errors import BadRequest, Forbidden
+from vault.evidence.model import RENDITION_TABLE
+from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
-from vault.policy.decide import Action, Principal, Role
+from vault.policy.decide import Action, Principal, Role, Scope, Target, visible
 from vault.policy.labels import Label
 
-__all__ = ["Released", "release_copy"]
+__all__ = ["MAX_LISTED", "Released", "release_copy", "visible_released"]
+
+MAX_LISTED = 1000
 
 
 @dataclass(frozen=True)
@@ -98,3 +107,35 @@ async def release_copy(ledger: Ledger, actor: Principal, copy_id: str, label: La
     entry = make_entry("released", fields, {"by": actor.id})
     (idx,) = await ledger.append([entry], effect=effect)
     return Released(rid, label, idx)
+
+
+async def visible_released(db: Db, mac: HostMac, principal: Principal) -> list[evrows.Rendition]:
+    """The released copies ``principal`` may list, newest first (see the module)."""
+    granted = scopes(principal, Action.LIST, "rendition")
+    if not granted:
+        return []
+    narrow = ""
+    args: list[object] = [evrows.RELEASED, MAX_LISTED]
+    if Scope.ANY not in granted:
+        args += [sorted(principal.cases), principal.officer_id]
+        narrow = (
+            f" AND (EXISTS (SELECT 1 FROM ({CURRENT_LINKS}) l WHERE l.evidence_id = r.evidence_id"  # noqa: S608
+            " AND l.case_id = ANY($3::text[])) OR (e.officer_id IS NOT NULL AND e.officer_id = $4))"
+        )
+    rows = await db.fetch(
+        f"SELECT {evrows.rendition_columns()} FROM renditions r"  # noqa: S608
+        " JOIN evidence e ON e.id = r.evidence_id"
+        f" WHERE r.kind = $1{narrow} ORDER BY r.created_at DESC, r.id LIMIT $2",
+        *args,
+    )
+    out: list[evrows.Rendition] = []
+    sources: dict[str, Target | None] = {}
+    for row in await evrows.check_page(db, mac, rows, RENDITION_TABLE):
+        copy = evrows.rendition_of(row)
+        eid = str(copy.evidence_id)
+        if eid not in sources:
+            sources[eid] = await targets.evidence_target(db, eid, "rendition", mac=mac)
+        source = sources[eid]
+        if source is not None and visible(principal, targets.rendition_target_of(copy, source)):
+            out.append(copy)
+    return out

@@ -7,7 +7,8 @@ A spec (``docs/redaction.md``) is a JSON object::
                 "keyframes": [{"t_ms": 0, "x": 40, "y": 30, "w": 64, "h": 64},
                               {"t_ms": 2000, "x": 140, "y": 30, "w": 64, "h": 64}]}],
      "frame_ranges": [{"start_ms": 2500, "end_ms": 3000}],
-     "mute_ranges": [{"start_ms": 1000, "end_ms": 1500}]}
+     "mute_ranges": [{"start_ms": 1000, "end_ms": 1500}],
+     "tone_ranges": [{"start_ms": 1600, "end_ms": 2000}]}
 
 Guarantees of :func:`parse_spec`:
 
@@ -18,17 +19,24 @@ Guarantees of :func:`parse_spec`:
   :data:`EFFECTS` are errors.
 * With ``frame`` given (the original's upright picture size and duration): every keyframe box
   lies inside the frame, every time within ``[0, duration_ms]``.
-* Sizes are bounded (:data:`MAX_TRACKS` tracks, :data:`MAX_KEYFRAMES` keyframes per track,
+* Sizes are bounded (:data:`MAX_TRACKS` tracks, :data:`MAX_KEYFRAMES` keyframes or
+  :data:`MAX_FRAMES` per-frame boxes per track, :data:`MAX_BOX_POINTS` of both in all,
   :data:`MAX_RANGES` ranges per list), so no spec can make an unbounded filter graph.
+* Mute and tone ranges never overlap each other (a stretch of sound is either silenced or
+  covered by the tone, not both).
 * Keyframe times strictly increase within a track (a track is at least two keyframes: a box
   standing still is two keyframes at the same place); ranges are non-empty and, within a list,
   neither overlap nor touch out of order (they must be sorted and disjoint).
 * A parsed :class:`Spec` has one canonical encoding (:func:`spec_bytes`, canonical JSON with
   defaults filled in) and so one hash (:func:`spec_sha256`), which the ``redacted`` ledger entry
-  records and ``evault-verify`` recomputes from the spec carried in a package.
+  records and ``evault-verify`` recomputes from the spec carried in a package. An empty
+  ``tone_ranges`` is left out of that encoding, so specs written before it existed keep their
+  hash.
 
-Between two keyframes a box moves and resizes linearly in time (:func:`box_at`); it is active
-from its first keyframe's time to its last's, both included.
+A track is given either as ``keyframes`` (between two, the box moves and resizes linearly in
+time) or as ``frames``, a box per frame time (each held, unmoved, until the next one's time: no
+interpolation); either way (:func:`box_at`) it is active from its first entry's time to its
+last's, both included.
 """
 
 from __future__ import annotations
@@ -44,11 +52,15 @@ from verify.canonical import canonical_json
 
 __all__ = [
     "EFFECTS",
+    "MAX_BOX_POINTS",
+    "MAX_FRAMES",
     "MAX_KEYFRAMES",
     "MAX_RANGES",
     "MAX_TRACKS",
     "MIN_BOX",
     "SPEC_VERSION",
+    "TONE_AMPLITUDE",
+    "TONE_HZ",
     "Box",
     "Frame",
     "InvalidSpec",
@@ -68,11 +80,15 @@ Effect = Literal["blur", "pixelate", "solid"]
 EFFECTS: tuple[str, ...] = ("blur", "pixelate", "solid")
 MAX_TRACKS = 32
 MAX_KEYFRAMES = 256
+MAX_FRAMES = 1800  # per-frame boxes of one track: a minute at 30 frames a second
+MAX_BOX_POINTS = MAX_TRACKS * MAX_KEYFRAMES  # keyframes and per-frame boxes of all tracks
 MAX_RANGES = 64
 MIN_BOX = 8  # pixels, each side: smaller boxes cannot be blurred to any effect
 MAX_PIXELS = 16384  # any coordinate or time bound far beyond real recordings
 MAX_MS = 7 * 24 * 3600 * 1000
 MAX_LABEL = 64
+TONE_HZ = 1000  # the tone laid over a tone range: a 1 kHz sine ...
+TONE_AMPLITUDE = 0.1  # ... at a tenth of full scale (-20 dBFS) in every channel
 
 
 class InvalidSpec(BadRequest):
@@ -123,6 +139,8 @@ class Track:
     keyframes: tuple[Keyframe, ...]
     effect: Effect
     label: str = ""
+    hold: bool = False
+    """Given as per-frame ``frames``: each box held until the next, not interpolated."""
 
     @property
     def start_ms(self) -> int:
@@ -146,6 +164,11 @@ class Spec:
     frame_ranges: tuple[Range, ...] = ()
     mute_ranges: tuple[Range, ...] = ()
     version: int = SPEC_VERSION
+    tone_ranges: tuple[Range, ...] = ()
+
+    @property
+    def has_audio_work(self) -> bool:
+        return bool(self.mute_ranges or self.tone_ranges)
 
     @property
     def has_video_work(self) -> bool:
@@ -249,31 +272,36 @@ def _keyframe(errs: _Errors, raw: object, path: str, frame: Frame | None) -> Key
 def _track(
     errs: _Errors, raw: object, path: str, default: Effect | None, frame: Frame | None
 ) -> Track | None:
-    if not _keys(errs, raw, path, ("keyframes", "effect", "label")):
+    if not _keys(errs, raw, path, ("keyframes", "frames", "effect", "label")):
         return None
     assert isinstance(raw, dict)
+    hold = "frames" in raw
+    key = "frames" if hold else "keyframes"
+    if hold and "keyframes" in raw:
+        errs.add(path, "give keyframes or frames, not both")
+        return None
     effect = default if "effect" not in raw else _effect(errs, raw["effect"], f"{path}.effect")
     label = raw.get("label", "")
     if not isinstance(label, str) or len(label) > MAX_LABEL or not label.isprintable():
         errs.add(f"{path}.label", f"must be printable text of at most {MAX_LABEL} characters")
         label = ""
     before = len(errs.items)
-    items = _list(errs, raw, "keyframes", path, MAX_KEYFRAMES)
-    if "keyframes" not in raw:
-        errs.add(f"{path}.keyframes", "required")
+    items = _list(errs, raw, key, path, MAX_FRAMES if hold else MAX_KEYFRAMES)
+    if key not in raw:
+        errs.add(f"{path}.keyframes", "required (or frames)")
     elif len(errs.items) == before and len(items) < 2:
-        errs.add(f"{path}.keyframes", "at least two keyframes (a still box: two at one place)")
-    frames = [_keyframe(errs, k, f"{path}.keyframes[{i}]", frame) for i, k in enumerate(items)]
+        errs.add(f"{path}.{key}", f"at least two {key} (a still box: two at one place)")
+    frames = [_keyframe(errs, k, f"{path}.{key}[{i}]", frame) for i, k in enumerate(items)]
     for i in range(1, len(frames)):
         a, b = frames[i - 1], frames[i]
         if a is not None and b is not None and b.t_ms <= a.t_ms:
             errs.add(
-                f"{path}.keyframes[{i}].t_ms",
-                f"{b.t_ms} is not after the previous keyframe's {a.t_ms}",
+                f"{path}.{key}[{i}].t_ms",
+                f"{b.t_ms} is not after the previous {key[:-1]}'s {a.t_ms}",
             )
     if len(errs.items) != before or effect is None or len(frames) < 2:
         return None
-    return Track(tuple(f for f in frames if f is not None), effect, label)
+    return Track(tuple(f for f in frames if f is not None), effect, label, hold)
 
 
 def _ranges(
@@ -312,7 +340,7 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
     without it only the spec's own consistency is checked.
     """
     errs = _Errors()
-    allowed = ("version", "effect", "boxes", "frame_ranges", "mute_ranges")
+    allowed = ("version", "effect", "boxes", "frame_ranges", "mute_ranges", "tone_ranges")
     if not _keys(errs, raw, "", allowed):
         raise InvalidSpec(errs.items)
     assert isinstance(raw, dict)
@@ -323,10 +351,17 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
         _track(errs, t, f"boxes[{i}]", effect, frame)
         for i, t in enumerate(_list(errs, raw, "boxes", "", MAX_TRACKS))
     ]
+    points = sum(len(t.keyframes) for t in tracks if t is not None)
+    if points > MAX_BOX_POINTS:
+        errs.add("boxes", f"{points} keyframes and frames in all, at most {MAX_BOX_POINTS}")
     frame_ranges = _ranges(errs, raw, "frame_ranges", frame)
     mute_ranges = _ranges(errs, raw, "mute_ranges", frame)
-    if not errs.items and not (tracks or frame_ranges or mute_ranges):
-        errs.add("boxes", "the spec hides nothing: give boxes, frame_ranges or mute_ranges")
+    tone_ranges = _ranges(errs, raw, "tone_ranges", frame)
+    _disjoint(errs, mute_ranges, tone_ranges)
+    if not errs.items and not (tracks or frame_ranges or mute_ranges or tone_ranges):
+        errs.add(
+            "boxes", "the spec hides nothing: give boxes, frame_ranges, mute_ranges or tone_ranges"
+        )
     if errs.items or effect is None:
         raise InvalidSpec(errs.items)
     return Spec(
@@ -334,7 +369,21 @@ def parse_spec(raw: object, frame: Frame | None = None) -> Spec:
         tuple(t for t in tracks if t is not None),
         frame_ranges,
         mute_ranges,
+        tone_ranges=tone_ranges,
     )
+
+
+def _disjoint(errs: _Errors, mute: tuple[Range, ...], tone: tuple[Range, ...]) -> None:
+    """A tone range must not overlap a mute range: the sound is silenced or toned, not both."""
+    for i, t in enumerate(tone):
+        for m in mute:
+            if t.start_ms < m.end_ms and m.start_ms < t.end_ms:
+                errs.add(
+                    f"tone_ranges[{i}].start_ms",
+                    f"overlaps mute range {m.start_ms}-{m.end_ms} ms: a stretch of sound is"
+                    " either muted or toned",
+                )
+                break
 
 
 def spec_json(spec: Spec) -> dict[str, Any]:
@@ -343,14 +392,14 @@ def spec_json(spec: Spec) -> dict[str, Any]:
     def rng(r: Range) -> dict[str, int]:
         return {"start_ms": r.start_ms, "end_ms": r.end_ms}
 
-    return {
+    out: dict[str, Any] = {
         "version": spec.version,
         "effect": spec.effect,
         "boxes": [
             {
                 "label": t.label,
                 "effect": t.effect,
-                "keyframes": [
+                "frames" if t.hold else "keyframes": [
                     {"t_ms": k.t_ms, "x": k.x, "y": k.y, "w": k.w, "h": k.h} for k in t.keyframes
                 ],
             }
@@ -359,6 +408,9 @@ def spec_json(spec: Spec) -> dict[str, Any]:
         "frame_ranges": [rng(r) for r in spec.frame_ranges],
         "mute_ranges": [rng(r) for r in spec.mute_ranges],
     }
+    if spec.tone_ranges:  # left out when empty: older specs keep their canonical bytes
+        out["tone_ranges"] = [rng(r) for r in spec.tone_ranges]
+    return out
 
 
 def spec_bytes(spec: Spec) -> bytes:
@@ -372,10 +424,13 @@ def spec_sha256(spec: Spec) -> str:
 
 
 def box_at(track: Track, t_ms: float) -> Box | None:
-    """The box of ``track`` at ``t_ms``: linear between keyframes; None outside the track."""
+    """The box of ``track`` at ``t_ms``: linear between keyframes, or the latest per-frame box
+    (held); None outside the track."""
     frames = track.keyframes
     if t_ms < frames[0].t_ms or t_ms > frames[-1].t_ms:
         return None
+    if track.hold:
+        return next(k.box for k in reversed(frames) if k.t_ms <= t_ms)
     for a, b in itertools.pairwise(frames):
         if a.t_ms <= t_ms <= b.t_ms:
             u = (t_ms - a.t_ms) / (b.t_ms - a.t_ms)

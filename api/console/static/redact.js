@@ -4,8 +4,10 @@
 // The canvas over the player has the ORIGINAL's upright size as its pixel size (width/height
 // attributes; CSS only stretches it over the video), so what is drawn is already in the spec's
 // coordinates. Each drawn box is a keyframe of the selected track at the player's current time;
-// between keyframes the preview moves boxes linearly, as the renderer does. A track with one
-// keyframe is submitted as a box standing still to the recording's end.
+// between keyframes the preview moves boxes linearly, as the renderer does. Dragging inside a
+// box shown at the current time moves it instead (Shift+drag always draws): the moved box is a
+// keyframe of its track at that time. A track with one keyframe is submitted as a box standing
+// still to the recording's end.
 
 import {ApiError, api, apiBlob, me} from './api.js';
 import {clear, h} from './dom.js';
@@ -26,7 +28,7 @@ export async function renderRedact(main, [id], ctx) {
     main.append(h('p', {class: 'notice', id: 'redact-unavailable'}, t('redact.unavailable')));
     return;
   }
-  const state = {id, duration: durationMs(d) || 0, tracks: [], selected: -1, frame: [], mute: [], marks: {}};
+  const state = {id, duration: durationMs(d) || 0, tracks: [], selected: -1, frame: [], mute: [], tone: [], marks: {}};
   const video = h('video', {controls: true, preload: 'auto', playsinline: true, id: 'redact-video', 'aria-label': t('redact.video.aria')});
   const canvas = h('canvas', {id: 'redact-canvas', width: size[0], height: size[1], 'aria-label': t('redact.canvas.aria')});
   const note = h('p', {class: 'help', 'aria-live': 'polite', id: 'redact-note'}, t('loading'));
@@ -35,7 +37,7 @@ export async function renderRedact(main, [id], ctx) {
   const effect = h('select', {id: 'redact-effect'}, EFFECTS.map((e) => h('option', {value: e}, t(`redact.effect.${e}`))));
   const redraw = () => draw(canvas, state, video.currentTime * 1000);
   const relist = () => {
-    clear(lists).append(trackList(state, relist, redraw), rangeList(state, 'frame', relist), rangeList(state, 'mute', relist));
+    clear(lists).append(trackList(state, relist, redraw), rangeList(state, 'frame', relist), rangeList(state, 'mute', relist), rangeList(state, 'tone', relist));
     redraw();
   };
   main.append(
@@ -47,7 +49,7 @@ export async function renderRedact(main, [id], ctx) {
         state.selected = state.tracks.length - 1;
         relist();
       }),
-      markButtons(state, video, 'frame', relist), markButtons(state, video, 'mute', relist),
+      markButtons(state, video, 'frame', relist), markButtons(state, video, 'mute', relist), markButtons(state, video, 'tone', relist),
       button('redact-suggest', t('redact.suggest'), (b) => suggestions(state, b, note, relist))),
     lists,
     h('p', {class: 'actions'}, h('label', null, t('redact.effect'), ' ', effect),
@@ -113,33 +115,60 @@ function merge(ranges) {
 
 function drawing(canvas, state, video, relist) {
   let start = null;
+  let moving = null; // {track, base}: dragging the box of a track shown at the current time
   const at = (e) => {
     const r = canvas.getBoundingClientRect();
     return [Math.round((e.clientX - r.left) * canvas.width / r.width), Math.round((e.clientY - r.top) * canvas.height / r.height)];
   };
+  const moved = (p) => {
+    const b = moving.base;
+    const x = Math.max(0, Math.min(canvas.width - b.w, b.x + p[0] - start[0]));
+    const y = Math.max(0, Math.min(canvas.height - b.h, b.y + p[1] - start[1]));
+    return {x, y, w: b.w, h: b.h};
+  };
   canvas.addEventListener('pointerdown', (e) => {
     start = at(e);
+    const i = e.shiftKey ? -1 : hit(state, video.currentTime * 1000, start);
+    moving = null;
+    if (i >= 0) {
+      const b = boxAt(state.tracks[i], video.currentTime * 1000, state.duration);
+      moving = {track: i, base: {x: Math.round(b.x), y: Math.round(b.y), w: Math.round(b.w), h: Math.round(b.h)}};
+      state.selected = i;
+    }
     canvas.setPointerCapture(e.pointerId);
     video.pause();
   });
   canvas.addEventListener('pointermove', (e) => {
     if (!start) return;
-    draw(canvas, state, video.currentTime * 1000, box(start, at(e), canvas));
+    draw(canvas, state, video.currentTime * 1000, moving ? moved(at(e)) : box(start, at(e), canvas), moving?.track);
   });
   canvas.addEventListener('pointerup', (e) => {
     if (!start) return;
-    const b = box(start, at(e), canvas);
+    const end = at(e);
+    const b = moving ? moved(end) : box(start, end, canvas);
+    const wasMoving = moving;
     start = null;
-    if (b.w < MIN_BOX || b.h < MIN_BOX) return relist();
-    if (state.selected < 0) {
+    moving = null;
+    if (wasMoving && b.x === wasMoving.base.x && b.y === wasMoving.base.y) return relist(); // a click selects
+    if (!wasMoving && (b.w < MIN_BOX || b.h < MIN_BOX)) return relist();
+    if (!wasMoving && state.selected < 0) {
       state.tracks.push({label: t('redact.track.name', {n: state.tracks.length + 1}), effect: 'blur', keyframes: []});
       state.selected = state.tracks.length - 1;
     }
-    const track = state.tracks[state.selected];
+    const track = state.tracks[wasMoving ? wasMoving.track : state.selected];
     const t_ms = nowMs(video, state);
     track.keyframes = [...track.keyframes.filter((k) => k.t_ms !== t_ms), {t_ms, ...b}].sort((a, c) => a.t_ms - c.t_ms);
     relist();
   });
+}
+
+/** The topmost track whose box at `ms` holds point `p` (-1 for none). */
+function hit(state, ms, [x, y]) {
+  for (let i = state.tracks.length - 1; i >= 0; i--) {
+    const b = boxAt(state.tracks[i], ms, state.duration);
+    if (b && x >= b.x && x <= b.x + b.w && y >= b.y && y <= b.y + b.h) return i;
+  }
+  return -1;
 }
 
 function box([x0, y0], [x1, y1], canvas) {
@@ -163,7 +192,7 @@ function boxAt(track, ms, end) {
   return null;
 }
 
-function draw(canvas, state, ms, draft = null) {
+function draw(canvas, state, ms, draft = null, hidden = -1) {
   const g = canvas.getContext('2d');
   g.clearRect(0, 0, canvas.width, canvas.height);
   g.lineWidth = Math.max(2, canvas.width / 320);
@@ -173,7 +202,7 @@ function draw(canvas, state, ms, draft = null) {
     g.fillRect(0, 0, canvas.width, canvas.height);
   }
   state.tracks.forEach((track, i) => {
-    const b = boxAt(track, ms, state.duration);
+    const b = i === hidden ? null : boxAt(track, ms, state.duration);
     if (!b) return;
     g.fillStyle = 'rgba(220, 40, 40, 0.35)';
     g.strokeStyle = i === state.selected ? '#ffd200' : '#ff3b3b';
@@ -224,7 +253,9 @@ function spec(state, effect) {
     }
     return {label: tr.label, effect: tr.effect, keyframes: keyframes.map((k) => ({t_ms: k.t_ms, x: Math.round(k.x), y: Math.round(k.y), w: Math.round(k.w), h: Math.round(k.h)}))};
   });
-  return {version: 1, effect, boxes, frame_ranges: state.frame, mute_ranges: state.mute};
+  const out = {version: 1, effect, boxes, frame_ranges: state.frame, mute_ranges: state.mute};
+  if (state.tone.length) out.tone_ranges = state.tone;
+  return out;
 }
 
 async function poll(path, done) {
