@@ -169,8 +169,11 @@ def world() -> Iterator[World]:
     base = Path(tempfile.mkdtemp(prefix="evault-faults-"))
     data = base / "data"
     try:
-        with running_service(data, None, _env()) as svc:
-            svc.env = _env()
+        # One `accessed` entry per served request (no playback sessions), so entries and
+        # answers can be matched one to one.
+        env = {**_env(), "EVAULT_SERVICE_PLAYBACK_SESSION_SECONDS": "0"}
+        with running_service(data, None, env) as svc:
+            svc.env = env
             w = World(svc)
             w.tokens = asyncio.run(seed_people(svc))
             yield w
@@ -220,6 +223,7 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
         load.phase = "after-lock"
         time.sleep(2)
 
+        killed_at = asyncio.run(_size(_owner_dsn(pgdata)))  # entries from here on: see below
         load.phase = "killed"
         os.kill(int(_postmaster(pgdata)[0]), signal.SIGKILL)
         time.sleep(2)
@@ -248,8 +252,16 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
         assert any(a.status == 200 for a in load.in_phase(phase)), phase
     served = Counter((a.action, a.eid) for a in load.answers if a.status == 200)
     accessed = asyncio.run(_accessed_since(_owner_dsn(pgdata), start))
+    late = asyncio.run(_accessed_since(_owner_dsn(pgdata), killed_at))
+    early_unserved = (accessed - late) - served
+    assert not early_unserved, f"accessed entries for requests not served: {early_unserved}"
+    # A server killed during a COMMIT leaves its outcome unknown to the service, which answers
+    # 503: the WAL written before the kill is replayed on restart, so such an entry may exist.
+    # At most one batch per client can be in that window (a known limit, see operations.md).
     unserved = accessed - served
-    assert not unserved, f"accessed entries for requests not served: {unserved}"
-    assert accessed == served, f"served without an entry: {served - accessed}"
+    assert sum(unserved.values()) <= THREADS, (
+        f"accessed entries for requests not served: {unserved}"
+    )
+    assert not served - accessed, f"served without an entry: {served - accessed}"
     bugs = [line for line in log.splitlines() if "failed with an unexpected error" in line]
     assert not bugs, bugs[:3]  # an outage is not a bug
