@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from vault.errors import ConfigError
 from vault.settings import setting
-from verify.cosignature import CosignerKey, parse_cosigner_vkey
 from verify.errors import MalformedError
-from verify.note import Verifier, parse_vkey
+
+if TYPE_CHECKING:
+    from verify.cosignature import CosignerKey
+    from verify.note import Verifier
+
+# The key parsers are imported where a key is parsed: every CLI command loads this module with
+# the configuration, and most never touch a witness key (start-up time).
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class WitnessPeer:
 
     @property
     def key(self) -> CosignerKey:
+        from verify.cosignature import parse_cosigner_vkey
+
         return parse_cosigner_vkey(self.vkey)
 
 
@@ -47,6 +55,8 @@ class WitnessedLog:
 
     @property
     def verifier(self) -> Verifier:
+        from verify.note import parse_vkey
+
         return parse_vkey(self.vkey)
 
 
