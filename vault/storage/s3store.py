@@ -23,9 +23,10 @@ Guarantees:
   retention extended to the date asked for.
 * Memory is bounded: a file or upload is sent in parts of ``part_size`` bytes (larger where an
   object would need over 10,000 parts; an upload is sized by its byte limit) with at most
-  ``INFLIGHT`` parts in flight; a source file is read twice (hash, then upload: its hash decides
-  the key, and the parts' Content-MD5 of that first read are what the store checks the second
-  read against: a source that changed in between is refused).
+  ``INFLIGHT`` parts in flight; a source file is read twice: a SHA-256 pass (its hash decides
+  the key), then the upload, which hashes what it sends (SHA-256 and each part's Content-MD5)
+  while earlier parts are in flight and completes only if that matches the first pass: a
+  source that changed in between is refused and its upload aborted.
 * Errors: transport failures and unexpected S3 answers -> ``Unavailable`` (cause chained); a
   missing object -> ``NotFound``; a hash that disagrees -> ``IntegrityError``; over the limit ->
   ``TooLarge``; a bucket without Object Lock -> ``ConfigError`` at ``open``.
@@ -64,7 +65,14 @@ from vault.storage.s3client import (
     open_client,
     unavailable,
 )
-from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, offload, regroup, send_object
+from vault.storage.s3upload import (
+    COMPLIANCE,
+    limit,
+    offload,
+    regroup,
+    send_object,
+    sha256_fd,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -416,12 +424,14 @@ class S3BlobStore:
         self, fd: int, *, retain_until: datetime, max_bytes: int | None = None
     ) -> S3Object:
         """Store the regular file open at ``fd`` (offset 0 to EOF; its position is not used).
-        Read once to hash (the hash is the key), and once more to upload, that second read
-        being checked against the first (``IntegrityError`` if the file changed)."""
+        Read once to hash (the hash is the key), and once more to upload: that second read is
+        hashed again as it is sent (SHA-256, and each part's Content-MD5, which the store
+        checks) and the upload completes only if it hashes to the first read's digest
+        (``IntegrityError`` and an aborted upload if the file changed in between)."""
         until = _retain_date(retain_until)
         st = check_source(fd, max_bytes)
         part = self._part_for(st.st_size)
-        digest, size, md5s = await offload(hash_fd, fd, part, max_bytes)
+        digest, size = await offload(sha256_fd, fd, max_bytes)
         existing = await self._existing(digest, until)
         if existing is not None:
             return existing
@@ -436,9 +446,7 @@ class S3BlobStore:
                 offset += n
                 yield data
 
-        return await self._upload(
-            digest, parts(), until, "the source changed while stored", md5s=md5s
-        )
+        return await self._upload(digest, parts(), until, "the source changed while stored")
 
     async def put_sealed_file(self, fd: int, key: str, *, retain_until: datetime) -> S3Object:
         """Store the sealed (ciphertext) file open at ``fd`` as the new key ``key``
@@ -447,7 +455,7 @@ class S3BlobStore:
         until = _retain_date(retain_until)
         size = os.fstat(fd).st_size
         part = self._part_for(size)
-        digest, size, md5s = await offload(hash_fd, fd, part, None)
+        digest, size = await offload(sha256_fd, fd, None)
         if await self._original(key) is not None:
             raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
 
@@ -462,7 +470,7 @@ class S3BlobStore:
                 yield data
 
         return await self._upload(
-            digest, parts(), until, "the sealed file changed while stored", md5s=md5s, key=key
+            digest, parts(), until, "the sealed file changed while stored", key=key
         )
 
     async def put_stream(
@@ -536,7 +544,6 @@ class S3BlobStore:
         until: datetime,
         mismatch: str,
         *,
-        md5s: list[str] | None = None,
         key: str | None = None,
     ) -> S3Object:
         """Send ``parts`` as the object of ``digest`` (``vault.storage.s3upload``), lock it,
@@ -551,12 +558,29 @@ class S3BlobStore:
             digest=digest,
             until=until,
             mismatch=mismatch,
-            md5s=md5s,
         )
         if multipart and version:
             # Ceph 16 does not apply CreateMultipartUpload's lock headers: lock the version now.
-            await self._extend(key, version, until)
+            await self._lock_new(key, version, until)
         return await self._confirm(digest, key, version, size, until)
+
+    async def _lock_new(self, key: str, version: str, until: datetime) -> None:
+        """Set a version just written to COMPLIANCE until ``until`` in one request (the HEAD of
+        ``_confirm`` checks it took); where the bucket's default retention already locks it
+        for longer, S3 refuses that as a shortening, and ``_extend`` keeps the longer date."""
+        with unavailable("setting an object's retention"):
+            try:
+                await self._s3.put_object_retention(
+                    Bucket=self.bucket,
+                    Key=key,
+                    VersionId=version,
+                    Retention={"Mode": COMPLIANCE, "RetainUntilDate": until},
+                )
+                return
+            except ClientError as exc:
+                if error_code(exc) != "AccessDenied":
+                    raise
+        await self._extend(key, version, until)
 
     async def _confirm(
         self, digest: str, key: str, version: str, size: int, until: datetime
