@@ -135,6 +135,7 @@ class S3BlobStore:
         self.part_size = part_size
         self._spool = spool_dir
         self._originals: dict[str, str] = {}  # key -> version id of its original
+        self._sizes: dict[str, int] = {}  # key -> size of its original (never changes)
 
     @classmethod
     @asynccontextmanager
@@ -238,7 +239,7 @@ class S3BlobStore:
                 )
             except ClientError as exc:
                 if error_code(exc) in ("404", "NoSuchKey", "NoSuchVersion"):
-                    self._originals.pop(key, None)
+                    self._forget(key)
                     raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}") from None
                 raise
 
@@ -261,15 +262,25 @@ class S3BlobStore:
             async for chunk in self._get(key, version, start, end):
                 yield chunk
         except NotFound:
-            self._originals.pop(key, None)  # disposed of by another process
+            self._forget(key)  # disposed of by another process
             raise
 
+    def _forget(self, key: str) -> None:
+        self._originals.pop(key, None)
+        self._sizes.pop(key, None)
+
     async def size_of(self, key: str) -> int:
-        """The size of the original version under ``key``. ``NotFound`` if absent."""
+        """The size of the original version under ``key`` (remembered: an original version
+        never changes; a read of one disposed of since fails with ``NotFound``)."""
+        cached = self._sizes.get(key)
+        if cached is not None:
+            return cached
         version = await self._original(key)
         if version is None:
             raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
-        return int((await self._head(key, version))["ContentLength"])
+        size = int((await self._head(key, version))["ContentLength"])
+        self._sizes[key] = size
+        return size
 
     async def original_of(self, key: str) -> tuple[str, int] | None:
         """(version id, size) of the original version under ``key``; None if there is none."""
@@ -415,7 +426,7 @@ class S3BlobStore:
                     if error_code(exc) == "AccessDenied":
                         raise Conflict(f"object {key.rsplit('/', 1)[-1]} is still locked") from None
                     raise
-        self._originals.pop(key, None)
+        self._forget(key)
         return True
 
     # -- writing ------------------------------------------------------------------------------
