@@ -1,7 +1,8 @@
 """The service on the S3 store against plain S3 clients on the same gateway (a single-node Ceph
 started by tests/storage/ceph_fixture.py), each target with its baseline in the same run.
 
-Usage: python bench/s3.py [--size-mib 64] [--repeat 5] [--ranges 100] [--ceph INFO.json]
+Usage: python bench/s3.py [--size-mib 64] [--repeat 5] [--ranges 100] [--range-mib 1,8]
+                         [--ceph INFO.json]
 
 PostgreSQL: EVAULT_TEST_DSN if set (a server where databases may be created), else an embedded
 one (pgserver). ``--ceph``: the JSON line printed by ``python tests/storage/ceph_fixture.py
@@ -15,11 +16,12 @@ FOLDER`` (a cluster already running); without it a cluster is started and stoppe
        evidence row, ledger entry and signed checkpoint), in this process.
    Target: (b) >= 80% of (a)'s rate (medians).
 2. Range streaming: a real ``evault serve`` on the S3 store, one SIZE file PUT to its dock and
-   linked to a case; RANGES random 1 MiB ranges, fetched with the same HTTP client
+   linked to a case; for each size in RANGE_MIB, RANGES random ranges of that size, fetched
+   with the same HTTP client
    (http.client, one keep-alive connection each) from
    (c) the gateway itself (a presigned GET of the object's version) and
    (d) the service's /v1/evidence/{id}/content (bearer token), interleaved per range.
-   Target: (d) >= 70% of (c)'s rate (total times).
+   Target: (d) >= 70% of (c)'s rate (total times), for each range size.
 3. Peak RSS: this process (which ran the acquisitions) and the `evault serve` process (VmHWM).
    Target: each <= 300 MB.
 
@@ -180,10 +182,10 @@ def vm_hwm(pid: int) -> int:
 
 
 def ranges(
-    ceph: CephCluster, admin_dsn: str, size: int, nranges: int, work: Path
-) -> tuple[float, float, int]:
-    """Section 2: (seconds for the ranges from the gateway, through the service, serve's
-    peak RSS)."""
+    ceph: CephCluster, admin_dsn: str, size: int, nranges: int, span_mib: list[int], work: Path
+) -> tuple[dict[int, tuple[float, float]], int]:
+    """Section 2: {range MiB: (seconds from the gateway, through the service)}, and serve's
+    peak RSS."""
     work.mkdir(parents=True, exist_ok=True)
     src = work / "range-src"
     write_random(src, size)
@@ -216,25 +218,34 @@ def ranges(
         svc_path = f"/v1/evidence/{evidence_id}/content"
         auth = {"Authorization": f"Bearer {w.tokens['reviewer']}"}
         time.sleep(3)  # let the upload's media job (random bytes: it fails fast) settle
-        spent = {"gateway": 0.0, "service": 0.0}
         data = src.read_bytes()
-        for k in range(nranges):
-            off = random.randrange(0, size - MIB)
-            rng = {"Range": f"bytes={off}-{off + MIB - 1}"}
-            order = [("gateway", gw, gw_path, {}), ("service", svc, svc_path, auth)]
-            for which, conn, path, extra in order if k % 2 == 0 else order[::-1]:
-                t0 = time.perf_counter()
-                conn.request("GET", path, headers={**rng, **extra})
-                r = conn.getresponse()
-                got = r.read()
-                spent[which] += time.perf_counter() - t0
-                assert r.status == 206, (which, r.status, got[:200])
-                assert got == data[off : off + MIB], which
+        out = {}
+        for mib in span_mib:
+            spent = {"gateway": 0.0, "service": 0.0}
+            n = mib * MIB
+            for k in range(nranges):
+                off = random.randrange(0, size - n)
+                rng = {"Range": f"bytes={off}-{off + n - 1}"}
+                order = [("gateway", gw, gw_path, {}), ("service", svc, svc_path, auth)]
+                for which, conn, path, extra in order if k % 2 == 0 else order[::-1]:
+                    t0 = time.perf_counter()
+                    conn.request("GET", path, headers={**rng, **extra})
+                    r = conn.getresponse()
+                    got = r.read()
+                    spent[which] += time.perf_counter() - t0
+                    assert r.status == 206, (which, r.status, got[:200])
+                    assert got == data[off : off + n], which
+            out[mib] = (spent["gateway"], spent["service"])
+            print(
+                f"  {mib} MiB ranges: gateway {nranges * mib / spent['gateway']:7.1f} MiB/s,"
+                f" service {nranges * mib / spent['service']:7.1f} MiB/s",
+                flush=True,
+            )
         del data
         gw.close()
         svc.close()
         rss = vm_hwm(w.svc.proc.pid)
-    return spent["gateway"], spent["service"], rss
+    return out, rss
 
 
 async def _presign(ceph: CephCluster, bucket: str, key: str) -> str:
@@ -306,6 +317,7 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--ranges", type=int, default=100)
+    parser.add_argument("--range-mib", default="1,8", help="range sizes, MiB, comma-separated")
     parser.add_argument("--ceph", help="JSON line of a running ceph_fixture cluster")
     args = parser.parse_args()
     reason = None if args.ceph else missing()
@@ -323,19 +335,14 @@ def main() -> int:
             own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             mb = size / MIB
             print(f"  plain upload {mb / plain:7.1f} MiB/s, acquisition {mb / service:7.1f} MiB/s")
-            print(f"2. {args.ranges} ranged reads of 1 MiB: gateway vs the service's content")
-            gw, svc, serve_rss = ranges(ceph, admin_dsn, size, args.ranges, work / "http")
-            print(
-                f"  gateway {args.ranges / gw:7.1f} /s ({args.ranges / gw:.0f} MiB/s),"
-                f" service {args.ranges / svc:7.1f} /s"
-            )
-            print(f"  Ceph daemons {ceph.rss_bytes() / 1e6:.0f} MB RSS")
-            print(
-                target(
-                    "acquisition/plain-upload", plain / service, ">= 0.80", plain / service >= 0.8
-                )
-            )
-            print(target("range-service/range-gateway", gw / svc, ">= 0.70", gw / svc >= 0.7))
+            print(f"2. {args.ranges} ranged reads each: gateway vs the service's content")
+            spans = [int(x) for x in args.range_mib.split(",")]
+            got, serve_rss = ranges(ceph, admin_dsn, size, args.ranges, spans, work / "http")
+            ratio = plain / service
+            print(target("acquisition/plain-upload", ratio, ">= 0.80", ratio >= 0.8))
+            for mib, (gw, svc) in got.items():
+                ratio = gw / svc
+                print(target(f"range-{mib}MiB/gateway", ratio, ">= 0.70", ratio >= 0.7))
             print(target("peak-rss-acquirer", own_rss / 1e6, "<= 300 MB", own_rss <= 300e6, " MB"))
             print(target("peak-rss-serve", serve_rss / 1e6, "<= 300 MB", serve_rss <= 300e6, " MB"))
     finally:

@@ -34,7 +34,14 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+)
 from contextlib import aclosing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -251,7 +258,8 @@ class S3PlainObject:
     async def _stream(self, start: int, end: int) -> AsyncIterator[bytes]:
         got = 0
         if start < end:
-            async with aclosing(self._blobs.s3.read_key(self._key, start, end)) as chunks:
+            reads = cast(AsyncGenerator[bytes], self._blobs.s3.read_key(self._key, start, end))
+            async with aclosing(reads) as chunks:
                 async for chunk in chunks:
                     got += len(chunk)
                     yield chunk

@@ -125,6 +125,17 @@ def _retain_date(when: datetime) -> datetime:
     return at
 
 
+async def _file_parts(fd: int, size: int, part: int, shrunk: str) -> AsyncIterator[bytes]:
+    """The first ``size`` bytes of ``fd`` in parts of ``part`` bytes (``IntegrityError(shrunk)``
+    if the file is shorter now)."""
+    for offset in range(0, size, part):
+        n = min(part, size - offset)
+        data = await offload(os.pread, fd, n, offset)
+        if len(data) != n:
+            raise IntegrityError(shrunk)
+        yield data
+
+
 class S3BlobStore:
     """The content-addressed store on one bucket. Safe to share between tasks; several
     processes and hosts may share one bucket. Make with ``S3BlobStore.open``."""
@@ -447,17 +458,8 @@ class S3BlobStore:
         if existing is not None:
             return existing
 
-        async def parts() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                n = min(part, size - offset)
-                data = await offload(os.pread, fd, n, offset)
-                if len(data) != n:
-                    raise IntegrityError("the source changed while it was stored")
-                offset += n
-                yield data
-
-        return await self._upload(digest, parts(), until, "the source changed while stored")
+        parts = _file_parts(fd, size, part, "the source changed while it was stored")
+        return await self._upload(digest, parts, until, "the source changed while stored")
 
     async def put_sealed_file(self, fd: int, key: str, *, retain_until: datetime) -> S3Object:
         """Store the sealed (ciphertext) file open at ``fd`` as the new key ``key``
@@ -470,18 +472,9 @@ class S3BlobStore:
         if await self._original(key) is not None:
             raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
 
-        async def parts() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                n = min(part, size - offset)
-                data = await offload(os.pread, fd, n, offset)
-                if len(data) != n:
-                    raise IntegrityError("the sealed file changed while it was stored")
-                offset += n
-                yield data
-
+        parts = _file_parts(fd, size, part, "the sealed file changed while it was stored")
         return await self._upload(
-            digest, parts(), until, "the sealed file changed while stored", key=key
+            digest, parts, until, "the sealed file changed while stored", key=key
         )
 
     async def put_stream(
