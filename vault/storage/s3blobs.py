@@ -89,6 +89,10 @@ class S3Blobs:
 
     # -- bridging ---------------------------------------------------------------------------
 
+    def on_loop(self) -> bool:
+        """True when called on the event loop the store runs on."""
+        return self._on_loop()
+
     def _on_loop(self) -> bool:
         try:
             return asyncio.get_running_loop() is self._loop
@@ -170,6 +174,13 @@ class S3Blobs:
         ``scratch``: the folder to put a local copy in for ``as_file`` (by size)."""
         key = key_of(sha256)
         return S3PlainObject(self, key, self.call(self.s3.size_of(key)), scratch)
+
+    async def open_plain_here(
+        self, sha256: str, scratch: ScratchBase | None = None
+    ) -> S3PlainObject:
+        """``open_plain`` for a caller on the store's own event loop (no worker thread)."""
+        key = key_of(sha256)
+        return S3PlainObject(self, key, await self.s3.size_of(key), scratch)
 
     def open_sealed(self, sha256: str, object_id: bytes) -> BinaryIO:
         """The sealed object's ciphertext as a seekable file (ranged GETs). ``NotFound``."""
