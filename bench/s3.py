@@ -66,7 +66,8 @@ NAME = "DEV01_OFF123_20260101{:06d}.mp4"
 
 
 def target(name: str, value: float, goal: str, met: bool, unit: str = "") -> str:
-    return f"target {name}: {value:.2f}{unit} ({goal}) {'met' if met else 'MISSED'}"
+    shown = f"{value:.0f}" if unit else f"{value:.3f}"
+    return f"target {name}: {shown}{unit} ({goal}) {'met' if met else 'MISSED'}"
 
 
 def write_random(path: Path, size: int) -> None:
