@@ -293,6 +293,17 @@ async def _create_db(admin_dsn: str) -> str:
     return str(with_database(admin_dsn, name))
 
 
+async def _drop_db(admin_dsn: str, dsn: str) -> None:
+    import asyncpg
+
+    name = urllib.parse.urlsplit(dsn).path.lstrip("/")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
 @contextlib.contextmanager
 def cluster(info: str | None, work: Path) -> Iterator[CephCluster]:
     if info:
@@ -332,7 +343,12 @@ def main() -> int:
             print(f"{args.size_mib} MiB files, parts of {PART // MIB} MiB, {INFLIGHT} in flight")
             print("1. acquisition (dock file -> receipt) vs a plain multipart upload")
             dsn = asyncio.run(_create_db(admin_dsn))
-            plain, service = asyncio.run(acquisition(ceph, dsn, size, args.repeat, work / "acq"))
+            try:
+                plain, service = asyncio.run(
+                    acquisition(ceph, dsn, size, args.repeat, work / "acq")
+                )
+            finally:
+                asyncio.run(_drop_db(admin_dsn, dsn))
             own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             mb = size / MIB
             print(f"  plain upload {mb / plain:7.1f} MiB/s, acquisition {mb / service:7.1f} MiB/s")
