@@ -22,15 +22,18 @@ Guarantees:
   it sends bytes unconditionally.
 - An object stored in plain (it offers ``fileno()``: the bytes on disk are the content) is sent
   zero-copy with ``loop.sendfile`` (``os.sendfile`` on a plain TCP transport; asyncio falls back
-  to reading and writing where it cannot, e.g. under TLS), exactly ``[start, end)``. Any other
-  object (sealed: decrypted and authenticated chunk by chunk) is read in a worker thread in
-  batches of up to ``BATCH`` bytes (one thread hop per batch), each written before the next
-  is read. The object is closed on every exit, including a client that disconnects mid-stream.
+  to reading and writing where it cannot, e.g. under TLS), exactly ``[start, end)``. An object
+  offering ``stream_range`` (a plain object in an S3 bucket) streams its ranged GET straight
+  from the event loop. Any other object (sealed: decrypted and authenticated chunk by chunk)
+  is read in a worker thread in batches of up to ``BATCH`` bytes (one thread hop per batch),
+  each written before the next is read. The object is closed on every exit, including a client
+  that disconnects mid-stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -188,10 +191,15 @@ async def send_content(
         response.headers["X-Request-Id"] = request.get("request_id", "")
         writer = await response.prepare(request)
         fileno = getattr(obj, "fileno", None)
+        stream = getattr(obj, "stream_range", None)
         if request.method == "HEAD" or start == end:
             pass
         elif callable(fileno) and writer is not None and request.transport is not None:
             await _sendfile(request, writer, fileno(), start, end - start)
+        elif callable(stream) and (streamed := stream(start, end)) is not None:
+            async with contextlib.aclosing(streamed):
+                async for data in streamed:
+                    await response.write(data)
         else:
             chunks = obj.read_range(start, end)
             while batch := await asyncio.to_thread(_next_batch, chunks):

@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,18 +207,18 @@ def variants(base: Path, out: Path, count: int) -> list[Path]:
     return paths
 
 
-@pytest.fixture
-def cluster(pg_admin_dsn: str, tmp_path: Path) -> Iterator[tuple[Node, Node, str]]:
+@contextmanager
+def two_nodes(
+    pg_admin_dsn: str, tmp_path: Path, stores: tuple[dict[str, str], dict[str, str]]
+) -> Iterator[tuple[Node, Node, str]]:
+    """Nodes a (dock-01) and b (dock-02) on a fresh database, not started; ``stores``: each
+    node's environment selecting its blob store (one store for both: one folder or bucket)."""
     name = asyncio.run(_create_db(pg_admin_dsn))
     dsn = with_database(pg_admin_dsn, name)
-    env = dict(os.environ)
-    # One store for both nodes, as one bucket would be (here a folder both can reach).
-    store = tmp_path / "store"
-    env.update(
-        EVAULT_DATABASE_DSN=dsn, EVAULT_MEDIA_LEASE_SECONDS=LEASE, EVAULT_STORE_ROOT=str(store)
-    )
     nodes = []
-    for n, dock in (("a", "dock-01"), ("b", "dock-02")):
+    for (n, dock), store in zip((("a", "dock-01"), ("b", "dock-02")), stores, strict=True):
+        env = dict(os.environ)
+        env.update(EVAULT_DATABASE_DSN=dsn, EVAULT_MEDIA_LEASE_SECONDS=LEASE, **store)
         data = tmp_path / n
         if n == "b":  # the same log key and MAC key on every node, copied at deployment
             data.mkdir()
@@ -246,8 +247,21 @@ def cluster(pg_admin_dsn: str, tmp_path: Path) -> Iterator[tuple[Node, Node, str
         asyncio.run(_drop_db(pg_admin_dsn, name))
 
 
+@pytest.fixture
+def cluster(pg_admin_dsn: str, tmp_path: Path) -> Iterator[tuple[Node, Node, str]]:
+    # One store for both nodes, as one bucket would be (here a folder both can reach).
+    store = {"EVAULT_STORE_ROOT": str(tmp_path / "store")}
+    with two_nodes(pg_admin_dsn, tmp_path, (store, store)) as nodes:
+        yield nodes
+
+
 def test_two_nodes_one_log(cluster: tuple[Node, Node, str], tmp_path: Path) -> None:
-    a, b, dsn = cluster
+    run_two_nodes(*cluster, tmp_path)
+
+
+def run_two_nodes(a: Node, b: Node, dsn: str, tmp_path: Path) -> set[str]:
+    """The scenario of the module docstring on nodes ``a`` and ``b`` (not started); returns
+    the SHA-256 of every file offered."""
     base = tmp_path / "base.mp4"
     make_video(base, seconds=1)
     files = variants(base, tmp_path / "offered", 4 * FILES_PER_WAY)
@@ -378,6 +392,7 @@ def test_two_nodes_one_log(cluster: tuple[Node, Node, str], tmp_path: Path) -> N
         f"jobs {len(jobs)}, renditions {renditions}"
     )
     assert p99 <= 1.0, lat[-10:]
+    return offered
 
 
 async def _when_some_acquired(

@@ -34,8 +34,15 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+)
+from contextlib import aclosing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar, cast
@@ -81,6 +88,10 @@ class S3Blobs:
         return f"S3Blobs(bucket={self.s3.bucket!r})"
 
     # -- bridging ---------------------------------------------------------------------------
+
+    def on_loop(self) -> bool:
+        """True when called on the event loop the store runs on."""
+        return self._on_loop()
 
     def _on_loop(self) -> bool:
         try:
@@ -164,6 +175,13 @@ class S3Blobs:
         key = key_of(sha256)
         return S3PlainObject(self, key, self.call(self.s3.size_of(key)), scratch)
 
+    async def open_plain_here(
+        self, sha256: str, scratch: ScratchBase | None = None
+    ) -> S3PlainObject:
+        """``open_plain`` for a caller on the store's own event loop (no worker thread)."""
+        key = key_of(sha256)
+        return S3PlainObject(self, key, await self.s3.size_of(key), scratch)
+
     def open_sealed(self, sha256: str, object_id: bytes) -> BinaryIO:
         """The sealed object's ciphertext as a seekable file (ranged GETs). ``NotFound``."""
         key = sealed_key_of(sha256, object_id)
@@ -237,6 +255,27 @@ class S3PlainObject:
         reads = self._checked(chunks, end - start)
         self._reads.append(reads)
         return reads
+
+    def stream_range(self, start: int, end: int) -> AsyncIterator[bytes] | None:
+        """``read_range`` as an async iterator, for a caller on the store's own event loop (the
+        HTTP server streaming a response): the chunks come straight from the GET, with no hop
+        to a worker thread per chunk. None when called from elsewhere (use ``read_range``)."""
+        if not self._blobs._on_loop():
+            return None
+        if not 0 <= start <= end <= self.size:
+            raise ValueError(f"range {start}-{end} outside 0-{self.size}")
+        return self._stream(start, end)
+
+    async def _stream(self, start: int, end: int) -> AsyncIterator[bytes]:
+        got = 0
+        if start < end:
+            reads = cast(AsyncGenerator[bytes], self._blobs.s3.read_key(self._key, start, end))
+            async with aclosing(reads) as chunks:
+                async for chunk in chunks:
+                    got += len(chunk)
+                    yield chunk
+        if got != end - start:
+            raise IntegrityError(f"object {PurePosixPath(self._key).name} is shorter than recorded")
 
     def _checked(self, chunks: Generator[bytes], want: int) -> Iterator[bytes]:
         got = 0

@@ -23,9 +23,10 @@ Guarantees:
   retention extended to the date asked for.
 * Memory is bounded: a file or upload is sent in parts of ``part_size`` bytes (larger where an
   object would need over 10,000 parts; an upload is sized by its byte limit) with at most
-  ``INFLIGHT`` parts in flight; a source file is read twice (hash, then upload: its hash decides
-  the key, and the parts' Content-MD5 of that first read are what the store checks the second
-  read against: a source that changed in between is refused).
+  ``INFLIGHT`` parts in flight; a source file is read twice: a SHA-256 pass (its hash decides
+  the key), then the upload, which hashes what it sends (SHA-256 and each part's Content-MD5)
+  while earlier parts are in flight and completes only if that matches the first pass: a
+  source that changed in between is refused and its upload aborted.
 * Errors: transport failures and unexpected S3 answers -> ``Unavailable`` (cause chained); a
   missing object -> ``NotFound``; a hash that disagrees -> ``IntegrityError``; over the limit ->
   ``TooLarge``; a bucket without Object Lock -> ``ConfigError`` at ``open``.
@@ -64,7 +65,14 @@ from vault.storage.s3client import (
     open_client,
     unavailable,
 )
-from vault.storage.s3upload import COMPLIANCE, hash_fd, limit, offload, regroup, send_object
+from vault.storage.s3upload import (
+    COMPLIANCE,
+    limit,
+    offload,
+    regroup,
+    send_object,
+    sha256_fd,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -117,6 +125,17 @@ def _retain_date(when: datetime) -> datetime:
     return at
 
 
+async def _file_parts(fd: int, size: int, part: int, shrunk: str) -> AsyncIterator[bytes]:
+    """The first ``size`` bytes of ``fd`` in parts of ``part`` bytes (``IntegrityError(shrunk)``
+    if the file is shorter now)."""
+    for offset in range(0, size, part):
+        n = min(part, size - offset)
+        data = await offload(os.pread, fd, n, offset)
+        if len(data) != n:
+            raise IntegrityError(shrunk)
+        yield data
+
+
 class S3BlobStore:
     """The content-addressed store on one bucket. Safe to share between tasks; several
     processes and hosts may share one bucket. Make with ``S3BlobStore.open``."""
@@ -127,6 +146,7 @@ class S3BlobStore:
         self.part_size = part_size
         self._spool = spool_dir
         self._originals: dict[str, str] = {}  # key -> version id of its original
+        self._sizes: dict[str, int] = {}  # key -> size of its original (never changes)
 
     @classmethod
     @asynccontextmanager
@@ -230,7 +250,7 @@ class S3BlobStore:
                 )
             except ClientError as exc:
                 if error_code(exc) in ("404", "NoSuchKey", "NoSuchVersion"):
-                    self._originals.pop(key, None)
+                    self._forget(key)
                     raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}") from None
                 raise
 
@@ -253,15 +273,25 @@ class S3BlobStore:
             async for chunk in self._get(key, version, start, end):
                 yield chunk
         except NotFound:
-            self._originals.pop(key, None)  # disposed of by another process
+            self._forget(key)  # disposed of by another process
             raise
 
+    def _forget(self, key: str) -> None:
+        self._originals.pop(key, None)
+        self._sizes.pop(key, None)
+
     async def size_of(self, key: str) -> int:
-        """The size of the original version under ``key``. ``NotFound`` if absent."""
+        """The size of the original version under ``key`` (remembered: an original version
+        never changes; a read of one disposed of since fails with ``NotFound``)."""
+        cached = self._sizes.get(key)
+        if cached is not None:
+            return cached
         version = await self._original(key)
         if version is None:
             raise NotFound(f"no stored object {key.rsplit('/', 1)[-1]}")
-        return int((await self._head(key, version))["ContentLength"])
+        size = int((await self._head(key, version))["ContentLength"])
+        self._sizes[key] = size
+        return size
 
     async def original_of(self, key: str) -> tuple[str, int] | None:
         """(version id, size) of the original version under ``key``; None if there is none."""
@@ -407,7 +437,7 @@ class S3BlobStore:
                     if error_code(exc) == "AccessDenied":
                         raise Conflict(f"object {key.rsplit('/', 1)[-1]} is still locked") from None
                     raise
-        self._originals.pop(key, None)
+        self._forget(key)
         return True
 
     # -- writing ------------------------------------------------------------------------------
@@ -416,29 +446,20 @@ class S3BlobStore:
         self, fd: int, *, retain_until: datetime, max_bytes: int | None = None
     ) -> S3Object:
         """Store the regular file open at ``fd`` (offset 0 to EOF; its position is not used).
-        Read once to hash (the hash is the key), and once more to upload, that second read
-        being checked against the first (``IntegrityError`` if the file changed)."""
+        Read once to hash (the hash is the key), and once more to upload: that second read is
+        hashed again as it is sent (SHA-256, and each part's Content-MD5, which the store
+        checks) and the upload completes only if it hashes to the first read's digest
+        (``IntegrityError`` and an aborted upload if the file changed in between)."""
         until = _retain_date(retain_until)
         st = check_source(fd, max_bytes)
         part = self._part_for(st.st_size)
-        digest, size, md5s = await offload(hash_fd, fd, part, max_bytes)
+        digest, size = await offload(sha256_fd, fd, max_bytes)
         existing = await self._existing(digest, until)
         if existing is not None:
             return existing
 
-        async def parts() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                n = min(part, size - offset)
-                data = await offload(os.pread, fd, n, offset)
-                if len(data) != n:
-                    raise IntegrityError("the source changed while it was stored")
-                offset += n
-                yield data
-
-        return await self._upload(
-            digest, parts(), until, "the source changed while stored", md5s=md5s
-        )
+        parts = _file_parts(fd, size, part, "the source changed while it was stored")
+        return await self._upload(digest, parts, until, "the source changed while stored")
 
     async def put_sealed_file(self, fd: int, key: str, *, retain_until: datetime) -> S3Object:
         """Store the sealed (ciphertext) file open at ``fd`` as the new key ``key``
@@ -447,22 +468,13 @@ class S3BlobStore:
         until = _retain_date(retain_until)
         size = os.fstat(fd).st_size
         part = self._part_for(size)
-        digest, size, md5s = await offload(hash_fd, fd, part, None)
+        digest, size = await offload(sha256_fd, fd, None)
         if await self._original(key) is not None:
             raise IntegrityError(f"a sealed object {key.rsplit('/', 1)[-1]} exists already")
 
-        async def parts() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                n = min(part, size - offset)
-                data = await offload(os.pread, fd, n, offset)
-                if len(data) != n:
-                    raise IntegrityError("the sealed file changed while it was stored")
-                offset += n
-                yield data
-
+        parts = _file_parts(fd, size, part, "the sealed file changed while it was stored")
         return await self._upload(
-            digest, parts(), until, "the sealed file changed while stored", md5s=md5s, key=key
+            digest, parts, until, "the sealed file changed while stored", key=key
         )
 
     async def put_stream(
@@ -536,7 +548,6 @@ class S3BlobStore:
         until: datetime,
         mismatch: str,
         *,
-        md5s: list[str] | None = None,
         key: str | None = None,
     ) -> S3Object:
         """Send ``parts`` as the object of ``digest`` (``vault.storage.s3upload``), lock it,
@@ -551,12 +562,29 @@ class S3BlobStore:
             digest=digest,
             until=until,
             mismatch=mismatch,
-            md5s=md5s,
         )
         if multipart and version:
             # Ceph 16 does not apply CreateMultipartUpload's lock headers: lock the version now.
-            await self._extend(key, version, until)
+            await self._lock_new(key, version, until)
         return await self._confirm(digest, key, version, size, until)
+
+    async def _lock_new(self, key: str, version: str, until: datetime) -> None:
+        """Set a version just written to COMPLIANCE until ``until`` in one request (the HEAD of
+        ``_confirm`` checks it took); where the bucket's default retention already locks it
+        for longer, S3 refuses that as a shortening, and ``_extend`` keeps the longer date."""
+        with unavailable("setting an object's retention"):
+            try:
+                await self._s3.put_object_retention(
+                    Bucket=self.bucket,
+                    Key=key,
+                    VersionId=version,
+                    Retention={"Mode": COMPLIANCE, "RetainUntilDate": until},
+                )
+                return
+            except ClientError as exc:
+                if error_code(exc) != "AccessDenied":
+                    raise
+        await self._extend(key, version, until)
 
     async def _confirm(
         self, digest: str, key: str, version: str, size: int, until: datetime

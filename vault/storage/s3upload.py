@@ -1,8 +1,9 @@
 """Sending one object to S3 with bounded memory: a single PUT when it fits in one part, else a
 multipart upload with at most ``INFLIGHT`` parts in flight; every part carries the
-``Content-MD5`` the store checks (``BadDigest`` -> ``IntegrityError``), the bytes are hashed as
-they go, and the object is completed only if they hash to the expected digest. A multipart
-upload that fails for any reason, cancellation included, is aborted, never left half-made.
+``Content-MD5`` the store checks (``BadDigest`` -> ``IntegrityError``), the bytes are hashed
+(SHA-256) as they go, and the object is completed only if they hash to the expected digest.
+A multipart upload that fails for any reason, cancellation included, is aborted, never left
+half-made.
 
 Used by ``vault.storage.s3store``, which locks and confirms what this sends.
 """
@@ -13,7 +14,7 @@ import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -26,7 +27,15 @@ from vault.storage.s3client import error_code, unavailable
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["COMPLIANCE", "INFLIGHT", "hash_fd", "limit", "offload", "regroup", "send_object"]
+__all__ = [
+    "COMPLIANCE",
+    "INFLIGHT",
+    "limit",
+    "offload",
+    "regroup",
+    "send_object",
+    "sha256_fd",
+]
 
 INFLIGHT = 2  # parts uploading at once per upload (memory: about INFLIGHT + 1 parts)
 READ_CHUNK = 1 << 20
@@ -53,28 +62,20 @@ async def send_object(
     digest: str,
     until: datetime,
     mismatch: str,
-    md5s: Sequence[str] | None = None,
 ) -> tuple[str, int, bool]:
     """Send ``parts`` (each the part size but the last) as ``key``, with Object Lock COMPLIANCE
     until ``until`` requested; ``IntegrityError(mismatch)`` (and nothing completed) if the bytes
-    do not hash to ``digest``. Returns (version id, size, whether it was a multipart upload).
-
-    ``md5s``: the parts' Content-MD5 from an earlier read of the same source (``hash_fd``). The
-    bytes are then not hashed again: the store checks each part against the MD5 of the first
-    read, so a source that changed in between fails with ``IntegrityError``."""
-    hasher = hashlib.sha256() if md5s is None else None
+    do not hash to ``digest``. Returns (version id, size, whether it was a multipart upload)."""
+    hasher = hashlib.sha256()
 
     def matches() -> bool:
-        return hasher is None or hasher.hexdigest() == digest
-
-    def known(i: int) -> str | None:
-        return None if md5s is None or i >= len(md5s) else md5s[i]
+        return hasher.hexdigest() == digest
 
     first = await anext(parts, None)
     second = await anext(parts, None) if first is not None else None
     if second is None:
         data = first or b""
-        md5 = await _hash_part(hasher, data, known(0) if data else _md5_b64(b""))
+        md5 = await _hash_part(hasher, data)
         if not matches():
             raise IntegrityError(mismatch)
         with unavailable("storing an object"):
@@ -99,9 +100,7 @@ async def send_object(
         async for part in parts:
             yield part
 
-    version, size = await _multipart(
-        client, bucket, key, all_parts(), hasher, until, matches, known
-    )
+    version, size = await _multipart(client, bucket, key, all_parts(), hasher, until, matches)
     if not version and size < 0:
         raise IntegrityError(mismatch)
     return version, size, True
@@ -115,7 +114,6 @@ async def _multipart(
     hasher: Any,
     until: datetime,
     matches: Callable[[], bool],
-    known: Callable[[int], str | None],
 ) -> tuple[str, int]:
     """Upload ``parts`` as a multipart upload; complete it only if ``matches()`` once every
     part is sent, else abort and return ("", -1). Any failure aborts it too."""
@@ -151,7 +149,7 @@ async def _multipart(
         async for data in parts:
             number += 1
             size += len(data)
-            md5 = await _hash_part(hasher, data, known(number - 1))
+            md5 = await _hash_part(hasher, data)
             while len(inflight) >= INFLIGHT:
                 finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
@@ -193,45 +191,26 @@ def _md5_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - Content-MD5
 
 
-def hash_fd(fd: int, part: int, max_bytes: int | None) -> tuple[str, int, list[str]]:
-    """Read the file at ``fd`` from offset 0 to EOF once: its SHA-256, size, and the
-    Content-MD5 of each ``part``-byte part; the two hashes run on two threads at once."""
+def sha256_fd(fd: int, max_bytes: int | None) -> tuple[str, int]:
+    """Read the file at ``fd`` from offset 0 to EOF once: its SHA-256 and size (the key of
+    the object; the upload then hashes what it sends again, with each part's Content-MD5)."""
     sha = hashlib.sha256()
-    md5s: list[str] = []
     offset = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="s3-md5") as pool:
-        while True:
-            md5 = hashlib.md5()  # noqa: S324 - Content-MD5
-            left = part
-            while left:
-                data = os.pread(fd, min(READ_CHUNK * 4, left), offset)
-                if not data:
-                    break
-                done = pool.submit(md5.update, data)
-                sha.update(data)
-                done.result()
-                offset += len(data)
-                left -= len(data)
-                if max_bytes is not None and offset > max_bytes:
-                    raise TooLarge(f"source is over the {max_bytes}-byte limit")
-            if left == part:
-                break
-            md5s.append(base64.b64encode(md5.digest()).decode())
-            if left:
-                break
-    return sha.hexdigest(), offset, md5s
+    while data := os.pread(fd, READ_CHUNK * 4, offset):
+        sha.update(data)
+        offset += len(data)
+        if max_bytes is not None and offset > max_bytes:
+            raise TooLarge(f"source is over the {max_bytes}-byte limit")
+    return sha.hexdigest(), offset
 
 
-async def _hash_part(hasher: Any, data: bytes, md5: str | None = None) -> str:
-    """Add ``data`` to ``hasher`` (if any) and return its Content-MD5 (``md5`` if given), off
-    the event loop."""
-    if md5 is not None and hasher is None:
-        return md5
+async def _hash_part(hasher: Any, data: bytes) -> str:
+    """Add ``data`` to ``hasher`` and return its Content-MD5, off the event loop (while the
+    parts before it are in flight)."""
 
     def work() -> str:
-        if hasher is not None:
-            hasher.update(data)
-        return md5 if md5 is not None else _md5_b64(data)
+        hasher.update(data)
+        return _md5_b64(data)
 
     return await offload(work) if len(data) > 65536 else work()
 

@@ -203,6 +203,8 @@ class SealingContentStore:
         for attempt in (1, 2):
             key = await self.key(sha256)
             try:
+                if key is None and isinstance(self.blobs, S3Blobs) and self.blobs.on_loop():
+                    return await self.blobs.open_plain_here(sha256, self.scratch.base_for)
                 if key is None:
                     return await asyncio.to_thread(open_plain, self.blobs, sha256, self.scratch)
                 return await asyncio.to_thread(
