@@ -18,7 +18,9 @@ Guarantees:
   stored item with its effective label (the item's own joined with every current case's, and
   for a rendition also its source's) and current cases; None when there is no such item.
   ``authorize`` = load the target + ``guard``; ``authorize_then`` reads what the answer needs
-  between the decision and its entry, so a request that fails on a read leaves no entry.
+  between the decision and its entry, so a request that fails on a read leaves no entry, and
+  its ``commit`` (what the action writes: a job queued) runs in the entry's own transaction, so
+  the entry and what it records are committed together or not at all.
 - ``guard_entries`` decides reading raw ledger entries (entry bundles): ``read_metadata`` on
   the whole ledger (:data:`LEDGER_ENTRIES`: no case, labelled top_secret with every caveat,
   since entries name the ids, labels and hashes of every item at every label), so only a role
@@ -120,6 +122,14 @@ def _refs_effect(refs: Sequence[tuple[str, str]]) -> Effect:
     return effect
 
 
+def _then(first: Effect, second: Effect) -> Effect:
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await first(conn, indexes)
+        await second(conn, indexes)
+
+    return effect
+
+
 async def record(
     ledger: LedgerWriter,
     principal: Principal,
@@ -132,9 +142,11 @@ async def record(
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    effect: Effect | None = None,
 ) -> int:
     """Append ``accessed`` (allowed) or ``denied``; return its index. Unavailable on failure.
-    ``extra``: further public fields (e.g. ``integrity_override``), never classified values."""
+    ``extra``: further public fields (e.g. ``integrity_override``), never classified values.
+    ``effect``: runs in the entry's transaction (after its refs): both commit, or neither."""
     if len(target_id) > MAX_ID:
         raise BadRequest(f"identifier longer than {MAX_ID} characters")
     fields: dict[str, Any] = {**(extra or {}), "action": action.value, "target_kind": target_kind}
@@ -147,12 +159,15 @@ async def record(
     )
     if refs is None:
         refs = [(target_kind, target_id)]
+    write = _refs_effect(refs)
+    if effect is not None:
+        write = _then(write, effect)
     within = RECORD_TIMEOUT if wait is None else wait
     try:
         # The ledger gives up ``within`` without ever committing the entry afterwards; the outer
         # bound is for a COMMIT that does not answer (its outcome then unknown).
         async with asyncio.timeout(2 * within):
-            (idx,) = await ledger.append([entry], effect=_refs_effect(refs), within=within)
+            (idx,) = await ledger.append([entry], effect=write, within=within)
     except Exception as exc:
         if not is_outage(exc):  # a bug is not an outage: it propagates as itself
             raise
@@ -173,9 +188,14 @@ async def guard(
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    effect: Effect | None = None,
 ) -> Decision:
     """Decide, record, then return the allowing decision or raise (see the module docstring).
-    ``target`` is None when nothing of that kind and id exists."""
+    ``target`` is None when nothing of that kind and id exists. ``effect`` runs in the
+    transaction of an ``accessed`` entry only (never with a denial), so only with a content
+    action, which is always recorded."""
+    if effect is not None and action not in CONTENT_ACTIONS:
+        raise ValueError(f"an effect needs a recorded action, not {action.value}")
     decision = absent(target_kind) if target is None else decide(principal, action, target)
     if action in CONTENT_ACTIONS or (not decision.allowed and action is not Action.LIST):
         await record(
@@ -189,6 +209,7 @@ async def guard(
             refs=refs,
             wait=wait,
             extra=extra,
+            effect=effect if decision.allowed else None,
         )
     decision.raise_if_denied(target_kind)
     return decision
@@ -321,13 +342,17 @@ async def authorize_then(
     kind: TargetKind,
     target_id: str,
     serve: Callable[[Target], Awaitable[_T | None]],
+    *,
+    commit: Callable[[Conn, _T], Awaitable[None]] | None = None,
 ) -> _T:
     """``authorize``, with what the answer needs read between the decision and its entry:
     ``serve`` runs only if the decision allows, and the entry is appended only once it has
     returned, so a read failing (an outage, a row gone: ``serve`` returns None) leaves no
     ``accessed`` entry for an answer that was never given. The entry still comes before
     anything is answered. A row ``serve`` finds not verifying is a recorded refusal, as in
-    ``load_target``."""
+    ``load_target``. ``commit(conn, value)``, for an action that writes, runs in the entry's
+    transaction: what it writes is committed with the entry or not at all (it may run more than
+    once, each time in a fresh transaction: keep what it returns in ``value``, overwritten)."""
     found = await load_target(db, ledger, principal, action, kind, target_id)
     value = None
     if found is not None and decide(principal, action, found).allowed:
@@ -338,7 +363,16 @@ async def authorize_then(
             raise
         if value is None:  # changed since the decision: as if it were not there
             found = None
-    await guard(ledger, principal, action, kind, target_id, found)
+    effect: Effect | None = None
+    if commit is not None and value is not None:
+        write, served = commit, value
+
+        async def written(conn: Conn, _indexes: list[int]) -> None:
+            await write(conn, served)
+
+        effect = written
+
+    await guard(ledger, principal, action, kind, target_id, found, effect=effect)
     if value is None:  # guard raised NotFound already; never go on without it
         raise NotFound(NOT_FOUND_REASON)
     return value
