@@ -11,6 +11,7 @@ import pytest
 from access_fixtures import ADMIN, add_evidence, open_vault, person
 
 from vault.access import audit
+from vault.cases import links as cases
 from vault.db import Conn
 from vault.errors import Conflict, NotFound
 from vault.jobs import enqueue
@@ -98,3 +99,21 @@ async def test_an_effect_needs_a_recorded_action(pg_dsn: str, tmp_path: Path) ->
         target = Target("case", Label(Level.INTERNAL), frozenset({"K1"}))
         with pytest.raises(ValueError, match="recorded action"):
             await audit.guard(ledger, ADMIN, Action.LIST, "case", "K1", target, effect=effect)
+
+
+async def test_a_trail_is_read_before_its_entry_and_holds_it(pg_dsn: str, tmp_path: Path) -> None:
+    async with open_vault(pg_dsn, tmp_path) as (ledger, db):
+        pool = db.pool
+        await cases.create(pool, ledger, ADMIN, "K1", "title", Label(Level.INTERNAL))
+        size = await ledger.size()
+        trail = await audit.trail(pool, ledger, ADMIN, case="K1")
+        assert [e.kind for e in trail] == ["case", "accessed"]
+        own = trail[-1]
+        assert own.idx == size and own.fields["action"] == "read_metadata"
+        assert own.opened == {"principal": ADMIN.id, "target": "case:K1"}
+        # a principal's trail holds the read only when it is the reader's own
+        theirs = await audit.trail(pool, ledger, ADMIN, principal="someone-else")
+        assert theirs == []
+        mine = await audit.trail(pool, ledger, ADMIN, principal=ADMIN.id)
+        assert mine[-1].idx == await ledger.size() - 1
+        assert mine[-1].opened["target"] == f"principal:{ADMIN.id}"
