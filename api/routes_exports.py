@@ -2,10 +2,11 @@
 
 Guarantees:
 
-- Asking is an audited ``export`` decision on the case, made before anything is queued
-  (missing and invisible cases are the same 404); the package itself is built by a worker as
-  the requesting principal (``vault.review.exportjobs``), so it holds only what that principal may
-  export, and every item decision is recorded again there.
+- Asking is an audited ``export`` decision on the case; the job is queued in the transaction
+  that appends its ``accessed`` entry, so both are committed or neither (an answer of 503
+  leaves no entry and no job; missing and invisible cases are the same 404). The package
+  itself is built by a worker as the requesting principal (``vault.review.exportjobs``), so it
+  holds only what that principal may export, and every item decision is recorded again there.
 - A job and its package are shown only to the principal who asked; anyone else, and any job
   that is not an export job, gets the same 404.
 - The package is the same self-verifying zip as ``evault export --zip``; check it with
@@ -25,10 +26,11 @@ from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import content_response, define, json_body, json_response, operation, path
 from api.routes_jobs import json_object
-from vault.access.targets import authorize
+from vault.access.targets import authorize_then
+from vault.db import Conn
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
-from vault.policy.decide import Action, not_found_detail
+from vault.policy.decide import Action, Target, not_found_detail
 from vault.review.export import RENDITION_KINDS
 from vault.review.exportjobs import EXPORT
 
@@ -130,7 +132,6 @@ async def request_export(request: web.Request) -> web.Response:
     originals = body.get("originals", True)
     if not isinstance(originals, bool) or not (originals or kinds):
         raise BadRequest("originals: true or false; without originals, name renditions")
-    await authorize(rt.db.pool, rt.ledger, principal, Action.EXPORT, "case", case_id)
     payload: dict[str, Any] = {
         "case_id": case_id,
         "requested_by": principal.id,
@@ -138,11 +139,30 @@ async def request_export(request: web.Request) -> web.Response:
     }
     if not originals:
         payload["originals"] = False
-    job_id = await enqueue(rt.db.pool, EXPORT, payload, dedupe_key=f"export:{uuid.uuid4()}")
-    if job_id is None:  # only a dedupe key can make enqueue insert nothing
-        raise Conflict("the job was not queued; retry")
-    row = await job_status(rt.db.pool, job_id)
-    location = f"/v1/exports/{job_id}"
+    queued: dict[str, Any] = {}
+
+    async def nothing_to_read(_case: Target) -> bool:
+        return True
+
+    async def queue(conn: Conn, _ok: bool) -> None:
+        # in the entry's transaction: the job is queued with its ``accessed`` entry, or neither
+        job_id = await enqueue(conn, EXPORT, payload, dedupe_key=f"export:{uuid.uuid4()}")
+        if job_id is None:  # only a dedupe key can make enqueue insert nothing
+            raise Conflict("the job was not queued; retry")
+        queued["row"] = await job_status(conn, job_id)
+
+    await authorize_then(
+        rt.db.pool,
+        rt.ledger,
+        principal,
+        Action.EXPORT,
+        "case",
+        case_id,
+        nothing_to_read,
+        commit=queue,
+    )  # a failure to read or queue answers without an ``accessed`` entry
+    row = queued["row"]
+    location = f"/v1/exports/{row['id']}"
     return web.json_response(_job_json(row), status=202, headers={"Location": location})
 
 

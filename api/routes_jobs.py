@@ -3,9 +3,10 @@
 Guarantees:
 
 - Requesting a clip is an audited ``stream`` decision on the evidence (a clip is a playback
-  derivative of its content), made before the job is queued; missing and invisible evidence
-  are the same 404. A range ending past the probed duration is refused at once (400 naming
-  it); only while the item is not probed yet does the worker check it (the job then fails).
+  derivative of its content); the job is queued in the transaction that appends the
+  ``accessed`` entry (both or neither); missing and invisible evidence are the same 404. A
+  range ending past the probed duration is refused at once (400 naming it, before any entry);
+  only while the item is not probed yet does the worker check it (the job then fails).
 - The job goes into the PostgreSQL job table (``vault.jobs``), so a worker in any process
   renders it (``ingest.mediajobs.CLIP``) and a crash loses nothing; the requester's id is kept
   in the job's payload.
@@ -30,10 +31,11 @@ from api.keys import RUNTIME
 from api.openapi import define, json_body, json_response, operation, path
 from ingest.mediajobs import CLIP
 from vault.access.decisions import guard
-from vault.access.targets import authorize, evidence_target
+from vault.access.targets import authorize_then, evidence_target
+from vault.db import Conn
 from vault.errors import BadRequest, Conflict, NotFound
 from vault.jobs import enqueue, job_status
-from vault.policy.decide import Action, not_found_detail
+from vault.policy.decide import Action, Target, not_found_detail
 from vault.review.case_footage import probed_duration_ms
 
 __all__ = ["json_object", "routes"]
@@ -104,24 +106,36 @@ async def request_clip(request: web.Request) -> web.Response:
     start, end = _ms(body, "start_ms"), _ms(body, "end_ms")
     if start >= end:
         raise BadRequest("start_ms must be before end_ms")
-    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
-    duration = await probed_duration_ms(rt.db.pool, eid)
-    if duration is not None and end > duration:  # unknown yet: the worker checks it
-        raise BadRequest(
-            f"end_ms {end} is beyond the recording's probed duration of {duration} ms"
-            f" (clip within 0-{duration})"
-        )
-    payload = {
-        "evidence_id": str(uuid.UUID(eid)),
-        "start_ms": start,
-        "end_ms": end,
-        "requested_by": principal.id,
-    }
-    job_id = await enqueue(rt.db.pool, CLIP, payload)
-    if job_id is None:  # only a dedupe key can make enqueue insert nothing
-        raise Conflict("the job was not queued; retry")
-    row = await job_status(rt.db.pool, job_id)
-    location = f"/v1/jobs/{job_id}"
+    queued: dict[str, Any] = {}
+
+    async def in_range(_item: Target) -> bool:
+        duration = await probed_duration_ms(rt.db.pool, eid)
+        if duration is not None and end > duration:  # unknown yet: the worker checks it
+            raise BadRequest(
+                f"end_ms {end} is beyond the recording's probed duration of {duration} ms"
+                f" (clip within 0-{duration})"
+            )
+        return True
+
+    async def queue(conn: Conn, _ok: bool) -> None:
+        payload = {
+            "evidence_id": str(uuid.UUID(eid)),  # a stored item's id: a UUID
+            "start_ms": start,
+            "end_ms": end,
+            "requested_by": principal.id,
+        }
+        job_id = await enqueue(conn, CLIP, payload)
+        if job_id is None:  # only a dedupe key can make enqueue insert nothing
+            raise Conflict("the job was not queued; retry")
+        queued["row"] = await job_status(conn, job_id)
+
+    # read first, then the entry with the job in its transaction: an answer that is not 202
+    # leaves no ``accessed`` entry (a range past the duration is refused before it)
+    await authorize_then(
+        rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid, in_range, commit=queue
+    )
+    row = queued["row"]
+    location = f"/v1/jobs/{row['id']}"
     return web.json_response(_job_json(row), status=202, headers={"Location": location})
 
 

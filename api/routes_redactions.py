@@ -2,9 +2,11 @@
 
 Guarantees:
 
-- Only reviewers and legal reviewers may ask (403 naming the roles for anyone else who can
-  see the item), and the request is an audited ``stream`` decision on the evidence made before
-  anything is queued: missing and invisible evidence are the same 404.
+- Only reviewers and legal reviewers may ask (403 naming the roles, and a ``denied`` entry, for
+  anyone else allowed to stream the item), and the request is an audited ``stream`` decision on
+  the evidence: missing and invisible evidence are the same 404. The job is queued in the
+  transaction that appends the ``accessed`` entry (both or neither), and what the job needs is
+  read before it, so an answer other than 202 leaves no ``accessed`` entry.
 - The spec (``docs/redaction.md``) is validated at once: against the probed picture size and
   duration when the item is probed, else on its own (the worker checks it against the probe
   then, and fails the job naming the fields). A bad spec is a 400 whose problem+json lists every
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -41,11 +44,13 @@ from api.openapi import define, json_body, json_response, operation, path
 from api.routes_jobs import visible_job
 from ingest.media.suggest import available
 from ingest.redactjobs import REDACT, SUGGEST
+from vault.access.decisions import record
 from vault.access.filters import label_of
-from vault.access.targets import authorize
+from vault.access.targets import authorize_then
+from vault.db import Conn
 from vault.errors import Conflict, Forbidden, Unavailable
 from vault.jobs import enqueue, job_status
-from vault.policy.decide import Action, Role
+from vault.policy.decide import Action, Principal, Role, Target
 from vault.policy.labels import Label
 from vault.redaction.release import MAX_LISTED, release_copy, visible_released
 from vault.redaction.spec import Frame, parse_spec, spec_bytes, spec_json
@@ -136,26 +141,24 @@ async def request_redaction(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
     body = await json_object(request)
-    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
-    if not principal.roles & _REQUESTERS:
-        raise Forbidden(
-            "redacted copies are requested by a reviewer or legal reviewer; ask one assigned"
-            " to the case"
-        )
-    width, height, duration = await probed_frame(rt.db.pool, eid)
-    spec = parse_spec(body, Frame(width, height, duration))
-    canonical = spec_bytes(spec)
-    payload = {
-        "evidence_id": str(uuid.UUID(eid)),
-        "spec": spec_json(spec),
-        "spec_sha256": hashlib.sha256(canonical).hexdigest(),
-        "requested_by": principal.id,
-    }
-    job_id = await enqueue(rt.db.pool, REDACT, payload)
-    if job_id is None:  # only a dedupe key can make enqueue insert nothing
-        raise Conflict("the job was not queued; retry")
-    row = await job_status(rt.db.pool, job_id)
-    location = f"/v1/redactions/{job_id}"
+
+    async def prepare() -> dict[str, Any]:
+        width, height, duration = await probed_frame(rt.db.pool, eid)
+        spec = parse_spec(body, Frame(width, height, duration))
+        canonical = spec_bytes(spec)
+        return {
+            "evidence_id": str(uuid.UUID(eid)),
+            "spec": spec_json(spec),
+            "spec_sha256": hashlib.sha256(canonical).hexdigest(),
+            "requested_by": principal.id,
+        }
+
+    refusal = (
+        "redacted copies are requested by a reviewer or legal reviewer; ask one assigned"
+        " to the case"
+    )
+    row = await _stream_then_queue(request, principal, eid, REDACT, refusal, prepare)
+    location = f"/v1/redactions/{row['id']}"
     return web.json_response(_job_json(row), status=202, headers={"Location": location})
 
 
@@ -332,21 +335,18 @@ def _suggestions_json(row: Any) -> dict[str, Any]:
 async def request_suggestions(request: web.Request) -> web.Response:
     """Queue a search of the original for faces and plates; 202 with the job."""
     principal = await principal_of(request)
-    rt = request.app[RUNTIME]
     eid = request.match_info["id"]
-    await authorize(rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid)
-    if not principal.roles & _REQUESTERS:
-        raise Forbidden("suggestions are for a reviewer or legal reviewer preparing a redaction")
-    if not available():
-        raise Unavailable(
-            "face and plate suggestions need opencv-python-headless (the 'detect' extra)"
-        )
-    payload = {"evidence_id": str(uuid.UUID(eid)), "requested_by": principal.id}
-    job_id = await enqueue(rt.db.pool, SUGGEST, payload)
-    if job_id is None:
-        raise Conflict("the job was not queued; retry")
-    row = await job_status(rt.db.pool, job_id)
-    location = f"/v1/redaction-suggestions/{job_id}"
+
+    async def prepare() -> dict[str, Any]:
+        if not available():
+            raise Unavailable(
+                "face and plate suggestions need opencv-python-headless (the 'detect' extra)"
+            )
+        return {"evidence_id": str(uuid.UUID(eid)), "requested_by": principal.id}
+
+    refusal = "suggestions are for a reviewer or legal reviewer preparing a redaction"
+    row = await _stream_then_queue(request, principal, eid, SUGGEST, refusal, prepare)
+    location = f"/v1/redaction-suggestions/{row['id']}"
     return web.json_response(_suggestions_json(row), status=202, headers={"Location": location})
 
 
@@ -361,3 +361,37 @@ async def get_suggestions(request: web.Request) -> web.Response:
     """Status of a suggestion job and, when done, the suggested box tracks."""
     row = await visible_job(request, SUGGEST)
     return web.json_response(_suggestions_json(row))
+
+
+async def _stream_then_queue(
+    request: web.Request,
+    principal: Principal,
+    eid: str,
+    kind: str,
+    refusal: str,
+    prepare: Callable[[], Awaitable[dict[str, Any]]],
+) -> Any:
+    """The audited ``stream`` decision on ``eid`` of a job request, then the job's status row.
+    A caller allowed to stream it but without a requesting role is refused: a ``denied`` entry
+    with ``refusal`` and 403. Otherwise ``prepare`` reads what the job needs and returns its
+    payload (its errors answer without an entry), and the job is queued in the transaction of
+    the ``accessed`` entry: both are committed, or neither."""
+    rt = request.app[RUNTIME]
+    queued: dict[str, Any] = {}
+
+    async def serve(_item: Target) -> dict[str, Any]:
+        if not principal.roles & _REQUESTERS:
+            await record(rt.ledger, principal, Action.STREAM, "evidence", eid, False, refusal)
+            raise Forbidden(refusal)
+        return await prepare()
+
+    async def queue(conn: Conn, payload: dict[str, Any]) -> None:
+        job_id = await enqueue(conn, kind, payload)
+        if job_id is None:  # only a dedupe key can make enqueue insert nothing
+            raise Conflict("the job was not queued; retry")
+        queued["row"] = await job_status(conn, job_id)
+
+    await authorize_then(
+        rt.db.pool, rt.ledger, principal, Action.STREAM, "evidence", eid, serve, commit=queue
+    )
+    return queued["row"]

@@ -39,7 +39,7 @@ from vault.dispatch import Dispatcher, delivery_history
 from vault.errors import BadRequest, Forbidden, NotFound
 from vault.policy.decide import Action, Target, decide, not_found_detail
 from vault.policy.labels import PUBLIC_LABEL
-from vault.review.case_footage import case_footage
+from vault.review.case_footage import CaseFootage, case_footage
 from vault.review.coverage import coverage, parse_steps
 from vault.review.integrity_report import Mode, integrity_report
 
@@ -278,8 +278,14 @@ async def coverage_route(request: web.Request) -> web.Response:
     case_id = case_id_of(request)
     steps, match = parse_steps(await json_object(request))
     pool = rt.db.pool
-    await targets.authorize(pool, rt.ledger, principal, Action.READ_METADATA, "case", case_id)
-    found = await case_footage(pool, principal, case_id, mac=rt.ledger.mac)
+
+    async def footage(_case: Target) -> CaseFootage:
+        return await case_footage(pool, principal, case_id, mac=rt.ledger.mac)
+
+    # the footage is read before the entry: a read that fails leaves no ``accessed`` entry
+    found = await targets.authorize_then(
+        pool, rt.ledger, principal, Action.READ_METADATA, "case", case_id, footage
+    )
     required = rt.cfg.review.recording_required
     report = coverage(steps, found.placed, required, match_officer=match)
     out_steps = []

@@ -10,10 +10,12 @@ Guarantees:
   not see is reported exactly like no match (``held: false``, no ids).
 - Every verify is ONE ``accessed`` entry (action ``verify``, target kind ``ledger``, the hash
   as a commitment), whatever the outcome, so the public ledger does not reveal whether a hash
-  is held; the entry is indexed to the matches the caller was shown, and it is appended before
-  the answer is sent (fail closed: 503 if it cannot be).
-- ``GET /v1/evidence/{id}/proof`` is an audited ``verify`` decision; the proof is the
-  ``c2sp.org/tlog-proof@v1`` text of the evidence's ``acquired`` entry.
+  is held; the entry is indexed to the matches the caller was shown, and it is appended once
+  everything the answer needs is read, before it is sent (fail closed: 503 if it cannot be; a
+  read that fails leaves no entry).
+- ``GET /v1/evidence/{id}/proof`` is an audited ``verify`` decision (``audit.authorize_then``:
+  the proof is read before the entry); the proof is the ``c2sp.org/tlog-proof@v1`` text of the
+  evidence's ``acquired`` entry.
 - ``GET /v1/ledger/consistency`` is public like the hash tiles it is computed from (hashes
   only; entry bundles are not public, see ``api.routes_ledger``).
 """
@@ -35,10 +37,10 @@ from api.routes_evidence import int_param
 from api.streaming import body_chunks
 from vault import evidence as evrows
 from vault.access.decisions import TAMPERED_REASON, record
-from vault.access.targets import authorize, target_of
-from vault.errors import BadRequest, Forbidden, NotFound, TooLarge
+from vault.access.targets import authorize_then, target_of
+from vault.errors import BadRequest, Forbidden, TooLarge
 from vault.keys.hostmac import RowTampered
-from vault.policy.decide import ROLE_GRANTS, Action, decide
+from vault.policy.decide import ROLE_GRANTS, Action, Target, decide
 
 __all__ = ["routes"]
 
@@ -166,6 +168,15 @@ async def verify(request: web.Request) -> web.Response:
         target = await target_of(rt.db.pool, r)
         if decide(principal, Action.READ_METADATA, target).allowed:
             shown.append(r)
+    matches = [  # read before the entry: a read that fails leaves no ``accessed`` entry
+        {
+            "evidence_id": str(r.id),
+            "acquired_at": r.acquired_at.isoformat(),
+            "ledger_index": r.ledger_idx,
+            "tlog_proof": await rt.ledger.tlog_proof(r.ledger_idx),
+        }
+        for r in shown
+    ]
     audit_idx = await record(
         rt.ledger,
         principal,
@@ -176,15 +187,6 @@ async def verify(request: web.Request) -> web.Response:
         "allowed",
         refs=[("evidence", str(r.id)) for r in shown],
     )
-    matches = [
-        {
-            "evidence_id": str(r.id),
-            "acquired_at": r.acquired_at.isoformat(),
-            "ledger_index": r.ledger_idx,
-            "tlog_proof": await rt.ledger.tlog_proof(r.ledger_idx),
-        }
-        for r in shown
-    ]
     body = {
         "sha256": digest,
         "size": size,
@@ -211,11 +213,17 @@ async def proof(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
-    await authorize(rt.db.pool, rt.ledger, principal, Action.VERIFY, "evidence", eid)
-    row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, eid, where="proof")
-    if row is None:  # authorize raised NotFound for a missing one; gone since
-        raise NotFound()
-    text = await rt.ledger.tlog_proof(row.ledger_idx)
+
+    async def tlog_proof(_item: Target) -> str | None:
+        row = await evrows.load_evidence(rt.db.pool, rt.ledger.mac, eid, where="proof")
+        if row is None:  # gone since the decision: NotFound, as for a missing one
+            return None
+        return await rt.ledger.tlog_proof(row.ledger_idx)
+
+    # the proof is read before the entry: a read that fails leaves no ``accessed`` entry
+    text = await authorize_then(
+        rt.db.pool, rt.ledger, principal, Action.VERIFY, "evidence", eid, tlog_proof
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

@@ -12,6 +12,9 @@ Guarantees:
   lease expires, as a new attempt; a job whose workers died ``max_attempts`` times is failed
   when it is next taken, without running it again (a job that kills its worker cannot keep
   every node busy for ever).
+- A worker outlives a database outage (refused, lost or closed connections, mid-job too): it
+  logs it and claims again once the database is back; only a bug ends it (readiness then says
+  ``stopped``).
 - ``enqueue`` takes a connection, so a job can be created in the same transaction as what makes
   it necessary (an evidence row and its ledger entry); a ``dedupe_key`` makes enqueueing
   idempotent.
@@ -29,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from vault.db import Db
+from vault.db import Db, is_outage
 from vault.errors import EvaultError
 from vault.retry import backoff
 
@@ -260,7 +263,14 @@ class JobRunner:
     async def _heartbeat(self, job: Job) -> None:
         while True:
             await asyncio.sleep(self._lease / 3)
-            if not await heartbeat(self._pool, job, self._lease):
+            try:
+                kept = await heartbeat(self._pool, job, self._lease)
+            except Exception as exc:
+                if not (is_outage(exc) or isinstance(exc, asyncpg.PostgresError)):
+                    raise
+                log.warning("job %d heartbeat: the database is unavailable: %s", job.id, exc)
+                continue
+            if not kept:
                 log.warning("job %d lease lost", job.id)
                 return
 
@@ -268,7 +278,11 @@ class JobRunner:
         while True:
             try:
                 worked = await self.run_once()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except Exception as exc:
+                # the database going away mid-job (a closed connection: an InterfaceError, not a
+                # PostgresError) must not end the worker: it serves again once it is back
+                if not (is_outage(exc) or isinstance(exc, asyncpg.PostgresError)):
+                    raise
                 log.warning("job queue unavailable: %s", exc)
                 worked = False
             if not worked:

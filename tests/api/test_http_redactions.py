@@ -89,6 +89,23 @@ def _entry(w: World, index: int) -> dict[str, object]:
     return dict(json.loads(asyncio.run(read())))
 
 
+def _decisions_from(w: World, start: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """(the ledger's size, (kind, action) of its accessed/denied entries from ``start`` on)."""
+
+    async def read() -> tuple[int, list[tuple[str, str]]]:
+        cfg = load(None, str(w.svc.data), environ=w.svc.env)
+        async with open_runtime(cfg) as rt:
+            size = await rt.ledger.size()
+            out = []
+            for i in range(size if start is None else start, size):
+                body = json.loads(await rt.ledger.entry(i))
+                if body["kind"] in ("accessed", "denied"):
+                    out.append((body["kind"], body["action"]))
+            return size, out
+
+    return asyncio.run(read())
+
+
 def test_a_bad_spec_is_a_400_naming_each_field(world: World) -> None:
     ev = str(world.evidence["v"]["evidence_id"])
     bad = json.loads(json.dumps(SPEC))
@@ -101,6 +118,22 @@ def test_a_bad_spec_is_a_400_naming_each_field(world: World) -> None:
     fields = {e["field"]: e["detail"] for e in problem["errors"]}
     assert "frame width 160" in fields["boxes[0].keyframes[1].x"]
     assert "beyond the duration" in fields["mute_ranges[0].end_ms"]
+
+
+def test_refusals_leave_no_accessed_entry(world: World) -> None:
+    """A bad spec (400) is refused before the entry: none; a caller allowed to stream the item
+    but not to ask for a copy (403) leaves a ``denied`` entry, never an ``accessed`` one."""
+    ev = str(world.evidence["v"]["evidence_id"])
+    bad = json.loads(json.dumps(SPEC))
+    bad["mute_ranges"][0]["end_ms"] = 9000
+    start, _ = _decisions_from(world)
+    r = world.call("POST", f"/v1/evidence/{ev}/redactions", who="reviewer",
+                   body=json.dumps(bad).encode())  # fmt: skip
+    assert r.status == 400, r.body
+    r = world.call("POST", f"/v1/evidence/{ev}/redactions", who="casesys",
+                   body=json.dumps(SPEC).encode())  # fmt: skip
+    assert r.status == 403, r.body
+    assert _decisions_from(world, start)[1] == [("denied", "stream")]
 
 
 def test_only_reviewers_and_legal_reviewers_may_ask(world: World) -> None:

@@ -92,6 +92,14 @@ def _refs_effect(refs: Sequence[tuple[str, str]]) -> Effect:
     return effect
 
 
+def _then(first: Effect, second: Effect) -> Effect:
+    async def effect(conn: Conn, indexes: list[int]) -> None:
+        await first(conn, indexes)
+        await second(conn, indexes)
+
+    return effect
+
+
 async def record(
     ledger: LedgerWriter,
     principal: Principal,
@@ -104,9 +112,11 @@ async def record(
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    effect: Effect | None = None,
 ) -> int:
     """Append ``accessed`` (allowed) or ``denied``; return its index. Unavailable on failure.
-    ``extra``: further public fields (e.g. ``integrity_override``), never classified values."""
+    ``extra``: further public fields (e.g. ``integrity_override``), never classified values.
+    ``effect``: runs in the entry's transaction (after its refs): both commit, or neither."""
     if len(target_id) > MAX_ID:
         raise BadRequest(f"identifier longer than {MAX_ID} characters")
     fields: dict[str, Any] = {**(extra or {}), "action": action.value, "target_kind": target_kind}
@@ -119,12 +129,15 @@ async def record(
     )
     if refs is None:
         refs = [(target_kind, target_id)]
+    write = _refs_effect(refs)
+    if effect is not None:
+        write = _then(write, effect)
     within = RECORD_TIMEOUT if wait is None else wait
     try:
         # The ledger gives up ``within`` without ever committing the entry afterwards; the outer
         # bound is for a COMMIT that does not answer (its outcome then unknown).
         async with asyncio.timeout(2 * within):
-            (idx,) = await ledger.append([entry], effect=_refs_effect(refs), within=within)
+            (idx,) = await ledger.append([entry], effect=write, within=within)
     except Exception as exc:
         if not is_outage(exc):  # a bug is not an outage: it propagates as itself
             raise
@@ -145,9 +158,14 @@ async def guard(
     refs: Sequence[tuple[str, str]] | None = None,
     wait: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    effect: Effect | None = None,
 ) -> Decision:
     """Decide, record, then return the allowing decision or raise (see the module docstring).
-    ``target`` is None when nothing of that kind and id exists."""
+    ``target`` is None when nothing of that kind and id exists. ``effect`` runs in the
+    transaction of an ``accessed`` entry only (never with a denial), so only with a content
+    action, which is always recorded."""
+    if effect is not None and action not in CONTENT_ACTIONS:
+        raise ValueError(f"an effect needs a recorded action, not {action.value}")
     decision = absent(target_kind) if target is None else decide(principal, action, target)
     if action in CONTENT_ACTIONS or (not decision.allowed and action is not Action.LIST):
         await record(
@@ -161,6 +179,7 @@ async def guard(
             refs=refs,
             wait=wait,
             extra=extra,
+            effect=effect if decision.allowed else None,
         )
     decision.raise_if_denied(target_kind)
     return decision

@@ -11,7 +11,8 @@ Guarantees:
   target is returned; a target whose stored row does not verify is a recorded refusal
   (``denied`` with ``TAMPERED_REASON``), then ``RowTampered``. ``authorize_then`` reads what the
   answer needs between the decision and its entry, so a request that fails on a read leaves no
-  entry.
+  entry, and its ``commit`` (what the action writes: a job queued) runs in the entry's own
+  transaction, so the entry and what it records are committed together or not at all.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from vault import evidence as evrows
 from vault.access import state as access_state
 from vault.access.decisions import TAMPERED_REASON, guard, record
 from vault.access.filters import label_of, linked_cases
-from vault.db import Db
+from vault.db import Conn, Db
 from vault.errors import NotFound
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter
+from vault.ledger.sequencer import Effect
 from vault.policy.decide import (
     NOT_FOUND_REASON,
     Action,
@@ -157,13 +159,17 @@ async def authorize_then(
     kind: TargetKind,
     target_id: str,
     serve: Callable[[Target], Awaitable[_T | None]],
+    *,
+    commit: Callable[[Conn, _T], Awaitable[None]] | None = None,
 ) -> _T:
     """``authorize``, with what the answer needs read between the decision and its entry:
     ``serve`` runs only if the decision allows, and the entry is appended only once it has
     returned, so a read failing (an outage, a row gone: ``serve`` returns None) leaves no
     ``accessed`` entry for an answer that was never given. The entry still comes before
     anything is answered. A row ``serve`` finds not verifying is a recorded refusal, as in
-    ``load_target``."""
+    ``load_target``. ``commit(conn, value)``, for an action that writes, runs in the entry's
+    transaction: what it writes is committed with the entry or not at all (it may run more than
+    once, each time in a fresh transaction: keep what it returns in ``value``, overwritten)."""
     found = await load_target(db, ledger, principal, action, kind, target_id)
     value = None
     if found is not None and decide(principal, action, found).allowed:
@@ -174,7 +180,16 @@ async def authorize_then(
             raise
         if value is None:  # changed since the decision: as if it were not there
             found = None
-    await guard(ledger, principal, action, kind, target_id, found)
+    effect: Effect | None = None
+    if commit is not None and value is not None:
+        write, served = commit, value
+
+        async def written(conn: Conn, _indexes: list[int]) -> None:
+            await write(conn, served)
+
+        effect = written
+
+    await guard(ledger, principal, action, kind, target_id, found, effect=effect)
     if value is None:  # guard raised NotFound already; never go on without it
         raise NotFound(NOT_FOUND_REASON)
     return value

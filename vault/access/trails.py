@@ -14,11 +14,11 @@ from typing import Any
 
 from vault.access.decisions import guard
 from vault.access.targets import case_target, evidence_target, target
-from vault.db import Db
+from vault.db import Conn, Db
 from vault.errors import BadRequest
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
-from vault.policy.decide import Action, Principal, Target, TargetKind, visible
+from vault.policy.decide import Action, Principal, Target, TargetKind, decide, visible
 from vault.policy.labels import INTERNAL_LABEL
 from verify.canonical import canonical_json
 
@@ -95,9 +95,31 @@ async def trail(
         subject = Target("ledger", INTERNAL_LABEL)
         tid, refs = f"principal:{principal}", []
     scoped = None if subject is None else Target("ledger", subject.label, subject.cases)
-    await guard(ledger, actor, Action.READ_METADATA, "ledger", tid, scoped, refs=refs)
+    found: list[TrailEntry] = []
+    if scoped is not None and decide(actor, Action.READ_METADATA, scoped).allowed:
+        # read before the decision's entry: a read that fails leaves no ``accessed`` entry
+        indexes = (await _indexes(conn, case, evidence, principal))[-limit:]
+        found = await _trail_entries(conn, ledger, actor, indexes)
+    own: list[TrailEntry] = []
 
-    indexes = (await _indexes(conn, case, evidence, principal))[-limit:]
+    async def own_entry(tx: Conn, indexes: list[int]) -> None:
+        # The entry of this very read is part of the trail it is about (its refs are the
+        # subject's; a principal's trail holds it when the actor is that principal): read in
+        # the transaction that appends it.
+        if principal is None or principal == actor.id:
+            own[:] = await _trail_entries(tx, ledger, actor, indexes, check=False)
+
+    await guard(
+        ledger, actor, Action.READ_METADATA, "ledger", tid, scoped, refs=refs, effect=own_entry
+    )
+    return [*found, *own][-limit:]
+
+
+async def _trail_entries(
+    conn: Db, ledger: LedgerWriter, actor: Principal, indexes: list[int], *, check: bool = True
+) -> list[TrailEntry]:
+    """Entries ``indexes`` with their openings, oldest first, without those naming what the
+    actor may not list (``check``)."""
     entries = await conn.fetch(
         "SELECT idx, kind, data FROM ledger_entries WHERE idx = ANY($1::bigint[]) ORDER BY idx",
         indexes,
@@ -105,10 +127,13 @@ async def trail(
     openings = await conn.fetch(
         "SELECT idx, field, value FROM ledger_openings WHERE idx = ANY($1::bigint[])", indexes
     )
-    ref_rows = await conn.fetch(
-        "SELECT ledger_idx, ref_kind, ref_id FROM ledger_refs WHERE ledger_idx = ANY($1::bigint[])",
-        indexes,
-    )
+    ref_rows = []
+    if check:
+        ref_rows = await conn.fetch(
+            "SELECT ledger_idx, ref_kind, ref_id FROM ledger_refs"
+            " WHERE ledger_idx = ANY($1::bigint[])",
+            indexes,
+        )
     opened: dict[int, dict[str, Any]] = {}
     for o in openings:
         opened.setdefault(o["idx"], {})[o["field"]] = json.loads(bytes(o["value"]))

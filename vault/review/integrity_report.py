@@ -6,10 +6,14 @@ caller may list, and signs it with the log key (:mod:`verify.report_note`).
 Guarantees:
 
 - Access: the decision is ``read_metadata`` on the case (``access.decide``; a missing case and an
-  invisible one are the same ``NotFound``); it is recorded in the ledger BEFORE anything is
-  checked, as an ``accessed`` (or ``denied``) entry with action ``verify``, indexed under the case
-  and every evidence item reported (so each item's custody timeline shows the check). If it
-  cannot be recorded, nothing is reported (``Unavailable``). Items the caller may not list are
+  invisible one are the same ``NotFound``); it is recorded in the ledger before anything is
+  reported, as an ``accessed`` (or ``denied``) entry with action ``verify``, indexed under the case
+  and every evidence item reported (so each item's custody timeline shows the check). Everything
+  the report needs (rows, content checks, ``acquired`` entries, timelines, exports) is read
+  before that entry, so a read that fails leaves no ``accessed`` entry; only the checkpoint that
+  must cover the entry itself, and the inclusion proofs against it, come after it (a failure
+  in that window, an outage, leaves the entry of a report not given). If the entry cannot be
+  recorded, nothing is reported (``Unavailable``). Items the caller may not list are
   absent, as from every listing: nothing leaks by their count.
 - Content (per item, originals only): ``mode="now"`` re-reads the stored object through the
   ``ContentStore`` and hashes it: ``ok`` only when SHA-256 and size equal the recorded ones;
@@ -51,6 +55,7 @@ from typing import Any, Literal
 from vault import evidence as evrows
 from vault.access import decisions, targets
 from vault.access.listing import EvidenceQuery, list_evidence
+from vault.db import Conn
 from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import Ledger
@@ -101,7 +106,19 @@ async def integrity_report(
     case = await targets.case_target(db, case_id)
     decision = absent("case") if case is None else decide(actor, Action.READ_METADATA, case)
     ids, tampered = await _visible_ids(ledger, actor, case_id) if decision.allowed else ([], [])
-    refs = [("case", case_id), *(("evidence", e) for e in ids)]
+    # Everything the report needs is read before its entry (a read that fails leaves none) ...
+    rows = await _rows(ledger, ids)
+    checks = {eid: await _check(content, row, mode) for eid, row in rows.items()}
+    acquired = {eid: await _acquired(ledger, row.ledger_idx) for eid, row in rows.items()}
+    timelines = await _timelines(db, ledger.mac, actor, ids)
+    exports = await _exports(db, case_id)
+    own: dict[str, Any] = {}
+
+    async def own_entry(conn: Conn, indexes: list[int]) -> None:
+        # ... and the entry itself, for the timelines, in the transaction that appends it
+        data = await conn.fetchval("SELECT data FROM ledger_entries WHERE idx = $1", indexes[0])
+        own["item"] = _timeline_item(indexes[0], bytes(data), {"principal": actor.id})
+
     audit_idx = await decisions.record(
         ledger,
         actor,
@@ -110,10 +127,11 @@ async def integrity_report(
         case_id,
         decision.allowed,
         decision.recorded,
-        refs=refs,
+        refs=[("case", case_id), *(("evidence", e) for e in ids)],
+        effect=own_entry if decision.allowed else None,
     )
     decision.raise_if_denied()
-    rows = await _rows(ledger, ids)
+    # ... except the checkpoint that covers that entry, and the proofs against it
     cp = await ledger.checkpoint_covering(audit_idx)
     reasons: list[str] = []
     checkpoint: Checkpoint | None = None
@@ -121,15 +139,14 @@ async def integrity_report(
         checkpoint = open_checkpoint(cp.note, ledger.verifier)
     except VerificationError as exc:
         reasons.append(f"the checkpoint does not verify with the log key: {exc}")
-    timelines = await _timelines(db, ledger.mac, actor, ids)
     items = []
     for eid in ids:
         row = rows.get(eid)
         if row is None:
             item = {"evidence_id": eid, "verdict": "failed", "reasons": [TAMPERED]}
         else:
-            item = await _item(ledger, content, row, mode, checkpoint, cp.size)
-            item["timeline"] = timelines.get(eid, [])
+            item = await _item(ledger, row, checks[eid], acquired[eid], checkpoint, cp.size)
+            item["timeline"] = [*timelines.get(eid, []), own["item"]]
         reasons.extend(f"evidence {eid}: {r}" for r in item["reasons"])
         items.append(item)
     for eid in tampered:  # left out of the listing: reported, never with their stored values
@@ -144,7 +161,7 @@ async def integrity_report(
         "audit_index": audit_idx,
         "log": {"origin": ledger.signer.name, "vkey": ledger.signer.vkey, "checkpoint": cp.note},
         "evidence": items,
-        "exports": await _exports(db, case_id),
+        "exports": exports,
         "verdict": "failed" if reasons else "ok",
         "reasons": reasons,
     }
@@ -188,30 +205,40 @@ async def _rows(ledger: Ledger, ids: list[str]) -> dict[str, evrows.Evidence]:
     return out
 
 
+async def _check(content: ContentStore, row: evrows.Evidence, mode: Mode) -> dict[str, str | None]:
+    """The item's content check: disposed, re-hashed now, or the last scrub's mark."""
+    if row.disposed_at is not None:
+        return {"status": "disposed", "checked_at": rfc3339(row.disposed_at), "source": mode}
+    if mode == "now":
+        status = await _rehash(content, row.sha256, row.size)
+        if status in ("missing", "mismatch"):
+            INTEGRITY_FAILURES.labels("report").inc()
+        return {"status": status, "checked_at": rfc3339(), "source": "now"}
+    scrubbed = row.last_scrub_at
+    status = row.integrity if scrubbed is not None else "unchecked"
+    return {"status": status, "checked_at": _time(scrubbed), "source": "scrub"}
+
+
+async def _acquired(ledger: Ledger, idx: int) -> bytes | None:
+    """The entry the row names as its ``acquired`` one, or None if the ledger has none."""
+    try:
+        return await ledger.entry(idx)
+    except NotFound:
+        return None
+
+
 async def _item(
     ledger: Ledger,
-    content: ContentStore,
     row: evrows.Evidence,
-    mode: Mode,
+    check: dict[str, str | None],
+    entry: bytes | None,
     checkpoint: Checkpoint | None,
     size: int,
 ) -> dict[str, Any]:
     reasons: list[str] = []
-    check: dict[str, str | None]
-    if row.disposed_at is not None:
-        check = {"status": "disposed", "checked_at": rfc3339(row.disposed_at), "source": mode}
-    elif mode == "now":
-        status = await _rehash(content, row.sha256, row.size)
-        check = {"status": status, "checked_at": rfc3339(), "source": "now"}
-        if status in ("missing", "mismatch"):
-            INTEGRITY_FAILURES.labels("report").inc()
-    else:
-        scrubbed = row.last_scrub_at
-        status = row.integrity if scrubbed is not None else "unchecked"
-        check = {"status": status, "checked_at": _time(scrubbed), "source": "scrub"}
     if check["status"] != "ok":
         reasons.append(f"content {check['status']} ({check['source']})")
-    ledger_part = await _inclusion(ledger, row, checkpoint, size, reasons)
+    ledger_part = await _inclusion(ledger, row, entry, checkpoint, size, reasons)
     return {
         "evidence_id": str(row.id),
         "sha256": row.sha256,
@@ -261,15 +288,14 @@ def _hash_object(obj: Readable, sha256: str, size: int) -> str:
 async def _inclusion(
     ledger: Ledger,
     row: evrows.Evidence,
+    entry: bytes | None,
     checkpoint: Checkpoint | None,
     size: int,
     reasons: list[str],
 ) -> dict[str, Any]:
     idx = row.ledger_idx
     out: dict[str, Any] = {"index": idx, "tree_size": size, "status": "failed"}
-    try:
-        entry = await ledger.entry(idx)
-    except NotFound:
+    if entry is None:
         reasons.append(f"ledger entry {idx} is missing")
         return out
     out["entry"] = entry.decode("utf-8", "replace")
@@ -359,15 +385,23 @@ async def _entries(
     for r in rows:
         if r["idx"] in hidden:
             continue
-        body = json.loads(bytes(r["data"]))
-        fields = {k: v for k, v in body.items() if k not in _HIDDEN}
         case = openings.get(r["idx"], {}).get("case")
         if isinstance(case, str) and not seen.get(("case", case), False):
             openings[r["idx"]].pop("case")  # a case id is shown only when it is visible
-        item = {"index": r["idx"], "kind": r["kind"], "time": body.get("time"), "fields": fields}
-        item["opened"] = openings.get(r["idx"], {})
-        out[r["idx"]] = item
+        out[r["idx"]] = _timeline_item(r["idx"], bytes(r["data"]), openings.get(r["idx"], {}))
     return out
+
+
+def _timeline_item(idx: int, data: bytes, opened: dict[str, Any]) -> dict[str, Any]:
+    body = json.loads(data)
+    fields = {k: v for k, v in body.items() if k not in _HIDDEN}
+    return {
+        "index": idx,
+        "kind": body["kind"],
+        "time": body.get("time"),
+        "fields": fields,
+        "opened": opened,
+    }
 
 
 async def _exports(db: Any, case_id: str) -> list[dict[str, Any]]:
