@@ -399,8 +399,9 @@ async def _when_some_acquired(
     dsn: str, shas: set[str], worker: str, kill: Callable[[], None]
 ) -> tuple[int, set[int]]:
     """Call ``kill`` as soon as one of ``shas`` has an evidence row and ``worker`` (the
-    process killed) runs a media job, or 3 s after the first row if it runs none; then how
-    many had a row, and the jobs ``worker`` held at that moment."""
+    process killed) runs a media job, or half of them have rows (on a fast machine the rest
+    would be acquired before a job starts), or 3 s after the first row; then how many had a
+    row, and the jobs ``worker`` held at that moment."""
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + 30
@@ -414,7 +415,7 @@ async def _when_some_acquired(
             )
             if n and first is None:
                 first = time.monotonic()
-            if n and (held or time.monotonic() - first > 3):  # type: ignore[operator]
+            if n and (held or n >= len(shas) // 2 or time.monotonic() - first > 3):  # type: ignore[operator]
                 break
             assert time.monotonic() < deadline, "nothing acquired by the leader"
             await asyncio.sleep(0.01)
