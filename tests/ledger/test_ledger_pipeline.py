@@ -16,7 +16,7 @@ from vault.db import Conn, Database
 from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, PreparedEntry, make_entry
 from vault.ledger.batches import authenticate
-from vault.ledger.sequencer import COPY_MIN
+from vault.ledger.batchprep import COPY_MIN
 from vault.ledger.tiles import inclusion_proof, root_at
 from verify.merkle import verify_inclusion
 

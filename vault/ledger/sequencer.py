@@ -41,8 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -50,6 +49,7 @@ import asyncpg
 from vault.db import Conn
 from vault.errors import LedgerCorrupt
 from vault.keys.hostmac import HostMac
+from vault.ledger.batchprep import Prepared, copy_entries, prepare, prepare_yielding
 from vault.ledger.entry import PreparedEntry
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
@@ -60,19 +60,12 @@ from vault.metrics import (
     LEDGER_ENTRIES,
     LEDGER_SIZE,
 )
-from verify.merkle import leaf_hashes
-from verify.tiles import TILE_WIDTH, right_edge_tiles
+from verify.tiles import right_edge_tiles
 
 log = logging.getLogger("evault.ledger")
 
 LEDGER_LOCK = 0x65766C67  # "evlg"
 
-# Batches smaller than this are written with one INSERT statement (fewer round trips); larger
-# ones by COPY, which PostgreSQL inserts faster per row.
-COPY_MIN = 256
-# Entries prepared between two chances for the event loop to serve the transaction in flight:
-# one level-0 tile (slices are aligned to tiles).
-PREPARE_SLICE = TILE_WIDTH
 # Batches prepared ahead of the one committing (each holds its rows, tiles and edge).
 PIPE_DEPTH = 4
 # Append transactions open at once: one committing, the next one writing its entries.
@@ -106,14 +99,14 @@ class _Order:
     writes once it holds the lock (None if it failed or is not in flight); ``advanced`` is this
     one's, for the next."""
 
-    after: asyncio.Future[_Prepared | None] | None
-    advanced: asyncio.Future[_Prepared | None]
+    after: asyncio.Future[Prepared | None] | None
+    advanced: asyncio.Future[Prepared | None]
 
-    def advanced_with(self, written: _Prepared | None) -> None:
+    def advanced_with(self, written: Prepared | None) -> None:
         if not self.advanced.done():
             self.advanced.set_result(written)
 
-    async def early(self, prepared: _Prepared | None) -> bool:
+    async def early(self, prepared: Prepared | None) -> bool:
         """Whether ``prepared``'s entries may be written before the lock: the transaction
         before it holds the lock and writes exactly the tree it was prepared on."""
         if self.after is None or prepared is None or prepared.copy is None:
@@ -148,8 +141,8 @@ _CLIENT_SLACK = 1.0
 
 
 def _claim(
-    batch: list[_Request], prepared: _Prepared | None, now: float
-) -> tuple[list[_Request], _Prepared | None]:
+    batch: list[_Request], prepared: Prepared | None, now: float
+) -> tuple[list[_Request], Prepared | None]:
     """The requests of ``batch`` still wanted, now claimed for a transaction; the others are
     withdrawn or past their deadline (TimeoutError) and dropped, and with them ``prepared``,
     which holds their entries."""
@@ -167,139 +160,6 @@ def _claim(
 
 def _deadline(batch: Sequence[_Request]) -> float | None:
     return min((r.deadline for r in batch if r.deadline is not None), default=None)
-
-
-@dataclass
-class _Prepared:
-    """A batch ready to write on top of the tree (base_size, base_root)."""
-
-    base_size: int
-    base_root: bytes
-    edge: TreeEdge  # after the batch
-    root: bytes
-    kinds: list[str]
-    datas: list[bytes]
-    copy: bytes | None  # the entries as binary COPY data (for batches of COPY_MIN or more)
-    openings: list[tuple[int, str, bytes, bytes]]
-    tiles: tuple[list[int], list[int], list[bytes]]
-    results: list[list[int]]
-    leaves: bytes  # the batch's leaf hashes, concatenated
-    tag: bytes  # HostMac.batch(base_size, leaves, edge.size, root)
-
-
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
-_COPY_TRAILER = b"\xff\xff"
-
-
-def _copy_rows(start: int, kinds: Sequence[str], datas: Sequence[bytes]) -> list[bytes]:
-    """Binary COPY tuples (idx bigint, kind text, data bytea) for entries from ``start``."""
-    packers: dict[str, tuple[Callable[..., bytes], int, bytes]] = {}
-    out: list[bytes] = []
-    append = out.append
-    idx = start
-    for kind, data in zip(kinds, datas, strict=True):
-        packer = packers.get(kind)
-        if packer is None:
-            name = kind.encode()
-            fmt = struct.Struct(f">hiqi{len(name)}si")  # 3 fields; 8, idx; len, kind; len
-            packer = packers[kind] = (fmt.pack, len(name), name)
-        pack, size, name = packer
-        append(pack(3, 8, idx, size, name, len(data)))
-        append(data)
-        idx += 1
-    return out
-
-
-def _prepare_steps(
-    batch: Sequence[_Request], edge: TreeEdge, mac: HostMac
-) -> Iterator[_Prepared | None]:
-    """Prepare ``batch`` on a copy of ``edge`` in slices: yields None between slices (so an
-    event loop can serve the transaction in flight), then the result, tagged with ``mac``."""
-    base_size = edge.size
-    base_root = edge.root()
-    kinds: list[str] = []
-    datas: list[bytes] = []
-    openings: list[tuple[int, str, bytes, bytes]] = []
-    results = []
-    idx = base_size
-    for req in batch:
-        # Columns of the entries (named tuples) without a Python-level pass per field.
-        req_kinds, req_datas, req_openings = zip(*req.entries, strict=True)
-        kinds += req_kinds
-        datas += req_datas
-        if any(req_openings):
-            openings += [
-                (idx + i, o.field, o.salt, o.value)
-                for i, entry_openings in enumerate(req_openings)
-                for o in entry_openings
-            ]
-        results.append(list(range(idx, idx + len(req.entries))))
-        idx += len(req.entries)
-    after = edge.copy()
-    touched: dict[tuple[int, int], bytes] = {}
-    copy: list[bytes] | None = [_COPY_HEADER] if len(datas) >= COPY_MIN else None
-    leaves: list[bytes] = []
-    # Slices end on tile boundaries, so a tile is hashed in one piece wherever it can be.
-    first = 0
-    while first < len(datas):
-        end = min(len(datas), first + PREPARE_SLICE - (base_size + first) % PREPARE_SLICE)
-        part = datas[first:end]
-        hashes = leaf_hashes(part)
-        leaves.append(b"".join(hashes))  # a slice's hashes in one object, not 256 small ones
-        touched.update(after.append(hashes))
-        if copy is not None:
-            copy += _copy_rows(base_size + first, kinds[first:end], part)
-        first = end
-        yield None
-    if copy is not None:
-        copy.append(_COPY_TRAILER)
-    keys = sorted(touched)
-    tiles = ([k[0] for k in keys], [k[1] for k in keys], [touched[k] for k in keys])
-    root = after.root()
-    joined = b"".join(leaves)
-    yield _Prepared(
-        base_size,
-        base_root,
-        after,
-        root,
-        kinds,
-        datas,
-        None if copy is None else b"".join(copy),
-        openings,
-        tiles,
-        results,
-        joined,
-        mac.batch(base_size, joined, after.size, root),
-    )
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    """``data`` as COPY's source (bytes alone would be taken for a file name)."""
-    yield data
-
-
-async def _copy_entries(conn: Conn, copy: bytes) -> None:
-    """Write prepared entries (binary COPY data) into ``ledger_entries``."""
-    await conn.copy_to_table(
-        "ledger_entries", source=_chunks(copy), columns=["idx", "kind", "data"], format="binary"
-    )
-
-
-def prepare(batch: Sequence[_Request], edge: TreeEdge, mac: HostMac) -> _Prepared:
-    """Everything a batch writes, computed on a copy of ``edge`` (which is left unchanged)."""
-    for step in _prepare_steps(batch, edge, mac):
-        if step is not None:
-            return step
-    raise AssertionError("unreachable")
-
-
-async def prepare_yielding(batch: Sequence[_Request], edge: TreeEdge, mac: HostMac) -> _Prepared:
-    """:func:`prepare`, letting other tasks run between slices."""
-    for step in _prepare_steps(batch, edge, mac):
-        if step is not None:
-            return step
-        await asyncio.sleep(0)
-    raise AssertionError("unreachable")
 
 
 class Sequencer:
@@ -321,7 +181,7 @@ class Sequencer:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         # Collected batches on their way to the committer, prepared when an edge was known.
-        self._pipe: asyncio.Queue[tuple[list[_Request], _Prepared | None]] = asyncio.Queue(
+        self._pipe: asyncio.Queue[tuple[list[_Request], Prepared | None]] = asyncio.Queue(
             PIPE_DEPTH
         )
         self._edge: TreeEdge | None = None  # the committed edge, when known
@@ -427,7 +287,9 @@ class Sequencer:
                 prepared = None
                 if base is not None:
                     try:
-                        prepared = await prepare_yielding(batch, base, self._mac)
+                        prepared = await prepare_yielding(
+                            [r.entries for r in batch], base, self._mac
+                        )
                     except Exception:  # prepared again in the transaction, failing there
                         log.exception("preparing a ledger batch failed")
                 if generation != self._generation:
@@ -444,7 +306,7 @@ class Sequencer:
     async def _commit_loop(self) -> None:
         slots = asyncio.Semaphore(COMMITS_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
-        previous: asyncio.Future[_Prepared | None] | None = None
+        previous: asyncio.Future[Prepared | None] | None = None
         try:
             while True:
                 await slots.acquire()
@@ -456,7 +318,7 @@ class Sequencer:
                 # Entries go in before the lock only behind a transaction of ours in flight,
                 # once that one holds the lock and writes exactly what this was prepared on.
                 after = previous if running and previous is not None else None
-                advanced: asyncio.Future[_Prepared | None] = (
+                advanced: asyncio.Future[Prepared | None] = (
                     asyncio.get_running_loop().create_future()
                 )
                 previous = advanced
@@ -473,7 +335,7 @@ class Sequencer:
     async def _committer(
         self,
         batch: list[_Request],
-        prepared: _Prepared | None,
+        prepared: Prepared | None,
         order: _Order,
         slots: asyncio.Semaphore,
     ) -> None:
@@ -487,7 +349,7 @@ class Sequencer:
                 self._idle.set()
 
     async def _commit_or_split(
-        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
+        self, batch: list[_Request], prepared: Prepared | None, order: _Order | None = None
     ) -> None:
         try:
             attempt = 0
@@ -545,8 +407,8 @@ class Sequencer:
         return edge
 
     async def _commit(
-        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
-    ) -> _Prepared:
+        self, batch: list[_Request], prepared: Prepared | None, order: _Order | None = None
+    ) -> Prepared:
         with LEDGER_COMMIT_SECONDS.time():
             try:
                 done = await self._transaction(batch, prepared, order)
@@ -572,9 +434,9 @@ class Sequencer:
         self,
         conn: Conn,
         batch: list[_Request],
-        prepared: _Prepared | None,
+        prepared: Prepared | None,
         copied: bool = False,
-    ) -> _Prepared:
+    ) -> Prepared:
         """Take the lock; write the tiles, the state and (small batches) the entries of
         ``prepared`` if it was prepared on the committed tree, else prepare the batch on that
         tree and write it. Returns what was written. With ``copied`` (its entries are already
@@ -606,12 +468,12 @@ class Sequencer:
             if copied:
                 raise _Stale
             edge = await self._load_edge(conn, int(row["size"]), bytes(row["root"]))
-            p = prepare(batch, edge, self._mac)
+            p = prepare([r.entries for r in batch], edge, self._mac)
         raise LedgerCorrupt("the ledger state changed while the sequencer held its lock")
 
     async def _transaction(
-        self, batch: list[_Request], prepared: _Prepared | None, order: _Order | None = None
-    ) -> _Prepared:
+        self, batch: list[_Request], prepared: Prepared | None, order: _Order | None = None
+    ) -> Prepared:
         copied = order is not None and await order.early(prepared)
         deadline = _deadline(batch)
         loop = asyncio.get_running_loop()
@@ -628,11 +490,11 @@ class Sequencer:
         self,
         conn: Conn,
         batch: list[_Request],
-        prepared: _Prepared | None,
+        prepared: Prepared | None,
         order: _Order | None,
         copied: bool,
         wait: float | None,
-    ) -> _Prepared:
+    ) -> Prepared:
         """The statements of one append transaction (see ``_transaction``)."""
         if wait is not None:
             limit = f"{max(1, int(wait * 1000))}ms"
@@ -640,7 +502,7 @@ class Sequencer:
         if copied:
             assert prepared is not None and prepared.copy is not None
             try:
-                await _copy_entries(conn, prepared.copy)
+                await copy_entries(conn, prepared.copy)
                 p = await self._advance(conn, batch, prepared, copied=True)
             except (_Stale, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as e:
                 # Prepared on a tree that is not the committed one (another process appended,
@@ -653,7 +515,7 @@ class Sequencer:
         if order is not None:
             order.advanced_with(p)
         if p.copy is not None and not copied:
-            await _copy_entries(conn, p.copy)
+            await copy_entries(conn, p.copy)
         if p.openings:
             await conn.execute(_OPENINGS_SQL, *map(list, zip(*p.openings, strict=True)))
         for req, indexes in zip(batch, p.results, strict=True):
