@@ -7,6 +7,7 @@ constant tuples of ``vault.evidence.model`` only, never from callers' input.
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -62,10 +63,15 @@ def rendition_columns(alias: str = "r") -> str:
 # -- verification ------------------------------------------------------------------------------
 
 
+_EVIDENCE_RAW = operator.itemgetter("id", "state_idx", *EVIDENCE_BOUND)
+_RENDITION_RAW = operator.itemgetter("id", "state_idx", *RENDITION_BOUND)
+"""What a row's tag covers, as read (the memo compares it in value and type)."""
+
+
 def check_evidence(mac: HostMac, row: Row) -> None:
     """Raise RowTampered unless ``row`` (with the bound columns, ``tag``, ``state_idx``)
     carries the tag of its values (a tag verified before for equal values is not hashed again)."""
-    raw = (EVIDENCE_TABLE, row["id"], row["state_idx"], *[row[c] for c in EVIDENCE_BOUND])
+    raw = (EVIDENCE_TABLE, *_EVIDENCE_RAW(row))
     mac.check_row_memo(
         row["tag"],
         raw,
@@ -75,7 +81,7 @@ def check_evidence(mac: HostMac, row: Row) -> None:
 
 def check_rendition(mac: HostMac, row: Row) -> None:
     """Raise RowTampered unless the rendition ``row`` carries the tag of its values."""
-    raw = (RENDITION_TABLE, row["id"], row["state_idx"], *[row[c] for c in RENDITION_BOUND])
+    raw = (RENDITION_TABLE, *_RENDITION_RAW(row))
     mac.check_row_memo(
         row["tag"],
         raw,

@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from vault.errors import ConfigError, IntegrityError
 from vault.keys.files import create_once
 
@@ -97,56 +99,54 @@ def row_message(table: str, key: Sequence[object], values: Mapping[str, object],
     ``[table, [key...], {values, keys sorted}, idx]`` (no spaces, UTF-8, not ASCII-escaped).
     Built directly where every value is a common scalar (the usual row), else through
     ``json.dumps``; both give the same bytes (tested against each other)."""
-    fast = _fast_message(table, key, values, idx)
+    fast = _fast_message(table, key, values, int(idx))
     if fast is not None:
         return fast
     doc = [table, [_plain(k) for k in key], _plain(values), int(idx)]
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # what json.dumps uses for str
+class _NotSimple(Exception):
+    """A value the direct message builder leaves to ``json.dumps`` (``_plain``)."""
 
 
-def _scalar(value: object) -> str | None:
-    """``value`` as canonical JSON if it is a common scalar or a list of them, else None."""
+def _simple(value: object) -> object:
+    """``value`` as the JSON value ``_plain`` gives, if it is a common scalar or a list of them
+    (strings, integers, None, instants, UUIDs); else ``_NotSimple``."""
     kind = type(value)
-    if kind is str:
-        return _quote(value)  # type: ignore[arg-type]
-    if kind is int:
-        return int.__repr__(value)
-    if value is None:
-        return "null"
+    if kind is str or kind is int or value is None:
+        return value
     if kind is datetime:
         when: datetime = value  # type: ignore[assignment]
         if when.tzinfo is UTC:
-            return _quote(when.isoformat(timespec="microseconds"))
-        return _quote(_instant(when))
+            return when.isoformat(timespec="microseconds")
+        return _instant(when)
     if kind is list or kind is tuple:
-        items = [_scalar(v) for v in value]  # type: ignore[attr-defined]
-        if None in items:
-            return None
-        return "[" + ",".join(items) + "]"  # type: ignore[arg-type]
+        return [_simple(v) for v in value]  # type: ignore[attr-defined]
     if isinstance(value, uuid.UUID):
-        return _quote(str(value))
-    return None  # anything else (bool, enum, bytes, nested mappings...): the general path
+        return str(value)
+    raise _NotSimple
+
+
+_AS_IS = frozenset({str, int, type(None)})
+"""Types whose values ``_simple`` returns unchanged (checked inline: most values are these)."""
+
+_encode_sorted: Callable[[object], bytes] = msgspec.json.Encoder(order="sorted").encode
+"""Compact JSON, object keys sorted, UTF-8 unescaped: the bytes ``json.dumps`` gives with
+``sort_keys=True, separators=(",", ":"), ensure_ascii=False`` for these values (tested)."""
 
 
 def _fast_message(
     table: str, key: Sequence[object], values: Mapping[str, object], idx: int
 ) -> bytes | None:
-    keys = []
-    for k in key:
-        text = _scalar(k)
-        if text is None:
+    try:
+        if type(table) is not str:
             return None
-        keys.append(text)
-    fields = []
-    for name in sorted(values):
-        text = _scalar(values[name])
-        if text is None or type(name) is not str:
-            return None
-        fields.append(f"{_quote(name)}:{text}")
-    return f"[{_quote(table)},[{','.join(keys)}],{{{','.join(fields)}}},{int(idx)}]".encode()
+        fields = {n: v if type(v) in _AS_IS else _simple(v) for n, v in values.items()}
+        doc = [table, [_simple(k) for k in key], fields, idx]
+        return _encode_sorted(doc)
+    except (_NotSimple, msgspec.EncodeError, TypeError, ValueError):
+        return None  # the general path decides (or raises the same error)
 
 
 class HostMac:
