@@ -7,8 +7,8 @@ outputs (sandbox sinks) that :mod:`ingest.media.fpstreams` consumes while ffmpeg
    scaling, no frame dropped or duplicated: ``-noautorotate``, passthrough timing). For the
    common planar formats (:data:`Y4M_PIX_FMTS`) this is a YUV4MPEG2 stream of
    ``wrapped_avframe`` packets, which ffmpeg writes straight from the decoded frame (the
-   ``rawvideo`` encoder would first copy every frame into a packet: about 2 CPU-seconds per
-   minute of 1080p30 here); :class:`~ingest.media.fpstreams.Y4MFrameDigests` drops its
+   ``rawvideo`` encoder would first copy every frame into a packet, an avoidable copy of
+   every frame: docs/performance.md); :class:`~ingest.media.fpstreams.Y4MFrameDigests` drops its
    header lines, so the hashed bytes are the same packed planes either way;
 2. the same frames turned upright and reduced to a 16x9 grid of mean luma (a 1/8 point
    sampling to 240x135, then area averages of 15x15 samples: cheap and still an average);

@@ -20,14 +20,13 @@ Guarantees of :func:`run` (and :func:`run_sync`, the same thing for code without
   pair, made one-way (the child's end cannot read, ours cannot write) and connected to
   nothing else; ancillary data the child might send is never read (the kernel drops it).
   A socket pair rather than a pipe: a pipe moves data in 4 KiB pages, each allocated,
-  charged and freed, where the socket moves it in larger buffers (measured on the
-  fingerprint's 1080p frame stream, ~5.6 GB a minute: about 0.5-1 CPU-second less per
-  minute, mostly the reader's system time). The send buffer is asked for
+  charged and freed, where the socket moves it in larger buffers: less system time for the
+  reader on the fingerprint's raw frame stream (figures in docs/performance.md). The send
+  buffer is asked for
   :data:`SINK_BUFFER_BYTES` (the kernel caps it at ``net.core.wmem_max``), and each sink is
   read in chunks of at most :data:`READ_CHUNK` bytes: a chunk that stays in the CPU cache
-  between the kernel's copy and the consumer (measured on the fingerprint's 1080p frames:
-  128 KiB reads cost about a third of the system time of 1 MiB reads; 32, 64 and 256 KiB
-  all cost more).
+  between the kernel's copy and the consumer (the size that cost least system time of those
+  tried: docs/performance.md).
 * A non-zero exit, a signal, a limit or a consumer's exception is raised as
   :class:`MediaError` with a short reason (see :func:`explain`) that names no path.
 
