@@ -24,14 +24,22 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from verify.encoding import b64decode_strict, b64encode
+from verify.encoding import b64encode
 from verify.errors import MalformedError, SignatureError
-from verify.note import SIG_PREFIX, NoteSignature, is_valid_key_name, parse_note
+from verify.note import (
+    SIG_PREFIX,
+    NoteSignature,
+    check_key,
+    decode_key_fields,
+    is_valid_key_name,
+    key_id,
+    parse_note,
+    split_key,
+)
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -54,9 +62,7 @@ PAYLOAD = 8 + 64
 
 def cosignature_key_id(name: str, public_key: bytes) -> bytes:
     """``SHA-256(name || 0x0A || 0x04 || public_key)[:4]``."""
-    return hashlib.sha256(
-        name.encode("utf-8") + b"\n" + bytes([ALG_COSIGNATURE_V1]) + public_key
-    ).digest()[:4]
+    return key_id(name, public_key, ALG_COSIGNATURE_V1)
 
 
 def cosigned_message(body: str, timestamp: int) -> bytes:
@@ -77,12 +83,7 @@ class CosignerKey:
     public_key: bytes
 
     def __post_init__(self) -> None:
-        if not is_valid_key_name(self.name):
-            raise ValueError(f"invalid key name {self.name!r}")
-        if len(self.public_key) != 32:
-            raise ValueError(f"Ed25519 public key is {len(self.public_key)} bytes, want 32")
-        if self.key_id != cosignature_key_id(self.name, self.public_key):
-            raise ValueError(f"key ID {self.key_id.hex()} does not match key {self.name!r}")
+        check_key(self.name, self.key_id, self.public_key, ALG_COSIGNATURE_V1)
 
     @property
     def vkey(self) -> str:
@@ -95,26 +96,12 @@ class CosignerKey:
 
 
 def _key_fields(text: str, parts: int, what: str) -> list[str]:
-    fields = text.strip().split("+", parts - 1)
-    if len(fields) != parts:
-        raise MalformedError(f"{what}: want {parts} '+'-separated fields, got {len(fields)}")
-    return fields
+    return split_key(text.strip(), parts, what)
 
 
 def _decode(name: str, hex_id: str, b64: str, what: str) -> tuple[bytes, bytes]:
-    if not is_valid_key_name(name):
-        raise MalformedError(f"{what}: invalid key name {name!r}")
-    if len(hex_id) != 8 or any(c not in "0123456789abcdefABCDEF" for c in hex_id):
-        raise MalformedError(f"{what}: key ID {hex_id!r} is not 8 hex digits")
-    raw = b64decode_strict(b64, f"{what} key data")
-    if len(raw) != 33:
-        raise MalformedError(f"{what}: key data is {len(raw)} bytes, want 33")
-    if raw[0] != ALG_COSIGNATURE_V1:
-        raise MalformedError(
-            f"{what}: key type 0x{raw[0]:02x} is not a cosignature/v1 key (0x04): a witness "
-            "key, not a log key, is needed here"
-        )
-    return bytes.fromhex(hex_id), raw[1:]
+    kind = "a cosignature/v1 key (0x04): a witness key, not a log key, is needed here"
+    return decode_key_fields(name, hex_id, b64, what, ALG_COSIGNATURE_V1, kind)
 
 
 def parse_cosigner_vkey(vkey: str) -> CosignerKey:

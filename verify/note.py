@@ -72,11 +72,21 @@ def is_valid_key_name(name: str) -> bool:
     return True
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """Ed25519 key ID: ``SHA-256(name || 0x0A || 0x01 || public_key)[:4]``."""
-    return hashlib.sha256(
-        name.encode("utf-8") + b"\n" + bytes([ALG_ED25519]) + public_key
-    ).digest()[:4]
+def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
+    """A note key's ID: ``SHA-256(name || 0x0A || alg || public_key)[:4]`` (``alg`` 0x01 for a
+    log's Ed25519 key, 0x04 for a witness's cosignature/v1 key)."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([alg]) + public_key).digest()[:4]
+
+
+def check_key(name: str, kid: bytes, public_key: bytes, alg: int = ALG_ED25519) -> None:
+    """ValueError unless ``name`` is a valid key name, ``public_key`` an Ed25519 key and ``kid``
+    its key ID under ``alg``: what constructing a trusted key checks."""
+    if not is_valid_key_name(name):
+        raise ValueError(f"invalid key name {name!r}")
+    if len(public_key) != 32:
+        raise ValueError(f"Ed25519 public key is {len(public_key)} bytes, want 32")
+    if kid != key_id(name, public_key, alg):
+        raise ValueError(f"key ID {kid.hex()} does not match key {name!r}")
 
 
 @dataclass(frozen=True)
@@ -88,12 +98,7 @@ class Verifier:
     public_key: bytes
 
     def __post_init__(self) -> None:
-        if not is_valid_key_name(self.name):
-            raise ValueError(f"invalid key name {self.name!r}")
-        if len(self.public_key) != 32:
-            raise ValueError(f"Ed25519 public key is {len(self.public_key)} bytes, want 32")
-        if self.key_id != key_id(self.name, self.public_key):
-            raise ValueError(f"key ID {self.key_id.hex()} does not match key {self.name!r}")
+        check_key(self.name, self.key_id, self.public_key)
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> Verifier:
@@ -117,15 +122,19 @@ class Verifier:
         return True
 
 
-def _split_key(text: str, parts: int, what: str) -> list[str]:
+def split_key(text: str, parts: int, what: str) -> list[str]:
+    """``text`` (a vkey or skey) cut at its first ``parts - 1`` ``+`` signs."""
     fields = text.split("+", parts - 1)
     if len(fields) != parts:
         raise MalformedError(f"{what}: want {parts} '+'-separated fields, got {len(fields)}")
     return fields
 
 
-def _decode_key_fields(name: str, hex_id: str, b64: str, what: str) -> tuple[bytes, bytes]:
-    """Check name and key-ID syntax and decode ``0x01 || 32 bytes``; returns (id, key)."""
+def decode_key_fields(
+    name: str, hex_id: str, b64: str, what: str, alg: int = ALG_ED25519, kind: str = ""
+) -> tuple[bytes, bytes]:
+    """Check name and key-ID syntax and decode ``alg || 32 bytes``; returns (id, key). ``kind``
+    says in the error what a key of another algorithm is not (default: unsupported)."""
     if not is_valid_key_name(name):
         raise MalformedError(f"{what}: invalid key name {name!r}")
     if not _HEX8.fullmatch(hex_id):
@@ -133,15 +142,19 @@ def _decode_key_fields(name: str, hex_id: str, b64: str, what: str) -> tuple[byt
     raw = b64decode_strict(b64, f"{what} key data")
     if len(raw) != 33:
         raise MalformedError(f"{what}: key data is {len(raw)} bytes, want 33")
-    if raw[0] != ALG_ED25519:
-        raise MalformedError(f"{what}: unsupported key algorithm 0x{raw[0]:02x}, want 0x01")
+    if raw[0] != alg:
+        raise MalformedError(
+            f"{what}: key type 0x{raw[0]:02x} is not {kind}"
+            if kind
+            else f"{what}: unsupported key algorithm 0x{raw[0]:02x}, want 0x{alg:02x}"
+        )
     return bytes.fromhex(hex_id), raw[1:]
 
 
 def parse_vkey(vkey: str) -> Verifier:
     """Parse ``<name>+<hex8 key ID>+<base64(0x01 || pubkey)>``; the key ID must match."""
-    name, hex_id, b64 = _split_key(vkey, 3, "vkey")
-    kid, public_key = _decode_key_fields(name, hex_id, b64, "vkey")
+    name, hex_id, b64 = split_key(vkey, 3, "vkey")
+    kid, public_key = decode_key_fields(name, hex_id, b64, "vkey")
     if kid != key_id(name, public_key):
         raise MalformedError(
             f"vkey: key ID {hex_id} does not match key {name!r} "
@@ -192,10 +205,10 @@ class Signer:
 
         The key ID must match the public key derived from the seed.
         """
-        fields = _split_key(skey, 5, "skey")
+        fields = split_key(skey, 5, "skey")
         if fields[0] != "PRIVATE" or fields[1] != "KEY":
             raise MalformedError("skey: does not start with PRIVATE+KEY+")
-        kid, seed = _decode_key_fields(fields[2], fields[3], fields[4], "skey")
+        kid, seed = decode_key_fields(fields[2], fields[3], fields[4], "skey")
         signer = cls(fields[2], seed)
         if signer.key_id != kid:
             raise MalformedError(
