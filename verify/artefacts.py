@@ -41,7 +41,7 @@ from verify.errors import MalformedError, VerificationError, WrongKeyError
 from verify.merkle import leaf_hash, verify_inclusion
 from verify.note import Verifier
 from verify.package_sm2 import Sm2Key, check_sm2
-from verify.report import EXIT_CODES, SEVERITIES, VERDICT_LINES, Finding
+from verify.report import VERDICT_LINES, Finding, Findings
 from verify.report_note import verify_report_response
 from verify.tlogproof import HEADER as TLOG_PROOF_HEADER
 from verify.tlogproof import parse_tlog_proof, verify_tlog_proof
@@ -73,7 +73,7 @@ class NeedsEntry(Exception):
 
 
 @dataclass
-class ArtefactReport:
+class ArtefactReport(Findings):
     """What checking one artefact found: see the module docstring."""
 
     path: str
@@ -83,11 +83,6 @@ class ArtefactReport:
     not_checked: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, code: str, severity: str, where: str, message: str) -> None:
-        if severity not in SEVERITIES:
-            raise ValueError(f"unknown severity {severity!r}")
-        self.findings.append(Finding(code, severity, where, message))
-
     def fail(self, exc: VerificationError, where: str) -> None:
         """Record a verification failure with the severity its class means."""
         if isinstance(exc, WrongKeyError):
@@ -96,18 +91,6 @@ class ArtefactReport:
             self.add("malformed", "malformed", where, str(exc))
         else:  # a bad signature by the trusted key, a proof or hash that does not hold
             self.add("tampered", "tampered", where, str(exc))
-
-    @property
-    def verdict(self) -> str:
-        found = {f.severity for f in self.findings}
-        for severity in ("wrong-key", "tampered", "malformed"):
-            if severity in found:
-                return severity
-        return "ok"
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
 
     def to_json(self) -> str:
         doc = {

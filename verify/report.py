@@ -43,6 +43,7 @@ __all__ = [
     "EntryResult",
     "FileResult",
     "Finding",
+    "Findings",
     "OpeningResult",
     "PackageReport",
     "render_text",
@@ -68,6 +69,32 @@ class Finding:
     severity: str
     where: str
     message: str
+
+
+class Findings:
+    """What a report found, and the verdict and exit code that follow (the worst severity:
+    wrong-key, then tampered, then malformed; else ok). Mixed into the report dataclasses,
+    which hold ``findings``."""
+
+    findings: list[Finding]
+
+    def add(self, code: str, severity: str, where: str, message: str) -> None:
+        """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
+        if severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {severity!r}")
+        self.findings.append(Finding(code, severity, where, message))
+
+    @property
+    def verdict(self) -> str:
+        found = {f.severity for f in self.findings}
+        for severity in ("wrong-key", "tampered", "malformed"):
+            if severity in found:
+                return severity
+        return "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
 
 
 @dataclass
@@ -114,7 +141,7 @@ class OpeningResult:
 
 
 @dataclass
-class PackageReport:
+class PackageReport(Findings):
     """Everything verification found. See the module docstring for the verdict rule."""
 
     path: str
@@ -136,24 +163,6 @@ class PackageReport:
     timestamp: dict[str, Any] | None = None  # the checkpoint's RFC 3161 time-stamp, if any
     sm2: dict[str, Any] | None = None  # the checkpoint's SM2 cosignature, once checked
     witnesses: list[dict[str, Any]] = field(default_factory=list)  # who cosigned the checkpoint
-
-    def add(self, code: str, severity: str, where: str, message: str) -> None:
-        """Record a finding; ``severity`` must be one of :data:`SEVERITIES`."""
-        if severity not in SEVERITIES:
-            raise ValueError(f"unknown severity {severity!r}")
-        self.findings.append(Finding(code, severity, where, message))
-
-    @property
-    def verdict(self) -> str:
-        found = {f.severity for f in self.findings}
-        for severity in ("wrong-key", "tampered", "malformed"):
-            if severity in found:
-                return severity
-        return "ok"
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
 
     @property
     def counts(self) -> dict[str, int]:
