@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import principal_id_of
+from api.problems import RID
 
 __all__ = ["ACCESS_LOGGER", "access_log_middleware", "setup_access_log"]
 
@@ -83,7 +84,7 @@ async def access_log_middleware(
                 "bytes": sent,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "principal": principal_id_of(request),
-                "request_id": request.get("request_id"),
+                "request_id": request.get(RID),
             }
             log.handle(
                 log.makeRecord(

@@ -38,7 +38,7 @@ __all__ = [
     "principal_of",
 ]
 
-_CACHE = "evault.principal"
+_CACHE: web.RequestKey[Principal] = web.RequestKey("evault.principal", Principal)
 CHALLENGE = 'Bearer realm="evidence-vault"'
 
 

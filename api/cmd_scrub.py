@@ -17,9 +17,10 @@ or a table differs from the ledger (fsck --state),
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
+
+import msgspec
 
 from api.config import Config
 from api.runtime import open_runtime
@@ -48,9 +49,9 @@ def register(sub: Any) -> None:
 async def cmd_scrub(args: argparse.Namespace, cfg: Config) -> int:
     scfg = cfg.scrub
     if args.rate is not None:
-        scfg = dataclasses.replace(scfg, rate_mb_s=max(0.0, args.rate))
+        scfg = msgspec.structs.replace(scfg, rate_mb_s=max(0.0, args.rate))
     if args.no_fsck:
-        scfg = dataclasses.replace(scfg, fsck=False)
+        scfg = msgspec.structs.replace(scfg, fsck=False)
     if args.sample is not None and args.sample < 0:
         print("evault: --sample must be 0 or more", file=sys.stderr)
         return 2

@@ -7,16 +7,14 @@ override keys of the single-table sections; values are read as TOML values where
 one and as strings otherwise. Relative paths in the file are resolved against the data directory.
 """
 
-from __future__ import annotations
-
-import dataclasses
 import os
 import tomllib
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
 
 from ingest.config import DockConfig, MediaConfig
 from vault.anchors.config import AnchorsConfig, check_anchors
@@ -31,6 +29,7 @@ from vault.config import (
     ExportConfig,
     KeysConfig,
     LedgerConfig,
+    ScrubConfig,
     StoreConfig,
     zone,
 )
@@ -42,97 +41,120 @@ from vault.config_events import (
     check_subscribers,
 )
 from vault.errors import ConfigError
-from vault.ops.scrubmodel import ScrubConfig
-from vault.settings import build, describe, setting, to_toml_value
+from vault.settings import Section, build, describe, to_toml_value
 
 CONFIG_NAME = "evault.toml"
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
+class ServiceConfig(Section, frozen=True):
     """[service]: the HTTP service."""
 
-    listen: str = setting("127.0.0.1:8420", "HOST:PORT the HTTP service listens on.")
-    log_level: str = setting(
-        "info", "Least severe log level written.", choices=("debug", "info", "warning", "error")
+    listen: Annotated[str, Meta(description="HOST:PORT the HTTP service listens on.")] = (
+        "127.0.0.1:8420"
     )
-    tls_cert: str = setting(
-        "",
-        "TLS certificate chain (PEM file) of the HTTP service; empty: plain HTTP (behind a proxy).",
-    )
-    tls_key: str = setting("", "TLS private key (PEM file) for tls_cert.")
-    tls_client_ca: str = setting(
-        "",
-        "CA bundle (PEM) for optional client certificates: a verified certificate whose subject "
-        "CN is a dock principal's id authenticates that dock (uploads only). Empty: tokens only.",
-    )
-    upload_chunk_timeout_seconds: float = setting(
-        30.0,
-        "An upload (dock PUT, verify body) that sends nothing for this long is aborted (408).",
-        minimum=0.1,
-        maximum=3600,
-    )
-    upload_total_timeout_seconds: float = setting(
-        21600.0,
-        "An upload that has not finished after this long is aborted (408), however steady.",
-        minimum=1,
-        maximum=604800,
-    )
-    verify_max_bytes: int = setting(
-        1 << 40, "Largest file accepted by POST /v1/verify (hashed, never stored).", minimum=0
-    )
-    token_cache_seconds: float = setting(
-        5.0,
-        "How long a token that authenticated may be answered from this process's memory. "
-        "Revocations, disabled principals and case assignments made through evault invalidate "
-        "it at once (NOTIFY); this bounds only changes made by hand in SQL. 0: no cache.",
-        minimum=0,
-        maximum=60,
-    )
-    playback_session_seconds: int = setting(
-        300,
-        "Range requests of one playback (same principal, item and action `stream`) share one "
-        "`accessed` ledger entry while each comes within this many seconds of the one before; "
-        "each is still decided on its own. Kept in memory: a restart opens a new session. "
-        "0: one entry per request.",
-        minimum=0,
-        maximum=3600,
-    )
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        Meta(description="Least severe log level written."),
+    ] = "info"
+    tls_cert: Annotated[
+        str,
+        Meta(
+            description="TLS certificate chain (PEM file) of the HTTP service; empty: plain HTTP "
+            "(behind a proxy)."
+        ),
+    ] = ""
+    tls_key: Annotated[str, Meta(description="TLS private key (PEM file) for tls_cert.")] = ""
+    tls_client_ca: Annotated[
+        str,
+        Meta(
+            description="CA bundle (PEM) for optional client certificates: a verified "
+            "certificate whose subject CN is a dock principal's id authenticates that dock "
+            "(uploads only). Empty: tokens only."
+        ),
+    ] = ""
+    upload_chunk_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.1,
+            le=3600,
+            description="An upload (dock PUT, verify body) that sends nothing for this long is "
+            "aborted (408).",
+        ),
+    ] = 30.0
+    upload_total_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=1,
+            le=604800,
+            description="An upload that has not finished after this long is aborted (408), "
+            "however steady.",
+        ),
+    ] = 21600.0
+    verify_max_bytes: Annotated[
+        int,
+        Meta(ge=0, description="Largest file accepted by POST /v1/verify (hashed, never stored)."),
+    ] = 1 << 40
+    token_cache_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=60,
+            description="How long a token that authenticated may be answered from this process's "
+            "memory. Revocations, disabled principals and case assignments made through evault "
+            "invalidate it at once (NOTIFY); this bounds only changes made by hand in SQL. 0: no "
+            "cache.",
+        ),
+    ] = 5.0
+    playback_session_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=3600,
+            description="Range requests of one playback (same principal, item and action "
+            "`stream`) share one `accessed` ledger entry while each comes within this many "
+            "seconds of the one before; each is still decided on its own. Kept in memory: a "
+            "restart opens a new session. 0: one entry per request.",
+        ),
+    ] = 300
 
 
-@dataclass(frozen=True)
-class PrincipalSeed:
+class PrincipalSeed(Section, frozen=True):
     """[[principals]]: principals created at start if they do not exist yet."""
 
-    id: str = setting(doc="Principal id.")
-    roles: tuple[str, ...] = setting(factory=tuple, doc="Roles (admin, auditor, reviewer, ...).")
-    clearance: str = setting("internal", "Clearance level slug (public ... top_secret).")
-    caveats: tuple[str, ...] = setting(factory=tuple, doc="Caveats held.")
+    id: Annotated[str, Meta(description="Principal id.")]
+    roles: Annotated[
+        tuple[str, ...], Meta(description="Roles (admin, auditor, reviewer, ...).")
+    ] = ()
+    clearance: Annotated[str, Meta(description="Clearance level slug (public ... top_secret).")] = (
+        "internal"
+    )
+    caveats: Annotated[tuple[str, ...], Meta(description="Caveats held.")] = ()
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Section, frozen=True):
     """The root of evault.toml."""
 
-    data: Path = setting(Path(), "Data directory; relative to the config file's folder.")
-    service: ServiceConfig = setting(factory=ServiceConfig, doc="The HTTP service.")
-    database: DatabaseConfig = setting(factory=DatabaseConfig, doc="PostgreSQL.")
-    ledger: LedgerConfig = setting(factory=LedgerConfig, doc="The Merkle ledger.")
-    store: StoreConfig = setting(factory=StoreConfig, doc="The blob store.")
-    media: MediaConfig = setting(factory=MediaConfig, doc="Media workers.")
-    keys: KeysConfig = setting(factory=KeysConfig, doc="Encryption at rest.")
-    docks: tuple[DockConfig, ...] = setting(factory=tuple, doc="Dock folders watched.")
-    principals: tuple[PrincipalSeed, ...] = setting(factory=tuple, doc="Seeded principals.")
-    review: ReviewConfig = setting(factory=ReviewConfig, doc="Legal-review reports.")
-    publicity: PublicityConfig = setting(factory=PublicityConfig, doc="Public statistics.")
-    events: EventsConfig = setting(factory=EventsConfig, doc="Event delivery.")
-    subscribers: tuple[SubscriberConfig, ...] = setting(
-        factory=tuple, doc="Modules that receive events."
-    )
-    scrub: ScrubConfig = setting(factory=ScrubConfig, doc="Scrub: re-hashing and fsck.")
-    export: ExportConfig = setting(factory=ExportConfig, doc="Case packages.")
-    anchors: AnchorsConfig = setting(factory=AnchorsConfig, doc="Outside anchors (RFC 3161).")
-    witness: WitnessConfig = setting(factory=WitnessConfig, doc="Witnessing other logs.")
+    data: Annotated[
+        Path, Meta(description="Data directory; relative to the config file's folder.")
+    ] = Path()
+    service: ServiceConfig = ServiceConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    store: StoreConfig = StoreConfig()
+    media: MediaConfig = MediaConfig()
+    keys: KeysConfig = KeysConfig()
+    docks: Annotated[tuple[DockConfig, ...], Meta(description="Dock folders watched.")] = ()
+    principals: Annotated[tuple[PrincipalSeed, ...], Meta(description="Seeded principals.")] = ()
+    review: ReviewConfig = ReviewConfig()
+    publicity: PublicityConfig = PublicityConfig()
+    events: EventsConfig = EventsConfig()
+    subscribers: Annotated[
+        tuple[SubscriberConfig, ...], Meta(description="Modules that receive events.")
+    ] = ()
+    scrub: ScrubConfig = ScrubConfig()
+    export: ExportConfig = ExportConfig()
+    anchors: AnchorsConfig = AnchorsConfig()
+    witness: WitnessConfig = WitnessConfig()
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against the data directory."""
@@ -156,7 +178,7 @@ _SECTION_TYPES: dict[str, Any] = {
 }
 _SECTIONS = set(_SECTION_TYPES)
 _NESTED_TABLES = {  # tables inside a section, reachable as EVAULT_<SECTION>_<TABLE>_<KEY>
-    name: {key for key, tp in typing.get_type_hints(cls).items() if dataclasses.is_dataclass(tp)}
+    name: {key for key in cls.__struct_fields__ if isinstance(getattr(cls(), key), Section)}
     for name, cls in _SECTION_TYPES.items()
 }
 
@@ -216,7 +238,7 @@ def load(
             else:
                 table[key] = value
     cfg = build(Config, raw, source=str(path))
-    cfg = dataclasses.replace(cfg, data=(path.parent / cfg.data).resolve())
+    cfg = msgspec.structs.replace(cfg, data=(path.parent / cfg.data).resolve())
     _check_docks(cfg, str(path))
     zone(cfg.export.timezone)  # ConfigError naming the key, at start rather than at export
     check_subscribers(cfg.subscribers, str(path))

@@ -36,7 +36,9 @@ log = logging.getLogger("evault.api")
 REQUEST_ID: web.AppKey[str] = web.AppKey("request_id_header", str)
 PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER = "5"  # seconds: a restarting database is usually back within a few
-_STARTED = "evault.response_started"
+#: The id of the request being answered (its X-Request-Id when usable, else a new one).
+RID: web.RequestKey[str] = web.RequestKey("request_id", str)
+_STARTED: web.RequestKey[bool] = web.RequestKey("evault.response_started", bool)
 
 
 def problem(
@@ -71,7 +73,7 @@ async def problem_middleware(
     rid = request.headers.get("X-Request-Id", "")
     if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
         rid = uuid.uuid4().hex
-    request["request_id"] = rid
+    request[RID] = rid
     try:
         _check_text(request)
         response = await handler(request)

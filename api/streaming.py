@@ -43,7 +43,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from api.problems import problem
+from api.problems import RID, problem
 from vault.errors import BadRequest, EvaultError
 from vault.storage.content import Readable
 
@@ -188,7 +188,7 @@ async def send_content(
         if span is not None:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         # Prepared here, before the problem middleware could add it on the way out.
-        response.headers["X-Request-Id"] = request.get("request_id", "")
+        response.headers["X-Request-Id"] = request.get(RID, "")
         writer = await response.prepare(request)
         fileno = getattr(obj, "fileno", None)
         stream = getattr(obj, "stream_range", None)
@@ -243,7 +243,7 @@ def _unsatisfiable(request: web.Request, size: int, common: dict[str, str]) -> w
     """A 416 problem response carrying ``Content-Range: bytes */size`` (returned, not raised:
     the problem middleware would drop the header)."""
     exc = RangeNotSatisfiable(size)
-    response = problem(416, exc.title, exc.detail, exc.type_uri, request.get("request_id", ""))
+    response = problem(416, exc.title, exc.detail, exc.type_uri, request.get(RID, ""))
     response.headers.update(common)
     response.headers["Content-Range"] = f"bytes */{size}"
     return response

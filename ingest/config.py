@@ -1,11 +1,11 @@
 """The ingest layer's configuration sections: docks and media workers."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from vault.settings import setting
+from msgspec import Meta
+
+from vault.settings import Section
 
 DEFAULT_PATTERN = (
     r"^(?P<device>[A-Za-z0-9-]+)_(?P<officer>[A-Za-z0-9-]+)_(?P<start>\d{14})"
@@ -22,61 +22,80 @@ DEFAULT_EXTENSIONS = (
 )
 
 
-@dataclass(frozen=True)
-class DockConfig:
+class DockConfig(Section, frozen=True):
     """[[docks]]: one collection station folder."""
 
-    id: str = setting(doc="Dock id (letters, digits, '-', '_').")
-    path: Path = setting(doc="Folder the station offloads recorders into.")
-    release: str = setting(
-        "keep",
-        "What happens to a source after its receipt is written: keep, move (to "
-        "<path>/.released/), or delete.",
-        choices=("keep", "move", "delete"),
+    id: Annotated[str, Meta(description="Dock id (letters, digits, '-', '_').")]
+    path: Annotated[Path, Meta(description="Folder the station offloads recorders into.")]
+    release: Annotated[
+        Literal["keep", "move", "delete"],
+        Meta(
+            description="What happens to a source after its receipt is written: keep, move (to "
+            "<path>/.released/), or delete."
+        ),
+    ] = "keep"
+    settle_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.0, description="A file must keep its size and mtime this long before it is taken."
+        ),
+    ] = 5.0
+    rescan_seconds: Annotated[
+        float, Meta(ge=0.1, description="Periodic full rescan interval (events can be missed).")
+    ] = 30.0
+    marker: Annotated[
+        str,
+        Meta(
+            description="Completion marker suffix (e.g. '.done': NAME.done must exist). Empty: "
+            "no marker."
+        ),
+    ] = ""
+    extensions: Annotated[
+        tuple[str, ...],
+        Meta(description="Allowed file extensions (lower case, no dot); others are quarantined."),
+    ] = DEFAULT_EXTENSIONS
+    max_bytes: Annotated[
+        int, Meta(ge=1, description="Largest file accepted; larger ones are quarantined.")
+    ] = 64 << 30
+    pattern: Annotated[
+        str,
+        Meta(
+            description="File-name regex with named groups device, officer, start "
+            "(YYYYMMDDhhmmss), seq, ext."
+        ),
+    ] = DEFAULT_PATTERN
+    timezone: Annotated[str, Meta(description="Time zone of the station's file-name times.")] = (
+        "Asia/Shanghai"
     )
-    settle_seconds: float = setting(
-        5.0, "A file must keep its size and mtime this long before it is taken.", minimum=0.0
-    )
-    rescan_seconds: float = setting(
-        30.0, "Periodic full rescan interval (events can be missed).", minimum=0.1
-    )
-    marker: str = setting(
-        "",
-        "Completion marker suffix (e.g. '.done': NAME.done must exist). Empty: no marker.",
-    )
-    extensions: tuple[str, ...] = setting(
-        factory=lambda: DEFAULT_EXTENSIONS,
-        doc="Allowed file extensions (lower case, no dot); others are quarantined.",
-    )
-    max_bytes: int = setting(
-        64 << 30, "Largest file accepted; larger ones are quarantined.", minimum=1
-    )
-    pattern: str = setting(
-        DEFAULT_PATTERN,
-        "File-name regex with named groups device, officer, start (YYYYMMDDhhmmss), seq, ext.",
-    )
-    timezone: str = setting("Asia/Shanghai", "Time zone of the station's file-name times.")
-    label: str = setting(
-        "internal",
-        "Label given to footage on arrival, e.g. 'internal' or 'secret+personal_privacy'.",
-    )
+    label: Annotated[
+        str,
+        Meta(
+            description="Label given to footage on arrival, e.g. 'internal' or "
+            "'secret+personal_privacy'."
+        ),
+    ] = "internal"
 
 
-@dataclass(frozen=True)
-class MediaConfig:
+class MediaConfig(Section, frozen=True):
     """[media]: ffmpeg and the media workers."""
 
-    ffmpeg: str = setting("ffmpeg", "ffmpeg executable.")
-    ffprobe: str = setting("ffprobe", "ffprobe executable.")
-    workers: int = setting(0, "Concurrent media jobs; 0 means one per core.", minimum=0, maximum=64)
-    proxy_height: int = setting(720, "Largest proxy height in pixels.", minimum=144, maximum=2160)
-    segment_ms: int = setting(
-        1000, "Fingerprint segment length in milliseconds.", minimum=100, maximum=60000
-    )
-    lease_seconds: float = setting(
-        60.0, "A job's lease; a worker that stops heartbeating loses it.", minimum=5.0
-    )
-    max_attempts: int = setting(5, "Attempts before a job is failed.", minimum=1, maximum=100)
-    memory_limit_mb: int = setting(
-        2048, "Address-space limit of each ffmpeg child, MiB.", minimum=256
-    )
+    ffmpeg: Annotated[str, Meta(description="ffmpeg executable.")] = "ffmpeg"
+    ffprobe: Annotated[str, Meta(description="ffprobe executable.")] = "ffprobe"
+    workers: Annotated[
+        int, Meta(ge=0, le=64, description="Concurrent media jobs; 0 means one per core.")
+    ] = 0
+    proxy_height: Annotated[
+        int, Meta(ge=144, le=2160, description="Largest proxy height in pixels.")
+    ] = 720
+    segment_ms: Annotated[
+        int, Meta(ge=100, le=60000, description="Fingerprint segment length in milliseconds.")
+    ] = 1000
+    lease_seconds: Annotated[
+        float, Meta(ge=5.0, description="A job's lease; a worker that stops heartbeating loses it.")
+    ] = 60.0
+    max_attempts: Annotated[
+        int, Meta(ge=1, le=100, description="Attempts before a job is failed.")
+    ] = 5
+    memory_limit_mb: Annotated[
+        int, Meta(ge=256, description="Address-space limit of each ffmpeg child, MiB.")
+    ] = 2048

@@ -15,13 +15,13 @@ are alive.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
 import asyncpg
+import msgspec
 from aiohttp import web
 
 from ingest.acquire import Acquirer
@@ -66,7 +66,7 @@ class IngestRuntime(Protocol):
 def open_acquirer(cfg: IngestConfig, ledger: Ledger, storage: Storage) -> Acquirer:
     """The Acquirer for ``cfg``: docks with absolute folders, the process's storage, the
     quarantine."""
-    docks = [dataclasses.replace(d, path=cfg.path(Path(d.path))) for d in cfg.docks]
+    docks = [msgspec.structs.replace(d, path=cfg.path(Path(d.path))) for d in cfg.docks]
     quarantine = Quarantine(cfg.path(cfg.store.quarantine), ledger)
     return Acquirer(
         storage.blobs, ledger, quarantine, docks, verifier=ledger.verifier, storage=storage

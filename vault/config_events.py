@@ -6,16 +6,16 @@ Sections: ``[review]`` (coverage reports), ``[publicity]`` (publication-safe sta
 URLs that are not http(s), unknown event types, and a secret given both or neither way.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from msgspec import Meta
 
 from vault.errors import ConfigError
 from vault.events import EVENT_TYPES
-from vault.settings import setting
+from vault.settings import Section
 
 DEFAULT_RECORDING_REQUIRED = (
     "现场检查",
@@ -28,73 +28,92 @@ DEFAULT_RECORDING_REQUIRED = (
 )
 
 
-@dataclass(frozen=True)
-class ReviewConfig:
+class ReviewConfig(Section, frozen=True):
     """[review]: reports for the legal-review module (法制审核)."""
 
-    recording_required: tuple[str, ...] = setting(
-        factory=lambda: DEFAULT_RECORDING_REQUIRED,
-        doc="Enforcement step types that must be recorded on audio/video (全过程记录); a "
-        "coverage report names every such step that has no footage.",
-    )
+    recording_required: Annotated[
+        tuple[str, ...],
+        Meta(
+            description="Enforcement step types that must be recorded on audio/video "
+            "(全过程记录); a coverage report names every such step that has no footage."
+        ),
+    ] = DEFAULT_RECORDING_REQUIRED
 
 
-@dataclass(frozen=True)
-class PublicityConfig:
+class PublicityConfig(Section, frozen=True):
     """[publicity]: publication-safe statistics for the publicity module (公示)."""
 
-    public_statistics: bool = setting(
-        False,
-        "Serve /v1/public/statistics without a token. When false, a token of a principal "
-        "with role case_system, auditor or admin is required.",
-    )
-    timezone: str = setting("Asia/Shanghai", "Time zone whose calendar years statistics count.")
+    public_statistics: Annotated[
+        bool,
+        Meta(
+            description="Serve /v1/public/statistics without a token. When false, a token of a "
+            "principal with role case_system, auditor or admin is required."
+        ),
+    ] = False
+    timezone: Annotated[
+        str, Meta(description="Time zone whose calendar years statistics count.")
+    ] = "Asia/Shanghai"
 
 
-@dataclass(frozen=True)
-class EventsConfig:
+class EventsConfig(Section, frozen=True):
     """[events]: delivery of the event outbox to the configured subscribers."""
 
-    max_attempts: int = setting(
-        50,
-        "Attempts per delivery before it is marked failed (the next event then proceeds).",
-        minimum=1,
-        maximum=10000,
-    )
-    backoff_seconds: float = setting(
-        2.0, "First retry delay; doubles per attempt up to backoff_cap_seconds.", minimum=0.01
-    )
-    backoff_cap_seconds: float = setting(
-        3600.0, "Longest delay between two attempts of one delivery.", minimum=0.01
-    )
-    timeout_seconds: float = setting(
-        10.0, "Time allowed for one POST, connection included.", minimum=0.1, maximum=300.0
-    )
-    poll_seconds: float = setting(
-        1.0, "How often the outbox is polled for new events and due retries.", minimum=0.01
-    )
-    reconcile_seconds: float = setting(
-        300.0,
-        "How often every event since a subscriber's first is re-checked for a missing delivery "
-        "(catches events committed late by long transactions).",
-        minimum=1.0,
-    )
+    max_attempts: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10000,
+            description="Attempts per delivery before it is marked failed (the next event then "
+            "proceeds).",
+        ),
+    ] = 50
+    backoff_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01, description="First retry delay; doubles per attempt up to backoff_cap_seconds."
+        ),
+    ] = 2.0
+    backoff_cap_seconds: Annotated[
+        float, Meta(ge=0.01, description="Longest delay between two attempts of one delivery.")
+    ] = 3600.0
+    timeout_seconds: Annotated[
+        float, Meta(ge=0.1, le=300.0, description="Time allowed for one POST, connection included.")
+    ] = 10.0
+    poll_seconds: Annotated[
+        float,
+        Meta(ge=0.01, description="How often the outbox is polled for new events and due retries."),
+    ] = 1.0
+    reconcile_seconds: Annotated[
+        float,
+        Meta(
+            ge=1.0,
+            description="How often every event since a subscriber's first is re-checked for a "
+            "missing delivery (catches events committed late by long transactions).",
+        ),
+    ] = 300.0
 
 
-@dataclass(frozen=True)
-class SubscriberConfig:
+class SubscriberConfig(Section, frozen=True):
     """[[subscribers]]: a module that receives HMAC-signed event POSTs."""
 
-    id: str = setting(doc="Subscriber id (letters, digits, '.', '_', '-'); names its deliveries.")
-    url: str = setting(doc="http(s) URL the events are POSTed to.")
-    secret: str = setting("", "HMAC-SHA256 key for X-Evault-Signature (prefer secret_file).")
-    secret_file: str = setting(
-        "", "File holding the HMAC key (trailing newline ignored); relative to the data folder."
-    )
-    events: tuple[str, ...] = setting(
-        factory=lambda: EVENT_TYPES,
-        doc="Event types delivered: " + ", ".join(EVENT_TYPES) + ".",
-    )
+    id: Annotated[
+        str,
+        Meta(description="Subscriber id (letters, digits, '.', '_', '-'); names its deliveries."),
+    ]
+    url: Annotated[str, Meta(description="http(s) URL the events are POSTed to.")]
+    secret: Annotated[
+        str, Meta(description="HMAC-SHA256 key for X-Evault-Signature (prefer secret_file).")
+    ] = ""
+    secret_file: Annotated[
+        str,
+        Meta(
+            description="File holding the HMAC key (trailing newline ignored); relative to the "
+            "data folder."
+        ),
+    ] = ""
+    events: Annotated[
+        tuple[str, ...], Meta(description="Event types delivered: " + ", ".join(EVENT_TYPES) + ".")
+    ] = EVENT_TYPES
 
 
 def check_subscribers(subscribers: Sequence[SubscriberConfig], source: str) -> None:

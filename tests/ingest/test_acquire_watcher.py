@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from pathlib import Path
 
+import msgspec
 from acquire_fixtures import NAME, Env, dock, objects, open_acquirer, sha
 
 from ingest.acquire import Deferred
@@ -89,7 +89,7 @@ async def test_marker_hidden_sidecar_and_rescan(pg_dsn: str, tmp_path: Path) -> 
 
 
 def test_ignored_names() -> None:
-    d = dataclasses.replace(DockConfig(id="x", path=Path("/d")), marker=".done")
+    d = msgspec.structs.replace(DockConfig(id="x", path=Path("/d")), marker=".done")
     assert ignored(d, b"a/.released/x.mp4") and ignored(d, b".hidden.mp4")
     assert ignored(d, b"x.mp4.evault-receipt.json") and ignored(d, b"x.mp4.done")
     assert ignored(d, b"x.mp4.json") and ignored(d, b".evault-0123.tmp")

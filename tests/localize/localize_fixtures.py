@@ -10,12 +10,13 @@ recording.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from api.config import Config, load
 from api.runtime import Runtime, open_runtime
@@ -103,7 +104,7 @@ async def vault_with(cfg: Config, recording: Path) -> AsyncIterator[Vault]:
     """A runtime where ``recording`` was acquired from dock-01 and its media job has run."""
     async with open_runtime(cfg) as rt:
         store = BlobStore(cfg.path(cfg.store.root))
-        dock = dataclasses.replace(cfg.docks[0], path=cfg.path(cfg.docks[0].path))
+        dock = msgspec.structs.replace(cfg.docks[0], path=cfg.path(cfg.docks[0].path))
         quarantine = Quarantine(cfg.path(cfg.store.quarantine), rt.ledger)
         acq = Acquirer(store, rt.ledger, quarantine, [dock], verifier=rt.ledger.verifier)
         receipt = await acq.acquire_path(dock, recording)

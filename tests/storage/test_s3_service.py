@@ -243,7 +243,7 @@ async def test_disposal_deletes_the_versions_once_the_lock_expired_after_the_ent
 ) -> None:
     """Order: the `disposed` entry first; the removal is refused while the lock holds (the item
     stays pending, one entry); a later run deletes every version and finishes it."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from vault.ops import disposition
     from vault.ops.retention import RetentionPolicy

@@ -8,111 +8,140 @@ verified against them), an SM2 certificate or user ID without a key, or a key na
 cannot carry.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from msgspec import Meta
 
 from vault.anchors.witness_config import WitnessPeer
 from vault.errors import ConfigError
-from vault.settings import setting
+from vault.settings import Section
 
 
-@dataclass(frozen=True)
-class AnchorsConfig:
+class AnchorsConfig(Section, frozen=True):
     """[anchors]: outside parties that vouch for the log (RFC 3161 time-stamps, SM2)."""
 
-    tsa_url: str = setting(
-        "",
-        "URL of an RFC 3161 time-stamping authority (HTTP POST of application/timestamp-query); "
-        "each signed checkpoint (or, with tsa_interval, the latest one at that interval) gets a "
-        "token whose message imprint is SHA-256 of the checkpoint note's body. Empty: off.",
-    )
-    tsa_ca_file: str = setting(
-        "",
-        "PEM file of the TSA's CA certificate(s): a token is stored only if its signer chains "
-        "to one of them (give the same file to `evault-verify --tsa-ca`). Required with tsa_url.",
-    )
-    tsa_interval: float = setting(
-        0.0,
-        "0: a token for every signed checkpoint; more: seconds between tokens, each for the "
-        "latest checkpoint then (fewer requests to a TSA that charges or rate-limits).",
-        minimum=0.0,
-        maximum=86400.0,
-    )
-    tsa_timeout: float = setting(
-        10.0, "Seconds one request to the TSA may take.", minimum=0.1, maximum=300.0
-    )
-    tsa_retry_seconds: float = setting(
-        1.0,
-        "First wait after the TSA failed; doubled after each further failure up to "
-        "tsa_retry_max_seconds. Checkpointing never waits for the TSA.",
-        minimum=0.01,
-        maximum=3600.0,
-    )
-    tsa_retry_max_seconds: float = setting(
-        300.0, "Longest wait between attempts while the TSA fails.", minimum=0.01, maximum=86400.0
-    )
+    tsa_url: Annotated[
+        str,
+        Meta(
+            description="URL of an RFC 3161 time-stamping authority (HTTP POST of "
+            "application/timestamp-query); each signed checkpoint (or, with tsa_interval, the "
+            "latest one at that interval) gets a token whose message imprint is SHA-256 of the "
+            "checkpoint note's body. Empty: off."
+        ),
+    ] = ""
+    tsa_ca_file: Annotated[
+        str,
+        Meta(
+            description="PEM file of the TSA's CA certificate(s): a token is stored only if its "
+            "signer chains to one of them (give the same file to `evault-verify --tsa-ca`). "
+            "Required with tsa_url."
+        ),
+    ] = ""
+    tsa_interval: Annotated[
+        float,
+        Meta(
+            ge=0.0,
+            le=86400.0,
+            description="0: a token for every signed checkpoint; more: seconds between tokens, "
+            "each for the latest checkpoint then (fewer requests to a TSA that charges or "
+            "rate-limits).",
+        ),
+    ] = 0.0
+    tsa_timeout: Annotated[
+        float, Meta(ge=0.1, le=300.0, description="Seconds one request to the TSA may take.")
+    ] = 10.0
+    tsa_retry_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=3600.0,
+            description="First wait after the TSA failed; doubled after each further failure up "
+            "to tsa_retry_max_seconds. Checkpointing never waits for the TSA.",
+        ),
+    ] = 1.0
+    tsa_retry_max_seconds: Annotated[
+        float,
+        Meta(ge=0.01, le=86400.0, description="Longest wait between attempts while the TSA fails."),
+    ] = 300.0
 
-    tsa_export_wait: float = setting(
-        10.0,
-        "Seconds an export waits for the time-stamp of the checkpoint its entries need (its "
-        "own access records are among them); past that the package goes without timestamp.tsr.",
-        minimum=0.0,
-        maximum=3600.0,
-    )
+    tsa_export_wait: Annotated[
+        float,
+        Meta(
+            ge=0.0,
+            le=3600.0,
+            description="Seconds an export waits for the time-stamp of the checkpoint its "
+            "entries need (its own access records are among them); past that the package goes "
+            "without timestamp.tsr.",
+        ),
+    ] = 10.0
 
-    sm2_key: str = setting(
-        "",
-        "PEM file of an SM2 private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`, not "
-        "encrypted; from the bureau's CA): each signed checkpoint gets an extra note signature "
-        "line, SM2 with SM3 (GM/T 0003), checked by `evault-verify --sm2-key`. Needs the "
-        "optional extra `evidence-vault[sm2]`. Empty: off.",
-    )
-    sm2_cert: str = setting(
-        "",
-        "PEM file of the certificate (or public key) of sm2_key: the service refuses to start "
-        "if it is not that key's. Give it to verifiers as `evault-verify --sm2-key`.",
-    )
-    sm2_user_id: str = setting(
-        "1234567812345678",
-        "The signer's user ID in Z_A (GM/T 0003.2); GM/T 0009's default unless the bureau's CA "
-        "says otherwise (then give it to `evault-verify --sm2-id`).",
-    )
-    sm2_key_name: str = setting(
-        "",
-        "Key name on the SM2 signature line; empty: `<ledger.origin>/sm2`.",
-    )
+    sm2_key: Annotated[
+        str,
+        Meta(
+            description="PEM file of an SM2 private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC "
+            "PRIVATE KEY`, not encrypted; from the bureau's CA): each signed checkpoint gets an "
+            "extra note signature line, SM2 with SM3 (GM/T 0003), checked by `evault-verify "
+            "--sm2-key`. Needs the optional extra `evidence-vault[sm2]`. Empty: off."
+        ),
+    ] = ""
+    sm2_cert: Annotated[
+        str,
+        Meta(
+            description="PEM file of the certificate (or public key) of sm2_key: the service "
+            "refuses to start if it is not that key's. Give it to verifiers as `evault-verify "
+            "--sm2-key`."
+        ),
+    ] = ""
+    sm2_user_id: Annotated[
+        str,
+        Meta(
+            description="The signer's user ID in Z_A (GM/T 0003.2); GM/T 0009's default unless "
+            "the bureau's CA says otherwise (then give it to `evault-verify --sm2-id`)."
+        ),
+    ] = "1234567812345678"
+    sm2_key_name: Annotated[
+        str, Meta(description="Key name on the SM2 signature line; empty: `<ledger.origin>/sm2`.")
+    ] = ""
 
     @property
     def sm2_enabled(self) -> bool:
         return bool(self.sm2_key)
 
-    witnesses: tuple[WitnessPeer, ...] = setting(
-        factory=tuple,
-        doc="Witnesses (C2SP tlog-witness) each new signed checkpoint is submitted to, with a "
-        "consistency proof; their cosignatures are stored, served and exported.",
-    )
-    witness_timeout: float = setting(
-        5.0, "Seconds one request to a witness may take.", minimum=0.1, maximum=300.0
-    )
-    witness_retry_seconds: float = setting(
-        1.0,
-        "First wait after a witness failed; doubled after each further failure up to "
-        "witness_retry_max_seconds. Nothing else waits for a witness.",
-        minimum=0.01,
-        maximum=3600.0,
-    )
-    witness_retry_max_seconds: float = setting(
-        300.0, "Longest wait between attempts while a witness fails.", minimum=0.01, maximum=86400.0
-    )
-    witness_export_wait: float = setting(
-        5.0,
-        "Seconds an export waits for witnesses' cosignatures of its checkpoint; past that the "
-        "package goes with those collected (possibly none).",
-        minimum=0.0,
-        maximum=3600.0,
-    )
+    witnesses: Annotated[
+        tuple[WitnessPeer, ...],
+        Meta(
+            description="Witnesses (C2SP tlog-witness) each new signed checkpoint is submitted "
+            "to, with a consistency proof; their cosignatures are stored, served and exported."
+        ),
+    ] = ()
+    witness_timeout: Annotated[
+        float, Meta(ge=0.1, le=300.0, description="Seconds one request to a witness may take.")
+    ] = 5.0
+    witness_retry_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=3600.0,
+            description="First wait after a witness failed; doubled after each further failure "
+            "up to witness_retry_max_seconds. Nothing else waits for a witness.",
+        ),
+    ] = 1.0
+    witness_retry_max_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01, le=86400.0, description="Longest wait between attempts while a witness fails."
+        ),
+    ] = 300.0
+    witness_export_wait: Annotated[
+        float,
+        Meta(
+            ge=0.0,
+            le=3600.0,
+            description="Seconds an export waits for witnesses' cosignatures of its checkpoint; "
+            "past that the package goes with those collected (possibly none).",
+        ),
+    ] = 5.0
 
     @property
     def tsa_enabled(self) -> bool:

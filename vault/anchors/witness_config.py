@@ -7,15 +7,14 @@ load what could not work: a URL that is not http(s), a key of the wrong type (a 
 a witness key is wanted, or the reverse), a name or origin given twice.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
+from msgspec import Meta
+
 from vault.errors import ConfigError
-from vault.settings import setting
+from vault.settings import Section
 from verify.errors import MalformedError
 
 if TYPE_CHECKING:
@@ -26,62 +25,81 @@ if TYPE_CHECKING:
 # the configuration, and most never touch a witness key (start-up time).
 
 
-@dataclass(frozen=True)
-class WitnessPeer:
+class WitnessPeer(Section, frozen=True):
     """[[anchors.witnesses]]: a witness this log asks for cosignatures (C2SP tlog-witness)."""
 
-    name: str = setting(doc="A name for logs and metrics (the `witness` label).")
-    url: str = setting(
-        doc="Submission prefix of the witness: checkpoints are POSTed to <url>/add-checkpoint."
-    )
-    vkey: str = setting(
-        doc="The witness's cosignature/v1 verifier key (name+keyid+base64(0x04||key)): only "
-        "cosignatures that verify with it are stored."
-    )
+    name: Annotated[str, Meta(description="A name for logs and metrics (the `witness` label).")]
+    url: Annotated[
+        str,
+        Meta(
+            description="Submission prefix of the witness: checkpoints are POSTed to "
+            "<url>/add-checkpoint."
+        ),
+    ]
+    vkey: Annotated[
+        str,
+        Meta(
+            description="The witness's cosignature/v1 verifier key "
+            "(name+keyid+base64(0x04||key)): only cosignatures that verify with it are stored."
+        ),
+    ]
 
     @property
-    def key(self) -> CosignerKey:
+    def key(self) -> "CosignerKey":
         from verify.cosignature import parse_cosigner_vkey
 
         return parse_cosigner_vkey(self.vkey)
 
 
-@dataclass(frozen=True)
-class WitnessedLog:
+class WitnessedLog(Section, frozen=True):
     """[[witness.logs]]: a log this service witnesses."""
 
-    origin: str = setting(doc="The log's origin line (its checkpoints' first line).")
-    vkey: str = setting(doc="The log's checkpoint verifier key (signed-note vkey, type 0x01).")
+    origin: Annotated[str, Meta(description="The log's origin line (its checkpoints' first line).")]
+    vkey: Annotated[
+        str, Meta(description="The log's checkpoint verifier key (signed-note vkey, type 0x01).")
+    ]
 
     @property
-    def verifier(self) -> Verifier:
+    def verifier(self) -> "Verifier":
         from verify.note import parse_vkey
 
         return parse_vkey(self.vkey)
 
 
-@dataclass(frozen=True)
-class WitnessConfig:
+class WitnessConfig(Section, frozen=True):
     """[witness]: this service as a C2SP tlog-witness of other logs (POST /add-checkpoint)."""
 
-    enabled: bool = setting(
-        False, "Serve POST /add-checkpoint and cosign checkpoints of the logs in witness.logs."
-    )
-    name: str = setting(
-        "",
-        "Key name of the witness key (a schema-less URL); empty: the ledger origin + '/witness'.",
-    )
-    key_file: Path = setting(
-        Path("keys/witness.skey"),
-        "The witness's own Ed25519 cosigning key (created once, mode 0600; never the log key). "
-        "Its vkey: `evault witness vkey`.",
-    )
-    state_file: Path = setting(
-        Path("witness.state"),
-        "File outside the database with the highest size cosigned per log: a witness state "
-        "rolled back in the database is refused, never cosigned over.",
-    )
-    logs: tuple[WitnessedLog, ...] = setting(factory=tuple, doc="The logs this service witnesses.")
+    enabled: Annotated[
+        bool,
+        Meta(
+            description="Serve POST /add-checkpoint and cosign checkpoints of the logs in "
+            "witness.logs."
+        ),
+    ] = False
+    name: Annotated[
+        str,
+        Meta(
+            description="Key name of the witness key (a schema-less URL); empty: the ledger "
+            "origin + '/witness'."
+        ),
+    ] = ""
+    key_file: Annotated[
+        Path,
+        Meta(
+            description="The witness's own Ed25519 cosigning key (created once, mode 0600; never "
+            "the log key). Its vkey: `evault witness vkey`."
+        ),
+    ] = Path("keys/witness.skey")
+    state_file: Annotated[
+        Path,
+        Meta(
+            description="File outside the database with the highest size cosigned per log: a "
+            "witness state rolled back in the database is refused, never cosigned over."
+        ),
+    ] = Path("witness.state")
+    logs: Annotated[
+        tuple[WitnessedLog, ...], Meta(description="The logs this service witnesses.")
+    ] = ()
 
 
 def check_witness_config(

@@ -2,7 +2,7 @@
 
 Guarantees:
 
-- :class:`ScrubConfig` is the ``[scrub]`` section; every key documented and bounded.
+- :class:`ScrubConfig` (defined in :mod:`vault.config`) is the ``[scrub]`` section.
 - :class:`RateLimiter` is a token bucket over bytes: after ``n`` bytes at least ``n / rate``
   seconds have passed since it was made, less at most ``burst_s`` of credit saved while idle.
 - :meth:`ScrubReport.entry_fields` holds only ids, hashes, counts, booleans and fixed words
@@ -14,13 +14,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import math
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vault.settings import setting
+from vault.config import ScrubConfig
 
 __all__ = [
     "MAX_LISTED",
@@ -37,48 +37,6 @@ MIB = 1 << 20
 MAX_LISTED = 1000  # evidence ids in a scrub entry, all lists together
 MAX_OBJECTS_LISTED = 64  # failing objects named in a scrub entry
 Mode = Literal["full", "sample"]
-
-
-@dataclass(frozen=True)
-class ScrubConfig:
-    """[scrub]: re-hashing stored objects and running the ledger fsck on a schedule."""
-
-    enabled: bool = setting(
-        True,
-        "Run scheduled scrubs inside `evault serve` (processes running the media part; one "
-        "process at a time runs a pass).",
-    )
-    full_interval_hours: float = setting(
-        168.0,
-        "Hours between full passes over every object; 0: no scheduled full pass.",
-        minimum=0.0,
-    )
-    sample_interval_hours: float = setting(
-        24.0,
-        "Hours between random-sample passes (a full pass counts as one); 0: none scheduled.",
-        minimum=0.0,
-    )
-    sample_fraction: float = setting(
-        0.01, "Share of evidence items checked by a sample pass.", minimum=0.0, maximum=1.0
-    )
-    sample_size: int = setting(
-        100, "Least number of evidence items checked by a sample pass.", minimum=0
-    )
-    rate_mb_s: float = setting(
-        50.0,
-        "Read rate limit in MiB/s (all objects of a pass together); 0: unlimited.",
-        minimum=0.0,
-    )
-    fsck: bool = setting(
-        True, "Run the ledger fsck and `evault ledger fsck --state` in every pass."
-    )
-    check_seconds: float = setting(
-        300.0, "How often the scheduler looks whether a pass is due.", minimum=1.0, maximum=86400.0
-    )
-
-    def sample_count(self, total: int) -> int:
-        """Items a sample pass checks out of ``total``."""
-        return min(total, max(self.sample_size, math.ceil(self.sample_fraction * total)))
 
 
 class RateLimiter:
@@ -103,8 +61,6 @@ class RateLimiter:
         now = self._clock()
         self._t = max(self._t, now - self._burst) + n / self.rate
         if self._t > now:
-            import asyncio  # here, not at the top: the config (and every CLI start) imports this
-
             await asyncio.sleep(self._t - now)
 
 
