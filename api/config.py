@@ -89,11 +89,22 @@ class ServiceConfig:
         minimum=0,
         maximum=60,
     )
+    workers: int = setting(
+        1,
+        "HTTP API processes sharing the listening socket (`evault serve --workers`): the main "
+        "process runs every part, the others only the API (no watchers, media workers, scrub, "
+        "checkpoint signing, time-stamping). More than 1 uses more cores for reads; playback "
+        "sessions are then per process (see playback_session_seconds).",
+        minimum=1,
+        maximum=64,
+    )
     playback_session_seconds: int = setting(
         300,
         "Range requests of one playback (same principal, item and action `stream`) share one "
         "`accessed` ledger entry while each comes within this many seconds of the one before; "
-        "each is still decided on its own. Kept in memory: a restart opens a new session. "
+        "each is still decided on its own. Kept in memory: a restart opens a new session, and "
+        "with several workers a Range request answered by another process may record one more "
+        "entry (never fewer). "
         "0: one entry per request.",
         minimum=0,
         maximum=3600,
