@@ -46,8 +46,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--workers",
         type=_workers,
-        help="HTTP API processes sharing the listening socket (default: service.workers); the"
-        " others than the main process run only the API part",
+        help="HTTP API processes sharing the listening socket (default: service.workers); all"
+        " but the main process run only the API part",
     )
     # An API worker started by a main process (api.workers): the listening sockets it inherited
     # and the main process's pid.
