@@ -291,3 +291,41 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_workers_die_with_a_killed_main_process(pg_dsn: str, tmp_path: Path) -> None:
+    """SIGKILL leaves no handler to run: the workers must notice on their own."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVAULT_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["EVAULT_DATABASE_DSN"] = pg_dsn  # a server that outlives the killed process
+    subprocess.run(
+        [*CLI, "--data", str(data), "init"], check=True, capture_output=True, env=env, timeout=120
+    )
+    port = free_port()
+    log = (data / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [*CLI, "--data", str(data), "serve", "--listen", f"127.0.0.1:{port}", "--workers", "3"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    log.close()
+    svc = Served(data, port, env, proc, admin="")
+    try:
+        deadline = time.monotonic() + 90
+        while svc.log().count("API worker serving") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, svc.log()
+            time.sleep(0.2)
+        workers = svc.children()
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived the main process"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in svc.children():
+            os.kill(pid, signal.SIGKILL)
