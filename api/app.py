@@ -34,7 +34,7 @@ from api import (
 from api.accesslog import access_log_middleware, setup_access_log
 from api.auth import auth_header_middleware
 from api.config import Config
-from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME
+from api.keys import ALL_PARTS, PARTS, READINESS, RUNTIME, WORKER
 from api.readpath import read_ctx
 from api.runtime import open_runtime
 from ingest.mediajobs import MediaJobs, default_concurrency
@@ -49,7 +49,7 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 
 async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_runtime(app[CONFIG], background=True) as rt:
+    async with open_runtime(app[CONFIG], background=True, follow=app[WORKER]) as rt:
         app[RUNTIME] = rt
         # Checkpoints stopped (entries not authenticated by the host key, tiles disagreeing):
         # the service is not ready, and says why.
@@ -121,11 +121,15 @@ async def _scrub_ctx(app: web.Application) -> AsyncIterator[None]:
         await scheduler.stop()
 
 
-def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
+def make_app(
+    cfg: Config, parts: frozenset[str] = ALL_PARTS, *, worker: bool = False
+) -> web.Application:
     """The HTTP service for ``cfg`` running ``parts``; opening and closing in cleanup contexts.
 
     Every process serves /healthz, /readyz, /metrics and the ledger read paths; one process
     on the database at a time (the leader) signs checkpoints of what any process appends.
+    A ``worker`` (an API worker process of ``evault serve --workers``) never signs them and
+    runs none of the once-per-data-directory tasks (``api.keys.WORKER``).
     """
     app = web.Application(
         middlewares=[
@@ -140,6 +144,7 @@ def make_app(cfg: Config, parts: frozenset[str] = ALL_PARTS) -> web.Application:
     problems.setup(app)  # errors after a response started are not turned into problems
     metrics_disk.watch(cfg)  # evault_disk_free_bytes for the data, store and dock volumes
     app[PARTS] = parts
+    app[WORKER] = worker
     app[READINESS] = {}
     app.cleanup_ctx.append(_runtime_ctx)
     app.cleanup_ctx.append(read_ctx)

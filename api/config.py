@@ -105,6 +105,18 @@ class ServiceConfig(Section, frozen=True):
             "cache.",
         ),
     ] = 5.0
+    workers: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="HTTP API processes sharing the listening socket (`evault serve "
+            "--workers`): the main process runs every part, the others only the API (no "
+            "watchers, media workers, scrub, checkpoint signing, time-stamping). More than 1 "
+            "uses more cores for reads; playback sessions are then per process (see "
+            "playback_session_seconds).",
+        ),
+    ] = 1
     playback_session_seconds: Annotated[
         int,
         Meta(
@@ -113,7 +125,9 @@ class ServiceConfig(Section, frozen=True):
             description="Range requests of one playback (same principal, item and action "
             "`stream`) share one `accessed` ledger entry while each comes within this many "
             "seconds of the one before; each is still decided on its own. Kept in memory: a "
-            "restart opens a new session. 0: one entry per request.",
+            "restart opens a new session, and with several workers a Range request answered "
+            "by another process may record one more entry (never fewer). 0: one entry per "
+            "request.",
         ),
     ] = 300
 

@@ -18,6 +18,10 @@ READINESS: web.AppKey[dict[str, Callable[[], str]]] = web.AppKey("readiness", di
 # Which parts this process runs: "api", "ingest", "media" (all by default; `serve --only`).
 PARTS: web.AppKey[frozenset[str]] = web.AppKey("parts", frozenset)
 ALL_PARTS = frozenset({"api", "ingest", "media"})
+# An API worker process of `evault serve --workers N` (not the main process): it follows the
+# checkpoints the main process signs and runs no background task that must run once per
+# data directory (time-stamping, the witness client, event delivery).
+WORKER: web.AppKey[bool] = web.AppKey("worker", bool)
 
 # The hot read path (api.readpath): a read-only pool and this process's token cache.
 READ_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("read_pool", asyncpg.Pool)

@@ -1,16 +1,36 @@
-"""HTTP metrics and the /metrics endpoint (Prometheus text format)."""
+"""HTTP metrics and the /metrics endpoint (Prometheus text format).
+
+With several processes (``evault serve --workers N``, which sets ``PROMETHEUS_MULTIPROC_DIR``
+for all of them before any metric exists), every process writes its metrics to files there and
+a scrape answered by any of them reads them all (prometheus_client's multiprocess mode):
+counters and histograms are summed over every process that ran since the service started,
+gauges combined as each one's ``multiprocess_mode`` says. The collectors that read at scrape
+time (the log's size, the disks) are asked by the process answering.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    PLATFORM_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from api.keys import RUNTIME
+from api.metrics_disk import DISK
 from vault.db import is_outage
 from vault.metrics import LEDGER_ENTRIES
 
@@ -21,7 +41,9 @@ REQUEST_SECONDS = Histogram(
     "HTTP request latency by route and status class.",
     ["route", "method", "status"],
 )
-IN_FLIGHT = Gauge("evault_http_requests_in_flight", "HTTP requests being served.")
+IN_FLIGHT = Gauge(
+    "evault_http_requests_in_flight", "HTTP requests being served.", multiprocess_mode="livesum"
+)
 
 # The histogram's children by (route template, method, status class): bounded by the routes.
 _CHILDREN: dict[tuple[str, str, int], Any] = {}
@@ -69,9 +91,21 @@ async def _read_log_size(request: web.Request) -> None:
             raise
 
 
+@cache
+def _registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or every process's metric files."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    for collector in (LEDGER_ENTRIES, DISK, PLATFORM_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Every metric of this process in the Prometheus text format."""
+    """Every metric of the service in the Prometheus text format."""
     await _read_log_size(request)
-    body = generate_latest()
+    body = await asyncio.to_thread(generate_latest, _registry())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

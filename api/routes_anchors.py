@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api import schemas as S
-from api.keys import READINESS, RUNTIME
+from api.keys import READINESS, RUNTIME, WORKER
 from api.openapi import content_response, operation, path
 from vault.anchors.timestamps import Timestamper, timestamp_of
 from vault.errors import ConfigError, NotFound
@@ -41,7 +41,7 @@ async def anchors_ctx(app: web.Application) -> AsyncIterator[None]:
     after the runtime's context). Every process may run one; one stamps at a time."""
     rt = app[RUNTIME]
     cfg = rt.cfg.anchors
-    if not cfg.tsa_enabled:
+    if not cfg.tsa_enabled or app[WORKER]:  # an API worker: its main process stamps
         yield
         return
     ca_path = rt.cfg.path(Path(cfg.tsa_ca_file))

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from api import schemas as S
 from api.auth import principal_of
-from api.keys import PARTS, READINESS, RUNTIME
+from api.keys import PARTS, READINESS, RUNTIME, WORKER
 from api.openapi import define, json_body, json_response, operation, path, query
 from api.routes_evidence import CONTENT, int_param
 from api.routes_jobs import json_object
@@ -52,7 +52,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     """The event dispatcher, for the lifetime of the application (see the module docstring)."""
     rt = app[RUNTIME]
     cfg = rt.cfg
-    if "api" not in app[PARTS] or not cfg.subscribers:
+    if "api" not in app[PARTS] or not cfg.subscribers or app[WORKER]:
         yield
         return
     secrets = {s.id: subscriber_secret(s, cfg.data) for s in cfg.subscribers}

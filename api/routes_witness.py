@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api.config import Config
-from api.keys import READINESS, RUNTIME
+from api.keys import READINESS, RUNTIME, WORKER
 from api.openapi import content_response, operation, path
 from api.runtime import Runtime
 from vault.anchors.cosigners import Cosigners, cosignatures_of, cosigned_checkpoint
@@ -62,7 +62,7 @@ async def witness_ctx(app: web.Application) -> AsyncIterator[None]:
     if rt.cfg.witness.enabled:
         app[WITNESS] = make_witness(rt)
     client = None
-    if rt.cfg.anchors.witnesses:
+    if rt.cfg.anchors.witnesses and not app[WORKER]:  # an API worker: its main process asks
         client = Cosigners(rt.db.pool, rt.cfg.anchors)
         client.start()
         app[READINESS]["witnesses"] = lambda: "ok" if client.alive() else "stopped"

@@ -65,10 +65,14 @@ def sm2_cosigners(cfg: Config) -> tuple[Sm2Cosigner, ...]:
 
 
 @asynccontextmanager
-async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    cfg: Config, *, background: bool = False, follow: bool = False
+) -> AsyncIterator[Runtime]:
     """Open the database and ledger, create the configured principals that are missing; with
-    ``background``, also sign checkpoints as the tree grows. With ``store.backend = "s3"`` the
-    bucket is connected and checked first: one without Object Lock stops everything here."""
+    ``background``, also sign checkpoints as the tree grows (with ``follow``, only learn the
+    checkpoints another process signs: an API worker of ``evault serve --workers``). With
+    ``store.backend = "s3"`` the bucket is connected and checked first: one without Object
+    Lock stops everything here."""
     signer = load_signer(cfg.path(cfg.ledger.key_file))
     mac = load_mac_key(cfg.path(cfg.ledger.mac_key_file))
     cosigners = sm2_cosigners(cfg)
@@ -81,6 +85,7 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
             mac=mac,
             cosigners=cosigners,
             connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
+            follow=follow,
         )
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))

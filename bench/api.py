@@ -39,7 +39,12 @@ node; the media part would start a full scrub pass and the fsck over the seeded 
    writing the same bytes to the data directory's filesystem and fsyncing (a durable upload
    cannot beat the disk); information: the targets are against a bare receiver and Ceph RGW,
    in ``bench/baselines.py``;
-4. peak RSS (VmHWM) of the service process.
+4. peak RSS (VmHWM) of the service process (the main one);
+5. with ``--compare-workers`` (default ``1,2``): the case system's list load again (``wrk``,
+   ``--seconds``) on a service started with each of those ``--workers`` counts, printed as
+   req/s and as a ratio to the first: how the API worker processes scale on this machine.
+
+The service runs ``--workers`` API processes (default: the number of cores).
 
 It ends with ``target NAME: VALUE (GOAL) met|MISSED`` lines for the list latency and the peak
 RSS.
@@ -53,6 +58,7 @@ With ``--explain``, the list query as the service builds it is shown with EXPLAI
 
 Usage: python bench/api.py [--evidence 1000000] [--cases 100000] [--clients 64]
                            [--seconds 20] [--upload-mib 1024] [--dsn DSN] [--explain]
+                           [--workers N] [--compare-workers 1,2]
 """
 
 # ruff: noqa: E402  (the script's folder must leave sys.path before `api` is imported:
@@ -131,7 +137,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         cfg = load(None, str(data), environ=env)
         print(
             f"api bench: {args.evidence:,} evidence, {args.cases:,} cases, "
-            f"{args.clients} clients, upload {args.upload_mib} MiB, parts {args.parts}",
+            f"{args.clients} clients, upload {args.upload_mib} MiB, parts {args.parts}, "
+            f"{args.workers} workers",
             flush=True,
         )
         t = time.perf_counter()
@@ -150,7 +157,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         eid, obj_path = s["object"]  # type: ignore[misc]
         size = args.range_mib * MIB
         postmaster = await postmaster_pid(dsn)
-        with serve(data, env, args.parts) as (url, pid):
+        with serve(data, env, args.parts, args.workers) as (url, pid):
             await wait_ready(url)
             cpu = Cpu(pid, postmaster)
             cs, rv = str(s[CS]), str(s[REVIEWER])
@@ -193,6 +200,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             up = await upload(url, str(s[DOCK_PRINCIPAL]), args.upload_mib * MIB, data)
             print(f"  upload (with its baselines): {cpu.stop()}", flush=True)
             mem = memory(pid)
+        scaling = []
+        for count in args.compare_workers:
+            with serve(data, env, args.parts, count) as (url, pid):
+                await wait_ready(url)
+                await list_load(url, cs, all_cases, args.clients, 500)  # warm-up
+                cpu = Cpu(pid, postmaster)
+                cpu.start()
+                res = await asyncio.to_thread(
+                    wrk_list_load, url, cs, all_cases, args.clients, args.seconds, tmp
+                )
+                print(f"  list, {count} workers: {cpu.stop(res['requests'], 'request')}")
+                scaling.append((count, res))
     finally:
         if server is not None:
             await server.stop()
@@ -266,6 +285,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             verdict(mem["VmHWM"] / 1024 <= 300),
         ),
     ]
+    if scaling:
+        base = scaling[0][1]["rate"] or 1.0
+        rows.append(
+            (
+                "list throughput by --workers (case system, same run)",
+                ", ".join(
+                    f"{n}: {r['rate']:,.0f} req/s ({r['rate'] / base:.2f}x)" for n, r in scaling
+                ),
+                "(info)",
+                "",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     print()
@@ -293,6 +324,18 @@ def main() -> None:
         "--parts", default="api,ingest", help="evault serve --only (default api,ingest)"
     )
     ap.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the list query")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="evault serve --workers (default: the number of cores)",
+    )
+    ap.add_argument(
+        "--compare-workers",
+        type=lambda s: [int(n) for n in s.split(",") if n],
+        default=[1, 2],
+        help="also measure list throughput with these --workers counts (empty: skip)",
+    )
     ap.add_argument(
         "--dsn", help="use this server (a fresh database in it) instead of an embedded one"
     )

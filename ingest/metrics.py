@@ -27,7 +27,10 @@ FAILURES = Counter(
     ["dock", "reason"],
 )
 BACKLOG = Gauge(
-    "evault_ingest_backlog", "Files seen in a dock folder and not yet taken or refused.", ["dock"]
+    "evault_ingest_backlog",
+    "Files seen in a dock folder and not yet taken or refused.",
+    ["dock"],
+    multiprocess_mode="livesum",
 )
 ACQUIRE_SECONDS = Histogram(
     "evault_ingest_acquire_seconds",

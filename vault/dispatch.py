@@ -61,7 +61,10 @@ LEASE_MARGIN = 30.0
 MAX_ERROR = 500
 
 PENDING = Gauge(
-    "evault_event_deliveries_pending", "Deliveries not yet delivered or failed.", ["subscriber"]
+    "evault_event_deliveries_pending",
+    "Deliveries not yet delivered or failed.",
+    ["subscriber"],
+    multiprocess_mode="livemostrecent",
 )
 DELIVERED = Counter(
     "evault_event_deliveries_delivered", "Deliveries answered with 2xx.", ["subscriber"]

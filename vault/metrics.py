@@ -49,10 +49,20 @@ LEDGER_EARLY_WRITES = Counter(
     " commit before them, by outcome (applied; stale: rolled back and written again, lock first).",
     ["outcome"],
 )
-LEDGER_SIZE = Gauge("evault_ledger_size", "Tree size after this process's last commit.")
-CHECKPOINT_SIZE = Gauge("evault_ledger_checkpoint_size", "Size of the latest checkpoint signed.")
+# multiprocess_mode: how the processes of `evault serve --workers N` are combined at a scrape
+# (ignored with one process; see api.metrics).
+LEDGER_SIZE = Gauge(
+    "evault_ledger_size", "Tree size after this process's last commit.", multiprocess_mode="max"
+)
+CHECKPOINT_SIZE = Gauge(
+    "evault_ledger_checkpoint_size",
+    "Size of the latest checkpoint signed.",
+    multiprocess_mode="max",
+)
 CHECKPOINT_TIME = Gauge(
-    "evault_ledger_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint signed."
+    "evault_ledger_checkpoint_timestamp_seconds",
+    "Unix time of the latest checkpoint signed.",
+    multiprocess_mode="max",
 )
 CHECKPOINT_FAILURES = Counter(
     "evault_ledger_checkpoint_failures",
@@ -62,11 +72,13 @@ CHECKPOINTS_STOPPED = Gauge(
     "evault_ledger_checkpoints_stopped",
     "1 while this process refuses to sign checkpoints (entries not authenticated by the host"
     " key, or the tree disagrees with its tiles or checkpoints), else 0.",
+    multiprocess_mode="livemax",
 )
 CHECKPOINT_LEADER = Gauge(
     "evault_ledger_checkpoint_leader",
     "1 while this process is the one that signs checkpoints for every process on the database"
     " (it holds the leader lock), else 0.",
+    multiprocess_mode="livemax",
 )
 INTEGRITY_FAILURES = Counter(
     "evault_integrity_failures",

@@ -26,12 +26,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(data: Path, env: dict[str, str], parts: str) -> Iterator[tuple[str, int]]:
+def serve(
+    data: Path, env: dict[str, str], parts: str, workers: int = 1
+) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = (data / "serve.log").open("w")
     command = [sys.executable, "-m", "api.cli", "--data", str(data), "serve"]
     proc = subprocess.Popen(
-        [*command, "--listen", f"127.0.0.1:{port}", "--only", parts],
+        [*command, "--listen", f"127.0.0.1:{port}", "--only", parts, "--workers", str(workers)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -95,10 +97,10 @@ async def postmaster_pid(dsn: str) -> int | None:
 
 
 class Cpu:
-    """CPU seconds spent by the service process, by PostgreSQL's processes (the server's own
-    when ``postmaster`` is known, else every ``postgres`` process) and by this process with its
-    waited-for children (the clients: aiohttp, threads, wrk) between ``start`` and ``stop``:
-    where a phase's time goes."""
+    """CPU seconds spent by the service process (with its API workers), by PostgreSQL's
+    processes (the server's own when ``postmaster`` is known, else every ``postgres`` process)
+    and by this process with its waited-for children (the clients: aiohttp, threads, wrk)
+    between ``start`` and ``stop``: where a phase's time goes."""
 
     def __init__(self, pid: int, postmaster: int | None = None) -> None:
         self.pid = pid
@@ -120,8 +122,20 @@ class Cpu:
                         pg += _cpu_of(stat)
         return pg
 
+    def service(self) -> float:
+        """CPU seconds so far of the service process and its live children (API workers)."""
+        total = 0.0
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    stat = (proc / "stat").read_text()
+                    ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                    if self.pid in (ppid, int(proc.name)):
+                        total += _cpu_of(stat)
+        return total
+
     def _now(self) -> tuple[float, float, float, float]:
-        service = _cpu_of(Path(f"/proc/{self.pid}/stat").read_text())
+        service = self.service()
         me = os.times()
         clients = me.user + me.system + me.children_user + me.children_system
         return time.perf_counter(), service, self.postgres(), clients

@@ -30,8 +30,11 @@ SIGNER = Signer.generate(ORIGIN)  # one log key, shared by every node
 
 
 @asynccontextmanager
-async def node(dsn: str, tmp: Path, *, start: bool = True) -> AsyncIterator[Ledger]:
-    """A ledger as ``evault serve`` opens it (``start``) or as a CLI command does."""
+async def node(
+    dsn: str, tmp: Path, *, start: bool = True, follow: bool = False
+) -> AsyncIterator[Ledger]:
+    """A ledger as ``evault serve`` opens it (``start``; ``follow``: in an API worker of
+    ``--workers``) or as a CLI command does."""
     tmp.mkdir(parents=True, exist_ok=True)
     async with open_database(DatabaseConfig(dsn=dsn), tmp) as db:
         ledger = Ledger(
@@ -41,6 +44,7 @@ async def node(dsn: str, tmp: Path, *, start: bool = True) -> AsyncIterator[Ledg
             tmp / "checkpoints.log",
             mac=TEST_MAC,
             connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
+            follow=follow,
         )
         if start:
             ledger.start()
@@ -93,6 +97,32 @@ async def test_one_leader_signs_what_another_process_appended(pg_dsn: str, tmp_p
             assert report.ok, report.problems
         lines = [json.loads(line) for line in follower.log_path.read_text().splitlines()]
         assert lines and all(line.get("copied") for line in lines)
+
+
+async def test_a_follower_never_signs_but_learns_every_checkpoint(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        worker = await stack.enter_async_context(node(pg_dsn, tmp_path / "w", follow=True))
+        # No leader anywhere: the follower appends, nothing is signed, nothing is written.
+        idx = await worker.append([make_entry("note", {"text": "from a worker"})])
+        await asyncio.sleep(0.5)
+        assert not worker.checkpointer.leading
+        assert await latest_checkpoint(worker.pool) is None
+        waiting = asyncio.create_task(
+            worker.append([make_entry("note", {"text": "awaits"})], wait_checkpoint=True)
+        )
+        covering = asyncio.create_task(worker.checkpoint())  # waits too: it signs nothing
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and not covering.done()
+        # The main process starts: it leads, signs, and the follower's waiters wake.
+        main = await stack.enter_async_context(node(pg_dsn, tmp_path / "m"))
+        last = (await asyncio.wait_for(waiting, 30))[-1]
+        cp = await asyncio.wait_for(covering, 30)
+        assert cp.size > idx[-1] and (await worker.latest()).size > last  # type: ignore[union-attr]
+        assert main.checkpointer.leading and not worker.checkpointer.leading
+    assert not (tmp_path / "w" / "checkpoints.log").exists()  # only the main's log is written
+    assert (tmp_path / "m" / "checkpoints.log").read_text().count("\n") >= 1
 
 
 async def test_a_dead_leader_hands_over_at_once(pg_dsn: str, tmp_path: Path) -> None:

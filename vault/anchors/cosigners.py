@@ -63,11 +63,13 @@ LAG = Gauge(
     "evault_anchor_witness_lag_seconds",
     "Age of the latest signed checkpoint while this witness has not cosigned it (0: it has).",
     ["witness"],
+    multiprocess_mode="livemostrecent",
 )
 COSIGNED_SIZE = Gauge(
     "evault_anchor_witness_size",
     "Size of the newest checkpoint this witness cosigned.",
     ["witness"],
+    multiprocess_mode="max",
 )
 FAILURES = Counter(
     "evault_anchor_witness_failures",

@@ -71,9 +71,12 @@ QUERY_TYPE, REPLY_TYPE = "application/timestamp-query", "application/timestamp-r
 LAG = Gauge(
     "evault_anchor_timestamp_lag_seconds",
     "Age of the oldest signed checkpoint not yet covered by an RFC 3161 time-stamp (0: none).",
+    multiprocess_mode="livemostrecent",
 )
 STAMPED_SIZE = Gauge(
-    "evault_anchor_timestamp_size", "Size of the newest checkpoint with a time-stamp."
+    "evault_anchor_timestamp_size",
+    "Size of the newest checkpoint with a time-stamp.",
+    multiprocess_mode="max",
 )
 STAMPS = Counter("evault_anchor_timestamps", "Time-stamp tokens obtained and stored.")
 FAILURES = Counter(

@@ -102,6 +102,7 @@ class Ledger:
         mac: HostMac,
         cosigners: Sequence[Cosigner] = (),
         connect: Connect | None = None,
+        follow: bool = False,
     ) -> None:
         self.pool = pool
         self.signer = signer
@@ -119,6 +120,7 @@ class Ledger:
             mac=mac,
             cosigners=self.cosigners,
             connect=connect,
+            follow=follow,  # never signs: another process on this database does
         )
         self.sequencer = Sequencer(
             pool,

@@ -44,6 +44,11 @@ Several processes, one log (``run`` with ``connect``):
   process stored to its own ``checkpoints.log`` once its signature verifies with the log key
   (``"copied": true``; at start it catches up on those stored meanwhile): every host keeps a
   witness of the whole log outside the database, and fsck on any node finds every row there.
+- A follower (``follow=True``: the API worker processes of ``evault serve --workers``, on the
+  data directory of a main process that runs the checkpointer) never leads, never signs and
+  never writes ``checkpoints.log``: it only listens, so its callers waiting for a covering
+  checkpoint wake when the leader stores one; :meth:`Checkpointer.checkpoint` waits for a
+  checkpoint of the current tree instead of signing it.
 - Every node signs with the same log key and authenticates with the same MAC key (copied to
   each host at deployment; neither is ever in the database): a checkpoint signed by one node
   extends the tree another signed, and the batches one appended verify on every other.
@@ -213,8 +218,10 @@ class Checkpointer:
         cosigners: Sequence[Cosigner] = (),
         connect: Connect | None = None,
         poll: float = POLL_SECONDS,
+        follow: bool = False,
     ) -> None:
         self._pool = pool
+        self._follow = follow
         self._connect = connect
         self._poll = poll
         self._leading = False
@@ -254,7 +261,10 @@ class Checkpointer:
 
     async def checkpoint(self, conn: Conn | None = None) -> SignedCheckpoint:
         """Sign a checkpoint of the current tree (or return the latest if the size is unchanged).
-        On ``conn``, the leader's session, only while that session holds the leader lock."""
+        On ``conn``, the leader's session, only while that session holds the leader lock.
+        A follower signs nothing: it waits for the leader's checkpoint of the current tree."""
+        if self._follow:
+            return await self.wait_for(await self._pool.fetchval("SELECT size FROM ledger_state"))
         try:
             if conn is None:
                 async with self._pool.acquire() as pooled:
@@ -422,6 +432,9 @@ class Checkpointer:
         before signing them, or by anyone else: that is where the alarm is raised at a start).
         With ``connect``: listen for every process's appends and checkpoints, and sign only
         while this process leads (module docstring)."""
+        if self._follow:
+            await self._listen()  # wakes waiters; signs and copies nothing
+            return
         if self._connect is None:
             self._grown.set()  # look at the start: entries may wait from before
             await self._sign_loop(None)
@@ -559,7 +572,10 @@ class Checkpointer:
     async def _copy_stored(self, conn: Conn) -> None:
         """Append to checkpoints.log, in size order, the stored checkpoints beyond those
         already looked at that this process did not sign, once each signature verifies with
-        the log key (a row that does not verify is fsck's to report, never copied)."""
+        the log key (a row that does not verify is fsck's to report, never copied). A follower
+        copies nothing (its main process does)."""
+        if self._follow:
+            return
         assert self._copied is not None
         while True:
             rows = await conn.fetch(
