@@ -81,6 +81,7 @@ async def open_runtime(cfg: Config, *, background: bool = False) -> AsyncIterato
             mac=mac,
             cosigners=cosigners,
             connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
+            doubt_dir=cfg.data / "ledger-in-doubt",
         )
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))

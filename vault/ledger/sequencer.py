@@ -19,6 +19,11 @@ Guarantees:
   the time (a statement timeout, and the same bound in the client for a server that does not
   answer), so it aborts rather than committing long after the caller gave up. Only a COMMIT
   itself is waited for: its outcome is the answer.
+- A COMMIT that fails (the connection lost, the server killed: its outcome unknown) fails every
+  call of its batch, never retried (it may have committed): before the callers get the error,
+  the batch's entries (index, leaf hash, kind) are handed to ``on_doubt``, which records them
+  durably for the resolver (vault/ledger/indoubt.py), except those of calls appended with
+  ``doubt=False`` (the resolver's own).
 
 Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
 Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
@@ -51,6 +56,7 @@ from vault.errors import LedgerCorrupt
 from vault.keys.hostmac import HostMac
 from vault.ledger.batchprep import Prepared, copy_entries, prepare, prepare_yielding
 from vault.ledger.entry import PreparedEntry
+from vault.ledger.indoubt import InDoubt
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
 from vault.metrics import (
@@ -87,6 +93,14 @@ _OPENINGS_SQL = (
 
 class _Stale(Exception):
     """A batch whose entries were written before the lock was prepared on another tree."""
+
+
+class _InDoubt(Exception):
+    """The COMMIT of a written batch failed: it may have committed (``__cause__``: why)."""
+
+    def __init__(self, written: Prepared) -> None:
+        super().__init__("the ledger append's COMMIT failed: its outcome is unknown")
+        self.written = written
 
 
 # Attempts after a rolled-back early write or a deadlock, before the callers get the error.
@@ -127,6 +141,7 @@ class _Request:
     future: asyncio.Future[list[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    doubt: bool = True  # a failed COMMIT of it is recorded as a doubt
     claimed: bool = False  # taken into a transaction: its outcome is the answer
     withdrawn: bool = False  # the caller gave up before that: never written
 
@@ -173,12 +188,14 @@ class Sequencer:
         batch_max: int = 16384,
         batch_wait: float = 0.002,
         on_commit: Callable[[int], None] | None = None,
+        on_doubt: Callable[[list[InDoubt]], None] | None = None,
     ) -> None:
         self._pool = pool
         self._mac = mac
         self._batch_max = batch_max
         self._batch_wait = batch_wait
         self._on_commit = on_commit
+        self._on_doubt = on_doubt
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         # Collected batches on their way to the committer, prepared when an edge was known.
         self._pipe: asyncio.Queue[tuple[list[_Request], Prepared | None]] = asyncio.Queue(
@@ -198,9 +215,11 @@ class Sequencer:
         effect: Effect | None = None,
         *,
         within: float | None = None,
+        doubt: bool = True,
     ) -> list[int]:
         """Append ``entries`` durably; return their indexes. ``within`` seconds: TimeoutError,
-        and nothing of it committed, if not written by then (see the module docstring)."""
+        and nothing of it committed, if not written by then (see the module docstring).
+        ``doubt=False``: a failed COMMIT of them is not recorded as a doubt."""
         if not entries:
             return []
         if not self._tasks or any(t.done() for t in self._tasks):
@@ -213,7 +232,9 @@ class Sequencer:
                 asyncio.create_task(self._commit_loop(), name="ledger-sequencer"),
             ]
         loop = asyncio.get_running_loop()
-        req = _Request(entries, effect, None if within is None else loop.time() + within)
+        req = _Request(
+            entries, effect, None if within is None else loop.time() + within, doubt=doubt
+        )
         self._queue.put_nowait(req)
         try:
             async with asyncio.timeout_at(req.deadline):
@@ -374,6 +395,18 @@ class Sequencer:
             for req in batch:
                 req.fail(RuntimeError("ledger closed during the append"))
             raise
+        except _InDoubt as doubt:
+            # Perhaps committed: never retried; recorded before the callers get the error.
+            self._edge = None
+            self._drop_speculation()
+            log.error("ledger COMMIT of %d calls failed, outcome unknown: %s", len(batch),
+                      doubt.__cause__)  # fmt: skip
+            try:
+                await asyncio.to_thread(self._doubted, batch, doubt.written)
+            finally:
+                for req in batch:
+                    req.fail(doubt.__cause__ or doubt)
+            return
         except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
             # State unknown: forget both edges; the next batch reloads under the lock.
             self._edge = None
@@ -390,6 +423,24 @@ class Sequencer:
         for req, indexes in zip(batch, done.results, strict=True):
             if not req.future.done():
                 req.future.set_result(indexes)
+
+    def _doubted(self, batch: list[_Request], written: Prepared) -> None:
+        """Hand the entries of ``batch`` (written as ``written``) to ``on_doubt``."""
+        entries = []
+        for req, indexes in zip(batch, written.results, strict=True):
+            if req.doubt:
+                for i in indexes:
+                    at = (i - written.base_size) * 32
+                    entries.append(
+                        InDoubt(
+                            i, written.leaves[at : at + 32], written.kinds[i - written.base_size]
+                        )
+                    )
+        if entries and self._on_doubt is not None:
+            try:
+                self._on_doubt(entries)
+            except Exception:  # the callers are answered all the same; the log says what is lost
+                log.exception("in-doubt ledger entries %s could not be recorded", entries)
 
     def _drop_speculation(self) -> None:
         self._spec = None
@@ -482,9 +533,20 @@ class Sequencer:
             raise TimeoutError("the ledger append was not written in time")
         # The statements (not the COMMIT, whose outcome is the answer) end by the deadline.
         bound = None if deadline is None else deadline + _CLIENT_SLACK
-        async with self._pool.acquire(timeout=wait) as conn, conn.transaction():
-            async with asyncio.timeout_at(bound):
-                return await self._write(conn, batch, prepared, order, copied, wait)
+        written: Prepared | None = None
+        try:
+            async with self._pool.acquire(timeout=wait) as conn, conn.transaction():
+                async with asyncio.timeout_at(bound):
+                    written = await self._write(conn, batch, prepared, order, copied, wait)
+            return written
+        except BaseException as exc:
+            if written is None:
+                raise
+            # The COMMIT (or the release after it) failed: perhaps committed.
+            if not isinstance(exc, Exception):  # closing: recorded here and now
+                self._doubted(batch, written)
+                raise
+            raise _InDoubt(written) from exc
 
     async def _write(
         self,
