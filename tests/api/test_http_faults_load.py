@@ -354,6 +354,7 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
     named = asyncio.run(_unserved(_owner_dsn(pgdata)))
     accessed = Counter(t for i, t in entries.items() if i not in named)
     explained = Counter(t for i, t in entries.items() if i in named)
+    print(f"entries followed by an unserved entry: {len(named)}")  # diagnostics (-s)
     queued = asyncio.run(_jobs(_owner_dsn(pgdata)))
     for ask, kind in zip(JOBS, (CLIP, EXPORT), strict=True):
         asked = [a for a in load.answers if a.ask == ask]
