@@ -301,6 +301,7 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
         time.sleep(1.5)
 
         load.phase = "locked"
+        locked_at = asyncio.run(_size(_owner_dsn(pgdata)))
 
         async def hold_lock() -> None:
             conn = await asyncpg.connect(_owner_dsn(pgdata))
@@ -315,6 +316,7 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
         load.phase = "after-lock"
         time.sleep(2)
 
+        sizes = {"killed": asyncio.run(_size(_owner_dsn(pgdata)))}  # for diagnostics
         load.phase = "killed"
         os.kill(int(_postmaster(pgdata)[0]), signal.SIGKILL)
         time.sleep(2)
@@ -373,7 +375,14 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
         for a in load.answers
         if (a.action, a.eid) in unexplained and a.status != a.ask.ok
     ]
-    assert not unexplained, f"entries for requests not served, unexplained: {unexplained} {refused}"
+    where = sorted(i for i, t in entries.items() if t in unexplained and i not in named)
+    doubts = [line for line in log.splitlines() if "outcome unknown" in line or "unserved" in line]
+    if unexplained:
+        Path("/tmp/indoubt-serve.log").write_text(log)
+    assert not unexplained, (
+        f"entries for requests not served, unexplained: {unexplained} at {where} (stop-lock"
+        f" boundary {locked_at}, kill at {sizes['killed']}); {doubts[:6]} {refused[:3]}"
+    )
     assert not explained - failed, f"unserved entries for no failed answer: {explained - failed}"
     assert not served - accessed, f"served without an entry: {served - accessed}"
     bugs = [line for line in log.splitlines() if "failed with an unexpected error" in line]

@@ -24,6 +24,7 @@ from vault.ledger import Ledger, make_entry
 from verify.merkle import leaf_hash
 from verify.note import Signer
 
+HOLD = 1.0
 SIGNER = Signer.generate(ORIGIN)  # one log key for every (re)start of a test's ledger
 COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"  # asyncpg's COMMIT: a simple Query message
 
@@ -31,7 +32,8 @@ COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"  # asyncpg's COMMIT: a simple Query mes
 class CutAtCommit:
     """A TCP proxy to PostgreSQL that, once armed with (mode, marker), cuts the next connection
     sending a COMMIT after the marker bytes (an entry's text): ``"after"`` the server answered it
-    (the answer is dropped), or ``"before"`` it reaches the server."""
+    (the answer is dropped), or ``"before"`` it reaches the server; or (``"hold"``) holds that
+    COMMIT back for :data:`HOLD` seconds, then lets it through."""
 
     def __init__(self, dsn: str) -> None:
         u = urllib.parse.urlsplit(dsn)
@@ -62,6 +64,11 @@ class CutAtCommit:
                 if armed is not None and marked and COMMIT in data:
                     mode = armed[0]
                     self.armed = None
+                    if mode == "hold":
+                        await asyncio.sleep(HOLD)
+                        sw.write(data)
+                        await sw.drain()
+                        continue
                     self.cuts += 1
                     if mode == "after":
                         sw.write(data)
@@ -246,3 +253,31 @@ async def test_commit_answer_lost_while_running_one_unserved_entry(
         assert [e[1] for e in entries] == ["note", "unserved", "note"]
         assert entries[1][2]["entry"] == 0
         await _check_tree(db, 3)
+
+
+async def test_caller_gone_before_its_commit_answered_gets_an_unserved_entry(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A caller that gives up while its transaction is committing (its request answered with an
+    error) leaves an entry that commits anyway: it is followed by one ``unserved`` entry."""
+    async with (
+        open_ledger(pg_dsn, tmp_path / "direct") as (_direct, db),
+        CutAtCommit(pg_dsn) as proxy,
+    ):
+        async with proxied_ledger(proxy, db, tmp_path, start=True) as ledger:
+            proxy.armed = ("hold", b"given-up")
+            append = ledger.append([make_entry("note", {"text": "given-up"})])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(append, HOLD / 3)
+                raise AssertionError("the COMMIT was held back longer than the caller waited")
+
+            async def one_unserved() -> bool:
+                kinds = [e[1] for e in await _entries(db)]
+                return kinds.count("unserved") >= 1 and not ledger.doubts.pending()
+
+            await _until(one_unserved)
+            await asyncio.sleep(0.3)
+        entries = await _entries(db)
+        assert [e[1] for e in entries] == ["note", "unserved"]
+        assert entries[1][2]["entry"] == 0 and entries[0][2]["text"] == "given-up"
+        await _check_tree(db, 2)

@@ -38,6 +38,7 @@ from pathlib import Path
 import asyncpg
 
 from vault.db import Conn, Db
+from vault.ledger.batchprep import Prepared
 from vault.ledger.entry import PreparedEntry, make_entry, rfc3339
 from verify.merkle import leaf_hash
 
@@ -72,6 +73,15 @@ class Doubt:
     path: Path
     noted_at: str
     entries: tuple[InDoubt, ...]
+
+
+def in_doubt(written: Prepared, indexes: Iterable[int]) -> list[InDoubt]:
+    """The identities of entries ``indexes`` of the batch ``written``."""
+    base, leaves = written.base_size, written.leaves
+    return [
+        InDoubt(i, leaves[(i - base) * 32 : (i - base + 1) * 32], written.kinds[i - base])
+        for i in indexes
+    ]
 
 
 def unserved_entry(e: InDoubt, noted_at: str) -> PreparedEntry:

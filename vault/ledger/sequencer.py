@@ -23,7 +23,9 @@ Guarantees:
   call of its batch, never retried (it may have committed): before the callers get the error,
   the batch's entries (index, leaf hash, kind) are handed to ``on_doubt``, which records them
   durably for the resolver (vault/ledger/indoubt.py), except those of calls appended with
-  ``doubt=False`` (the resolver's own).
+  ``doubt=False`` (the resolver's own). A call whose caller gives up while its transaction runs
+  (cancelled) is never retried, and its entries are handed over too if that transaction
+  commits.
 
 Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
 Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
@@ -46,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -56,7 +58,7 @@ from vault.errors import LedgerCorrupt
 from vault.keys.hostmac import HostMac
 from vault.ledger.batchprep import Prepared, copy_entries, prepare, prepare_yielding
 from vault.ledger.entry import PreparedEntry
-from vault.ledger.indoubt import InDoubt
+from vault.ledger.indoubt import InDoubt, in_doubt
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
 from vault.metrics import (
@@ -144,6 +146,8 @@ class _Request:
     doubt: bool = True  # a failed COMMIT of it is recorded as a doubt
     claimed: bool = False  # taken into a transaction: its outcome is the answer
     withdrawn: bool = False  # the caller gave up before that: never written
+    abandoned: bool = False  # ... or after that, unanswered: its commit is a doubt
+    written: Prepared | None = None  # the batch that committed it
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done() and not self.withdrawn:
@@ -163,7 +167,7 @@ def _claim(
     which holds their entries."""
     live = []
     for req in batch:
-        if req.withdrawn or req.future.done():
+        if req.withdrawn or req.abandoned or req.future.done():
             continue
         if req.deadline is not None and req.deadline <= now:
             req.fail(TimeoutError("the ledger append was not written in time"))
@@ -236,17 +240,27 @@ class Sequencer:
             entries, effect, None if within is None else loop.time() + within, doubt=doubt
         )
         self._queue.put_nowait(req)
+        delivered = False
         try:
             async with asyncio.timeout_at(req.deadline):
-                return await asyncio.shield(req.future)
+                indexes = await asyncio.shield(req.future)
+                delivered = True
+            return indexes
         except TimeoutError:
             if not req.claimed:
                 raise
             # In a transaction bounded by the same deadline: its outcome is the answer.
-            return await req.future
+            indexes = await req.future
+            delivered = True
+            return indexes
         finally:
             if not req.claimed:
                 req.withdrawn = True  # never to be written
+            elif not delivered:  # the caller gave up during its transaction: if it committed,
+                req.abandoned = True  # that is a doubt (recorded here, or by the committer)
+                f = req.future
+                if f.done() and not f.cancelled() and not f.exception() and req.written:
+                    self._doubted([(req, f.result())], req.written)
 
     async def close(self) -> None:
         await self._stop()
@@ -402,7 +416,8 @@ class Sequencer:
             log.error("ledger COMMIT of %d calls failed, outcome unknown: %s", len(batch),
                       doubt.__cause__)  # fmt: skip
             try:
-                await asyncio.to_thread(self._doubted, batch, doubt.written)
+                pairs = zip(batch, doubt.written.results, strict=True)
+                await asyncio.to_thread(self._doubted, pairs, doubt.written)
             finally:
                 for req in batch:
                     req.fail(doubt.__cause__ or doubt)
@@ -421,21 +436,17 @@ class Sequencer:
                 await self._commit_or_split([req], None)
             return
         for req, indexes in zip(batch, done.results, strict=True):
+            req.written = done
             if not req.future.done():
                 req.future.set_result(indexes)
+        gone = [(r, i) for r, i in zip(batch, done.results, strict=True) if r.abandoned]
+        if gone:  # committed for callers already answered with an error
+            await asyncio.to_thread(self._doubted, gone, done)
 
-    def _doubted(self, batch: list[_Request], written: Prepared) -> None:
-        """Hand the entries of ``batch`` (written as ``written``) to ``on_doubt``."""
-        entries = []
-        for req, indexes in zip(batch, written.results, strict=True):
-            if req.doubt:
-                for i in indexes:
-                    at = (i - written.base_size) * 32
-                    entries.append(
-                        InDoubt(
-                            i, written.leaves[at : at + 32], written.kinds[i - written.base_size]
-                        )
-                    )
+    def _doubted(self, pairs: Iterable[tuple[_Request, list[int]]], written: Prepared) -> None:
+        """Hand the entries of the requests of ``pairs`` (with their indexes, written as
+        ``written``) to ``on_doubt``."""
+        entries = [e for req, ixs in pairs if req.doubt for e in in_doubt(written, ixs)]
         if entries and self._on_doubt is not None:
             try:
                 self._on_doubt(entries)
@@ -544,7 +555,7 @@ class Sequencer:
                 raise
             # The COMMIT (or the release after it) failed: perhaps committed.
             if not isinstance(exc, Exception):  # closing: recorded here and now
-                self._doubted(batch, written)
+                self._doubted(zip(batch, written.results, strict=True), written)
                 raise
             raise _InDoubt(written) from exc
 
