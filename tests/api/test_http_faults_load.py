@@ -377,8 +377,6 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
     ]
     where = sorted(i for i, t in entries.items() if t in unexplained and i not in named)
     doubts = [line for line in log.splitlines() if "outcome unknown" in line or "unserved" in line]
-    if unexplained:
-        Path("/tmp/indoubt-serve.log").write_text(log)
     assert not unexplained, (
         f"entries for requests not served, unexplained: {unexplained} at {where} (stop-lock"
         f" boundary {locked_at}, kill at {sizes['killed']}); {doubts[:6]} {refused[:3]}"
