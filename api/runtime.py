@@ -86,6 +86,7 @@ async def open_runtime(
             cosigners=cosigners,
             connect=lambda: asyncpg.connect(db.dsn, server_settings={"role": db.app_role}),
             follow=follow,
+            doubt_dir=cfg.data / "ledger-in-doubt",
         )
         # Access state is verified with the host key against a mirror of the ledger.
         state = access_state.install(access_state.AccessState(mac, db.pool))

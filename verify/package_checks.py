@@ -53,6 +53,7 @@ from verify.package import (
 from verify.package_redacted import REDACTION_KINDS, check_redacted, unrecorded_redaction
 from verify.package_sm2 import Sm2Key, check_sm2
 from verify.package_timestamp import check_timestamp
+from verify.package_unserved import check_unserved
 from verify.package_witness import check_witnesses
 from verify.report import EntryResult, FileResult, OpeningResult, PackageReport
 from verify.tlogproof import TlogProof, parse_tlog_proof
@@ -142,6 +143,7 @@ class _Checks:
         check_witnesses(self.read, m, self.cp_text, *self.witnesses, self.r)
         self.check_files(m, progress)
         check_redacted(m, self.entries, self.r)
+        check_unserved(self.entries, self.r)
         expected = {MANIFEST_PATH, MANIFEST_SIG_PATH, VKEY_PATH, CHECKPOINT_PATH}
         expected |= {f.path for f in m.files} | {consistency_path(s) for s in m.consistency}
         for i in m.entries:

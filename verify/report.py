@@ -25,7 +25,8 @@ for manifest.json, manifest.sig, vkey, checkpoint), ``unlisted``, ``manifest-edi
 ``opening-mismatch``, ``opening-unknown-field``, ``file-size``, ``file-hash``,
 ``file-unrecorded``, ``since-older``, ``since-fork`` (tampered); the ``timestamp-*`` codes
 of :mod:`verify.package_timestamp`; the ``sm2-*`` codes of :mod:`verify.package_sm2`; the
-``cosignature*`` codes of :mod:`verify.package_witness`.
+``cosignature*`` codes of :mod:`verify.package_witness`; the ``unserved*`` codes of
+:mod:`verify.package_unserved`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class EntryResult:
     kind: str | None = None
     canonical: bool = False
     proof_ok: bool = False
+    unserved_by: int | None = None  # the ``unserved`` entry naming it, if the package has one
 
 
 @dataclass
@@ -274,7 +276,7 @@ def render_text(r: PackageReport) -> str:
             else:
                 value = json.dumps(o.value, ensure_ascii=False)
                 out.append(f"  {_mark(o.status == 'ok')} entry {o.index} {o.field} = {value}")
-    notes = [f for f in r.findings if f.code == "original-not-included"]
+    notes = [f for f in r.findings if f.code in ("original-not-included", "unserved")]
     if notes:
         out.append("")
         out.append(f"notes ({len(notes)})  说明")

@@ -1,9 +1,10 @@
 """Trails: the ledger entries about a case, an evidence item or a principal.
 
 Guarantee: ``trail`` finds a case's, an evidence item's or a principal's entries (the
-principal through the openings table), is itself an audited ``read_metadata`` decision on the
-ledger (``decisions.guard``), and leaves out every entry that names an evidence item,
-rendition or case the reader may not list.
+principal through the openings table), each followed by the ``unserved`` entries naming it
+(its request answered with an error though the entry was committed), is itself an audited
+``read_metadata`` decision on the ledger (``decisions.guard``), and leaves out every entry that
+names an evidence item, rendition or case the reader may not list.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vault.db import Conn, Db
 from vault.errors import BadRequest
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter
+from vault.ledger.indoubt import unserved_naming
 from vault.policy.decide import Action, Principal, Target, TargetKind, decide, visible
 from vault.policy.labels import INTERNAL_LABEL
 from verify.canonical import canonical_json
@@ -100,6 +102,13 @@ async def trail(
         # read before the decision's entry: a read that fails leaves no ``accessed`` entry
         indexes = (await _indexes(conn, case, evidence, principal))[-limit:]
         found = await _trail_entries(conn, ledger, actor, indexes)
+        # An entry shown is followed by any ``unserved`` entry naming it (its request was
+        # answered with an error though the entry was committed).
+        unserved = await unserved_naming(conn, [e.idx for e in found])
+        extra = sorted(u for named in unserved.values() for u, _data in named)
+        if extra:
+            more = await _trail_entries(conn, ledger, actor, extra, check=False)
+            found = sorted([*found, *more], key=lambda e: e.idx)
     own: list[TrailEntry] = []
 
     async def own_entry(tx: Conn, indexes: list[int]) -> None:

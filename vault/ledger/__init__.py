@@ -24,7 +24,8 @@ from vault.ledger.checkpointer import (
     latest_checkpoint,
 )
 from vault.ledger.entry import Opening, PreparedEntry, make_entry
-from vault.ledger.sequencer import Effect, Sequencer
+from vault.ledger.indoubt import DoubtStore, InDoubt, Resolver
+from vault.ledger.sequencer import LEDGER_LOCK, Effect, Sequencer
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from verify.note import Signer, Verifier
 from verify.tiles import encode_entry_bundle
@@ -103,6 +104,7 @@ class Ledger:
         cosigners: Sequence[Cosigner] = (),
         connect: Connect | None = None,
         follow: bool = False,
+        doubt_dir: Path | None = None,
     ) -> None:
         self.pool = pool
         self.signer = signer
@@ -128,27 +130,49 @@ class Ledger:
             batch_max=cfg.batch_max,
             batch_wait=cfg.batch_wait,
             on_commit=self.checkpointer.tree_grew,
+            on_doubt=self._doubted,
         )
+        # Appends whose COMMIT failed, recorded on this host (default: beside the checkpoints
+        # log) and resolved in the background: vault/ledger/indoubt.py.
+        self.doubts = DoubtStore(doubt_dir or log_path.parent / "ledger-in-doubt")
+        self.resolver = Resolver(pool, self.doubts, self._append_unserved, LEDGER_LOCK)
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._resolver_task: asyncio.Task[None] | None = None
+        self._resolver_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def verifier(self) -> Verifier:
         return self.signer.verifier
 
     def start(self) -> None:
-        """Start signing checkpoints in the background as the tree grows."""
+        """Start signing checkpoints in the background as the tree grows, and resolving the
+        appends whose COMMIT failed (those recorded before too)."""
         if self._checkpoint_task is None:
             self._checkpoint_task = asyncio.create_task(
                 self.checkpointer.run(), name="checkpointer"
             )
+        if self._resolver_task is None:
+            self._resolver_loop = asyncio.get_running_loop()
+            self._resolver_task = asyncio.create_task(self.resolver.run(), name="ledger-in-doubt")
+
+    def _doubted(self, entries: list[InDoubt]) -> None:
+        # In a worker thread (or the loop, when closing): durable before the callers' error.
+        self.doubts.record(entries)
+        if self._resolver_loop is not None:
+            self._resolver_loop.call_soon_threadsafe(self.resolver.wake)
+
+    async def _append_unserved(self, entries: list[PreparedEntry], effect: Effect) -> object:
+        return await self.sequencer.append(entries, effect, doubt=False)
 
     async def close(self) -> None:
         await self.sequencer.close()
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoint_task
-            self._checkpoint_task = None
+        for task in (self._checkpoint_task, self._resolver_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._checkpoint_task = self._resolver_task = None
+        self._resolver_loop = None
 
     async def append(
         self,

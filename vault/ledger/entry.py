@@ -39,6 +39,7 @@ KINDS = frozenset(
         "principal",
         "case",
         "scrub",
+        "unserved",
     }
 )
 

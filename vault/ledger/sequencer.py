@@ -19,6 +19,13 @@ Guarantees:
   the time (a statement timeout, and the same bound in the client for a server that does not
   answer), so it aborts rather than committing long after the caller gave up. Only a COMMIT
   itself is waited for: its outcome is the answer.
+- A COMMIT that fails (the connection lost, the server killed: its outcome unknown) fails every
+  call of its batch, never retried (it may have committed): before the callers get the error,
+  the batch's entries (index, leaf hash, kind) are handed to ``on_doubt``, which records them
+  durably for the resolver (vault/ledger/indoubt.py), except those of calls appended with
+  ``doubt=False`` (the resolver's own). A call whose caller gives up while its transaction runs
+  (cancelled) is never retried, and its entries are handed over too if that transaction
+  commits.
 
 Pipelining: while one batch's transaction is in PostgreSQL, the next batch is prepared in
 Python (leaf hashes, tree edge, tiles, rows) on a *speculative* edge: the edge the previous
@@ -41,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -51,6 +58,7 @@ from vault.errors import LedgerCorrupt
 from vault.keys.hostmac import HostMac
 from vault.ledger.batchprep import Prepared, copy_entries, prepare, prepare_yielding
 from vault.ledger.entry import PreparedEntry
+from vault.ledger.indoubt import InDoubt, in_doubt
 from vault.ledger.tiles import fetch_tiles
 from vault.ledger.tree import TreeEdge
 from vault.metrics import (
@@ -87,6 +95,14 @@ _OPENINGS_SQL = (
 
 class _Stale(Exception):
     """A batch whose entries were written before the lock was prepared on another tree."""
+
+
+class _InDoubt(Exception):
+    """The COMMIT of a written batch failed: it may have committed (``__cause__``: why)."""
+
+    def __init__(self, written: Prepared) -> None:
+        super().__init__("the ledger append's COMMIT failed: its outcome is unknown")
+        self.written = written
 
 
 # Attempts after a rolled-back early write or a deadlock, before the callers get the error.
@@ -127,8 +143,11 @@ class _Request:
     future: asyncio.Future[list[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    doubt: bool = True  # a failed COMMIT of it is recorded as a doubt
     claimed: bool = False  # taken into a transaction: its outcome is the answer
     withdrawn: bool = False  # the caller gave up before that: never written
+    abandoned: bool = False  # ... or after that, unanswered: its commit is a doubt
+    written: Prepared | None = None  # the batch that committed it
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done() and not self.withdrawn:
@@ -148,7 +167,7 @@ def _claim(
     which holds their entries."""
     live = []
     for req in batch:
-        if req.withdrawn or req.future.done():
+        if req.withdrawn or req.abandoned or req.future.done():
             continue
         if req.deadline is not None and req.deadline <= now:
             req.fail(TimeoutError("the ledger append was not written in time"))
@@ -173,12 +192,14 @@ class Sequencer:
         batch_max: int = 16384,
         batch_wait: float = 0.002,
         on_commit: Callable[[int], None] | None = None,
+        on_doubt: Callable[[list[InDoubt]], None] | None = None,
     ) -> None:
         self._pool = pool
         self._mac = mac
         self._batch_max = batch_max
         self._batch_wait = batch_wait
         self._on_commit = on_commit
+        self._on_doubt = on_doubt
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         # Collected batches on their way to the committer, prepared when an edge was known.
         self._pipe: asyncio.Queue[tuple[list[_Request], Prepared | None]] = asyncio.Queue(
@@ -198,9 +219,11 @@ class Sequencer:
         effect: Effect | None = None,
         *,
         within: float | None = None,
+        doubt: bool = True,
     ) -> list[int]:
         """Append ``entries`` durably; return their indexes. ``within`` seconds: TimeoutError,
-        and nothing of it committed, if not written by then (see the module docstring)."""
+        and nothing of it committed, if not written by then (see the module docstring).
+        ``doubt=False``: a failed COMMIT of them is not recorded as a doubt."""
         if not entries:
             return []
         if not self._tasks or any(t.done() for t in self._tasks):
@@ -213,19 +236,31 @@ class Sequencer:
                 asyncio.create_task(self._commit_loop(), name="ledger-sequencer"),
             ]
         loop = asyncio.get_running_loop()
-        req = _Request(entries, effect, None if within is None else loop.time() + within)
+        req = _Request(
+            entries, effect, None if within is None else loop.time() + within, doubt=doubt
+        )
         self._queue.put_nowait(req)
+        delivered = False
         try:
             async with asyncio.timeout_at(req.deadline):
-                return await asyncio.shield(req.future)
+                indexes = await asyncio.shield(req.future)
+                delivered = True
+            return indexes
         except TimeoutError:
             if not req.claimed:
                 raise
             # In a transaction bounded by the same deadline: its outcome is the answer.
-            return await req.future
+            indexes = await req.future
+            delivered = True
+            return indexes
         finally:
             if not req.claimed:
                 req.withdrawn = True  # never to be written
+            elif not delivered:  # the caller gave up during its transaction: if it committed,
+                req.abandoned = True  # that is a doubt (recorded here, or by the committer)
+                f = req.future
+                if f.done() and not f.cancelled() and not f.exception() and req.written:
+                    self._doubted([(req, f.result())], req.written)
 
     async def close(self) -> None:
         await self._stop()
@@ -374,6 +409,19 @@ class Sequencer:
             for req in batch:
                 req.fail(RuntimeError("ledger closed during the append"))
             raise
+        except _InDoubt as doubt:
+            # Perhaps committed: never retried; recorded before the callers get the error.
+            self._edge = None
+            self._drop_speculation()
+            log.error("ledger COMMIT of %d calls failed, outcome unknown: %s", len(batch),
+                      doubt.__cause__)  # fmt: skip
+            try:
+                pairs = zip(batch, doubt.written.results, strict=True)
+                await asyncio.to_thread(self._doubted, pairs, doubt.written)
+            finally:
+                for req in batch:
+                    req.fail(doubt.__cause__ or doubt)
+            return
         except Exception as exc:  # noqa: BLE001  (handed to its callers: none dropped or hanging)
             # State unknown: forget both edges; the next batch reloads under the lock.
             self._edge = None
@@ -388,8 +436,22 @@ class Sequencer:
                 await self._commit_or_split([req], None)
             return
         for req, indexes in zip(batch, done.results, strict=True):
+            req.written = done
             if not req.future.done():
                 req.future.set_result(indexes)
+        gone = [(r, i) for r, i in zip(batch, done.results, strict=True) if r.abandoned]
+        if gone:  # committed for callers already answered with an error
+            await asyncio.to_thread(self._doubted, gone, done)
+
+    def _doubted(self, pairs: Iterable[tuple[_Request, list[int]]], written: Prepared) -> None:
+        """Hand the entries of the requests of ``pairs`` (with their indexes, written as
+        ``written``) to ``on_doubt``."""
+        entries = [e for req, ixs in pairs if req.doubt for e in in_doubt(written, ixs)]
+        if entries and self._on_doubt is not None:
+            try:
+                self._on_doubt(entries)
+            except Exception:  # the callers are answered all the same; the log says what is lost
+                log.exception("in-doubt ledger entries %s could not be recorded", entries)
 
     def _drop_speculation(self) -> None:
         self._spec = None
@@ -482,9 +544,20 @@ class Sequencer:
             raise TimeoutError("the ledger append was not written in time")
         # The statements (not the COMMIT, whose outcome is the answer) end by the deadline.
         bound = None if deadline is None else deadline + _CLIENT_SLACK
-        async with self._pool.acquire(timeout=wait) as conn, conn.transaction():
-            async with asyncio.timeout_at(bound):
-                return await self._write(conn, batch, prepared, order, copied, wait)
+        written: Prepared | None = None
+        try:
+            async with self._pool.acquire(timeout=wait) as conn, conn.transaction():
+                async with asyncio.timeout_at(bound):
+                    written = await self._write(conn, batch, prepared, order, copied, wait)
+            return written
+        except BaseException as exc:
+            if written is None:
+                raise
+            # The COMMIT (or the release after it) failed: perhaps committed.
+            if not isinstance(exc, Exception):  # closing: recorded here and now
+                self._doubted(zip(batch, written.results, strict=True), written)
+                raise
+            raise _InDoubt(written) from exc
 
     async def _write(
         self,

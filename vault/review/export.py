@@ -41,6 +41,7 @@ from vault.errors import BadRequest, Conflict, Forbidden, NotFound
 from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, make_entry
 from vault.ledger.entry import rfc3339
+from vault.ledger.indoubt import unserved_naming
 from vault.ledger.tiles import consistency_proof, inclusion_proof
 from vault.policy.decide import Action, Principal
 from vault.review.report_html import ReportItem, render_report
@@ -300,6 +301,10 @@ async def _plan_item(
         evidence_id,
     )
     timeline = sorted({row.ledger_idx, *(c["ledger_idx"] for c in custody)})
+    # ... with the ``unserved`` entries naming any of them (the package says it, and the
+    # verifier checks each names an entry of the package by its leaf hash).
+    unserved = await unserved_naming(db, timeline)
+    timeline = sorted({*timeline, *(u for named in unserved.values() for u, _d in named)})
     plan.entries.update(timeline)
     # The case's own link entries disclose which case they name: this case, being exported.
     for r in await db.fetch(

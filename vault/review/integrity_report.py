@@ -30,10 +30,11 @@ Guarantees:
   offline with the vkey alone.
 - Custody timeline (per item): every ledger entry about the item, its offers or its
   renditions (acquired, reoffered, derived, linked, unlinked, labelled, accessed, denied, scrub,
-  disposed, ...), oldest first, with public fields and only the openings naming who acted
-  (``principal``, ``by``) and which case (``case``); an entry that also names an evidence item,
-  rendition or case the caller may not list is left out (as in ``trails.trail``). Case exports
-  (``exported`` entries are about the case) are listed once for the case.
+  disposed, ...), oldest first, each followed by the ``unserved`` entries naming it, with
+  public fields and only the openings naming who acted (``principal``, ``by``) and which case
+  (``case``); an entry that also names an evidence item, rendition or case the caller may not
+  list is left out (as in ``trails.trail``). Case exports (``exported`` entries are about the
+  case) are listed once for the case.
 - Verdict: ``ok`` only when every item's content is ``ok`` and its ledger check holds; otherwise
   ``failed`` with one reason per failure, naming the item. A case with no visible item is ``ok``
   with no items.
@@ -60,6 +61,7 @@ from vault.errors import IntegrityError, LedgerCorrupt, NotFound, Unavailable
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import Ledger
 from vault.ledger.entry import rfc3339
+from vault.ledger.indoubt import unserved_naming
 from vault.ledger.tiles import inclusion_proof
 from vault.metrics import INTEGRITY_FAILURES
 from vault.policy.decide import Action, Principal, Target, TargetKind, absent, decide, visible
@@ -341,10 +343,17 @@ async def _timelines(
     pairs = await db.fetch(_CUSTODY, list(ids), uids)
     wanted = sorted({p["idx"] for p in pairs})
     entries = await _entries(db, mac, actor, wanted)
+    # An entry shown is followed by the ``unserved`` entries naming it (its request answered
+    # with an error though the entry was committed), in the same item's timeline.
+    unserved = await unserved_naming(db, entries)
+    for named in unserved.values():
+        for idx, data in named:
+            entries[idx] = _timeline_item(idx, data, {})
+    items = [(p["idx"], p["eid"]) for p in pairs if p["idx"] in entries]
+    items += [(u, eid) for i, eid in items for u, _d in unserved.get(i, [])]
     out: dict[str, list[Any]] = {}
-    for p in sorted(pairs, key=lambda p: p["idx"]):
-        if p["idx"] in entries:
-            out.setdefault(p["eid"], []).append(entries[p["idx"]])
+    for idx, eid in sorted(set(items)):
+        out.setdefault(eid, []).append(entries[idx])
     return out
 
 

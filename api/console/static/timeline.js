@@ -29,6 +29,9 @@ function details(entry) {
     change.push(labelBadge(f.label));
     out.push(h('span', {class: 'kv'}, ...change));
   }
+  if (entry.kind === 'unserved' && typeof f.entry === 'number') {  // names an earlier entry
+    out.push(h('span', {class: 'kv'}, t('tl.unserved', {index: f.entry, kind: tv('kind', f.entry_kind)})));
+  }
   for (const key of HASH_KEYS) {
     if (typeof f[key] === 'string') out.push(h('span', {class: 'kv'}, `${tv('tl.key', key)}: `, shortHex(f[key])));
   }
