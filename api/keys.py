@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api.fairgate import FairGate
 from api.runtime import Runtime
+from vault.access.sessions import PlaybackSessions
 from vault.access.tokens import TokenCache
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
@@ -23,7 +24,9 @@ ALL_PARTS = frozenset({"api", "ingest", "media"})
 # data directory (time-stamping, the witness client, event delivery).
 WORKER: web.AppKey[bool] = web.AppKey("worker", bool)
 
-# The hot read path (api.readpath): a read-only pool and this process's token cache.
+# The hot read path (api.readpath): a read-only pool, this process's token cache and its
+# playback sessions.
 READ_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("read_pool", asyncpg.Pool)
 READ_GATE: web.AppKey[FairGate] = web.AppKey("read_gate", FairGate)
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache", TokenCache)
+SESSIONS: web.AppKey[PlaybackSessions] = web.AppKey("playback_sessions", PlaybackSessions)

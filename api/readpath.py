@@ -1,4 +1,4 @@
-"""The hot read path: a read-only connection pool and the token cache.
+"""The hot read path: a read-only connection pool, the token cache and playback sessions.
 
 Guarantees:
 
@@ -19,6 +19,10 @@ Guarantees:
 - ``TOKEN_CACHE`` is this process's ``vault.access.tokens.TokenCache``, following
   ``NOTIFY evault_auth`` on its own connection (``vault.access.tokens.follow_changes``); while that
   connection is down the cache is bypassed. See ``vault.access.tokens`` for what it guarantees.
+- ``SESSIONS`` is this process's ``vault.access.sessions.PlaybackSessions``: it follows this
+  process's ledger commits (``Ledger.on_commit``) and, on the same connection as the token
+  cache, every process's appends (``NOTIFY evault_ledger``); while that connection is down no
+  kept target is used.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import asyncpg
 from aiohttp import web
 
 from api.fairgate import FairGate
-from api.keys import READ_GATE, READ_POOL, RUNTIME, TOKEN_CACHE
+from api.keys import READ_GATE, READ_POOL, RUNTIME, SESSIONS, TOKEN_CACHE
+from vault.access.sessions import PlaybackSessions
 from vault.access.tokens import TokenCache, follow_changes
 
 __all__ = ["read_ctx"]
@@ -56,12 +61,17 @@ async def read_ctx(app: web.Application) -> AsyncIterator[None]:
         max_inactive_connection_lifetime=0,  # no idle timer re-armed on every release
     )
     cache = TokenCache(ttl=rt.cfg.service.token_cache_seconds)
+    sessions = PlaybackSessions(rt.cfg.service.playback_session_seconds)
+    rt.ledger.on_commit(lambda _size: sessions.invalidate())
     feed = asyncio.create_task(
-        follow_changes(lambda: asyncpg.connect(rt.db.dsn, server_settings=settings), cache)
+        follow_changes(
+            lambda: asyncpg.connect(rt.db.dsn, server_settings=settings), cache, ledger=sessions
+        )
     )
     app[READ_POOL] = pool
     app[READ_GATE] = FairGate(min(size, rt.cfg.database.read_concurrency))
     app[TOKEN_CACHE] = cache
+    app[SESSIONS] = sessions
     try:
         yield
     finally:

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from api import schemas as S
 from api.auth import principal_of
-from api.keys import READ_GATE, READ_POOL, RUNTIME
+from api.keys import READ_GATE, READ_POOL, RUNTIME, SESSIONS
 from api.openapi import content_response, json_response, operation, path, query
 from api.streaming import content_disposition, send_content
 from vault import evidence as evrows
@@ -44,7 +44,6 @@ from vault.access.listing import (
     visible_renditions,
 )
 from vault.access.serving import evidence_bytes, rendition_bytes
-from vault.access.sessions import PlaybackSessions
 from vault.errors import BadRequest, NotFound
 from vault.policy.decide import Action
 from vault.policy.labels import Caveat, Label, Level
@@ -53,7 +52,6 @@ from vault.storage.content import ContentStore
 __all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
 
 CONTENT: web.AppKey[ContentStore] = web.AppKey("content_store", ContentStore)
-SESSIONS: web.AppKey[PlaybackSessions] = web.AppKey("playback_sessions", PlaybackSessions)
 
 routes = web.RouteTableDef()
 
@@ -80,7 +78,6 @@ async def content_ctx(app: web.Application) -> AsyncIterator[None]:
     """The content store every HTTP read goes through."""
     rt = app[RUNTIME]
     app[CONTENT] = rt.storage.content  # plain and sealed objects alike
-    app[SESSIONS] = PlaybackSessions(rt.cfg.service.playback_session_seconds)
     yield
 
 

@@ -15,7 +15,11 @@ Guarantees:
 - Every outcome is recorded before anything is opened (``decisions.guard`` /
   ``decisions.record``). With ``sessions`` (``vault.access.sessions``), the allowed ``stream``
   requests of one playback share the entry its first request wrote; each is still decided on
-  its own.
+  its own. A request of a live session whose verified rows and target the session keeps
+  (``PlaybackSessions.grant``: read since the last change that could alter them) is decided
+  on them in memory, with no database round trip; only an allowing decision on evidence whose
+  integrity is ``ok``, asked without override, is made there: anything else is decided, and
+  recorded, from the database as above.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from vault.policy.decide import (
     absent,
     decide,
 )
+
+_Evidence = tuple[evrows.Evidence, Target]
+_Rendition = tuple[evrows.Rendition, evrows.Evidence, Target]
 
 __all__ = ["OVERRIDE_ROLES", "IntegrityRefused", "evidence_bytes", "rendition_bytes"]
 
@@ -92,6 +99,18 @@ async def _decide(
     )
 
 
+def _allowed_again(
+    principal: Principal, action: Action, evidence: evrows.Evidence, target: object
+) -> bool:
+    """Whether a kept target allows the request as it stands (integrity ``ok``): decided
+    afresh for this request's principal."""
+    return (
+        isinstance(target, Target)
+        and evidence.integrity == "ok"
+        and decide(principal, action, target).allowed
+    )
+
+
 async def _refuse_tampered(
     ledger: LedgerWriter, principal: Principal, action: Action, kind: TargetKind, target_id: str
 ) -> None:
@@ -112,6 +131,14 @@ async def evidence_bytes(
 ) -> evrows.Evidence:
     """Decide and record ``action`` (stream, download) on an original; return its verified row,
     whose ``sha256`` names the only bytes that may be served for it."""
+    key, generation = None, 0
+    if sessions is not None and sessions.applies(action) and not override:
+        key = sessions.key(principal, action, "evidence", evidence_id)
+        kept = sessions.grant(key)
+        if isinstance(kept, tuple) and _allowed_again(principal, action, kept[0], kept[-1]):
+            sessions.reuse(key)
+            return kept[0]  # type: ignore[no-any-return]
+        generation = sessions.generation
     try:
         row = await evrows.load_evidence(db, ledger.mac, evidence_id, where="content")
     except RowTampered:
@@ -124,6 +151,9 @@ async def evidence_bytes(
     )
     if row is None:  # guard raised NotFound for it already; never go on without one
         raise NotFound(NOT_FOUND_REASON)
+    if key is not None and found is not None and sessions is not None:
+        kept_e: _Evidence = (row, found)
+        sessions.keep(key, kept_e, generation)
     return row
 
 
@@ -138,6 +168,14 @@ async def rendition_bytes(
     sessions: PlaybackSessions | None = None,
 ) -> tuple[evrows.Rendition, evrows.Evidence]:
     """As ``evidence_bytes`` for a rendition: (its verified row, its source's verified row)."""
+    key, generation = None, 0
+    if sessions is not None and sessions.applies(action) and not override:
+        key = sessions.key(principal, action, "rendition", rendition_id)
+        kept = sessions.grant(key)
+        if isinstance(kept, tuple) and _allowed_again(principal, action, kept[1], kept[-1]):
+            sessions.reuse(key)
+            return kept[0], kept[1]
+        generation = sessions.generation
     try:
         row = await evrows.load_rendition(db, ledger.mac, rendition_id, where="content")
         source = (
@@ -157,4 +195,7 @@ async def rendition_bytes(
     )
     if row is None or source is None:  # guard raised NotFound for it already
         raise NotFound(NOT_FOUND_REASON)
+    if key is not None and found is not None and sessions is not None:
+        kept_r: _Rendition = (row, source, found)
+        sessions.keep(key, kept_r, generation)
     return row, source

@@ -20,6 +20,20 @@ Guarantees:
 - Sessions live in this process's memory: a restart, or another process serving the next
   request, starts a new session (one more entry, never one fewer). At most ``limit`` sessions
   are kept; the least recently used go first. ``idle`` 0 turns sessions off.
+- A session may keep the verified rows and target its last full decision was made on
+  (``grant``/``keep``), so that the next request of the same playback is decided in memory:
+  the principal is always the request's own (authenticated afresh: a revoked token or a
+  disabled principal never reaches the decision, a lowered clearance is decided on), only the
+  target is reused. A kept target is used only while all of these hold: the session is live;
+  it was read at the current *generation*, which every ledger commit of this process
+  (``Ledger.on_commit``), every ``NOTIFY evault_ledger`` or ``evault_auth`` heard
+  (``vault.access.tokens.follow_changes``) and every local authentication change advance; the
+  sessions are *following* those notifications (while the connection is down, every request
+  is decided from the database); and it is younger than ``fresh`` seconds (default
+  ``access_state.REFRESH_SECONDS``: the bound for what announces itself with no ledger entry,
+  such as a scrub mark, or a row edited by hand in SQL). A label raised, a case linked or
+  unlinked, a disposal: each is a ledger entry, so the very next request in this process, and
+  in another once the notification arrives, is decided on the database's state again.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from vault.access import principals
+from vault.access.state import REFRESH_SECONDS
 from vault.policy.decide import Action, Principal, TargetKind
 
 __all__ = ["SESSION_ACTIONS", "PlaybackSessions"]
@@ -47,12 +63,18 @@ class PlaybackSessions:
         *,
         limit: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        fresh: float = REFRESH_SECONDS,
     ) -> None:
         self.idle = idle
+        self.fresh = fresh
         self._limit = limit
         self._clock = clock
         self._last: dict[_Key, float] = {}  # key -> time of its latest request (LRU order)
         self._opening: dict[_Key, asyncio.Future[bool]] = {}
+        self._grants: dict[_Key, tuple[object, float]] = {}  # key -> (target kept, read at)
+        self.generation = 0
+        self.following = False
+        principals.on_auth_change(self)
 
     def __len__(self) -> int:
         return len(self._last)
@@ -67,6 +89,39 @@ class PlaybackSessions:
     def end(self, key: _Key) -> None:
         """Close the session (a denial): the next allowed request opens a new one."""
         self._last.pop(key, None)
+        self._grants.pop(key, None)
+
+    # -- kept targets (module docstring) ----------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Something that may change a decision's target happened: forget every kept target;
+        targets being read now are not kept."""
+        self._grants.clear()
+        self.generation += 1
+
+    def set_following(self, following: bool) -> None:
+        self.invalidate()
+        self.following = following
+
+    def grant(self, key: _Key) -> object | None:
+        """The target kept for ``key``'s live session, while it may be used; else None."""
+        kept = self._grants.get(key)
+        if kept is None:
+            return None
+        if self.following and self._live(key) and self._clock() - kept[1] <= self.fresh:
+            return kept[0]
+        del self._grants[key]
+        return None
+
+    def keep(self, key: _Key, target: object, generation: int) -> None:
+        """Keep ``target``, read at ``generation``, for ``key``'s live session, unless
+        something changed since it was read."""
+        if self.following and generation == self.generation and self._live(key):
+            self._grants[key] = (target, self._clock())
+
+    def reuse(self, key: _Key) -> None:
+        """A request decided on the kept target: it shares the session's entry."""
+        self._touch(key)
 
     def _touch(self, key: _Key) -> None:
         self._last.pop(key, None)
@@ -110,3 +165,5 @@ class PlaybackSessions:
             del self._last[key]
         while len(self._last) > self._limit:
             del self._last[next(iter(self._last))]
+        for key in [k for k in self._grants if k not in self._last]:
+            del self._grants[key]

@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from vault.access import principals
 from vault.access import state as access_state
@@ -53,6 +53,7 @@ from vault.db import Conn, Db
 from vault.errors import BadRequest, NotFound, Unauthenticated
 from vault.keys.hostmac import RowTampered
 from vault.ledger import LedgerWriter, make_entry
+from vault.ledger.checkpointer import LEDGER_CHANNEL
 from vault.ledger.entry import rfc3339
 from vault.policy.decide import Principal, not_found_detail
 
@@ -135,20 +136,35 @@ class TokenCache:
         self.following = following
 
 
+class _Follower(Protocol):
+    def invalidate(self) -> None: ...
+
+    def set_following(self, following: bool) -> None: ...
+
+
 async def follow_changes(
-    connect: Callable[[], Awaitable[Any]], cache: TokenCache, retry: float = 1.0
+    connect: Callable[[], Awaitable[Any]],
+    cache: TokenCache,
+    retry: float = 1.0,
+    *,
+    ledger: _Follower | None = None,
 ) -> None:
     """Keep ``cache`` following ``NOTIFY evault_auth`` on a connection from ``connect`` (an
     asyncpg connection); reconnect when it is lost, the cache bypassed meanwhile. Runs until
-    cancelled."""
+    cancelled. ``ledger`` (``vault.access.sessions.PlaybackSessions``), on the same connection,
+    follows every append announced (``NOTIFY evault_ledger``) as well as those changes."""
+    followers: list[_Follower] = [cache] if ledger is None else [cache, ledger]
     while True:
         lost = asyncio.Event()
         conn = None
         try:
             conn = await connect()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            await conn.add_listener(principals.AUTH_CHANNEL, lambda *_a: _changed(cache))
-            cache.set_following(True)
+            await conn.add_listener(principals.AUTH_CHANNEL, lambda *_a: _changed(followers))
+            if ledger is not None:
+                await conn.add_listener(LEDGER_CHANNEL, lambda *_a, f=ledger: f.invalidate())
+            for follower in followers:
+                follower.set_following(True)
             while not lost.is_set():
                 try:
                     async with asyncio.timeout(retry * 5):
@@ -161,15 +177,17 @@ async def follow_changes(
         except Exception as exc:  # noqa: BLE001 - any failure: bypass, then reconnect
             log.warning("token cache: change feed lost (%s); bypassing the cache", exc)
         finally:
-            cache.set_following(False)
+            for follower in followers:
+                follower.set_following(False)
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
         await asyncio.sleep(retry)
 
 
-def _changed(cache: TokenCache) -> None:
-    cache.invalidate()
+def _changed(followers: list[_Follower]) -> None:
+    for follower in followers:
+        follower.invalidate()
     access_state.changed()  # the mirror reads the new entries before its next decision
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -129,7 +129,7 @@ class Ledger:
             mac=mac,
             batch_max=cfg.batch_max,
             batch_wait=cfg.batch_wait,
-            on_commit=self.checkpointer.tree_grew,
+            on_commit=self._committed,
             on_doubt=self._doubted,
         )
         # Appends whose COMMIT failed, recorded on this host (default: beside the checkpoints
@@ -139,6 +139,17 @@ class Ledger:
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._resolver_task: asyncio.Task[None] | None = None
         self._resolver_loop: asyncio.AbstractEventLoop | None = None
+        self._commit_watchers: list[Callable[[int], None]] = []
+
+    def on_commit(self, watcher: Callable[[int], None]) -> None:
+        """Have ``watcher(size)`` called after each append this process commits, before the
+        append returns (other processes' appends are announced by ``NOTIFY evault_ledger``)."""
+        self._commit_watchers.append(watcher)
+
+    def _committed(self, size: int) -> None:
+        self.checkpointer.tree_grew(size)
+        for watcher in self._commit_watchers:
+            watcher(size)
 
     @property
     def verifier(self) -> Verifier:

@@ -44,6 +44,10 @@ Guarantees:
   at most two decrypted batches are held). Authentication is unchanged: a batch is handed over
   only after each of its chunks authenticated, and an ``IntegrityError`` reaches the consumer
   after the chunks before the damaged one, as without the worker.
+* ``read_views`` yields the same bytes as ``read_range``, a piece per I/O batch: the batch's
+  chunks are decrypted in place into one buffer (``vault.storage.buffers``: reused only once no
+  view of it is alive), so a streaming consumer writes a MiB at a time without a new allocation
+  per chunk. The same authentication rule holds: a piece holds only authenticated chunks.
 * The content address stays the plaintext SHA-256, computed by ``SealWriter`` while sealing.
 
 ``OSError`` from the underlying files propagates unchanged (the blob store maps it).
@@ -65,6 +69,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.errors import IntegrityError, TooLarge
+from vault.storage import buffers
 from vault.storage.pipeline import ahead
 from vault.storage.prefetch import ReadAhead
 
@@ -404,6 +409,96 @@ class SealedReader:
                     yield pieces
                 raise
             yield pieces
+
+    def read_views(self, start: int, end: int, *, pipelined: bool = True) -> Iterator[memoryview]:
+        """As ``read_range``, in pieces of about one I/O batch: each batch's chunks are
+        decrypted straight into one buffer of its own (no allocation nor copy per chunk), and
+        the piece is a view of it (never reused afterwards). A piece holds only chunks that all
+        authenticated; at a damaged chunk, the chunks of its batch before it come first, then
+        ``IntegrityError``, exactly as ``read_range`` yields them."""
+        if not 0 <= start <= end <= self.size:
+            raise ValueError(f"range [{start}, {end}) outside 0..{self.size}")
+        return self._views_of(start, end, pipelined)
+
+    def _views_of(self, start: int, end: int, pipelined: bool) -> Iterator[memoryview]:
+        if start == end:
+            return
+        chunk = self.chunk_size
+        first, last = start // chunk, (end - 1) // chunk
+        body_last = min(last, self._chunks - 2)
+        views = self._batch_views(first, body_last, start, end)
+        if pipelined and body_last + 1 - first >= AHEAD_BATCHES * _batch_chunks(chunk):
+            views = ahead(views)
+        try:
+            yield from views
+        finally:
+            views.close()  # type: ignore[attr-defined]
+        if last == self._chunks - 1:
+            yield memoryview(self._cut(self._last, last, start, end))
+
+    def _batch_views(
+        self, first: int, body_last: int, start: int, end: int
+    ) -> Iterator[memoryview]:
+        """As ``_batches``, each batch decrypted into a buffer of its own (``buffers``: one
+        nothing else holds a view of), cut to ``[start, end)``."""
+        chunk, stride = self.chunk_size, self.chunk_size + TAG_SIZE
+        per_batch = min(_batch_chunks(chunk), body_last + 1 - first)
+        if per_batch <= 0:
+            return
+        readbuf = buffers.take(per_batch * stride)
+        try:
+            yield from self._decrypt_batches(readbuf, per_batch, first, body_last, start, end)
+        finally:
+            buffers.give(readbuf)
+
+    def _decrypt_batches(
+        self, readbuf: bytearray, per_batch: int, first: int, body_last: int, start: int, end: int
+    ) -> Iterator[memoryview]:
+        chunk, stride = self.chunk_size, self.chunk_size + TAG_SIZE
+        ahead_hint = ReadAhead(self._f, self._offset(body_last + 1))
+        self._f.seek(self._offset(first))
+        index = first
+        while index <= body_last:
+            count = min(per_batch, body_last + 1 - index)
+            with memoryview(readbuf) as whole:
+                sealed = whole[: count * stride]
+                _readinto_exact(self._f, sealed)
+                ahead_hint.at(self._offset(index + count))
+                buf = buffers.take(count * chunk)
+                done, failure, piece = 0, None, None
+                with memoryview(buf) as plain:
+                    for k in range(count):
+                        out = plain[k * chunk : (k + 1) * chunk]
+                        try:
+                            self._decrypt_into(
+                                index + k, sealed[k * stride : (k + 1) * stride], out
+                            )
+                        except IntegrityError as exc:
+                            out[:] = bytes(chunk)  # what a failed chunk left is never handed out
+                            failure = exc
+                            break
+                        done = k + 1
+                    base = index * chunk
+                    lo, hi = max(start - base, 0), min(end - base, done * chunk)
+                    if hi > lo:  # the authenticated chunks (all, or those before a damaged one)
+                        piece = plain[lo:hi]
+                    del out, sealed
+            if piece is not None:
+                yield piece
+            del piece
+            buffers.give(buf)  # taken again only once the consumer holds no view of it
+            if failure is not None:
+                raise failure
+            index += count
+
+    def _decrypt_into(self, index: int, sealed: memoryview, out: memoryview) -> None:
+        final = index == self._chunks - 1
+        try:
+            self._aead.decrypt_into(
+                _nonce(self.object_id, index), sealed, _aad(self.header, index, final), out
+            )
+        except InvalidTag:
+            raise IntegrityError(f"sealed object: chunk {index} failed authentication") from None
 
     def _cut(self, plain: bytes, index: int, start: int, end: int) -> bytes:
         base = index * self.chunk_size

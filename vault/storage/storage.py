@@ -28,6 +28,11 @@ Guarantees of ``SealingContentStore``:
   large object is done in a worker thread.
 * Unwrapping and opening run in a worker thread; the event loop never waits on key files,
   key commands or decryption of a whole object.
+* ``open`` may use a key row it read less than ``KEY_CACHE_SECONDS`` ago (the Range requests
+  of one playback open the same object again and again). A key row that changed since is
+  noticed as the race above is: the object it names is gone, or its KEK retired, and the row
+  is read again. A stale row never yields other bytes: a sealed object only ever decrypts,
+  authenticated, to the content it was sealed from, and a plain object is the content itself.
 
 The blob store is the file store (``store.backend = "file"``) or an S3 bucket with Object Lock
 (``"s3"``, ``vault.storage.s3blobs``): ``open_objects`` connects to the bucket (refusing one
@@ -47,6 +52,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
@@ -84,6 +90,9 @@ log = logging.getLogger("evault.storage")
 
 SHM = Path("/dev/shm")  # noqa: S108 - a RAM file system; private folders made with mkdtemp
 SHM_HEADROOM = 256 << 20
+KEY_CACHE_SECONDS = 2.0
+"""How long ``SealingContentStore.open`` may use a key row it read (module docstring)."""
+KEY_CACHE_SIZE = 4096
 
 
 class PlaintextScratch:
@@ -130,10 +139,16 @@ class SealedObject:
         self._reader = reader
         self._scratch = scratch
         self.size = reader.size
-        self._reads: list[Iterator[bytes]] = []
+        self._reads: list[Iterator[bytes] | Iterator[memoryview]] = []
 
     def read_range(self, start: int, end: int) -> Iterator[bytes]:
         reads = self._reader.read_range(start, end)
+        self._reads.append(reads)
+        return reads
+
+    def read_views(self, start: int, end: int, *, pipelined: bool = True) -> Iterator[memoryview]:
+        """As ``read_range``, about one I/O batch per piece (``SealedReader.read_views``)."""
+        reads = self._reader.read_views(start, end, pipelined=pipelined)
         self._reads.append(reads)
         return reads
 
@@ -151,7 +166,7 @@ class SealedObject:
         """Close the file, after any read still open (a client gone mid-stream): no worker
         reading ahead (``vault.storage.pipeline``) touches the file once it is closed."""
         for reads in self._reads:
-            reads.close()  # type: ignore[attr-defined]
+            reads.close()  # type: ignore[union-attr]
         self._reads.clear()
         self._f.close()
 
@@ -190,6 +205,19 @@ class SealingContentStore:
         self.keks = keks
         self.db = db
         self.scratch = scratch
+        self._keys: dict[str, tuple[ObjectKey | None, float]] = {}  # sha256 -> (row, read at)
+
+    async def _recent_key(self, sha256: str) -> ObjectKey | None:
+        """The key row as read at most ``KEY_CACHE_SECONDS`` ago (module docstring)."""
+        now = time.monotonic()
+        kept = self._keys.get(sha256)
+        if kept is not None and now - kept[1] <= KEY_CACHE_SECONDS:
+            return kept[0]
+        key = await self.key(sha256)
+        if len(self._keys) >= KEY_CACHE_SIZE:
+            self._keys.clear()
+        self._keys[sha256] = (key, now)
+        return key
 
     async def key(self, sha256: str) -> ObjectKey | None:
         """The live sealed object's key row, or None when this content is stored plain."""
@@ -201,7 +229,7 @@ class SealingContentStore:
     async def open(self, sha256: str) -> Readable:
         """The object, or ``NotFound``; see the module docstring for races."""
         for attempt in (1, 2):
-            key = await self.key(sha256)
+            key = await (self._recent_key(sha256) if attempt == 1 else self.key(sha256))
             try:
                 if key is None and isinstance(self.blobs, S3Blobs) and self.blobs.on_loop():
                     return await self.blobs.open_plain_here(sha256, self.scratch.base_for)
@@ -211,6 +239,7 @@ class SealingContentStore:
                     _open_sealed, self.blobs, self.keks, key, self.scratch
                 )
             except (NotFound, ConfigError):
+                self._keys.pop(sha256, None)
                 if attempt == 2 or (key is not None and await self.key(sha256) == key):
                     raise
         raise AssertionError("unreachable")
