@@ -31,8 +31,9 @@ from api import schemas as S
 from api.auth import principal_of
 from api.keys import PARTS, READINESS, RUNTIME
 from api.openapi import define, json_body, json_response, operation, path, query
-from api.routes_evidence import CONTENT, int_param
+from api.routes_evidence import CONTENT
 from api.routes_jobs import json_object
+from api.wire import int_param
 from vault.access import decisions, targets
 from vault.config_events import subscriber_secret
 from vault.dispatch import Dispatcher, delivery_history

@@ -33,8 +33,8 @@ from api import schemas as S
 from api.auth import principal_of
 from api.keys import RUNTIME
 from api.openapi import content_response, define, json_response, operation, path, query
-from api.routes_evidence import int_param
 from api.streaming import body_chunks
+from api.wire import int_param
 from vault import evidence as evrows
 from vault.access.decisions import TAMPERED_REASON, record
 from vault.access.targets import authorize_then, target_of
