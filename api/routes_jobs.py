@@ -27,7 +27,6 @@ from aiohttp import web
 from api import models as W
 from api import schemas as S
 from api.auth import principal_of
-from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define_structs, json_body, json_response, operation, path
 from api.wire import decode_body, respond
@@ -40,7 +39,7 @@ from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Target, not_found_detail
 from vault.review.case_footage import probed_duration_ms
 
-__all__ = ["json_object", "routes"]
+__all__ = ["routes", "visible_job"]
 
 routes = web.RouteTableDef()
 

@@ -18,11 +18,6 @@ from vault.policy.labels import Caveat, Level
 Schema = dict[str, Any]
 
 
-def nullable(schema: Schema) -> Schema:
-    """``schema`` or null (OpenAPI 3.1 / JSON Schema style)."""
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
 def load_json(value: object) -> Any:
     """A jsonb column as asyncpg returns it (text) decoded; None stays None."""
     if value is None or not isinstance(value, str | bytes):
@@ -32,9 +27,6 @@ def load_json(value: object) -> Any:
 
 STRING: Schema = {"type": "string"}
 DATE_TIME: Schema = {"type": "string", "format": "date-time"}
-UUID: Schema = {"type": "string", "format": "uuid"}
-SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-INDEX: Schema = {"type": "integer", "minimum": 0}
 BINARY: Schema = {"type": "string", "format": "binary"}
 
 (LABEL,) = define_structs(models.Label)

@@ -26,7 +26,7 @@ from aiohttp import web
 from api.jsonbody import parse
 from vault.errors import BadRequest
 
-__all__ = ["decode_body", "decode_query", "int_param", "respond"]
+__all__ = ["decode_body", "decode_body_bytes", "decode_query", "respond"]
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -130,14 +130,3 @@ def respond(
     return web.Response(
         body=_encode(value), status=status, headers=headers, content_type="application/json"
     )
-
-
-def int_param(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    """An integer query parameter within ``[lo, hi]``; BadRequest otherwise (for the routes
-    whose query is not a Struct yet)."""
-    value = q.get(name)
-    if value is None:
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 19 or not lo <= int(value) <= hi:
-        raise BadRequest(f"{name}: an integer from {lo} to {hi} is expected")
-    return int(value)
