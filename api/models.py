@@ -1,4 +1,5 @@
-"""Wire models: what the converted routes read and send, as ``msgspec`` Structs.
+"""Wire models shared by several route modules, as ``msgspec`` Structs (a route's own shapes
+are Structs beside it).
 
 Each Struct is the one definition of its wire shape: ``api.openapi`` derives the OpenAPI
 component (``define_structs``) and the query parameters (``query_params``) from it, and

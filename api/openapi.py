@@ -13,11 +13,16 @@ Guarantees:
 
 Usage (for route modules)::
 
-    RECEIPT = define("Receipt", {...json schema...})      # a component; returns a $ref
+    (RECEIPT,) = define_structs(Receipt)                   # components from msgspec Structs
+    OTHER = define("Other", {...json schema...})           # or written by hand; both a $ref
     @routes.get("/v1/things/{id}")
     @operation("One thing", tags=["things"], params=[path("id")],
                responses={200: json_response(RECEIPT, "the thing"), 404: "no such thing"})
     async def thing(request): ...
+
+Query parameters are declared by a Struct (``params=query_params(ThingQuery)``), which the
+handler decodes (``api.wire.decode_query``); component names are unique (a second, different
+schema under one name fails at import).
 
 A ``responses`` value that is a string is a description: for a status ≥ 400 it becomes a
 problem+json response, for others a response without content. ``request`` is a requestBody
