@@ -252,7 +252,7 @@ async def consistency(request: web.Request) -> web.Response:
 # -- operations of routes defined elsewhere (ledger read paths, health, metrics) -------------
 
 _OCTETS = {"application/octet-stream": S.BINARY}
-_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": S.STRING}}
+(_HEALTH,) = define_structs(routes_ledger.Health)
 operation(
     "Liveness", tags=["operations"], auth=False, responses={200: json_response(_HEALTH, "up")}
 )(routes_ledger.healthz)

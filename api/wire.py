@@ -128,5 +128,9 @@ def respond(
 ) -> web.Response:
     """``value`` (Structs, lists, dicts, datetimes) as an ``application/json`` response."""
     return web.Response(
-        body=_encode(value), status=status, headers=headers, content_type="application/json"
+        body=_encode(value),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",  # as before; JSON is UTF-8 anyway
     )
