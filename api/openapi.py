@@ -13,11 +13,16 @@ Guarantees:
 
 Usage (for route modules)::
 
-    RECEIPT = define("Receipt", {...json schema...})      # a component; returns a $ref
+    (RECEIPT,) = define_structs(Receipt)                   # components from msgspec Structs
+    OTHER = define("Other", {...json schema...})           # or written by hand; both a $ref
     @routes.get("/v1/things/{id}")
     @operation("One thing", tags=["things"], params=[path("id")],
                responses={200: json_response(RECEIPT, "the thing"), 404: "no such thing"})
     async def thing(request): ...
+
+Query parameters are declared by a Struct (``params=query_params(ThingQuery)``), which the
+handler decodes (``api.wire.decode_query``); component names are unique (a second, different
+schema under one name fails at import).
 
 A ``responses`` value that is a string is a description: for a status ≥ 400 it becomes a
 problem+json response, for others a response without content. ``request`` is a requestBody
@@ -31,8 +36,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import msgspec
 from aiohttp import web
 
+from api.models import ProblemDetails
 from vault.errors import BadRequest
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "build",
     "content_response",
     "define",
+    "define_structs",
     "header",
     "json_body",
     "json_response",
@@ -52,6 +60,7 @@ __all__ = [
     "path",
     "query",
     "query_names",
+    "query_params",
     "ref",
     "setup",
     "unknown_query_middleware",
@@ -85,21 +94,22 @@ def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-PROBLEM = define(
-    "ProblemDetails",
-    {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "request_id": {"type": "string"},
-        },
-    },
-)
+_REF_TEMPLATE = "#/components/schemas/{name}"
+
+
+def define_structs(*types: type[msgspec.Struct]) -> list[Schema]:
+    """Register the components of msgspec Structs ``types`` (and of every Struct they use),
+    as ``define`` does, and return a ``$ref`` to each of ``types``."""
+    refs, components = msgspec.json.schema_components(types, ref_template=_REF_TEMPLATE)
+    for name, schema in components.items():
+        schema.pop("title", None)  # the component's name says it
+        if "description" in schema:  # a docstring, reflowed
+            schema["description"] = " ".join(schema["description"].split())
+        define(name, schema)
+    return list(refs)
+
+
+(PROBLEM,) = define_structs(ProblemDetails)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,26 @@ def header(
     name: str, description: str = "", schema: Schema | None = None, *, required: bool = False
 ) -> Param:
     return Param(name, "header", schema or _STRING, required, description)
+
+
+def query_params(struct: type[msgspec.Struct]) -> list[Param]:
+    """The query parameters a Struct declares, one per field (its description and schema from
+    the field's ``Meta``; an optional field's null is left out: a query has no null; a list
+    field is a repeatable parameter)."""
+    (ref_,), components = msgspec.json.schema_components([struct], ref_template=_REF_TEMPLATE)
+    schema = components[ref_["$ref"].rsplit("/", 1)[1]]
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", "")
+        options = [o for o in prop.pop("anyOf", ()) if o != {"type": "null"}]
+        if options:
+            prop = {**options[0], **prop} if len(options) == 1 else {"anyOf": options, **prop}
+        if prop.get("default") is None:
+            prop.pop("default", None)
+        out.append(Param(name, "query", prop, name in required, description))
+    return out
 
 
 def json_body(schema: Schema, description: str = "", *, required: bool = True) -> Schema:

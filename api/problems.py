@@ -20,14 +20,16 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from api.jsonbody import clean_text
+from api.models import FieldError, ProblemDetails
 from vault.db import is_outage
 from vault.errors import BadRequest, EvaultError, Unavailable
 
@@ -47,20 +49,14 @@ def problem(
     detail: str,
     type_uri: str,
     request_id: str,
-    extra: dict[str, object] | None = None,
+    errors: list[FieldError] | None = None,
 ) -> web.Response:
-    body: dict[str, object] = {
-        **(extra or {}),
-        "type": type_uri,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "request_id": request_id,
-    }
+    body = ProblemDetails(type_uri, title, status, detail, request_id, errors or UNSET)
     return web.Response(
         status=status,
-        text=json.dumps(body, ensure_ascii=False),
+        body=msgspec.json.encode(body),
         content_type=PROBLEM_TYPE,
+        charset="utf-8",
         headers={"X-Request-Id": request_id},
     )
 
@@ -117,10 +113,10 @@ def _evault_problem(exc: EvaultError, rid: str, log_it: bool = True) -> web.Resp
     if exc.status >= 500 and log_it:
         log.error("request %s failed: %s", rid, exc.detail)
     errors = getattr(exc, "errors", None)  # per-field errors (a redaction spec's, say)
-    extra: dict[str, object] | None = None
+    fields = None
     if isinstance(errors, tuple):
-        extra = {"errors": [{"field": f, "detail": d} for f, d in errors]}
-    response = problem(exc.status, exc.title, exc.detail, exc.type_uri, rid, extra)
+        fields = [FieldError(f, d) for f, d in errors]
+    response = problem(exc.status, exc.title, exc.detail, exc.type_uri, rid, fields)
     if exc.status == 503:
         response.headers["Retry-After"] = RETRY_AFTER
     return response

@@ -23,16 +23,17 @@ Guarantees (the rules themselves live in ``vault.cases.links`` and ``vault.polic
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET
 
-from api import schemas as S
+from api import models as W
+from api import schemas as S  # noqa: F401 - registers LabelInput, which CasePut refers to
 from api.auth import principal_of
 from api.keys import RUNTIME
-from api.openapi import define, json_body, json_response, operation, path, query
-from api.routes_evidence import int_param, summary_json
-from api.routes_jobs import json_object
+from api.openapi import define_structs, json_body, json_response, operation, path, query_params
+from api.routes_evidence import label_wire, summary_wire
+from api.wire import decode_body, decode_query, respond
 from vault.access import decisions
 from vault.access.filters import label_of
 from vault.access.targets import authorize, case_row, case_target
@@ -45,51 +46,25 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-CASE = define(
-    "Case",
-    {
-        "type": "object",
-        "required": ["id", "title", "label", "created_at", "updated_at"],
-        "properties": {
-            "id": S.STRING,
-            "title": S.STRING,
-            "label": S.LABEL,
-            "created_at": S.DATE_TIME,
-            "updated_at": S.DATE_TIME,
-        },
-    },
-)
-CASE_PUT = define(
-    "CasePut",
-    {
-        "type": "object",
-        "required": ["title"],
-        "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": cases.MAX_TITLE},
-            "label": S.LABEL_INPUT,
-        },
-    },
-)
-LINK_REQUEST = define(
-    "LinkRequest",
-    {"type": "object", "required": ["evidence_id"], "properties": {"evidence_id": S.UUID}},
+CASE, CASE_PUT, CASE_LIST, CASE_DETAIL, LINK_REQUEST, LINK_RESULT = define_structs(
+    W.Case, W.CasePut, W.CaseList, W.CaseDetail, W.LinkRequest, W.LinkResult
 )
 CASE_ID = path("id", "case id (from the case system; 1-128 printable characters)")
 _NO_ROLE = "creating or changing a case needs a role that may link (case_system or admin)"
 _TAKEN = "this case id is already registered, to a case you may not change: use another id"
 
 
-async def _case_json(request: web.Request, case_id: str) -> dict[str, Any]:
+async def _case(request: web.Request, case_id: str) -> W.Case:
     row = await case_row(request.app[RUNTIME].db.pool, case_id)  # verified
     if row is None:  # gone since it was authorized
         raise NotFound()
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "label": label_of(row["label_level"], row["label_caveats"]).to_json(),
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
+    return W.Case(
+        id=row["id"],
+        title=row["title"],
+        label=label_wire(label_of(row["label_level"], row["label_caveats"])),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 @routes.put("/v1/cases/{id}")
@@ -120,42 +95,31 @@ async def put_case(request: web.Request) -> web.Response:
         # The role first: without one that may link, the answer never depends on the case.
         await decisions.record(rt.ledger, principal, Action.LINK, "case", case_id, False, _NO_ROLE)
         raise Forbidden(_NO_ROLE)
-    body = await json_object(request)
-    title = body.get("title")
-    if not isinstance(title, str):
-        raise BadRequest("title: a string is required")
-    if "label" in body and body["label"] is None:  # the schema has no null label
+    body = await decode_body(request, W.CasePut)
+    title = body.title
+    if body.label is None:  # the schema has no null label
         raise BadRequest("label: give a label, or leave it out for the default")
-    label = None if "label" not in body else Label.from_wire(body["label"], "label")
+    label = None if body.label is UNSET else Label.from_wire(body.label, "label")
     if await case_target(pool, case_id) is None:
         await cases.create(pool, rt.ledger, principal, case_id, title, label or INTERNAL_LABEL)
-        return web.json_response(await _case_json(request, case_id), status=201)
+        return respond(await _case(request, case_id), status=201)
     try:
         await authorize(pool, rt.ledger, principal, Action.LINK, "case", case_id)
     except NotFound:  # recorded as denied; the id is taken, and case ids are no secret here
         raise Conflict(_TAKEN) from None
-    current = await _case_json(request, case_id)
-    if current["title"] != title:
+    current = await _case(request, case_id)
+    if current.title != title:
         await cases.retitle(pool, rt.ledger, principal, case_id, title)
-    if label is not None and label.to_json() != current["label"]:
+    if label is not None and label_wire(label) != current.label:
         await cases.set_label(pool, rt.ledger, principal, "case", case_id, label)
-    return web.json_response(await _case_json(request, case_id))
+    return respond(await _case(request, case_id))
 
 
 @routes.get("/v1/cases")
 @operation(
     "List cases",
     tags=["cases"],
-    responses={
-        200: json_response(
-            {
-                "type": "object",
-                "required": ["items"],
-                "properties": {"items": {"type": "array", "items": S.CASE_SUMMARY}},
-            },
-            "the cases the caller may list",
-        )
-    },
+    responses={200: json_response(CASE_LIST, "the cases the caller may list")},
 )
 async def list_cases(request: web.Request) -> web.Response:
     """The cases the caller may list, by id, with their titles (null where the caller may list
@@ -163,54 +127,45 @@ async def list_cases(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     found = await cases.list_cases(request.app[RUNTIME].db.pool, principal)
     items = [
-        {
-            "id": c.id,
-            "title": c.title,
-            "label": c.label.to_json(),
-            "created_at": c.created_at.isoformat(),
-            "updated_at": c.updated_at.isoformat(),
-        }
+        W.CaseSummary(
+            id=c.id,
+            title=c.title,
+            label=label_wire(c.label),
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
         for c in found
     ]
-    return web.json_response({"items": items})
+    return respond(W.CaseList(items))
 
 
 @routes.get("/v1/cases/{id}")
 @operation(
     "One case and its evidence",
     tags=["cases"],
-    params=[
-        CASE_ID,
-        query("limit", "evidence shown", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    ],
-    responses={200: json_response(S.CASE_DETAIL, "the case"), 404: "no such case"},
+    params=[CASE_ID, *query_params(W.CaseQuery)],
+    responses={200: json_response(CASE_DETAIL, "the case"), 404: "no such case"},
 )
 async def get_case(request: web.Request) -> web.Response:
     """The case (an audited ``read_metadata``), the number of its evidence items the caller
     may list and the first ``limit`` of them (more: ``GET /v1/evidence?case=``)."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
-    limit = int_param(request.query, "limit", 100, 1, 1000)
+    limit = decode_query(request.query, W.CaseQuery).limit
     detail = await cases.show(
         rt.db.pool, rt.ledger, principal, request.match_info["id"], limit=limit
     )
-    return web.json_response(
-        {
-            "id": detail.id,
-            "title": detail.title,
-            "label": detail.label.to_json(),
-            "created_at": detail.created_at.isoformat(),
-            "updated_at": detail.updated_at.isoformat(),
-            "evidence_count": detail.evidence_count,
-            "evidence": [summary_json(s) for s in detail.evidence],
-        }
+    return respond(
+        W.CaseDetail(
+            id=detail.id,
+            title=detail.title,
+            label=label_wire(detail.label),
+            created_at=detail.created_at,
+            updated_at=detail.updated_at,
+            evidence_count=detail.evidence_count,
+            evidence=[summary_wire(s) for s in detail.evidence],
+        )
     )
-
-
-def _evidence_id(value: object) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= 256:
-        raise BadRequest("evidence_id: a string is required")
-    return value
 
 
 @routes.post("/v1/cases/{id}/evidence")
@@ -221,7 +176,7 @@ def _evidence_id(value: object) -> str:
     request=json_body(LINK_REQUEST, "the evidence to link"),
     responses={
         201: json_response(
-            S.LINK_RESULT, "linked (a ledger entry); label_raised: the link raised its label"
+            LINK_RESULT, "linked (a ledger entry); label_raised: the link raised its label"
         ),
         400: "malformed body",
         403: "linking is not granted",
@@ -234,20 +189,20 @@ async def link(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     case_id = request.match_info["id"]
-    eid = _evidence_id((await json_object(request)).get("evidence_id"))
+    eid = (await decode_body(request, W.LinkRequest)).evidence_id
     done = await cases.link_reporting(rt.db.pool, rt.ledger, principal, case_id, eid)
     await rt.extend_locks(eid)
     raised = None
     if done.raised:
-        raised = {"from": done.previous.to_json(), "to": done.label.to_json()}
-    body = {
-        "case_id": case_id,
-        "evidence_id": str(uuid.UUID(eid)),
-        "ledger_index": done.index,
-        "linked": True,
-        "label_raised": raised,
-    }
-    return web.json_response(body, status=201)
+        raised = W.LabelRaised(label_wire(done.previous), label_wire(done.label))
+    body = W.LinkResult(
+        case_id=case_id,
+        evidence_id=str(uuid.UUID(eid)),
+        ledger_index=done.index,
+        linked=True,
+        label_raised=raised,
+    )
+    return respond(body, status=201)
 
 
 @routes.delete("/v1/cases/{id}/evidence/{evidence_id}")
@@ -256,7 +211,7 @@ async def link(request: web.Request) -> web.Response:
     tags=["cases"],
     params=[CASE_ID, path("evidence_id", "evidence id")],
     responses={
-        200: json_response(S.LINK_RESULT, "unlinked (a ledger entry; the history stays)"),
+        200: json_response(LINK_RESULT, "unlinked (a ledger entry; the history stays)"),
         403: "linking is not granted",
         404: "no such case or evidence",
         409: "not linked",
@@ -269,10 +224,7 @@ async def unlink(request: web.Request) -> web.Response:
     case_id = request.match_info["id"]
     eid = request.match_info["evidence_id"]
     idx = await cases.unlink(rt.db.pool, rt.ledger, principal, case_id, eid)
-    body = {
-        "case_id": case_id,
-        "evidence_id": str(uuid.UUID(eid)),
-        "ledger_index": idx,
-        "linked": False,
-    }
-    return web.json_response(body)
+    body = W.LinkResult(
+        case_id=case_id, evidence_id=str(uuid.UUID(eid)), ledger_index=idx, linked=False
+    )
+    return respond(body)

@@ -24,16 +24,24 @@ Guarantees:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from api import models as W
 from api import schemas as S
 from api.auth import principal_of
 from api.keys import READ_GATE, READ_POOL, RUNTIME, SESSIONS
-from api.openapi import content_response, json_response, operation, path, query
+from api.openapi import (
+    content_response,
+    define_structs,
+    json_response,
+    operation,
+    path,
+    query_params,
+)
 from api.streaming import content_disposition, send_content
+from api.wire import decode_query, respond
 from vault import evidence as evrows
 from vault.access.filters import label_of
 from vault.access.listing import (
@@ -44,12 +52,12 @@ from vault.access.listing import (
     visible_renditions,
 )
 from vault.access.serving import evidence_bytes, rendition_bytes
-from vault.errors import BadRequest, NotFound
+from vault.errors import NotFound
 from vault.policy.decide import Action
 from vault.policy.labels import Caveat, Label, Level
 from vault.storage.content import ContentStore
 
-__all__ = ["CONTENT", "content_ctx", "routes", "summary_json"]
+__all__ = ["CONTENT", "content_ctx", "label_wire", "routes", "summary_wire"]
 
 CONTENT: web.AppKey[ContentStore] = web.AppKey("content_store", ContentStore)
 
@@ -81,137 +89,72 @@ async def content_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+_LABELS: dict[Label, W.Label] = {}  # labels are immutable; a handful exist
 
 
-_LABEL_JSON: dict[Label, Any] = {}  # labels are immutable; a handful exist
-
-
-def _label_json(label: Label) -> Any:
-    out = _LABEL_JSON.get(label)
+def label_wire(label: Label) -> W.Label:
+    """The wire form of a label (sorted caveats)."""
+    out = _LABELS.get(label)
     if out is None:
-        out = label.to_json()
-        if len(_LABEL_JSON) < 1024:
-            _LABEL_JSON[label] = out
+        out = W.Label(label.level.slug, [c.value for c in label.sorted_caveats])
+        if len(_LABELS) < 1024:
+            _LABELS[label] = out
     return out
 
 
-def summary_json(s: EvidenceSummary) -> dict[str, Any]:
-    """The wire form of an evidence summary (schema ``EvidenceSummary``)."""
-    return {
-        "id": s.id,
-        "sha256": s.sha256,
-        "size": s.size,
-        "file_name": s.file_name,
-        "dock_id": s.dock_id,
-        "device_id": s.device_id,
-        "officer_id": s.officer_id,
-        "recorded_at": _iso(s.recorded_at),
-        "acquired_at": _iso(s.acquired_at),
-        "label": _label_json(s.label),
-        "category": s.category,
-        "media_status": s.media_status,
-        "disposed_at": _iso(s.disposed_at),
-        "cases": list(s.cases),
-    }
-
-
-def _text(q: Mapping[str, str], name: str) -> str | None:
-    value = q.get(name)
-    if value is not None and not 0 < len(value) <= 256:
-        raise BadRequest(f"{name}: 1 to 256 characters")
-    return value
-
-
-def _instant(q: Mapping[str, str], name: str) -> datetime | None:
-    value = q.get(name)
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"{name}: an RFC 3339 date-time with an offset is expected") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"{name}: the date-time needs an offset (e.g. Z or +08:00)")
-    return when
-
-
-def int_param(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    """An integer query parameter within ``[lo, hi]``; BadRequest otherwise."""
-    value = q.get(name)
-    if value is None:
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 19 or not lo <= int(value) <= hi:
-        raise BadRequest(f"{name}: an integer from {lo} to {hi} is expected")
-    return int(value)
-
-
-def _query(q: Mapping[str, str]) -> EvidenceQuery:
-    level = q.get("level")
-    return EvidenceQuery(
-        case_id=_text(q, "case"),
-        officer_id=_text(q, "officer"),
-        device_id=_text(q, "device"),
-        dock_id=_text(q, "dock"),
-        acquired_from=_instant(q, "acquired_from"),
-        acquired_to=_instant(q, "acquired_to"),
-        recorded_from=_instant(q, "recorded_from"),
-        recorded_to=_instant(q, "recorded_to"),
-        level=None if level is None else Level.parse(level),
-        caveats=frozenset(Caveat.parse(c) for c in q.getall("caveat", [])),  # type: ignore[attr-defined]
-        status=_text(q, "status"),
-        unlinked=_flag(q, "unlinked"),
+def summary_wire(s: EvidenceSummary) -> W.EvidenceSummary:
+    """The wire form of an evidence summary."""
+    return W.EvidenceSummary(
+        id=s.id,
+        sha256=s.sha256,
+        size=s.size,
+        file_name=s.file_name,
+        dock_id=s.dock_id,
+        device_id=s.device_id,
+        officer_id=s.officer_id,
+        recorded_at=s.recorded_at,
+        acquired_at=s.acquired_at,
+        label=label_wire(s.label),
+        category=s.category,  # type: ignore[arg-type]  # the column's check constraint
+        media_status=s.media_status,
+        disposed_at=s.disposed_at,
+        cases=list(s.cases),
     )
 
 
-def _flag(q: Mapping[str, str], name: str) -> bool:
-    value = q.get(name, "false")
-    if value not in ("true", "false", "1", "0"):
-        raise BadRequest(f"{name}: true or false")
-    return value in ("true", "1")
+def _filters(q: W.EvidenceQuery) -> EvidenceQuery:
+    return EvidenceQuery(
+        case_id=q.case,
+        officer_id=q.officer,
+        device_id=q.device,
+        dock_id=q.dock,
+        acquired_from=q.acquired_from,
+        acquired_to=q.acquired_to,
+        recorded_from=q.recorded_from,
+        recorded_to=q.recorded_to,
+        level=None if q.level is None else Level.parse(q.level),
+        caveats=frozenset(Caveat.parse(c) for c in q.caveat),
+        status=q.status,
+        unlinked=W.flag(q.unlinked),
+    )
 
 
-_TEXT_PARAM = {"type": "string", "minLength": 1, "maxLength": 256}
-_LIST_PARAMS = [
-    query("case", "linked to this case", _TEXT_PARAM),
-    query("officer", "recorded by this officer id", _TEXT_PARAM),
-    query("device", "recorded on this device id", _TEXT_PARAM),
-    query("dock", "acquired through this dock", _TEXT_PARAM),
-    query("acquired_from", "acquired at or after (RFC 3339)", S.DATE_TIME),
-    query("acquired_to", "acquired before (RFC 3339)", S.DATE_TIME),
-    query("recorded_from", "recorded at or after (RFC 3339)", S.DATE_TIME),
-    query("recorded_to", "recorded before (RFC 3339)", S.DATE_TIME),
-    query("level", "effective label level equals", S.LEVEL),
-    query("caveat", "effective caveats include (repeatable)", S.CAVEAT),
-    query(
-        "status", "media status (pending, processing, ready, partial, unprocessable)", _TEXT_PARAM
-    ),
-    query(
-        "unlinked",
-        "true: only items linked to no case the caller may see",
-        {"type": "string", "enum": ["true", "false", "1", "0"]},
-    ),
-    query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    query("cursor", "next_cursor of the previous page", _TEXT_PARAM),
-]
+(EVIDENCE_PAGE, EVIDENCE_DETAIL) = define_structs(W.EvidencePage, W.EvidenceDetail)
 
 
 @routes.get("/v1/evidence")
 @operation(
     "List evidence",
     tags=["evidence"],
-    params=_LIST_PARAMS,
-    responses={200: json_response(S.EVIDENCE_PAGE, "one page"), 400: "a malformed filter"},
+    params=query_params(W.EvidenceQuery),
+    responses={200: json_response(EVIDENCE_PAGE, "one page"), 400: "a malformed filter"},
 )
 async def list_items(request: web.Request) -> web.Response:
     """The evidence the caller may list, filtered, oldest acquisition first, keyset-paginated:
     pass ``next_cursor`` back as ``cursor`` for the next page (null: no more)."""
     principal = await principal_of(request)
-    q = request.query
-    limit = int_param(q, "limit", 100, 1, 1000)
-    cursor = _text(q, "cursor")
-    query = _query(q)
+    q = decode_query(request.query, W.EvidenceQuery)
+    limit, cursor, query = q.limit, q.cursor, _filters(q)
     pool = request.app.get(READ_POOL)
     mac = request.app[RUNTIME].ledger.mac
     if pool is None:
@@ -220,9 +163,7 @@ async def list_items(request: web.Request) -> web.Response:
     else:
         async with request.app[READ_GATE]:  # connections first come, first served
             page = await list_evidence(pool, principal, query, limit=limit, cursor=cursor, mac=mac)
-    return web.json_response(
-        {"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor}
-    )
+    return respond(W.EvidencePage([summary_wire(s) for s in page.items], page.next_cursor))
 
 
 @routes.get("/v1/evidence/{id}")
@@ -230,7 +171,7 @@ async def list_items(request: web.Request) -> web.Response:
     "One evidence item",
     tags=["evidence"],
     params=[path("id", "evidence id")],
-    responses={200: json_response(S.EVIDENCE_DETAIL, "the item"), 404: "no such evidence"},
+    responses={200: json_response(EVIDENCE_DETAIL, "the item"), 404: "no such evidence"},
 )
 async def get_item(request: web.Request) -> web.Response:
     """Metadata, media status and probe, and the renditions the caller may list (an audited
@@ -250,32 +191,33 @@ async def get_item(request: web.Request) -> web.Response:
 
     # Everything read before the entry: a read failing leaves no ``accessed`` entry behind.
     summary, (row, renditions) = await get_evidence_with(pool, rt.ledger, principal, eid, details)
-    body = summary_json(summary)
-    body.update(
-        ledger_index=row.ledger_idx,
-        extension=row.extension,
-        media_reason=row.media_reason,
-        probe=S.load_json(row.probe),
-        integrity=row.integrity,
-        last_scrub_at=_iso(row.last_scrub_at),
-        recorded_after_acquired=_recorded_after_acquired(summary),
-        renditions=[
-            {
-                "id": str(r.id),
-                "kind": r.kind,
-                "sha256": r.sha256,
-                "size": r.size,
-                "media_type": r.media_type,
-                "label": label_of(r.label_level, r.label_caveats).to_json(),
-                "params": S.load_json(r.params),
-                "created_at": _iso(r.created_at),
-                "ledger_index": r.ledger_idx,
-                "content": f"/v1/renditions/{r.id}/content",
-            }
-            for r in renditions
-        ],
+    return respond(
+        W.EvidenceDetail(
+            **{f: getattr(summary_wire(summary), f) for f in W.EvidenceSummary.__struct_fields__},
+            ledger_index=row.ledger_idx,
+            extension=row.extension,
+            media_reason=row.media_reason,
+            probe=S.load_json(row.probe),
+            integrity=row.integrity,  # type: ignore[arg-type]  # the column's check constraint
+            last_scrub_at=row.last_scrub_at,
+            recorded_after_acquired=_recorded_after_acquired(summary),
+            renditions=[
+                W.Rendition(
+                    id=str(r.id),
+                    kind=r.kind,  # type: ignore[arg-type]  # the column's check constraint
+                    sha256=r.sha256,
+                    size=r.size,
+                    media_type=r.media_type,
+                    label=label_wire(label_of(r.label_level, r.label_caveats)),
+                    params=S.load_json(r.params),
+                    created_at=r.created_at,
+                    ledger_index=r.ledger_idx,
+                    content=f"/v1/renditions/{r.id}/content",
+                )
+                for r in renditions
+            ],
+        )
     )
-    return web.json_response(body)
 
 
 def _recorded_after_acquired(s: EvidenceSummary) -> bool:
@@ -284,25 +226,15 @@ def _recorded_after_acquired(s: EvidenceSummary) -> bool:
     return s.recorded_at is not None and s.recorded_at > s.acquired_at
 
 
-def _action(request: web.Request) -> tuple[Action, str]:
-    return (
-        (Action.DOWNLOAD, "attachment")
-        if _flag(request.query, "download")
-        else (Action.STREAM, "inline")
-    )
+def _content_query(request: web.Request) -> tuple[Action, str, bool]:
+    q = decode_query(request.query, W.ContentQuery)
+    download = W.flag(q.download)
+    action, kind = (Action.DOWNLOAD, "attachment") if download else (Action.STREAM, "inline")
+    return action, kind, W.flag(q.integrity_override)
 
 
 _CONTENT_PARAMS = [
-    query(
-        "download",
-        "true: a download (attachment; needs the download grant), else streaming (inline)",
-        {"type": "string", "enum": ["true", "false", "1", "0"]},
-    ),
-    query(
-        "integrity_override",
-        "true: an auditor or admin fetches content that failed its integrity check (recorded)",
-        {"type": "string", "enum": ["true", "false", "1", "0"]},
-    ),
+    *query_params(W.ContentQuery),
     S.RANGE_HEADER,
     S.IF_NONE_MATCH,
     S.IF_RANGE,
@@ -337,9 +269,8 @@ async def evidence_content(request: web.Request) -> web.StreamResponse:
     request is an audited ``stream`` or ``download`` decision made before any byte is sent."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
-    action, kind = _action(request)
+    action, kind, override = _content_query(request)
     eid = request.match_info["id"]
-    override = _flag(request.query, "integrity_override")
     row = await evidence_bytes(
         rt.db.pool,
         rt.ledger,
@@ -373,9 +304,8 @@ async def rendition_content(request: web.Request) -> web.StreamResponse:
     """A rendition's bytes, as for the original; its label is at least its source's."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
-    action, kind = _action(request)
+    action, kind, override = _content_query(request)
     rid = request.match_info["id"]
-    override = _flag(request.query, "integrity_override")
     row, _source = await rendition_bytes(
         rt.db.pool,
         rt.ledger,

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from msgspec import Meta, Struct
 
 from api import schemas as S
 from api.auth import principal_of
 from api.keys import RUNTIME
-from api.openapi import content_response, define, json_body, json_response, operation, path
-from api.routes_jobs import json_object
+from api.openapi import content_response, define_structs, json_body, json_response, operation, path
+from api.wire import decode_body, respond
 from vault.access.targets import authorize_then
 from vault.db import Conn
 from vault.errors import BadRequest, Conflict, NotFound
@@ -39,58 +40,49 @@ __all__ = ["EXPORTS_DIR", "routes"]
 EXPORTS_DIR = Path("exports")  # under the data directory
 routes = web.RouteTableDef()
 
-EXPORT_REQUEST = define(
-    "ExportRequest",
-    {
-        "type": "object",
-        "properties": {
-            "renditions": {
-                "type": "array",
-                "items": {"type": "string", "enum": list(RENDITION_KINDS)},
-                "uniqueItems": True,
-            },
-            "originals": {
-                "type": "boolean",
-                "description": "false: leave the originals out (share redacted copies only)",
-            },
-        },
-    },
-)
-EXPORT_JOB = define(
-    "ExportJob",
-    {
-        "type": "object",
-        "required": ["id", "kind", "status", "case_id"],
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"type": "string", "enum": ["export"]},
-            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
-            "case_id": S.STRING,
-            "renditions": {"type": "array", "items": S.STRING},
-            "package": S.nullable(S.STRING),
-            "size": S.nullable({"type": "integer"}),
-            "manifest_sha256": S.nullable(S.STRING),
-            "error": S.nullable(S.STRING),
-        },
-    },
-)
+JobStatus = Literal["queued", "running", "done", "failed"]
 
 
-def _job_json(row: Any) -> dict[str, Any]:
+class ExportRequest(Struct, forbid_unknown_fields=True):
+    renditions: Annotated[
+        list[Annotated[str, Meta(extra_json_schema={"enum": list(RENDITION_KINDS)})]],
+        Meta(extra_json_schema={"uniqueItems": True}),
+    ] = []
+    originals: Annotated[
+        bool, Meta(description="false: leave the originals out (share redacted copies only)")
+    ] = True
+
+
+class ExportJob(Struct, kw_only=True):
+    id: int
+    kind: Literal["export"]
+    status: JobStatus
+    case_id: str
+    renditions: list[str]
+    package: str | None
+    size: int | None
+    manifest_sha256: str | None
+    error: str | None
+
+
+EXPORT_REQUEST, EXPORT_JOB = define_structs(ExportRequest, ExportJob)
+
+
+def _job(row: Any) -> ExportJob:
     payload = S.load_json(row["payload"]) or {}
     result = S.load_json(row["result"]) or {}
     done = row["status"] == "done" and isinstance(result, dict)
-    return {
-        "id": row["id"],
-        "kind": "export",
-        "status": row["status"],
-        "case_id": payload.get("case_id"),
-        "renditions": payload.get("renditions", []),
-        "package": f"/v1/exports/{row['id']}/package" if done else None,
-        "size": result.get("size") if done else None,
-        "manifest_sha256": result.get("manifest_sha256") if done else None,
-        "error": row["last_error"] if row["status"] == "failed" else None,
-    }
+    return ExportJob(
+        id=row["id"],
+        kind="export",
+        status=row["status"],
+        case_id=payload["case_id"],
+        renditions=payload.get("renditions", []),
+        package=f"/v1/exports/{row['id']}/package" if done else None,
+        size=result.get("size") if done else None,
+        manifest_sha256=result.get("manifest_sha256") if done else None,
+        error=row["last_error"] if row["status"] == "failed" else None,
+    )
 
 
 async def _own_job(request: web.Request) -> Any:
@@ -125,13 +117,12 @@ async def request_export(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     case_id = request.match_info["id"]
-    body = await json_object(request) if request.can_read_body else {}
-    kinds = body.get("renditions", [])
-    if not isinstance(kinds, list) or not all(k in RENDITION_KINDS for k in kinds):
+    body = await decode_body(request, ExportRequest) if request.can_read_body else ExportRequest()
+    kinds, originals = body.renditions, body.originals
+    if not all(k in RENDITION_KINDS for k in kinds):
         raise BadRequest(f"renditions: a list drawn from {list(RENDITION_KINDS)}")
-    originals = body.get("originals", True)
-    if not isinstance(originals, bool) or not (originals or kinds):
-        raise BadRequest("originals: true or false; without originals, name renditions")
+    if not (originals or kinds):
+        raise BadRequest("originals: without originals, name renditions")
     payload: dict[str, Any] = {
         "case_id": case_id,
         "requested_by": principal.id,
@@ -163,7 +154,7 @@ async def request_export(request: web.Request) -> web.Response:
     )  # a failure to read or queue answers without an ``accessed`` entry
     row = queued["row"]
     location = f"/v1/exports/{row['id']}"
-    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+    return respond(_job(row), status=202, headers={"Location": location})
 
 
 @routes.get("/v1/exports/{id}")
@@ -175,7 +166,7 @@ async def request_export(request: web.Request) -> web.Response:
 )
 async def get_export(request: web.Request) -> web.Response:
     """Status of one of the caller's export jobs and, when done, where its package is."""
-    return web.json_response(_job_json(await _own_job(request)))
+    return respond(_job(await _own_job(request)))
 
 
 @routes.get("/v1/exports/{id}/package")

@@ -24,11 +24,12 @@ from typing import Any
 
 from aiohttp import web
 
+from api import models as W
 from api import schemas as S
 from api.auth import principal_of
-from api.jsonbody import json_object
 from api.keys import RUNTIME
-from api.openapi import define, json_body, json_response, operation, path
+from api.openapi import define_structs, json_body, json_response, operation, path
+from api.wire import decode_body, respond
 from ingest.mediajobs import CLIP
 from vault.access.decisions import guard
 from vault.access.targets import authorize_then, evidence_target
@@ -38,50 +39,31 @@ from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Target, not_found_detail
 from vault.review.case_footage import probed_duration_ms
 
-__all__ = ["json_object", "routes"]
+__all__ = ["routes", "visible_job"]
 
 routes = web.RouteTableDef()
 
-MAX_MS = 7 * 24 * 3600 * 1000  # a week: longer than any recording a dock takes
-
-CLIP_REQUEST = define(
-    "ClipRequest",
-    {
-        "type": "object",
-        "required": ["start_ms", "end_ms"],
-        "properties": {
-            "start_ms": {"type": "integer", "minimum": 0, "maximum": MAX_MS},
-            "end_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MS},
-        },
-    },
-)
+CLIP_REQUEST, CLIP_JOB = define_structs(W.ClipRequest, W.ClipJob)
 
 
-def _ms(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if type(value) is not int or not 0 <= value <= MAX_MS:
-        raise BadRequest(f"{name}: an integer number of milliseconds from 0 to {MAX_MS}")
-    return value
-
-
-def _job_json(row: Any) -> dict[str, Any]:
+def _job(row: Any) -> W.ClipJob:
     payload = S.load_json(row["payload"]) or {}
     result = S.load_json(row["result"]) or {}
     rid = result.get("rendition_id") if isinstance(result, dict) else None
-    return {
-        "id": row["id"],
-        "kind": "clip",
-        "status": row["status"],
-        "evidence_id": str(payload.get("evidence_id")),
-        "start_ms": payload.get("start_ms"),
-        "end_ms": payload.get("end_ms"),
-        "attempts": row["attempts"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-        "rendition_id": rid,
-        "rendition": None if rid is None else f"/v1/renditions/{rid}/content",
-        "error": row["last_error"] if row["status"] == "failed" else None,
-    }
+    return W.ClipJob(
+        id=row["id"],
+        kind="clip",
+        status=row["status"],
+        evidence_id=str(payload.get("evidence_id")),
+        start_ms=payload["start_ms"],
+        end_ms=payload["end_ms"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        rendition_id=rid,
+        rendition=None if rid is None else f"/v1/renditions/{rid}/content",
+        error=row["last_error"] if row["status"] == "failed" else None,
+    )
 
 
 @routes.post("/v1/evidence/{id}/clips")
@@ -91,7 +73,7 @@ def _job_json(row: Any) -> dict[str, Any]:
     params=[path("id", "evidence id")],
     request=json_body(CLIP_REQUEST, "the time range, in ms from the recording's start"),
     responses={
-        202: json_response(S.JOB, "queued; poll the Location", {"Location": S.STRING}),
+        202: json_response(CLIP_JOB, "queued; poll the Location", {"Location": S.STRING}),
         400: "malformed body or range, or a range past the probed duration",
         403: "visible, but streaming it is not granted",
         404: "no such evidence",
@@ -102,8 +84,8 @@ async def request_clip(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     eid = request.match_info["id"]
-    body = await json_object(request)
-    start, end = _ms(body, "start_ms"), _ms(body, "end_ms")
+    body = await decode_body(request, W.ClipRequest)
+    start, end = body.start_ms, body.end_ms
     if start >= end:
         raise BadRequest("start_ms must be before end_ms")
     queued: dict[str, Any] = {}
@@ -136,7 +118,7 @@ async def request_clip(request: web.Request) -> web.Response:
     )
     row = queued["row"]
     location = f"/v1/jobs/{row['id']}"
-    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+    return respond(_job(row), status=202, headers={"Location": location})
 
 
 @routes.get("/v1/jobs/{id}")
@@ -144,11 +126,11 @@ async def request_clip(request: web.Request) -> web.Response:
     "A clip job",
     tags=["evidence"],
     params=[path("id", "job id", {"type": "integer", "minimum": 1})],
-    responses={200: json_response(S.JOB, "the job"), 404: "no such job (or not yours)"},
+    responses={200: json_response(CLIP_JOB, "the job"), 404: "no such job (or not yours)"},
 )
 async def get_job(request: web.Request) -> web.Response:
     """Status of a clip job and, when done, its rendition."""
-    return web.json_response(_job_json(await visible_job(request, CLIP)))
+    return respond(_job(await visible_job(request, CLIP)))
 
 
 async def visible_job(request: web.Request, kind: str) -> Any:

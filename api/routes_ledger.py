@@ -16,12 +16,15 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
+from msgspec import UNSET, Struct, UnsetType
 
 from api.auth import principal_of
 from api.keys import READINESS, RUNTIME
 from api.problems import RETRY_AFTER
+from api.wire import respond
 from vault.access.decisions import guard_entries
 from vault.db import is_outage
 from vault.errors import NotFound
@@ -36,10 +39,18 @@ READY_TIMEOUT = 5.0  # seconds: a database that takes longer is not ready
 routes = web.RouteTableDef()
 
 
+class Health(Struct, kw_only=True):
+    """Liveness (``status`` alone) or readiness (each check "ok" or what is wrong)."""
+
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str] | UnsetType = UNSET
+    ledger_size: int | UnsetType | None = UNSET
+
+
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    return respond(Health(status="ok"))
 
 
 @routes.get("/readyz")
@@ -59,9 +70,9 @@ async def readyz(request: web.Request) -> web.Response:
     for name, probe in request.app[READINESS].items():
         checks[name] = probe()
     ok = all(v == "ok" for v in checks.values())
-    body = {"status": "ok" if ok else "degraded", "checks": checks, "ledger_size": size}
+    body = Health(status="ok" if ok else "degraded", checks=checks, ledger_size=size)
     headers = {} if ok else {"Retry-After": RETRY_AFTER}
-    return web.json_response(body, status=200 if ok else 503, headers=headers)
+    return respond(body, status=200 if ok else 503, headers=headers)
 
 
 @routes.get("/ledger/checkpoint")

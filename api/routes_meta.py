@@ -15,48 +15,43 @@ Guarantees:
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Annotated
 
-from api import schemas as S
+from aiohttp import web
+from msgspec import UNSET, Meta, Struct, UnsetType
+
 from api.auth import principal_of
 from api.keys import RUNTIME
-from api.openapi import define, json_response, operation
+from api.openapi import define_structs, json_response, operation
+from api.wire import respond
 from vault.policy.decide import Action, granted_actions
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-_STRINGS = {"type": "array", "items": S.STRING}
-ME = define(
-    "Me",
-    {
-        "type": "object",
-        "required": ["id", "roles", "clearance", "caveats", "cases", "may"],
-        "properties": {
-            "id": S.STRING,
-            "roles": _STRINGS,
-            "clearance": S.STRING,
-            "caveats": _STRINGS,
-            "cases": _STRINGS,
-            "officer_id": {"type": ["string", "null"]},
-            "may": {
-                "type": "array",
-                "items": {"type": "string", "enum": [a.value for a in Action]},
-                "description": "actions the caller's roles grant at all (each request is "
-                "still decided on its own item)",
-            },
-        },
-    },
-)
-STEP_TYPES = define(
-    "StepTypes",
-    {
-        "type": "object",
-        "required": ["recording_required"],
-        "properties": {"recording_required": _STRINGS},
-    },
-)
+
+class Me(Struct, kw_only=True):
+    id: str
+    roles: list[str]
+    clearance: str
+    caveats: list[str]
+    cases: list[str]
+    officer_id: str | UnsetType | None = UNSET
+    may: Annotated[
+        list[Annotated[str, Meta(extra_json_schema={"enum": [a.value for a in Action]})]],
+        Meta(
+            description="actions the caller's roles grant at all (each request is still "
+            "decided on its own item)"
+        ),
+    ]
+
+
+class StepTypes(Struct):
+    recording_required: list[str]
+
+
+ME, STEP_TYPES = define_structs(Me, StepTypes)
 
 
 @routes.get("/v1/me")
@@ -64,16 +59,16 @@ STEP_TYPES = define(
 async def me(request: web.Request) -> web.Response:
     """The authenticated principal and the actions its roles grant (see the module docstring)."""
     p = await principal_of(request)
-    return web.json_response(
-        {
-            "id": p.id,
-            "roles": sorted(r.value for r in p.roles),
-            "clearance": p.clearance.slug,
-            "caveats": sorted(c.value for c in p.caveats),
-            "cases": sorted(p.cases),
-            "officer_id": p.officer_id,
-            "may": sorted(a.value for a in granted_actions(p)),
-        }
+    return respond(
+        Me(
+            id=p.id,
+            roles=sorted(r.value for r in p.roles),
+            clearance=p.clearance.slug,
+            caveats=sorted(c.value for c in p.caveats),
+            cases=sorted(p.cases),
+            officer_id=p.officer_id,
+            may=sorted(a.value for a in granted_actions(p)),
+        )
     )
 
 
@@ -87,4 +82,4 @@ async def step_types(request: web.Request) -> web.Response:
     """``[review] recording_required``, in configured order (coverage reports use this list)."""
     await principal_of(request)
     cfg = request.app[RUNTIME].cfg
-    return web.json_response({"recording_required": list(cfg.review.recording_required)})
+    return respond(StepTypes(list(cfg.review.recording_required)))

@@ -11,13 +11,17 @@ or place).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiohttp import web
+from msgspec import Meta, Struct
 
 from api.auth import principal_of
 from api.keys import RUNTIME
-from api.openapi import define, json_response, operation, query
+from api.openapi import define_structs, json_response, operation, query_params
+from api.wire import decode_query, respond
 from vault.access import decisions
-from vault.errors import BadRequest, Forbidden
+from vault.errors import Forbidden
 from vault.policy.decide import Action, Target, decide
 from vault.policy.labels import PUBLIC_LABEL
 from vault.review.statistics import FIRST_YEAR, LAST_YEAR, year_statistics
@@ -26,48 +30,33 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-_COUNT = {"type": "integer", "minimum": 0}
-STATISTICS = define(
-    "YearStatistics",
-    {
-        "type": "object",
-        "required": [
-            "year",
-            "recordings",
-            "recordings_without_duration",
-            "footage_seconds",
-            "footage_hours",
-            "cases_with_footage",
-            "verifications",
-            "denials",
-        ],
-        "additionalProperties": False,
-        "properties": {
-            "year": {"type": "integer", "minimum": FIRST_YEAR, "maximum": LAST_YEAR},
-            "recordings": _COUNT,
-            "recordings_without_duration": _COUNT,
-            "footage_seconds": _COUNT,
-            "footage_hours": {"type": "number", "minimum": 0},
-            "cases_with_footage": _COUNT,
-            "verifications": _COUNT,
-            "denials": _COUNT,
-        },
-    },
-)
+Count = Annotated[int, Meta(ge=0)]
+Year = Annotated[int, Meta(ge=FIRST_YEAR, le=LAST_YEAR)]
+
+
+class StatisticsQuery(Struct, forbid_unknown_fields=True):
+    year: Annotated[Year, Meta(description="calendar year in [publicity] timezone")]
+
+
+class YearStatistics(Struct, kw_only=True, forbid_unknown_fields=True):
+    year: Year
+    recordings: Count
+    recordings_without_duration: Count
+    footage_seconds: Count
+    footage_hours: Annotated[float, Meta(ge=0)]
+    cases_with_footage: Count
+    verifications: Count
+    denials: Count
+
+
+(STATISTICS,) = define_structs(YearStatistics)
 
 
 @routes.get("/v1/public/statistics")
 @operation(
     "Yearly statistics for publication (publicity)",
     tags=["publicity"],
-    params=[
-        query(
-            "year",
-            "calendar year in [publicity] timezone",
-            {"type": "integer", "minimum": FIRST_YEAR, "maximum": LAST_YEAR},
-            required=True,
-        )
-    ],
+    params=query_params(StatisticsQuery),
     responses={
         200: json_response(STATISTICS, "the year's totals"),
         400: "missing or invalid year",
@@ -79,9 +68,7 @@ async def statistics_route(request: web.Request) -> web.Response:
     footage, cases with footage, integrity verifications, access denials. Needs a token of a
     case_system, auditor or admin principal unless ``[publicity] public_statistics`` is set."""
     rt = request.app[RUNTIME]
-    raw = request.query.get("year", "")
-    if not (raw.isascii() and raw.isdigit() and len(raw) == 4):
-        raise BadRequest(f"year: a four-digit year from {FIRST_YEAR} to {LAST_YEAR} is required")
+    year = decode_query(request.query, StatisticsQuery).year
     publicity = rt.cfg.publicity
     if not publicity.public_statistics:
         principal = await principal_of(request)
@@ -98,5 +85,16 @@ async def statistics_route(request: web.Request) -> web.Response:
         )
         if not decision.allowed:  # the route's existence is no secret: 403, never 404
             raise Forbidden("statistics need role case_system, auditor or admin")
-    stats = await year_statistics(rt.db.pool, int(raw), publicity.timezone, mac=rt.ledger.mac)
-    return web.json_response(stats.to_json())
+    s = await year_statistics(rt.db.pool, year, publicity.timezone, mac=rt.ledger.mac)
+    return respond(
+        YearStatistics(
+            year=s.year,
+            recordings=s.recordings,
+            recordings_without_duration=s.recordings_without_duration,
+            footage_seconds=s.footage_seconds,
+            footage_hours=s.footage_hours,
+            cases_with_footage=s.cases_with_footage,
+            verifications=s.verifications,
+            denials=s.denials,
+        )
+    )

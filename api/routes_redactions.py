@@ -32,16 +32,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from msgspec import Meta, Struct
 
+from api import models as W
 from api import schemas as S
 from api.auth import principal_of
 from api.jsonbody import json_object
 from api.keys import RUNTIME
-from api.openapi import define, json_body, json_response, operation, path
+from api.openapi import define, define_structs, json_body, json_response, operation, path
+from api.routes_evidence import label_wire
 from api.routes_jobs import visible_job
+from api.wire import decode_body, respond
 from ingest.media.suggest import available
 from ingest.redactjobs import REDACT, SUGGEST
 from vault.access.decisions import record
@@ -79,47 +83,86 @@ SPEC = define(
     },
 )
 
-JOB = define(
-    "RedactionJob",
-    {
-        "type": "object",
-        "required": ["id", "kind", "status", "evidence_id", "spec_sha256"],
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"type": "string", "enum": ["redaction"]},
-            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
-            "evidence_id": S.UUID,
-            "spec_sha256": S.SHA256,
-            "spec": SPEC,
-            "attempts": {"type": "integer"},
-            "created_at": S.DATE_TIME,
-            "updated_at": S.DATE_TIME,
-            "rendition_id": S.nullable(S.UUID),
-            "rendition": S.nullable(S.STRING),
-            "error": S.nullable(S.STRING),
-        },
-    },
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+
+class RedactionJob(Struct, kw_only=True):
+    id: int
+    kind: Literal["redaction"]
+    status: JobStatus
+    evidence_id: W.Uuid
+    spec_sha256: W.Sha256
+    spec: Annotated[Any, Meta(extra_json_schema=SPEC)]
+    attempts: int
+    created_at: W.Instant
+    updated_at: W.Instant
+    rendition_id: W.Uuid | None
+    rendition: str | None
+    error: str | None
+
+
+class ReleaseRequest(Struct, forbid_unknown_fields=True):
+    label: Annotated[Any, Meta(extra_json_schema=S.LABEL_INPUT)]
+
+
+class ReleasedCopy(Struct, kw_only=True):
+    rendition_id: W.Uuid
+    label: W.Label
+    ledger_index: W.Index
+    content: str
+
+
+class ReleasedItem(Struct, kw_only=True):
+    rendition_id: W.Uuid
+    evidence_id: W.Uuid
+    label: W.Label
+    sha256: str
+    size: int
+    media_type: str
+    created_at: W.Instant
+    ledger_index: W.Index
+    content: str
+
+
+class ReleasedCopies(Struct):
+    released: Annotated[list[ReleasedItem], Meta(max_length=MAX_LISTED)]
+
+
+class RedactionSuggestionJob(Struct, kw_only=True):
+    id: int
+    kind: Literal["redaction-suggestions"]
+    status: JobStatus
+    evidence_id: W.Uuid
+    boxes: Annotated[
+        list[dict[str, Any]],
+        Meta(description="suggested box tracks, as in a redaction spec's boxes"),
+    ]
+    error: str | None
+
+
+JOB, RELEASE_REQUEST, RELEASED, RELEASED_LIST, SUGGESTIONS = define_structs(
+    RedactionJob, ReleaseRequest, ReleasedCopy, ReleasedCopies, RedactionSuggestionJob
 )
 
 
-def _job_json(row: Any) -> dict[str, Any]:
+def _job(row: Any) -> RedactionJob:
     payload = S.load_json(row["payload"]) or {}
     result = S.load_json(row["result"]) or {}
     rid = result.get("rendition_id") if isinstance(result, dict) else None
-    return {
-        "id": row["id"],
-        "kind": "redaction",
-        "status": row["status"],
-        "evidence_id": str(payload.get("evidence_id")),
-        "spec_sha256": payload.get("spec_sha256"),
-        "spec": payload.get("spec"),
-        "attempts": row["attempts"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-        "rendition_id": rid,
-        "rendition": None if rid is None else f"/v1/renditions/{rid}/content",
-        "error": row["last_error"] if row["status"] == "failed" else None,
-    }
+    return RedactionJob(
+        id=row["id"],
+        kind="redaction",
+        status=row["status"],
+        evidence_id=str(payload.get("evidence_id")),
+        spec_sha256=payload["spec_sha256"],
+        spec=payload.get("spec"),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        rendition_id=rid,
+        rendition=None if rid is None else f"/v1/renditions/{rid}/content",
+        error=row["last_error"] if row["status"] == "failed" else None,
+    )
 
 
 @routes.post("/v1/evidence/{id}/redactions")
@@ -159,7 +202,7 @@ async def request_redaction(request: web.Request) -> web.Response:
     )
     row = await _stream_then_queue(request, principal, eid, REDACT, refusal, prepare)
     location = f"/v1/redactions/{row['id']}"
-    return web.json_response(_job_json(row), status=202, headers={"Location": location})
+    return respond(_job(row), status=202, headers={"Location": location})
 
 
 @routes.get("/v1/redactions/{id}")
@@ -172,26 +215,7 @@ async def request_redaction(request: web.Request) -> web.Response:
 async def get_redaction(request: web.Request) -> web.Response:
     """Status of a redaction job and, when done, its redacted copy."""
     row = await visible_job(request, REDACT)
-    return web.json_response(_job_json(row))
-
-
-RELEASE_REQUEST = define(
-    "ReleaseRequest",
-    {"type": "object", "required": ["label"], "properties": {"label": S.LABEL_INPUT}},
-)
-RELEASED = define(
-    "ReleasedCopy",
-    {
-        "type": "object",
-        "required": ["rendition_id", "label", "ledger_index", "content"],
-        "properties": {
-            "rendition_id": S.UUID,
-            "label": S.LABEL,
-            "ledger_index": S.INDEX,
-            "content": S.STRING,
-        },
-    },
-)
+    return respond(_job(row))
 
 
 @routes.post("/v1/renditions/{id}/release")
@@ -211,48 +235,18 @@ async def release(request: web.Request) -> web.Response:
     """A legal reviewer's release of a redacted copy at a (lower) label; its own entry."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
-    body = await json_object(request)
-    label = Label.from_wire(body.get("label"), "label")
+    body = await decode_body(request, ReleaseRequest)
+    label = Label.from_wire(body.label, "label")
     done = await release_copy(rt.ledger, principal, request.match_info["id"], label)
-    return web.json_response(
-        {
-            "rendition_id": str(done.rendition_id),
-            "label": done.label.to_json(),
-            "ledger_index": done.ledger_idx,
-            "content": f"/v1/renditions/{done.rendition_id}/content",
-        },
+    return respond(
+        ReleasedCopy(
+            rendition_id=str(done.rendition_id),
+            label=label_wire(done.label),
+            ledger_index=done.ledger_idx,
+            content=f"/v1/renditions/{done.rendition_id}/content",
+        ),
         status=201,
     )
-
-
-RELEASED_LIST = define(
-    "ReleasedCopies",
-    {
-        "type": "object",
-        "required": ["released"],
-        "properties": {
-            "released": {
-                "type": "array",
-                "maxItems": MAX_LISTED,
-                "items": {
-                    "type": "object",
-                    "required": ["rendition_id", "evidence_id", "label", "sha256", "content"],
-                    "properties": {
-                        "rendition_id": S.UUID,
-                        "evidence_id": S.UUID,
-                        "label": S.LABEL,
-                        "sha256": S.STRING,
-                        "size": {"type": "integer"},
-                        "media_type": S.STRING,
-                        "created_at": S.STRING,
-                        "ledger_index": S.INDEX,
-                        "content": S.STRING,
-                    },
-                },
-            }
-        },
-    },
-)
 
 
 @routes.get("/v1/released")
@@ -266,58 +260,37 @@ async def released(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
     copies = await visible_released(rt.db.pool, rt.ledger.mac, principal)
-    return web.json_response(
-        {
-            "released": [
-                {
-                    "rendition_id": str(r.id),
-                    "evidence_id": str(r.evidence_id),
-                    "label": label_of(r.label_level, r.label_caveats).to_json(),
-                    "sha256": r.sha256,
-                    "size": r.size,
-                    "media_type": r.media_type,
-                    "created_at": r.created_at.isoformat(),
-                    "ledger_index": r.ledger_idx,
-                    "content": f"/v1/renditions/{r.id}/content",
-                }
+    return respond(
+        ReleasedCopies(
+            [
+                ReleasedItem(
+                    rendition_id=str(r.id),
+                    evidence_id=str(r.evidence_id),
+                    label=label_wire(label_of(r.label_level, r.label_caveats)),
+                    sha256=r.sha256,
+                    size=r.size,
+                    media_type=r.media_type,
+                    created_at=r.created_at,
+                    ledger_index=r.ledger_idx,
+                    content=f"/v1/renditions/{r.id}/content",
+                )
                 for r in copies
             ]
-        }
+        )
     )
 
 
-SUGGESTIONS = define(
-    "RedactionSuggestionJob",
-    {
-        "type": "object",
-        "required": ["id", "kind", "status", "evidence_id"],
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"type": "string", "enum": ["redaction-suggestions"]},
-            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
-            "evidence_id": S.UUID,
-            "boxes": {
-                "type": "array",
-                "description": "suggested box tracks, as in a redaction spec's boxes",
-                "items": {"type": "object"},
-            },
-            "error": S.nullable(S.STRING),
-        },
-    },
-)
-
-
-def _suggestions_json(row: Any) -> dict[str, Any]:
+def _suggestions(row: Any) -> RedactionSuggestionJob:
     payload = S.load_json(row["payload"]) or {}
     result = S.load_json(row["result"]) or {}
-    return {
-        "id": row["id"],
-        "kind": "redaction-suggestions",
-        "status": row["status"],
-        "evidence_id": str(payload.get("evidence_id")),
-        "boxes": result.get("boxes", []) if isinstance(result, dict) else [],
-        "error": row["last_error"] if row["status"] == "failed" else None,
-    }
+    return RedactionSuggestionJob(
+        id=row["id"],
+        kind="redaction-suggestions",
+        status=row["status"],
+        evidence_id=str(payload.get("evidence_id")),
+        boxes=result.get("boxes", []) if isinstance(result, dict) else [],
+        error=row["last_error"] if row["status"] == "failed" else None,
+    )
 
 
 @routes.post("/v1/evidence/{id}/redaction-suggestions")
@@ -347,7 +320,7 @@ async def request_suggestions(request: web.Request) -> web.Response:
     refusal = "suggestions are for a reviewer or legal reviewer preparing a redaction"
     row = await _stream_then_queue(request, principal, eid, SUGGEST, refusal, prepare)
     location = f"/v1/redaction-suggestions/{row['id']}"
-    return web.json_response(_suggestions_json(row), status=202, headers={"Location": location})
+    return respond(_suggestions(row), status=202, headers={"Location": location})
 
 
 @routes.get("/v1/redaction-suggestions/{id}")
@@ -360,7 +333,7 @@ async def request_suggestions(request: web.Request) -> web.Response:
 async def get_suggestions(request: web.Request) -> web.Response:
     """Status of a suggestion job and, when done, the suggested box tracks."""
     row = await visible_job(request, SUGGEST)
-    return web.json_response(_suggestions_json(row))
+    return respond(_suggestions(row))
 
 
 async def _stream_then_queue(

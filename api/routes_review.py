@@ -23,16 +23,28 @@ import json
 import unicodedata
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 from aiohttp import web
+from msgspec import UNSET, Meta, Struct, UnsetType
 
+from api import models as W
 from api import schemas as S
 from api.auth import principal_of
+from api.jsonbody import json_object
 from api.keys import PARTS, READINESS, RUNTIME, WORKER
-from api.openapi import define, json_body, json_response, operation, path, query
-from api.routes_evidence import CONTENT, int_param
-from api.routes_jobs import json_object
+from api.openapi import (
+    define,
+    define_structs,
+    json_body,
+    json_response,
+    operation,
+    path,
+    query_params,
+)
+from api.routes_evidence import CONTENT
+from api.wire import decode_query, respond
 from vault.access import decisions, targets
 from vault.config_events import subscriber_secret
 from vault.dispatch import Dispatcher, delivery_history
@@ -66,44 +78,124 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 CASE_ID = path("id", "case id (from the case system)")
-_NULL_TIME = S.nullable(S.DATE_TIME)
-_SPAN = {
-    "type": "object",
-    "required": ["start", "end"],
-    "properties": {"start": S.DATE_TIME, "end": S.DATE_TIME},
-}
-INTEGRITY_REPORT = define(
-    "IntegrityReportResponse",
-    {
-        "type": "object",
-        "required": ["report", "signature"],
-        "properties": {
-            "signature": {
-                "type": "string",
-                "description": "C2SP signed note by the log key; text: 'evidence-vault "
-                "integrity report v1', then the SHA-256 hex of the canonical report JSON.",
-            },
-            "report": {
-                "type": "object",
-                "required": ["format", "case_id", "mode", "evidence", "verdict", "reasons"],
-                "properties": {
-                    "format": S.STRING,
-                    "case_id": S.STRING,
-                    "generated_at": S.DATE_TIME,
-                    "requested_by": S.STRING,
-                    "mode": {"type": "string", "enum": ["now", "scrub"]},
-                    "audit_index": S.INDEX,
-                    "log": {"type": "object"},
-                    "evidence": {"type": "array", "items": {"type": "object"}},
-                    "exports": {"type": "array", "items": {"type": "object"}},
-                    "verdict": {"type": "string", "enum": ["ok", "failed"]},
-                    "reasons": {"type": "array", "items": S.STRING},
-                },
-            },
-        },
-    },
+
+
+class ReportQuery(Struct, forbid_unknown_fields=True):
+    mode: Annotated[
+        Literal["now", "scrub"],
+        Meta(
+            description="now: re-hash every stored original (default); scrub: the last "
+            "scrub's result"
+        ),
+    ] = "now"
+
+
+class IntegrityReport(Struct, kw_only=True):
+    format: str
+    case_id: str
+    generated_at: W.Instant | UnsetType = UNSET
+    requested_by: str | UnsetType = UNSET
+    mode: Literal["now", "scrub"]
+    audit_index: W.Index | UnsetType = UNSET
+    log: dict[str, Any] | UnsetType = UNSET
+    evidence: list[dict[str, Any]]
+    exports: list[dict[str, Any]] | UnsetType = UNSET
+    verdict: Literal["ok", "failed"]
+    reasons: list[str]
+
+
+class IntegrityReportResponse(Struct):
+    """The body is the signed canonical bytes of ``vault.review.integrity_report`` (never
+    re-encoded: ``signature`` signs them); this Struct describes them."""
+
+    report: IntegrityReport
+    signature: Annotated[
+        str,
+        Meta(
+            description="C2SP signed note by the log key; text: 'evidence-vault integrity "
+            "report v1', then the SHA-256 hex of the canonical report JSON."
+        ),
+    ]
+
+
+class Span(Struct):
+    start: W.Instant
+    end: W.Instant
+
+
+class FootageSpan(Struct, kw_only=True):
+    evidence_id: str
+    officer_id: str | None
+    start: W.Instant
+    end: W.Instant
+
+
+class StepReport(Struct, kw_only=True):
+    index: W.Index
+    type: str
+    start: W.Instant
+    end: W.Instant
+    officer: str | None
+    requires_recording: bool
+    status: Literal["covered", "partial", "uncovered"]
+    duration_ms: W.Size
+    covered_ms: W.Size
+    covered: list[Span]
+    gaps: list[Span]
+    footage: list[FootageSpan]
+
+
+class Unplaced(Struct):
+    evidence_id: str
+    reason: str
+
+
+class CoverageReport(Struct, kw_only=True):
+    case_id: str
+    match_officer: bool
+    recording_required: list[str]
+    steps: list[StepReport]
+    lacking_footage: list[W.Index]
+    incomplete: list[W.Index]
+    unplaced_evidence: list[Unplaced]
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class DeliveriesQuery(Struct, forbid_unknown_fields=True):
+    subscriber: Annotated[str, Meta(description="only this subscriber's deliveries")] | None = None
+    status: Annotated[DeliveryStatus, Meta(description="only this state")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000, description="page size")] = 100
+    before: (
+        Annotated[int, Meta(ge=1, le=2**63 - 1, description="next_before of the previous page")]
+        | None
+    ) = None
+
+
+class Delivery(Struct, kw_only=True):
+    id: W.Index
+    event_id: W.Index
+    type: str
+    subscriber: str
+    status: DeliveryStatus
+    attempts: W.Size
+    next_attempt_at: W.Instant | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: W.Instant | None
+    created_at: W.Instant
+
+
+class DeliveryPage(Struct):
+    items: list[Delivery]
+    next_before: W.Index | None
+
+
+INTEGRITY_REPORT, COVERAGE_REPORT, DELIVERY_PAGE = define_structs(
+    IntegrityReportResponse, CoverageReport, DeliveryPage
 )
-COVERAGE_REQUEST = define(
+COVERAGE_REQUEST = define(  # parsed by vault.review.coverage.parse_steps (its rules)
     "CoverageRequest",
     {
         "type": "object",
@@ -131,84 +223,13 @@ COVERAGE_REQUEST = define(
         },
     },
 )
-COVERAGE_REPORT = define(
-    "CoverageReport",
-    {
-        "type": "object",
-        "required": ["case_id", "steps", "lacking_footage", "incomplete", "unplaced_evidence"],
-        "properties": {
-            "case_id": S.STRING,
-            "match_officer": {"type": "boolean"},
-            "recording_required": {"type": "array", "items": S.STRING},
-            "lacking_footage": {"type": "array", "items": S.INDEX},
-            "incomplete": {"type": "array", "items": S.INDEX},
-            "unplaced_evidence": {"type": "array", "items": {"type": "object"}},
-            "steps": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": S.INDEX,
-                        "type": S.STRING,
-                        "start": S.DATE_TIME,
-                        "end": S.DATE_TIME,
-                        "officer": S.nullable(S.STRING),
-                        "requires_recording": {"type": "boolean"},
-                        "status": {"type": "string", "enum": ["covered", "partial", "uncovered"]},
-                        "covered_ms": {"type": "integer", "minimum": 0},
-                        "duration_ms": {"type": "integer", "minimum": 0},
-                        "covered": {"type": "array", "items": _SPAN},
-                        "gaps": {"type": "array", "items": _SPAN},
-                        "footage": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-            },
-        },
-    },
-)
-DELIVERY_PAGE = define(
-    "DeliveryPage",
-    {
-        "type": "object",
-        "required": ["items", "next_before"],
-        "properties": {
-            "next_before": S.nullable(S.INDEX),
-            "items": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": S.INDEX,
-                        "event_id": S.INDEX,
-                        "type": S.STRING,
-                        "subscriber": S.STRING,
-                        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-                        "attempts": {"type": "integer", "minimum": 0},
-                        "next_attempt_at": _NULL_TIME,
-                        "last_status": S.nullable({"type": "integer"}),
-                        "last_error": S.nullable(S.STRING),
-                        "delivered_at": _NULL_TIME,
-                        "created_at": S.DATE_TIME,
-                    },
-                },
-            },
-        },
-    },
-)
 
 
 @routes.get("/v1/cases/{id}/integrity-report")
 @operation(
     "Signed integrity report of a case (legal review)",
     tags=["legal review"],
-    params=[
-        CASE_ID,
-        query(
-            "mode",
-            "now: re-hash every stored original (default); scrub: the last scrub's result",
-            {"type": "string", "enum": ["now", "scrub"]},
-        ),
-    ],
+    params=[CASE_ID, *query_params(ReportQuery)],
     responses={
         200: json_response(INTEGRITY_REPORT, "the report and its signed note"),
         400: "unknown mode",
@@ -223,10 +244,7 @@ async def integrity_report_route(request: web.Request) -> web.Response:
     archive the whole response and check it later with ``verify.report_note`` and the vkey."""
     principal = await principal_of(request)
     rt = request.app[RUNTIME]
-    mode = request.query.get("mode", "now")
-    if mode not in ("now", "scrub"):
-        raise BadRequest("mode: now or scrub")
-    chosen: Mode = "now" if mode == "now" else "scrub"
+    chosen: Mode = decode_query(request.query, ReportQuery).mode
     signed = await integrity_report(
         rt.ledger, request.app[CONTENT], principal, case_id_of(request), mode=chosen
     )
@@ -234,13 +252,13 @@ async def integrity_report_route(request: web.Request) -> web.Response:
     return web.Response(body=body + b"}", content_type="application/json", charset="utf-8")
 
 
-def _utc(t: datetime) -> str:
-    """RFC 3339 in UTC with exactly the precision of ``t`` (coverage is exact to the µs)."""
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _utc(t: datetime) -> datetime:
+    """In UTC (``Z``), with exactly the precision of ``t`` (coverage is exact to the µs)."""
+    return t.astimezone(UTC)
 
 
-def _span(a: datetime, b: datetime) -> dict[str, str]:
-    return {"start": _utc(a), "end": _utc(b)}
+def _span(a: datetime, b: datetime) -> Span:
+    return Span(_utc(a), _utc(b))
 
 
 def _ms(a: datetime, b: datetime) -> int:
@@ -288,42 +306,41 @@ async def coverage_route(request: web.Request) -> web.Response:
     )
     required = rt.cfg.review.recording_required
     report = coverage(steps, found.placed, required, match_officer=match)
-    out_steps = []
-    for sc in report.steps:
-        out_steps.append(
-            {
-                "index": sc.index,
-                "type": sc.step.type,
-                "start": _utc(sc.step.start),
-                "end": _utc(sc.step.end),
-                "officer": sc.step.officer,
-                "requires_recording": sc.requires_recording,
-                "status": sc.status,
-                "duration_ms": _ms(sc.step.start, sc.step.end),
-                "covered_ms": sum(_ms(a, b) for a, b in sc.covered),
-                "covered": [_span(a, b) for a, b in sc.covered],
-                "gaps": [_span(a, b) for a, b in sc.gaps],
-                "footage": [
-                    {
-                        "evidence_id": f.evidence_id,
-                        "officer_id": f.officer_id,
-                        **_span(f.start, f.end),
-                    }
-                    for f in sc.footage
-                ],
-            }
+    out_steps = [
+        StepReport(
+            index=sc.index,
+            type=sc.step.type,
+            start=_utc(sc.step.start),
+            end=_utc(sc.step.end),
+            officer=sc.step.officer,
+            requires_recording=sc.requires_recording,
+            status=sc.status,
+            duration_ms=_ms(sc.step.start, sc.step.end),
+            covered_ms=sum(_ms(a, b) for a, b in sc.covered),
+            covered=[_span(a, b) for a, b in sc.covered],
+            gaps=[_span(a, b) for a, b in sc.gaps],
+            footage=[
+                FootageSpan(
+                    evidence_id=f.evidence_id,
+                    officer_id=f.officer_id,
+                    start=_utc(f.start),
+                    end=_utc(f.end),
+                )
+                for f in sc.footage
+            ],
         )
-    return web.json_response(
-        {
-            "case_id": case_id,
-            "match_officer": match,
-            "recording_required": list(required),
-            "steps": out_steps,
-            "lacking_footage": list(report.lacking_footage),
-            "incomplete": list(report.incomplete),
-            "unplaced_evidence": [{"evidence_id": e, "reason": r} for e, r in found.unplaced],
-        },
-        dumps=lambda v: json.dumps(v, ensure_ascii=False),
+        for sc in report.steps
+    ]
+    return respond(
+        CoverageReport(
+            case_id=case_id,
+            match_officer=match,
+            recording_required=list(required),
+            steps=out_steps,
+            lacking_footage=list(report.lacking_footage),
+            incomplete=list(report.incomplete),
+            unplaced_evidence=[Unplaced(e, r) for e, r in found.unplaced],
+        )
     )
 
 
@@ -331,16 +348,7 @@ async def coverage_route(request: web.Request) -> web.Response:
 @operation(
     "Event delivery history (admin)",
     tags=["events"],
-    params=[
-        query("subscriber", "only this subscriber's deliveries"),
-        query(
-            "status",
-            "only this state",
-            {"type": "string", "enum": ["pending", "delivered", "failed"]},
-        ),
-        query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
-        query("before", "next_before of the previous page", {"type": "integer", "minimum": 1}),
-    ],
+    params=query_params(DeliveriesQuery),
     responses={200: json_response(DELIVERY_PAGE, "deliveries, newest first"), 403: "admin only"},
 )
 async def deliveries_route(request: web.Request) -> web.Response:
@@ -361,17 +369,13 @@ async def deliveries_route(request: web.Request) -> web.Response:
             refs=[],
         )
         raise Forbidden("the delivery history needs role admin")
-    q = request.query
-    status = q.get("status")
-    if status is not None and status not in ("pending", "delivered", "failed"):
-        raise BadRequest("status: pending, delivered or failed")
-    subscriber = q.get("subscriber")
+    q = decode_query(request.query, DeliveriesQuery)
+    subscriber, limit = q.subscriber, q.limit
     if subscriber is not None and not (len(subscriber) <= 128 and subscriber.isprintable()):
         raise BadRequest("subscriber: at most 128 printable characters")
-    limit = int_param(q, "limit", 100, 1, 1000)
-    before = int_param(q, "before", 0, 1, 2**63 - 1) if "before" in q else None
-    items: list[dict[str, Any]] = await delivery_history(
-        rt.db.pool, subscriber=subscriber, status=status, limit=limit, before=before
+    rows = await delivery_history(
+        rt.db.pool, subscriber=subscriber, status=q.status, limit=limit, before=q.before
     )
-    next_before = items[-1]["id"] if len(items) == limit else None
-    return web.json_response({"items": items, "next_before": next_before})
+    items = msgspec.convert(rows, list[Delivery])  # the times: RFC 3339 text from vault
+    next_before = items[-1].id if len(items) == limit else None
+    return respond(DeliveryPage(items, next_before))

@@ -24,17 +24,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
+from typing import Annotated
 
 from aiohttp import web
+from msgspec import Meta, Struct
 
 from api import metrics, routes_ledger
+from api import models as W
 from api import schemas as S
 from api.auth import principal_of
 from api.keys import RUNTIME
-from api.openapi import content_response, define, json_response, operation, path, query
-from api.routes_evidence import int_param
+from api.openapi import (
+    content_response,
+    define_structs,
+    json_response,
+    operation,
+    path,
+    query_params,
+)
 from api.streaming import body_chunks
+from api.wire import decode_query, respond
 from vault import evidence as evrows
 from vault.access.decisions import TAMPERED_REASON, record
 from vault.access.targets import authorize_then, target_of
@@ -45,51 +54,55 @@ from vault.policy.decide import ROLE_GRANTS, Action, Target, decide
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _TEXT = {"text/plain": S.STRING}
 _MAX_SIZE = (1 << 62) - 1
-_SIZE = {"type": "integer", "minimum": 0, "maximum": _MAX_SIZE}
-# RFC 9162 defines no consistency proof from or to an empty tree.
-_PROOF_SIZE = {"type": "integer", "minimum": 1, "maximum": _MAX_SIZE}
 
-VERIFY_RESULT = define(
-    "VerifyResult",
-    {
-        "type": "object",
-        "required": ["sha256", "held", "matches"],
-        "properties": {
-            "sha256": S.SHA256,
-            "size": S.nullable({"type": "integer", "minimum": 0}),
-            "held": {"type": "boolean"},
-            "matches": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["evidence_id", "acquired_at", "ledger_index", "tlog_proof"],
-                    "properties": {
-                        "evidence_id": S.UUID,
-                        "acquired_at": S.DATE_TIME,
-                        "ledger_index": S.INDEX,
-                        "tlog_proof": {"type": "string"},
-                    },
-                },
-            },
-            "audit_index": S.INDEX,
-        },
-    },
-)
-CONSISTENCY = define(
-    "ConsistencyProof",
-    {
-        "type": "object",
-        "required": ["old", "new", "proof"],
-        "properties": {
-            "old": S.INDEX,
-            "new": S.INDEX,
-            "proof": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
-        },
-    },
-)
+
+class VerifyQuery(Struct, forbid_unknown_fields=True):
+    sha256: (
+        Annotated[
+            str,
+            Meta(
+                pattern="^[0-9a-fA-F]{64}$",
+                description="verify a hash instead of a body (then send no body)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class Match(Struct, kw_only=True):
+    evidence_id: W.Uuid
+    acquired_at: W.Instant
+    ledger_index: W.Index
+    tlog_proof: str
+
+
+class VerifyResult(Struct, kw_only=True):
+    sha256: W.Sha256
+    size: W.Size | None
+    held: bool
+    matches: list[Match]
+    audit_index: W.Index
+
+
+# RFC 9162 defines no consistency proof from or to an empty tree: the schema says >= 1, but 0
+# is decoded, so that the ledger's answer names the empty tree.
+ProofSize = Annotated[int, Meta(ge=0, le=_MAX_SIZE, extra_json_schema={"minimum": 1})]
+
+
+class ConsistencyQuery(Struct, forbid_unknown_fields=True):
+    old: Annotated[ProofSize, Meta(description="older tree size")]
+    new: Annotated[ProofSize, Meta(description="newer tree size (at least old)")]
+
+
+class ConsistencyProof(Struct):
+    old: W.Index
+    new: W.Index
+    proof: list[Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"})]]
+
+
+VERIFY_RESULT, CONSISTENCY = define_structs(VerifyResult, ConsistencyProof)
 
 
 async def _digest_body(request: web.Request) -> tuple[str, int]:
@@ -113,13 +126,7 @@ async def _digest_body(request: web.Request) -> tuple[str, int]:
 @operation(
     "Is this file (or hash) held, and since when?",
     tags=["verify"],
-    params=[
-        query(
-            "sha256",
-            "verify a hash instead of a body (then send no body)",
-            {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-        )
-    ],
+    params=query_params(VerifyQuery),
     request={
         "required": False,
         "description": "the file, streamed (omit it when sha256 is given)",
@@ -140,11 +147,9 @@ async def verify(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     if not any(Action.VERIFY in ROLE_GRANTS.get(r, {}) for r in principal.roles):
         raise Forbidden("role auditor, legal_reviewer or reviewer required for verify")
-    given = request.query.get("sha256")
+    given = decode_query(request.query, VerifyQuery).sha256  # after the role: 403 first
     size: int | None = None
     if given is not None:
-        if not _SHA256.match(given):
-            raise BadRequest("sha256: 64 hex digits")
         if request.body_exists and (request.content_length or 0) > 0:
             raise BadRequest("give either a body or ?sha256=, not both")
         digest = given.lower()
@@ -169,12 +174,12 @@ async def verify(request: web.Request) -> web.Response:
         if decide(principal, Action.READ_METADATA, target).allowed:
             shown.append(r)
     matches = [  # read before the entry: a read that fails leaves no ``accessed`` entry
-        {
-            "evidence_id": str(r.id),
-            "acquired_at": r.acquired_at.isoformat(),
-            "ledger_index": r.ledger_idx,
-            "tlog_proof": await rt.ledger.tlog_proof(r.ledger_idx),
-        }
+        Match(
+            evidence_id=str(r.id),
+            acquired_at=r.acquired_at,
+            ledger_index=r.ledger_idx,
+            tlog_proof=await rt.ledger.tlog_proof(r.ledger_idx),
+        )
         for r in shown
     ]
     audit_idx = await record(
@@ -187,14 +192,11 @@ async def verify(request: web.Request) -> web.Response:
         "allowed",
         refs=[("evidence", str(r.id)) for r in shown],
     )
-    body = {
-        "sha256": digest,
-        "size": size,
-        "held": bool(matches),
-        "matches": matches,
-        "audit_index": audit_idx,
-    }
-    return web.json_response(body)
+    return respond(
+        VerifyResult(
+            sha256=digest, size=size, held=bool(matches), matches=matches, audit_index=audit_idx
+        )
+    )
 
 
 @routes.get("/v1/evidence/{id}/proof")
@@ -232,10 +234,7 @@ async def proof(request: web.Request) -> web.Response:
     "A consistency proof between two tree sizes",
     tags=["ledger"],
     auth=False,
-    params=[
-        query("old", "older tree size", _PROOF_SIZE, required=True),
-        query("new", "newer tree size (at least old)", _PROOF_SIZE, required=True),
-    ],
+    params=query_params(ConsistencyQuery),
     responses={
         200: json_response(CONSISTENCY, "RFC 9162 proof, base64 hashes"),
         400: "old or new missing, not an integer or 0 (RFC 9162 defines no proof from an "
@@ -245,20 +244,15 @@ async def proof(request: web.Request) -> web.Response:
 )
 async def consistency(request: web.Request) -> web.Response:
     """RFC 9162 consistency proof from tree size ``old`` to ``new`` (base64 hashes)."""
-    if "old" not in request.query or "new" not in request.query:
-        raise BadRequest("old and new are required")
-    # 0 passes here so that the ledger's answer names the empty tree (the schema says >= 1).
-    old = int_param(request.query, "old", 0, 0, _MAX_SIZE)
-    new = int_param(request.query, "new", 0, 0, _MAX_SIZE)
-    hashes = await request.app[RUNTIME].ledger.consistency(old, new)
-    body = {"old": old, "new": new, "proof": [base64.b64encode(h).decode() for h in hashes]}
-    return web.json_response(body)
+    q = decode_query(request.query, ConsistencyQuery)
+    hashes = await request.app[RUNTIME].ledger.consistency(q.old, q.new)
+    return respond(ConsistencyProof(q.old, q.new, [base64.b64encode(h).decode() for h in hashes]))
 
 
 # -- operations of routes defined elsewhere (ledger read paths, health, metrics) -------------
 
 _OCTETS = {"application/octet-stream": S.BINARY}
-_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": S.STRING}}
+(_HEALTH,) = define_structs(routes_ledger.Health)
 operation(
     "Liveness", tags=["operations"], auth=False, responses={200: json_response(_HEALTH, "up")}
 )(routes_ledger.healthz)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -75,4 +76,4 @@ def test_missing_or_noncanonical_tiles_are_404_problems(tmp_path: Path, pg_dsn: 
             status, headers, body = get(f"{svc.url}/ledger/{path}", token)
             assert status == 404, path
             assert headers["Content-Type"].startswith("application/problem+json"), path
-            assert b'"status": 404' in body
+            assert json.loads(body)["status"] == 404, path
