@@ -4,9 +4,11 @@ ledger, or with ``--state`` of the tables against the ledger).
 Guarantees: ``entry`` writes exactly the logged bytes (nothing added), so the file it is
 redirected to is the entry a tlog-proof proves; ``consistency`` refuses (exit 2, before touching
 the database) an older size of 0, for which RFC 9162 defines no proof, and an older size above
-the newer. ``vkey`` reads only the key files (the vkey ``init`` wrote beside the signing key
-when it is that key's, else derived from the key): it imports neither the database driver nor
-the ledger (the commands that need them import them when run).
+the newer. ``vkey`` reads only the configuration's ``[ledger]`` section (checked as every
+command checks it; other sections are not read, ``api.configfile``) and the key files (the vkey
+``init`` wrote beside the signing key when it is that key's, else derived from the key): it
+imports neither the database driver nor the ledger (the commands that need them import them
+when run).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=consistency)
 
     p = lsub.add_parser("vkey", help="print the log's verifier key (C2SP vkey)")
-    p.set_defaults(func=vkey, logs=False)  # reads a file, logs nothing: starts faster
+    # Reads [ledger] and the key files only, logs nothing: starts faster.
+    p.set_defaults(func=vkey, logs=False, no_config=True)
 
     p = lsub.add_parser(
         "fsck", help="recompute every tile and root; check every checkpoint and batch tag"
@@ -127,10 +130,12 @@ async def consistency(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def vkey(args: argparse.Namespace, cfg: Config) -> int:
+def vkey(args: argparse.Namespace, _cfg: None) -> int:
+    from api.configfile import load_ledger
     from vault.keys.signing import load_signer, recorded_vkey
 
-    path = cfg.path(cfg.ledger.key_file)
+    ledger, data = load_ledger(args.config, args.data)
+    path = ledger.key_file if ledger.key_file.is_absolute() else data / ledger.key_file
     print(recorded_vkey(path) or load_signer(path).vkey)
     return 0
 

@@ -7,8 +7,6 @@ override keys of the single-table sections; values are read as TOML values where
 one and as strings otherwise. Relative paths in the file are resolved against the data directory.
 """
 
-import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +14,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from api.configfile import (
+    CONFIG_NAME,
+    data_dir_of,
+    find_config_file,
+    read_config,
+    section_overrides,
+)
 from ingest.config import DockConfig, MediaConfig
 from vault.anchors.config import AnchorsConfig, check_anchors
 from vault.anchors.witness_config import (
@@ -43,7 +48,19 @@ from vault.config_events import (
 from vault.errors import ConfigError
 from vault.settings import Section, build, describe, to_toml_value
 
-CONFIG_NAME = "evault.toml"
+__all__ = [
+    "CONFIG_NAME",
+    "Config",
+    "default_toml",
+    "env_overrides",
+    "find_config_file",
+    "load",
+]
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Parse ``EVAULT_<SECTION>_<KEY>`` variables into a nested dict of overrides."""
+    return section_overrides(environ, _SECTION_TYPES)
 
 
 class ServiceConfig(Section, frozen=True):
@@ -197,62 +214,15 @@ _NESTED_TABLES = {  # tables inside a section, reachable as EVAULT_<SECTION>_<TA
 }
 
 
-def find_config_file(config: str | None = None, data: str | None = None) -> tuple[Path, Path]:
-    """(config file, data directory) by the discovery rule in the module docstring."""
-    data_dir = Path(data or os.environ.get("EVAULT_DATA") or "data").resolve()
-    chosen = config or os.environ.get("EVAULT_CONFIG")
-    cfg = Path(chosen).resolve() if chosen else data_dir / CONFIG_NAME
-    return cfg, data_dir
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Parse ``EVAULT_<SECTION>_<KEY>`` variables into a nested dict of overrides."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, raw in environ.items():
-        if not name.startswith("EVAULT_"):
-            continue
-        rest = name[len("EVAULT_") :].lower()
-        section, _, key = rest.partition("_")
-        if section not in _SECTIONS or not key:
-            continue
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        table, _, subkey = key.partition("_")  # EVAULT_STORE_S3_BUCKET: [store.s3] bucket
-        if subkey and table in _NESTED_TABLES.get(section, ()):
-            out.setdefault(section, {}).setdefault(table, {})[subkey] = value
-        else:
-            out.setdefault(section, {})[key] = value
-    return out
-
-
 def load(
     config: str | None = None,
     data: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Load and validate the configuration; ConfigError names file, key and expectation."""
-    env = os.environ if environ is None else environ
-    path, data_dir = find_config_file(config, data)
-    if not path.exists():
-        raise ConfigError(f"{path}: no configuration file; run `evault init --data {data_dir}`")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    for section, values in env_overrides(env).items():
-        table = raw.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: {section} must be a table")
-        for key, value in values.items():
-            inner = table.get(key)
-            if isinstance(value, dict) and isinstance(inner, dict):
-                inner.update(value)
-            else:
-                table[key] = value
+    raw, path = read_config(config, data, _SECTION_TYPES, environ)
     cfg = build(Config, raw, source=str(path))
-    cfg = msgspec.structs.replace(cfg, data=(path.parent / cfg.data).resolve())
+    cfg = msgspec.structs.replace(cfg, data=data_dir_of(path, cfg.data))
     _check_docks(cfg, str(path))
     zone(cfg.export.timezone)  # ConfigError naming the key, at start rather than at export
     check_subscribers(cfg.subscribers, str(path))

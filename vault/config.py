@@ -7,7 +7,6 @@ import math
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from msgspec import Meta
 
@@ -269,6 +268,8 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 def zone(name: str) -> tzinfo:
     """The IANA zone ``name``; ConfigError naming ``export.timezone`` when there is none."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only where a zone is needed
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

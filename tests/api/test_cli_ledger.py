@@ -91,9 +91,31 @@ def test_bad_config_is_reported_with_key(tmp_path: Path, cli_env: dict[str, str]
     data = tmp_path / "data"
     run(data, "init", env=cli_env)
     cfg = data / "evault.toml"
-    cfg.write_text(cfg.read_text() + "\n[extra]\nx = 1\n")
-    proc = run(data, "ledger", "vkey", env=cli_env, check=False)
+    good = cfg.read_text()
+    cfg.write_text(good + "\n[extra]\nx = 1\n")
+    proc = run(data, "serve", env=cli_env, check=False)  # refused at load, nothing started
     assert proc.returncode == 2 and "unknown key 'extra'" in proc.stderr
+
+
+def test_vkey_reads_only_the_ledger_section_and_checks_it(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    run(data, "init", env=cli_env)
+    vkey = run(data, "ledger", "vkey", env=cli_env).stdout.strip()
+    cfg = data / "evault.toml"
+    good = cfg.read_text()
+    cfg.write_text(good + "\n[extra]\nx = 1\n")  # another section: not vkey's business
+    assert run(data, "ledger", "vkey", env=cli_env).stdout.strip() == vkey
+    cfg.write_text(good.replace("[ledger]\n", "[ledger]\nkey_flie = 'x'\n", 1))
+    proc = run(data, "ledger", "vkey", env=cli_env, check=False)
+    assert proc.returncode == 2 and "unknown key 'ledger.key_flie'" in proc.stderr, proc.stderr
+    moved = data / "elsewhere.skey"
+    (data / "keys" / "ledger.skey").rename(moved)
+    (data / "keys" / "ledger.vkey").rename(data / "elsewhere.vkey")
+    env = {**cli_env, "EVAULT_LEDGER_KEY_FILE": str(moved)}
+    cfg.write_text(good)
+    assert run(data, "ledger", "vkey", env=env).stdout.strip() == vkey  # overrides apply
 
 
 def test_attack_rolled_back_principal_is_named_by_fsck_state(
