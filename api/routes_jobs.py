@@ -39,31 +39,35 @@ from vault.jobs import enqueue, job_status
 from vault.policy.decide import Action, Target, not_found_detail
 from vault.review.case_footage import probed_duration_ms
 
-__all__ = ["routes", "visible_job"]
+__all__ = ["job_fields", "routes", "visible_job"]
 
 routes = web.RouteTableDef()
 
 CLIP_REQUEST, CLIP_JOB = define_structs(W.ClipRequest, W.ClipJob)
 
 
-def _job(row: Any) -> W.ClipJob:
+def job_fields(row: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the fields every rendition job's wire form has, its payload) from a job row."""
     payload = S.load_json(row["payload"]) or {}
     result = S.load_json(row["result"]) or {}
     rid = result.get("rendition_id") if isinstance(result, dict) else None
-    return W.ClipJob(
-        id=row["id"],
-        kind="clip",
-        status=row["status"],
-        evidence_id=str(payload.get("evidence_id")),
-        start_ms=payload["start_ms"],
-        end_ms=payload["end_ms"],
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        rendition_id=rid,
-        rendition=None if rid is None else f"/v1/renditions/{rid}/content",
-        error=row["last_error"] if row["status"] == "failed" else None,
-    )
+    common = {
+        "id": row["id"],
+        "status": row["status"],
+        "evidence_id": str(payload.get("evidence_id")),
+        "attempts": row["attempts"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "rendition_id": rid,
+        "rendition": None if rid is None else f"/v1/renditions/{rid}/content",
+        "error": row["last_error"] if row["status"] == "failed" else None,
+    }
+    return common, payload
+
+
+def _job(row: Any) -> W.ClipJob:
+    common, payload = job_fields(row)
+    return W.ClipJob(**common, kind="clip", start_ms=payload["start_ms"], end_ms=payload["end_ms"])
 
 
 @routes.post("/v1/evidence/{id}/clips")

@@ -44,7 +44,7 @@ from api.jsonbody import json_object
 from api.keys import RUNTIME
 from api.openapi import define, define_structs, json_body, json_response, operation, path
 from api.routes_evidence import label_wire
-from api.routes_jobs import visible_job
+from api.routes_jobs import job_fields, visible_job
 from api.wire import decode_body, respond
 from ingest.media.suggest import available
 from ingest.redactjobs import REDACT, SUGGEST
@@ -146,22 +146,9 @@ JOB, RELEASE_REQUEST, RELEASED, RELEASED_LIST, SUGGESTIONS = define_structs(
 
 
 def _job(row: Any) -> RedactionJob:
-    payload = S.load_json(row["payload"]) or {}
-    result = S.load_json(row["result"]) or {}
-    rid = result.get("rendition_id") if isinstance(result, dict) else None
+    common, payload = job_fields(row)
     return RedactionJob(
-        id=row["id"],
-        kind="redaction",
-        status=row["status"],
-        evidence_id=str(payload.get("evidence_id")),
-        spec_sha256=payload["spec_sha256"],
-        spec=payload.get("spec"),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        rendition_id=rid,
-        rendition=None if rid is None else f"/v1/renditions/{rid}/content",
-        error=row["last_error"] if row["status"] == "failed" else None,
+        **common, kind="redaction", spec_sha256=payload["spec_sha256"], spec=payload.get("spec")
     )
 
 
