@@ -1,7 +1,8 @@
 """A plain version superseded by its sealed copy (label raised) on a real single-node Ceph: it is
 recorded bound to the ledger, never served, its lock is not extended, S3 refuses its deletion
 while the lock holds, and the retention pass deletes exactly it once the lock expired (after
-reading the sealed copy back), with a ledger entry; a forged record deletes nothing."""
+reading the sealed copy back), with a ledger entry; a forged record deletes nothing; a plain
+copy written later by an acquisition of the sealed content goes the same way."""
 
 from __future__ import annotations
 
@@ -111,3 +112,14 @@ async def test_superseded_plain_version_is_deleted_once_its_lock_expired(
         ]
         again = await remove_expired(env.storage, env.db.pool, env.ledger)
         assert again.removed == [] and again.waiting == []
+
+        # The same content offered again to the plain dock: the plain copy written is kept by
+        # its lock, recorded, and deleted in its turn.
+        await acquire(env, data, 2)
+        (copy,) = await _versions(raw, bucket, plain)
+        kept = [e for e in await env.entries("retention") if e.get("op") == "plain-superseded"]
+        assert [e["version"] for e in kept] == [version, copy]
+        await asyncio.sleep(LOCK.total_seconds() + 2)
+        last = await remove_expired(env.storage, env.db.pool, env.ledger)
+        assert last.removed == [(r.sha256, copy)]
+        assert await _versions(raw, bucket, plain) == []

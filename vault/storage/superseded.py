@@ -10,6 +10,8 @@ retain-until date, by anyone. It is recorded instead, and a later pass deletes i
   in the same transaction, a ``superseded_plain`` row (migration 017) carrying the host MAC tag
   of its key, sealed object id and that entry's index (``vault.keys.hostmac``). A row inserted
   or edited in the database does not verify and deletes nothing (the alarm is raised).
+* ``keep_leftover`` (an acquisition of content held sealed, after ``Storage.settle`` could not
+  remove the plain copy it wrote or found): the same record, for the live sealed object.
 * ``remove_expired`` (each ``evault retention run``, and the service's scrub scheduler at every
   check): for each recorded version not removed yet, in order: the row verifies; the content is
   still sealed (a key row: content stored plain again keeps its plain version, which is live
@@ -41,7 +43,7 @@ from vault.ledger import LedgerWriter, make_entry
 from vault.storage.s3blobs import S3Blobs
 from vault.storage.storage import Storage
 
-__all__ = ["TABLE", "SupersededRun", "keep_superseded", "remove_expired"]
+__all__ = ["TABLE", "SupersededRun", "keep_leftover", "keep_superseded", "remove_expired"]
 
 log = logging.getLogger("evault.storage")
 
@@ -94,6 +96,18 @@ async def keep_superseded(
     await ledger.append([entry], effect=effect)
     log.info("S3 store: plain version %s of %s kept until its lock expires", version, sha256)
     return True
+
+
+async def keep_leftover(storage: Storage, ledger: LedgerWriter, sha256: str) -> bool:
+    """After ``Storage.settle`` of a plain copy of ``sha256``: if the content is held sealed
+    and a plain version stayed in the bucket (locked), record it as ``keep_superseded`` does.
+    False where nothing was recorded (the file store, plain content, nothing left)."""
+    if not isinstance(storage.blobs, S3Blobs):
+        return False
+    live = await storage.content.key(sha256)
+    if live is None:
+        return False
+    return await keep_superseded(storage, storage.content.db, ledger, sha256, live.object_id)
 
 
 @dataclass
