@@ -72,6 +72,8 @@ async def test_superseded_plain_version_is_deleted_once_its_lock_expired(
         # Before its lock expires: kept, S3 refuses to delete it, and it is never served.
         early = await remove_expired(env.storage, env.db.pool, env.ledger)
         assert early.removed == [] and [sha for sha, _ in early.waiting] == [r.sha256]
+        remembered = await env.db.pool.fetchval("SELECT locked_until FROM superseded_plain")
+        assert remembered == early.waiting[0][1], "the lock's date, read from the store"
         with pytest.raises(ClientError):
             await raw.delete_object(Bucket=bucket, Key=plain, VersionId=version)
         obj = await env.storage.content.open(r.sha256)

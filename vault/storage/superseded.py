@@ -15,9 +15,10 @@ retain-until date, by anyone. It is recorded instead, and a later pass deletes i
 * ``remove_expired`` (each ``evault retention run``, and the service's scrub scheduler at every
   check): for each recorded version not removed yet, in order: the row verifies; the content is
   still sealed (a key row: content stored plain again keeps its plain version, which is live
-  again); its sealed object reads back (decrypted in full, it hashes to the address; a copy that
-  does not is reported and nothing is deleted); the plain version's lock has expired (else it
-  waits for a later pass). Only then is exactly that version deleted (S3 itself refuses while a
+  again); the plain version's lock has expired (else it waits for a later pass; the date read
+  is remembered, and until then the store is not asked again); its sealed object reads back
+  (decrypted in full, it hashes to the address; a copy that does not is reported and nothing is
+  deleted). Only then is exactly that version deleted (S3 itself refuses while a
   lock holds), and a ``retention`` entry (op ``plain-removed``, naming the ``plain-superseded``
   entry) is appended, marking the row in the same transaction.
 * Until then the plain version is never served: content with a key row is read only through
@@ -129,12 +130,16 @@ async def remove_expired(
     blobs = storage.blobs
     if not isinstance(blobs, S3Blobs):
         return run
+    at = now or datetime.now(UTC)
     rows = await db.fetch(
-        "SELECT sha256, version_id, object_id, ledger_idx, tag FROM superseded_plain"
-        " WHERE removed_idx IS NULL ORDER BY ledger_idx"
+        "SELECT sha256, version_id, object_id, ledger_idx, tag, locked_until"
+        " FROM superseded_plain WHERE removed_idx IS NULL ORDER BY ledger_idx"
     )
     for row in rows:
         sha, version, idx = row["sha256"], row["version_id"], int(row["ledger_idx"])
+        if row["locked_until"] is not None and row["locked_until"] > at:
+            run.waiting.append((sha, row["locked_until"]))  # a lock never shortens
+            continue
         try:
             ledger.mac.check_row(
                 row["tag"], TABLE, (sha, version), {"object_id": bytes(row["object_id"])}, idx
@@ -146,18 +151,24 @@ async def remove_expired(
         if await storage.content.key(sha) is None:
             run.kept.append(sha)  # stored plain again: that version is the live one now
             continue
-        why = await _sealed_reads_back(storage, sha)
-        if why is not None:
-            log.error("S3 store: plain version %s of %s kept: %s", version, sha, why)
-            run.refused.append((sha, why))
-            continue
         try:
             until = await asyncio.to_thread(blobs.plain_lock, sha, version)
         except NotFound:
             until = None
-        at = now or datetime.now(UTC)
         if until is not None and until > at:
+            await db.execute(
+                "UPDATE superseded_plain SET locked_until = $3 WHERE sha256 = $1"
+                " AND version_id = $2",
+                sha,
+                version,
+                until,
+            )
             run.waiting.append((sha, until))
+            continue
+        why = await _sealed_reads_back(storage, sha)
+        if why is not None:
+            log.error("S3 store: plain version %s of %s kept: %s", version, sha, why)
+            run.refused.append((sha, why))
             continue
         try:
             gone = await asyncio.to_thread(blobs.remove_plain_version, sha, version)
