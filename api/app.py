@@ -44,6 +44,7 @@ from vault.jobs import JobRunner
 from vault.ops.scrubsched import ScrubScheduler
 from vault.review.exportjobs import EXPORT, export_handler
 from vault.storage.reseal import Resealer
+from vault.storage.superseded import remove_expired
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -80,7 +81,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     handlers = {
         **media.handlers(),
         **redact.handlers(),
-        **Resealer(storage, rt.db.pool, mac=rt.mac).handlers(),
+        **Resealer(storage, rt.db.pool, mac=rt.mac, ledger=rt.ledger).handlers(),
         EXPORT: export_handler(
             rt.ledger,
             storage.content,
@@ -112,7 +113,12 @@ async def _scrub_ctx(app: web.Application) -> AsyncIterator[None]:
     if "media" not in app[PARTS] or not rt.cfg.scrub.enabled:
         yield
         return
-    scheduler = ScrubScheduler(rt.ledger, rt.storage.content, rt.cfg.scrub)
+    scheduler = ScrubScheduler(
+        rt.ledger,
+        rt.storage.content,
+        rt.cfg.scrub,
+        housekeeping=lambda: remove_expired(rt.storage, rt.db.pool, rt.ledger),
+    )
     scheduler.start()
     app[READINESS]["scrub"] = lambda: "ok" if scheduler.alive() else "stopped"
     try:

@@ -303,14 +303,22 @@ async def retention_report(args: argparse.Namespace, cfg: Config) -> int:
 
 async def retention_run(args: argparse.Namespace, cfg: Config) -> int:
     from vault.ops import objectlock
+    from vault.storage.superseded import remove_expired
 
     async with _acting(cfg, args) as (rt, actor):
         store = rt.storage.blobs
         policy = _policy(args)
         result = await disposition.run(rt.db.pool, rt.ledger, actor, policy, store.remove)
         locked = await objectlock.refresh(store, rt.db.pool, rt.mac, actor, policy)
+        plain = await remove_expired(rt.storage, rt.db.pool, rt.ledger)
     if locked:
         print(f"Object Lock brought up to the rules on {locked} objects", file=sys.stderr)
+    for sha, version in plain.removed:
+        print(f"{sha}\tplain-removed\tsuperseded plain version {version} deleted")
+    for sha, until in plain.waiting:
+        print(f"{sha}\tplain-kept\tsuperseded plain version locked until {until.isoformat()}")
+    for sha, why in plain.refused:
+        print(f"{sha}\tplain-refused\t{why}")
     for eid in result.disposed:
         print(f"{eid}\tdisposed")
     for eid, why in result.skipped:
@@ -322,4 +330,4 @@ async def retention_run(args: argparse.Namespace, cfg: Config) -> int:
         f"{len(result.pending)} pending (summary entry {result.summary_idx})",
         file=sys.stderr,
     )
-    return 1 if result.pending else 0
+    return 1 if result.pending or plain.refused else 0

@@ -11,9 +11,10 @@ FOLDER`` (a cluster already running); without it a cluster is started and stoppe
 1. Acquisition, REPEAT rounds on a fresh SIZE file each (order alternating):
    (a) a plain multipart upload of the file by aiobotocore, the library the store uses: the
        same part size and parts in flight, no hashing, no Content-MD5, no lock, no HEAD;
-   (b) the dock file -> receipt through the service's ``Acquirer`` on the S3 store (SHA-256
-       pass, upload with Content-MD5 per part hashed as it goes, lock, HEAD confirmation,
-       evidence row, ledger entry and signed checkpoint), in this process.
+   (b) the dock file -> receipt through the service's ``Acquirer`` on the S3 store (hash
+       pass: SHA-256 of the file and of each part; upload with each part signed with its
+       SHA-256, checked by the store; lock unless the bucket's default retention covers it,
+       HEAD confirmation, evidence row, ledger entry and signed checkpoint), in this process.
    Target: (b) >= 80% of (a)'s rate (medians).
 2. Range streaming: a real ``evault serve`` on the S3 store, one SIZE file PUT to its dock and
    linked to a case; for each size in RANGE_MIB, RANGES random ranges of that size, fetched

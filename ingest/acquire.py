@@ -39,7 +39,8 @@ instead of copying (``vault.storage.sealwrite.Sealer``): the content is encrypte
 byte is written to the vault, so plaintext never touches the vault's disk. Without a ``storage``
 such a file is not taken (deferred; a push is refused) rather than stored plain. After recording,
 ``Storage.settle`` removes the copy that lost (a sealed one for content already held, or a plain
-one for content held sealed).
+one for content held sealed); a plain one its S3 Object Lock keeps is recorded and deleted once
+the lock expired (``vault.storage.superseded``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ from vault.storage.backend import ObjectStore
 from vault.storage.blobstore import StoredBlob
 from vault.storage.sealwrite import SealedBlob, Sealer
 from vault.storage.storage import Storage
+from vault.storage.superseded import keep_leftover
 from verify.note import Verifier
 
 __all__ = ["Acquirer", "Deferred", "Outcome"]
@@ -369,6 +371,8 @@ class Acquirer:
         if self.storage is not None:
             try:
                 await self.storage.settle(copied.blob)
+                if not isinstance(copied.blob, SealedBlob):  # a plain copy a lock kept
+                    await keep_leftover(self.storage, self.ledger, copied.blob.sha256)
             except (*_LEDGER_ERRORS, EvaultError) as exc:  # recorded: a leftover copy at worst
                 log.warning(
                     "dock %s: leftover copy of %s not removed: %s", dock.id, receipt.sha256, exc

@@ -337,7 +337,7 @@ async def store_sealed_object(cfg: Config, tmp: Path, size: int) -> tuple[str, s
         finally:
             os.close(fd)
         eid = await record_object(rt.ledger, blob.sha256, blob.size, CONFIDENTIAL)
-        sealer = Resealer(rt.storage, rt.db.pool, mac=rt.mac)
+        sealer = Resealer(rt.storage, rt.db.pool, mac=rt.mac, ledger=rt.ledger)
         if not await sealer.seal_object(blob.sha256):
             raise RuntimeError("the confidential object was not sealed")
         await rt.ledger.checkpoint()

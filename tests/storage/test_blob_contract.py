@@ -196,6 +196,20 @@ async def test_every_written_version_is_locked_in_compliance_mode(
         assert stored.retain_until == got
 
 
+@pytest.mark.parametrize("days", [0.5, 1 + 30 / 86400])
+async def test_multipart_version_covered_by_the_bucket_default_is_locked_as_asked(
+    s3: S3BlobStore, tmp_path: Path, days: float
+) -> None:
+    """The bucket's COMPLIANCE default (1 day) locks a completed multipart version: a date it
+    covers is confirmed by the HEAD without a lock request; a date just beyond it (within the
+    margin where the store tries the HEAD first) is then locked after all."""
+    assert s3.default_lock == timedelta(days=1)
+    stored = await put(s3, tmp_path, secrets.token_bytes(2 * PART + 1), days=days)
+    got = await s3.retention(stored.sha256)
+    assert got is not None and got >= until(days) - timedelta(seconds=5)
+    assert stored.retain_until == got
+
+
 async def test_attack_delete_of_locked_version_is_refused(
     s3: S3BlobStore, raw: Any, tmp_path: Path
 ) -> None:
@@ -350,24 +364,31 @@ async def test_attack_source_changed_after_hashing_is_refused_and_aborted(
     assert (await raw.list_multipart_uploads(Bucket=s3.bucket)).get("Uploads", []) == []
 
 
+@pytest.mark.parametrize(("size", "at"), [(3 * PART - 7, PART + 3), (1000, 3)])
 async def test_attack_file_rewritten_between_hash_and_upload_is_refused(
-    s3: S3BlobStore, raw: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3BlobStore,
+    raw: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    at: int,
 ) -> None:
     """The file changes after ``put_file``'s hash pass (the hash pass is made to rewrite it
-    as it returns): the second read no longer matches, nothing is stored under either hash."""
-    from vault.storage import s3store as mod
+    as it returns): the store refuses the part that no longer matches its hash from the first
+    read, nothing is stored under either hash, the upload is aborted."""
+    from vault.storage import s3write as mod
 
     path = tmp_path / "f"
-    data = secrets.token_bytes(3 * PART - 7)
+    data = secrets.token_bytes(size)
     path.write_bytes(data)
-    real = mod.sha256_fd
+    real = mod.hash_file
 
-    def then_rewrite(fd: int, max_bytes: int | None) -> tuple[str, int]:
-        got = real(fd, max_bytes)
-        os.pwrite(fd, b"X", PART + 3)
+    def then_rewrite(fd: int, max_bytes: int | None, part: int) -> tuple[str, int, list[str]]:
+        got = real(fd, max_bytes, part)
+        os.pwrite(fd, bytes([data[at] ^ 1]), at)
         return got
 
-    monkeypatch.setattr(mod, "sha256_fd", then_rewrite)
+    monkeypatch.setattr(mod, "hash_file", then_rewrite)
     fd = os.open(path, os.O_RDWR)
     try:
         with pytest.raises(IntegrityError, match="changed"):

@@ -10,6 +10,9 @@ rules keep an item longer (never shortened: S3 refuses that to everyone).
   its period (``retention.expires_at``), and at least ``now + hold_days`` while it is linked, held,
   or kept permanently. Items disposed of are skipped.
 
+Content that is sealed has only its sealed forms extended: a plain version left in the bucket
+is superseded, and its lock must run out (``vault.storage.superseded`` then deletes it).
+
 The database decides disposal, as on the file store; a lock only makes S3 refuse deleting earlier.
 Disposal of an item whose lock has not expired yet stays pending (its ``disposed`` entry is
 written first) and is finished by a later run. On the file store these are no-ops.
@@ -30,6 +33,7 @@ from vault.ops.disposition import gather
 from vault.ops.retention import RetentionPolicy, expires_at
 from vault.policy.decide import Principal
 from vault.storage.backend import ObjectStore
+from vault.storage.keystore_db import key_for
 from vault.storage.s3blobs import S3Blobs
 
 __all__ = ["extend_item", "refresh"]
@@ -60,8 +64,14 @@ async def extend_item(
     until = (now or datetime.now(UTC)) + blobs.hold_for
     done = 0
     for sha in await _hashes(db, mac, uuid.UUID(str(evidence_id))):
-        done += await asyncio.to_thread(blobs.extend, sha, until)
+        done += await _extend(blobs, db, sha, until)
     return done
+
+
+async def _extend(blobs: S3Blobs, db: Db, sha256: str, until: datetime) -> int:
+    """Extend every live form of this content: the sealed ones only once it is sealed."""
+    plain = await key_for(db, sha256) is None
+    return await asyncio.to_thread(lambda: blobs.extend(sha256, until, plain=plain))
 
 
 async def lock_rendition(
@@ -75,7 +85,7 @@ async def lock_rendition(
     ):
         return 0
     until = (now or datetime.now(UTC)) + blobs.hold_for
-    return await asyncio.to_thread(blobs.extend, sha256, until)
+    return await _extend(blobs, db, sha256, until)
 
 
 async def refresh(
@@ -101,5 +111,5 @@ async def refresh(
         if until <= now:
             continue  # its period is over: the lock is left to expire
         for sha in await _hashes(db, mac, uuid.UUID(item.evidence_id)):
-            done += await asyncio.to_thread(blobs.extend, sha, until)
+            done += await _extend(blobs, db, sha, until)
     return done

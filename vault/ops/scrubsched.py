@@ -7,6 +7,9 @@ Guarantees:
   ``full_interval_hours``, a random sample every ``sample_interval_hours`` — as recorded in
   the ledger, so restarts and other processes share one schedule, and the advisory lock makes
   exactly one process run a due pass.
+- At every check it also runs ``housekeeping`` if given (the service: deleting superseded plain
+  versions whose Object Lock expired, ``vault.storage.superseded``); a failure there is logged
+  and tried again at the next check, like a pass.
 - A pass that fails (database or storage unavailable, another process holding the lock) is
   logged and tried again at the next check; only :meth:`ScrubScheduler.stop` ends the loop,
   cancelling a pass in progress between two reads (its summary is then not recorded; marks
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -37,10 +41,18 @@ _RETRYABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutErr
 class ScrubScheduler:
     """Runs due scrub passes in the background (see module)."""
 
-    def __init__(self, ledger: Ledger, content: ContentStore, cfg: ScrubConfig) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        content: ContentStore,
+        cfg: ScrubConfig,
+        *,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._ledger = ledger
         self._content = content
         self._cfg = cfg
+        self._housekeeping = housekeeping
         self._background = Background(self._loop, "scrub-scheduler")
         self.last: ScrubReport | None = None
 
@@ -82,4 +94,9 @@ class ScrubScheduler:
                 await self.tick()
             except _RETRYABLE as exc:
                 log.warning("scrub pass failed, will retry: %s", exc)
+            if self._housekeeping is not None:
+                try:
+                    await self._housekeeping()
+                except _RETRYABLE as exc:
+                    log.warning("storage housekeeping failed, will retry: %s", exc)
             await asyncio.sleep(self._cfg.check_seconds)

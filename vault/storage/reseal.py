@@ -12,7 +12,9 @@ Guarantees:
   address, else ``IntegrityError`` and nothing changes), verified by decrypting all of it and
   hashing the plaintext, and only then is its key row stored and the plain object removed. A
   crash at any point leaves the plain object readable (no key row yet) or the sealed one (key
-  row stored; a leftover plain copy is removed by the next run). Idempotent.
+  row stored; a leftover plain copy is removed by the next run). Idempotent. On the S3 store a
+  plain version still under its Object Lock cannot be removed yet: it is recorded, bound to
+  the ledger, and deleted once its lock expired (``vault.storage.superseded``).
 * ``unseal_object`` (an admin lowered the label and asked): the plaintext is written as a plain
   object checked against the address, then the key row is deleted, then the sealed object
   removed. Nothing is decrypted while the effective label (or a rendition's) still needs
@@ -37,6 +39,7 @@ from vault.db import Db
 from vault.errors import IntegrityError, NotFound
 from vault.jobs import Job, enqueue
 from vault.keys.hostmac import HostMac, RowTampered
+from vault.ledger import LedgerWriter
 from vault.policy.decide import effective_label
 from vault.policy.labels import Label
 from vault.storage.keyring import unwrap
@@ -44,6 +47,7 @@ from vault.storage.keystore_db import delete_key, insert_key
 from vault.storage.sealing import SealedReader
 from vault.storage.sealwrite import SealedBlob
 from vault.storage.storage import Storage, open_plain
+from vault.storage.superseded import keep_superseded
 
 __all__ = ["SEAL", "Resealer", "enqueue_seal", "evidence_label"]
 
@@ -102,10 +106,15 @@ async def _held_classified(db: Db, mac: HostMac, sha256: str) -> bool:
 class Resealer:
     """Moves objects between the plain and the sealed form (module docstring)."""
 
-    def __init__(self, storage: Storage, db: Db, *, mac: HostMac) -> None:
+    def __init__(
+        self, storage: Storage, db: Db, *, mac: HostMac, ledger: LedgerWriter | None = None
+    ) -> None:
+        """``ledger``: where a plain version kept by its Object Lock is recorded for its later
+        removal (``vault.storage.superseded``); without it, such a version is only logged."""
         self.storage = storage
         self.db = db
         self.mac = mac
+        self.ledger = ledger
 
     def handlers(self) -> dict[str, Any]:
         """Job handlers to register with a ``vault.jobs.JobRunner``."""
@@ -173,12 +182,22 @@ class Resealer:
         if await storage.content.key(sha256) is None:
             blob = await asyncio.to_thread(self._seal_plain, sha256)
             if await insert_key(self.db, blob.key, blob.chunk_size):
-                await asyncio.to_thread(storage.blobs.remove_plain, sha256)
+                await self._drop_plain(sha256, blob.key.object_id)
                 log.info("re-encryption: %s is now sealed", sha256)
                 return True
             await asyncio.to_thread(storage.blobs.remove_sealed, sha256, blob.key.object_id)
-        await asyncio.to_thread(storage.blobs.remove_plain, sha256)  # sealed already: no plain
+        live = await storage.content.key(sha256)
+        if live is not None:  # sealed already: no plain copy may stay
+            await self._drop_plain(sha256, live.object_id)
         return False
+
+    async def _drop_plain(self, sha256: str, object_id: bytes) -> None:
+        """Remove the plain copy of content now sealed as ``object_id``; one its Object Lock
+        keeps is recorded for removal once the lock expires."""
+        if await asyncio.to_thread(self.storage.blobs.remove_plain, sha256):
+            return
+        if self.ledger is not None:
+            await keep_superseded(self.storage, self.db, self.ledger, sha256, object_id)
 
     def _seal_plain(self, sha256: str) -> SealedBlob:
         """Seal the plain object and verify the result by decrypting and hashing all of it."""

@@ -23,6 +23,9 @@ Guarantees, beyond ``S3BlobStore``'s own:
   while any is locked (the disposal stays pending and the next run retries). ``remove_plain`` /
   ``remove_sealed`` drop a leftover copy (``Storage.settle``, re-encryption): a copy still locked
   cannot be deleted; it is kept until its lock expires (a warning says so) and they return False.
+  A plain version superseded by its sealed copy is recorded and deleted once its lock expired
+  (``vault.storage.superseded``, with ``plain_original``, ``plain_lock``,
+  ``remove_plain_version``).
 """
 
 from __future__ import annotations
@@ -212,16 +215,33 @@ class S3Blobs:
             log.warning("S3 store: leftover copy %s kept until its Object Lock expires", key)
             return False
 
+    def plain_original(self, sha256: str) -> str | None:
+        """The version id of the plain original of this content, None if there is none."""
+        got = self.call(self.s3.original_of(key_of(sha256)))
+        return None if got is None else got[0]
+
+    def plain_lock(self, sha256: str, version: str) -> datetime | None:
+        """The COMPLIANCE retain-until date of that plain version (None: no lock);
+        ``NotFound`` if the version is not there."""
+        return self.call(self.s3.version_retention(key_of(sha256), version))
+
+    def remove_plain_version(self, sha256: str, version: str) -> bool:
+        """Delete exactly that plain version (no other); ``Conflict`` while it is locked,
+        False if it is not there."""
+        return self.call(self.s3.remove_version(key_of(sha256), version))
+
     def sweep_tmp(self) -> int:
         """Remove local sealing temp files left by a crash (never one being written)."""
         with unavailable("sweeping temp files"):
             entries = [Path(e) for e in os.scandir(self._tmp) if e.is_file(follow_symlinks=False)]
             return sum(unlink_unless_locked(path) for path in entries)
 
-    def extend(self, sha256: str, until: datetime) -> int:
+    def extend(self, sha256: str, until: datetime, *, plain: bool = True) -> int:
         """Lock every stored form of this content (plain, sealed) until at least ``until``;
-        never shortens. Returns how many objects that covered."""
-        keys = [key_of(sha256)] if self.call(self.s3.exists(sha256)) else []
+        never shortens. Returns how many objects that covered. ``plain=False``: the sealed
+        forms only (the content is sealed: a plain version left is superseded and must be
+        let expire, ``vault.storage.superseded``)."""
+        keys = [key_of(sha256)] if plain and self.call(self.s3.exists(sha256)) else []
         keys += self.sealed_keys(sha256)
         for key in keys:
             self.call(self.s3.extend_key(key, until))

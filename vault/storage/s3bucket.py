@@ -1,9 +1,11 @@
 """The bucket of the S3 store: it must have Object Lock, or be created with it when allowed.
 A bucket without Object Lock is refused (``ConfigError``, one line naming the bucket): originals
-there could be deleted or overwritten by anyone holding the credentials."""
+there could be deleted or overwritten by anyone holding the credentials. The bucket's COMPLIANCE
+default retention, if it has one, is returned: it locks every new version from its creation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -20,10 +22,11 @@ __all__ = ["check_bucket"]
 
 async def check_bucket(
     client: S3Client, bucket: str, *, create: bool = False, default_days: int = 1
-) -> None:
+) -> timedelta | None:
     """The bucket must exist with Object Lock enabled (``ConfigError`` naming what is
     wrong). With ``create``, a missing bucket is created with Object Lock and a COMPLIANCE
-    default retention of ``default_days``."""
+    default retention of ``default_days``. Returns the bucket's COMPLIANCE default retention
+    (None if it has none, or another mode)."""
     got: dict[str, Any] = {}
     with unavailable("reading the bucket's Object Lock configuration"):
         try:
@@ -32,7 +35,7 @@ async def check_bucket(
             code = error_code(exc)
             if code == "NoSuchBucket" and create:
                 await _create_bucket(client, bucket, default_days)
-                return
+                return timedelta(days=default_days)
             if code == "NoSuchBucket":
                 raise ConfigError(
                     f"store.s3: bucket {bucket!r} does not exist (create it with "
@@ -46,6 +49,17 @@ async def check_bucket(
             f"store.s3: bucket {bucket!r} has no Object Lock: originals there could be "
             "deleted or overwritten. Use a bucket created with Object Lock enabled."
         )
+    return _default_retention(got["ObjectLockConfiguration"].get("Rule", {}))
+
+
+def _default_retention(rule: dict[str, Any]) -> timedelta | None:
+    """A bucket's COMPLIANCE default retention (a year counted as 365 days, never longer than
+    what S3 applies), or None."""
+    default = rule.get("DefaultRetention", {})
+    if default.get("Mode") != COMPLIANCE:
+        return None
+    days = int(default.get("Days") or 0) + 365 * int(default.get("Years") or 0)
+    return timedelta(days=days) if days > 0 else None
 
 
 async def _create_bucket(client: S3Client, bucket: str, default_days: int) -> None:

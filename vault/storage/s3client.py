@@ -12,6 +12,12 @@ Settings that matter against Ceph 16 (measured): the store sends ``Content-MD5``
 botocore's own default checksums (CRC32 in aws-chunked trailers) are turned off with
 ``request_checksum_calculation="when_required"``: RGW 16 neither checks nor accepts them.
 
+A payload hash known already: ``PutObject`` and ``UploadPart`` take one more parameter,
+``PayloadSha256`` (``PAYLOAD_SHA256``), the SHA-256 of the body computed beforehand. The request
+is then signed with that hash as its ``x-amz-content-sha256`` (over HTTPS too), which S3 checks
+against the bytes it receives (``XAmzContentSHA256Mismatch`` otherwise, Ceph included), and
+botocore does not hash the body a second time.
+
 Credentials are taken the way S3 tools take them (``load_credentials``): a credentials file named
 in the configuration, else ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, else the AWS shared
 credentials file. They never appear in a repr or an error message.
@@ -27,9 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import botocore.auth
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,7 +48,41 @@ from vault.errors import ConfigError, Unavailable
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["S3Credentials", "error_code", "load_credentials", "open_client", "unavailable"]
+__all__ = [
+    "PAYLOAD_SHA256",
+    "S3Credentials",
+    "error_code",
+    "load_credentials",
+    "open_client",
+    "unavailable",
+]
+
+PAYLOAD_SHA256 = "PayloadSha256"
+_CONTEXT_KEY = "evault_payload_sha256"
+_SIGNER = "evault-s3v4"
+
+
+class _KnownPayloadAuth(botocore.auth.S3SigV4Auth):
+    """S3's SigV4 with the payload hash given by the caller (always signed, never recomputed)."""
+
+    def payload(self, request: Any) -> str:
+        known = request.context.get(_CONTEXT_KEY)
+        return str(known) if known else str(super().payload(request))
+
+
+botocore.auth.AUTH_TYPE_MAPS.setdefault(_SIGNER, _KnownPayloadAuth)
+
+
+def _take_payload_hash(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    known = params.pop(PAYLOAD_SHA256, None)
+    if known:
+        context[_CONTEXT_KEY] = known
+
+
+def _choose_signer(context: dict[str, Any], signature_version: str = "", **_: Any) -> str | None:
+    if context.get(_CONTEXT_KEY) and signature_version in ("s3v4", "v4"):
+        return _SIGNER
+    return None
 
 
 @dataclass(frozen=True)
@@ -134,6 +175,9 @@ async def open_client(cfg: S3StoreConfig, creds: S3Credentials) -> AsyncIterator
         aws_secret_access_key=creds.secret_key,
         config=client_config(cfg),
     ) as client:
+        for op in ("PutObject", "UploadPart"):
+            client.meta.events.register(f"provide-client-params.s3.{op}", _take_payload_hash)
+            client.meta.events.register(f"choose-signer.s3.{op}", _choose_signer)  # type: ignore[arg-type]
         yield client
 
 
