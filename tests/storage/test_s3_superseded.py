@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from msgspec.structs import replace
 from test_blob_contract import new_bucket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
