@@ -93,3 +93,55 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent: shared vectors and docs only exist beside a checkout")
     return SHARED
+
+
+# -- pytest-xdist: which tests share a worker ---------------------------------------------
+
+# Modules that run longest (real processes killed and restarted, browsers, timed loads): handed
+# out first, so that the workers do not wait on one of them at the end of the run.
+LONGEST_FIRST = (
+    "tests/storage",
+    "tests/api/test_multinode.py",
+    "tests/api/test_http_faults_load.py",
+    "tests/access/test_access_cli.py",
+    "tests/console",
+)
+
+
+def _scope_of(nodeid: str) -> str:
+    """A module's tests share a worker (module fixtures start once); so do all of tests/storage,
+    so that one Ceph per run starts, not one per worker."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/storage" if path.startswith("tests/storage/") else path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker: the LONGEST_FIRST scopes first, the rest in their usual order (every
+    worker sorts alike, so their collections agree)."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        scope = _scope_of(item.nodeid)
+        first = [k for k, p in enumerate(LONGEST_FIRST) if scope == p or scope.startswith(p + "/")]
+        return first[0] if first else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """With ``--dist loadscope``: whole scopes (see ``_scope_of``) per worker, handed out in
+    the workers' collection order (the longest first, see above). Any other ``--dist`` keeps
+    xdist's own scheduler."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the order above, not by number of tests
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid)
+
+    return ByModule(config, log)
