@@ -88,11 +88,13 @@ run: $(STAMP) ffmpeg
 
 # Two workers, whole modules each (tests/conftest.py: the scheduler, the longest first); each
 # worker has its own embedded PostgreSQL (or, with EVAULT_TEST_DSN, its own databases on it).
-# TEST_WORKERS=0 runs the suite in one process.
+# TEST_WORKERS=0 runs the suite in one process. Tests marked `alone` (latency bounds, faults
+# that must meet the load) run afterwards in one process, with the machine to themselves.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) ffmpeg chromium promtool ceph
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -101,10 +101,11 @@ def shared_dir() -> Path:
 # out first, so that the workers do not wait on one of them at the end of the run.
 LONGEST_FIRST = (
     "tests/storage",
-    "tests/api/test_multinode.py",
-    "tests/api/test_http_faults_load.py",
-    "tests/access/test_access_cli.py",
     "tests/console",
+    "tests/access/test_access_cli.py",
+    "tests/access/test_access_noleak.py",
+    "tests/ingest/test_acquire_crash.py",
+    "tests/api/test_openapi_fuzz.py",
 )
 
 
