@@ -86,8 +86,15 @@ run: $(STAMP) ffmpeg
 	@echo "Then, in another terminal: $(BIN)/evault demo --data $(DATA)   (recordings -> dock -> case -> package -> offline verification)"
 	$(BIN)/evault serve --data $(DATA) --print-admin-token
 
+# Two workers, whole modules each (tests/conftest.py: the scheduler, the longest first); each
+# worker has its own embedded PostgreSQL (or, with EVAULT_TEST_DSN, its own databases on it).
+# TEST_WORKERS=0 runs the suite in one process. Tests marked `alone` (latency bounds, faults
+# that must meet the load) run afterwards in one process, with the machine to themselves.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ffmpeg chromium promtool ceph
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -1,7 +1,10 @@
 """Shared fixtures: a real PostgreSQL for every test that needs one.
 
 With ``EVAULT_TEST_DSN`` set, tests use that server; otherwise one embedded server (pgserver)
-is started for the session. Either way each test gets a fresh database, dropped afterwards.
+is started for the session. Either way each test gets a fresh database, dropped afterwards:
+``pg_dsn`` a copy of a template migrated once per session (``CREATE DATABASE ... TEMPLATE``
+costs a file copy where running every migration again costs far more); the services the HTTP
+tests start (tests/api/http_fixtures.py) still migrate an empty database of their own.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from vault.db import with_database
+from vault.db import migrate, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -40,13 +43,39 @@ def pg_admin_dsn() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture
-async def pg_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
-    """A fresh, empty database; dropped after the test."""
-    name = "evault_t_" + secrets.token_hex(6)
+@pytest.fixture(scope="session")
+async def pg_template(pg_admin_dsn: str) -> AsyncIterator[str]:
+    """Name of a database with every migration applied (by ``vault.db.migrate``, as the
+    service does), and nothing else: what ``pg_dsn`` copies. Nobody connects to it after."""
+    name = "evault_tpl_" + secrets.token_hex(6)
     admin = await asyncpg.connect(pg_admin_dsn)
     try:
         await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    try:
+        conn = await asyncpg.connect(with_database(pg_admin_dsn, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield name
+    finally:
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def pg_dsn(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
+    """A fresh database at the current schema (a copy of ``pg_template``: migrations applied,
+    no rows of any test); dropped after the test."""
+    name = "evault_t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
     finally:
         await admin.close()
     try:
@@ -64,3 +93,56 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent: shared vectors and docs only exist beside a checkout")
     return SHARED
+
+
+# -- pytest-xdist: which tests share a worker ---------------------------------------------
+
+# Modules that run longest (real processes killed and restarted, browsers, timed loads): handed
+# out first, so that the workers do not wait on one of them at the end of the run.
+LONGEST_FIRST = (
+    "tests/storage",
+    "tests/console",
+    "tests/access/test_access_cli.py",
+    "tests/access/test_access_noleak.py",
+    "tests/ingest/test_acquire_crash.py",
+    "tests/api/test_openapi_fuzz.py",
+)
+
+
+def _scope_of(nodeid: str) -> str:
+    """A module's tests share a worker (module fixtures start once); so do all of tests/storage,
+    so that one Ceph per run starts, not one per worker."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/storage" if path.startswith("tests/storage/") else path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker: the LONGEST_FIRST scopes first, the rest in their usual order (every
+    worker sorts alike, so their collections agree)."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        scope = _scope_of(item.nodeid)
+        first = [k for k, p in enumerate(LONGEST_FIRST) if scope == p or scope.startswith(p + "/")]
+        return first[0] if first else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """With ``--dist loadscope``: whole scopes (see ``_scope_of``) per worker, handed out in
+    the workers' collection order (the longest first, see above). Any other ``--dist`` keeps
+    xdist's own scheduler."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the order above, not by number of tests
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid)
+
+    return ByModule(config, log)

@@ -273,6 +273,7 @@ def world() -> Iterator[World]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.alone  # each fault must be met by requests of the load
 @pytest.mark.timeout(240)
 def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> None:
     w = world

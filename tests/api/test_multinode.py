@@ -39,7 +39,10 @@ from service_fixtures import free_port
 from vault.db import with_database
 from vault.ops import backupfmt as fmt
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg"),
+    pytest.mark.alone,  # a p99 bound on checkpoint coverage
+]
 
 CLI = [sys.executable, "-m", "api.cli"]
 FILES_PER_WAY = 3  # per node: dropped on its dock, and PUT to it

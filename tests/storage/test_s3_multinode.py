@@ -27,7 +27,10 @@ from test_s3_http import s3_env
 from vault.storage.s3client import error_code, open_client
 from vault.storage.s3store import key_of
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg"),
+    pytest.mark.alone,  # a p99 bound on checkpoint coverage
+]
 
 
 async def _bucket_with_lock(ceph: CephCluster, bucket: str) -> None:
