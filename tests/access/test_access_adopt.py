@@ -7,9 +7,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
-from vault_fixtures import TEST_MAC
 
+from tests.access.access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
+from tests.vault_fixtures import TEST_MAC
 from vault import evidence as evrows
 from vault.access import adopt as access_adopt
 from vault.access import principals, tokens

@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, open_vault, person
 
+from tests.access.access_fixtures import ADMIN, add_evidence, open_vault, person
 from vault.access import decisions, targets, trails
 from vault.access.listing import get_evidence
 from vault.cases import links as cases

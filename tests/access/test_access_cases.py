@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, entries, open_vault, person
 
+from tests.access.access_fixtures import (
+    ADMIN,
+    add_evidence,
+    add_rendition,
+    entries,
+    open_vault,
+    person,
+)
 from vault.access import principals, targets
 from vault.cases import links as cases
 from vault.errors import BadRequest, Conflict, Forbidden, NotFound

@@ -8,8 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from access_fixtures import add_evidence, open_vault
-
+from tests.access.access_fixtures import add_evidence, open_vault
 from vault.access import tokens
 
 

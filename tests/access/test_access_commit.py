@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, open_vault, person
 
+from tests.access.access_fixtures import ADMIN, add_evidence, open_vault, person
 from vault.access import decisions, targets, trails
 from vault.cases import links as cases
 from vault.db import Conn

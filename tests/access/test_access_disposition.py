@@ -8,8 +8,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, entries, open_vault, person
 
+from tests.access.access_fixtures import (
+    ADMIN,
+    add_evidence,
+    add_rendition,
+    entries,
+    open_vault,
+    person,
+)
 from vault.cases import links as cases
 from vault.errors import Conflict, Forbidden
 from vault.ops import disposition

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
+from tests.access.access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 from vault.access import principals, targets, trails
 from vault.access.listing import EvidenceQuery, count_evidence, get_evidence, list_evidence
 from vault.cases import links as cases

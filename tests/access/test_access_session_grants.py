@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault, person
 
+from tests.access.access_fixtures import ADMIN, add_evidence, add_rendition, open_vault, person
 from vault.access import tokens
 from vault.access.serving import evidence_bytes, rendition_bytes
 from vault.access.sessions import PlaybackSessions

@@ -21,9 +21,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, open_vault
-from vault_fixtures import TEST_MAC
 
+from tests.access.access_fixtures import ADMIN, add_evidence, open_vault
+from tests.vault_fixtures import TEST_MAC
 from vault.access import decisions, principals, targets, tokens
 from vault.access import state as access_state
 from vault.access.listing import get_evidence, list_evidence

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, open_vault
 
+from tests.access.access_fixtures import ADMIN, open_vault
 from vault.access import principals, tokens
 from vault.db import Database
 from vault.errors import Unauthenticated

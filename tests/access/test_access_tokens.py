@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, open_vault
 
+from tests.access.access_fixtures import ADMIN, open_vault
 from vault.access import principals, tokens
 from vault.errors import BadRequest, Forbidden, Unauthenticated
 from vault.policy.decide import Role

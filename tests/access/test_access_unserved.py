@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from access_fixtures import ADMIN, add_evidence, open_vault, person
-
+from tests.access.access_fixtures import ADMIN, add_evidence, open_vault, person
 from vault.access import targets, trails
 from vault.ledger.indoubt import InDoubt
 from vault.policy.decide import Action, Role

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault, person
 
+from tests.access.access_fixtures import ADMIN, add_evidence, add_rendition, open_vault, person
 from vault.access.listing import EvidenceQuery, count_evidence, list_evidence, visible_renditions
 from vault.cases import links as cases
 from vault.keys.hostmac import RowTampered

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 
+from tests.access.access_fixtures import ADMIN, add_evidence, add_rendition, open_vault
 from vault.access import targets
 from vault.access.filters import Args, evidence_filter
 from vault.access.listing import EvidenceQuery, EvidenceSummary, count_evidence, list_evidence

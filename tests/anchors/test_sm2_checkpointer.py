@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
-from sm2_fixtures import make_sm2_pki, needs_sm2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
-from ledger_fixtures import ORIGIN, TEST_MAC
-
+from tests.anchors.sm2_fixtures import make_sm2_pki, needs_sm2
+from tests.ledger.ledger_fixtures import ORIGIN, TEST_MAC
 from vault.anchors.config import AnchorsConfig
 from vault.anchors.sm2 import load_cosigner
 from vault.config import DatabaseConfig, LedgerConfig

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sm2_fixtures import (
+
+from tests.anchors.sm2_fixtures import (
     DEFAULT_ID,
     HAVE_OPENSSL_SM2,
     Sm2Pki,
@@ -21,7 +22,6 @@ from sm2_fixtures import (
     needs_sm2,
     openssl,
 )
-
 from vault.anchors.config import AnchorsConfig
 from vault.anchors.sm2 import load_cosigner, parse_private_key
 from vault.errors import ConfigError

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sm2_fixtures import Sm2Pki, make_sm2_key, make_sm2_pki, needs_sm2
-from test_timestamp_package import export
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from http_fixtures import World, seeded_service
-
+from tests.anchors.sm2_fixtures import Sm2Pki, make_sm2_key, make_sm2_pki, needs_sm2
+from tests.anchors.test_timestamp_package import export
+from tests.api.http_fixtures import World, seeded_service
 from verify import sm2
 from verify.note import parse_note
 

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from http_fixtures import World, seeded_service
-
+from tests.anchors.tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
+from tests.api.http_fixtures import World, seeded_service
 from vault.keys.signing import load_signer
 from verify import package as pkg
 from verify.timestamp import (
@@ -264,10 +262,8 @@ def test_tsa_down_stalls_nothing_else_and_tokens_catch_up(world: Anchored) -> No
 
 # -- the single-file verifier, in a venv that has only cryptography ------------------------
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import build_verifier  # noqa: E402
-from test_verify_cli_pyz import fresh_python  # noqa: E402, F401 - a fixture
+from tests.verify.test_verify_cli_pyz import fresh_python  # noqa: E402, F401 - a fixture
+from tools import build_verifier  # noqa: E402
 
 
 def test_single_file_verifier_checks_the_time_stamp_with_cryptography_alone(

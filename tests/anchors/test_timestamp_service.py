@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
-from vault_fixtures import open_vault
 
+from tests.anchors.tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
+from tests.vault_fixtures import open_vault
 from vault.anchors.config import AnchorsConfig
 from vault.anchors.timestamps import Timestamper, anchored_checkpoint, timestamp_of
 from vault.ledger import Ledger, make_entry

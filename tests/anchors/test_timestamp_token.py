@@ -12,8 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tsa_fixtures import OPENSSL, OpenSslTsa, Pki, make_pki, needs_openssl, openssl_query
 
+from tests.anchors.tsa_fixtures import (
+    OPENSSL,
+    OpenSslTsa,
+    Pki,
+    make_pki,
+    needs_openssl,
+    openssl_query,
+)
 from verify import asn1
 from verify.checkpoint import Checkpoint, format_checkpoint
 from verify.errors import MalformedError

@@ -7,16 +7,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
-from package_builder import Built, build_package, expect, verify_json
-
+from tests.anchors.tsa_fixtures import OpenSslTsa, Pki, make_pki, needs_openssl
+from tests.verify.package_builder import Built, build_package, expect, verify_json
 from verify import package as pkg
 from verify.errors import MalformedError
 from verify.timestamp import checkpoint_imprint, timestamp_request

@@ -28,10 +28,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from http_fixtures import World, _create_db, _drop_db, seed_people
-from service_fixtures import Service, free_port
-
+from tests.api.http_fixtures import World, _create_db, _drop_db, seed_people
+from tests.api.service_fixtures import Service, free_port
 from verify.cosignature import Cosigner, parse_cosigner_vkey, signature_lines, verify_cosignature
 from verify.note import parse_note, parse_vkey, verify_note
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import statistics
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,15 +16,13 @@ import aiohttp
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from witness_fixtures import Log, anchors, open_log, serving_witness
 
+from tests.anchors.witness_fixtures import Log, anchors, open_log, serving_witness
 from vault.anchors.cosigners import Cosigners, cosignatures_of, request_body
 from vault.ledger.tiles import consistency_proof
 from verify.checkpoint import Checkpoint, format_checkpoint, parse_checkpoint
 from verify.cosignature import signature_lines, verify_cosignature
 from verify.note import Signer, parse_note, sign_note
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
 
 def free_port() -> int:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import asyncpg
 from aiohttp import web
-from vault_fixtures import TEST_MAC
 
 from api import problems, routes_witness
 from api.routes_witness import WITNESS
+from tests.vault_fixtures import TEST_MAC
 from vault.anchors.config import AnchorsConfig
 from vault.anchors.witness import Witness
 from vault.anchors.witness_config import WitnessPeer

@@ -30,13 +30,13 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from service_fixtures import Service, free_port, running_service
 
 from api.app import make_app
 from api.cmd_setup import cmd_init
 from api.config import load
 from api.keys import RUNTIME
 from api.runtime import Runtime, open_runtime
+from tests.api.service_fixtures import Service, free_port, running_service
 from vault.access import principals, tokens
 from vault.cases import links as cases
 from vault.db import with_database

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from service_fixtures import running_service
 
 import api.cli
 from api.config import ServiceConfig
+from tests.api.service_fixtures import running_service
 
 EVAULT = [sys.executable, "-m", "api.cli"]
 VERIFY = [sys.executable, "-m", "verify"]

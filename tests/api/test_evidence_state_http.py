@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-from http_fixtures import AppWorld, app_world
 
+from tests.api.http_fixtures import AppWorld, app_world
 from vault.access import principals, tokens
 from vault.access.decisions import TAMPERED_REASON
 from vault.cases import links as cases

@@ -17,10 +17,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from http_fixtures import World, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
+from tests.api.http_fixtures import World, seeded_service
 from vault.access import principals, tokens
 from vault.policy.decide import Role
 from vault.policy.labels import Level

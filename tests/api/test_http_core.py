@@ -14,10 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from http_fixtures import World, make_video, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
+from tests.api.http_fixtures import World, make_video, seeded_service
 from vault.access import principals, tokens
 from verify.checkpoint import open_checkpoint
 from verify.note import parse_vkey

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from http_fixtures import World, seed_people
-from service_fixtures import Service, free_port, running_service
+
+from tests.api.http_fixtures import World, seed_people
+from tests.api.service_fixtures import Service, free_port, running_service
 
 # Routes that need the database, and who asks (casesys's token is cached by the service before
 # the database stops, so the route itself reaches the database; legal's is not).

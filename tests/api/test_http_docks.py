@@ -17,7 +17,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from http_fixtures import World, seeded_service
+
+from tests.api.http_fixtures import World, seeded_service
 
 SMALL_DOCK = """
 [[docks]]

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from http_fixtures import World, seed_people
-from service_fixtures import running_service
-from test_http_db_down import _env, _pg_ctl, _postmaster
 
 from ingest.mediajobs import CLIP
+from tests.api.http_fixtures import World, seed_people
+from tests.api.service_fixtures import running_service
+from tests.api.test_http_db_down import _env, _pg_ctl, _postmaster
 from vault.access.decisions import RECORD_TIMEOUT
 from vault.db import remove_stale_pidfile
 from vault.review.exportjobs import EXPORT

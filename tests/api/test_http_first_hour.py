@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from http_fixtures import World, make_video, seeded_service
 
 from api.app import make_app
 from api.config import load
 from api.openapi import query_names
+from tests.api.http_fixtures import World, make_video, seeded_service
 from vault.config_events import DEFAULT_RECORDING_REQUIRED
 from verify.tiles import entries_path
 

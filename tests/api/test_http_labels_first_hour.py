@@ -21,7 +21,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from http_fixtures import World, seeded_service
+
+from tests.api.http_fixtures import World, seeded_service
 
 INTERNAL = {"level": "internal", "caveats": []}
 SECRET = {"level": "secret", "caveats": []}

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_fixtures import Reply, World, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
 from ingest.media.suggest import available
+from tests.api.http_fixtures import Reply, World, seeded_service
 from vault.redaction.spec import parse_spec, spec_sha256
 
 SPEC = {

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 import asyncpg
-from http_fixtures import app_world, seeded_service
 
 from api.config import load
 from api.runtime import open_runtime
+from tests.api.http_fixtures import app_world, seeded_service
 from vault.access import principals
 
 

@@ -8,7 +8,8 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from http_fixtures import TlsWorld, tls_service
+
+from tests.api.http_fixtures import TlsWorld, tls_service
 
 
 @pytest.fixture(scope="module")

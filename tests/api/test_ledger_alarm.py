@@ -16,8 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ledger_forgery import connect_as, forge_appended_entry
-from service_fixtures import free_port
+
+from tests.api.service_fixtures import free_port
+from tests.ledger_forgery import connect_as, forge_appended_entry
 
 EVAULT = [sys.executable, "-m", "api.cli"]
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from http_fixtures import AppWorld, app_world
 
+from tests.api.http_fixtures import AppWorld, app_world
 from verify.merkle import leaf_hash
 from verify.tiles import decode_entry_bundle, entries_path, tile_path
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from http_fixtures import _create_db, _drop_db, make_video
-from service_fixtures import free_port
 
+from tests.api.http_fixtures import _create_db, _drop_db, make_video
+from tests.api.service_fixtures import free_port
 from vault.db import with_database
 from vault.ops import backupfmt as fmt
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from http_fixtures import World, seeded_service
 
 from api.app import make_app
 from api.config import load
 from api.openapi import MissingOperation, _openapi_path, build, operation
+from tests.api.http_fixtures import World, seeded_service
 
 
 @pytest.fixture(scope="module")

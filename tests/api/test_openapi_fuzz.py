@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_fixtures import World, seeded_service
+
+from tests.api.http_fixtures import World, seeded_service
 
 schemathesis = pytest.importorskip(
     "schemathesis", reason="schemathesis is not installed (pip install -e .[dev])"

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from service_fixtures import free_port
+
+from tests.api.service_fixtures import free_port
 
 CLI = [sys.executable, "-m", "api.cli"]
 WORKERS = 3

@@ -7,8 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from service_fixtures import running_service
-
+from tests.api.service_fixtures import running_service
 from verify.checkpoint import open_checkpoint
 from verify.merkle import leaf_hash, root_from_leaf_hashes
 from verify.note import parse_vkey

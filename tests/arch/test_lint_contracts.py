@@ -17,8 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-sys.path.insert(0, str(ROOT / "tools"))
-import check_sql  # noqa: E402
+from tools import check_sql  # noqa: E402
 
 
 def _protected_cli_modules() -> list[str]:

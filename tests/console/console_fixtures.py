@@ -26,9 +26,7 @@ from typing import Any
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from service_fixtures import Service, running_service
-
+from tests.api.service_fixtures import Service, running_service
 from vault.db import with_database
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, TIMEZONE, Seeded, seeded_console
 
+from tests.console.console_fixtures import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    TIMEZONE,
+    Seeded,
+    seeded_console,
+)
 from verify.note import parse_vkey
 from verify.report_note import verify_report_response
 from verify.tlogproof import parse_tlog_proof

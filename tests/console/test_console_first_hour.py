@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_fixtures import CHROMIUM, CHROMIUM_FLAGS, TIMEZONE, Seeded, seeded_console
 
+from tests.console.console_fixtures import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    TIMEZONE,
+    Seeded,
+    seeded_console,
+)
 from vault.config_events import DEFAULT_RECORDING_REQUIRED
 
 sync_api = pytest.importorskip(

@@ -10,9 +10,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from console_fixtures import Seeded, seeded_console
 
 from api.console import ASSETS, STATIC
+from tests.console.console_fixtures import Seeded, seeded_console
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, TIMEZONE, Seeded, seeded_console
+
+from tests.console.console_fixtures import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    TIMEZONE,
+    Seeded,
+    seeded_console,
+)
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright for Python is not installed (pip install -e .[dev])"

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from crypto_fixtures import (
+
+from ingest.acquire import Deferred, Receipt
+from tests.crypto.crypto_fixtures import (
     CHUNK,
     MARK,
     dock,
@@ -19,8 +21,6 @@ from crypto_fixtures import (
     store_holds,
     stored_files,
 )
-
-from ingest.acquire import Deferred, Receipt
 from vault.errors import IntegrityError, Unavailable
 from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 

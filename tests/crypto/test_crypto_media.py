@@ -11,7 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from crypto_fixtures import (
+
+from ingest.acquire import Receipt
+from ingest.config import MediaConfig
+from ingest.mediajobs import MediaJobs
+from tests.crypto.crypto_fixtures import (
     TEST_MAC,
     Env,
     admin,
@@ -22,10 +26,6 @@ from crypto_fixtures import (
     read_all,
     store_holds,
 )
-
-from ingest.acquire import Receipt
-from ingest.config import MediaConfig
-from ingest.mediajobs import MediaJobs
 from vault.cases import links as cases
 from vault.policy.labels import Label
 from vault.review.export import export_case

@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from crypto_fixtures import CHUNK, Env, open_env, plaintext, read_all
 
+from tests.crypto.crypto_fixtures import CHUNK, Env, open_env, plaintext, read_all
 from vault.errors import IntegrityError
 from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 

@@ -8,7 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from crypto_fixtures import (
+
+from ingest.acquire import Receipt
+from ingest.config import MediaConfig
+from ingest.mediajobs import MediaJobs
+from ingest.redactjobs import REDACT, RedactJobs
+from tests.crypto.crypto_fixtures import (
     TEST_MAC,
     admin,
     dock,
@@ -18,12 +23,7 @@ from crypto_fixtures import (
     read_all,
     store_holds,
 )
-from test_crypto_media import NAME, make_clip
-
-from ingest.acquire import Receipt
-from ingest.config import MediaConfig
-from ingest.mediajobs import MediaJobs
-from ingest.redactjobs import REDACT, RedactJobs
+from tests.crypto.test_crypto_media import NAME, make_clip
 from vault.cases import links as cases
 from vault.jobs import enqueue
 from vault.policy.labels import Label

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from crypto_fixtures import (
+
+from ingest.acquire import Receipt
+from tests.crypto.crypto_fixtures import (
     MARK,
     TEST_MAC,
     Env,
@@ -22,8 +24,6 @@ from crypto_fixtures import (
     sha,
     store_holds,
 )
-
-from ingest.acquire import Receipt
 from vault.cases import links as cases
 from vault.errors import Forbidden
 from vault.keys.hostmac import RowTampered

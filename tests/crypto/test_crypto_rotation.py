@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crypto_fixtures import CHUNK, NAME_FMT, admin, open_env, plaintext, read_all
-
+from tests.crypto.crypto_fixtures import CHUNK, NAME_FMT, admin, open_env, plaintext, read_all
 from vault.storage.kek import FileKekStore
 from vault.storage.keystore_db import insert_key, kek_usage, rotate_keys
 

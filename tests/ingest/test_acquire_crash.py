@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import asyncpg
-from acquire_fixtures import ORIGIN
 
+from tests.ingest.acquire_fixtures import ORIGIN
 from vault.ledger.fsck import fsck
 from verify.note import Signer
 

@@ -7,10 +7,9 @@ import errno
 import os
 from pathlib import Path
 
-from acquire_fixtures import NAME, dock, objects, open_acquirer, sha
-
 from ingest.acquire import Deferred
 from ingest.receipts import Receipt
+from tests.ingest.acquire_fixtures import NAME, dock, objects, open_acquirer, sha
 
 
 class DiskFull:

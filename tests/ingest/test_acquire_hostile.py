@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from acquire_fixtures import NAME, ORIGIN, Env, dock, objects, open_acquirer, sha
 
 from ingest.acquire import Deferred
 from ingest.quarantine import Quarantined
 from ingest.receipts import Receipt
+from tests.ingest.acquire_fixtures import NAME, ORIGIN, Env, dock, objects, open_acquirer, sha
 from verify.note import Signer
 
 CHILD = Path(__file__).with_name("acquire_child.py")

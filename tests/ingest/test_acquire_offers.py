@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from acquire_fixtures import NAME, dock, objects, open_acquirer, sha
 
 from ingest.receipts import Receipt, read_receipt
+from tests.ingest.acquire_fixtures import NAME, dock, objects, open_acquirer, sha
 from vault.errors import BadRequest, IntegrityError, NotFound
 from vault.ledger.fsck import fsck
 from verify.checkpoint import open_checkpoint

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).parents[1] / "api"))
-from service_fixtures import running_service
+from tests.api.service_fixtures import running_service
 
 NAME = "DEV07_OFF42_20250102093000.mp4"
 

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import msgspec
-from acquire_fixtures import NAME, Env, dock, objects, open_acquirer, sha
 
 from ingest.acquire import Deferred
 from ingest.config import DockConfig
 from ingest.watcher import DockWatcher, ignored
+from tests.ingest.acquire_fixtures import NAME, Env, dock, objects, open_acquirer, sha
 
 
 async def wait_for(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

@@ -17,13 +17,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from acquire_fixtures import dock, open_acquirer
-from test_media_jobs_e2e import drain, make_clip
-from vault_fixtures import ADMIN, TEST_MAC
 
 from ingest.acquire import Receipt
 from ingest.config import MediaConfig
 from ingest.mediajobs import MediaJobs
+from tests.ingest.acquire_fixtures import dock, open_acquirer
+from tests.ingest.test_media_jobs_e2e import drain, make_clip
+from tests.vault_fixtures import ADMIN, TEST_MAC
 from vault import evidence as evrows
 from vault.access import serving
 from vault.access.decisions import TAMPERED_REASON

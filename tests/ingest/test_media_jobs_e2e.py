@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from acquire_fixtures import dock, open_acquirer
 
 from ingest.acquire import Receipt
 from ingest.config import MediaConfig
 from ingest.mediajobs import PROCESS, MediaJobs
+from tests.ingest.acquire_fixtures import dock, open_acquirer
 from vault.access import principals
 from vault.cases import links as cases
 from vault.errors import Forbidden

@@ -16,11 +16,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from acquire_fixtures import dock, open_acquirer
 
 from ingest.acquire import Receipt
 from ingest.config import DEFAULT_EXTENSIONS, MediaConfig
 from ingest.mediajobs import PROCESS, MediaJobs
+from tests.ingest.acquire_fixtures import dock, open_acquirer
 from vault.jobs import JobRunner
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")

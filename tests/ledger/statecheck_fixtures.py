@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,12 +11,9 @@ from typing import Any
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
-from acquire_fixtures import Env, dock, open_acquirer
-from vault_fixtures import ADMIN
-
 from ingest.acquire import Receipt
+from tests.ingest.acquire_fixtures import Env, dock, open_acquirer
+from tests.vault_fixtures import ADMIN
 from vault import evidence as evrows
 from vault.access import principals, tokens
 from vault.cases import links as cases

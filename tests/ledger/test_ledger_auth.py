@@ -10,10 +10,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
-from ledger_forgery import connect_as, delete_batch_rows, forge_appended_entry, rewrite_entry
 from prometheus_client import REGISTRY
 
+from tests.ledger.ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
+from tests.ledger_forgery import connect_as, delete_batch_rows, forge_appended_entry, rewrite_entry
 from vault.errors import LedgerCorrupt, LedgerUnauthenticated
 from vault.keys.hostmac import HostMac
 from vault.ledger import Ledger, batches, make_entry

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_fixtures import open_ledger
-from merkle_reference import leaf, mth, path, proof
 
+from tests.ledger.ledger_fixtures import open_ledger
+from tests.merkle_reference import leaf, mth, path, proof
 from vault.errors import EntryTooLarge
 from vault.ledger import make_entry
 from vault.ledger.tiles import consistency_proof, inclusion_proof, root_at

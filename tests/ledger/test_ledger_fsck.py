@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import asyncpg
-from ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
 
+from tests.ledger.ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
 from vault.keys.signing import create_signing_key
 from vault.ledger import make_entry
 from vault.ledger.fsck import fsck

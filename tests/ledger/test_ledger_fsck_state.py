@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from statecheck_fixtures import World, build, dock, named, open_acquirer
 
+from tests.ledger.statecheck_fixtures import World, build, dock, named, open_acquirer
 from vault.statecheck import fsck_state
 
 

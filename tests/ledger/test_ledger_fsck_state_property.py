@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from statecheck_fixtures import (
+
+from tests.ledger.statecheck_fixtures import (
     Env,
     acquire,
     add_rendition,
@@ -26,8 +27,7 @@ from statecheck_fixtures import (
     open_acquirer,
     principal,
 )
-from vault_fixtures import ADMIN
-
+from tests.vault_fixtures import ADMIN
 from vault.access import principals, tokens
 from vault.cases import links as cases
 from vault.errors import EvaultError

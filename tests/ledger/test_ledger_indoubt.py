@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-from ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
-from test_ledger_pipeline import _check_tree
 
+from tests.ledger.ledger_fixtures import ORIGIN, TEST_MAC, open_ledger
+from tests.ledger.test_ledger_pipeline import _check_tree
 from vault.config import LedgerConfig
 from vault.db import Database
 from vault.ledger import Ledger, make_entry

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_fixtures import ORIGIN, TEST_MAC
 
+from tests.ledger.ledger_fixtures import ORIGIN, TEST_MAC
 from vault.config import DatabaseConfig, LedgerConfig
 from vault.db import open_database
 from vault.errors import LedgerCorrupt

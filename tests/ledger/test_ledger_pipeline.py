@@ -7,10 +7,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_fixtures import open_ledger
-from merkle_reference import leaf, mth
 from prometheus_client import REGISTRY
 
+from tests.ledger.ledger_fixtures import open_ledger
+from tests.merkle_reference import leaf, mth
 from vault.config import LedgerConfig
 from vault.db import Conn, Database
 from vault.keys.hostmac import HostMac

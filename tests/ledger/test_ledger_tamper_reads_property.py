@@ -31,10 +31,10 @@ from typing import Any
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from statecheck_fixtures import Env, dock, named, open_acquirer
-from test_ledger_fsck_state_property import EDITS, OPS, _operate
-from vault_fixtures import ADMIN
 
+from tests.ledger.statecheck_fixtures import Env, dock, named, open_acquirer
+from tests.ledger.test_ledger_fsck_state_property import EDITS, OPS, _operate
+from tests.vault_fixtures import ADMIN
 from vault import evidence as evrows
 from vault.access import principals, targets, tokens
 from vault.access.listing import get_evidence, list_evidence

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from merkle_reference import leaf, mth
-
+from tests.merkle_reference import leaf, mth
 from vault.ledger import tiles as tiles_mod
 from vault.ledger.tree import TreeEdge
 from verify.merkle import leaf_hashes, perfect_root

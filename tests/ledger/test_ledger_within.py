@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import asyncpg
-from ledger_fixtures import open_ledger
-from test_ledger_pipeline import _check_tree
 
+from tests.ledger.ledger_fixtures import open_ledger
+from tests.ledger.test_ledger_pipeline import _check_tree
 from vault.ledger import make_entry
 
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from localize_fixtures import REMUXES, init_data, make_recordings, vault_with
 
 from ingest.forensics.localize import (
     Localization,
@@ -22,6 +21,7 @@ from ingest.forensics.localize import (
     original_from_vault,
 )
 from ingest.media import Limits, Tools
+from tests.localize.localize_fixtures import REMUXES, init_data, make_recordings, vault_with
 from vault.access import principals
 from vault.cases import links as cases
 from vault.errors import IntegrityError, NotFound

@@ -11,10 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from localize_fixtures import ffmpeg
 
 from ingest.forensics.localize import Localization, Original, localize
 from ingest.media import Limits, Tools, fingerprint, probe
+from tests.localize.localize_fixtures import ffmpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 TOOLS, LIMITS = Tools(), Limits()

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import ffmpeg, has_encoder
+
+from tests.media.media_tools import ffmpeg, has_encoder
 
 _SRC_V = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d={d}"]
 _SRC_A = ["-f", "lavfi", "-i", "sine=f=440:r={r}:d={d}"]

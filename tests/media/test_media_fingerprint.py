@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from media_tools import FFMPEG, ffmpeg
 
 from ingest.media.compare import compare
 from ingest.media.errors import MediaError
@@ -28,6 +27,7 @@ from ingest.media.fpstreams import (
 )
 from ingest.media.pixfmt import frame_size
 from ingest.media.probe import probe
+from tests.media.media_tools import FFMPEG, ffmpeg
 from vault.errors import IntegrityError
 
 fingerprint_module = importlib.import_module("ingest.media.fingerprint")

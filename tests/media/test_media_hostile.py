@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import FFPROBE, ffmpeg
 
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import fingerprint
 from ingest.media.probe import ProbeInfo, StreamInfo, probe, probe_limits
 from ingest.media.render import make_proxy
 from ingest.media.sandbox import Limits
+from tests.media.media_tools import FFPROBE, ffmpeg
 
 
 def canary(directory: Path, name: str = "canary.ts") -> Path:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import FFMPEG, ffmpeg
 
 from ingest.media.errors import MediaToolError
 from ingest.media.fingerprint import fingerprint
@@ -18,6 +17,7 @@ from ingest.media.onepass import make_renditions
 from ingest.media.probe import ProbeInfo, probe
 from ingest.media.render import make_poster, make_proxy
 from ingest.media.tools import Tools
+from tests.media.media_tools import FFMPEG, ffmpeg
 
 
 def _naive(cmd: list[str]) -> bytes:

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import FFMPEG, ffmpeg, ffprobe_json
 
 from ingest.media import probe
 from ingest.media.redact import make_redacted
 from ingest.media.redactplan import MARGIN
+from tests.media.media_tools import FFMPEG, ffmpeg, ffprobe_json
 from vault.redaction.spec import Box, InvalidSpec, box_at, parse_spec
 
 W, H, FPS, SECONDS = 320, 240, 25, 3

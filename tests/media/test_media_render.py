@@ -9,13 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_tools import FFMPEG, decode_errors, ffmpeg, ffprobe_json
 
 from ingest.media.errors import MediaError
 from ingest.media.fingerprint import Fingerprint, make_fingerprint
 from ingest.media.plan import plan_renditions
 from ingest.media.probe import probe
 from ingest.media.render import ffmpeg_version, make_clip, make_poster, make_proxy
+from tests.media.media_tools import FFMPEG, decode_errors, ffmpeg, ffprobe_json
 from verify.canonical import canonical_json
 from verify.merkle import leaf_hash, root_from_leaf_hashes
 

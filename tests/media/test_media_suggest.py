@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from media_tools import FFMPEG
 
 from ingest.media import probe
 from ingest.media.suggest import SAMPLE_FPS, Detection, available, suggest, track
+from tests.media.media_tools import FFMPEG
 from vault.redaction.spec import Frame, box_at, parse_spec
 
 W, H, FPS, SECONDS, S = 640, 360, 25, 4, 110

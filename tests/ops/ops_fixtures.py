@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from service_fixtures import Service, running_service
+from tests.api.service_fixtures import Service, running_service
 
 __all__ = ["Service", "evault", "running_service"]
 

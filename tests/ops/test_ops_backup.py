@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ops_fixtures import evault, running_service
 
+from tests.ops.ops_fixtures import evault, running_service
 from vault.db import with_database
 from vault.errors import IntegrityError
 from vault.ops import backupfmt as fmt

@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ops_fixtures import evault, running_service
 
+from tests.ops.ops_fixtures import evault, running_service
 from verify.note import parse_vkey
 from verify.package_checks import verify_package
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_fixtures import running_service
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "console"))
-from console_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.console.console_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.ops.ops_fixtures import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ADDRESS = "127.0.0.1:8420"

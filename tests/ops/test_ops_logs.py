@@ -10,9 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ops_fixtures import evault, running_service
-
 from api.logs import JsonFormatter, setup_logging
+from tests.ops.ops_fixtures import evault, running_service
 
 
 def _json_lines(text: str) -> list[dict[str, object]]:

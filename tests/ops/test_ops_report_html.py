@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ops_fixtures import evault, running_service
+
+from tests.ops.ops_fixtures import evault, running_service
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

@@ -8,8 +8,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-from vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
-
+from tests.vault_fixtures import ADMIN, ALL_CAVEATS, INTERNAL, ORIGIN, open_vault, person  # noqa: F401
 from vault import evidence as evrows
 from vault.db import Conn
 from vault.ledger import Ledger, make_entry

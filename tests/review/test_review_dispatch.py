@@ -18,8 +18,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from prometheus_client import REGISTRY
-from review_fixtures import open_vault
 
+from tests.review.review_fixtures import open_vault
 from vault.config_events import EventsConfig, SubscriberConfig
 from vault.dispatch import Dispatcher, delivery_history
 from vault.events import emit

@@ -21,11 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from http_fixtures import World, seeded_service
-from vault_fixtures import retag
-
 from api.config import default_toml
+from tests.api.http_fixtures import World, seeded_service
+from tests.vault_fixtures import retag
 from vault.keys.hostmac import load_mac_key
 from verify.note import parse_vkey
 from verify.report_note import verify_report_response

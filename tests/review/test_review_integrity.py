@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from review_fixtures import ADMIN, add_evidence, open_vault, person, tamper
 
+from tests.review.review_fixtures import ADMIN, add_evidence, open_vault, person, tamper
 from vault import evidence as evrows
 from vault.cases import links as cases
 from vault.errors import NotFound

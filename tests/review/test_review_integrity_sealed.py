@@ -3,12 +3,9 @@ unreadable one is reported per item; it never fails the whole report."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
-from crypto_fixtures import CHUNK, admin, dock, legal_reviewer, open_env, plaintext
-
+from tests.crypto.crypto_fixtures import CHUNK, admin, dock, legal_reviewer, open_env, plaintext
 from vault.cases import links as cases
 from vault.policy.labels import Label, Level
 from vault.review.integrity_report import integrity_report

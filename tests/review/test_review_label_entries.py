@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from review_fixtures import ADMIN, add_evidence, open_vault
-
+from tests.review.review_fixtures import ADMIN, add_evidence, open_vault
 from vault.access import trails
 from vault.cases import links as cases
 from vault.policy.labels import Label, Level

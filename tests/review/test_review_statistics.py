@@ -7,8 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from review_fixtures import ADMIN, add_evidence, open_vault
 
+from tests.review.review_fixtures import ADMIN, add_evidence, open_vault
 from vault.access import decisions
 from vault.cases import links as cases
 from vault.errors import BadRequest

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from review_fixtures import ADMIN, add_evidence, open_vault, person
-
+from tests.review.review_fixtures import ADMIN, add_evidence, open_vault, person
 from vault.access import targets
 from vault.cases import links as cases
 from vault.ledger.indoubt import InDoubt

@@ -5,13 +5,10 @@ goes on to the end (it used to stop the pass with an error at the first damaged 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
-from crypto_fixtures import CHUNK, Env, dock, open_env, plaintext
-
+from tests.crypto.crypto_fixtures import CHUNK, Env, dock, open_env, plaintext
 from vault.ledger import make_entry
 from vault.ops.scrub import run_scrub
 from vault.ops.scrubmodel import MAX_OBJECTS_LISTED, Finding, ScrubConfig, ScrubReport

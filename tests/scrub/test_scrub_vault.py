@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 import uuid
 from datetime import timedelta
@@ -16,12 +15,9 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from acquire_fixtures import Env, dock, open_acquirer
-from vault_fixtures import ADMIN
-
 from ingest.acquire import Receipt
+from tests.ingest.acquire_fixtures import Env, dock, open_acquirer
+from tests.vault_fixtures import ADMIN
 from vault import evidence as evrows
 from vault.access import principals, tokens
 from vault.db import Conn

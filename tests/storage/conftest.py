@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ceph_fixture import CephCluster, missing, start
+
+from tests.storage.ceph_fixture import CephCluster, missing, start
 
 
 @pytest.fixture(scope="session")

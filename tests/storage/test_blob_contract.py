@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from ceph_fixture import CephCluster
 
+from tests.storage.ceph_fixture import CephCluster
 from vault.config import S3StoreConfig
 from vault.errors import ConfigError, Conflict, IntegrityError, NotFound, TooLarge
 from vault.storage.blobcontract import Blobs, FileBlobs

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from ceph_fixture import CephCluster
-from test_blob_contract import PART, chunks, creds, new_bucket, read_all, s3_config
 
+from tests.storage.ceph_fixture import CephCluster
+from tests.storage.test_blob_contract import PART, chunks, creds, new_bucket, read_all, s3_config
 from vault.storage.s3client import error_code, open_client
 from vault.storage.s3store import S3BlobStore, key_of
 

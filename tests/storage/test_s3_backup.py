@@ -8,18 +8,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from ceph_fixture import CephCluster
-from test_blob_contract import creds, new_bucket, s3_config
-from test_s3_http import s3_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
-from ops_fixtures import evault
-
+from tests.ops.ops_fixtures import evault
+from tests.storage.ceph_fixture import CephCluster
+from tests.storage.test_blob_contract import creds, new_bucket, s3_config
+from tests.storage.test_s3_http import s3_env
 from vault.db import with_database
 from vault.storage.s3client import open_client
 from vault.storage.s3store import key_of

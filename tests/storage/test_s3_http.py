@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ceph_fixture import CephCluster
-from test_blob_contract import creds, new_bucket, s3_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from http_fixtures import World, make_video, seeded_service
-from service_fixtures import free_port
-
+from tests.api.http_fixtures import World, make_video, seeded_service
+from tests.api.service_fixtures import free_port
+from tests.storage.ceph_fixture import CephCluster
+from tests.storage.test_blob_contract import creds, new_bucket, s3_config
 from vault.storage.s3client import open_client
 from vault.storage.s3store import key_of
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from ceph_fixture import CephCluster
-from test_blob_contract import creds, new_bucket, s3_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from test_multinode import run_two_nodes, two_nodes
-from test_s3_http import s3_env
-
+from tests.api.test_multinode import run_two_nodes, two_nodes
+from tests.storage.ceph_fixture import CephCluster
+from tests.storage.test_blob_contract import creds, new_bucket, s3_config
+from tests.storage.test_s3_http import s3_env
 from vault.storage.s3client import error_code, open_client
 from vault.storage.s3store import key_of
 

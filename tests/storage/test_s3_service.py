@@ -9,20 +9,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ceph_fixture import CephCluster
-from test_blob_contract import creds, new_bucket, s3_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
-from crypto_fixtures import MARK, Env, admin, dock, open_env, plaintext
 
 from ingest.acquire import Receipt
+from tests.crypto.crypto_fixtures import MARK, Env, admin, dock, open_env, plaintext
+from tests.storage.ceph_fixture import CephCluster
+from tests.storage.test_blob_contract import creds, new_bucket, s3_config
 from vault.cases import links as cases
 from vault.config import StoreConfig
 from vault.errors import ConfigError
@@ -209,7 +206,7 @@ async def test_bucket_without_object_lock_stops_the_start(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ceph.secret_key)
     bucket = new_bucket()
     await raw.create_bucket(Bucket=bucket)
-    from crypto_fixtures import Cfg
+    from tests.crypto.crypto_fixtures import Cfg
 
     cfg = Cfg(tmp_path, store=StoreConfig(backend="s3", s3=s3_config(ceph, bucket)))
     with pytest.raises(ConfigError, match="has no Object Lock"):
@@ -277,8 +274,7 @@ async def test_disposal_deletes_the_versions_once_the_lock_expired_after_the_ent
 async def test_case_export_reads_plain_and_sealed_objects_from_the_bucket(
     pg_dsn: str, tmp_path: Path, s3_env: StoreConfig
 ) -> None:
-    from crypto_fixtures import legal_reviewer
-
+    from tests.crypto.crypto_fixtures import legal_reviewer
     from vault.review.export import export_case
     from verify.package_checks import verify_package
 
@@ -307,8 +303,7 @@ async def test_label_raise_seals_into_the_bucket_and_keeps_the_locked_plain_vers
     """Re-encryption on S3: the sealed copy is written and reads switch to it; the plain
     version cannot be deleted before its lock expires (WORM): it is kept, named in a warning,
     and the job finishes instead of failing for ever."""
-    from crypto_fixtures import TEST_MAC, drain
-
+    from tests.crypto.crypto_fixtures import TEST_MAC, drain
     from vault.storage.reseal import Resealer
 
     d = dock(tmp_path, label="internal")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from msgspec.structs import replace
-from test_blob_contract import new_bucket
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crypto"))
-from crypto_fixtures import TEST_MAC, admin, dock, drain, open_env, plaintext
-from test_s3_service import acquire, raw, read, s3_env  # noqa: F401 - fixtures
-
+from tests.crypto.crypto_fixtures import TEST_MAC, admin, dock, drain, open_env, plaintext
+from tests.storage.test_blob_contract import new_bucket
+from tests.storage.test_s3_service import acquire, raw, read, s3_env  # noqa: F401 - fixtures
 from vault.cases import links as cases
 from vault.config import StoreConfig
 from vault.ops import objectlock

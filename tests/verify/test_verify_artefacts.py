@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from package_builder import ORIGIN, TIME, Ledger, note
 
+from tests.verify.package_builder import ORIGIN, TIME, Ledger, note
 from verify.canonical import canonical_json
 from verify.note import Signer
 from verify.report_note import sign_report

@@ -10,8 +10,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from package_builder import ORIGIN, Built, build_package
 
+from tests.verify.package_builder import ORIGIN, Built, build_package
 from verify import package as pkg
 from verify.cli import main
 from verify.note import Signer

@@ -20,19 +20,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
-from package_builder import ORIGIN, Built, build_package, verify_json
 
+from tests.verify.package_builder import ORIGIN, Built, build_package, verify_json
 from verify import package as pkg
 from verify.note import Signer
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import build_verifier  # noqa: E402
+from tools import build_verifier  # noqa: E402
 
 DISTS = ("cryptography", "cffi", "pycparser")
 FOREIGN = ("vault", "api", "ingest", "aiohttp", "asyncpg", "pgserver")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from package_builder import ORIGIN, Built, build_package, expect, verify_json
 
+from tests.verify.package_builder import ORIGIN, Built, build_package, expect, verify_json
 from verify import package as pkg
 from verify.note import Signer
 

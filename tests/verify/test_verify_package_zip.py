@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from package_builder import ORIGIN, Built, build_package, expect, verify_json
 
+from tests.verify.package_builder import ORIGIN, Built, build_package, expect, verify_json
 from verify import package as pkg
 from verify.note import Signer
 from verify.package_checks import verify_package

@@ -16,8 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from package_builder import _EMPTY, ORIGIN, TIME, Built, Ledger, expect, note, verify_json
 
+from tests.verify.package_builder import (
+    _EMPTY,
+    ORIGIN,
+    TIME,
+    Built,
+    Ledger,
+    expect,
+    note,
+    verify_json,
+)
 from verify import package as pkg
 from verify.canonical import canonical_json
 from verify.cli import main

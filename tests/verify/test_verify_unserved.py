@@ -9,8 +9,16 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from package_builder import _EMPTY, ORIGIN, TIME, Built, Ledger, expect, note, verify_json
-
+from tests.verify.package_builder import (
+    _EMPTY,
+    ORIGIN,
+    TIME,
+    Built,
+    Ledger,
+    expect,
+    note,
+    verify_json,
+)
 from verify import package as pkg
 from verify.cli import main
 from verify.merkle import leaf_hash
