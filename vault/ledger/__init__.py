@@ -179,7 +179,11 @@ class Ledger:
         await self.sequencer.close()
         for task in (self._checkpoint_task, self._resolver_task):
             if task is not None:
-                task.cancel()
+                # Cancelled again until done: on Python 3.11 ``asyncio.wait_for`` can swallow a
+                # cancellation that arrives as the awaited event fires, and the loop goes on.
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=1.0)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._checkpoint_task = self._resolver_task = None
