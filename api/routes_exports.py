@@ -121,6 +121,8 @@ async def request_export(request: web.Request) -> web.Response:
     kinds, originals = body.renditions, body.originals
     if not all(k in RENDITION_KINDS for k in kinds):
         raise BadRequest(f"renditions: a list drawn from {list(RENDITION_KINDS)}")
+    if len(set(kinds)) != len(kinds):
+        raise BadRequest("renditions: each kind at most once")
     if not (originals or kinds):
         raise BadRequest("originals: without originals, name renditions")
     payload: dict[str, Any] = {

@@ -76,13 +76,16 @@ async def target_of(db: Db, row: evrows.Evidence, kind: TargetKind = "evidence")
 
 async def rendition_target(db: Db, rendition_id: str, *, mac: HostMac) -> Target | None:
     """The target for a rendition: its source's, with the label raised to the rendition's.
-    Both rows are verified: RowTampered if either does not."""
+    Both rows are verified: RowTampered if either does not, or if the source row is missing
+    (evidence rows are never deleted)."""
     row = await evrows.load_rendition(db, mac, rendition_id, where="access decision")
     if row is None:
         return None
     source = await evidence_target(db, str(row.evidence_id), "rendition", mac=mac)
-    if source is None:
-        return None
+    if source is None:  # evidence rows are never deleted: a verified rendition's source is gone
+        exc = RowTampered("evidence", (str(row.evidence_id),), "the source of a rendition is gone")
+        await evrows.alarm(db, exc, "access decision")
+        raise exc
     return rendition_target_of(row, source)
 
 
