@@ -43,16 +43,21 @@ def pg_admin_dsn() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def _admin(dsn: str, statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on its own connection to ``dsn``."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 async def pg_template(pg_admin_dsn: str) -> AsyncIterator[str]:
     """Name of a database with every migration applied (by ``vault.db.migrate``, as the
     service does), and nothing else: what ``pg_dsn`` copies. Nobody connects to it after."""
     name = "evault_tpl_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
+    await _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
     try:
         conn = await asyncpg.connect(with_database(pg_admin_dsn, name))
         try:
@@ -61,11 +66,7 @@ async def pg_template(pg_admin_dsn: str) -> AsyncIterator[str]:
             await conn.close()
         yield name
     finally:
-        admin = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
+        await _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -73,19 +74,11 @@ async def pg_dsn(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
     """A fresh database at the current schema (a copy of ``pg_template``: migrations applied,
     no rows of any test); dropped after the test."""
     name = "evault_t_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    finally:
-        await admin.close()
+    await _admin(pg_admin_dsn, f"CREATE DATABASE {name} TEMPLATE {pg_template}")
     try:
         yield with_database(pg_admin_dsn, name)
     finally:
-        admin = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
+        await _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
