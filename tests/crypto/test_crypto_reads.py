@@ -10,6 +10,7 @@ import pytest
 
 from tests.crypto.crypto_fixtures import CHUNK, Env, open_env, plaintext, read_all
 from vault.errors import IntegrityError
+from vault.storage import storage as storage_module
 from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 
 STRIDE = CHUNK + TAG_SIZE
@@ -147,3 +148,84 @@ async def test_damage_is_an_integrity_error_never_wrong_data(
         with pytest.raises(IntegrityError):
             await read(env, digest)
         assert await read(env, other_digest) == other  # the other object is untouched
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "bit-in-chunk",
+        "bit-in-tag",
+        "bit-in-last-chunk",
+        "truncated-by-a-byte",
+        "truncated-by-a-chunk",
+        "extended",
+        "chunks-swapped",
+        "chunk-from-another-object",
+    ],
+)
+async def test_damage_after_the_object_was_kept_open_is_still_an_integrity_error(
+    pg_dsn: str, tmp_path: Path, damage: str
+) -> None:
+    data, other = plaintext(5 * CHUNK + 77), plaintext(5 * CHUNK + 77)
+    async with open_env(pg_dsn, tmp_path, []) as env:
+        digest, other_digest = await env.seal(data), await env.seal(other)
+        assert await read(env, digest) == data  # opened once: kept open for the next read
+        assert len(env.storage.content.kept) == 1
+        path, other_path = await sealed_file(env, digest), await sealed_file(env, other_digest)
+        raw, foreign = bytearray(path.read_bytes()), other_path.read_bytes()
+        if damage == "bit-in-chunk":
+            _flip(raw, chunk_at(2) + 5)
+        elif damage == "bit-in-tag":
+            _flip(raw, chunk_at(1) + CHUNK + 3)
+        elif damage == "bit-in-last-chunk":
+            _flip(raw, len(raw) - 30)
+        elif damage == "truncated-by-a-byte":
+            del raw[-1]
+        elif damage == "truncated-by-a-chunk":
+            del raw[chunk_at(4) : chunk_at(5)]
+        elif damage == "extended":
+            raw += os.urandom(TAG_SIZE + 1)
+        elif damage == "chunks-swapped":
+            one, two = raw[chunk_at(1) : chunk_at(2)], raw[chunk_at(2) : chunk_at(3)]
+            raw[chunk_at(1) : chunk_at(3)] = two + one
+        else:
+            raw[chunk_at(2) : chunk_at(3)] = foreign[chunk_at(2) : chunk_at(3)]
+        with path.open("r+b") as f:  # in place: the kept descriptor sees the damage
+            f.write(raw)
+            f.truncate(len(raw))
+        with pytest.raises(IntegrityError):
+            await read(env, digest)
+
+
+async def test_a_kept_object_is_used_only_with_the_key_row_it_was_opened_with(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, other = plaintext(3 * CHUNK + 5), plaintext(3 * CHUNK + 5)
+    async with open_env(pg_dsn, tmp_path, []) as env:
+        content = env.storage.content
+        digest, other_digest = await env.seal(data), await env.seal(other)
+        assert await read(env, digest, 1, 2 * CHUNK) == data[1 : 2 * CHUNK]
+        key = await content.key(digest)
+        entry = content.kept.get(digest, key)
+        assert entry is not None
+        assert await read(env, digest) == data
+        assert content.kept.get(digest, key) is entry  # reused: not opened again
+        # the key row changes (here: another object's wrapped key, as a swapped row would be);
+        # once the row is read again, the kept object is not used and the row is refused
+        monkeypatch.setattr(storage_module, "KEY_CACHE_SECONDS", 0.0)
+        swap = (
+            "UPDATE object_keys SET wrapped = (SELECT wrapped FROM object_keys WHERE sha256 = $2)"
+            " WHERE sha256 = $1"
+        )
+        assert key is not None
+        await env.db.pool.execute(swap, digest, other_digest)
+        with pytest.raises(IntegrityError):
+            await read(env, digest)
+        await env.db.pool.execute(
+            "UPDATE object_keys SET wrapped = $2 WHERE sha256 = $1",
+            digest,
+            key.wrapped.blob,
+        )
+        assert await read(env, digest) == data
+        content.forget(digest)
+        assert content.kept.get(digest, key) is None

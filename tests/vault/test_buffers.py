@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vault.storage import buffers
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from an empty pool (reads in earlier tests leave buffers of every size in it)."""
+    monkeypatch.setattr(buffers, "_free", [])
 
 
 def test_a_buffer_with_a_live_view_is_not_handed_out_again() -> None:

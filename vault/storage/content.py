@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from vault.errors import IntegrityError
 from vault.storage.blobstore import BlobStore
@@ -62,6 +62,15 @@ class PlainObject:
         self._path = store.path_of(sha256)
         self._f = store.open(sha256)
         self.size = os.fstat(self._f.fileno()).st_size
+
+    @classmethod
+    def over(cls, path: Path, f: BinaryIO) -> PlainObject:
+        """The object at ``path`` read through ``f``, a descriptor of it already open (closed
+        with the object)."""
+        obj = cls.__new__(cls)
+        obj._path, obj._f = path, f
+        obj.size = os.fstat(f.fileno()).st_size
+        return obj
 
     def read_range(self, start: int, end: int) -> Iterator[bytes]:
         if not 0 <= start <= end <= self.size:

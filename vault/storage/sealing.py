@@ -35,8 +35,8 @@ Guarantees:
 * The plaintext size is authenticated when a ``SealedReader`` opens: it decrypts the last chunk and
   checks its final flag, so a truncated object fails at open, before any range is served.
 * Range reads decrypt only the chunks overlapping the range. Memory is bounded whatever the
-  object size: file I/O goes in batches of whole sealed chunks of about 1 MiB (at least one
-  chunk) into one buffer reused for the whole read, and ``SealWriter`` holds at most one
+  object size: file I/O goes in batches of whole sealed chunks holding 1 MiB of plaintext (at
+  least one chunk) into one buffer reused for the whole read, and ``SealWriter`` holds at most one
   plaintext chunk besides its output batch. Sequential reads keep the kernel reading ahead
   (``vault.storage.prefetch``), so the disk works while chunks are decrypted, and a range of at
   least ``AHEAD_BATCHES`` batches is read and decrypted on a worker thread one batch ahead of its
@@ -49,6 +49,14 @@ Guarantees:
   view of it is alive), so a streaming consumer writes a MiB at a time without a new allocation
   per chunk. The same authentication rule holds: a piece holds only authenticated chunks.
 * The content address stays the plaintext SHA-256, computed by ``SealWriter`` while sealing.
+* A reader over a file with a descriptor reads it with positional reads only (``os.preadv``: no
+  shared file position), so what opening established (``SealedReader.state``: the header and
+  sizes it authenticated, the chunk cipher) may open the same object again on another
+  descriptor of it (``SealedReader.reopen``) without unwrapping the key, deriving the chunk key
+  or decrypting the last chunk; ``reopen`` refuses a file whose length is no longer the
+  authenticated one (truncated or extended since). A reopened reader serves only chunks it
+  reads from the file and authenticates (the last one too), under the header as authenticated
+  at open.
 
 ``OSError`` from the underlying files propagates unchanged (the blob store maps it).
 """
@@ -60,7 +68,7 @@ import os
 import secrets
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -70,6 +78,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.errors import IntegrityError, TooLarge
 from vault.storage import buffers
+from vault.storage.fileread import fileno_of, read_at, read_cached
 from vault.storage.pipeline import ahead
 from vault.storage.prefetch import ReadAhead
 
@@ -82,6 +91,7 @@ __all__ = [
     "SealResult",
     "SealWriter",
     "SealedReader",
+    "SealedState",
     "plaintext_size",
     "read_header",
     "seal_stream",
@@ -119,6 +129,20 @@ class SealHeader:
     raw: bytes
     chunk_size: int
     object_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SealedState:
+    """What opening a sealed object established (module docstring). It holds the chunk cipher
+    (not the data key): keep it in-process only; ``repr`` does not show it."""
+
+    header: bytes
+    object_id: bytes
+    chunk_size: int
+    sealed_size: int
+    size: int
+    chunks: int
+    aead: AESGCM = field(repr=False)
 
 
 def _exponent(chunk_size: int) -> int:
@@ -191,8 +215,9 @@ def _aad(header: bytes, index: int, final: bool) -> bytes:
 
 
 def _batch_chunks(chunk_size: int) -> int:
-    """Chunks per read or write call: about 1 MiB at a time, at least one chunk."""
-    return max(1, _IO_BATCH // (chunk_size + TAG_SIZE))
+    """Chunks per read or write call: 1 MiB of plaintext at a time (so a range of whole MiB
+    is whole batches), at least one chunk."""
+    return max(1, _IO_BATCH // chunk_size)
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes:
@@ -203,15 +228,6 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
             raise IntegrityError("sealed object ended early (truncated while open?)")
         data += more
     return data
-
-
-def _readinto_exact(f: BinaryIO, buf: memoryview) -> None:
-    got = 0
-    while got < len(buf):
-        n = f.readinto(buf[got:])  # type: ignore[attr-defined]
-        if not n:
-            raise IntegrityError("sealed object ended early (truncated while open?)")
-        got += n
 
 
 def _write_all(out: BinaryIO, data: memoryview) -> None:
@@ -329,19 +345,58 @@ class SealedReader:
     last chunk to authenticate that size (``IntegrityError`` otherwise). ``f`` must be seekable.
     """
 
+    state: SealedState
+    _fd: int | None
+
     def __init__(self, dek: bytes, f: BinaryIO) -> None:
-        self._f = f
         head = read_header(f)
-        self.header = head.raw
-        self.object_id = head.object_id
-        self.chunk_size = head.chunk_size
-        self._sealed_size = f.seek(0, os.SEEK_END)
-        self.size = plaintext_size(self._sealed_size, self.chunk_size)
-        self._chunks = max(1, -(-self.size // self.chunk_size))
-        self._aead = _chunk_cipher(dek, self.object_id)
-        last = self._chunks - 1
-        f.seek(self._offset(last))
-        self._last = self._decrypt(last, _read_exact(f, self._sealed_size - self._offset(last)))
+        sealed = f.seek(0, os.SEEK_END)
+        size = plaintext_size(sealed, head.chunk_size)
+        chunks = max(1, -(-size // head.chunk_size))
+        aead = _chunk_cipher(dek, head.object_id)
+        self._bind(
+            SealedState(head.raw, head.object_id, head.chunk_size, sealed, size, chunks, aead), f
+        )
+        self._last: bytes | None = self._decrypt(chunks - 1, self._tail())
+
+    @classmethod
+    def reopen(cls, state: SealedState, f: BinaryIO) -> SealedReader:
+        """A reader of the object ``state`` was taken from, over ``f`` (another descriptor of
+        the same file); ``IntegrityError`` if its length is no longer the authenticated one."""
+        fd = fileno_of(f)
+        length = os.fstat(fd).st_size if fd is not None else f.seek(0, os.SEEK_END)
+        if length != state.sealed_size:
+            raise IntegrityError("sealed object changed length since it was opened")
+        reader = cls.__new__(cls)
+        reader._bind(state, f)
+        reader._last = None  # read and authenticated again when a range reaches it
+        return reader
+
+    def _bind(self, state: SealedState, f: BinaryIO) -> None:
+        self.state = state
+        self._f = f
+        self._fd = fileno_of(f)
+        self.header = state.header
+        self.object_id = state.object_id
+        self.chunk_size = state.chunk_size
+        self._sealed_size = state.sealed_size
+        self.size = state.size
+        self._chunks = state.chunks
+        self._aead = state.aead
+
+    def _tail(self, buf: memoryview | None = None) -> memoryview:
+        """The last sealed chunk, read from the file (into ``buf`` if given)."""
+        at = self._offset(self._chunks - 1)
+        if buf is None:
+            buf = memoryview(bytearray(self._sealed_size - at))
+        read_at(self._f, self._fd, buf, at)
+        return buf
+
+    def _last_plain(self) -> bytes:
+        """The last chunk's plaintext: as authenticated at open, else read and authenticated."""
+        if self._last is not None:
+            return self._last
+        return self._decrypt(self._chunks - 1, self._tail())
 
     def _offset(self, index: int) -> int:
         return HEADER_SIZE + index * (self.chunk_size + TAG_SIZE)
@@ -370,7 +425,7 @@ class SealedReader:
             return
         chunk = self.chunk_size
         first, last = start // chunk, (end - 1) // chunk
-        body_last = min(last, self._chunks - 2)  # chunks read from the file (not the cached last)
+        body_last = min(last, self._chunks - 2)  # the last chunk is read on its own
         batches = self._batches(first, body_last, start, end)
         if body_last + 1 - first >= AHEAD_BATCHES * _batch_chunks(chunk):
             batches = ahead(batches)  # decrypt the next batch while this one is consumed
@@ -380,7 +435,7 @@ class SealedReader:
         finally:  # a consumer that stops early: the worker is done with the file on return
             batches.close()  # type: ignore[attr-defined]
         if last == self._chunks - 1:
-            yield self._cut(self._last, last, start, end)
+            yield self._cut(self._last_plain(), last, start, end)
 
     def _batches(self, first: int, body_last: int, start: int, end: int) -> Iterator[list[bytes]]:
         """Chunks ``first..body_last`` read from the file a batch at a time, decrypted, cut to
@@ -391,12 +446,11 @@ class SealedReader:
             return
         batch = memoryview(bytearray(per_batch * stride))  # reused: one read buffer
         ahead_hint = ReadAhead(self._f, self._offset(body_last + 1))
-        self._f.seek(self._offset(first))
         index = first
         while index <= body_last:  # read a batch of sealed chunks with one call, then decrypt
             count = min(per_batch, body_last + 1 - index)
             sealed = batch[: count * stride]
-            _readinto_exact(self._f, sealed)
+            read_at(self._f, self._fd, sealed, self._offset(index))
             ahead_hint.at(self._offset(index + count))
             pieces = []
             try:
@@ -410,23 +464,32 @@ class SealedReader:
                 raise
             yield pieces
 
-    def read_views(self, start: int, end: int, *, pipelined: bool = True) -> Iterator[memoryview]:
+    def read_views(
+        self, start: int, end: int, *, pipelined: bool = True, nowait: bool = False
+    ) -> Iterator[memoryview]:
         """As ``read_range``, in pieces of about one I/O batch: each batch's chunks are
         decrypted straight into one buffer of its own (no allocation nor copy per chunk), and
         the piece is a view of it (never reused afterwards). A piece holds only chunks that all
         authenticated; at a damaged chunk, the chunks of its batch before it come first, then
-        ``IntegrityError``, exactly as ``read_range`` yields them."""
+        ``IntegrityError``, exactly as ``read_range`` yields them.
+
+        ``nowait`` (not pipelined): a batch the kernel does not hold wholly in memory is
+        announced by an empty piece before it is read; the next step reads it, waiting for the
+        disk. A consumer on an event loop takes that step in a worker thread, and the others on
+        its own thread (reading from memory and decrypting one batch)."""
         if not 0 <= start <= end <= self.size:
             raise ValueError(f"range [{start}, {end}) outside 0..{self.size}")
-        return self._views_of(start, end, pipelined)
+        return self._views_of(start, end, pipelined and not nowait, nowait)
 
-    def _views_of(self, start: int, end: int, pipelined: bool) -> Iterator[memoryview]:
+    def _views_of(
+        self, start: int, end: int, pipelined: bool, nowait: bool
+    ) -> Iterator[memoryview]:
         if start == end:
             return
         chunk = self.chunk_size
         first, last = start // chunk, (end - 1) // chunk
         body_last = min(last, self._chunks - 2)
-        views = self._batch_views(first, body_last, start, end)
+        views = self._batch_views(first, body_last, start, end, nowait)
         if pipelined and body_last + 1 - first >= AHEAD_BATCHES * _batch_chunks(chunk):
             views = ahead(views)
         try:
@@ -434,10 +497,17 @@ class SealedReader:
         finally:
             views.close()  # type: ignore[attr-defined]
         if last == self._chunks - 1:
-            yield memoryview(self._cut(self._last, last, start, end))
+            tail = None
+            if self._last is None and nowait:
+                tail = memoryview(bytearray(self._sealed_size - self._offset(last)))
+                if not read_cached(self._fd, tail, self._offset(last)):
+                    yield memoryview(b"")  # would wait for the disk (read_views)
+                    self._tail(tail)
+            plain = self._last_plain() if tail is None else self._decrypt(last, tail)
+            yield memoryview(self._cut(plain, last, start, end))
 
     def _batch_views(
-        self, first: int, body_last: int, start: int, end: int
+        self, first: int, body_last: int, start: int, end: int, nowait: bool
     ) -> Iterator[memoryview]:
         """As ``_batches``, each batch decrypted into a buffer of its own (``buffers``: one
         nothing else holds a view of), cut to ``[start, end)``."""
@@ -447,22 +517,33 @@ class SealedReader:
             return
         readbuf = buffers.take(per_batch * stride)
         try:
-            yield from self._decrypt_batches(readbuf, per_batch, first, body_last, start, end)
+            yield from self._decrypt_batches(
+                readbuf, per_batch, first, body_last, start, end, nowait
+            )
         finally:
             buffers.give(readbuf)
 
     def _decrypt_batches(
-        self, readbuf: bytearray, per_batch: int, first: int, body_last: int, start: int, end: int
+        self,
+        readbuf: bytearray,
+        per_batch: int,
+        first: int,
+        body_last: int,
+        start: int,
+        end: int,
+        nowait: bool,
     ) -> Iterator[memoryview]:
         chunk, stride = self.chunk_size, self.chunk_size + TAG_SIZE
         ahead_hint = ReadAhead(self._f, self._offset(body_last + 1))
-        self._f.seek(self._offset(first))
         index = first
         while index <= body_last:
             count = min(per_batch, body_last + 1 - index)
             with memoryview(readbuf) as whole:
                 sealed = whole[: count * stride]
-                _readinto_exact(self._f, sealed)
+                if not (nowait and read_cached(self._fd, sealed, self._offset(index))):
+                    if nowait:
+                        yield memoryview(b"")  # would wait for the disk: the consumer decides where
+                    read_at(self._f, self._fd, sealed, self._offset(index))
                 ahead_hint.at(self._offset(index + count))
                 buf = buffers.take(count * chunk)
                 done, failure, piece = 0, None, None

@@ -29,7 +29,9 @@ Guarantees of ``SealingContentStore``:
 * Unwrapping and opening run in a worker thread; the event loop never waits on key files,
   key commands or decryption of a whole object.
 * ``open`` may use a key row it read less than ``KEY_CACHE_SECONDS`` ago (the Range requests
-  of one playback open the same object again and again). A key row that changed since is
+  of one playback open the same object again and again), and keeps objects of the file store
+  open for the next request while that row stays the same (``vault.storage.opencache``: no
+  worker thread, unwrap or key derivation for a kept object). A key row that changed since is
   noticed as the race above is: the object it names is gone, or its KEK retired, and the row
   is read again. A stale row never yields other bytes: a sealed object only ever decrypts,
   authenticated, to the content it was sealed from, and a plain object is the content itself.
@@ -68,6 +70,7 @@ from vault.storage.content import PlainObject, Readable
 from vault.storage.kek import CommandKekStore, FileKekStore, KekStore
 from vault.storage.keyring import ObjectKey, unwrap
 from vault.storage.keystore_db import key_for
+from vault.storage.opencache import OpenEntry, OpenObjects
 from vault.storage.s3blobs import S3Blobs
 from vault.storage.s3store import S3BlobStore
 from vault.storage.sealing import SealedReader, sealed_size
@@ -146,9 +149,11 @@ class SealedObject:
         self._reads.append(reads)
         return reads
 
-    def read_views(self, start: int, end: int, *, pipelined: bool = True) -> Iterator[memoryview]:
+    def read_views(
+        self, start: int, end: int, *, pipelined: bool = True, nowait: bool = False
+    ) -> Iterator[memoryview]:
         """As ``read_range``, about one I/O batch per piece (``SealedReader.read_views``)."""
-        reads = self._reader.read_views(start, end, pipelined=pipelined)
+        reads = self._reader.read_views(start, end, pipelined=pipelined, nowait=nowait)
         self._reads.append(reads)
         return reads
 
@@ -180,16 +185,45 @@ def open_plain(blobs: ObjectStore, sha256: str, scratch: PlaintextScratch) -> Re
     raise TypeError(f"not a blob store: {blobs!r}")
 
 
-def _open_sealed(
-    blobs: ObjectStore, keks: KekStore, key: ObjectKey, scratch: PlaintextScratch
-) -> SealedObject:
+def _open_reader(
+    blobs: ObjectStore, keks: KekStore, key: ObjectKey
+) -> tuple[BinaryIO, SealedReader]:
     dek = unwrap(keks, key.wrapped, key.object_id, key.sha256)
     f = blobs.open_sealed(key.sha256, key.object_id)
     try:
         reader = SealedReader(dek, f)
         if reader.object_id != key.object_id:
             raise IntegrityError(f"sealed object {key.sha256} has a foreign header")
-        return SealedObject(f, reader, scratch)
+        return f, reader
+    except BaseException:
+        f.close()
+        raise
+
+
+def _open_sealed(
+    blobs: ObjectStore, keks: KekStore, key: ObjectKey, scratch: PlaintextScratch
+) -> SealedObject:
+    return SealedObject(*_open_reader(blobs, keks, key), scratch)
+
+
+def _open_entry(
+    blobs: BlobStore, keks: KekStore, sha256: str, key: ObjectKey | None, opened: float
+) -> OpenEntry:
+    """An object of the file store opened to be kept (``vault.storage.opencache``)."""
+    if key is None:
+        return OpenEntry(None, blobs.open(sha256), blobs.path_of(sha256), None, opened)
+    f, reader = _open_reader(blobs, keks, key)
+    return OpenEntry(key, f, None, reader.state, opened)
+
+
+def _reader_of(entry: OpenEntry, scratch: PlaintextScratch) -> Readable:
+    """A ``Readable`` of a kept object, over a descriptor of its own."""
+    f = entry.dup()
+    try:
+        if entry.state is None:
+            assert entry.path is not None
+            return PlainObject.over(entry.path, f)
+        return SealedObject(f, SealedReader.reopen(entry.state, f), scratch)
     except BaseException:
         f.close()
         raise
@@ -206,6 +240,7 @@ class SealingContentStore:
         self.db = db
         self.scratch = scratch
         self._keys: dict[str, tuple[ObjectKey | None, float]] = {}  # sha256 -> (row, read at)
+        self.kept = OpenObjects()
 
     async def _recent_key(self, sha256: str) -> ObjectKey | None:
         """The key row as read at most ``KEY_CACHE_SECONDS`` ago (module docstring)."""
@@ -231,6 +266,8 @@ class SealingContentStore:
         for attempt in (1, 2):
             key = await (self._recent_key(sha256) if attempt == 1 else self.key(sha256))
             try:
+                if isinstance(self.blobs, BlobStore):
+                    return await self._open_kept(sha256, key)
                 if key is None and isinstance(self.blobs, S3Blobs) and self.blobs.on_loop():
                     return await self.blobs.open_plain_here(sha256, self.scratch.base_for)
                 if key is None:
@@ -243,6 +280,31 @@ class SealingContentStore:
                 if attempt == 2 or (key is not None and await self.key(sha256) == key):
                     raise
         raise AssertionError("unreachable")
+
+    async def _open_kept(self, sha256: str, key: ObjectKey | None) -> Readable:
+        """A file-store object, through the objects kept open (``vault.storage.opencache``)."""
+        assert isinstance(self.blobs, BlobStore)
+        entry = self.kept.get(sha256, key)
+        if entry is None:
+            entry = await asyncio.to_thread(
+                _open_entry, self.blobs, self.keks, sha256, key, self.kept.now()
+            )
+            try:
+                obj = _reader_of(entry, self.scratch)
+            except BaseException:
+                entry.f.close()
+                raise
+            self.kept.keep(sha256, entry)
+            return obj
+        try:
+            return _reader_of(entry, self.scratch)
+        except IntegrityError:  # changed since it was opened: never used again
+            self.kept.forget(sha256)
+            raise
+
+    def forget(self, sha256: str) -> None:
+        """This process removed or re-sealed a stored form of ``sha256``: stop keeping it open."""
+        self.kept.forget(sha256)
 
     async def foreign_versions(self, sha256: str) -> str | None:
         """On S3: what was written over the object's live key besides its original (a later
@@ -287,6 +349,7 @@ class Storage(NamedTuple):
         """After ``blob`` was recorded (acquired, re-offered, or a rendition): remove the copy
         that lost (module docstring). Call only once the record committed."""
         live = await self.content.key(blob.sha256)
+        self.content.forget(blob.sha256)
         if isinstance(blob, SealedBlob):
             if live is None or live.object_id != blob.key.object_id:
                 await asyncio.to_thread(self.blobs.remove_sealed, blob.sha256, blob.key.object_id)
