@@ -24,12 +24,16 @@ Guarantees:
   zero-copy with ``loop.sendfile`` (``os.sendfile`` on a plain TCP transport; asyncio falls back
   to reading and writing where it cannot, e.g. under TLS), exactly ``[start, end)``. An object
   offering ``stream_range`` (a plain object in an S3 bucket) streams its ranged GET straight
-  from the event loop. Any other object (sealed: decrypted and authenticated chunk by chunk)
-  is read in a worker thread in batches of up to ``BATCH`` bytes (one thread hop per batch),
-  each written before the next is read; one offering ``read_views`` (a sealed object: a
-  piece per I/O batch, decrypted in place) is read through it, so each write sends about a
-  MiB, not a chunk. The object is closed on every exit, including a client
-  that disconnects mid-stream.
+  from the event loop. One offering ``read_views`` (a sealed object: a piece per I/O batch of
+  about a MiB, decrypted in place and authenticated) is read with ``nowait``: a batch the
+  kernel holds in memory is read and decrypted on the event loop itself (about what writing
+  that MiB to the socket costs the loop; a thread hop costs more on a busy process), and one
+  that would wait for the disk, with those after it up to ``BATCH`` bytes, in a worker thread.
+  Any other object is read in a worker thread in batches of up to ``BATCH`` bytes. Each batch
+  is written before the next is read, and no thread hop is spent once the range is sent. The
+  object is closed on every exit, including a client that disconnects mid-stream; a chunk that
+  fails authentication ends the response short of its length (the client sees the transfer
+  fail), after only the chunks before it.
 """
 
 from __future__ import annotations
@@ -202,14 +206,13 @@ async def send_content(
             async with contextlib.aclosing(streamed):
                 async for data in streamed:
                     await response.write(data)
+        elif callable(views := getattr(obj, "read_views", None)):
+            await _send_views(response, views(start, end, nowait=True), end - start)
         else:
-            views = getattr(obj, "read_views", None)
-            chunks = (
-                views(start, end, pipelined=False)
-                if callable(views)
-                else obj.read_range(start, end)
-            )
-            while batch := await asyncio.to_thread(_next_batch, chunks):
+            chunks = obj.read_range(start, end)
+            left = end - start  # stop once it is all sent: no thread hop to find the end
+            while left > 0 and (batch := await asyncio.to_thread(_next_batch, chunks)):
+                left -= sum(len(piece) for piece in batch)
                 batch.reverse()
                 while batch:  # each piece dropped once written: its buffer can be reused
                     await response.write(batch.pop())
@@ -223,15 +226,40 @@ BATCH = 4 << 20
 
 
 def _next_batch(chunks: Iterator[bytes] | Iterator[memoryview]) -> list[bytes | memoryview]:
-    """The next chunks, up to about ``BATCH`` bytes; empty at the end."""
+    """The next chunks, up to about ``BATCH`` bytes; empty at the end. Empty pieces (``nowait``
+    announcing a read from disk: it happens here) are skipped."""
     batch: list[bytes | memoryview] = []
     size = 0
     for data in chunks:
+        if not data:
+            continue
         batch.append(data)
         size += len(data)
         if size >= BATCH:
             break
     return batch
+
+
+async def _send_views(response: web.StreamResponse, views: Iterator[memoryview], n: int) -> None:
+    """Send the ``n`` bytes of ``views`` (``read_views(..., nowait=True)``): a piece read from
+    memory is taken here on the loop (one batch: about a MiB read and decrypted), one that
+    needs the disk, with those after it up to ``BATCH``, in a worker thread."""
+    while n > 0:
+        piece = next(views, None)
+        if piece is None:
+            return
+        if piece:
+            n -= len(piece)
+            await response.write(piece)
+            del piece  # its buffer is reused once no view of it is left
+            continue
+        batch = await asyncio.to_thread(_next_batch, views)
+        if not batch:
+            return
+        n -= sum(len(p) for p in batch)
+        batch.reverse()
+        while batch:  # each piece dropped once written: its buffer can be reused
+            await response.write(batch.pop())
 
 
 async def _sendfile(
