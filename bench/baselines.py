@@ -12,7 +12,13 @@ re-encryption stores it). Then three comparisons, each against its peer started 
    object (nginx cannot decrypt; it sends the same bytes the client gets). The same client
    (``apibench.load.range_stream``: ``--range-clients`` threads, each a keep-alive connection,
    the same ``--range-chunk-mib`` ranges, ``--range-passes`` times over the object) asks nginx
-   and the service, alternately, for each object. CPU per GiB of each server.
+   and the service, alternately, for each object. CPU per GiB of each server. For the sealed
+   object, the floor measured in the same run (``apibench.decrypt``): ``cryptography``'s
+   AES-256-GCM decryption of that very object, chunk by chunk as stored, in one thread, from
+   memory (GiB/s, CPU-s per GiB). The service must decrypt and send, so its CPU per GiB is at
+   least nginx's plus the decryption's: ``range sealed floor`` is the ratio that bound allows
+   (nginx's CPU per GiB over the sum), against the sealed goal. The ``accessed`` entries the
+   service wrote during its runs are counted (one per playback session is intended).
 2. **Evidence list vs the same SQL alone.** The service under ``wrk`` (``--clients``
    connections, a random case per request, the case system's token) against pgbench (the
    pgserver wheel's, else the system's) running the very statement the service sends
@@ -66,6 +72,7 @@ from typing import Any
 
 import asyncpg
 from apibench.common import CS, DOCK_PRINCIPAL, MIB
+from apibench.decrypt import decrypt_floor, sealed_object
 from apibench.load import (
     dock_target,
     list_load,
@@ -134,6 +141,8 @@ class Meter:
 
 async def ranges_vs_nginx(
     args: argparse.Namespace,
+    cfg: Config,
+    dsn: str,
     url: str,
     pid: int,
     token: str,
@@ -144,6 +153,8 @@ async def ranges_vs_nginx(
     gib = args.range_passes * size / GIB
     stream = _stream(args, size)
     lines: list[str] = []
+    dek, sealed_path = await sealed_object(cfg, objects["sealed"][1])
+    accessed = await _accessed(dsn)
     files = {f"{kind}.mp4": path for kind, (_eid, path) in objects.items()}
     with nginx(files, tmp) as (nginx_url, master):
         meter = Meter(
@@ -169,6 +180,11 @@ async def ranges_vs_nginx(
             best = {side: max(r, key=lambda x: x["rate"]) for side, r in runs.items()}
             n, s = best["nginx"], best["service"]
             ratio = s["rate"] / n["rate"]
+            floor = None
+            if kind == "sealed":  # in the same run, after the streams: the same bytes again
+                floor = await asyncio.to_thread(
+                    decrypt_floor, dek, Path(sealed_path), args.range_passes
+                )
             print(
                 f"  Range, {kind} object, {args.range_clients} clients x {args.range_chunk_mib} "
                 f"MiB ranges: service {s['rate'] / MIB:,.0f} MiB/s, nginx "
@@ -181,7 +197,43 @@ async def ranges_vs_nginx(
             lines.append(
                 target(f"range {kind} vs nginx", f"{ratio:.0%}", f">= {goal:.0%}", ratio >= goal)
             )
+            if floor is not None:
+                nginx_cpu = n["nginx"] / gib
+                bound = nginx_cpu / (nginx_cpu + floor["cpu"])
+                print(
+                    f"    decryption floor (AES-256-GCM, cryptography, 1 thread, the same "
+                    f"object and chunks): {floor['rate'] / GIB:.2f} GiB/s, {floor['cpu']:.3f} "
+                    f"CPU-s per GiB; decrypt + nginx's send {nginx_cpu + floor['cpu']:.2f} "
+                    f"CPU-s per GiB against the service's {s['service'] / gib:.2f}: at most "
+                    f"{bound:.0%} of nginx's rate for the same CPU (measured {ratio:.0%})",
+                    flush=True,
+                )
+                lines.append(
+                    target(
+                        "range sealed floor (decrypt + send) vs nginx",
+                        f"{bound:.0%}",
+                        f">= the goal {goal:.0%}",
+                        bound >= goal,
+                    )
+                )
+    entries = await _accessed(dsn) - accessed
+    per_object = args.rounds * args.range_passes * -(-size // (args.range_chunk_mib * MIB))
+    print(
+        f"  accessed entries written by the Range runs: {entries} for {len(objects)} objects "
+        f"streamed by one principal, {per_object:,} requests each (one playback session per "
+        "object is intended)",
+        flush=True,
+    )
     return lines
+
+
+async def _accessed(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n = await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'accessed'")
+    finally:
+        await conn.close()
+    return int(n)
 
 
 def _stream(args: argparse.Namespace, size: int) -> Callable[[str, str | None, str], Any]:
@@ -404,7 +456,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[str]:
             await wait_ready(url)
             token = str(s[CS])
             if "range" in args.only:
-                lines += await ranges_vs_nginx(args, url, pid, token, objects, tmp)
+                lines += await ranges_vs_nginx(args, cfg, dsn, url, pid, token, objects, tmp)
             if "list" in args.only:
                 lines += await list_vs_pgbench(args, cfg, dsn, url, pid, token, tmp)
             if "upload" in args.only:

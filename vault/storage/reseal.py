@@ -194,6 +194,7 @@ class Resealer:
     async def _drop_plain(self, sha256: str, object_id: bytes) -> None:
         """Remove the plain copy of content now sealed as ``object_id``; one its Object Lock
         keeps is recorded for removal once the lock expires."""
+        self.storage.content.forget(sha256)  # no plain copy kept open in this process either
         if await asyncio.to_thread(self.storage.blobs.remove_plain, sha256):
             return
         if self.ledger is not None:
@@ -239,6 +240,7 @@ class Resealer:
         finally:
             obj.close()
         if await delete_key(self.db, key):
+            storage.content.forget(sha256)  # nor its data key's cipher kept in this process
             await asyncio.to_thread(storage.blobs.remove_sealed, sha256, key.object_id)
         log.info("decryption: %s is now stored plain", sha256)
         return True
