@@ -252,7 +252,7 @@ _CONTENT_RESPONSES: Mapping[int | str, Any] = {
 
 async def _open(request: web.Request, sha256: str) -> Any:
     try:
-        return await request.app[CONTENT].open(sha256)
+        return await request.app[CONTENT].open(sha256, reuse=True)
     except NotFound:
         raise NotFound("the content is no longer held (disposed of)") from None
 

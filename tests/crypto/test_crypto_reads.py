@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.crypto.crypto_fixtures import CHUNK, Env, open_env, plaintext, read_all
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, NotFound
 from vault.storage import storage as storage_module
 from vault.storage.sealing import HEADER_SIZE, TAG_SIZE
 
@@ -28,8 +28,10 @@ async def sealed_file(env: Env, digest: str) -> Path:
     return path
 
 
-async def read(env: Env, digest: str, start: int = 0, end: int | None = None) -> bytes:
-    return await read_all(await env.storage.content.open(digest), start, end)
+async def read(
+    env: Env, digest: str, start: int = 0, end: int | None = None, *, reuse: bool = False
+) -> bytes:
+    return await read_all(await env.storage.content.open(digest, reuse=reuse), start, end)
 
 
 async def test_range_reads_at_and_across_chunk_boundaries(pg_dsn: str, tmp_path: Path) -> None:
@@ -169,7 +171,9 @@ async def test_damage_after_the_object_was_kept_open_is_still_an_integrity_error
     data, other = plaintext(5 * CHUNK + 77), plaintext(5 * CHUNK + 77)
     async with open_env(pg_dsn, tmp_path, []) as env:
         digest, other_digest = await env.seal(data), await env.seal(other)
-        assert await read(env, digest) == data  # opened once: kept open for the next read
+        assert (
+            await read(env, digest, reuse=True) == data
+        )  # opened once: kept open for the next read
         assert len(env.storage.content.kept) == 1
         path, other_path = await sealed_file(env, digest), await sealed_file(env, other_digest)
         raw, foreign = bytearray(path.read_bytes()), other_path.read_bytes()
@@ -194,7 +198,7 @@ async def test_damage_after_the_object_was_kept_open_is_still_an_integrity_error
             f.write(raw)
             f.truncate(len(raw))
         with pytest.raises(IntegrityError):
-            await read(env, digest)
+            await read(env, digest, reuse=True)
 
 
 async def test_a_kept_object_is_used_only_with_the_key_row_it_was_opened_with(
@@ -204,11 +208,11 @@ async def test_a_kept_object_is_used_only_with_the_key_row_it_was_opened_with(
     async with open_env(pg_dsn, tmp_path, []) as env:
         content = env.storage.content
         digest, other_digest = await env.seal(data), await env.seal(other)
-        assert await read(env, digest, 1, 2 * CHUNK) == data[1 : 2 * CHUNK]
+        assert await read(env, digest, 1, 2 * CHUNK, reuse=True) == data[1 : 2 * CHUNK]
         key = await content.key(digest)
         entry = content.kept.get(digest, key)
         assert entry is not None
-        assert await read(env, digest) == data
+        assert await read(env, digest, reuse=True) == data
         assert content.kept.get(digest, key) is entry  # reused: not opened again
         # the key row changes (here: another object's wrapped key, as a swapped row would be);
         # once the row is read again, the kept object is not used and the row is refused
@@ -220,12 +224,16 @@ async def test_a_kept_object_is_used_only_with_the_key_row_it_was_opened_with(
         assert key is not None
         await env.db.pool.execute(swap, digest, other_digest)
         with pytest.raises(IntegrityError):
-            await read(env, digest)
+            await read(env, digest, reuse=True)
         await env.db.pool.execute(
             "UPDATE object_keys SET wrapped = $2 WHERE sha256 = $1",
             digest,
             key.wrapped.blob,
         )
-        assert await read(env, digest) == data
+        assert await read(env, digest, reuse=True) == data
         content.forget(digest)
         assert content.kept.get(digest, key) is None
+        assert await read(env, digest, reuse=True) == data
+        (await sealed_file(env, digest)).unlink()  # kept open, but gone from the store:
+        with pytest.raises(NotFound):  # an open without reuse (scrub's) sees what is stored now
+            await read(env, digest)

@@ -44,8 +44,10 @@ class Readable(Protocol):
 class ContentStore(Protocol):
     """Opens stored objects by their (plaintext) SHA-256."""
 
-    async def open(self, sha256: str) -> Readable:
-        """The object, or NotFound."""
+    async def open(self, sha256: str, *, reuse: bool = False) -> Readable:
+        """The object, or NotFound. ``reuse``: it may come from an object kept open since an
+        earlier open (serving the Range requests of a playback); callers that check what is
+        stored now (scrub, integrity reports) leave it False."""
         ...
 
     async def foreign_versions(self, sha256: str) -> str | None:
@@ -104,7 +106,7 @@ class PlainContentStore:
     def __init__(self, store: BlobStore) -> None:
         self.blobs = store
 
-    async def open(self, sha256: str) -> Readable:
+    async def open(self, sha256: str, *, reuse: bool = False) -> Readable:
         return PlainObject(self.blobs, sha256)
 
     async def foreign_versions(self, sha256: str) -> str | None:

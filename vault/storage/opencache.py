@@ -7,6 +7,9 @@ cipher derived from its unwrapped data key, its authenticated size and last chun
 same object again is then a ``dup`` of that descriptor on the calling thread: no worker thread,
 no file lookup, no key unwrap or derivation, no decryption of the last chunk.
 
+Only ``SealingContentStore.open(..., reuse=True)`` goes through it (the HTTP content routes);
+every other open (scrub, integrity reports, jobs) opens what is stored at that moment.
+
 Guarantees:
 
 - An entry is used only for the key row it was opened with: ``SealingContentStore`` passes the

@@ -29,12 +29,16 @@ Guarantees of ``SealingContentStore``:
 * Unwrapping and opening run in a worker thread; the event loop never waits on key files,
   key commands or decryption of a whole object.
 * ``open`` may use a key row it read less than ``KEY_CACHE_SECONDS`` ago (the Range requests
-  of one playback open the same object again and again), and keeps objects of the file store
-  open for the next request while that row stays the same (``vault.storage.opencache``: no
-  worker thread, unwrap or key derivation for a kept object). A key row that changed since is
-  noticed as the race above is: the object it names is gone, or its KEK retired, and the row
-  is read again. A stale row never yields other bytes: a sealed object only ever decrypts,
-  authenticated, to the content it was sealed from, and a plain object is the content itself.
+  of one playback open the same object again and again). With ``reuse`` (the HTTP content
+  routes) it keeps objects of the file store open for the next request while that row stays
+  the same (``vault.storage.opencache``: no worker thread, unwrap or key derivation for a kept
+  object); without it (scrub, integrity reports, jobs) every open opens what is stored now.
+  A key row that changed since is noticed as the race above is: the object it names is gone,
+  or its KEK retired, and the row is read again. A stale row never yields other bytes: a
+  sealed object only ever decrypts, authenticated, to the content it was sealed from, and a
+  plain object is the content itself. The same holds of a kept object (its content address
+  and, sealed, its authentication do not depend on when it was opened); access is decided by
+  the caller before every open, never by what is kept.
 
 The blob store is the file store (``store.backend = "file"``) or an S3 bucket with Object Lock
 (``"s3"``, ``vault.storage.s3blobs``): ``open_objects`` connects to the bucket (refusing one
@@ -261,12 +265,13 @@ class SealingContentStore:
     async def is_sealed(self, sha256: str) -> bool:
         return await self.key(sha256) is not None
 
-    async def open(self, sha256: str) -> Readable:
-        """The object, or ``NotFound``; see the module docstring for races."""
+    async def open(self, sha256: str, *, reuse: bool = False) -> Readable:
+        """The object, or ``NotFound``; see the module docstring for races. ``reuse``: through
+        the objects kept open (file store; ``vault.storage.opencache``), for serving."""
         for attempt in (1, 2):
             key = await (self._recent_key(sha256) if attempt == 1 else self.key(sha256))
             try:
-                if isinstance(self.blobs, BlobStore):
+                if reuse and isinstance(self.blobs, BlobStore):
                     return await self._open_kept(sha256, key)
                 if key is None and isinstance(self.blobs, S3Blobs) and self.blobs.on_loop():
                     return await self.blobs.open_plain_here(sha256, self.scratch.base_for)
