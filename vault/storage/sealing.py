@@ -544,7 +544,7 @@ class SealedReader:
                     if nowait:
                         yield memoryview(b"")  # would wait for the disk: the consumer decides where
                     read_at(self._f, self._fd, sealed, self._offset(index))
-                ahead_hint.at(self._offset(index + count))
+                    ahead_hint.at(self._offset(index + count))  # not from memory: may wait
                 buf = buffers.take(count * chunk)
                 done, failure, piece = 0, None, None
                 with memoryview(buf) as plain:
