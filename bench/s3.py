@@ -15,14 +15,20 @@ FOLDER`` (a cluster already running); without it a cluster is started and stoppe
        pass: SHA-256 of the file and of each part; upload with each part signed with its
        SHA-256, checked by the store; lock unless the bucket's default retention covers it,
        HEAD confirmation, evidence row, ledger entry and signed checkpoint), in this process.
-   Target: (b) >= 80% of (a)'s rate (medians).
+   Target: (b) >= 80% of (a)'s rate (medians). Floor: the plain upload after one SHA-256
+   pass over the file (the object's key is its hash, known only once the whole file is read),
+   timed in the same rounds.
 2. Range streaming: a real ``evault serve`` on the S3 store, one SIZE file PUT to its dock and
    linked to a case; for each size in RANGE_MIB, RANGES random ranges of that size, fetched
    with the same HTTP client
    (http.client, one keep-alive connection each) from
-   (c) the gateway itself (a presigned GET of the object's version) and
-   (d) the service's /v1/evidence/{id}/content (bearer token), interleaved per range.
-   Target: (d) >= 70% of (c)'s rate (total times), for each range size.
+   (c) the gateway itself (a presigned GET of the object's version),
+   (d) the service's /v1/evidence/{id}/content (bearer token), and
+   (e) a bare relay: a separate Python process that only forwards each GET to the gateway's
+       presigned URL and streams the answer back (aiohttp, as the service), nothing else;
+   in turn for each range.
+   Target: (d) >= 70% of (c)'s rate (total times), for each range size. Floor: (e)'s rate,
+   what any relay through one more Python process gets on this machine.
 3. Peak RSS: this process (which ran the acquisitions) and the `evault serve` process (VmHWM).
    Target: each <= 300 MB.
 
@@ -43,6 +49,7 @@ import resource
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,10 +131,20 @@ def s3_cfg(ceph: CephCluster, bucket: str) -> S3StoreConfig:
     )
 
 
+def sha256_pass(path: Path) -> float:
+    """Seconds of one SHA-256 pass over the file, read in parts."""
+    t0 = time.perf_counter()
+    hasher = hashlib.sha256()
+    with path.open("rb", buffering=0) as f:
+        while data := f.read(PART):
+            hasher.update(data)
+    return time.perf_counter() - t0
+
+
 async def acquisition(
     ceph: CephCluster, dsn: str, size: int, repeat: int, work: Path
-) -> tuple[float, float]:
-    """Section 1: (median seconds of the plain upload, of the acquisition)."""
+) -> tuple[float, float, float]:
+    """Section 1: median seconds of the plain upload, of the acquisition, of a SHA-256 pass."""
     from crypto_fixtures import dock, open_env
 
     from ingest.acquire import Receipt
@@ -139,7 +156,7 @@ async def acquisition(
     store = StoreConfig(backend="s3", s3=s3_cfg(ceph, "bench-svc-" + secrets.token_hex(4)))
     work.mkdir(parents=True, exist_ok=True)
     d = dock(work, label="internal", release="keep")
-    times: dict[str, list[float]] = {"plain": [], "service": []}
+    times: dict[str, list[float]] = {"plain": [], "service": [], "hash": []}
     async with (
         open_client(s3_cfg(ceph, plain_bucket), creds) as client,
         open_env(dsn, work, [d], store=store) as env,
@@ -148,6 +165,7 @@ async def acquisition(
         for i in range(repeat):
             path = d.path / NAME.format(i)
             write_random(path, size)
+            times["hash"].append(await asyncio.to_thread(sha256_pass, path))
             for which in ("plain", "service") if i % 2 == 0 else ("service", "plain"):
                 t0 = time.perf_counter()
                 if which == "plain":
@@ -162,7 +180,11 @@ async def acquisition(
                 flush=True,
             )
             path.unlink()
-    return statistics.median(times["plain"]), statistics.median(times["service"])
+    return (
+        statistics.median(times["plain"]),
+        statistics.median(times["service"]),
+        statistics.median(times["hash"]),
+    )
 
 
 @contextlib.contextmanager
@@ -176,6 +198,55 @@ def serving(ceph: CephCluster, admin_dsn: str, work: Path) -> Iterator[Any]:
         yield w, env["EVAULT_STORE_S3_BUCKET"]
 
 
+RELAY = """
+import asyncio, sys
+import aiohttp
+from aiohttp import web
+
+async def main():
+    session = aiohttp.ClientSession(auto_decompress=False)
+    target = sys.argv[1]
+
+    async def relay(request):
+        async with session.get(target, headers={"Range": request.headers["Range"]}) as got:
+            out = web.StreamResponse(status=got.status)
+            out.content_length = got.content_length
+            await out.prepare(request)
+            async for chunk in got.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    app = web.Application()
+    app.router.add_get("/", relay)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(site._server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def relay(url: str) -> Iterator[http.client.HTTPConnection]:
+    """A bare relay to ``url`` in its own process (section 2's floor), and a connection to it."""
+    proc = subprocess.Popen([sys.executable, "-c", RELAY, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def vm_hwm(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -185,9 +256,8 @@ def vm_hwm(pid: int) -> int:
 
 def ranges(
     ceph: CephCluster, admin_dsn: str, size: int, nranges: int, span_mib: list[int], work: Path
-) -> tuple[dict[int, tuple[float, float]], int]:
-    """Section 2: {range MiB: (seconds from the gateway, through the service)}, and serve's
-    peak RSS."""
+) -> tuple[dict[int, dict[str, float]], int]:
+    """Section 2: {range MiB: {"gateway"/"service"/"relay": seconds}}, and serve's peak RSS."""
     work.mkdir(parents=True, exist_ok=True)
     src = work / "range-src"
     write_random(src, size)
@@ -222,27 +292,29 @@ def ranges(
         time.sleep(3)  # let the upload's media job (random bytes: it fails fast) settle
         data = src.read_bytes()
         out = {}
-        for mib in span_mib:
-            spent = {"gateway": 0.0, "service": 0.0}
-            n = mib * MIB
-            for k in range(nranges):
-                off = random.randrange(0, size - n)
-                rng = {"Range": f"bytes={off}-{off + n - 1}"}
-                order = [("gateway", gw, gw_path, {}), ("service", svc, svc_path, auth)]
-                for which, conn, path, extra in order if k % 2 == 0 else order[::-1]:
-                    t0 = time.perf_counter()
-                    conn.request("GET", path, headers={**rng, **extra})
-                    r = conn.getresponse()
-                    got = r.read()
-                    spent[which] += time.perf_counter() - t0
-                    assert r.status == 206, (which, r.status, got[:200])
-                    assert got == data[off : off + n], which
-            out[mib] = (spent["gateway"], spent["service"])
-            print(
-                f"  {mib} MiB ranges: gateway {nranges * mib / spent['gateway']:7.1f} MiB/s,"
-                f" service {nranges * mib / spent['service']:7.1f} MiB/s",
-                flush=True,
-            )
+        with relay(presigned) as rel:
+            for mib in span_mib:
+                spent = {"gateway": 0.0, "service": 0.0, "relay": 0.0}
+                n = mib * MIB
+                for k in range(nranges):
+                    off = random.randrange(0, size - n)
+                    rng = {"Range": f"bytes={off}-{off + n - 1}"}
+                    order = [
+                        ("gateway", gw, gw_path, {}),
+                        ("service", svc, svc_path, auth),
+                        ("relay", rel, "/", {}),
+                    ]
+                    for which, conn, path, extra in order[k % 3 :] + order[: k % 3]:
+                        t0 = time.perf_counter()
+                        conn.request("GET", path, headers={**rng, **extra})
+                        r = conn.getresponse()
+                        got = r.read()
+                        spent[which] += time.perf_counter() - t0
+                        assert r.status == 206, (which, r.status, got[:200])
+                        assert got == data[off : off + n], which
+                out[mib] = spent
+                rates = ", ".join(f"{w} {nranges * mib / t:7.1f} MiB/s" for w, t in spent.items())
+                print(f"  {mib} MiB ranges: {rates}", flush=True)
         del data
         gw.close()
         svc.close()
@@ -345,21 +417,27 @@ def main() -> int:
             print("1. acquisition (dock file -> receipt) vs a plain multipart upload")
             dsn = asyncio.run(_create_db(admin_dsn))
             try:
-                plain, service = asyncio.run(
+                plain, service, hashing = asyncio.run(
                     acquisition(ceph, dsn, size, args.repeat, work / "acq")
                 )
             finally:
                 asyncio.run(_drop_db(admin_dsn, dsn))
             own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             mb = size / MIB
-            print(f"  plain upload {mb / plain:7.1f} MiB/s, acquisition {mb / service:7.1f} MiB/s")
+            print(
+                f"  plain upload {mb / plain:7.1f} MiB/s, acquisition {mb / service:7.1f} MiB/s,"
+                f" SHA-256 pass {mb / hashing:7.1f} MiB/s"
+            )
             print(f"2. {args.ranges} ranged reads each: gateway vs the service's content")
             spans = [int(x) for x in args.range_mib.split(",")]
             got, serve_rss = ranges(ceph, admin_dsn, size, args.ranges, spans, work / "http")
+            print(f"floor acquisition/plain-upload: {plain / (plain + hashing):.3f}")
+            for mib, spent in got.items():
+                print(f"floor range-{mib}MiB/gateway: {spent['gateway'] / spent['relay']:.3f}")
             ratio = plain / service
             print(target("acquisition/plain-upload", ratio, ">= 0.80", ratio >= 0.8))
-            for mib, (gw, svc) in got.items():
-                ratio = gw / svc
+            for mib, spent in got.items():
+                ratio = spent["gateway"] / spent["service"]
                 print(target(f"range-{mib}MiB/gateway", ratio, ">= 0.70", ratio >= 0.7))
             print(target("peak-rss-acquirer", own_rss / 1e6, "<= 300 MB", own_rss <= 300e6, " MB"))
             print(target("peak-rss-serve", serve_rss / 1e6, "<= 300 MB", serve_rss <= 300e6, " MB"))

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.storage.ceph_fixture import CephCluster
 from vault.config import S3StoreConfig
-from vault.errors import ConfigError, Conflict, IntegrityError, NotFound, TooLarge
+from vault.errors import BadRequest, ConfigError, Conflict, IntegrityError, NotFound, TooLarge
 from vault.storage.blobcontract import Blobs, FileBlobs
 from vault.storage.blobstore import BlobStore
 from vault.storage.s3client import S3Credentials, error_code, load_credentials, open_client
@@ -275,6 +275,39 @@ async def test_attack_delete_marker_is_detected(s3: S3BlobStore, raw: Any, tmp_p
     await raw.delete_object(Bucket=s3.bucket, Key=key_of(stored.sha256))  # marker, no deletion
     assert not await s3.verify(stored.sha256)
     assert await read_all(s3, stored.sha256) == data
+
+
+async def test_read_stopped_early_leaves_the_next_reads_right(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    """A ranged read given up after its first chunk (a player gone) does not hand a connection
+    with the rest of that answer to the next read."""
+    data = secrets.token_bytes(2 * PART)
+    h = (await put(s3, tmp_path, data)).sha256
+    for start in (0, 1000, PART):
+        reads = s3.read(h, start, start + PART)
+        first = await anext(aiter(reads))
+        assert first == data[start : start + len(first)] and len(first) < PART
+        await reads.aclose()  # type: ignore[attr-defined]
+        assert await read_all(s3, h, 17, 4096) == data[17:4096]
+    assert await read_all(s3, h) == data
+
+
+async def test_read_not_answered_as_asked_falls_back_to_the_client_call(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    """A ranged read whose signed GET is refused (here: its kept URL spoiled) is made again by
+    the S3 client, which returns the right bytes; a range outside the object stays refused."""
+    data = secrets.token_bytes(100_000)
+    h = (await put(s3, tmp_path, data)).sha256
+    assert await read_all(s3, h, 10, 20) == data[10:20]
+    urls = s3._signed._urls
+    assert urls, "the signed GET was not used"
+    for at, (url, when) in list(urls.items()):
+        urls[at] = (url[:-8] + ("0" * 8 if not url.endswith("0" * 8) else "1" * 8), when)
+    assert await read_all(s3, h, 5, 50_000) == data[5:50_000]
+    with pytest.raises(BadRequest):
+        await read_all(s3, h, len(data) + 10, len(data) + 20)
 
 
 async def test_failed_multipart_upload_is_aborted(s3: S3BlobStore, raw: Any) -> None:

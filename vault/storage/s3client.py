@@ -18,6 +18,14 @@ is then signed with that hash as its ``x-amz-content-sha256`` (over HTTPS too), 
 against the bytes it receives (``XAmzContentSHA256Mismatch`` otherwise, Ceph included), and
 botocore does not hash the body a second time.
 
+Ranged reads (``SignedReads``): a GET of one version is signed in its URL (a presigned URL,
+kept for a while per version), sent on the client's own HTTP session (its pool, TLS and proxy
+settings) and its body streamed as it arrives: none of the per-call machinery of a client call
+(parameter validation, endpoint rules, event hooks, response parsing), which cost more CPU
+than the rest of a 1 MiB ranged read through the service. Anything but the expected answer
+(an error status, another range, no connection) is left to the client's own call, which
+retries and names S3's errors as every other call does.
+
 Credentials are taken the way S3 tools take them (``load_credentials``): a credentials file named
 in the configuration, else ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, else the AWS shared
 credentials file. They never appear in a repr or an error message.
@@ -27,18 +35,20 @@ from __future__ import annotations
 
 import configparser
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import botocore.auth
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import parse_timestamp as default_timestamp_parser
 
@@ -51,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PAYLOAD_SHA256",
     "S3Credentials",
+    "SignedReads",
     "error_code",
     "load_credentials",
     "open_client",
@@ -179,6 +190,64 @@ async def open_client(cfg: S3StoreConfig, creds: S3Credentials) -> AsyncIterator
             client.meta.events.register(f"provide-client-params.s3.{op}", _take_payload_hash)
             client.meta.events.register(f"choose-signer.s3.{op}", _choose_signer)  # type: ignore[arg-type]
         yield client
+
+
+_URL_TTL = 900  # seconds a presigned read URL is valid
+_URL_REUSE = 600.0  # seconds one is used for (it stays valid for the longest request after)
+_URL_KEEP = 4096  # URLs kept at most (all forgotten when full)
+
+
+class SignedReads:
+    """GETs of one version signed in their URL (module docstring), on ``client``'s session."""
+
+    def __init__(self, client: S3Client) -> None:
+        self._s3 = client
+        self._urls: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    async def _url(self, bucket: str, key: str, version: str) -> str:
+        """A presigned GET URL of this version (kept ``_URL_REUSE`` seconds)."""
+        now = time.monotonic()
+        kept = self._urls.get((bucket, key, version))
+        if kept is not None and now - kept[1] < _URL_REUSE:
+            return kept[0]
+        url = await self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": bucket, "Key": key, "VersionId": version},
+            ExpiresIn=_URL_TTL,
+        )
+        if len(self._urls) >= _URL_KEEP:
+            self._urls.clear()
+        self._urls[(bucket, key, version)] = (url, now)
+        return url
+
+    async def get(
+        self, bucket: str, key: str, version: str, start: int, end: int | None
+    ) -> aiohttp.ClientResponse | None:
+        """The response of a GET of bytes ``[start, end)`` (``end`` None: to the end) of that
+        version, its body not read yet (the caller reads it, then releases or closes it); None
+        if anything else came back (the caller then makes the client's own call)."""
+        ranged = bool(start) or end is not None
+        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if ranged else {}
+        url = await self._url(bucket, key, version)
+        request = AWSRequest(method="GET", url=url, headers=headers, stream_output=True).prepare()
+        try:
+            got = await cast(Any, self._s3)._endpoint.http_session.send(request)
+        except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        resp: aiohttp.ClientResponse = got.raw
+        if got.status_code == (206 if ranged else 200) and (
+            not ranged or _range_start(resp.headers.get("Content-Range", "")) == start
+        ):
+            return resp
+        resp.close()
+        return None
+
+
+def _range_start(content_range: str) -> int:
+    """The first byte of a ``Content-Range: bytes a-b/n`` answer (-1 if none)."""
+    unit, _, rest = content_range.partition(" ")
+    first = rest.partition("-")[0]
+    return int(first) if unit == "bytes" and first.isdigit() else -1
 
 
 def error_code(exc: ClientError) -> str:

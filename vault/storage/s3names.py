@@ -38,8 +38,9 @@ def name_of(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class S3Object:
-    """A durable object: its digest, size, the version id of its original, that version's
-    retain-until date, and whether it was stored before this write."""
+    """A durable object: its digest, size, the version id of its original (of a new write:
+    the version it wrote), that version's retain-until date, and whether it was stored before
+    this write."""
 
     sha256: str
     size: int

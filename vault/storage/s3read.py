@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from vault.errors import BadRequest, NotFound
 from vault.storage.blobstore import _digest
-from vault.storage.s3client import error_code, unavailable
+from vault.storage.s3client import SignedReads, error_code, unavailable
 from vault.storage.s3names import S3Object, key_of, name_of, utc
 from vault.storage.s3upload import offload
 
@@ -38,6 +38,7 @@ class S3Reader:
 
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
+        self._signed = SignedReads(client)
         self.bucket = bucket
         self._originals: dict[str, str] = {}  # key -> version id of its original
         self._sizes: dict[str, int] = {}  # key -> size of its original (never changes)
@@ -182,6 +183,20 @@ class S3Reader:
         if start < 0 or (end is not None and end < start):
             raise BadRequest("bad byte range")
         if end is not None and end == start:
+            return
+        signed = await self._signed.get(self.bucket, key, version, start, end)
+        if signed is not None:
+            done = False
+            try:
+                with unavailable("reading an object"):
+                    async for chunk in signed.content.iter_any():
+                        yield chunk
+                done = True
+            finally:
+                if done:
+                    signed.release()
+                else:
+                    signed.close()  # not read to its end: the connection is not reused
             return
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "VersionId": version}
         if start or end is not None:

@@ -23,7 +23,6 @@ COMPLIANCE and confirmed before a write returns.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import tempfile
@@ -220,14 +219,17 @@ class S3Writer(S3Locks):
         self, digest: str, key: str, version: str, size: int, until: datetime
     ) -> S3Object:
         """HEAD the new version: its size, version id and COMPLIANCE lock must be as sent
-        (``_NotLocked`` for a lock not as asked)."""
-        head, original = await asyncio.gather(self._head(key, version), self._original(key))
+        (``_NotLocked`` for a lock not as asked). The version returned is the one written: the
+        key is not listed again (a listing right after a write is slow on Ceph); were the same
+        content written by another node at the same moment, reads still pin the oldest
+        version, looked up at the first read."""
+        head = await self._head(key, version)
         if int(head.get("ContentLength", -1)) != size or head.get("VersionId") != version:
             raise IntegrityError(f"stored object {digest}: size or version not as written")
         locked = head.get("ObjectLockRetainUntilDate")
         if head.get("ObjectLockMode") != COMPLIANCE or not locked or utc(locked) < until:
             raise _NotLocked
-        return S3Object(digest, size, original or version, utc(locked), False)
+        return S3Object(digest, size, version, utc(locked), False)
 
 
 class _NotLocked(Exception):
