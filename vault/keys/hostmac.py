@@ -136,9 +136,6 @@ def _simple(value: object) -> object:
     raise _NotSimple
 
 
-_AS_IS = frozenset({str, int, type(None)})
-"""Types whose values ``_simple`` returns unchanged (checked inline: most values are these)."""
-
 _encode_sorted: Callable[[object], bytes] = msgspec.json.Encoder(order="sorted").encode
 """Compact JSON, object keys sorted, UTF-8 unescaped: the bytes ``json.dumps`` gives with
 ``sort_keys=True, separators=(",", ":"), ensure_ascii=False`` for these values (tested)."""
@@ -150,7 +147,17 @@ def _fast_message(
     try:
         if type(table) is not str:
             return None
-        fields = {n: v if type(v) in _AS_IS else _simple(v) for n, v in values.items()}
+        fields: dict[str, object] = {}
+        for name, value in values.items():
+            kind = type(value)
+            # str, int, None and UUIDs go to the encoder as they are (it writes a UUID as
+            # str() does); instants in UTC are the other common value
+            if kind is str or kind is int or value is None or kind is uuid.UUID:
+                fields[name] = value
+            elif kind is datetime and value.tzinfo is UTC:  # type: ignore[attr-defined]
+                fields[name] = value.isoformat(timespec="microseconds")  # type: ignore[attr-defined]
+            else:
+                fields[name] = _simple(value)
         doc = [table, [_simple(k) for k in key], fields, idx]
         return _encode_sorted(doc)
     except (_NotSimple, msgspec.EncodeError, TypeError, ValueError):
