@@ -175,6 +175,9 @@ _LINK_FIELDS = (
     "case_tag",
 )
 """What verifying one link row and its case's row needs, in the order ``_LINK_VALUES`` gives."""
+LINK_CASE = _LINK_FIELDS.index("case_id")
+LINK_CASE_IDX = _LINK_FIELDS.index("case_idx")
+"""Where a ``history_column`` record holds the case id and the ledger index of the case row."""
 _LINK_VALUES = (
     "h.ledger_idx, h.case_id, h.evidence_id, h.action, h.principal_id, h.tag,"
     " c.title, c.label_level, c.label_caveats, c.ledger_idx, c.tag"
@@ -226,25 +229,30 @@ async def fold_history(
     db: Db, histories: dict[uuid.UUID, Iterable[Iterable[object]]]
 ) -> LinkHistory:
     """``link_history`` of the items whose ``history_column`` was selected (item id → that
-    column's value): the same decision, without another query."""
+    column's value): the same decision, without another query. For ``pageitems``, which
+    remembers whole items: their link rows are not remembered one by one."""
     state = await access_state.ready(db)
     rows = [dict(zip(_LINK_FIELDS, r, strict=True)) for h in histories.values() for r in h]
-    return await _fold(state, rows, list(histories))
+    return await _fold(state, rows, list(histories), remember=False)
 
 
 async def _fold(
     state: access_state.AccessState,
     rows: Iterable[access_state.Row],
     evidence_ids: list[uuid.UUID],
+    *,
+    remember: bool = True,
 ) -> LinkHistory:
-    """The link history of ``evidence_ids`` from their link rows (oldest first per item)."""
+    """The link history of ``evidence_ids`` from their link rows (oldest first per item).
+    ``remember=False``: link rows are checked in full and not remembered (a caller that
+    remembers whole items); case rows, shared by many items, are remembered either way."""
     newest: dict[tuple[uuid.UUID, str], access_state.Row] = {}
     bad: dict[uuid.UUID, RowTampered] = {}
     cases: dict[str, RowTampered | None] = {}
     for r in rows:
         eid, case_id = r["evidence_id"], r["case_id"]
         try:
-            state.check("case_evidence_history", r)
+            state.check("case_evidence_history", r, remember=remember)
         except RowTampered as exc:
             await state.alarm(exc)
             bad.setdefault(eid, exc)

@@ -8,11 +8,12 @@ Guarantees:
   unknown case. Pages use keyset pagination on (acquired_at, id).
 - The database is not trusted to apply those filters honestly: each page's items are re-decided
   in Python from their whole link history and their cases' rows, every one verified
-  (``filters.fold_history``; the same statement selects them); an item whose rows do not
-  verify is left out (alarm raised), and one the verified state does not let the caller list
-  is dropped. The cursor still follows the rows the statement returned. ``count_evidence``
-  counts exactly the items such pages would show (the same statement and re-check, streamed):
-  a forged row changes no count.
+  (``pageitems.verify_items``; the same statement selects them, and an item selected again
+  exactly as it was verified is not verified again); an item whose rows do not verify is left
+  out (alarm raised), and one the verified state does not let the caller list is dropped.
+  The cursor still follows the rows the statement returned. ``count_evidence`` counts exactly
+  the items such pages would show (the same statement and re-check, streamed): a forged row
+  changes no count.
 - ``get_evidence`` decides through ``targets.authorize_then`` (recorded in the ledger once what
   the answer needs is read; fails closed) and raises ``NotFound`` identically for a missing and
   an invisible item.
@@ -29,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-import asyncpg
-
 from vault import evidence as evrows
 from vault.access import state as access_state
 from vault.access.filters import (
@@ -41,23 +40,16 @@ from vault.access.filters import (
     case_filter,
     current,
     evidence_filter,
-    fold_history,
     history_column,
-    label_of,
     scopes,
 )
+from vault.access.pageitems import Item, verify_items
 from vault.access.targets import authorize_then, evidence_target, rendition_target_of
 from vault.db import Db
 from vault.errors import BadRequest
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter
-from vault.policy.decide import (
-    Action,
-    Principal,
-    Target,
-    effective_label,
-    visible,
-)
+from vault.policy.decide import Action, Principal, Target, visible
 from vault.policy.labels import Caveat, Label, Level
 
 _T = TypeVar("_T")
@@ -220,39 +212,46 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("invalid cursor: pass back the next_cursor of a previous page") from exc
 
 
-def _summaries(p: Principal, rows: Sequence[Sequence[Any]]) -> list[EvidenceSummary]:
-    """Rows from ``_recheck`` (their history column replaced by the verified current links) as
-    summaries showing only the linked cases the principal may see."""
+def _decide(
+    p: Principal, items: Iterable[tuple[Sequence[Any], Item]], query: EvidenceQuery | None
+) -> list[EvidenceSummary]:
+    """The verified items (``pageitems.verify_items``) that the verified state lets ``p``
+    list, as summaries showing only the linked cases ``p`` may see. The SQL filter decided on
+    rows the database could have forged, so its answer is only a candidate: the case filter
+    and the decision are taken again here, on the verified links."""
+    case_id = None if query is None else query.case_id
+    cases_seen: dict[tuple[str, Label], bool] = {}  # a page's items share cases
+
+    def case_visible(case: str, label: Label) -> bool:
+        ok = cases_seen.get((case, label))
+        if ok is None:
+            ok = cases_seen[(case, label)] = visible(p, Target("case", label, frozenset({case})))
+        return ok
+
     out = []
-    # Per call: the rows of one page share cases and labels; each distinct (own label, links)
-    # is decided once: its effective label and the linked cases the principal may see.
-    derived: dict[tuple[object, ...], tuple[Label, tuple[str, ...]]] = {}
-    for row in rows:
+    for row, item in items:
+        target = item.target
+        if case_id is not None:
+            linked = dict(item.links).get(case_id)
+            if linked is None or not case_visible(case_id, linked):
+                continue
+        if not visible(p, target):
+            continue
+        shown = tuple(c for c, label in item.links if case_visible(c, label))
         # _PLAIN are EvidenceSummary's fields in order, the label as two columns
-        # (level, caveats), and then come the links.
-        level, caveats = row[_LABEL_AT : _LABEL_AT + 2]
-        links = row[_HISTORY_AT]
-        key = (level, tuple(caveats), *[(c, lv, tuple(cv)) for c, lv, cv in links or ()])
-        found = derived.get(key)
-        if found is None:
-            found = derived[key] = _derive(p, label_of(level, caveats), links or ())
-        label, shown = found
+        # (level, caveats); the effective label replaces them.
         out.append(
             EvidenceSummary._make(
-                (str(row[0]), *row[1:_LABEL_AT], label, *row[_LABEL_AT + 2 : _HISTORY_AT], shown)
+                (
+                    str(row[0]),
+                    *row[1:_LABEL_AT],
+                    target.label,
+                    *row[_LABEL_AT + 2 : _HISTORY_AT],
+                    shown,
+                )
             )
         )
     return out
-
-
-def _derive(
-    p: Principal, own: Label, links: Iterable[asyncpg.Record]
-) -> tuple[Label, tuple[str, ...]]:
-    """An item's effective label and the linked cases ``p`` may see (sorted)."""
-    cases = {c: label_of(level, caveats) for c, level, caveats in links}
-    label = effective_label(own, cases.values())
-    shown = sorted(c for c, lab in cases.items() if visible(p, Target("case", lab, frozenset({c}))))
-    return label, tuple(shown)
 
 
 def list_query(
@@ -295,62 +294,16 @@ async def list_evidence(
     sql, values = list_query(principal, query, limit=limit, cursor=cursor)
     rows = await db.fetch(sql, *values)
     page = rows[:limit]
-    good = await evrows.check_page(db, mac, page)
-    items = _summaries(principal, await _recheck(db, principal, list(good), query))
+    good = await verify_items(db, mac, page, _HISTORY_AT)
+    items = _decide(principal, good, query)
     tampered: tuple[str, ...] = ()
     if len(good) < len(page):
-        kept = {r["id"] for r in good}
+        kept = {r["id"] for r, _item in good}
         tampered = tuple(str(r["id"]) for r in page if r["id"] not in kept)
     more = len(rows) > limit
     last = page[-1] if page else None
     after = encode_cursor(last["acquired_at"], str(last["id"])) if more and last else None
     return Page(items, after, tampered)
-
-
-async def _recheck(
-    db: Db, p: Principal, rows: list[asyncpg.Record], query: EvidenceQuery | None
-) -> list[Sequence[object]]:
-    """The page's rows that the verified link state (``fold_history`` of their history column)
-    still lets ``p`` list, with their current links as verified in place of that column; the
-    SQL filter decided on rows the database could have forged, so its answer is only a
-    candidate."""
-    if not rows:
-        return []
-    links, _ever, bad = await fold_history(db, {r["id"]: r[_HISTORY_AT] for r in rows})
-    case_id = None if query is None else query.case_id
-    decided: dict[tuple[object, ...], bool] = {}
-    out: list[Sequence[object]] = []
-    for r in rows:
-        if r["id"] in bad:
-            continue
-        cases = links[r["id"]]
-        if case_id is not None and case_id not in cases:
-            continue
-        level, caveats = r[_LABEL_AT : _LABEL_AT + 2]
-        verified = tuple(
-            (c, int(lab.level), sorted(x.value for x in lab.caveats))
-            for c, lab in sorted(cases.items())
-        )
-        key = (
-            level,
-            tuple(caveats),
-            r["officer_id"],
-            case_id,
-            *[(c, lv, tuple(cv)) for c, lv, cv in verified],
-        )
-        ok = decided.get(key)
-        if ok is None:
-            own = label_of(level, caveats)
-            target = Target(
-                "evidence", effective_label(own, cases.values()), frozenset(cases), r["officer_id"]
-            )
-            ok = visible(p, target) and (
-                case_id is None or visible(p, Target("case", cases[case_id], frozenset({case_id})))
-            )
-            decided[key] = ok
-        if ok:
-            out.append((*r[:_HISTORY_AT], verified))
-    return out
 
 
 async def count_evidence(
@@ -362,7 +315,7 @@ async def count_evidence(
 ) -> int:
     """How many items ``list_evidence`` would return over all pages: the same statement's
     candidates, streamed in pages of ``MAX_PAGE`` and kept only where their rows verify and the
-    verified link state lets the caller list them (``check_page``, ``_recheck``). A row forged,
+    verified link state lets the caller list them (``verify_items``, ``_decide``). A row forged,
     edited or linked in the database changes no count. ``mac``: the host key (by default the
     installed access state's)."""
     key = mac if mac is not None else access_state.current().mac
@@ -371,8 +324,7 @@ async def count_evidence(
         sql, values = list_query(principal, query, limit=MAX_PAGE, cursor=cursor)
         rows = await db.fetch(sql, *values)
         page = rows[:MAX_PAGE]
-        good = await evrows.check_page(db, key, page)
-        total += len(await _recheck(db, principal, list(good), query))
+        total += len(_decide(principal, await verify_items(db, key, page, _HISTORY_AT), query))
         if len(rows) <= MAX_PAGE:
             return total
         last = page[-1]
@@ -413,7 +365,7 @@ async def get_evidence_with(
         except RowTampered as exc:  # changed since the decision: still never shown
             await evrows.alarm(db, exc, "read")
             raise
-        found = _summaries(principal, await _recheck(db, principal, list(rows), None))
+        found = _decide(principal, await verify_items(db, ledger.mac, rows, _HISTORY_AT), None)
         if not found:  # changed since the decision: as if it were not there
             return None
         extra = await then(found[0])

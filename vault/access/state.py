@@ -264,11 +264,14 @@ class AccessState:
 
     # -- rows ----------------------------------------------------------------------------
 
-    def check(self, table: str, row: Row) -> None:
+    def check(self, table: str, row: Row, *, remember: bool = True) -> None:
         """Return if ``row`` of ``table`` verifies and is current; raise ``RowTampered``.
-        A tag verified before for exactly the same column values is not computed again."""
+        A tag verified before for exactly the same column values is not computed again
+        (``remember``: see ``HostMac.check_row_memo``)."""
         raw = (table, *[row[c] for c in _COLUMNS[table]])
-        self.mac.check_row_memo(row["tag"], raw, lambda: (table, *TABLES[table](row)))
+        self.mac.check_row_memo(
+            row["tag"], raw, lambda: (table, *TABLES[table](row)), remember=remember
+        )
         if table == "case_evidence_history":
             return  # link rows are never rewritten: nothing to roll back to
         skey = tuple(str(row[c]) for c in _KEYS[table])

@@ -68,24 +68,27 @@ _RENDITION_RAW = operator.itemgetter("id", "state_idx", *RENDITION_BOUND)
 """What a row's tag covers, as read (the memo compares it in value and type)."""
 
 
-def check_evidence(mac: HostMac, row: Row) -> None:
+def check_evidence(mac: HostMac, row: Row, *, remember: bool = True) -> None:
     """Raise RowTampered unless ``row`` (with the bound columns, ``tag``, ``state_idx``)
-    carries the tag of its values (a tag verified before for equal values is not hashed again)."""
+    carries the tag of its values (a tag verified before for equal values is not hashed again;
+    ``remember``: see ``HostMac.check_row_memo``)."""
     raw = (EVIDENCE_TABLE, *_EVIDENCE_RAW(row))
     mac.check_row_memo(
         row["tag"],
         raw,
         lambda: (EVIDENCE_TABLE, [row["id"]], evidence_values(row), row["state_idx"]),
+        remember=remember,
     )
 
 
-def check_rendition(mac: HostMac, row: Row) -> None:
+def check_rendition(mac: HostMac, row: Row, *, remember: bool = True) -> None:
     """Raise RowTampered unless the rendition ``row`` carries the tag of its values."""
     raw = (RENDITION_TABLE, *_RENDITION_RAW(row))
     mac.check_row_memo(
         row["tag"],
         raw,
         lambda: (RENDITION_TABLE, [row["id"]], rendition_values(row), row["state_idx"]),
+        remember=remember,
     )
 
 
@@ -190,15 +193,21 @@ async def by_sha256(db: Db, mac: HostMac, sha256: str) -> list[Evidence]:
 
 
 async def check_page(
-    db: Db | None, mac: HostMac, rows: Sequence[asyncpg.Record], kind: str = EVIDENCE_TABLE
+    db: Db | None,
+    mac: HostMac,
+    rows: Sequence[asyncpg.Record],
+    kind: str = EVIDENCE_TABLE,
+    *,
+    remember: bool = True,
 ) -> list[asyncpg.Record]:
     """The rows of a page that verify (``kind``: ``evidence`` or ``renditions``), in order; each
-    one that does not is left out and raises the alarm. One HMAC per row."""
+    one that does not is left out and raises the alarm. One HMAC per row (``remember``: see
+    ``HostMac.check_row_memo``)."""
     check = check_evidence if kind == EVIDENCE_TABLE else check_rendition
     out = []
     for row in rows:
         try:
-            check(mac, row)
+            check(mac, row, remember=remember)
         except RowTampered as exc:
             await alarm(db, exc, f"listing {kind}")
             continue

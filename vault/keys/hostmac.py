@@ -16,10 +16,11 @@ accepted as the other:
 
 Guarantees: the key file is created once, mode 0600, in a 0700 folder, never overwritten; tags
 are deterministic (the same inputs give the same tag in every process) and compared in constant
-time. ``check_row_memo`` remembers, per process and bounded, the column values each tag was
-verified for: a row read again with exactly those values under that tag is not hashed again
-(the tag is unforgeable, so equal values under it are the values it was made for); any other
-value is checked in full.
+time. ``check_row_memo`` remembers, per process and bounded, a fingerprint of the column values
+each tag was verified for: a keyed BLAKE2b-128 (a key drawn per process, never stored) of their
+MessagePack encoding and their Python types. A row read again with the same fingerprint under that
+tag is not hashed again (the tag is unforgeable, and another value with the same fingerprint
+cannot be found without the per-process key); any other value is checked in full.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 import uuid
@@ -42,8 +44,14 @@ from vault.keys.files import create_once
 SECRET_BYTES = 32
 _BATCH_LABEL = b"evidence-vault batch authenticator v1"
 _ROW_LABEL = b"evidence-vault row tag v1"
-_VERIFIED_MAX = 1 << 17
-"""Tags remembered by ``check_row_memo`` (all are forgotten at once beyond this)."""
+_VERIFIED_MAX = 1 << 18
+"""Tags remembered by ``check_row_memo``; beyond this the oldest quarter is forgotten."""
+_FINGERPRINT_BYTES = 16
+_KINDS_MAX = 1 << 12
+"""Distinct combinations of column types numbered for fingerprints (a row whose types are not
+among them is always checked in full)."""
+_pack: Callable[[object], bytes] = msgspec.msgpack.Encoder(decimal_format="number").encode
+"""Decimals as floats: no row with either verifies, so neither can pass for a verified string."""
 
 
 class RowTampered(IntegrityError):
@@ -128,9 +136,6 @@ def _simple(value: object) -> object:
     raise _NotSimple
 
 
-_AS_IS = frozenset({str, int, type(None)})
-"""Types whose values ``_simple`` returns unchanged (checked inline: most values are these)."""
-
 _encode_sorted: Callable[[object], bytes] = msgspec.json.Encoder(order="sorted").encode
 """Compact JSON, object keys sorted, UTF-8 unescaped: the bytes ``json.dumps`` gives with
 ``sort_keys=True, separators=(",", ":"), ensure_ascii=False`` for these values (tested)."""
@@ -142,7 +147,17 @@ def _fast_message(
     try:
         if type(table) is not str:
             return None
-        fields = {n: v if type(v) in _AS_IS else _simple(v) for n, v in values.items()}
+        fields: dict[str, object] = {}
+        for name, value in values.items():
+            kind = type(value)
+            # str, int, None and UUIDs go to the encoder as they are (it writes a UUID as
+            # str() does); instants in UTC are the other common value
+            if kind is str or kind is int or value is None or kind is uuid.UUID:
+                fields[name] = value
+            elif kind is datetime and value.tzinfo is UTC:  # type: ignore[attr-defined]
+                fields[name] = value.isoformat(timespec="microseconds")  # type: ignore[attr-defined]
+            else:
+                fields[name] = _simple(value)
         doc = [table, [_simple(k) for k in key], fields, idx]
         return _encode_sorted(doc)
     except (_NotSimple, msgspec.EncodeError, TypeError, ValueError):
@@ -157,8 +172,10 @@ class HostMac:
             raise ValueError(f"the host MAC secret is {SECRET_BYTES} bytes")
         self._batch_key = hmac.digest(secret, _BATCH_LABEL, "sha256")
         self._row_key = hmac.digest(secret, _ROW_LABEL, "sha256")
-        # tag -> the raw values it was verified for, and their types
-        self._verified: dict[bytes, tuple[tuple[object, ...], tuple[type, ...]]] = {}
+        # tag -> fingerprint of the raw values it was verified for (``_fingerprint``)
+        self._verified: dict[bytes, bytes] = {}
+        self._memo_key = secrets.token_bytes(32)
+        self._kinds: dict[tuple[type, ...], bytes] = {}  # the types of a raw row, numbered
 
     @classmethod
     def generate(cls) -> HostMac:
@@ -219,21 +236,47 @@ class HostMac:
         tag: bytes | None,
         raw: tuple[object, ...],
         parts: Callable[[], tuple[str, Sequence[object], Mapping[str, object], int | None]],
+        *,
+        remember: bool = True,
     ) -> None:
         """:meth:`check_row` for a row read as ``raw`` (its table and every column its tag
         covers, as read): ``parts`` gives (table, key, values, idx) and is called only if this
         tag was not verified before for ``raw`` equal in value and type (so ``1`` is not
-        ``True``). An ``idx`` of None fails."""
-        kinds = tuple(map(type, raw))
-        if tag is not None and self._verified.get(bytes(tag)) == (raw, kinds):
+        ``True``). An ``idx`` of None fails. ``remember=False``: always check in full, and do
+        not remember (for rows a caller remembers in a larger unit)."""
+        seen = None if tag is None or not remember else self.fingerprint(raw)
+        if seen is not None and self._verified.get(tag) == seen:  # type: ignore[arg-type]
             return
         table, key, values, idx = parts()
         if idx is None:
             raise RowTampered(table, key, "it names no ledger entry")
         self.check_row(tag, table, key, values, int(idx))
-        if len(self._verified) >= _VERIFIED_MAX:
-            self._verified.clear()
-        self._verified[bytes(tag or b"")] = (raw, kinds)
+        if seen is None:
+            return
+        memo = self._verified
+        if len(memo) >= _VERIFIED_MAX:  # forget the oldest quarter (dicts keep insertion order)
+            for old in list(itertools.islice(memo, _VERIFIED_MAX // 4)):
+                del memo[old]
+        memo[bytes(tag)] = seen  # type: ignore[arg-type]
+
+    def fingerprint(self, raw: tuple[object, ...]) -> bytes | None:
+        """A keyed BLAKE2b of ``raw``'s MessagePack encoding and of its values' types (numbered
+        once per combination), or None for a value MessagePack does not take. The key is drawn
+        per process and never leaves it: two values have the same fingerprint only if they
+        encode alike, which no one without the key can arrange for different values."""
+        kinds = tuple(map(type, raw))
+        number = self._kinds.get(kinds)
+        if number is None:
+            if len(self._kinds) >= _KINDS_MAX:
+                return None
+            number = self._kinds[kinds] = len(self._kinds).to_bytes(4, "big")
+        try:
+            packed = _pack(raw)
+        except (TypeError, ValueError, msgspec.EncodeError):
+            return None
+        digest = hashlib.blake2b(packed, key=self._memo_key, digest_size=_FINGERPRINT_BYTES)
+        digest.update(number)
+        return digest.digest()
 
 
 def create_mac_key(path: Path) -> tuple[HostMac, bool]:

@@ -123,6 +123,10 @@ class Label:
 
     def join(self, other: Label) -> Label:
         """The least restrictive label at least as restrictive as both (max level, union)."""
+        if other.caveats <= self.caveats and other.level <= self.level:
+            return self  # the usual case: a label joined with one it dominates
+        if self.caveats <= other.caveats and self.level <= other.level:
+            return other
         return Label(max(self.level, other.level), self.caveats | other.caveats)
 
     def dominates(self, other: Label) -> bool:
