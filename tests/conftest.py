@@ -23,6 +23,25 @@ from vault.db import migrate, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+_PYCACHE = "EVAULT_TEST_PYCACHE"  # the directory made below, removed by the process that made it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Python processes the tests start (hundreds of `evault` commands and services) compile
+    this checkout once, into a directory of the session, rather than at every start: with
+    PYTHONDONTWRITEBYTECODE set, each would compile every module it imports again. The
+    checkout stays free of bytecode all the same (PYTHONPYCACHEPREFIX points elsewhere). The
+    xdist workers inherit the setting from the controller, which configures first."""
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        prefix = tempfile.mkdtemp(prefix="evault-test-pycache-")
+        os.environ.pop("PYTHONDONTWRITEBYTECODE")
+        os.environ["PYTHONPYCACHEPREFIX"] = os.environ[_PYCACHE] = prefix
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prefix = os.environ.get(_PYCACHE)
+    if prefix and not hasattr(config, "workerinput"):
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
