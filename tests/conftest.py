@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,25 +24,26 @@ from vault.db import migrate, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-_PYCACHE = "EVAULT_TEST_PYCACHE"  # the directory made below, removed by the process that made it
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Python processes the tests start (hundreds of `evault` commands and services) compile
-    this checkout once, into a directory of the session, rather than at every start: with
-    PYTHONDONTWRITEBYTECODE set, each would compile every module it imports again. The
-    checkout stays free of bytecode all the same (PYTHONPYCACHEPREFIX points elsewhere). The
-    xdist workers inherit the setting from the controller, which configures first."""
+    """With PYTHONDONTWRITEBYTECODE set, every Python process the tests start (hundreds of
+    `evault` commands and services) would compile each module it imports again, and pytest
+    would rewrite every test module at every run. Bytecode goes instead to a cache of the
+    user's (``$XDG_CACHE_HOME/evidence-vault/pycache``, PYTHONPYCACHEPREFIX): the checkout
+    stays free of it all the same. The xdist workers and every child inherit the setting from
+    this process, which configures before it starts them."""
     if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
-        prefix = tempfile.mkdtemp(prefix="evault-test-pycache-")
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        prefix = cache / "evidence-vault" / "pycache"
+        try:
+            prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            return  # no cache: compiled at every start, as asked
         os.environ.pop("PYTHONDONTWRITEBYTECODE")
-        os.environ["PYTHONPYCACHEPREFIX"] = os.environ[_PYCACHE] = prefix
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    prefix = os.environ.get(_PYCACHE)
-    if prefix and not hasattr(config, "workerinput"):
-        shutil.rmtree(prefix, ignore_errors=True)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+        sys.dont_write_bytecode = False  # this process too, for the test modules it imports
+        sys.pycache_prefix = str(prefix)
 
 
 @pytest.fixture(scope="session")
