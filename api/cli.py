@@ -34,7 +34,7 @@ from verify.terminal import columns as _columns
 # importing any command module).
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("api.cmd_setup", "create the data directory, default config and signing key"),
-    "serve": ("api.cmd_setup", "run the service (API, watchers, media workers, checkpointer)"),
+    "serve": ("api.cmd_serve", "run the service (API, watchers, media workers, checkpointer)"),
     "config-reference": ("api.cmd_setup", "print every configuration key (Markdown)"),
     "ledger": ("api.cmd_ledger", "the Merkle ledger"),
     "timestamps": (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,26 @@ from vault.db import migrate, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With PYTHONDONTWRITEBYTECODE set, every Python process the tests start (hundreds of
+    `evault` commands and services) would compile each module it imports again, and pytest
+    would rewrite every test module at every run. Bytecode goes instead to a cache of the
+    user's (``$XDG_CACHE_HOME/evidence-vault/pycache``, PYTHONPYCACHEPREFIX): the checkout
+    stays free of it all the same. The xdist workers and every child inherit the setting from
+    this process, which configures before it starts them."""
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        prefix = cache / "evidence-vault" / "pycache"
+        try:
+            prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            return  # no cache: compiled at every start, as asked
+        os.environ.pop("PYTHONDONTWRITEBYTECODE")
+        os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+        sys.dont_write_bytecode = False  # this process too, for the test modules it imports
+        sys.pycache_prefix = str(prefix)
 
 
 @pytest.fixture(scope="session")

@@ -18,14 +18,15 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -33,7 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import make_app
 from api.cmd_setup import cmd_init
-from api.config import load
+from api.config import Config, load
 from api.keys import RUNTIME
 from api.runtime import Runtime, open_runtime
 from tests.api.service_fixtures import Service, free_port, running_service
@@ -44,6 +45,7 @@ from vault.policy.decide import Role
 from vault.policy.labels import Caveat, Label, Level
 
 ALL_CAVEATS = frozenset(Caveat)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,50 @@ def seeded_service(
 
 
 # -- the same service in this process ------------------------------------------------------
+
+
+@contextmanager
+def inprocess_service(pg_admin_dsn: str, data: Path) -> Iterator[World]:
+    """``seeded_service`` with the app in this process, for tests that call it over HTTP and
+    need nothing of a separate process (no signals, no log file, no restart): ``make_app``
+    with every part on a loopback port, served by an event loop in a thread of its own, so the
+    tests stay as they are (``World.call``, ``svc.evault`` and the database from the test
+    thread). ``svc.proc`` is None. Spares an `evault init` and an `evault serve` process.
+    Not for tests that open a runtime of their own meanwhile (``open_runtime`` in the test):
+    the verified access state is the process's, and closing that runtime unloads it."""
+    name = asyncio.run(_create_db(pg_admin_dsn))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cmd_init(argparse.Namespace(config=None, data=str(data)), None) == 0
+        env = {**os.environ, "EVAULT_DATABASE_DSN": with_database(pg_admin_dsn, name)}
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="evault-app", daemon=True)
+        thread.start()
+
+        def run(coro: Coroutine[Any, Any, T]) -> T:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(120)
+
+        try:
+            server = run(_start(load(None, str(data), environ=env)))
+            try:
+                url = str(server.make_url("")).rstrip("/")
+                world = World(Service(url=url, data=data, env=env, proc=None))  # type: ignore[arg-type]
+                world.tokens = run(_seed(server.app[RUNTIME]))
+                yield world
+            finally:
+                run(server.close())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(30)
+            loop.close()
+    finally:
+        asyncio.run(_drop_db(pg_admin_dsn, name))
+
+
+async def _start(cfg: Config) -> TestServer:
+    server = TestServer(make_app(cfg), host="127.0.0.1")
+    await server.start_server()
+    return server
 
 
 @dataclass

@@ -203,6 +203,39 @@ def test_ledger_vkey_imports_neither_the_database_nor_the_web_stack(
     assert proc.stdout.decode().splitlines()[-1] == "[]"
 
 
+def test_init_imports_neither_the_database_nor_the_web_stack(tmp_path: Path) -> None:
+    """`evault init` (every new data folder, every test service) writes files only."""
+    probe = (
+        "import sys\n"
+        "from api.cli import main\n"
+        f"assert main(['init', '--data', {str(tmp_path / 'data')!r}]) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'asyncpg', 'aiohttp', 'botocore', 'pgserver', 'prometheus_client', 'watchdog'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1] == "[]"
+    assert (tmp_path / "data" / "keys" / "ledger.skey").is_file()
+
+
+def test_database_commands_on_the_file_store_do_not_load_the_s3_client(
+    data: Path, cli_env: dict[str, str]
+) -> None:
+    """The S3 client (botocore) costs a fifth of a second at every start: commands on a data
+    folder whose objects are files never import it; they still reach the database."""
+    probe = (
+        "import sys\n"
+        "from api.cli import main\n"
+        f"assert main(['principal', 'list', '--data', {str(data)!r}]) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'botocore', 'aiobotocore', 'asyncpg'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, env=cli_env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().splitlines()
+    assert "admin" in proc.stdout.decode() and out[-1] == "['asyncpg']", out
+
+
 def test_the_dispatcher_table_is_what_the_modules_register() -> None:
     full = api.cli.build_parser()
     action = next(a for a in full._actions if a.dest == "command")

@@ -159,6 +159,25 @@ class Load:
     def in_phase(self, phase: str) -> list[Answer]:
         return [a for a in self.answers if a.phase == phase]
 
+    def hold(self, least: float, most: float, *, met: int | None = None) -> None:
+        """Keep the current phase at least ``least`` seconds and until one of its answers has
+        the status ``met`` (when given) and every kind of request has been served at least
+        once so far (a phase of good service), at most ``most`` seconds: the assertions after
+        the load name what was missing then."""
+        phase, t0 = self.phase, time.monotonic()
+        while (took := time.monotonic() - t0) < most:
+            if took >= least and (met is None or self._met(phase, met)):
+                return
+            time.sleep(0.05)
+
+    def _met(self, phase: str, status: int) -> bool:
+        if status == 200 and not all(self._served(ask) for ask in [*READS, *JOBS]):
+            return False
+        return any(a.status == status for a in self.in_phase(phase))
+
+    def _served(self, ask: Ask) -> bool:
+        return any(a.ask == ask and a.status == ask.ok for a in list(self.answers))
+
 
 def _owner_dsn(pgdata: Path) -> str:
     lines = _postmaster(pgdata)
@@ -288,18 +307,20 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
     socket_dir = _postmaster(pgdata)[4]
     start = asyncio.run(_size(_owner_dsn(pgdata)))
     load = Load(w, eids, shas)
+    # Each phase lasts until requests met it (a 503 during a fault, a 200 after it), with a
+    # floor so that several requests of every client fall in it.
     with load.running():
-        time.sleep(1.5)
+        load.hold(0.5, 10, met=200)
 
         load.phase = "stopped"
         _pg_ctl(pgdata, "-m", "fast", "-w", "stop")
         try:
-            time.sleep(3)
+            load.hold(1, 10, met=503)
         finally:
             _start_pg(pgdata, socket_dir)
         _wait_ready(w)
         load.phase = "after-stop"
-        time.sleep(1.5)
+        load.hold(0.5, 10, met=200)
 
         load.phase = "locked"
         locked_at = asyncio.run(_size(_owner_dsn(pgdata)))
@@ -315,16 +336,16 @@ def test_attack_postgres_stopped_locked_and_killed_under_load(world: World) -> N
 
         asyncio.run(hold_lock())
         load.phase = "after-lock"
-        time.sleep(2)
+        load.hold(0.5, 10, met=200)
 
         sizes = {"killed": asyncio.run(_size(_owner_dsn(pgdata)))}  # for diagnostics
         load.phase = "killed"
         os.kill(int(_postmaster(pgdata)[0]), signal.SIGKILL)
-        time.sleep(2)
+        load.hold(1, 2, met=503)
         _start_pg(pgdata, socket_dir)
         _wait_ready(w)
         load.phase = "after-kill"
-        time.sleep(2)
+        load.hold(0.5, 30, met=200)
 
     assert w.svc.proc.poll() is None, "the service recovers without a restart"
     assert not load.failures, load.failures[:5]

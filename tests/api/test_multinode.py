@@ -161,6 +161,16 @@ class Observer:
         finally:
             await conn.close()
 
+    def wait_covered(self, most: float) -> int:
+        """The tree size once a stored checkpoint covers it (at most ``most`` seconds: then the
+        size seen last, whose late entries count as never covered)."""
+        deadline = time.monotonic() + most
+        while True:
+            end = self.appended[-1][1]
+            if (self.covered and self.covered[-1][1] >= end) or time.monotonic() > deadline:
+                return end
+            time.sleep(0.02)
+
     def latencies(self, first: int, end: int) -> list[float]:
         """Seconds from each entry's commit to its coverage, for entries ``first``..``end``-1."""
         out = []
@@ -360,8 +370,7 @@ def run_two_nodes(a: Node, b: Node, dsn: str, tmp_path: Path) -> set[str]:
         ev = asyncio.run(_one_evidence(dsn))
         b.evault("case", "add", "C9", "--title", "multinode")
         b.evault("case", "link", "C9", ev)
-        time.sleep(1.5)  # the last entries' coverage is observed
-        end = obs.appended[-1][1]
+        end = obs.wait_covered(1.5)  # the last entries' coverage is observed
 
     assert all(counts[s] == 1 for s in offered), counts
     assert jobs and all(j["status"] == "done" for j in jobs), jobs
@@ -376,7 +385,7 @@ def run_two_nodes(a: Node, b: Node, dsn: str, tmp_path: Path) -> set[str]:
     # must still hold every checkpoint of its dump (the backup appends the ones it lacks).
     a.stop()
     b.evault("case", "add", "C10", "--title", "after node a stopped")
-    time.sleep(0.8)
+    asyncio.run(_until_checkpointed(dsn, 5))  # by node b, the one running
     out = a.evault("backup", "--out", str(tmp_path / "backup"))
     assert "PROBLEM" not in out, out
     logged = {
@@ -427,6 +436,20 @@ async def _when_some_acquired(
             "SELECT count(*) FROM evidence WHERE sha256 = ANY($1::text[])", list(shas)
         )
         return int(n), {r["id"] for r in held}
+    finally:
+        await conn.close()
+
+
+async def _until_checkpointed(dsn: str, most: float) -> None:
+    """Until a stored checkpoint covers the tree (at most ``most`` seconds)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + most
+        while time.monotonic() < deadline and not await conn.fetchval(
+            "SELECT (SELECT coalesce(max(size), 0) FROM ledger_checkpoints)"
+            " >= (SELECT size FROM ledger_state)"
+        ):
+            await asyncio.sleep(0.05)
     finally:
         await conn.close()
 

@@ -13,12 +13,12 @@ from aiohttp import web
 from api.app import make_app
 from api.config import load
 from api.openapi import MissingOperation, _openapi_path, build, operation
-from tests.api.http_fixtures import World, seeded_service
+from tests.api.http_fixtures import World, inprocess_service
 
 
 @pytest.fixture(scope="module")
 def world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with seeded_service(pg_admin_dsn, tmp_path_factory.mktemp("openapi") / "data") as w:
+    with inprocess_service(pg_admin_dsn, tmp_path_factory.mktemp("openapi") / "data") as w:
         r = w.upload("dock1", "one.mp4", os.urandom(2000))
         assert r.status == 201
         link = json.dumps({"evidence_id": r.json()["evidence_id"]}).encode()

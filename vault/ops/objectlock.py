@@ -24,6 +24,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from vault import evidence as evrows
 from vault.access.filters import linked_cases
@@ -32,9 +33,11 @@ from vault.keys.hostmac import HostMac
 from vault.ops.disposition import gather
 from vault.ops.retention import RetentionPolicy, expires_at
 from vault.policy.decide import Principal
-from vault.storage.backend import ObjectStore
+from vault.storage.backend import ObjectStore, on_s3
 from vault.storage.keystore_db import key_for
-from vault.storage.s3blobs import S3Blobs
+
+if TYPE_CHECKING:
+    from vault.storage.s3blobs import S3Blobs
 
 __all__ = ["extend_item", "refresh"]
 
@@ -59,7 +62,7 @@ async def extend_item(
 ) -> int:
     """Lock the item's objects until ``now + hold_days`` at least; how many objects that
     covered (0 on the file store)."""
-    if not isinstance(blobs, S3Blobs):
+    if not on_s3(blobs):
         return 0
     until = (now or datetime.now(UTC)) + blobs.hold_for
     done = 0
@@ -80,9 +83,7 @@ async def lock_rendition(
     """After a rendition of ``evidence_id`` was recorded: if the item is linked to a case, lock
     the rendition ``hold_days`` ahead like its original (0 objects otherwise, and on the file
     store)."""
-    if not isinstance(blobs, S3Blobs) or not (await linked_cases(db, [evidence_id])).get(
-        evidence_id
-    ):
+    if not on_s3(blobs) or not (await linked_cases(db, [evidence_id])).get(evidence_id):
         return 0
     until = (now or datetime.now(UTC)) + blobs.hold_for
     return await _extend(blobs, db, sha256, until)
@@ -98,7 +99,7 @@ async def refresh(
     now: datetime | None = None,
 ) -> int:
     """Bring every listed item's locks up to its rule (module docstring); objects covered."""
-    if not isinstance(blobs, S3Blobs):
+    if not on_s3(blobs):
         return 0
     now = now or datetime.now(UTC)
     done = 0

@@ -68,15 +68,13 @@ from typing import BinaryIO, NamedTuple, Protocol
 from vault.config import KeysConfig, StoreConfig
 from vault.db import Db
 from vault.errors import ConfigError, IntegrityError, NotFound
-from vault.storage.backend import ObjectStore
+from vault.storage.backend import ObjectStore, on_s3
 from vault.storage.blobstore import BlobStore, StoredBlob
 from vault.storage.content import PlainObject, Readable
 from vault.storage.kek import CommandKekStore, FileKekStore, KekStore
 from vault.storage.keyring import ObjectKey, unwrap
 from vault.storage.keystore_db import key_for
 from vault.storage.opencache import OpenEntry, OpenObjects
-from vault.storage.s3blobs import S3Blobs
-from vault.storage.s3store import S3BlobStore
 from vault.storage.sealing import SealedReader, sealed_size
 from vault.storage.sealwrite import SealedBlob, Sealer
 
@@ -182,7 +180,7 @@ class SealedObject:
 
 def open_plain(blobs: ObjectStore, sha256: str, scratch: PlaintextScratch) -> Readable:
     """The plain object ``sha256`` of either store (blocking). ``NotFound`` if absent."""
-    if isinstance(blobs, S3Blobs):
+    if on_s3(blobs):
         return blobs.open_plain(sha256, scratch.base_for)
     if isinstance(blobs, BlobStore):
         return PlainObject(blobs, sha256)
@@ -273,7 +271,7 @@ class SealingContentStore:
             try:
                 if reuse and isinstance(self.blobs, BlobStore):
                     return await self._open_kept(sha256, key)
-                if key is None and isinstance(self.blobs, S3Blobs) and self.blobs.on_loop():
+                if key is None and on_s3(self.blobs) and self.blobs.on_loop():
                     return await self.blobs.open_plain_here(sha256, self.scratch.base_for)
                 if key is None:
                     return await asyncio.to_thread(open_plain, self.blobs, sha256, self.scratch)
@@ -315,7 +313,7 @@ class SealingContentStore:
         """On S3: what was written over the object's live key besides its original (a later
         version, a delete marker), which reads ignore and scrub reports; None on the file
         store (whose files scrub re-hashes in place)."""
-        if not isinstance(self.blobs, S3Blobs):
+        if not on_s3(self.blobs):
             return None
         key = await self.key(sha256)
         oid = None if key is None else key.object_id
@@ -381,6 +379,10 @@ async def open_objects(cfg: StorageConfig) -> AsyncIterator[ObjectStore | None]:
     if cfg.store.backend != "s3":
         yield None
         return
+    # Imported here: the S3 client is loaded by the processes that use it only (see on_s3).
+    from vault.storage.s3blobs import S3Blobs
+    from vault.storage.s3store import S3BlobStore
+
     tmp = cfg.path(cfg.store.root) / "tmp"
     async with S3BlobStore.open(cfg.store.s3, spool_dir=tmp) as s3:
         yield S3Blobs(

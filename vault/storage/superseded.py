@@ -41,7 +41,7 @@ from vault.db import Conn, Db
 from vault.errors import Conflict, IntegrityError, NotFound
 from vault.keys.hostmac import HostMac, RowTampered
 from vault.ledger import LedgerWriter, make_entry
-from vault.storage.s3blobs import S3Blobs
+from vault.storage.backend import on_s3
 from vault.storage.storage import Storage
 
 __all__ = ["TABLE", "SupersededRun", "keep_leftover", "keep_superseded", "remove_expired"]
@@ -62,7 +62,7 @@ async def keep_superseded(
     ``object_id`` (module docstring). False if there is none (or the store is not S3) or it is
     recorded already."""
     blobs = storage.blobs
-    if not isinstance(blobs, S3Blobs):
+    if not on_s3(blobs):
         return False
     version = await asyncio.to_thread(blobs.plain_original, sha256)
     if version is None:
@@ -103,7 +103,7 @@ async def keep_leftover(storage: Storage, ledger: LedgerWriter, sha256: str) -> 
     """After ``Storage.settle`` of a plain copy of ``sha256``: if the content is held sealed
     and a plain version stayed in the bucket (locked), record it as ``keep_superseded`` does.
     False where nothing was recorded (the file store, plain content, nothing left)."""
-    if not isinstance(storage.blobs, S3Blobs):
+    if not on_s3(storage.blobs):
         return False
     live = await storage.content.key(sha256)
     if live is None:
@@ -128,7 +128,7 @@ async def remove_expired(
     """Delete the recorded plain versions whose lock has expired (module docstring)."""
     run = SupersededRun()
     blobs = storage.blobs
-    if not isinstance(blobs, S3Blobs):
+    if not on_s3(blobs):
         return run
     at = now or datetime.now(UTC)
     rows = await db.fetch(
