@@ -232,7 +232,7 @@ def _decide(
     for row, item in items:
         target = item.target
         if case_id is not None:
-            linked = dict(item.links).get(case_id)
+            linked = item.linked.get(case_id)
             if linked is None or not case_visible(case_id, linked):
                 continue
         if not visible(p, target):
