@@ -94,6 +94,33 @@ def _flip(raw: bytearray, at: int) -> None:
     raw[at] ^= 0x80
 
 
+def _damage(raw: bytearray, foreign: bytes, damage: str) -> None:
+    """Apply the named damage to a sealed object's bytes (``foreign``: another object's)."""
+    if damage == "bit-in-header":
+        _flip(raw, 20)
+    elif damage == "bit-in-chunk":
+        _flip(raw, chunk_at(2) + 5)
+    elif damage == "bit-in-tag":
+        _flip(raw, chunk_at(1) + CHUNK + 3)
+    elif damage == "bit-in-last-chunk":
+        _flip(raw, len(raw) - 30)
+    elif damage == "truncated-by-a-byte":
+        del raw[-1]
+    elif damage == "truncated-by-a-chunk":
+        del raw[chunk_at(4) : chunk_at(5)]
+    elif damage == "extended":
+        raw += os.urandom(TAG_SIZE + 1)
+    elif damage == "chunks-swapped":
+        one, two = raw[chunk_at(1) : chunk_at(2)], raw[chunk_at(2) : chunk_at(3)]
+        raw[chunk_at(1) : chunk_at(3)] = two + one
+    elif damage == "chunk-from-another-object":
+        raw[chunk_at(2) : chunk_at(3)] = foreign[chunk_at(2) : chunk_at(3)]
+    elif damage == "header-from-another-object":
+        raw[:HEADER_SIZE] = foreign[:HEADER_SIZE]
+    else:
+        raise ValueError(f"unknown damage {damage!r}")
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -118,27 +145,8 @@ async def test_damage_is_an_integrity_error_never_wrong_data(
         digest, other_digest = await env.seal(data), await env.seal(other)
         path, other_path = await sealed_file(env, digest), await sealed_file(env, other_digest)
         raw, foreign = bytearray(path.read_bytes()), other_path.read_bytes()
-        if damage == "bit-in-header":
-            _flip(raw, 20)
-        elif damage == "bit-in-chunk":
-            _flip(raw, chunk_at(2) + 5)
-        elif damage == "bit-in-tag":
-            _flip(raw, chunk_at(1) + CHUNK + 3)
-        elif damage == "bit-in-last-chunk":
-            _flip(raw, len(raw) - 30)
-        elif damage == "truncated-by-a-byte":
-            del raw[-1]
-        elif damage == "truncated-by-a-chunk":
-            del raw[chunk_at(4) : chunk_at(5)]
-        elif damage == "extended":
-            raw += os.urandom(TAG_SIZE + 1)
-        elif damage == "chunks-swapped":
-            one, two = raw[chunk_at(1) : chunk_at(2)], raw[chunk_at(2) : chunk_at(3)]
-            raw[chunk_at(1) : chunk_at(3)] = two + one
-        elif damage == "chunk-from-another-object":
-            raw[chunk_at(2) : chunk_at(3)] = foreign[chunk_at(2) : chunk_at(3)]
-        elif damage == "header-from-another-object":
-            raw[:HEADER_SIZE] = foreign[:HEADER_SIZE]
+        if damage != "key-row-from-another-object":
+            _damage(raw, foreign, damage)
         else:
             await env.db.pool.execute(
                 "UPDATE object_keys SET wrapped = (SELECT wrapped FROM object_keys WHERE"
@@ -177,23 +185,7 @@ async def test_damage_after_the_object_was_kept_open_is_still_an_integrity_error
         assert len(env.storage.content.kept) == 1
         path, other_path = await sealed_file(env, digest), await sealed_file(env, other_digest)
         raw, foreign = bytearray(path.read_bytes()), other_path.read_bytes()
-        if damage == "bit-in-chunk":
-            _flip(raw, chunk_at(2) + 5)
-        elif damage == "bit-in-tag":
-            _flip(raw, chunk_at(1) + CHUNK + 3)
-        elif damage == "bit-in-last-chunk":
-            _flip(raw, len(raw) - 30)
-        elif damage == "truncated-by-a-byte":
-            del raw[-1]
-        elif damage == "truncated-by-a-chunk":
-            del raw[chunk_at(4) : chunk_at(5)]
-        elif damage == "extended":
-            raw += os.urandom(TAG_SIZE + 1)
-        elif damage == "chunks-swapped":
-            one, two = raw[chunk_at(1) : chunk_at(2)], raw[chunk_at(2) : chunk_at(3)]
-            raw[chunk_at(1) : chunk_at(3)] = two + one
-        else:
-            raw[chunk_at(2) : chunk_at(3)] = foreign[chunk_at(2) : chunk_at(3)]
+        _damage(raw, foreign, damage)
         with path.open("r+b") as f:  # in place: the kept descriptor sees the damage
             f.write(raw)
             f.truncate(len(raw))
