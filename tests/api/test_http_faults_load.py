@@ -78,7 +78,7 @@ JOBS = [
 
 @dataclass
 class Answer:
-    phase: str
+    phase: str  # the phase the answer came in (a request asked before a fault may meet it)
     path: str
     ask: Ask
     action: str
@@ -127,7 +127,7 @@ class Load:
                 body = r.read()
                 self.answers.append(
                     Answer(
-                        phase,
+                        self.phase,  # answered in: a request met the fault if it ended in it
                         path,
                         ask,
                         ask.action,
